@@ -1,0 +1,1 @@
+"""voice-client: the headset client (a standard aiortc peer)."""

@@ -1,0 +1,45 @@
+"""Stable signaling error codes. Clients switch on these strings: never rename one."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    # malformed input (the connection stays open)
+    BAD_MESSAGE = "bad_message"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    UNKNOWN_TYPE = "unknown_type"
+    INVALID_FIELD = "invalid_field"
+    TOO_LARGE = "too_large"
+    RATE_LIMITED = "rate_limited"
+    # protocol order
+    NOT_JOINED = "not_joined"
+    ALREADY_JOINED = "already_joined"
+    # authentication and authorisation (fatal before join)
+    TOKEN_INVALID = "token_invalid"
+    TOKEN_EXPIRED = "token_expired"
+    TOKEN_AUDIENCE = "token_audience"
+    TOKEN_SUBJECT = "token_subject"
+    CHANNEL_FORBIDDEN = "channel_forbidden"
+    CHANNEL_NOT_FOUND = "channel_not_found"
+    USER_DISABLED = "user_disabled"
+    JOIN_TIMEOUT = "join_timeout"
+    # media negotiation
+    NO_OFFER = "no_offer"
+    BAD_ANSWER = "bad_answer"
+    # session life
+    REPLACED = "replaced"
+    SESSION_EXPIRED = "session_expired"
+    SERVER_SHUTDOWN = "server_shutdown"
+    INTERNAL = "internal"
+
+
+class ProtocolError(Exception):
+    """A client did something the protocol does not allow; ``code`` goes on the wire."""
+
+    def __init__(self, code: ErrorCode, message: str, *, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.request_id = request_id

@@ -1,0 +1,247 @@
+"""Signaling wire messages (protocol version 1), validated at the edge with pydantic.
+
+Every message is a JSON object with ``v`` (protocol version) and ``type``. Client messages are
+parsed by :func:`parse_client_message` into one of the ``Client*`` models (a discriminated union
+on ``type``); anything else raises :class:`ProtocolError` carrying a stable error code.
+Server messages are built with the ``Server*`` models and serialised by :func:`encode`.
+
+The full exchange is documented in ``docs/signaling.md``. This module is pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from voice_server.signaling.errors import ErrorCode, ProtocolError
+
+PROTOCOL_VERSION = 1
+MAX_MESSAGE_BYTES = 64 * 1024
+
+# Bounds on client-supplied text, so a valid message cannot carry megabytes in one field.
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_DEVICE = r"^[A-Za-z0-9_.:-]{1,64}$"
+_REQ_ID = Annotated[str, Field(max_length=64)]
+
+
+class _Msg(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: Literal[1] = 1
+
+
+# ---------------------------------------------------------------- client -> server
+
+
+class ClientJoin(_Msg):
+    """First message of a connection: authenticates and joins one channel.
+
+    ``session_id`` is the id of a previous session of the same user and device: when it is
+    still alive (within the grace period) the session is resumed rather than replaced.
+    """
+
+    type: Literal["join"]
+    token: Annotated[str, Field(min_length=1, max_length=8192)]
+    channel: Annotated[str, Field(pattern=_NAME)]
+    device_id: Annotated[str, Field(pattern=_DEVICE)]
+    session_id: Annotated[str | None, Field(max_length=64)] = None
+    id: _REQ_ID | None = None
+
+
+class ClientLeave(_Msg):
+    type: Literal["leave"]
+    id: _REQ_ID | None = None
+
+
+class ClientAnswer(_Msg):
+    """The participant's SDP answer to the server's ``offer``."""
+
+    type: Literal["answer"]
+    sdp: Annotated[str, Field(min_length=1, max_length=32768)]
+    id: _REQ_ID | None = None
+
+
+class ClientRefresh(_Msg):
+    """A fresh token for the same user, sent before the current one expires."""
+
+    type: Literal["refresh"]
+    token: Annotated[str, Field(min_length=1, max_length=8192)]
+    id: _REQ_ID | None = None
+
+
+class ClientPing(_Msg):
+    type: Literal["ping"]
+    id: _REQ_ID | None = None
+
+
+ClientMessage = Annotated[
+    ClientJoin | ClientLeave | ClientAnswer | ClientRefresh | ClientPing,
+    Field(discriminator="type"),
+]
+CLIENT_TYPES = frozenset({"join", "leave", "answer", "refresh", "ping"})
+_client_adapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
+
+
+# ---------------------------------------------------------------- server -> client
+
+
+class Participant(BaseModel):
+    """A participant as other participants see it. ``id`` is the session id."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    sub: str
+    name: str
+    device_id: str
+    talking: bool = False
+    slot: int | None = None
+
+
+class ChannelInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    display_name: str
+
+
+class ServerJoined(_Msg):
+    type: Literal["joined"] = "joined"
+    session_id: str
+    resumed: bool
+    channel: ChannelInfo
+    you: Participant
+    participants: list[Participant]
+    grace_seconds: float
+    token_expires_at: int
+    id: str | None = None
+
+
+class ServerOffer(_Msg):
+    type: Literal["offer"] = "offer"
+    sdp: str
+
+
+class ServerParticipantJoined(_Msg):
+    type: Literal["participant_joined"] = "participant_joined"
+    participant: Participant
+
+
+class ServerParticipantLeft(_Msg):
+    type: Literal["participant_left"] = "participant_left"
+    participant: Participant
+    reason: str
+
+
+class ServerTalkStarted(_Msg):
+    type: Literal["talk_started"] = "talk_started"
+    speaker: Participant
+    slot: int
+
+
+class ServerTalkStopped(_Msg):
+    type: Literal["talk_stopped"] = "talk_stopped"
+    speaker: Participant
+    slot: int
+
+
+class ServerSlotBusy(_Msg):
+    """Sent to a talker who started speaking while every slot was taken."""
+
+    type: Literal["slot_busy"] = "slot_busy"
+    slots: int
+
+
+class ServerTokenExpiring(_Msg):
+    type: Literal["token_expiring"] = "token_expiring"
+    expires_at: int
+
+
+class ServerRefreshed(_Msg):
+    type: Literal["refreshed"] = "refreshed"
+    expires_at: int
+    id: str | None = None
+
+
+class ServerLeft(_Msg):
+    """The session ended: answer to ``leave`` or the server's decision (``reason``)."""
+
+    type: Literal["left"] = "left"
+    reason: str
+    id: str | None = None
+
+
+class ServerPong(_Msg):
+    type: Literal["pong"] = "pong"
+    id: str | None = None
+    server_time: float
+
+
+class ServerError(_Msg):
+    type: Literal["error"] = "error"
+    code: ErrorCode
+    message: str
+    id: str | None = None
+    fatal: bool = False
+
+
+ServerMessage = (
+    ServerJoined
+    | ServerOffer
+    | ServerParticipantJoined
+    | ServerParticipantLeft
+    | ServerTalkStarted
+    | ServerTalkStopped
+    | ServerSlotBusy
+    | ServerTokenExpiring
+    | ServerRefreshed
+    | ServerLeft
+    | ServerPong
+    | ServerError
+)
+
+
+def encode(message: ServerMessage) -> str:
+    """Serialise a server message to its JSON text (compact, UTF-8 kept as is)."""
+    return message.model_dump_json(exclude_none=False)
+
+
+def _request_id(raw: Any) -> str | None:
+    if isinstance(raw, dict):
+        rid = raw.get("id")
+        if isinstance(rid, str) and len(rid) <= 64:
+            return rid
+    return None
+
+
+def parse_client_message(text: str | bytes) -> ClientMessage:
+    """Parse and validate one client message; raise :class:`ProtocolError` on anything bad."""
+    if len(text) > MAX_MESSAGE_BYTES:
+        raise ProtocolError(ErrorCode.TOO_LARGE, "message larger than 64 KiB")
+    try:
+        raw = json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "message is not valid JSON") from None
+    if not isinstance(raw, dict):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "message must be a JSON object")
+    rid = _request_id(raw)
+    version = raw.get("v")
+    if version != PROTOCOL_VERSION or isinstance(version, bool):
+        raise ProtocolError(
+            ErrorCode.UNSUPPORTED_VERSION,
+            f"protocol version must be {PROTOCOL_VERSION}",
+            request_id=rid,
+        )
+    mtype = raw.get("type")
+    if not isinstance(mtype, str) or mtype not in CLIENT_TYPES:
+        raise ProtocolError(ErrorCode.UNKNOWN_TYPE, "unknown message type", request_id=rid)
+    try:
+        return _client_adapter.validate_python(raw)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != mtype) or "message"
+        raise ProtocolError(
+            ErrorCode.INVALID_FIELD, f"{where}: {first.get('msg', 'invalid')}", request_id=rid
+        ) from None
