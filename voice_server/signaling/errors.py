@@ -17,6 +17,7 @@ class ErrorCode(StrEnum):
     NOT_JOINED = "not_joined"
     ALREADY_JOINED = "already_joined"
     # authentication and authorisation (fatal before join)
+    TOKEN_MISSING = "token_missing"
     TOKEN_INVALID = "token_invalid"
     TOKEN_EXPIRED = "token_expired"
     TOKEN_AUDIENCE = "token_audience"

@@ -237,6 +237,8 @@ def parse_client_message(text: str | bytes) -> ClientMessage:
     mtype = raw.get("type")
     if not isinstance(mtype, str) or mtype not in CLIENT_TYPES:
         raise ProtocolError(ErrorCode.UNKNOWN_TYPE, "unknown message type", request_id=rid)
+    if mtype == "join" and not raw.get("token"):
+        raise ProtocolError(ErrorCode.TOKEN_MISSING, "join needs a token", request_id=rid)
     try:
         return _client_adapter.validate_python(raw)
     except ValidationError as exc:

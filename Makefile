@@ -1,0 +1,42 @@
+# The two set-up commands of the README: `make run` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DATA ?= ./data
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+.PHONY: run test lint typecheck unit integration clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# runtime only (pip, no root)
+$(VENV)/.stamp-runtime: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+# runtime + test tools + Debian packages the tests use
+$(VENV)/.stamp-test: pyproject.toml scripts/install-test-deps.sh | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	./scripts/install-test-deps.sh
+	touch $@ $(VENV)/.stamp-runtime
+
+run: $(VENV)/.stamp-runtime
+	$(BIN)/voice-server serve --demo --data-dir $(DATA) --host $(HOST) --port $(PORT)
+
+lint: $(VENV)/.stamp-test
+	$(BIN)/ruff check voice_server clients tests
+	$(BIN)/ruff format --check voice_server clients tests
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+unit: $(VENV)/.stamp-test
+	$(BIN)/python -m pytest -q tests/unit
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,123 @@
+"""Real server processes for integration tests: started on free ports on 127.0.0.1."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ServerProcess:
+    data_dir: Path
+    port: int
+    media_port: int
+    env: dict[str, str] = field(default_factory=dict)
+    extra_args: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def cli(self, *args: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "-m", "voice_server.cli", *args, "--data-dir", str(self.data_dir)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return out.stdout.strip()
+
+    def token(self, name: str, *channels: str, **opts: str) -> str:
+        args = ["token", "--name", name]
+        for c in channels or ("ops",):
+            args += ["--channel", c]
+        for k, v in opts.items():
+            args += [f"--{k}", v]
+        return self.cli(*args)
+
+    def start(self, timeout: float = 15.0) -> None:
+        self.log_path = self.data_dir / f"server-{self.port}.log"
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
+        cmd = [
+            sys.executable,
+            "-m",
+            "voice_server.cli",
+            "serve",
+            "--data-dir",
+            str(self.data_dir),
+            "--port",
+            str(self.port),
+            "--media-port",
+            str(self.media_port),
+            *self.extra_args,
+        ]
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log_path.read_text()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"server not ready:\n{self.log_path.read_text()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path else ""
+
+
+@contextlib.contextmanager
+def running_server(
+    data_dir: Path,
+    *,
+    env: dict[str, str] | None = None,
+    channels: tuple[str, ...] = ("ops", "hq"),
+    extra_args: list[str] | None = None,
+) -> Iterator[ServerProcess]:
+    server = ServerProcess(
+        data_dir, free_port(), free_port(socket.SOCK_DGRAM), env or {}, extra_args or []
+    )
+    for c in channels:
+        server.cli("channels", "add", c)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

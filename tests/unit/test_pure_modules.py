@@ -1,0 +1,37 @@
+"""The pure modules import no I/O libraries: they stay unit-testable in milliseconds."""
+
+import subprocess
+import sys
+
+import pytest
+
+PURE = [
+    "voice_server.signaling.messages",
+    "voice_server.signaling.sessions",
+    "voice_server.signaling.ratelimit",
+    "voice_server.identity.tokens",
+    "voice_server.identity.principal",
+    "voice_server.metrics",
+]
+FORBIDDEN = {
+    "asyncio",
+    "aiortc",
+    "aioice",
+    "av",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "sqlite3",
+    "vosk",
+    "websockets",
+}
+
+
+@pytest.mark.parametrize("module", PURE)
+def test_pure_module_imports_no_io_library(module: str) -> None:
+    code = (
+        f"import sys, {module}; print(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(out.stdout.split())
+    assert not (loaded & FORBIDDEN), f"{module} pulls in {sorted(loaded & FORBIDDEN)}"

@@ -1,0 +1,183 @@
+"""The ``voice-server`` command line. ``main(argv=None)`` returns the exit code.
+
+Every failure is one line on stderr and a non-zero exit: 2 for bad usage or input, 1 for a
+failure of the environment (a port in use, an unreadable data directory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from voice_server import __version__
+from voice_server.config import Config, ConfigError, load_config
+from voice_server.identity.keys import KeyFileError, load_or_create_key
+from voice_server.identity.tokens import Audience, Role, issue_token
+from voice_server.store.channels import ChannelError, ChannelStore
+from voice_server.store.database import Database, DatabaseError
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one line, exit 2
+        raise CliError(f"{self.prog}: {message}")
+
+
+def _add_state_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, help="data directory (default ./data)")
+    p.add_argument("--config", type=Path, help="TOML configuration file")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="voice-server", description="Hands-free group voice server")
+    parser.add_argument("--version", action="version", version=f"voice-server {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    serve = sub.add_parser("serve", help="run the server")
+    _add_state_args(serve)
+    serve.add_argument("--host", help="HTTP listen address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="HTTP port (default 8000)")
+    serve.add_argument("--media-host", help="UDP media listen address")
+    serve.add_argument("--media-port", type=int, help="UDP media port (default 40000)")
+    serve.add_argument("--announce-ip", help="address put in SDP for the media port")
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="create the demo organisation and print demo credentials",
+    )
+
+    token = sub.add_parser("token", help="print a signed token")
+    _add_state_args(token)
+    token.add_argument("--name", required=True, help="display name")
+    token.add_argument("--sub", help="stable user id (default: the name)")
+    token.add_argument(
+        "--channel",
+        action="append",
+        required=True,
+        help="channel the token covers (repeat; '*' for all)",
+    )
+    token.add_argument("--role", choices=[r.value for r in Role], default="staff")
+    token.add_argument("--aud", choices=[a.value for a in Audience], default="join")
+    token.add_argument("--ttl", type=int, default=36000, help="seconds (default 36000 = 10 h)")
+
+    channels = sub.add_parser("channels", help="manage channels")
+    csub = channels.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    add = csub.add_parser("add", help="add a channel")
+    _add_state_args(add)
+    add.add_argument("name")
+    add.add_argument("--display-name", help="name shown to people (Japanese allowed)")
+    lst = csub.add_parser("list", help="list channels")
+    _add_state_args(lst)
+    lst.add_argument("--json", action="store_true", help="print JSON")
+    rm = csub.add_parser("remove", help="remove a channel")
+    _add_state_args(rm)
+    rm.add_argument("name")
+    return parser
+
+
+def _config(args: argparse.Namespace, **extra: Any) -> Config:
+    return load_config(args.config, data_dir=args.data_dir, **extra)
+
+
+def _cmd_token(args: argparse.Namespace) -> int:
+    config = _config(args)
+    key = load_or_create_key(config.data_dir)
+    try:
+        token = issue_token(
+            key,
+            sub=args.sub or args.name,
+            name=args.name,
+            channels=args.channel,
+            role=Role(args.role),
+            aud=Audience(args.aud),
+            ttl_seconds=args.ttl,
+            now=int(time.time()),
+        )
+    except ValueError as exc:
+        raise CliError(f"voice-server token: {exc}") from None
+    print(token)
+    return 0
+
+
+def _cmd_channels(args: argparse.Namespace) -> int:
+    config = _config(args)
+    store = ChannelStore(Database(config.database_path))
+    if args.action == "add":
+        ch = store.add(args.name, args.display_name)
+        print(f"added channel {ch.name} ({ch.display_name})")
+    elif args.action == "list":
+        items = store.list()
+        if args.json:
+            import json
+
+            print(
+                json.dumps(
+                    [
+                        {"name": c.name, "display_name": c.display_name, "created_at": c.created_at}
+                        for c in items
+                    ],
+                    ensure_ascii=False,
+                )
+            )
+        else:
+            for c in items:
+                print(f"{c.name}\t{c.display_name}\t{c.created_at}")
+    elif args.action == "remove":
+        store.remove(args.name)
+        print(f"removed channel {args.name}")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from voice_server.server import run_server
+
+    config = _config(
+        args,
+        host=args.host,
+        port=args.port,
+        media_host=args.media_host,
+        media_port=args.media_port,
+        announce_ip=args.announce_ip,
+        log_level=args.log_level,
+    )
+    return run_server(config, demo=args.demo)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command == "serve":
+            return _cmd_serve(args)
+        if args.command == "token":
+            return _cmd_token(args)
+        if args.command == "channels":
+            return _cmd_channels(args)
+        raise CliError(f"voice-server: unknown command {args.command}")
+    except CliError as exc:
+        print(str(exc), file=sys.stderr)
+        return exc.code
+    except (ConfigError, ChannelError) as exc:
+        print(f"voice-server: {exc}", file=sys.stderr)
+        return 2
+    except (DatabaseError, KeyFileError, OSError) as exc:
+        print(f"voice-server: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    logging.basicConfig()
+    sys.exit(main())

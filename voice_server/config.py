@@ -1,0 +1,116 @@
+"""Configuration: defaults < TOML file (``--config``) < environment (``VOICE_…``) < CLI flags.
+
+Read once by the CLI with :func:`load_config` and passed down; nothing reads settings globally.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message is one line for the CLI."""
+
+
+class Config(BaseSettings):
+    """Every setting of one server process. Field names are the TOML keys; ``VOICE_<NAME>`` the
+    environment variables; ``--name-with-dashes`` the CLI flags where one exists."""
+
+    model_config = SettingsConfigDict(env_prefix="VOICE_", extra="forbid", frozen=True)
+
+    # HTTP / signaling
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    data_dir: Path = Path("./data")
+    public_url: str | None = None
+    log_level: str = "info"
+
+    # media plane
+    media_host: str = "127.0.0.1"
+    media_port: int = Field(40000, ge=0, le=65535)
+    announce_ip: str | None = None
+    slots: int = Field(3, ge=1, le=8)
+
+    # sessions and signaling limits
+    grace_seconds: float = Field(10.0, ge=0, le=300)
+    join_timeout_seconds: float = Field(10.0, gt=0, le=120)
+    rate_per_second: float = Field(20.0, gt=0)
+    rate_burst: int = Field(50, ge=1)
+    send_queue: int = Field(256, ge=8, le=65536)
+    token_warning_seconds: int = Field(300, ge=10)
+
+    # who may read /metrics: client address networks
+    metrics_allow: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+
+    @field_validator("metrics_allow")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for net in value:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"not a network: {net!r}") from None
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        if value.lower() not in {"debug", "info", "warning", "error"}:
+            raise ValueError("must be debug, info, warning or error")
+        return value.lower()
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "voice.db"
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    # Allow an optional [server] table as well as top-level keys.
+    server = data.pop("server", {})
+    if not isinstance(server, dict):
+        raise ConfigError(f"config file {path}: [server] must be a table")
+    return {**data, **server}
+
+
+def load_config(config_file: Path | None = None, **overrides: Any) -> Config:
+    """Build the configuration. ``overrides`` are CLI flags; ``None`` values are ignored."""
+    file_values = _read_toml(config_file) if config_file is not None else {}
+    cli_values = {k: v for k, v in overrides.items() if v is not None}
+
+    class _Layered(Config):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (init_settings, env_settings, InitSettingsSource(settings_cls, file_values))
+
+    try:
+        layered = _Layered(**cli_values)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in err.get("loc", ())) or "config"
+        raise ConfigError(f"invalid setting {where}: {err.get('msg', 'invalid')}") from None
+    return Config.model_construct(**layered.model_dump())

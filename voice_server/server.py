@@ -1,0 +1,71 @@
+"""Run the server process: logging, optional demo organisation, uvicorn with our limits."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import sys
+
+import uvicorn
+
+from voice_server.app import create_app
+from voice_server.config import Config
+from voice_server.demo import demo_credentials, ensure_demo_channels
+from voice_server.identity.keys import load_or_create_key
+from voice_server.logs import setup_logging
+from voice_server.signaling.messages import MAX_MESSAGE_BYTES
+from voice_server.store.channels import ChannelStore
+from voice_server.store.database import Database
+
+log = logging.getLogger(__name__)
+
+
+def _check_port(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise OSError(f"port {port} on {host} is already in use") from None
+            raise OSError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def base_url(config: Config) -> str:
+    if config.public_url:
+        return config.public_url.rstrip("/")
+    host = "127.0.0.1" if config.host in ("0.0.0.0", "::") else config.host
+    return f"http://{host}:{config.port}"
+
+
+def run_server(config: Config, *, demo: bool = False) -> int:
+    setup_logging(config.log_level)
+    _check_port(config.host, config.port)
+    if demo:
+        ensure_demo_channels(ChannelStore(Database(config.database_path)))
+    app = create_app(config)
+    url = base_url(config)
+    print(f"voice-server listening on {url}  (signaling {url.replace('http', 'ws', 1)}/ws)")
+    print(f"  health {url}/healthz  ready {url}/readyz  metrics {url}/metrics")
+    print(f"  data directory {config.data_dir.resolve()}")
+    if demo:
+        print("Demo organisation (tokens valid 10 h):")
+        for line in demo_credentials(load_or_create_key(config.data_dir), url):
+            print(line)
+    sys.stdout.flush()
+    uv = uvicorn.Config(
+        app,
+        host=config.host,
+        port=config.port,
+        log_level=config.log_level,
+        ws_max_size=MAX_MESSAGE_BYTES,
+        ws_ping_interval=20.0,
+        ws_ping_timeout=20.0,
+        log_config=None,
+        server_header=False,
+        proxy_headers=False,
+    )
+    uvicorn.Server(uv).run()
+    return 0

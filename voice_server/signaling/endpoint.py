@@ -1,0 +1,228 @@
+"""The signaling WebSocket endpoint: moves messages between a socket and the hub.
+
+Order of a connection: accept → the first message must be ``join`` with a valid token (checked
+before any session exists) → messages until leave or disconnect. Every malformed message is
+answered with an ``error`` and the connection stays up; authentication failures are fatal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from voice_server.signaling.errors import ErrorCode, ProtocolError
+from voice_server.signaling.hub import (
+    CLOSE_FORBIDDEN,
+    CLOSE_NORMAL,
+    CLOSE_POLICY,
+    CLOSE_TIMEOUT,
+    CLOSE_UNAUTHORIZED,
+    Hub,
+)
+from voice_server.signaling.messages import (
+    MAX_MESSAGE_BYTES,
+    ClientAnswer,
+    ClientJoin,
+    ClientLeave,
+    ClientMessage,
+    ClientPing,
+    ClientRefresh,
+    ServerError,
+    ServerPong,
+    encode,
+    parse_client_message,
+)
+from voice_server.signaling.ratelimit import TokenBucket
+from voice_server.signaling.sessions import Session
+
+log = logging.getLogger(__name__)
+
+_FATAL_CLOSE = {
+    ErrorCode.TOKEN_MISSING: CLOSE_UNAUTHORIZED,
+    ErrorCode.TOKEN_INVALID: CLOSE_UNAUTHORIZED,
+    ErrorCode.TOKEN_EXPIRED: CLOSE_UNAUTHORIZED,
+    ErrorCode.TOKEN_AUDIENCE: CLOSE_UNAUTHORIZED,
+    ErrorCode.USER_DISABLED: CLOSE_FORBIDDEN,
+    ErrorCode.CHANNEL_FORBIDDEN: CLOSE_FORBIDDEN,
+    ErrorCode.CHANNEL_NOT_FOUND: CLOSE_FORBIDDEN,
+}
+_MAX_ERRORS_BEFORE_JOIN = 5
+
+
+class Connection:
+    """One WebSocket's outgoing side: a bounded queue drained by a writer task."""
+
+    def __init__(self, ws: WebSocket, capacity: int) -> None:
+        self._ws = ws
+        self._queue: asyncio.Queue[str | None] = asyncio.Queue(capacity)
+        self._close: tuple[int, str] | None = None
+        self.closed = asyncio.Event()
+
+    def send(self, text: str) -> bool:
+        if self._close is not None:
+            return True  # closing: drop quietly, the client will resume and resync
+        try:
+            self._queue.put_nowait(text)
+        except asyncio.QueueFull:
+            return False
+        return True
+
+    def close(self, code: int, reason: str = "") -> None:
+        if self._close is None:
+            self._close = (code, reason)
+            # make room for the sentinel so the writer wakes up even when the queue is full
+            while self._queue.full():
+                self._queue.get_nowait()
+            self._queue.put_nowait(None)
+
+    async def run_writer(self) -> None:
+        try:
+            while True:
+                text = await self._queue.get()
+                if text is None:
+                    break
+                await self._ws.send_text(text)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass
+        finally:
+            code, reason = self._close or (CLOSE_NORMAL, "")
+            if self._ws.application_state is WebSocketState.CONNECTED:
+                with contextlib.suppress(Exception):
+                    await self._ws.close(code, reason)
+            self.closed.set()
+
+
+async def _receive_text(ws: WebSocket) -> str | bytes | None:
+    """Next message, or None once the peer has gone."""
+    message = await ws.receive()
+    if message["type"] == "websocket.disconnect":
+        return None
+    text = message.get("text")
+    if text is not None:
+        return str(text)
+    data = message.get("bytes")
+    return bytes(data) if data is not None else b""
+
+
+class _Rejected(Exception):
+    pass
+
+
+async def serve_signaling(
+    ws: WebSocket, hub: Hub, *, join_timeout: float, rate: float, burst: int, queue_size: int
+) -> None:
+    await ws.accept()
+    hub.counters.connections += 1
+    conn = Connection(ws, queue_size)
+    writer = asyncio.create_task(conn.run_writer(), name="signaling-writer")
+    bucket = TokenBucket(rate, burst, time.monotonic())
+    last_limit_reply = 0.0
+    session: Session | None = None
+    errors_before_join = 0
+    deadline = time.monotonic() + join_timeout
+
+    def reply_error(err: ProtocolError, fatal: bool = False) -> None:
+        hub.counters.errors[err.code.value] += 1
+        conn.send(
+            encode(ServerError(code=err.code, message=err.message, id=err.request_id, fatal=fatal))
+        )
+
+    try:
+        while not conn.closed.is_set():
+            try:
+                if session is None:
+                    remaining = deadline - time.monotonic()
+                    raw = await asyncio.wait_for(_receive_text(ws), max(remaining, 0.001))
+                else:
+                    raw = await _receive_text(ws)
+            except TimeoutError:
+                reply_error(
+                    ProtocolError(ErrorCode.JOIN_TIMEOUT, "no join received in time"), fatal=True
+                )
+                conn.close(CLOSE_TIMEOUT, "join timeout")
+                break
+            if raw is None:
+                break
+            now = time.monotonic()
+            if not bucket.allow(now):
+                hub.counters.rate_limited += 1
+                if now - last_limit_reply >= 1.0:
+                    last_limit_reply = now
+                    reply_error(ProtocolError(ErrorCode.RATE_LIMITED, "too many messages"))
+                continue
+            try:
+                if isinstance(raw, bytes):
+                    if len(raw) > MAX_MESSAGE_BYTES:
+                        raise ProtocolError(ErrorCode.TOO_LARGE, "message larger than 64 KiB")
+                    raise ProtocolError(ErrorCode.BAD_MESSAGE, "binary messages are not accepted")
+                msg = parse_client_message(raw)
+                hub.counters.messages[msg.type] += 1
+                if session is None:
+                    session = await _handle_first(hub, conn, msg)
+                else:
+                    session = await _handle(hub, conn, session, msg)
+                    if session is None:  # left: a new join may follow on this socket
+                        deadline = time.monotonic() + join_timeout
+            except ProtocolError as err:
+                fatal = session is None and err.code in _FATAL_CLOSE
+                reply_error(err, fatal=fatal)
+                if fatal:
+                    conn.close(_FATAL_CLOSE[err.code], err.code.value)
+                    break
+                if session is None:
+                    errors_before_join += 1
+                    if errors_before_join >= _MAX_ERRORS_BEFORE_JOIN:
+                        conn.close(CLOSE_POLICY, "no valid join")
+                        break
+    except WebSocketDisconnect:
+        pass
+    except Exception:
+        log.exception("signaling connection failed")
+        conn.close(1011, "internal error")
+    finally:
+        if session is not None:
+            hub.detach(session, conn)
+        conn.close(CLOSE_NORMAL)
+        with contextlib.suppress(asyncio.CancelledError):
+            await writer
+
+
+async def _handle_first(hub: Hub, conn: Connection, msg: ClientMessage) -> Session | None:
+    if not isinstance(msg, ClientJoin):
+        raise ProtocolError(
+            ErrorCode.NOT_JOINED, "the first message must be join", request_id=msg.id
+        )
+    try:
+        verified = await asyncio.to_thread(hub.verify_join, msg.token, msg.channel)
+    except ProtocolError as err:
+        err.request_id = msg.id
+        raise
+    return hub.join(conn, msg, verified)
+
+
+async def _handle(
+    hub: Hub, conn: Connection, session: Session, msg: ClientMessage
+) -> Session | None:
+    if isinstance(msg, ClientPing):
+        conn.send(encode(ServerPong(id=msg.id, server_time=time.time())))
+    elif isinstance(msg, ClientAnswer):
+        try:
+            hub.answer(session, msg.sdp)
+        except ProtocolError as err:
+            err.request_id = msg.id
+            raise
+    elif isinstance(msg, ClientRefresh):
+        principal = await asyncio.to_thread(hub.verify_refresh, session, msg)
+        hub.refresh(session, principal, msg.id)
+    elif isinstance(msg, ClientLeave):
+        hub.leave(session, msg.id)
+        return None  # the socket may join again (e.g. to switch channel)
+    elif isinstance(msg, ClientJoin):
+        raise ProtocolError(
+            ErrorCode.ALREADY_JOINED, "leave before joining again", request_id=msg.id
+        )
+    return session

@@ -1,0 +1,366 @@
+"""The signaling hub: sessions, their connections, broadcasts, and the link to the media plane.
+
+The hub owns the session registry and one reaper task (grace periods and token expiry, checked
+once a second). Connections are written to through bounded queues: a client too slow to read
+its messages is disconnected (it can resume) rather than slowing anyone else down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from voice_server.identity.principal import (
+    DirectoryRefusal,
+    Principal,
+    UserDirectory,
+    effective_principal,
+)
+from voice_server.identity.tokens import Audience, TokenError, verify_token
+from voice_server.metrics import SignalingCounters
+from voice_server.signaling.errors import ErrorCode, ProtocolError
+from voice_server.signaling.messages import (
+    ChannelInfo,
+    ClientJoin,
+    ClientRefresh,
+    Participant,
+    ServerError,
+    ServerJoined,
+    ServerLeft,
+    ServerMessage,
+    ServerOffer,
+    ServerParticipantJoined,
+    ServerParticipantLeft,
+    ServerRefreshed,
+    ServerSlotBusy,
+    ServerTalkStarted,
+    ServerTalkStopped,
+    ServerTokenExpiring,
+    encode,
+)
+from voice_server.signaling.sessions import Session, SessionRegistry, SessionState
+from voice_server.store.channels import Channel, ChannelStore
+
+log = logging.getLogger(__name__)
+
+_TOKEN_CODES = {
+    "invalid": ErrorCode.TOKEN_INVALID,
+    "expired": ErrorCode.TOKEN_EXPIRED,
+    "audience": ErrorCode.TOKEN_AUDIENCE,
+}
+
+# WebSocket close codes (documented in docs/signaling.md)
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_RESTART = 1012
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_TIMEOUT = 4408
+CLOSE_REPLACED = 4409
+CLOSE_SLOW = 4429
+
+
+class Outbox(Protocol):
+    """What the hub needs of a connection: queue a message or close it. Never blocks."""
+
+    def send(self, text: str) -> bool: ...
+
+    def close(self, code: int, reason: str = "") -> None: ...
+
+
+class MediaPort(Protocol):
+    """The media plane as the hub sees it (implemented by the media plane issue)."""
+
+    def open(self, session: Session) -> str:
+        """Create the session's transport; return the SDP offer."""
+        ...
+
+    def answer(self, session: Session, sdp: str) -> None:
+        """Apply the participant's SDP answer; raise ValueError when it is unusable."""
+        ...
+
+    def close(self, session: Session) -> None: ...
+
+    def has_transport(self, session: Session) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    principal: Principal
+    channel: Channel
+
+
+def participant(session: Session) -> Participant:
+    return Participant(
+        id=session.id,
+        sub=session.sub,
+        name=session.name,
+        device_id=session.device_id,
+        talking=session.talking_slot is not None,
+        slot=session.talking_slot,
+    )
+
+
+class Hub:
+    def __init__(
+        self,
+        *,
+        key: bytes,
+        channels: ChannelStore,
+        directory: UserDirectory,
+        grace_seconds: float,
+        token_warning_seconds: int,
+        counters: SignalingCounters,
+        media: MediaPort | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._key = key
+        self._channels = channels
+        self._directory = directory
+        self._token_warning = token_warning_seconds
+        self.counters = counters
+        self.media = media
+        self.registry = SessionRegistry(grace_seconds)
+        self._outboxes: dict[str, Outbox] = {}
+        self._warned: dict[str, int] = {}
+        self._clock = clock
+        self._reaper: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self._reaper = asyncio.create_task(self._reap_forever(), name="signaling-reaper")
+
+    async def stop(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+            self._reaper = None
+        for session in list(self.registry):
+            outbox = self._outboxes.get(session.id)
+            if outbox is not None:
+                outbox.close(CLOSE_RESTART, "server restart")
+            self._end(session, "server_shutdown", notify_self=False)
+
+    # ------------------------------------------------------------------ auth
+    def verify_join(self, token: str, channel_name: str) -> Verified:
+        """Check the token, the user and the channel (blocking: call from a worker thread)."""
+        now = int(self._clock())
+        try:
+            claims = verify_token(self._key, token, audience=Audience.JOIN, now=now)
+        except TokenError as exc:
+            raise ProtocolError(_TOKEN_CODES[exc.reason], exc.message) from None
+        try:
+            principal = effective_principal(claims, self._directory.lookup(claims.sub))
+        except DirectoryRefusal as exc:
+            raise ProtocolError(ErrorCode.USER_DISABLED, exc.message) from None
+        if not principal.may_join(channel_name):
+            raise ProtocolError(ErrorCode.CHANNEL_FORBIDDEN, "token does not cover this channel")
+        channel = self._channels.get(channel_name)
+        if channel is None:
+            raise ProtocolError(ErrorCode.CHANNEL_NOT_FOUND, "no such channel")
+        return Verified(principal, channel)
+
+    # ------------------------------------------------------------------ transitions
+    def join(self, outbox: Outbox, msg: ClientJoin, verified: Verified) -> Session:
+        now = self._clock()
+        channel = verified.channel.name
+        old = self.registry.by_key((verified.principal.sub, msg.device_id))
+        if old is not None and not (old.id == msg.session_id and old.channel == channel):
+            # Same user and device joining afresh: the old session goes, no ghost remains.
+            self.counters.replacements += 1
+            self._end(old, "replaced", notify_self=True, close_code=CLOSE_REPLACED)
+        opened = self.registry.open(verified.principal, msg.device_id, channel, now, msg.session_id)
+        session = opened.session
+        previous = self._outboxes.get(session.id)
+        if previous is not None and previous is not outbox:
+            previous.close(CLOSE_REPLACED, "resumed elsewhere")
+        self._outboxes[session.id] = outbox
+        self._warned.pop(session.id, None)
+        if opened.resumed:
+            self.counters.resumes += 1
+        else:
+            self.counters.joins += 1
+        others = [s for s in self.registry.in_channel(session.channel) if s is not session]
+        self._send(
+            session,
+            ServerJoined(
+                session_id=session.id,
+                resumed=opened.resumed,
+                channel=ChannelInfo(
+                    name=verified.channel.name, display_name=verified.channel.display_name
+                ),
+                you=participant(session),
+                participants=[participant(s) for s in others],
+                grace_seconds=self.registry.grace_seconds,
+                token_expires_at=session.token_expires_at,
+                id=msg.id,
+            ),
+        )
+        if not opened.resumed:
+            self.broadcast(
+                session.channel,
+                ServerParticipantJoined(participant=participant(session)),
+                exclude=session,
+            )
+        if self.media is not None and not (opened.resumed and self.media.has_transport(session)):
+            self._send(session, ServerOffer(sdp=self.media.open(session)))
+        log.info(
+            "session %s",
+            "resumed" if opened.resumed else "joined",
+            extra={"session": session.id, "sub": session.sub, "channel": session.channel},
+        )
+        return session
+
+    def answer(self, session: Session, sdp: str) -> None:
+        if self.media is None or not self.media.has_transport(session):
+            raise ProtocolError(ErrorCode.NO_OFFER, "no offer is waiting for an answer")
+        try:
+            self.media.answer(session, sdp)
+        except ValueError as exc:
+            raise ProtocolError(ErrorCode.BAD_ANSWER, str(exc)[:200]) from None
+
+    def verify_refresh(self, session: Session, msg: ClientRefresh) -> Principal:
+        """Check a fresh token for the same user (blocking directory lookup: worker thread)."""
+        now = int(self._clock())
+        try:
+            claims = verify_token(self._key, msg.token, audience=Audience.JOIN, now=now)
+        except TokenError as exc:
+            raise ProtocolError(_TOKEN_CODES[exc.reason], exc.message, request_id=msg.id) from None
+        if claims.sub != session.sub:
+            raise ProtocolError(
+                ErrorCode.TOKEN_SUBJECT, "token is for another user", request_id=msg.id
+            )
+        try:
+            principal = effective_principal(claims, self._directory.lookup(claims.sub))
+        except DirectoryRefusal as exc:
+            raise ProtocolError(ErrorCode.USER_DISABLED, exc.message, request_id=msg.id) from None
+        if not principal.may_join(session.channel):
+            raise ProtocolError(
+                ErrorCode.CHANNEL_FORBIDDEN, "token does not cover this channel", request_id=msg.id
+            )
+        return principal
+
+    def refresh(self, session: Session, principal: Principal, request_id: str | None) -> None:
+        """Swap in the verified principal of a fresh token (event loop)."""
+        if session.state is SessionState.CLOSED:
+            return
+        session.principal = principal
+        session.token_expires_at = principal.expires_at
+        self._warned.pop(session.id, None)
+        self._send(session, ServerRefreshed(expires_at=principal.expires_at, id=request_id))
+
+    def leave(self, session: Session, request_id: str | None = None) -> None:
+        self._send(session, ServerLeft(reason="left", id=request_id))
+        self._end(session, "left", notify_self=False)
+
+    def detach(self, session: Session, outbox: Outbox) -> None:
+        """The connection of a session dropped: keep the session for the grace period."""
+        if self._outboxes.get(session.id) is not outbox:
+            return  # already replaced or resumed on another connection
+        del self._outboxes[session.id]
+        self.registry.detach(session, self._clock())
+        if self.registry.grace_seconds <= 0:
+            self._end(session, "disconnected", notify_self=False)
+
+    # ------------------------------------------------------------------ media events
+    def talk_started(self, session_id: str, slot: int) -> None:
+        session = self.registry.get(session_id)
+        if session is None:
+            return
+        session.talking_slot = slot
+        self.broadcast(session.channel, ServerTalkStarted(speaker=participant(session), slot=slot))
+
+    def talk_stopped(self, session_id: str, slot: int) -> None:
+        session = self.registry.get(session_id)
+        if session is None:
+            return
+        session.talking_slot = None
+        self.broadcast(session.channel, ServerTalkStopped(speaker=participant(session), slot=slot))
+
+    def slot_busy(self, session_id: str, slots: int) -> None:
+        session = self.registry.get(session_id)
+        if session is not None:
+            self._send(session, ServerSlotBusy(slots=slots))
+
+    # ------------------------------------------------------------------ sending
+    def _send(self, session: Session, message: ServerMessage) -> None:
+        outbox = self._outboxes.get(session.id)
+        if outbox is not None and not outbox.send(encode(message)):
+            self._overflow(session, outbox)
+
+    def broadcast(
+        self, channel: str, message: ServerMessage, exclude: Session | None = None
+    ) -> None:
+        text = encode(message)
+        for session in self.registry.in_channel(channel):
+            if session is exclude:
+                continue
+            outbox = self._outboxes.get(session.id)
+            if outbox is not None and not outbox.send(text):
+                self._overflow(session, outbox)
+
+    def _overflow(self, session: Session, outbox: Outbox) -> None:
+        self.counters.send_queue_overflows += 1
+        outbox.close(CLOSE_SLOW, "too slow to read")
+        self.detach(session, outbox)
+
+    def send_error(self, session: Session, err: ProtocolError, fatal: bool = False) -> None:
+        self.counters.errors[err.code.value] += 1
+        self._send(
+            session, ServerError(code=err.code, message=err.message, id=err.request_id, fatal=fatal)
+        )
+
+    # ------------------------------------------------------------------ endings
+    def _end(
+        self, session: Session, reason: str, *, notify_self: bool, close_code: int = CLOSE_NORMAL
+    ) -> None:
+        outbox = self._outboxes.pop(session.id, None)
+        if notify_self and outbox is not None:
+            outbox.send(encode(ServerLeft(reason=reason)))
+            outbox.close(close_code, reason)
+        self._warned.pop(session.id, None)
+        if not self.registry.close(session):
+            return
+        if self.media is not None:
+            self.media.close(session)
+        self.broadcast(
+            session.channel, ServerParticipantLeft(participant=participant(session), reason=reason)
+        )
+        log.info("session ended", extra={"session": session.id, "reason": reason})
+
+    def reap(self) -> None:
+        """Close sessions whose grace period ran out; warn and end sessions whose token expires."""
+        now = self._clock()
+        for session in self.registry.expired(now):
+            self.counters.expirations += 1
+            self._end(session, "disconnected", notify_self=False)
+        for session in self.registry:
+            if session.state is not SessionState.ATTACHED:
+                continue
+            exp = session.token_expires_at
+            if now >= exp:
+                err = ProtocolError(ErrorCode.TOKEN_EXPIRED, "token expired; join again")
+                self.send_error(session, err, fatal=True)
+                self._end(session, "token_expired", notify_self=True, close_code=CLOSE_UNAUTHORIZED)
+            elif now >= exp - self._token_warning and self._warned.get(session.id) != exp:
+                self._warned[session.id] = exp
+                self._send(session, ServerTokenExpiring(expires_at=exp))
+
+    async def _reap_forever(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                self.reap()
+            except Exception:  # the reaper must survive a bug in one session's handling
+                log.exception("reaper failed")
+
+    # ------------------------------------------------------------------ metrics
+    def session_counts(self) -> dict[SessionState, int]:
+        return self.registry.count_by_state()

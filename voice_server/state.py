@@ -1,0 +1,50 @@
+"""Everything one running server holds, built once from the Config in the app's lifespan."""
+
+from __future__ import annotations
+
+import ipaddress
+import sqlite3
+from dataclasses import dataclass, field
+
+from voice_server.config import Config
+from voice_server.metrics import Family, MetricsRegistry, SignalingCounters
+from voice_server.signaling.hub import Hub
+from voice_server.signaling.sessions import SessionState
+from voice_server.store.channels import ChannelStore
+from voice_server.store.database import Database
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass
+class AppState:
+    config: Config
+    db: Database
+    channels: ChannelStore
+    hub: Hub
+    counters: SignalingCounters
+    metrics: MetricsRegistry = field(default_factory=MetricsRegistry)
+    started: bool = False
+    stopping: bool = False
+
+    @property
+    def metrics_networks(self) -> list[Network]:
+        return [ipaddress.ip_network(n, strict=False) for n in self.config.metrics_allow]
+
+    def readiness(self) -> dict[str, bool]:
+        try:
+            with self.db.connection() as conn:
+                conn.execute("SELECT 1").fetchone()
+            db_ok = True
+        except sqlite3.Error:
+            db_ok = False
+        return {"started": self.started, "database": db_ok, "accepting": not self.stopping}
+
+    def collect_sessions(self) -> list[Family]:
+        counts = self.hub.session_counts()
+        sessions = Family("voice_sessions", "gauge", "Signaling sessions by state")
+        for state in (SessionState.ATTACHED, SessionState.DETACHED):
+            sessions.add(counts[state], state=state.value)
+        active = Family("voice_active_channels", "gauge", "Channels with at least one session")
+        active.add(len(self.hub.registry.channels()))
+        return [sessions, active]

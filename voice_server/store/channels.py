@@ -1,0 +1,99 @@
+"""Channels: a talk group with a name (ASCII slug), a display name (Japanese allowed) and settings.
+
+Room is kept for what later issues add: ``retention_days`` and ``legal_hold`` columns, and a
+JSON ``settings`` object (phrase list, …); supervisors will get their own table.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from voice_server.store.database import Database
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+DISPLAY_MAX = 100
+
+
+class ChannelError(Exception):
+    """A channel operation was refused; the message is one line for users."""
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    name: str
+    display_name: str
+    created_at: str
+    retention_days: int | None = None
+    legal_hold: bool = False
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def validate_name(name: str) -> str:
+    if not NAME_RE.match(name):
+        raise ChannelError(
+            f"invalid channel name {name!r}: use 1-64 letters, digits, '_', '-', '.', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def validate_display_name(display: str) -> str:
+    display = display.strip()
+    if not display or len(display) > DISPLAY_MAX or any(ord(c) < 32 for c in display):
+        raise ChannelError(f"display name must be 1-{DISPLAY_MAX} printable characters")
+    return display
+
+
+def _row(row: sqlite3.Row) -> Channel:
+    return Channel(
+        name=row["name"],
+        display_name=row["display_name"],
+        created_at=row["created_at"],
+        retention_days=row["retention_days"],
+        legal_hold=bool(row["legal_hold"]),
+        settings=json.loads(row["settings"] or "{}"),
+    )
+
+
+class ChannelStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def add(self, name: str, display_name: str | None = None) -> Channel:
+        validate_name(name)
+        display = validate_display_name(display_name if display_name is not None else name)
+        created = datetime.now(UTC).isoformat(timespec="seconds")
+        try:
+            with self._db.transaction() as conn:
+                conn.execute(
+                    "INSERT INTO channel (name, display_name, created_at) VALUES (?, ?, ?)",
+                    (name, display, created),
+                )
+        except sqlite3.IntegrityError:
+            raise ChannelError(f"channel {name!r} already exists") from None
+        return Channel(name, display, created)
+
+    def get(self, name: str) -> Channel | None:
+        with self._db.connection() as conn:
+            row = conn.execute("SELECT * FROM channel WHERE name = ?", (name,)).fetchone()
+        return _row(row) if row else None
+
+    def list(self) -> list[Channel]:
+        with self._db.connection() as conn:
+            rows = conn.execute("SELECT * FROM channel ORDER BY name").fetchall()
+        return [_row(r) for r in rows]
+
+    def remove(self, name: str) -> None:
+        with self._db.transaction() as conn:
+            cur = conn.execute("DELETE FROM channel WHERE name = ?", (name,))
+        if cur.rowcount == 0:
+            raise ChannelError(f"no channel named {name!r}")
+
+    def count(self) -> int:
+        with self._db.connection() as conn:
+            return int(conn.execute("SELECT count(*) FROM channel").fetchone()[0])

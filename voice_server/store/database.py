@@ -1,0 +1,125 @@
+"""The embedded SQLite database: connection settings and schema migrations.
+
+Migrations are an ordered list of SQL scripts; ``PRAGMA user_version`` records how many ran.
+Later issues append to :data:`MIGRATIONS`, never edit a released entry.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+MIGRATIONS: list[str] = [
+    # 1: channels
+    """
+    CREATE TABLE channel (
+        name            TEXT PRIMARY KEY,
+        display_name    TEXT NOT NULL,
+        created_at      TEXT NOT NULL,
+        retention_days  INTEGER,
+        legal_hold      INTEGER NOT NULL DEFAULT 0,
+        settings        TEXT NOT NULL DEFAULT '{}'
+    ) WITHOUT ROWID;
+    """,
+]
+
+
+class DatabaseError(Exception):
+    """The database cannot be opened or migrated."""
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open a connection with the project's settings (WAL, foreign keys, busy timeout)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        conn = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=True)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=5000")
+    except sqlite3.Error as exc:
+        raise DatabaseError(f"cannot open database {path}: {exc}") from None
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply pending migrations in one transaction each; return the schema version."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > len(MIGRATIONS):
+        raise DatabaseError(
+            f"database schema version {version} is newer than this program ({len(MIGRATIONS)})"
+        )
+    for index in range(version, len(MIGRATIONS)):
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            # Re-check inside the lock: another process may have migrated meanwhile.
+            current = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if current > index:
+                conn.execute("COMMIT")
+                continue
+            for statement in _statements(MIGRATIONS[index]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {index + 1}")
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            conn.execute("ROLLBACK")
+            raise DatabaseError(f"migration {index + 1} failed: {exc}") from None
+    return len(MIGRATIONS)
+
+
+def _statements(script: str) -> Iterator[str]:
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                yield buf.strip()
+            buf = ""
+    if buf.strip():
+        yield buf.strip()
+
+
+class Database:
+    """One database file; a connection per thread, opened lazily and migrated once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._migrated = False
+        self._lock = threading.Lock()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path)
+            with self._lock:
+                if not self._migrated:
+                    migrate(conn)
+                    self._migrated = True
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def connection(self) -> Iterator[sqlite3.Connection]:
+        yield self._conn()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def close(self) -> None:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
