@@ -183,10 +183,17 @@ class _Client:
         except ConnectionClosed:
             pass
         except ClientError as exc:
-            self.end = End(ok=False, reason=str(exc))
-            self.ended.set()
+            self._fail(str(exc))
+            return
+        except Exception as exc:  # an aiortc or programming error: end, do not hang
+            self._fail(f"internal error: {exc!r}")
             return
         await self.do(self.session.connection_lost())
+
+    def _fail(self, reason: str) -> None:
+        if self.end is None:
+            self.end = End(ok=False, reason=reason)
+        self.ended.set()
 
     async def ping(self) -> None:
         while True:
