@@ -1,0 +1,179 @@
+"""The client's WebRTC side: a standard aiortc peer answering the server's offer.
+
+The server makes the offer: mid "0" is recvonly on its side (our microphone), mids "1".."N" are
+sendonly slots (what we hear), BUNDLE over one ICE-lite host candidate. After
+``setRemoteDescription`` aiortc has one transceiver per mid, all ``recvonly``; we put the
+microphone on the transceiver whose mid is "0" (``sender.replaceTrack``, synchronous in aiortc)
+and make it ``sendonly``, or the answer would mark that m-line ``inactive``.
+
+:class:`MicTrack` plays PCM48 in real time (once or looped, then silence). :class:`SlotRecorder`
+drains one slot track (always: aiortc's track queue is unbounded) and, when recording, places
+each decoded frame into a :class:`~voice_client.wavio.Mix` by its RTP time, anchored at the
+arrival of the slot's first frame relative to the join.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import logging
+import time
+from collections.abc import Callable
+
+import av
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from voice_client.wavio import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE, Mix, frames_20ms
+
+__all__ = ["MIC_MID", "ClientPeer", "MicTrack", "SlotRecorder"]
+
+log = logging.getLogger(__name__)
+
+MIC_MID = "0"
+_TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
+_SILENCE = bytes(FRAME_BYTES)
+# A slot's RTP time and its arrival time may disagree by jitter; beyond this, trust arrival.
+_MAX_DRIFT_SAMPLES = SAMPLE_RATE  # 1 s
+
+
+class MicTrack(MediaStreamTrack):
+    """An audio track that plays PCM48 mono (once, or looped) in real time, then silence."""
+
+    kind = "audio"
+
+    def __init__(self, pcm: bytes = b"", *, loop: bool = False) -> None:
+        super().__init__()
+        self._frames = list(frames_20ms(pcm))
+        self._repeat = loop and bool(self._frames)  # not _loop: pyee uses that name
+        self._index = 0
+        self._pts = 0
+        self._start: float | None = None
+        #: frames of the file sent so far (counting repeats), for tests and logs
+        self.played = 0
+
+    @property
+    def finished(self) -> bool:
+        """True once the file has been played (never, when looping)."""
+        return not self._repeat and self._index >= len(self._frames)
+
+    def next_pcm(self) -> bytes:
+        """The next 20 ms of audio (no pacing)."""
+        if self._index >= len(self._frames):
+            if not self._repeat:
+                return _SILENCE
+            self._index = 0
+        chunk = self._frames[self._index]
+        self._index += 1
+        self.played += 1
+        return chunk
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = time.monotonic()
+        else:
+            self._pts += FRAME_SAMPLES
+            delay = self._start + self._pts / SAMPLE_RATE - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        frame = av.AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
+        frame.planes[0].update(self.next_pcm())
+        frame.sample_rate = SAMPLE_RATE
+        frame.pts = self._pts
+        frame.time_base = _TIME_BASE
+        return frame
+
+
+class SlotRecorder:
+    """Drains one slot track; with a :class:`Mix`, records it at its place in time.
+
+    ``t0`` is the monotonic time of the join (sample 0 of the recording).
+    """
+
+    def __init__(self, mid: str, t0: float, mix: Mix | None = None) -> None:
+        self.mid = mid
+        self.frames = 0
+        self._t0 = t0
+        self._mix = mix
+        self._resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+        self._anchor: tuple[int, int] | None = None  # (sample position, pts) of the anchor
+        self._next_pos = 0
+
+    def position(self, pts: int | None, arrival: float) -> int:
+        """Where a frame with RTP time ``pts`` that arrived at ``arrival`` goes in the mix."""
+        by_arrival = max(0, round((arrival - self._t0) * SAMPLE_RATE))
+        if pts is None or self._anchor is None:
+            if pts is not None:
+                self._anchor = (by_arrival, pts)
+            return by_arrival
+        pos = self._anchor[0] + (pts - self._anchor[1])
+        if abs(pos - by_arrival) > _MAX_DRIFT_SAMPLES or pos < self._next_pos - FRAME_SAMPLES:
+            self._anchor = (by_arrival, pts)  # the stream's clock jumped: re-anchor
+            return by_arrival
+        return pos
+
+    def add(self, frame: av.AudioFrame, arrival: float) -> None:
+        self.frames += 1
+        if self._mix is None:
+            return
+        pos = self.position(frame.pts, arrival)
+        pcm = bytearray()
+        for mono in self._resampler.resample(frame):
+            pcm += bytes(mono.planes[0])[: mono.samples * 2]
+        self._mix.add(pos, bytes(pcm))
+        self._next_pos = pos + len(pcm) // 2
+
+    async def run(self, track: MediaStreamTrack) -> None:
+        """Consume ``track`` until it ends."""
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            if isinstance(frame, av.AudioFrame):
+                self.add(frame, time.monotonic())
+
+
+class ClientPeer:
+    """One RTCPeerConnection that answers the server's offer.
+
+    ``on_slot(mid, track)`` is called for every slot track the offer creates (mids other than
+    the microphone's).
+    """
+
+    def __init__(
+        self, mic: MediaStreamTrack, on_slot: Callable[[str, MediaStreamTrack], None]
+    ) -> None:
+        # iceServers=[]: never a public STUN server (aiortc's default is Google's).
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self._mic = mic
+        self._on_slot = on_slot
+        self._slots_seen: set[str] = set()
+
+    @property
+    def connection_state(self) -> str:
+        return str(self.pc.connectionState)
+
+    async def answer(self, offer_sdp: str) -> str:
+        """Apply the server's offer and return our SDP answer (after ICE gathering)."""
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        mic_transceiver = None
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.mid == MIC_MID and transceiver.kind == "audio":
+                mic_transceiver = transceiver
+            elif transceiver.receiver.track is not None and transceiver.mid is not None:
+                if transceiver.mid not in self._slots_seen:
+                    self._slots_seen.add(transceiver.mid)
+                    self._on_slot(transceiver.mid, transceiver.receiver.track)
+        if mic_transceiver is None:
+            raise ValueError("the server's offer has no audio m-line with mid 0")
+        mic_transceiver.sender.replaceTrack(self._mic)
+        mic_transceiver.direction = "sendonly"
+        answer = await self.pc.createAnswer()
+        await self.pc.setLocalDescription(answer)
+        return str(self.pc.localDescription.sdp)
+
+    async def close(self) -> None:
+        await self.pc.close()

@@ -1,0 +1,333 @@
+"""The client side of the signaling protocol (version 1), sans I/O.
+
+:class:`ClientSession` takes server messages (JSON text) in and returns *actions* for the thin
+asyncio layer to carry out: messages to send, an SDP offer to answer, events to print, a token
+to fetch, the end of the session. It never touches a socket or the clock, so every exchange is a
+unit test. The wire format is the server's ``voice_server.signaling.messages``; this module
+accepts unknown fields and unknown message types (a newer server), and checks only what it uses.
+
+Order: ``start()`` -> send ``join`` (the token travels only here, never in the URL) -> server
+``joined`` then ``offer`` -> the caller answers -> ``answer()`` -> talk events ... -> ``leave()``
+-> server ``left``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "Action",
+    "AnswerOffer",
+    "ClientSession",
+    "Emit",
+    "End",
+    "NeedToken",
+    "Send",
+    "SessionState",
+    "Warn",
+    "websocket_url",
+]
+
+PROTOCOL_VERSION = 1
+
+
+# ---------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send this message (a JSON object) on the WebSocket."""
+
+    message: dict[str, Any]
+
+    def text(self) -> str:
+        return json.dumps(self.message, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerOffer:
+    """Apply this SDP offer to the peer connection and call :meth:`ClientSession.answer`."""
+
+    sdp: str
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """An event for the user (the CLI prints it as one JSON line)."""
+
+    event: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Warn:
+    """Something the user should know that does not end the session (one line)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class NeedToken:
+    """The token expires at ``expires_at``: call :meth:`ClientSession.refresh` with a new one."""
+
+    expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    """The session is over. ``ok`` is False when it ended other than by our own ``leave``.
+
+    ``code`` is the server's error code when a fatal ``error`` ended it.
+    """
+
+    ok: bool
+    reason: str
+    code: str | None = None
+
+
+Action = Send | AnswerOffer | Emit | Warn | NeedToken | End
+
+
+class SessionState(Enum):
+    NEW = "new"
+    JOINING = "joining"  # join sent, waiting for joined
+    JOINED = "joined"
+    LEAVING = "leaving"  # leave sent, waiting for left
+    ENDED = "ended"
+
+
+# ---------------------------------------------------------------- the session
+
+
+@dataclass(slots=True)
+class ClientSession:
+    """One signaling session: join a channel, answer the server's offer, follow talk events."""
+
+    token: str
+    channel: str
+    device_id: str
+    session_id: str | None = None
+    state: SessionState = SessionState.NEW
+    #: participants by id (session id), as the server last described them
+    participants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    you: dict[str, Any] | None = None
+    token_expires_at: int | None = None
+    grace_seconds: float | None = None
+    answered: bool = False
+
+    # -------------------------------------------------------- things the user does
+
+    def start(self) -> list[Action]:
+        """The first message on a new connection: ``join``."""
+        if self.state is not SessionState.NEW:
+            raise RuntimeError("session already started")
+        self.state = SessionState.JOINING
+        join: dict[str, Any] = {
+            "v": PROTOCOL_VERSION,
+            "type": "join",
+            "token": self.token,
+            "channel": self.channel,
+            "device_id": self.device_id,
+        }
+        if self.session_id is not None:
+            join["session_id"] = self.session_id
+        return [Send(join)]
+
+    def answer(self, sdp: str) -> list[Action]:
+        """The peer connection produced its SDP answer to the server's offer."""
+        if self.state is not SessionState.JOINED:
+            return []
+        self.answered = True
+        return [Send({"v": PROTOCOL_VERSION, "type": "answer", "sdp": sdp})]
+
+    def refresh(self, token: str) -> list[Action]:
+        """Hand the server a fresh token for the same user."""
+        self.token = token
+        if self.state is not SessionState.JOINED:
+            return []
+        return [Send({"v": PROTOCOL_VERSION, "type": "refresh", "token": token})]
+
+    def ping(self) -> list[Action]:
+        if self.state is not SessionState.JOINED:
+            return []
+        return [Send({"v": PROTOCOL_VERSION, "type": "ping"})]
+
+    def leave(self) -> list[Action]:
+        """Leave the channel; the session ends when the server answers ``left``."""
+        if self.state is SessionState.JOINED:
+            self.state = SessionState.LEAVING
+            return [Send({"v": PROTOCOL_VERSION, "type": "leave"})]
+        if self.state in (SessionState.NEW, SessionState.JOINING):
+            # not joined yet: there is nothing to leave, the server drops the join on close
+            self.state = SessionState.ENDED
+            return [End(ok=True, reason="left before joining")]
+        return []
+
+    def connection_lost(self) -> list[Action]:
+        """The WebSocket closed."""
+        if self.state is SessionState.ENDED:
+            return []
+        ok = self.state is SessionState.LEAVING
+        self.state = SessionState.ENDED
+        return [End(ok=ok, reason="left" if ok else "connection closed by the server")]
+
+    # -------------------------------------------------------- what the server says
+
+    def receive(self, text: str | bytes) -> list[Action]:
+        """One message from the server."""
+        try:
+            msg = json.loads(text)
+        except (ValueError, UnicodeDecodeError):
+            return [Warn("ignored a server message that is not JSON")]
+        if not isinstance(msg, dict):
+            return [Warn("ignored a server message that is not a JSON object")]
+        mtype = msg.get("type")
+        if self.state is SessionState.ENDED:
+            return []
+        try:
+            handler = _HANDLERS.get(mtype) if isinstance(mtype, str) else None
+            if handler is None:
+                return []  # a newer server's message: not for us
+            return handler(self, msg)
+        except (KeyError, TypeError, ValueError) as exc:
+            return [Warn(f"ignored a malformed {mtype!r} message from the server ({exc!r})")]
+
+    def _on_joined(self, msg: dict[str, Any]) -> list[Action]:
+        if self.state is not SessionState.JOINING:
+            return [Warn("ignored an unexpected 'joined'")]
+        self.session_id = _str(msg["session_id"])
+        self.you = _participant(msg["you"])
+        self.participants = {p["id"]: p for p in map(_participant, msg["participants"])}
+        self.token_expires_at = int(msg["token_expires_at"])
+        self.grace_seconds = float(msg["grace_seconds"])
+        self.state = SessionState.JOINED
+        channel = msg["channel"]
+        return [
+            Emit(
+                {
+                    "event": "joined",
+                    "session_id": self.session_id,
+                    "resumed": bool(msg.get("resumed", False)),
+                    "channel": channel.get("name") if isinstance(channel, dict) else channel,
+                    "you": self.you,
+                    "participants": list(self.participants.values()),
+                }
+            )
+        ]
+
+    def _on_offer(self, msg: dict[str, Any]) -> list[Action]:
+        if self.state is not SessionState.JOINED:
+            return [Warn("ignored an 'offer' outside a joined session")]
+        return [AnswerOffer(_str(msg["sdp"]))]
+
+    def _on_participant_joined(self, msg: dict[str, Any]) -> list[Action]:
+        p = _participant(msg["participant"])
+        self.participants[p["id"]] = p
+        return [Emit({"event": "participant_joined", "participant": p})]
+
+    def _on_participant_left(self, msg: dict[str, Any]) -> list[Action]:
+        p = _participant(msg["participant"])
+        self.participants.pop(p["id"], None)
+        return [Emit({"event": "participant_left", "participant": p, "reason": msg.get("reason")})]
+
+    def _on_talk(self, msg: dict[str, Any]) -> list[Action]:
+        speaker = _participant(msg["speaker"])
+        slot = int(msg["slot"])
+        started = msg["type"] == "talk_started"
+        speaker = {**speaker, "talking": started, "slot": slot if started else None}
+        if self.you is not None and speaker["id"] == self.you["id"]:
+            self.you = speaker
+        if speaker["id"] in self.participants:
+            self.participants[speaker["id"]] = speaker
+        return [Emit({"event": msg["type"], "speaker": speaker, "slot": slot})]
+
+    def _on_slot_busy(self, msg: dict[str, Any]) -> list[Action]:
+        return [Emit({"event": "slot_busy", "slots": int(msg["slots"])})]
+
+    def _on_token_expiring(self, msg: dict[str, Any]) -> list[Action]:
+        return [NeedToken(int(msg["expires_at"]))]
+
+    def _on_refreshed(self, msg: dict[str, Any]) -> list[Action]:
+        self.token_expires_at = int(msg["expires_at"])
+        return [Emit({"event": "refreshed", "expires_at": self.token_expires_at})]
+
+    def _on_left(self, msg: dict[str, Any]) -> list[Action]:
+        ok = self.state is SessionState.LEAVING
+        self.state = SessionState.ENDED
+        return [End(ok=ok, reason=str(msg.get("reason", "left")))]
+
+    def _on_pong(self, msg: dict[str, Any]) -> list[Action]:
+        return []
+
+    def _on_error(self, msg: dict[str, Any]) -> list[Action]:
+        code = _str(msg["code"])
+        text = str(msg.get("message", ""))
+        if msg.get("fatal") is True:
+            self.state = SessionState.ENDED
+            return [End(ok=False, reason=text or code, code=code)]
+        return [Warn(f"server error {code}: {text}")]
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _participant(raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise TypeError("participant is not an object")
+    slot = raw.get("slot")
+    return {
+        "id": _str(raw["id"]),
+        "sub": str(raw.get("sub", "")),
+        "name": str(raw.get("name", "")),
+        "device_id": str(raw.get("device_id", "")),
+        "talking": bool(raw.get("talking", False)),
+        "slot": int(slot) if slot is not None else None,
+    }
+
+
+_HANDLERS = {
+    "joined": ClientSession._on_joined,
+    "offer": ClientSession._on_offer,
+    "participant_joined": ClientSession._on_participant_joined,
+    "participant_left": ClientSession._on_participant_left,
+    "talk_started": ClientSession._on_talk,
+    "talk_stopped": ClientSession._on_talk,
+    "slot_busy": ClientSession._on_slot_busy,
+    "token_expiring": ClientSession._on_token_expiring,
+    "refreshed": ClientSession._on_refreshed,
+    "left": ClientSession._on_left,
+    "pong": ClientSession._on_pong,
+    "error": ClientSession._on_error,
+}
+
+
+def websocket_url(server: str) -> str:
+    """The signaling URL for ``--server``: http(s)/ws(s) base URL -> ``ws(s)://host/.../ws``.
+
+    Raises ValueError with a one-line reason for anything else.
+    """
+    try:
+        parts = urlsplit(server.strip())
+        port = parts.port  # validates the port
+    except ValueError as exc:
+        raise ValueError(f"bad server URL {server!r}: {exc}") from None
+    scheme = {"http": "ws", "ws": "ws", "https": "wss", "wss": "wss"}.get(parts.scheme.lower())
+    if scheme is None:
+        raise ValueError(f"bad server URL {server!r}: use http://, https://, ws:// or wss://")
+    if not parts.hostname:
+        raise ValueError(f"bad server URL {server!r}: no host")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError(f"bad server URL {server!r}: no query, fragment or credentials allowed")
+    path = parts.path.rstrip("/")
+    if not path.endswith("/ws"):
+        path += "/ws"
+    if port == 0:
+        raise ValueError(f"bad server URL {server!r}: port 0")
+    return urlunsplit((scheme, parts.netloc, path, "", ""))

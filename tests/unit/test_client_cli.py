@@ -1,0 +1,238 @@
+"""voice-client's command line: one clear stderr line and a non-zero exit on errors; the
+signaling exchange against a scripted fake server (no media plane)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.asyncio.server import ServerConnection, serve
+
+from tests.unit.test_client_peer import server_offer
+from voice_client.cli import main
+from voice_server.signaling import messages as m
+from voice_server.signaling.errors import ErrorCode
+
+Script = Callable[[ServerConnection, list[dict[str, Any]]], Awaitable[None]]
+ALICE = m.Participant(id="s-alice", sub="u1", name="Alice", device_id="hs-1")
+BOB = m.Participant(id="s-bob", sub="u2", name="Bob", device_id="phone-2")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+class FakeServer:
+    """A scripted signaling server on 127.0.0.1 in its own thread and event loop."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.received: list[dict[str, Any]] = []
+        self.paths: list[str] = []
+        self.port = 0
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+
+    async def _handler(self, ws: ServerConnection) -> None:
+        self.paths.append(ws.request.path if ws.request else "")
+        await self.script(ws, self.received)
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        async with serve(self._handler, "127.0.0.1", 0) as server:
+            self.port = next(iter(server.sockets)).getsockname()[1]
+            self._ready.set()
+            await self._stop.wait()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> FakeServer:
+        self._thread.start()
+        assert self._ready.wait(5)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._loop is not None and self._stop is not None
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(5)
+
+
+async def recv_json(ws: ServerConnection) -> dict[str, Any]:
+    msg: dict[str, Any] = json.loads(await ws.recv())
+    return msg
+
+
+def joined() -> str:
+    return m.encode(
+        m.ServerJoined(
+            session_id="s-alice",
+            resumed=False,
+            channel=m.ChannelInfo(name="ops", display_name="Operations"),
+            you=ALICE,
+            participants=[ALICE, BOB],
+            grace_seconds=10,
+            token_expires_at=1_900_000_000,
+        )
+    )
+
+
+@contextmanager
+def fake_server(script: Script) -> Iterator[FakeServer]:
+    with FakeServer(script) as server:
+        yield server
+
+
+def args(server: str, *extra: str) -> list[str]:
+    return ["--server", server, "--channel", "ops", "--device-id", "hs-1", *extra]
+
+
+def out_err_lines(capsys: pytest.CaptureFixture[str]) -> tuple[list[str], list[str]]:
+    captured = capsys.readouterr()
+    return captured.out.splitlines(), captured.err.splitlines()
+
+
+def test_unreachable_server_is_one_line_and_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
+    port = free_port()
+    code = main(args(f"http://127.0.0.1:{port}", "--token", "t", "--duration", "1"))
+    out, err = out_err_lines(capsys)
+    assert code == 1
+    assert out == []
+    assert len(err) == 1
+    assert err[0].startswith("voice-client: error: cannot connect to ws://127.0.0.1:")
+
+
+def test_missing_play_file_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code = main(args("http://127.0.0.1:9", "--token", "t", "--play", str(tmp_path / "no.wav")))
+    _, err = out_err_lines(capsys)
+    assert code == 2
+    assert err == [f"voice-client: error: audio file not found: {tmp_path / 'no.wav'}"]
+
+
+def test_bad_server_url_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(args("ftp://127.0.0.1", "--token", "t"))
+    _, err = out_err_lines(capsys)
+    assert code == 2
+    assert len(err) == 1 and "bad server URL" in err[0]
+
+
+def test_record_into_a_missing_directory_is_refused_up_front(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code = main(args("http://127.0.0.1:9", "--token", "t", "--record", str(tmp_path / "x/o.wav")))
+    _, err = out_err_lines(capsys)
+    assert code == 2 and len(err) == 1 and "no such directory" in err[0]
+
+
+def test_token_is_required(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(args("http://127.0.0.1:9"))
+    assert info.value.code == 2
+
+
+def test_refused_token_prints_the_servers_error_code_and_exits_3(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async def refuse(ws: ServerConnection, received: list[dict[str, Any]]) -> None:
+        received.append(await recv_json(ws))
+        err = m.ServerError(code=ErrorCode.TOKEN_EXPIRED, message="token expired", fatal=True)
+        await ws.send(m.encode(err))
+        await ws.close(4001)
+
+    with fake_server(refuse) as server:
+        code = main(args(server.url, "--token", "secret", "--duration", "5"))
+    out, err = out_err_lines(capsys)
+    assert code == 3
+    assert err == ["voice-client: error: server error token_expired: token expired"]
+    assert out == []
+    # the token went in the first message, not in the URL
+    assert server.paths == ["/ws"]
+    assert server.received == [
+        {"v": 1, "type": "join", "token": "secret", "channel": "ops", "device_id": "hs-1"}
+    ]
+
+
+def test_server_closing_the_connection_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    async def hang_up(ws: ServerConnection, received: list[dict[str, Any]]) -> None:
+        received.append(await recv_json(ws))
+        await ws.send(joined())
+        await ws.close()
+
+    with fake_server(hang_up) as server:
+        code = main(args(server.url, "--token", "t", "--duration", "5"))
+    out, err = out_err_lines(capsys)
+    assert code == 1
+    assert err == ["voice-client: error: session ended: connection closed by the server"]
+    assert json.loads(out[0])["event"] == "joined"
+
+
+def test_signaling_exchange_prints_events_and_reports_missing_media(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Join, answer the offer, print talk events, leave on --duration. Nothing answers ICE here,
+    so the client must say that media never connected (exit 1) rather than pretend."""
+    token_file = tmp_path / "token"
+    token_file.write_text("token-1\n")
+    dead_port = free_port()
+
+    async def script(ws: ServerConnection, received: list[dict[str, Any]]) -> None:
+        received.append(await recv_json(ws))
+        await ws.send(joined())
+        await ws.send(m.encode(m.ServerOffer(sdp=server_offer(port=dead_port))))
+        received.append(await recv_json(ws))  # answer
+        await ws.send(m.encode(m.ServerTalkStarted(speaker=BOB, slot=1)))
+        await ws.send(m.encode(m.ServerSlotBusy(slots=3)))
+        await ws.send(m.encode(m.ServerTalkStopped(speaker=BOB, slot=1)))
+        token_file.write_text("token-2\n")
+        await ws.send(m.encode(m.ServerTokenExpiring(expires_at=1_900_000_030)))
+        received.append(await recv_json(ws))  # refresh
+        await ws.send(m.encode(m.ServerRefreshed(expires_at=1_900_003_600)))
+        received.append(await recv_json(ws))  # leave
+        await ws.send(m.encode(m.ServerLeft(reason="left")))
+
+    record = tmp_path / "heard.wav"
+    with fake_server(script) as server:
+        code = main(
+            args(
+                server.url,
+                "--token-file",
+                str(token_file),
+                "--duration",
+                "1.5",
+                "--record",
+                str(record),
+            )
+        )
+    out, err = out_err_lines(capsys)
+    events = [json.loads(line) for line in out]
+    talk = [e for e in events if e["event"] != "media"]
+    names = [e["event"] for e in talk]
+    assert names == ["joined", "talk_started", "slot_busy", "talk_stopped", "refreshed"]
+    assert all(isinstance(e["t"], float | int) for e in events)
+    assert talk[1]["speaker"]["name"] == "Bob" and talk[1]["slot"] == 1
+    assert [e["state"] for e in events if e["event"] == "media"] == ["connecting", "closed"]
+    types = [r["type"] for r in server.received]
+    assert types == ["join", "answer", "refresh", "leave"]
+    assert server.received[0]["token"] == "token-1"
+    assert server.received[2]["token"] == "token-2"
+    assert "a=sendonly" in server.received[1]["sdp"]
+    m.parse_client_message(json.dumps(server.received[1]))  # the server accepts the answer
+    assert code == 1
+    assert err == ["voice-client: error: media never connected (ICE/DTLS with the server failed)"]
+    assert record.exists()  # the (silent) recording is still written

@@ -1,0 +1,208 @@
+"""RTP header continuity for one outgoing slot stream, and a per-talker pre-roll buffer.
+
+A listener's slot stream (one SDP m-line, mids "1".."N") is announced with ONE fixed SSRC
+(``a=ssrc``) for the whole session; different talkers take turns on it. Browsers treat an
+unannounced SSRC as a second, unplayed stream, so the server never changes the SSRC: it rewrites
+each forwarded packet's sequence number and timestamp instead (RFC 3550 section 5.1):
+
+* sequence numbers go up by exactly 1 per forwarded packet, modulo 2**16, across talker switches;
+  a duplicate or late packet of the current talker (not newer than its previous one) is dropped
+  rather than sent with a fresh number;
+* within one talker the original timestamp differences are kept (DTX gaps stay gaps);
+* at a switch (a different talker, or the first packet after :meth:`SlotStream.release`) the
+  timestamp advances by the wall-clock time since the previous packet on the slot, in 48 kHz
+  units and at least one 20 ms frame (960), and the marker bit is set (start of a talkspurt,
+  RFC 3551 section 4.1).
+
+:class:`PreRoll` keeps each talker's most recent packets (after SRTP unprotect) so that when the
+talk detector opens a slot, the speech that triggered it (the attack) is sent first instead of
+being lost.
+
+Pure module: no I/O, no asyncio. Per packet: integer arithmetic and one ``struct.pack_into``.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Hashable
+
+__all__ = ["CLOCK_RATE", "FRAME_SAMPLES", "PreRoll", "SlotStream"]
+
+CLOCK_RATE = 48000
+FRAME_SAMPLES = 960  # one 20 ms Opus frame at 48 kHz
+_SAMPLES_PER_MS = CLOCK_RATE // 1000
+_SEQ_MASK = 0xFFFF
+_TS_MASK = 0xFFFFFFFF
+_MIN_RTP_HEADER = 12
+
+# byte 1 (marker | payload type), sequence number, timestamp, SSRC
+_HEADER = struct.Struct("!BHII")
+
+
+class SlotStream:
+    """Sequence/timestamp rewriting for one slot's outgoing stream (one fixed SSRC).
+
+    Use :meth:`rewrite` on a packet buffer, or :meth:`advance` with the parsed fields and read
+    :attr:`seq`, :attr:`timestamp` and :attr:`marker` afterwards (no tuple per packet).
+    """
+
+    __slots__ = (
+        "_last_arrival_ms",
+        "_last_in_seq",
+        "_talker",
+        "_ts_offset",
+        "forwarded",
+        "marker",
+        "payload_type",
+        "seq",
+        "ssrc",
+        "stale_dropped",
+        "switches",
+        "timestamp",
+    )
+
+    def __init__(
+        self,
+        ssrc: int,
+        payload_type: int,
+        *,
+        first_seq: int = 0,
+        first_timestamp: int = 0,
+    ) -> None:
+        if not 0 <= ssrc <= _TS_MASK:
+            raise ValueError("ssrc must be a 32-bit unsigned integer")
+        if not 0 <= payload_type <= 127:
+            raise ValueError("payload_type must be within 0..127")
+        self.ssrc = ssrc
+        self.payload_type = payload_type
+        #: Outgoing values of the last packet accepted by :meth:`advance`.
+        self.seq = (first_seq - 1) & _SEQ_MASK
+        self.timestamp = (first_timestamp - FRAME_SAMPLES) & _TS_MASK
+        self.marker = False
+        self._talker: Hashable | None = None
+        self._ts_offset = 0
+        self._last_in_seq = 0
+        self._last_arrival_ms: int | None = None
+        self.forwarded = 0
+        self.switches = 0
+        self.stale_dropped = 0
+
+    @property
+    def talker(self) -> Hashable | None:
+        """The talker whose packets are currently continued, None after :meth:`release`."""
+        return self._talker
+
+    def release(self) -> None:
+        """The current talker's burst ended: its next packet counts as a switch too."""
+        self._talker = None
+
+    def advance(self, talker: Hashable, seq: int, timestamp: int, arrival_ms: int) -> bool:
+        """Account for one packet; False means drop it (duplicate or late, same talker).
+
+        On True, :attr:`seq`, :attr:`timestamp` and :attr:`marker` hold the outgoing values.
+        """
+        if talker is not None and talker == self._talker:
+            delta = (seq - self._last_in_seq) & _SEQ_MASK
+            if delta == 0 or delta >= 0x8000:
+                self.stale_dropped += 1
+                return False
+            self._last_in_seq = seq
+            self.timestamp = (timestamp + self._ts_offset) & _TS_MASK
+            self.marker = False
+        else:
+            last = self._last_arrival_ms
+            if last is None:
+                gap = FRAME_SAMPLES
+            else:
+                gap = (arrival_ms - last) * _SAMPLES_PER_MS
+                if gap < FRAME_SAMPLES:
+                    gap = FRAME_SAMPLES
+            out_ts = (self.timestamp + gap) & _TS_MASK
+            self._ts_offset = (out_ts - timestamp) & _TS_MASK
+            self._talker = talker
+            self._last_in_seq = seq
+            self.timestamp = out_ts
+            self.marker = True
+            self.switches += 1
+        self.seq = (self.seq + 1) & _SEQ_MASK
+        if self._last_arrival_ms is None or arrival_ms > self._last_arrival_ms:
+            self._last_arrival_ms = arrival_ms
+        self.forwarded += 1
+        return True
+
+    def rewrite(self, packet: bytearray, talker: Hashable, arrival_ms: int) -> bool:
+        """Rewrite an unprotected RTP packet in place for this slot; False means drop it.
+
+        Sets the payload type, marker (the talker's own marker is kept within a burst), sequence
+        number, timestamp and SSRC. CSRCs, header extensions and payload are left as they are.
+        """
+        if len(packet) < _MIN_RTP_HEADER:
+            raise ValueError("not an RTP packet: shorter than 12 bytes")
+        in_seq = (packet[2] << 8) | packet[3]
+        in_ts = (packet[4] << 24) | (packet[5] << 16) | (packet[6] << 8) | packet[7]
+        own_marker = packet[1] & 0x80
+        if not self.advance(talker, in_seq, in_ts, arrival_ms):
+            return False
+        byte1 = self.payload_type | (0x80 if self.marker or own_marker else 0)
+        _HEADER.pack_into(packet, 1, byte1, self.seq, self.timestamp, self.ssrc)
+        return True
+
+
+class PreRoll:
+    """The most recent ``capacity`` packets of one talker (a ring; the oldest is overwritten).
+
+    Entries are (packet bytes, arrival ms). :attr:`overwritten` counts packets pushed out before
+    being drained: the bounded buffer's drop counter.
+    """
+
+    __slots__ = ("_arrivals", "_count", "_head", "_packets", "overwritten")
+
+    def __init__(self, capacity: int = 5) -> None:
+        if capacity < 1:
+            raise ValueError("a pre-roll needs room for at least one packet")
+        self._packets: list[bytes | None] = [None] * capacity
+        self._arrivals: list[int] = [0] * capacity
+        self._head = 0  # index of the oldest entry
+        self._count = 0
+        self.overwritten = 0
+
+    @property
+    def capacity(self) -> int:
+        return len(self._packets)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def push(self, packet: bytes, arrival_ms: int) -> None:
+        """Keep ``packet`` (not copied); pushes out the oldest one when full."""
+        cap = len(self._packets)
+        if self._count == cap:
+            i = self._head
+            self._head = (i + 1) % cap
+            self.overwritten += 1
+        else:
+            i = (self._head + self._count) % cap
+            self._count += 1
+        self._packets[i] = packet
+        self._arrivals[i] = arrival_ms
+
+    def drain(self) -> list[tuple[bytes, int]]:
+        """Remove and return every kept packet, oldest first, as (packet, arrival_ms)."""
+        cap = len(self._packets)
+        out: list[tuple[bytes, int]] = []
+        for k in range(self._count):
+            i = (self._head + k) % cap
+            packet = self._packets[i]
+            assert packet is not None
+            out.append((packet, self._arrivals[i]))
+            self._packets[i] = None
+        self._head = 0
+        self._count = 0
+        return out
+
+    def clear(self) -> None:
+        """Drop every kept packet without counting them as overwritten."""
+        for i in range(len(self._packets)):
+            self._packets[i] = None
+        self._head = 0
+        self._count = 0
