@@ -45,7 +45,7 @@ def test_rtcp_types_are_recognised() -> None:
     assert not is_rtcp(bytes([0x41, 200, 0, 1]))  # version 1
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=8))
 def test_any_bytes_are_classified_without_error(data: bytes) -> None:
     assert classify(data) in Kind

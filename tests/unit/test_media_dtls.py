@@ -324,7 +324,7 @@ def test_random_datagrams_never_raise(datagrams: list[bytes]) -> None:
     assert server.state in (DtlsState.NEW, DtlsState.CONNECTING, DtlsState.FAILED)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(st.binary(max_size=120) | _records, min_size=1, max_size=3))
 def test_random_datagrams_after_handshake_never_raise(datagrams: list[bytes]) -> None:
     server = DtlsServer(_FUZZ_CERT)

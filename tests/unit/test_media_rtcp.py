@@ -172,14 +172,14 @@ _packets = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(_packets, min_size=1, max_size=4))
 def test_compounds_round_trip(packets: list[rtcp.RtcpPacket]) -> None:
     data = b"".join(bytes(p) for p in packets)
     assert rtcp.parse_compound(data) == packets
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(st.binary(max_size=120))
 def test_random_bytes_raise_only_packet_error(data: bytes) -> None:
     try:
@@ -188,7 +188,7 @@ def test_random_bytes_raise_only_packet_error(data: bytes) -> None:
         pass
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(
     st.lists(
         st.tuples(st.integers(0x80, 0xBF), st.integers(200, 207), st.binary(max_size=40)),

@@ -184,7 +184,7 @@ _packets = st.builds(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(_packets)
 def test_serialize_then_parse_round_trips(pkt: RtpPacket) -> None:
     if pkt.extension_profile is None:
@@ -192,7 +192,7 @@ def test_serialize_then_parse_round_trips(pkt: RtpPacket) -> None:
     assert RtpPacket.parse(bytes(pkt)) == pkt
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(st.binary(max_size=80), st.integers(1, 255))
 def test_random_bytes_raise_only_packet_error(data: bytes, ext_id: int) -> None:
     for fn in (rtp.read_header, RtpPacket.parse, lambda d: rtp.audio_level(d, ext_id)):
@@ -202,7 +202,7 @@ def test_random_bytes_raise_only_packet_error(data: bytes, ext_id: int) -> None:
             pass
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(st.integers(0x80, 0xBF), st.binary(min_size=11, max_size=60), st.integers(1, 15))
 def test_rtp_looking_bytes_raise_only_packet_error(b0: int, rest: bytes, ext_id: int) -> None:
     data = bytes([b0]) + rest

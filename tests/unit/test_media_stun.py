@@ -222,7 +222,7 @@ def test_malformed_messages_raise_packet_error(data: bytes) -> None:
         stun.parse(data)
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(st.binary(max_size=200))
 def test_random_bytes_raise_only_packet_error(data: bytes) -> None:
     try:
@@ -237,7 +237,7 @@ _ATTR_TYPES = st.sampled_from(
 )
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(
     st.integers(0, 0x3FFF),
     st.lists(st.tuples(_ATTR_TYPES, st.binary(max_size=24)), max_size=8),
