@@ -117,6 +117,16 @@ def test_rewrite_header_in_place() -> None:
     assert rtp.read_header(buf)[1] is True
 
 
+def test_rewritten_returns_the_same_bytes_as_in_place_rewrite() -> None:
+    data = _aiortc_packet().serialize(_ext_map(audio_level=1))
+    for marker in (None, True, False):
+        buf = bytearray(data)
+        kw = {"payload_type": 100, "seq": 70000, "timestamp": 2**32 + 3, "ssrc": 77}
+        rtp.rewrite_header(buf, marker=marker, **kw)
+        out = rtp.rewritten(data, marker=marker, **kw)
+        assert isinstance(out, bytes) and out == bytes(buf)
+
+
 def test_audio_level_is_readable_on_srtp_packets() -> None:
     key = bytes(range(30))
     tx = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))

@@ -12,8 +12,8 @@ SRTP (RFC 3711) encrypts only the payload: the header and its extensions stay re
 counts as payload there).
 
 Hot path (the forwarder, per packet): :func:`read_header`, :func:`audio_level` and
-:func:`rewrite_header` build no objects beyond a small tuple. :class:`RtpPacket` and
-:func:`build_rtp` are for tests, tools and simulated participants.
+:func:`rewrite_header` (or :func:`rewritten`) build no objects beyond a small tuple.
+:class:`RtpPacket` and :func:`build_rtp` are for tests, tools and simulated participants.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ __all__ = [
     "parse_extensions",
     "read_header",
     "rewrite_header",
+    "rewritten",
 ]
 
 AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
@@ -153,6 +154,24 @@ def rewrite_header(
     """
     m = buf[1] & 0x80 if marker is None else (0x80 if marker else 0)
     _REWRITE.pack_into(buf, 1, m | payload_type, seq & 0xFFFF, timestamp & 0xFFFFFFFF, ssrc)
+
+
+def rewritten(
+    data: bytes,
+    *,
+    payload_type: int,
+    seq: int,
+    timestamp: int,
+    ssrc: int,
+    marker: bool | None = None,
+) -> bytes:
+    """Like :func:`rewrite_header` but returns new ``bytes`` (what ``pylibsrtp`` accepts).
+
+    One copy of the packet instead of two (``bytearray`` then ``bytes``).
+    """
+    m = data[1] & 0x80 if marker is None else (0x80 if marker else 0)
+    head = _REWRITE.pack(m | payload_type, seq & 0xFFFF, timestamp & 0xFFFFFFFF, ssrc)
+    return b"".join((data[:1], head, data[12:]))
 
 
 def parse_extensions(profile: int, body: bytes) -> tuple[tuple[int, bytes], ...]:
