@@ -25,9 +25,7 @@ def test_empty_datagram_is_unknown() -> None:
 
 
 def test_real_packets_are_classified() -> None:
-    check = stun.build_binding_request(
-        username="a:b", password=b"p", priority=1, tie_breaker=2
-    )
+    check = stun.build_binding_request(username="a:b", password=b"p", priority=1, tie_breaker=2)
     assert classify(check) is Kind.STUN
     client_hello = b"\x16\xfe\xfd" + bytes(10)
     assert classify(client_hello) is Kind.DTLS

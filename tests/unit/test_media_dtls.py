@@ -213,9 +213,7 @@ def test_close_notify_closes(server_cert: Certificate, client_cert: Certificate)
     assert server.feed(alert) == []
 
 
-def test_local_close_sends_close_notify(
-    server_cert: Certificate, client_cert: Certificate
-) -> None:
+def test_local_close_sends_close_notify(server_cert: Certificate, client_cert: Certificate) -> None:
     server = DtlsServer(server_cert)
     client = Client(client_cert)
     handshake(server, client)
@@ -302,11 +300,13 @@ def test_only_listed_profiles_are_offered(
 
 
 _records = st.builds(
-    lambda ctype, epoch, body: bytes([ctype, 0xFE, 0xFD])
-    + epoch.to_bytes(2, "big")
-    + bytes(6)
-    + len(body).to_bytes(2, "big")
-    + body,
+    lambda ctype, epoch, body: (
+        bytes([ctype, 0xFE, 0xFD])
+        + epoch.to_bytes(2, "big")
+        + bytes(6)
+        + len(body).to_bytes(2, "big")
+        + body
+    ),
     st.integers(20, 25),
     st.integers(0, 2),
     st.binary(max_size=80),

@@ -22,8 +22,13 @@ from voice_server.media.rtcp import (
 )
 
 BLOCK = ReportBlock(
-    ssrc=0xAABBCCDD, fraction_lost=12, packets_lost=-3, highest_sequence=0x1FFFF,
-    jitter=77, lsr=0x12345678, dlsr=65536,
+    ssrc=0xAABBCCDD,
+    fraction_lost=12,
+    packets_lost=-3,
+    highest_sequence=0x1FFFF,
+    jitter=77,
+    lsr=0x12345678,
+    dlsr=65536,
 )
 
 
@@ -35,7 +40,9 @@ def test_aiortc_compound_is_parsed() -> None:
         artp.RtcpSrPacket(
             ssrc=1,
             sender_info=artp.RtcpSenderInfo(
-                ntp_timestamp=rtcp.ntp_from_unix(1.7e9), rtp_timestamp=960, packet_count=10,
+                ntp_timestamp=rtcp.ntp_from_unix(1.7e9),
+                rtp_timestamp=960,
+                packet_count=10,
                 octet_count=1000,
             ),
             reports=[info],
@@ -49,7 +56,12 @@ def test_aiortc_compound_is_parsed() -> None:
     data = b"".join(bytes(p) for p in parts)
     got = rtcp.parse_compound(data)
     assert [type(p) for p in got] == [
-        SenderReport, ReceiverReport, SourceDescription, UnknownRtcp, UnknownRtcp, Bye,
+        SenderReport,
+        ReceiverReport,
+        SourceDescription,
+        UnknownRtcp,
+        UnknownRtcp,
+        Bye,
     ]
     sr, rr, sdes, nack, pli, bye = got
     assert isinstance(sr, SenderReport)
@@ -67,8 +79,13 @@ def test_aiortc_compound_is_parsed() -> None:
 def test_sender_report_is_understood_by_aiortc() -> None:
     now = time.time()
     data = rtcp.build_sender_report(
-        ssrc=0x01020304, unix_time=now, rtp_timestamp=2**32 + 1, packet_count=500,
-        octet_count=40000, cname="server", reports=[BLOCK],
+        ssrc=0x01020304,
+        unix_time=now,
+        rtp_timestamp=2**32 + 1,
+        packet_count=500,
+        octet_count=40000,
+        cname="server",
+        reports=[BLOCK],
     )
     sr, sdes = artp.RtcpPacket.parse(data)
     assert isinstance(sr, artp.RtcpSrPacket) and isinstance(sdes, artp.RtcpSdesPacket)
@@ -78,7 +95,10 @@ def test_sender_report_is_understood_by_aiortc() -> None:
     assert rtcp.unix_from_ntp(sr.sender_info.ntp_timestamp) == pytest.approx(now, abs=1e-6)
     r = sr.reports[0]
     assert (r.ssrc, r.fraction_lost, r.packets_lost, r.highest_sequence) == (
-        0xAABBCCDD, 12, -3, 0x1FFFF,
+        0xAABBCCDD,
+        12,
+        -3,
+        0x1FFFF,
     )
     assert (r.jitter, r.lsr, r.dlsr) == (77, 0x12345678, 65536)
     assert sdes.chunks[0].ssrc == 0x01020304 and sdes.chunks[0].items == [(1, b"server")]
@@ -145,8 +165,16 @@ def test_malformed_compounds_raise_packet_error(data: bytes) -> None:
 
 _u32 = st.integers(0, 0xFFFFFFFF)
 _blocks = st.lists(
-    st.builds(ReportBlock, _u32, st.integers(0, 255), st.integers(-0x800000, 0x7FFFFF), _u32,
-              _u32, _u32, _u32),
+    st.builds(
+        ReportBlock,
+        _u32,
+        st.integers(0, 255),
+        st.integers(-0x800000, 0x7FFFFF),
+        _u32,
+        _u32,
+        _u32,
+        _u32,
+    ),
     max_size=3,
 ).map(tuple)
 _packets = st.one_of(
@@ -156,7 +184,8 @@ _packets = st.one_of(
         SourceDescription,
         st.lists(
             st.builds(
-                SdesChunk, _u32,
+                SdesChunk,
+                _u32,
                 st.lists(st.tuples(st.integers(1, 8), st.binary(max_size=20)), max_size=3).map(
                     tuple
                 ),
@@ -166,7 +195,9 @@ _packets = st.one_of(
     ),
     st.builds(Bye, st.lists(_u32, max_size=3).map(tuple), st.none() | st.text(max_size=20)),
     st.builds(
-        UnknownRtcp, st.sampled_from([204, 205, 206, 207]), st.integers(0, 31),
+        UnknownRtcp,
+        st.sampled_from([204, 205, 206, 207]),
+        st.integers(0, 31),
         st.binary(max_size=12).map(lambda b: b + bytes(-len(b) & 3)),
     ),
 )
@@ -192,7 +223,8 @@ def test_random_bytes_raise_only_packet_error(data: bytes) -> None:
 @given(
     st.lists(
         st.tuples(st.integers(0x80, 0xBF), st.integers(200, 207), st.binary(max_size=40)),
-        min_size=1, max_size=3,
+        min_size=1,
+        max_size=3,
     )
 )
 def test_well_framed_random_bodies_raise_only_packet_error(

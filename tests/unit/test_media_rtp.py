@@ -36,8 +36,12 @@ def _ext_map(**ids: int) -> HeaderExtensionsMap:
 
 def _aiortc_packet(audio_level: tuple[bool, int] | None = (True, 42)) -> AiortcRtpPacket:
     p = AiortcRtpPacket(
-        payload_type=111, marker=1, sequence_number=65535, timestamp=0xFFFFFF00,
-        ssrc=0x12345678, payload=b"\xfc" + bytes(40),
+        payload_type=111,
+        marker=1,
+        sequence_number=65535,
+        timestamp=0xFFFFFF00,
+        ssrc=0x12345678,
+        payload=b"\xfc" + bytes(40),
     )
     p.extensions.audio_level = audio_level
     p.extensions.mid = "0"
@@ -78,8 +82,14 @@ def test_two_byte_extensions_are_read() -> None:
 
 def test_build_rtp_is_understood_by_aiortc() -> None:
     data = rtp.build_rtp(
-        payload_type=111, seq=70000, timestamp=2**32 + 5, ssrc=99, payload=b"opus",
-        marker=True, audio_level=(False, 127), audio_level_id=1,
+        payload_type=111,
+        seq=70000,
+        timestamp=2**32 + 5,
+        ssrc=99,
+        payload=b"opus",
+        marker=True,
+        audio_level=(False, 127),
+        audio_level_id=1,
     )
     back = AiortcRtpPacket.parse(data, _ext_map(audio_level=1))
     assert back.sequence_number == 70000 - 65536
@@ -131,8 +141,13 @@ def test_audio_level_is_readable_on_srtp_packets() -> None:
     key = bytes(range(30))
     tx = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
     data = rtp.build_rtp(
-        payload_type=111, seq=1, timestamp=960, ssrc=5, payload=bytes(60),
-        audio_level=(True, 30), audio_level_id=1,
+        payload_type=111,
+        seq=1,
+        timestamp=960,
+        ssrc=5,
+        payload=bytes(60),
+        audio_level=(True, 30),
+        audio_level_id=1,
     )
     protected = tx.protect(data)
     assert protected[:16] == data[:16]
@@ -142,8 +157,15 @@ def test_audio_level_is_readable_on_srtp_packets() -> None:
 
 def test_padding_and_csrc_round_trip() -> None:
     pkt = RtpPacket(
-        0, 1, 2, 3, payload=b"abc", csrc=(7, 8), padding_size=5,
-        extension_profile=0x1234, extension=b"wxyz",
+        0,
+        1,
+        2,
+        3,
+        payload=b"abc",
+        csrc=(7, 8),
+        padding_size=5,
+        extension_profile=0x1234,
+        extension=b"wxyz",
     )
     data = bytes(pkt)
     assert RtpPacket.parse(data) == pkt

@@ -162,54 +162,57 @@ async def test_aiortc_accepts_an_ipv6_offer() -> None:
 
 
 # What Chromium 13x answers to the offer (shape as captured; keys and ids replaced).
-CHROMIUM_ANSWER = "\r\n".join(
-    [
-        "v=0",
-        "o=- 3390818214632451097 2 IN IP4 127.0.0.1",
-        "s=-",
-        "t=0 0",
-        "a=group:BUNDLE 0 1 2 3",
-        "a=msid-semantic: WMS 5f2a6c1e-8d4b-4f0a-9c3e-1b7d2e6f4a90",
-    ]
-    + [
-        line
-        for mid in range(4)
-        for line in [
-            "m=audio 9 UDP/TLS/RTP/SAVPF 111",
-            "c=IN IP4 0.0.0.0",
-            "a=rtcp:9 IN IP4 0.0.0.0",
-            "a=ice-ufrag:Qm3x",
-            "a=ice-pwd:u7Jc0LQwH2kTzX9pR4sVbN1e",
-            "a=ice-options:trickle",
-            "a=fingerprint:sha-256 3C:9E:52:0B:7A:41:D8:6F:E2:15:C4:99:08:AB:7D:3E:"
-            "61:F0:2C:84:5B:D9:A7:13:E6:40:9F:2B:C8:75:1D:0A",
-            "a=setup:active",
-            f"a=mid:{mid}",
-            "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level",
-            "a=sendonly" if mid == 0 else "a=recvonly",
+CHROMIUM_ANSWER = (
+    "\r\n".join(
+        [
+            "v=0",
+            "o=- 3390818214632451097 2 IN IP4 127.0.0.1",
+            "s=-",
+            "t=0 0",
+            "a=group:BUNDLE 0 1 2 3",
+            "a=msid-semantic: WMS 5f2a6c1e-8d4b-4f0a-9c3e-1b7d2e6f4a90",
         ]
-        + (
-            ["a=msid:5f2a6c1e-8d4b-4f0a-9c3e-1b7d2e6f4a90 0b8e4d2f-6a1c-4e97-b3d5-7c9f1a2e8b64"]
-            if mid == 0
-            else []
-        )
         + [
-            "a=rtcp-mux",
-            "a=rtpmap:111 opus/48000/2",
-            "a=fmtp:111 minptime=10;sprop-stereo=0;stereo=0;usedtx=1;useinbandfec=1",
-            "a=ptime:20",
-        ]
-        + (
-            [
-                "a=ssrc:2873044915 cname:Hk9rT2xq5VbN8wLz",
-                "a=ssrc:2873044915 msid:5f2a6c1e-8d4b-4f0a-9c3e-1b7d2e6f4a90 "
-                "0b8e4d2f-6a1c-4e97-b3d5-7c9f1a2e8b64",
+            line
+            for mid in range(4)
+            for line in [
+                "m=audio 9 UDP/TLS/RTP/SAVPF 111",
+                "c=IN IP4 0.0.0.0",
+                "a=rtcp:9 IN IP4 0.0.0.0",
+                "a=ice-ufrag:Qm3x",
+                "a=ice-pwd:u7Jc0LQwH2kTzX9pR4sVbN1e",
+                "a=ice-options:trickle",
+                "a=fingerprint:sha-256 3C:9E:52:0B:7A:41:D8:6F:E2:15:C4:99:08:AB:7D:3E:"
+                "61:F0:2C:84:5B:D9:A7:13:E6:40:9F:2B:C8:75:1D:0A",
+                "a=setup:active",
+                f"a=mid:{mid}",
+                "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+                "a=sendonly" if mid == 0 else "a=recvonly",
             ]
-            if mid == 0
-            else []
-        )
-    ]
-) + "\r\n"
+            + (
+                ["a=msid:5f2a6c1e-8d4b-4f0a-9c3e-1b7d2e6f4a90 0b8e4d2f-6a1c-4e97-b3d5-7c9f1a2e8b64"]
+                if mid == 0
+                else []
+            )
+            + [
+                "a=rtcp-mux",
+                "a=rtpmap:111 opus/48000/2",
+                "a=fmtp:111 minptime=10;sprop-stereo=0;stereo=0;usedtx=1;useinbandfec=1",
+                "a=ptime:20",
+            ]
+            + (
+                [
+                    "a=ssrc:2873044915 cname:Hk9rT2xq5VbN8wLz",
+                    "a=ssrc:2873044915 msid:5f2a6c1e-8d4b-4f0a-9c3e-1b7d2e6f4a90 "
+                    "0b8e4d2f-6a1c-4e97-b3d5-7c9f1a2e8b64",
+                ]
+                if mid == 0
+                else []
+            )
+        ]
+    )
+    + "\r\n"
+)
 
 
 def test_chromium_answer_parses() -> None:

@@ -35,7 +35,11 @@ def test_server_and_client_sessions_interoperate(profile: SrtpProfile) -> None:
     s_rx, s_tx = srtp.make_sessions(profile.name, srtp.split_keying(profile, m, server=True))
     c_rx, c_tx = srtp.make_sessions(profile, srtp.split_keying(profile, m, server=False))
     pkt = rtp.build_rtp(
-        payload_type=111, seq=5, timestamp=960, ssrc=1234, payload=bytes(50),
+        payload_type=111,
+        seq=5,
+        timestamp=960,
+        ssrc=1234,
+        payload=bytes(50),
         audio_level=(True, 20),
     )
     protected = c_tx.protect(pkt)

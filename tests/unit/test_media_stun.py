@@ -232,8 +232,22 @@ def test_random_bytes_raise_only_packet_error(data: bytes) -> None:
 
 
 _ATTR_TYPES = st.sampled_from(
-    [0x0001, 0x0006, 0x0008, 0x0009, 0x000A, 0x0020, 0x0024, 0x0025, 0x8022, 0x8028,
-     0x8029, 0x802A, 0x0031, 0xC057]
+    [
+        0x0001,
+        0x0006,
+        0x0008,
+        0x0009,
+        0x000A,
+        0x0020,
+        0x0024,
+        0x0025,
+        0x8022,
+        0x8028,
+        0x8029,
+        0x802A,
+        0x0031,
+        0xC057,
+    ]
 )
 
 
@@ -246,12 +260,15 @@ def test_well_framed_random_attributes_raise_only_packet_error(
     msg_type: int, attrs: list[tuple[int, bytes]]
 ) -> None:
     body = b"".join(
-        t.to_bytes(2, "big") + len(v).to_bytes(2, "big") + v + bytes(-len(v) & 3)
-        for t, v in attrs
+        t.to_bytes(2, "big") + len(v).to_bytes(2, "big") + v + bytes(-len(v) & 3) for t, v in attrs
     )
-    data = msg_type.to_bytes(2, "big") + len(body).to_bytes(2, "big") + bytes.fromhex(
-        "2112a442"
-    ) + bytes(range(12)) + body
+    data = (
+        msg_type.to_bytes(2, "big")
+        + len(body).to_bytes(2, "big")
+        + bytes.fromhex("2112a442")
+        + bytes(range(12))
+        + body
+    )
     try:
         msg = stun.parse(data)
     except PacketError:

@@ -104,9 +104,7 @@ class Certificate:
             ctx.set_options(SSL.OP_NO_TICKET | SSL.OP_NO_QUERY_MTU)
             # Request the client's certificate; any self-signed one is accepted here and
             # checked against the SDP fingerprint later.
-            ctx.set_verify(
-                SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, lambda *_args: True
-            )
+            ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, lambda *_args: True)
             ctx.use_certificate(self.certificate)
             ctx.use_privatekey(self.private_key)
             ctx.set_cipher_list(CIPHERS)
@@ -257,9 +255,7 @@ class DtlsServer:
         if cert is None:
             self._fail("peer sent no certificate")
             return
-        material = self._ssl.export_keying_material(
-            b"EXTRACTOR-dtls_srtp", profile.keying_length
-        )
+        material = self._ssl.export_keying_material(b"EXTRACTOR-dtls_srtp", profile.keying_length)
         self.profile = profile
         self.keying = split_keying(profile, bytes(material), server=True)
         self.peer_fingerprint = format_fingerprint(cert.fingerprint(hashes.SHA256()))
