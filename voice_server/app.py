@@ -11,6 +11,7 @@ from fastapi import FastAPI, WebSocket
 from voice_server.config import Config
 from voice_server.identity.keys import load_or_create_key
 from voice_server.identity.principal import TokenDirectory
+from voice_server.media.plane import MediaPlane
 from voice_server.metrics import Family, SignalingCounters
 from voice_server.signaling.endpoint import serve_signaling
 from voice_server.signaling.hub import Hub
@@ -38,9 +39,21 @@ def build_state(config: Config) -> AppState:
         token_warning_seconds=config.token_warning_seconds,
         counters=counters,
     )
-    state = AppState(config=config, db=db, channels=channels, hub=hub, counters=counters)
+    media = MediaPlane(
+        host=config.media_host,
+        port=config.media_port,
+        announce_ip=config.announce_ip,
+        slots=config.slots,
+        events=hub,
+        on_transport_lost=hub.media_lost,
+    )
+    hub.media = media
+    state = AppState(
+        config=config, db=db, channels=channels, hub=hub, counters=counters, media=media
+    )
     state.metrics.register(counters.families)
     state.metrics.register(state.collect_sessions)
+    state.metrics.register(media.families)
     state.metrics.register(
         lambda: [Family("voice_channels", "gauge", "Configured channels").add(channels.count())]
     )
@@ -52,6 +65,7 @@ def create_app(config: Config) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await state.media.start()
         state.hub.start()
         state.started = True
         log.info("voice server ready", extra={"data_dir": str(config.data_dir)})
@@ -60,6 +74,7 @@ def create_app(config: Config) -> FastAPI:
         finally:
             state.stopping = True
             await state.hub.stop()
+            await state.media.stop()
             state.db.close()
 
     app = FastAPI(

@@ -7,6 +7,7 @@ import sqlite3
 from dataclasses import dataclass, field
 
 from voice_server.config import Config
+from voice_server.media.plane import MediaPlane
 from voice_server.metrics import Family, MetricsRegistry, SignalingCounters
 from voice_server.signaling.hub import Hub
 from voice_server.signaling.sessions import SessionState
@@ -23,6 +24,7 @@ class AppState:
     channels: ChannelStore
     hub: Hub
     counters: SignalingCounters
+    media: MediaPlane
     metrics: MetricsRegistry = field(default_factory=MetricsRegistry)
     started: bool = False
     stopping: bool = False

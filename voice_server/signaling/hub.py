@@ -284,6 +284,16 @@ class Hub:
         session.talking_slot = None
         self.broadcast(session.channel, ServerTalkStopped(speaker=participant(session), slot=slot))
 
+    def media_lost(self, session_id: str) -> None:
+        """The session's transport died (ICE consent expired, DTLS failed): offer a new one."""
+        session = self.registry.get(session_id)
+        if session is None or self.media is None:
+            return
+        if session.talking_slot is not None:
+            self.talk_stopped(session_id, session.talking_slot)
+        if session.id in self._outboxes:
+            self._send(session, ServerOffer(sdp=self.media.open(session)))
+
     def slot_busy(self, session_id: str, slots: int) -> None:
         session = self.registry.get(session_id)
         if session is not None:

@@ -1,0 +1,98 @@
+"""Media plane counters: plain integers bumped on the hot path, rendered at scrape time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from voice_server.histogram import LatencyHistogram
+from voice_server.metrics import Family
+
+_DROPS = {
+    "unknown_source": "drop_unknown_source",
+    "bad_srtp": "drop_bad_srtp",
+    "bad_rtp": "drop_bad_rtp",
+    "bad_rtcp": "drop_bad_rtcp",
+    "bad_stun": "drop_bad_stun",
+    "not_ready": "drop_not_ready",
+    "slot_busy": "drop_slot_busy",
+    "stale": "drop_stale",
+    "send_error": "drop_send_error",
+}
+
+
+@dataclass(slots=True)
+class MediaCounters:
+    """Plain integers; the hot path only does ``+= 1``."""
+
+    bytes_in: int = 0
+    bytes_out: int = 0
+    drop_bad_rtcp: int = 0
+    drop_bad_rtp: int = 0
+    drop_bad_srtp: int = 0
+    drop_bad_stun: int = 0
+    drop_not_ready: int = 0
+    drop_send_error: int = 0
+    drop_slot_busy: int = 0
+    drop_stale: int = 0
+    drop_unknown_source: int = 0
+    dtls_handshakes: int = 0
+    dtls_failures: int = 0
+    packets_in: int = 0
+    packets_out: int = 0
+    rtcp_in: int = 0
+    rtcp_out: int = 0
+    rtcp_receiver_reports: int = 0
+    slot_busy_bursts: int = 0
+    stun_requests: int = 0
+    talk_bursts: int = 0
+    transports_closed_consent: int = 0
+
+    def drops(self) -> dict[str, int]:
+        return {reason: int(getattr(self, attr)) for reason, attr in _DROPS.items()}
+
+    def families(self, histogram: LatencyHistogram, talkers: int, transports: int) -> list[Family]:
+        fams = [
+            Family("voice_media_packets_in_total", "counter", "RTP packets received").add(
+                self.packets_in
+            ),
+            Family("voice_media_bytes_in_total", "counter", "Media bytes received").add(
+                self.bytes_in
+            ),
+            Family("voice_media_packets_out_total", "counter", "RTP packets forwarded").add(
+                self.packets_out
+            ),
+            Family("voice_media_bytes_out_total", "counter", "Media bytes forwarded").add(
+                self.bytes_out
+            ),
+        ]
+        drops = Family("voice_media_drops_total", "counter", "Datagrams dropped by reason")
+        for reason, value in self.drops().items():
+            drops.add(value, reason=reason)
+        fams.append(drops)
+        for name, help_text in [
+            ("rtcp_in", "RTCP packets received"),
+            ("rtcp_out", "RTCP packets sent"),
+            ("rtcp_receiver_reports", "RTCP receiver report blocks read"),
+            ("stun_requests", "STUN binding requests answered"),
+            ("dtls_handshakes", "DTLS handshakes completed"),
+            ("dtls_failures", "DTLS handshakes failed"),
+            ("talk_bursts", "Talk bursts given a slot"),
+            ("slot_busy_bursts", "Talk bursts that found every slot busy"),
+            ("transports_closed_consent", "Transports closed after ICE consent expired"),
+        ]:
+            fams.append(
+                Family(f"voice_media_{name}_total", "counter", help_text).add(getattr(self, name))
+            )
+        fams.append(
+            Family("voice_media_active_talkers", "gauge", "Talkers holding a slot").add(talkers)
+        )
+        fams.append(
+            Family("voice_media_transports", "gauge", "Open media transports").add(transports)
+        )
+        fams.append(
+            histogram.family(
+                "voice_media_forward_seconds",
+                "Time from datagram arrival to sendto of each forwarded copy",
+            )
+        )
+        return fams

@@ -1,0 +1,246 @@
+"""The single UDP port: demultiplexes every datagram to a transport (RFC 7983 first byte).
+
+Peers are found by ICE username (``ourUfrag:theirUfrag``) for STUN, then by their validated
+address for everything else. A datagram from an address that never passed an ICE check is
+dropped and counted, whatever it claims to be. Nothing raises out of ``datagram_received``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pylibsrtp
+
+from voice_server.media.counters import MediaCounters
+from voice_server.media.errors import PacketError
+from voice_server.media.rtcp import ReceiverReport, SenderReport, parse_compound
+from voice_server.media.stun import is_stun
+from voice_server.media.stun import parse as parse_stun
+from voice_server.media.transport import Address, Transport, TransportState, parse_stun_username
+
+log = logging.getLogger(__name__)
+_perf_ns = time.perf_counter_ns
+
+RECV_BUFFER = 4 * 1024 * 1024
+RECV_SIZE = 2048  # larger than any datagram a WebRTC audio peer sends (MTU-sized)
+READ_BATCH = 256
+SEND_BUFFER = 4 * 1024 * 1024
+
+OnRtp = Callable[[Transport, bytes, int], None]
+OnChange = Callable[[Transport], None]
+
+
+class MediaEndpoint:
+    """Owns the UDP socket. Reads in batches (up to :data:`READ_BATCH` datagrams per wake-up of
+    the event loop) and sends straight to the socket: a full kernel buffer drops and counts the
+    copy instead of growing an unbounded user-space buffer."""
+
+    def __init__(self, counters: MediaCounters, on_rtp: OnRtp, on_change: OnChange) -> None:
+        self.counters = counters
+        self._on_rtp = on_rtp
+        self._on_change = on_change
+        self.by_ufrag: dict[str, Transport] = {}
+        self.by_addr: dict[Address, Transport] = {}
+        self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self.recv_buffer = 0
+        self.port = 0
+
+    # ------------------------------------------------------------------ socket
+    def open(self, host: str, port: int) -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            for opt, size in ((socket.SO_RCVBUF, RECV_BUFFER), (socket.SO_SNDBUF, SEND_BUFFER)):
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, opt, size)
+                except OSError:
+                    log.warning("could not size the UDP socket buffer", extra={"option": opt})
+            sock.bind((host, port))
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self.recv_buffer = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        self.port = int(sock.getsockname()[1])
+        self._sock = sock
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(sock.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        recv = sock.recvfrom
+        handle = self.datagram_received
+        for _ in range(READ_BATCH):
+            try:
+                data, addr = recv(RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # ICMP errors surface here on Linux: count, never raise
+                self.counters.drop_send_error += 1
+                continue
+            handle(data, addr)
+
+    def sendto(self, data: bytes, addr: Address) -> None:
+        sock = self._sock
+        if sock is None:
+            raise OSError("media socket closed")
+        sock.sendto(data, addr)
+
+    def _send_all(self, datagrams: list[bytes], addr: Address) -> None:
+        for d in datagrams:
+            try:
+                self.sendto(d, addr)
+            except OSError:
+                self.counters.drop_send_error += 1
+
+    def close(self) -> None:
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        if self._sock is not None:
+            if self._loop is not None:
+                self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+        self._sock = None
+
+    # ------------------------------------------------------------------ registry
+    def register(self, transport: Transport) -> None:
+        self.by_ufrag[transport.ufrag] = transport
+
+    def unregister(self, transport: Transport) -> None:
+        if self.by_ufrag.get(transport.ufrag) is transport:
+            del self.by_ufrag[transport.ufrag]
+        for addr in transport.valid_addrs:
+            if self.by_addr.get(addr) is transport:
+                del self.by_addr[addr]
+        handle = self._timers.pop(transport.session_id, None)
+        if handle is not None:
+            handle.cancel()
+        bye = transport.close()
+        if bye and transport.remote is not None:
+            self._send_all(bye, transport.remote)
+
+    # ------------------------------------------------------------------ receive
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        t0 = _perf_ns()
+        if len(addr) > 2:  # IPv6 sockets give (host, port, flow, scope)
+            addr = (addr[0], addr[1])
+        try:
+            b0 = data[0] if data else 0
+            transport = self.by_addr.get(addr)
+            if 127 < b0 < 192 and transport is not None:
+                if 191 < data[1] < 224:
+                    self._on_rtcp(transport, data)
+                    return
+                rx = transport.rx
+                if rx is None or transport.state is not TransportState.CONNECTED:
+                    self.counters.drop_not_ready += 1
+                    return
+                try:
+                    plain = rx.unprotect(data)
+                except pylibsrtp.Error:
+                    self.counters.drop_bad_srtp += 1
+                    return
+                self.counters.packets_in += 1
+                self.counters.bytes_in += len(data)
+                self._on_rtp(transport, plain, t0)
+            elif b0 < 4:
+                self._on_stun(data, addr)
+            elif 19 < b0 < 64 and transport is not None:
+                self._on_dtls(transport, data, addr)
+            else:
+                self.counters.drop_unknown_source += 1
+        except Exception:  # a bug must not take the socket down: count and go on
+            self.counters.drop_bad_rtp += 1
+            log.exception("media datagram handling failed")
+
+    def _on_stun(self, data: bytes, addr: Address) -> None:
+        if not is_stun(data):
+            self.counters.drop_bad_stun += 1
+            return
+        try:
+            msg = parse_stun(data)
+        except PacketError:
+            self.counters.drop_bad_stun += 1
+            return
+        ufrag = parse_stun_username(msg)
+        transport = self.by_ufrag.get(ufrag) if ufrag is not None else None
+        if transport is None:
+            self.counters.drop_bad_stun += 1
+            return
+        result = transport.on_stun(msg, addr, time.monotonic())
+        if result.error is not None:
+            self.counters.drop_bad_stun += 1
+        else:
+            self.counters.stun_requests += 1
+        if result.newly_valid:
+            previous = self.by_addr.get(addr)
+            if previous is not None and previous is not transport:
+                previous.valid_addrs.discard(addr)
+            self.by_addr[addr] = transport
+            self._on_change(transport)
+        if result.reply is not None:
+            self._send_all([result.reply], addr)
+
+    def _on_dtls(self, transport: Transport, data: bytes, addr: Address) -> None:
+        was = transport.state
+        out = transport.on_dtls(data, addr)
+        self._send_all(out, addr)
+        self._schedule_dtls(transport)
+        self._after(transport, was)
+
+    def _schedule_dtls(self, transport: Transport) -> None:
+        old = self._timers.pop(transport.session_id, None)
+        if old is not None:
+            old.cancel()
+        delay = transport.dtls.timeout()
+        if delay is None or transport.state in (TransportState.CLOSED, TransportState.FAILED):
+            return
+        loop = asyncio.get_running_loop()
+        self._timers[transport.session_id] = loop.call_later(
+            max(delay, 0.001), self._dtls_timer, transport
+        )
+
+    def _dtls_timer(self, transport: Transport) -> None:
+        self._timers.pop(transport.session_id, None)
+        was = transport.state
+        out = transport.on_dtls_timeout()
+        addr = transport.dtls_addr
+        if out and addr is not None:
+            self._send_all(out, addr)
+        self._schedule_dtls(transport)
+        self._after(transport, was)
+
+    def _after(self, transport: Transport, was: TransportState) -> None:
+        if transport.state is was:
+            return
+        if transport.state is TransportState.CONNECTED:
+            self.counters.dtls_handshakes += 1
+        elif transport.state is TransportState.FAILED:
+            self.counters.dtls_failures += 1
+        self._on_change(transport)
+
+    def _on_rtcp(self, transport: Transport, data: bytes) -> None:
+        rx = transport.rx
+        if rx is None:
+            self.counters.drop_not_ready += 1
+            return
+        try:
+            plain = rx.unprotect_rtcp(data)
+            packets = parse_compound(plain)
+        except (pylibsrtp.Error, PacketError):
+            self.counters.drop_bad_rtcp += 1
+            return
+        self.counters.rtcp_in += 1
+        for packet in packets:
+            if isinstance(packet, ReceiverReport | SenderReport):
+                self.counters.rtcp_receiver_reports += len(packet.reports)

@@ -1,0 +1,221 @@
+"""A channel's router: who talks on which slot, and the forwarding hot path.
+
+mediasoup's vocabulary: a *router* is one channel; each participant is a *member* that produces
+(its microphone, mid 0) and consumes (the slot streams, mids 1..N). The routing core is a map
+from a talking member to every other connected member, via the slot it holds.
+
+Per forwarded packet (invariant 6 of the README): one SRTP unprotect (done by the endpoint), one
+header rewrite (the same bytes for every listener: the server's offer fixed payload type, header
+extension ids and slot SSRCs for everyone), then one protect and one ``sendto`` per listener. No
+decoding, no jitter buffer, no coroutine, no log call.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import pylibsrtp
+
+from voice_server.histogram import LatencyHistogram
+from voice_server.media.counters import MediaCounters
+from voice_server.media.errors import PacketError
+from voice_server.media.rtp import audio_level
+from voice_server.media.slot_stream import PreRoll, SlotStream
+from voice_server.media.transport import Address, Transport
+from voice_server.talk.detector import TalkDetector, TalkEvent, TalkRules
+from voice_server.talk.slots import SlotTable
+
+_STARTED = TalkEvent.STARTED
+_STOPPED = TalkEvent.STOPPED
+_perf_ns = time.perf_counter_ns
+
+SendTo = Callable[[bytes, Address], None]
+
+
+class TalkEvents(Protocol):
+    """Who hears about talk bursts (the signaling hub; later the transcription tap)."""
+
+    def talk_started(self, session_id: str, slot: int) -> None: ...
+
+    def talk_stopped(self, session_id: str, slot: int) -> None: ...
+
+    def slot_busy(self, session_id: str, slots: int) -> None: ...
+
+
+class Member:
+    __slots__ = ("detector", "preroll", "session_id", "slot", "transport", "waiting")
+
+    def __init__(self, transport: Transport, rules: TalkRules, preroll: int) -> None:
+        self.session_id = transport.session_id
+        self.transport = transport
+        self.detector = TalkDetector(rules)
+        self.preroll = PreRoll(preroll)
+        self.slot: int | None = None  # the slot held, 1..N like the SDP mids
+        self.waiting = False  # talking while every slot was busy
+
+
+class Router:
+    def __init__(
+        self,
+        channel: str,
+        *,
+        slot_ssrcs: tuple[int, ...],
+        payload_type: int,
+        rules: TalkRules,
+        preroll_packets: int,
+        events: TalkEvents,
+        sendto: SendTo,
+        counters: MediaCounters,
+        histogram: LatencyHistogram,
+    ) -> None:
+        self.channel = channel
+        self.slot_ssrcs = slot_ssrcs
+        self.members: dict[str, Member] = {}
+        self.table: SlotTable[str] = SlotTable(len(slot_ssrcs))
+        self.streams = [SlotStream(ssrc, payload_type) for ssrc in slot_ssrcs]
+        self.stream_octets = [0] * len(slot_ssrcs)
+        self.stream_last_ns = [0] * len(slot_ssrcs)
+        self._rules = rules
+        self._preroll = preroll_packets
+        self._events = events
+        self._sendto = sendto
+        self._counters = counters
+        self._hist = histogram
+        self._listeners: list[Member] = []
+        self._waiting: list[Member] = []
+
+    # ------------------------------------------------------------------ membership
+    def add(self, transport: Transport) -> Member:
+        member = Member(transport, self._rules, self._preroll)
+        self.members[member.session_id] = member
+        return member
+
+    def remove(self, session_id: str) -> None:
+        member = self.members.pop(session_id, None)
+        if member is None:
+            return
+        if member.waiting:
+            member.waiting = False
+            self._waiting.remove(member)
+        if member.slot is not None:
+            self._stop(member, notify=True)
+        self.refresh_listeners()
+
+    def refresh_listeners(self) -> None:
+        """Recompute who receives forwarded audio (call when a transport's state changes)."""
+        self._listeners = [
+            m for m in self.members.values() if m.transport.media_ready and m.transport.remote
+        ]
+
+    @property
+    def listeners(self) -> int:
+        return len(self._listeners)
+
+    # ------------------------------------------------------------------ hot path
+    def on_rtp(self, member: Member, plain: bytes, t0_ns: int) -> None:
+        """One decrypted RTP packet from ``member``'s microphone."""
+        try:
+            level = audio_level(plain, member.transport.level_ext_id)
+        except PacketError:
+            self._counters.drop_bad_rtp += 1
+            return
+        now_ms = t0_ns // 1_000_000
+        event = member.detector.feed(now_ms, None if level is None else level[1])
+        if member.slot is not None:
+            if event == _STOPPED:
+                self._stop(member, notify=True)
+                member.preroll.push(plain, now_ms)
+                return
+            self._forward(member, bytearray(plain), now_ms, t0_ns)
+            return
+        member.preroll.push(plain, now_ms)
+        if event == _STARTED:
+            self._start(member, t0_ns)
+        elif event == _STOPPED and member.waiting:
+            member.waiting = False
+            self._waiting.remove(member)
+        elif member.waiting:
+            self._counters.drop_slot_busy += 1
+
+    def _forward(self, src: Member, buf: bytearray, now_ms: int, t0_ns: int) -> None:
+        slot = src.slot
+        assert slot is not None
+        index = slot - 1
+        if not self.streams[index].rewrite(buf, src.session_id, now_ms):
+            self._counters.drop_stale += 1
+            return
+        data = bytes(buf)
+        self.stream_octets[index] += len(data) - 12
+        self.stream_last_ns[index] = t0_ns
+        sendto = self._sendto
+        observe = self._hist.observe_us
+        counters = self._counters
+        for m in self._listeners:
+            if m is src:
+                continue
+            tr = m.transport
+            try:
+                out = tr.tx.protect(data)  # type: ignore[union-attr]
+                sendto(out, tr.remote)  # type: ignore[arg-type]
+            except (pylibsrtp.Error, OSError, AttributeError):
+                counters.drop_send_error += 1
+                continue
+            counters.packets_out += 1
+            counters.bytes_out += len(out)
+            observe((_perf_ns() - t0_ns) // 1000)
+
+    # ------------------------------------------------------------------ talk bursts
+    def _start(self, member: Member, t0_ns: int) -> None:
+        slot = self.table.acquire(member.session_id)
+        if slot is None:
+            member.waiting = True
+            self._waiting.append(member)
+            self._counters.slot_busy_bursts += 1
+            self._events.slot_busy(member.session_id, len(self.streams))
+            return
+        self._open(member, slot, t0_ns)
+
+    def _open(self, member: Member, slot: int, t0_ns: int) -> None:
+        member.slot = slot
+        self._counters.talk_bursts += 1
+        self._events.talk_started(member.session_id, slot)
+        for packet, arrival_ms in member.preroll.drain():
+            self._forward(member, bytearray(packet), arrival_ms, t0_ns)
+
+    def _stop(self, member: Member, *, notify: bool) -> None:
+        slot = member.slot
+        if slot is None:
+            return
+        member.slot = None
+        self.table.release(member.session_id)
+        self.streams[slot - 1].release()
+        if notify:
+            self._events.talk_stopped(member.session_id, slot)
+        # a talker who found every slot busy and is still talking takes the freed slot
+        while self._waiting:
+            waiter = self._waiting.pop(0)
+            waiter.waiting = False
+            if waiter.detector.talking:
+                granted = self.table.acquire(waiter.session_id)
+                if granted is not None:
+                    self._open(waiter, granted, _perf_ns())
+                break
+
+    def tick(self, now_ns: int) -> None:
+        """Periodic: end bursts whose talker went silent (DTX or push-to-talk release)."""
+        now_ms = now_ns // 1_000_000
+        for member in list(self.members.values()):
+            if member.slot is None and not member.waiting:
+                continue
+            if member.detector.tick(now_ms) == _STOPPED:
+                if member.slot is not None:
+                    self._stop(member, notify=True)
+                elif member.waiting:
+                    member.waiting = False
+                    self._waiting.remove(member)
+
+    @property
+    def active_talkers(self) -> int:
+        return sum(1 for m in self.members.values() if m.slot is not None)
