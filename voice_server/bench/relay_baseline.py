@@ -1,0 +1,440 @@
+"""Baseline for ``bench forward``: an audio relay built the usual aiortc way.
+
+The relay server runs in its own child process (``python -m voice_server.bench.relay_baseline
+--serve``) so that its CPU can be read from ``/proc/<pid>/stat`` apart from the clients. It holds
+one ``RTCPeerConnection`` per participant; each speaker's incoming audio track is fanned out with
+``aiortc.contrib.media.MediaRelay`` to a sending transceiver on every listener's connection. So per
+speaker packet the relay decodes once (the speaker's receiver) and encodes once per listener (each
+listener's ``RTCRtpSender`` re-encodes Opus from the relayed decoded frame).
+
+The driver (the calling process) runs the clients: S speaker peers sending a generated 400 Hz
+tone (20 ms, 48 kHz mono frames) and L listener peers, each with S receive-only transceivers,
+that drain and count decoded frames. Signaling is one JSON object per line on the child's
+stdin/stdout (offer in, answer out; non-trickle, aiortc gathers before answering).
+
+What is measured, over a steady-state window after every peer is connected, the speakers started
+and ``warmup`` seconds passed:
+
+- relay CPU seconds: ``utime + stime`` of the relay process from ``/proc`` (``procstat.CpuMeter``);
+- packets: RTP packets the listeners received from the relay, from the listeners'
+  ``RTCRtpReceiver.getStats()`` ``inbound-rtp`` ``packetsReceived`` (counted on arrival, before
+  the jitter buffer), difference between the window's start and end;
+- ``cpu_us_per_packet`` = relay CPU µs ÷ packets; ``cpu_cores`` = relay CPU s ÷ window s;
+- ``loss`` = 1 − packets ÷ (S × L × 50 packets/s × window s), floored at 0.
+
+Every ICE candidate is 127.0.0.1 (``loopback.py``); no STUN server is configured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import os
+import sys
+import time
+from array import array
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.contrib.media import MediaRelay
+from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack
+from av import AudioFrame
+
+from voice_server.bench.loopback import loopback_candidates, use_loopback_candidates
+from voice_server.bench.procstat import CpuMeter, sample
+
+__all__ = ["ToneTrack", "main", "run_relay_baseline"]
+
+logger = logging.getLogger(__name__)
+
+MODULE = "voice_server.bench.relay_baseline"
+SAMPLE_RATE = 48_000
+SAMPLES_PER_FRAME = 960  # 20 ms
+PACKETS_PER_SECOND = 50
+TONE_HZ = 400  # 8 whole periods per 20 ms frame: one precomputed frame loops seamlessly
+CONNECT_TIMEOUT = 30.0
+REQUEST_TIMEOUT = 30.0
+
+
+def _new_pc() -> RTCPeerConnection:
+    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+
+
+class ToneTrack(AudioStreamTrack):
+    """20 ms frames of a 48 kHz mono sine, paced in real time; silent until ``gate`` is set."""
+
+    def __init__(self, gate: asyncio.Event, hz: int = TONE_HZ, amplitude: float = 0.3) -> None:
+        super().__init__()
+        self._gate = gate
+        peak = amplitude * 32767
+        self._pcm = array(
+            "h",
+            (
+                int(peak * math.sin(2 * math.pi * hz * n / SAMPLE_RATE))
+                for n in range(SAMPLES_PER_FRAME)
+            ),
+        ).tobytes()
+        self._t0: float | None = None
+        self._pts = 0
+
+    async def recv(self) -> AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._t0 is None:
+            await self._gate.wait()
+            self._t0 = time.monotonic()
+        else:
+            self._pts += SAMPLES_PER_FRAME
+            delay = self._t0 + self._pts / SAMPLE_RATE - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        frame = AudioFrame(format="s16", layout="mono", samples=SAMPLES_PER_FRAME)
+        frame.planes[0].update(self._pcm)
+        frame.pts = self._pts
+        frame.sample_rate = SAMPLE_RATE
+        frame.time_base = Fraction(1, SAMPLE_RATE)
+        return frame
+
+
+# --------------------------------------------------------------------------- relay (child) side
+
+
+class _RelayServer:
+    """The relay under test: MediaRelay from every speaker to every listener."""
+
+    def __init__(self) -> None:
+        self._relay = MediaRelay()
+        self._speaker_tracks: list[MediaStreamTrack] = []
+        self._speakers: list[RTCPeerConnection] = []
+        self._listeners: list[RTCPeerConnection] = []
+
+    async def _answer(self, pc: RTCPeerConnection) -> str:
+        await pc.setLocalDescription(await pc.createAnswer())
+        return str(pc.localDescription.sdp)
+
+    async def add_speaker(self, sdp: str) -> str:
+        pc = _new_pc()
+        self._speakers.append(pc)
+        tracks: list[MediaStreamTrack] = []
+        pc.on("track", tracks.append)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        audio = [t for t in tracks if t.kind == "audio"]
+        if not audio:
+            raise RuntimeError("speaker offer carried no audio track")
+        self._speaker_tracks.extend(audio)
+        return await self._answer(pc)
+
+    async def add_listener(self, sdp: str) -> str:
+        pc = _new_pc()
+        self._listeners.append(pc)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        for track in self._speaker_tracks:
+            pc.addTrack(self._relay.subscribe(track))
+        return await self._answer(pc)
+
+    async def stats(self) -> dict[str, int]:
+        sent = 0
+        for pc in self._listeners:
+            for sender in pc.getSenders():
+                for s in (await sender.getStats()).values():
+                    if s.type == "outbound-rtp":
+                        sent += int(s.packetsSent)
+        return {"sent": sent}
+
+    async def close(self) -> None:
+        pcs = self._speakers + self._listeners
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(10):
+                await asyncio.gather(*(pc.close() for pc in pcs), return_exceptions=True)
+
+
+async def _serve(proto_fd: int) -> None:
+    """Answer JSON-line requests from stdin on ``proto_fd`` until ``quit`` or EOF."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 20)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    out = os.fdopen(proto_fd, "w", encoding="utf-8")
+
+    def reply(obj: dict[str, Any]) -> None:
+        out.write(json.dumps(obj) + "\n")
+        out.flush()
+
+    server = _RelayServer()
+    reply({"op": "ready", "pid": os.getpid()})
+    try:
+        while line := await reader.readline():
+            msg = json.loads(line)
+            op = msg.get("op")
+            result: dict[str, Any]
+            try:
+                if op == "speaker":
+                    result = {"sdp": await server.add_speaker(msg["sdp"])}
+                elif op == "listener":
+                    result = {"sdp": await server.add_listener(msg["sdp"])}
+                elif op == "stats":
+                    result = await server.stats()
+                elif op == "quit":
+                    break
+                else:
+                    result = {"error": f"unknown op {op!r}"}
+            except Exception as exc:  # report to the driver, keep serving
+                logger.exception("relay request %s failed", op)
+                result = {"error": repr(exc)}
+            reply({"id": msg.get("id"), **result})
+    finally:
+        await server.close()
+        out.close()
+
+
+def _serve_main() -> int:
+    # The protocol owns the original stdout; anything else printing to fd 1 goes to stderr.
+    proto_fd = os.dup(1)
+    os.dup2(2, 1)
+    use_loopback_candidates()
+    asyncio.run(_serve(proto_fd))
+    return 0
+
+
+# ------------------------------------------------------------------------- driver (client) side
+
+
+class _RelayProcess:
+    """The relay child process and its JSON-line request channel."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self._next_id = 0
+
+    @classmethod
+    async def start(cls) -> _RelayProcess:
+        root = str(Path(__file__).resolve().parents[2])  # directory holding voice_server/
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            MODULE,
+            "--serve",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
+            limit=1 << 20,
+        )
+        self = cls(proc)
+        hello = await self._read()
+        if hello.get("op") != "ready":
+            raise RuntimeError(f"relay process did not start: {hello}")
+        return self
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    async def _read(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        async with asyncio.timeout(REQUEST_TIMEOUT):
+            line = await self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"relay process exited (code {self.proc.returncode})")
+        obj: dict[str, Any] = json.loads(line)
+        return obj
+
+    async def request(self, op: str, **fields: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self._next_id += 1
+        self.proc.stdin.write((json.dumps({"op": op, "id": self._next_id, **fields}) + "\n").encode())
+        await self.proc.stdin.drain()
+        answer = await self._read()
+        if "error" in answer:
+            raise RuntimeError(f"relay {op} failed: {answer['error']}")
+        return answer
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            with contextlib.suppress(Exception):
+                assert self.proc.stdin is not None
+                self.proc.stdin.write(b'{"op": "quit"}\n')
+                await self.proc.stdin.drain()
+                self.proc.stdin.close()
+            try:
+                async with asyncio.timeout(15):
+                    await self.proc.wait()
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+
+
+class _Clients:
+    """The driver's speaker and listener peers."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.speakers: list[RTCPeerConnection] = []
+        self.listeners: list[RTCPeerConnection] = []
+        self.frames = 0
+        self._connected: list[asyncio.Event] = []
+        self._drains: list[asyncio.Task[None]] = []
+
+    def _pc(self) -> RTCPeerConnection:
+        pc = _new_pc()
+        connected = asyncio.Event()
+        self._connected.append(connected)
+
+        def on_state() -> None:
+            if pc.connectionState in ("connected", "failed", "closed"):
+                connected.set()
+
+        pc.on("connectionstatechange", on_state)
+        return pc
+
+    async def _negotiate(self, relay: _RelayProcess, pc: RTCPeerConnection, role: str) -> None:
+        await pc.setLocalDescription(await pc.createOffer())
+        answer = await relay.request(role, sdp=pc.localDescription.sdp)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+
+    async def add_speaker(self, relay: _RelayProcess) -> None:
+        pc = self._pc()
+        self.speakers.append(pc)
+        pc.addTransceiver(ToneTrack(self.gate), direction="sendonly")
+        await self._negotiate(relay, pc, "speaker")
+
+    async def add_listener(self, relay: _RelayProcess, speakers: int) -> None:
+        pc = self._pc()
+        self.listeners.append(pc)
+        for _ in range(speakers):
+            pc.addTransceiver("audio", direction="recvonly")
+        pc.on("track", self._on_track)
+        await self._negotiate(relay, pc, "listener")
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        self._drains.append(asyncio.create_task(self._drain(track)))
+
+    async def _drain(self, track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                await track.recv()
+                self.frames += 1
+
+    async def wait_connected(self) -> None:
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            for event in self._connected:
+                await event.wait()
+        bad = [pc.connectionState for pc in self.speakers + self.listeners]
+        if any(state != "connected" for state in bad):
+            raise RuntimeError(f"peers failed to connect: {bad}")
+
+    async def packets_received(self) -> int:
+        total = 0
+        for pc in self.listeners:
+            for receiver in pc.getReceivers():
+                for s in (await receiver.getStats()).values():
+                    if s.type == "inbound-rtp":
+                        total += int(s.packetsReceived)
+        return total
+
+    async def close(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(10):
+                pcs = self.speakers + self.listeners
+                await asyncio.gather(*(pc.close() for pc in pcs), return_exceptions=True)
+        for task in self._drains:
+            task.cancel()
+        await asyncio.gather(*self._drains, return_exceptions=True)
+
+
+async def _run(speakers: int, listeners: int, seconds: float, warmup: float) -> dict[str, Any]:
+    relay = await _RelayProcess.start()
+    clients = _Clients()
+    try:
+        for _ in range(speakers):
+            await clients.add_speaker(relay)
+        for _ in range(listeners):
+            await clients.add_listener(relay, speakers)
+        await clients.wait_connected()
+        clients.gate.set()
+        await asyncio.sleep(warmup)
+
+        relay_sent_0 = (await relay.request("stats"))["sent"]
+        packets_0 = await clients.packets_received()
+        frames_0 = clients.frames
+        relay_cpu = CpuMeter(relay.pid)
+        driver_cpu = CpuMeter()
+        relay_cpu.start()
+        driver_cpu.start()
+        await asyncio.sleep(seconds)
+        cpu = relay_cpu.stop()
+        driver = driver_cpu.stop()
+        packets = await clients.packets_received() - packets_0
+        frames = clients.frames - frames_0
+        relay_sent = (await relay.request("stats"))["sent"] - relay_sent_0
+        relay_proc = sample(relay.pid)
+    finally:
+        await clients.close()
+        await relay.stop()
+
+    if packets <= 0:
+        raise RuntimeError("the relay delivered no packets in the measurement window")
+    expected = speakers * listeners * PACKETS_PER_SECOND * cpu.wall_seconds
+    return {
+        "speakers": speakers,
+        "listeners": listeners,
+        "seconds": seconds,
+        "cpu_us_per_packet": cpu.cpu_seconds * 1e6 / packets,
+        "cpu_cores": cpu.cores,
+        "packets": packets,
+        "loss": max(0.0, 1.0 - packets / expected),
+        # context, not part of the comparison
+        "warmup_seconds": warmup,
+        "window_seconds": cpu.wall_seconds,
+        "expected_packets": round(expected),
+        "relay_sent_packets": relay_sent,
+        "listener_frames_decoded": frames,
+        "relay_cpu_seconds": cpu.cpu_seconds,
+        "relay_rss_mb": relay_proc.rss_bytes / 1e6,
+        "relay_threads": relay_proc.threads,
+        "driver_cpu_cores": driver.cores,
+    }
+
+
+def run_relay_baseline(
+    speakers: int = 2, listeners: int = 15, seconds: float = 10.0, warmup: float = 3.0
+) -> dict[str, Any]:
+    """Run the MediaRelay baseline at ``speakers`` × ``listeners`` and return its figures.
+
+    Blocks for about ``warmup + seconds`` plus connection setup (a few seconds). ``seconds`` is
+    the steady-state measurement window; must be called with no event loop running.
+    """
+    if speakers < 1 or listeners < 1 or seconds <= 0 or warmup < 0:
+        raise ValueError("need speakers >= 1, listeners >= 1, seconds > 0, warmup >= 0")
+    with loopback_candidates():
+        return asyncio.run(_run(speakers, listeners, seconds, warmup))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {MODULE}",
+        description="Measure an aiortc MediaRelay audio relay (CPU per listener-packet).",
+    )
+    parser.add_argument("--speakers", type=int, default=2)
+    parser.add_argument("--listeners", type=int, default=15)
+    parser.add_argument("--seconds", type=float, default=10.0, help="measurement window")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds skipped first")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    if args.serve:
+        return _serve_main()
+    result = run_relay_baseline(args.speakers, args.listeners, args.seconds, args.warmup)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
