@@ -10,7 +10,7 @@ Never used by the server itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import aioice.ice
@@ -32,7 +32,7 @@ def use_loopback_candidates() -> None:
 @contextmanager
 def loopback_candidates() -> Iterator[None]:
     """Patch aioice while the ``with`` block runs, then restore the original function."""
-    original: Callable[[bool, bool], list[str]] = aioice.ice.get_host_addresses
+    original = aioice.ice.get_host_addresses
     aioice.ice.get_host_addresses = _loopback_only
     try:
         yield
