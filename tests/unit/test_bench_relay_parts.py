@@ -9,10 +9,10 @@ import aioice.ice
 from aiortc import rtp
 
 from voice_server.bench.loopback import loopback_candidates
-from voice_server.bench.relay_baseline import (
+from voice_server.bench.relay_server import fast_audio_level_dbov
+from voice_server.bench.tone import (
     SAMPLES_PER_FRAME,
     ToneTrack,
-    _fast_audio_level_dbov,
 )
 
 
@@ -48,7 +48,7 @@ async def test_fast_audio_level_agrees_with_aiortc_on_mono_frames() -> None:
     track = ToneTrack(gate, amplitude=0.3)
     frame = await track.recv()
     track.stop()
-    assert _fast_audio_level_dbov(frame) == rtp.compute_audio_level_dbov(frame)
+    assert fast_audio_level_dbov(frame) == rtp.compute_audio_level_dbov(frame)
     quiet = ToneTrack(gate, amplitude=0.0)
-    assert _fast_audio_level_dbov(await quiet.recv()) == -127
+    assert fast_audio_level_dbov(await quiet.recv()) == -127
     quiet.stop()

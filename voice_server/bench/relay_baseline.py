@@ -1,16 +1,11 @@
 """Baseline for ``bench forward``: an audio relay built the usual aiortc way.
 
-The relay server runs in its own child process (``python -m voice_server.bench.relay_baseline
---serve``) so that its CPU can be read from ``/proc/<pid>/stat`` apart from the clients. It holds
-one ``RTCPeerConnection`` per participant; each speaker's incoming audio track is fanned out with
-``aiortc.contrib.media.MediaRelay`` to a sending transceiver on every listener's connection. So per
-speaker packet the relay decodes once (the speaker's receiver) and encodes once per listener (each
-listener's ``RTCRtpSender`` re-encodes Opus from the relayed decoded frame).
-
-The driver (the calling process) runs the clients: S speaker peers sending a generated 400 Hz
-tone (20 ms, 48 kHz mono frames) and L listener peers, each with S receive-only transceivers,
-that drain and count decoded frames. Signaling is one JSON object per line on the child's
-stdin/stdout (offer in, answer out; non-trickle, aiortc gathers before answering).
+The relay (``relay_server.py``: aiortc ``MediaRelay``, one decode per speaker and one Opus
+re-encode per listener) runs in its own child process so that its CPU can be read from
+``/proc/<pid>/stat`` apart from the clients. This module is the driver: it starts that process,
+runs the clients in the calling process — S speaker peers sending a 400 Hz tone
+(``tone.ToneTrack``) and L listener peers, each with S receive-only transceivers, that drain the
+decoded frames — and signals through the child's stdin/stdout (offer in, answer out).
 
 What is measured, over a steady-state window after every peer is connected, the speakers started
 and ``warmup`` seconds passed:
@@ -39,36 +34,26 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import os
 import sys
-import time
-import warnings
-from array import array
 from collections.abc import Sequence
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import aiortc.rtp
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.contrib.media import MediaRelay
-from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack
-from av import AudioFrame
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from voice_server.bench.loopback import loopback_candidates, use_loopback_candidates
+from voice_server.bench.loopback import loopback_candidates
 from voice_server.bench.procstat import CpuMeter, sample
+from voice_server.bench.tone import PACKETS_PER_SECOND, ToneTrack
 
-__all__ = ["ToneTrack", "main", "run_relay_baseline"]
+__all__ = ["main", "run_relay_baseline"]
 
 logger = logging.getLogger(__name__)
 
 MODULE = "voice_server.bench.relay_baseline"
+SERVER_MODULE = "voice_server.bench.relay_server"
 _ROOT = str(Path(__file__).resolve().parents[2])  # the directory holding voice_server/
-SAMPLE_RATE = 48_000
-SAMPLES_PER_FRAME = 960  # 20 ms
-PACKETS_PER_SECOND = 50
-TONE_HZ = 400  # 8 whole periods per 20 ms frame: one precomputed frame loops seamlessly
 CONNECT_TIMEOUT = 30.0
 REQUEST_TIMEOUT = 30.0
 SUSTAINED_MAX_LOSS = 0.01
@@ -76,171 +61,6 @@ SUSTAINED_MAX_LOSS = 0.01
 
 def _new_pc() -> RTCPeerConnection:
     return RTCPeerConnection(RTCConfiguration(iceServers=[]))
-
-
-class ToneTrack(AudioStreamTrack):
-    """20 ms frames of a 48 kHz mono sine, paced in real time; silent until ``gate`` is set."""
-
-    def __init__(self, gate: asyncio.Event, hz: int = TONE_HZ, amplitude: float = 0.3) -> None:
-        super().__init__()
-        self._gate = gate
-        peak = amplitude * 32767
-        self._pcm = array(
-            "h",
-            (
-                int(peak * math.sin(2 * math.pi * hz * n / SAMPLE_RATE))
-                for n in range(SAMPLES_PER_FRAME)
-            ),
-        ).tobytes()
-        self._t0: float | None = None
-        self._pts = 0
-
-    async def recv(self) -> AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._t0 is None:
-            await self._gate.wait()
-            self._t0 = time.monotonic()
-        else:
-            self._pts += SAMPLES_PER_FRAME
-            delay = self._t0 + self._pts / SAMPLE_RATE - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-        frame = AudioFrame(format="s16", layout="mono", samples=SAMPLES_PER_FRAME)
-        frame.planes[0].update(self._pcm)
-        frame.pts = self._pts
-        frame.sample_rate = SAMPLE_RATE
-        frame.time_base = Fraction(1, SAMPLE_RATE)
-        return frame
-
-
-# --------------------------------------------------------------------------- relay (child) side
-
-
-class _RelayServer:
-    """The relay under test: MediaRelay from every speaker to every listener."""
-
-    def __init__(self) -> None:
-        self._relay = MediaRelay()
-        self._speaker_tracks: list[MediaStreamTrack] = []
-        self._speakers: list[RTCPeerConnection] = []
-        self._listeners: list[RTCPeerConnection] = []
-
-    async def _answer(self, pc: RTCPeerConnection) -> str:
-        await pc.setLocalDescription(await pc.createAnswer())
-        return str(pc.localDescription.sdp)
-
-    async def add_speaker(self, sdp: str) -> str:
-        pc = _new_pc()
-        self._speakers.append(pc)
-        tracks: list[MediaStreamTrack] = []
-        pc.on("track", tracks.append)
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        audio = [t for t in tracks if t.kind == "audio"]
-        if not audio:
-            raise RuntimeError("speaker offer carried no audio track")
-        self._speaker_tracks.extend(audio)
-        return await self._answer(pc)
-
-    async def add_listener(self, sdp: str) -> str:
-        pc = _new_pc()
-        self._listeners.append(pc)
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        for track in self._speaker_tracks:
-            pc.addTrack(self._relay.subscribe(track))
-        return await self._answer(pc)
-
-    async def stats(self) -> dict[str, int]:
-        sent = 0
-        for pc in self._listeners:
-            for sender in pc.getSenders():
-                for s in (await sender.getStats()).values():
-                    if s.type == "outbound-rtp":
-                        sent += int(s.packetsSent)
-        return {"sent": sent}
-
-    async def close(self) -> None:
-        pcs = self._speakers + self._listeners
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(10):
-                await asyncio.gather(*(pc.close() for pc in pcs), return_exceptions=True)
-
-
-async def _serve(proto_fd: int) -> None:
-    """Answer JSON-line requests from stdin on ``proto_fd`` until ``quit`` or EOF."""
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=1 << 20)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    out = os.fdopen(proto_fd, "w", encoding="utf-8")
-
-    def reply(obj: dict[str, Any]) -> None:
-        out.write(json.dumps(obj) + "\n")
-        out.flush()
-
-    server = _RelayServer()
-    reply({"op": "ready", "pid": os.getpid()})
-    try:
-        while line := await reader.readline():
-            msg = json.loads(line)
-            op = msg.get("op")
-            result: dict[str, Any]
-            try:
-                if op == "speaker":
-                    result = {"sdp": await server.add_speaker(msg["sdp"])}
-                elif op == "listener":
-                    result = {"sdp": await server.add_listener(msg["sdp"])}
-                elif op == "stats":
-                    result = await server.stats()
-                elif op == "quit":
-                    break
-                else:
-                    result = {"error": f"unknown op {op!r}"}
-            except Exception as exc:  # report to the driver, keep serving
-                logger.exception("relay request %s failed", op)
-                result = {"error": repr(exc)}
-            reply({"id": msg.get("id"), **result})
-    finally:
-        await server.close()
-        out.close()
-
-
-def _fast_audio_level_dbov(frame: AudioFrame) -> int:
-    """RFC 6465 audio level computed in C over the frame's valid s16 samples only.
-
-    (A true RMS over all channels: aiortc divides a stereo sum by the per-channel sample count,
-    reading 3 dB louder. The header extension's value does not matter to this benchmark.)
-
-    Stand-in for ``aiortc.rtp.compute_audio_level_dbov``, which squares every 16-bit word of
-    ``bytes(frame.planes[0])`` in a Python loop. A decoded Opus frame's plane is allocated for
-    120 ms stereo (23,040 bytes) though it holds 20 ms, so that costs ~0.5 ms CPU per frame, per
-    listener, on the event-loop thread.
-    """
-    channels = len(frame.layout.channels)
-    valid = bytes(frame.planes[0])[: frame.samples * channels * 2]
-    if not valid:
-        return -127
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import audioop  # stdlib until 3.13; C speed
-
-        rms = audioop.rms(valid, 2) / 32767
-    if rms <= 0:
-        return -127
-    return round(min(0.0, max(-127.0, 20 * math.log10(rms))))
-
-
-def _serve_main(fast_audio_level: bool) -> int:
-    # The protocol owns the original stdout; anything else printing to fd 1 goes to stderr.
-    proto_fd = os.dup(1)
-    os.dup2(2, 1)
-    use_loopback_candidates()
-    if fast_audio_level:
-        aiortc.rtp.compute_audio_level_dbov = _fast_audio_level_dbov
-    asyncio.run(_serve(proto_fd))
-    return 0
-
-
-# ------------------------------------------------------------------------- driver (client) side
 
 
 class _RelayProcess:
@@ -258,8 +78,7 @@ class _RelayProcess:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            MODULE,
-            "--serve",
+            SERVER_MODULE,
             *flags,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
@@ -267,9 +86,14 @@ class _RelayProcess:
             limit=1 << 20,
         )
         self = cls(proc)
-        hello = await self._read()
-        if hello.get("op") != "ready":
-            raise RuntimeError(f"relay process did not start: {hello}")
+        try:
+            hello = await self._read()
+            if hello.get("op") != "ready":
+                raise RuntimeError(f"relay process did not start: {hello}")
+        except BaseException:
+            proc.kill()
+            await proc.wait()
+            raise
         return self
 
     @property
@@ -483,11 +307,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="replace aiortc's pure-Python audio-level loop by a C one in the relay",
     )
-    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    if args.serve:
-        return _serve_main(args.fast_audio_level)
     result = run_relay_baseline(
         args.speakers,
         args.listeners,
