@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import pairwise
+from typing import Any
 
 from voice_server.metrics import Family
 
@@ -177,3 +178,41 @@ class LatencyHistogram:
         fam.add(self._sum / 1e6, "_sum")
         fam.add(total, "_count")
         return fam
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: summary in µs plus the non-empty buckets as ``[upper_bound_us, count]``
+        (``None`` as the bound of the overflow bucket). ``from_dict`` reverses it."""
+        n = self.count
+        buckets: list[list[int | None]] = []
+        for i, c in enumerate(self._counts):
+            if c:
+                buckets.append([self._bounds[i] if i < len(self._bounds) else None, c])
+        return {
+            "count": n,
+            "sum_us": self._sum,
+            "max_us": self._max,
+            "mean_us": self._sum / n if n else None,
+            "p50_us": self.percentile(50) if n else None,
+            "p95_us": self.percentile(95) if n else None,
+            "p99_us": self.percentile(99) if n else None,
+            "bounds_us": list(self._bounds) if self._bounds != DEFAULT_BOUNDS_US else None,
+            "buckets": buckets,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LatencyHistogram:
+        """Rebuild a histogram from ``as_dict()`` output (e.g. sent by another process)."""
+        bounds = data.get("bounds_us")
+        h = cls(bounds)
+        index = {b: i for i, b in enumerate(h._bounds)}
+        for le, c in data["buckets"]:
+            i = len(h._bounds) if le is None else index.get(int(le))
+            if i is None:
+                raise ValueError(f"bucket bound {le} is not one of the histogram's bounds")
+            h._counts[i] += int(c)
+        h._sum = int(data["sum_us"])
+        h._max = int(data["max_us"])
+        return h
+
+    def __repr__(self) -> str:
+        return f"LatencyHistogram(count={self.count}, max_us={self._max})"
