@@ -1,0 +1,100 @@
+"""The media plane with real aiortc peers (`voice-client` processes) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.audio import dominant, loud_seconds, read_mono, write_tone
+from tests.servers import ServerProcess, running_server
+from tests.voiceclients import start_client
+
+pytestmark = pytest.mark.integration
+
+FREQS = [440.0, 660.0, 880.0, 1100.0, 330.0]
+
+
+@pytest.fixture(scope="module")
+def media_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    with running_server(tmp_path_factory.mktemp("media")) as srv:
+        yield srv
+
+
+def metric(server: ServerProcess, name: str) -> float:
+    total = 0.0
+    for line in httpx.get(f"{server.url}/metrics").text.splitlines():
+        if line.startswith(name) and not line.startswith("#"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_a_tone_reaches_every_listener_and_not_the_talker(
+    media_server: ServerProcess, tmp_path: Path
+) -> None:
+    tone = write_tone(tmp_path / "a440.wav", 440, 3.0)
+    listeners = [start_client(media_server, tmp_path, n, duration=9) for n in ("bea", "cai")]
+    time.sleep(1.5)
+    talker = start_client(media_server, tmp_path, "ann", play=tone, duration=6)
+    assert talker.wait() == 0, talker.stderr
+    for c in listeners:
+        assert c.wait() == 0, c.stderr
+        samples, rate = read_mono(c.record)  # type: ignore[arg-type]
+        assert dominant(samples, rate, FREQS) == 440.0
+        assert loud_seconds(samples, rate) >= 2.0
+        started = c.of("talk_started")
+        assert started and started[0]["speaker"]["sub"] == "ann" and started[0]["slot"] == 1
+        assert c.of("talk_stopped")
+    own, rate = read_mono(talker.record)  # type: ignore[arg-type]
+    assert loud_seconds(own, rate) == 0.0  # the talker never hears itself
+
+
+def test_four_talkers_three_slots_the_fourth_gets_slot_busy(
+    media_server: ServerProcess, tmp_path: Path
+) -> None:
+    listener = start_client(media_server, tmp_path, "lis", duration=12)
+    time.sleep(1.5)
+    talkers = []
+    for i, name in enumerate(["t1", "t2", "t3"]):
+        tone = write_tone(tmp_path / f"{name}.wav", FREQS[i + 1], 5.0)
+        talkers.append(
+            start_client(media_server, tmp_path, name, play=tone, duration=8, record=False)
+        )
+    time.sleep(2.5)  # the first three hold the slots
+    late_tone = write_tone(tmp_path / "t4.wav", FREQS[4], 3.0)
+    fourth = start_client(media_server, tmp_path, "t4", play=late_tone, duration=5, record=False)
+    assert fourth.wait() == 0, fourth.stderr
+    for t in talkers:
+        assert t.wait() == 0, t.stderr
+    assert listener.wait() == 0, listener.stderr
+    busy = fourth.of("slot_busy")
+    assert busy and busy[0]["slots"] == 3
+    starts = listener.of("talk_started")
+    first = {e["speaker"]["sub"]: e["slot"] for e in starts if e["speaker"]["sub"] != "t4"}
+    assert {first.get("t1"), first.get("t2"), first.get("t3")} == {1, 2, 3}
+    # the fourth talker only gets a slot once one of the three has stopped (still talking)
+    t4 = [e for e in starts if e["speaker"]["sub"] == "t4"]
+    if t4:
+        freed = [e for e in listener.of("talk_stopped") if e["slot"] == t4[0]["slot"]]
+        assert freed and freed[0]["t"] <= t4[0]["t"]
+    samples, rate = read_mono(listener.record)  # type: ignore[arg-type]
+    assert loud_seconds(samples, rate) >= 3.0
+
+
+def test_leave_and_rejoin_then_audio_still_flows(
+    media_server: ServerProcess, tmp_path: Path
+) -> None:
+    first = start_client(media_server, tmp_path, "rejoin", duration=3, record=False)
+    assert first.wait() == 0, first.stderr
+    listener = start_client(media_server, tmp_path, "rejoin", duration=9)  # same user, device
+    time.sleep(1.5)
+    tone = write_tone(tmp_path / "r.wav", 660, 3.0)
+    talker = start_client(media_server, tmp_path, "speaker2", play=tone, duration=6, record=False)
+    assert talker.wait() == 0, talker.stderr
+    assert listener.wait() == 0, listener.stderr
+    samples, rate = read_mono(listener.record)  # type: ignore[arg-type]
+    assert dominant(samples, rate, FREQS) == 660.0
+    assert metric(media_server, "voice_media_dtls_handshakes_total") >= 3
