@@ -8,6 +8,7 @@ dropped and counted, whatever it claims to be. Nothing raises out of ``datagram_
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import time
@@ -30,6 +31,24 @@ RECV_BUFFER = 4 * 1024 * 1024
 RECV_SIZE = 2048  # larger than any datagram a WebRTC audio peer sends (MTU-sized)
 READ_BATCH = 256
 SEND_BUFFER = 4 * 1024 * 1024
+
+_SO_SNDBUFFORCE, _SO_RCVBUFFORCE = 32, 33  # Linux: exceed net.core.*mem_max (needs CAP_NET_ADMIN)
+
+
+def _size_buffer(sock: socket.socket, option: int, force: int, size: int) -> None:
+    """Ask for ``size`` bytes of kernel buffer; past the sysctl cap, try the privileged option."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, option, size)
+    if sock.getsockopt(socket.SOL_SOCKET, option) < size:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, force, size)
+    got = sock.getsockopt(socket.SOL_SOCKET, option)
+    if got < size:
+        log.warning(
+            "UDP socket buffer smaller than asked; raise net.core.rmem_max/wmem_max",
+            extra={"option": option, "asked": size, "got": got},
+        )
+
 
 OnRtp = Callable[[Transport, bytes, int], None]
 OnChange = Callable[[Transport], None]
@@ -57,11 +76,8 @@ class MediaEndpoint:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
-            for opt, size in ((socket.SO_RCVBUF, RECV_BUFFER), (socket.SO_SNDBUF, SEND_BUFFER)):
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, opt, size)
-                except OSError:
-                    log.warning("could not size the UDP socket buffer", extra={"option": opt})
+            _size_buffer(sock, socket.SO_RCVBUF, _SO_RCVBUFFORCE, RECV_BUFFER)
+            _size_buffer(sock, socket.SO_SNDBUF, _SO_SNDBUFFORCE, SEND_BUFFER)
             sock.bind((host, port))
             sock.setblocking(False)
         except OSError:
