@@ -8,7 +8,7 @@ import time
 import aioice.ice
 from aiortc import rtp
 
-from voice_server.bench.loopback import loopback_candidates
+from voice_client.loopback import loopback_candidates
 from voice_server.bench.relay_server import fast_audio_level_dbov
 from voice_server.bench.tone import (
     SAMPLES_PER_FRAME,

@@ -48,7 +48,7 @@ from typing import Any
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from voice_server.bench.loopback import loopback_candidates
+from voice_client.loopback import loopback_candidates
 from voice_server.bench.procstat import CpuMeter, sample
 from voice_server.bench.tone import PACKETS_PER_SECOND, ToneTrack
 

@@ -37,7 +37,7 @@ from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 from av import AudioFrame
 
-from voice_server.bench.loopback import use_loopback_candidates
+from voice_client.loopback import install_loopback_candidates
 
 __all__ = ["RelayServer", "fast_audio_level_dbov", "main", "serve"]
 
@@ -179,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The protocol owns the original stdout; anything else printing to fd 1 goes to stderr.
     proto_fd = os.dup(1)
     os.dup2(2, 1)
-    use_loopback_candidates()
+    install_loopback_candidates()
     if args.fast_audio_level:
         aiortc.rtp.compute_audio_level_dbov = fast_audio_level_dbov
     asyncio.run(serve(proto_fd))

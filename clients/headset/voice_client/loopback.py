@@ -28,6 +28,7 @@ import aioice.ice
 __all__ = [
     "SUPPORTED_AIOICE",
     "check_aioice",
+    "install_loopback_candidates",
     "is_loopback_host",
     "loopback_candidates",
 ]
@@ -52,20 +53,13 @@ def check_aioice() -> None:
         raise RuntimeError(f"aioice.ice.get_host_addresses{params} changed: update the seam")
 
 
-@contextmanager
-def loopback_candidates(
-    addresses: Sequence[str] = ("127.0.0.1",), *, only: bool = True
-) -> Iterator[None]:
-    """Within the block, aioice gathers host candidates on ``addresses``.
-
-    ``only=True`` gathers on these addresses alone (no pairs from other interfaces towards a
-    loopback server); ``only=False`` adds them to what aioice would gather anyway.
-    """
+def _replacement(
+    original: Callable[[bool, bool], list[str]], addresses: Sequence[str], only: bool
+) -> Callable[[bool, bool], list[str]]:
     check_aioice()
     for a in addresses:
         if not ipaddress.ip_address(a).is_loopback:
             raise ValueError(f"{a} is not a loopback address")
-    original: Callable[[bool, bool], list[str]] = getattr(aioice.ice, _PATCHED)
 
     def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
         found = [] if only else list(original(use_ipv4, use_ipv6))
@@ -75,7 +69,29 @@ def loopback_candidates(
                 found.append(a)
         return found
 
-    setattr(aioice.ice, _PATCHED, get_host_addresses)
+    return get_host_addresses
+
+
+def install_loopback_candidates(
+    addresses: Sequence[str] = ("127.0.0.1",), *, only: bool = True
+) -> None:
+    """For the rest of this process, aioice gathers host candidates on ``addresses``
+    (benchmark child processes that only ever talk on loopback)."""
+    original: Callable[[bool, bool], list[str]] = getattr(aioice.ice, _PATCHED)
+    setattr(aioice.ice, _PATCHED, _replacement(original, addresses, only))
+
+
+@contextmanager
+def loopback_candidates(
+    addresses: Sequence[str] = ("127.0.0.1",), *, only: bool = True
+) -> Iterator[None]:
+    """Within the block, aioice gathers host candidates on ``addresses``.
+
+    ``only=True`` gathers on these addresses alone (no pairs from other interfaces towards a
+    loopback server); ``only=False`` adds them to what aioice would gather anyway.
+    """
+    original: Callable[[bool, bool], list[str]] = getattr(aioice.ice, _PATCHED)
+    setattr(aioice.ice, _PATCHED, _replacement(original, addresses, only))
     try:
         yield
     finally:
