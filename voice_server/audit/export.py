@@ -14,6 +14,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 BOM = "\ufeff"
+AUDIT_COLUMNS = [
+    "seq",
+    "at",
+    "actor",
+    "actor_role",
+    "action",
+    "target",
+    "result",
+    "address",
+    "details",
+    "prev_hash",
+    "hash",
+]
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from voice_server.audit.chain import Entry
-from voice_server.audit.export import csv_document, json_document
+from voice_server.audit.export import AUDIT_COLUMNS, csv_document, json_document
 from voice_server.state import AppState
 from voice_server.web.auth import Auth, app_state, authenticate, client_address
 from voice_server.web.common import require
@@ -17,19 +17,6 @@ from voice_server.web.policy import Action, Actor
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 AuthDep = Annotated[Auth, Depends(authenticate)]
-COLUMNS = [
-    "seq",
-    "at",
-    "actor",
-    "actor_role",
-    "action",
-    "target",
-    "result",
-    "address",
-    "details",
-    "prev_hash",
-    "hash",
-]
 
 
 def page(state: AppState, before: int | None, limit: int) -> tuple[list[Entry], int | None]:
@@ -48,7 +35,7 @@ def export_response(state: AppState, request: Request, actor: Actor, fmt: str) -
     rows = (e.as_dict() for e in state.accounts.audit.iter_all())
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
     if fmt == "csv":
-        body = csv_document(meta, COLUMNS, rows)
+        body = csv_document(meta, AUDIT_COLUMNS, rows)
         media = "text/csv; charset=utf-8"
     else:
         body = json_document(meta, "entries", rows)
