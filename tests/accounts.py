@@ -17,6 +17,8 @@ from voice_server.accounts.service import Caller
 from voice_server.accounts.users import Assignment
 from voice_server.identity.keys import load_or_create_key
 from voice_server.identity.tokens import Audience, Role, issue_token
+
+__all__ = ["Role"]
 from voice_server.store.database import Database
 
 BY = Caller("cli:test", "cli", "local")

@@ -27,7 +27,7 @@ from voice_server.web.policy import Action
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
 AuthDep = Annotated[Auth, Depends(authenticate)]
-UserName = Annotated[str, Path(min_length=1, max_length=64)]
+UserName = Annotated[str, Path(pattern=NAME)]
 ChannelName = Annotated[str, Path(pattern=NAME)]
 Kind = Annotated[str, Path(pattern=r"^(supervisors|members)$")]
 

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from voice_server.accounts.users import User
 from voice_server.store.channels import Channel
 
-NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # channel names; user names too (lower-cased)
 
 
 class Strict(BaseModel):
@@ -26,7 +26,7 @@ class CodeIn(Strict):
 
 
 class CodeCreateIn(Strict):
-    user: str = Field(min_length=1, max_length=64)
+    user: str = Field(pattern=NAME)
     ttl_seconds: int | None = Field(default=None, ge=30, le=86400)
 
 
@@ -69,7 +69,7 @@ class SessionInfo(BaseModel):
 
 
 class UserIn(Strict):
-    name: str = Field(min_length=1, max_length=64)
+    name: str = Field(pattern=NAME)
     role: str = Field(pattern=r"^(staff|supervisor|admin)$")
     display_name: str | None = Field(default=None, min_length=1, max_length=100)
     password: str | None = Field(default=None, min_length=8, max_length=256)
