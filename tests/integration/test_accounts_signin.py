@@ -327,3 +327,22 @@ def test_tampering_with_the_database_file_is_found_by_audit_verify(tmp_path: Pat
     )
     assert out.returncode == 1
     assert "row 4" in out.stderr and "edited" in out.stderr
+
+
+def test_the_demo_prints_working_sign_in_details(tmp_path: Path) -> None:
+    import re
+
+    from tests.servers import running_server
+
+    with running_server(tmp_path, channels=(), extra_args=["--demo"]) as demo:
+        log = demo.log()
+        assert f"sign in: {demo.url}/signin" in log
+        creds = dict(re.findall(r"name=(\w+) password=(\w+)", log))
+        assert set(creds) == {"sato", "suzuki", "tanaka", "yamada"}
+        with client(demo) as c:
+            signin(c, "yamada", creds["yamada"])
+            assert c.get("/dashboard/users").status_code == 200
+        with client(demo) as c:
+            signin(c, "tanaka", creds["tanaka"])
+            assert c.get("/dashboard").status_code == 200
+            assert c.get("/dashboard/users").status_code == 403
