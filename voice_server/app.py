@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, WebSocket
+from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 
 from voice_server.accounts.bundle import Accounts
@@ -20,6 +21,7 @@ from voice_server.state import AppState
 from voice_server.store.channels import ChannelStore
 from voice_server.store.database import Database, migrate
 from voice_server.web import api_admin, api_audit, api_auth, dashboard, health, signin_pages
+from voice_server.web.common import validation_error_handler
 from voice_server.web.pages import PageExit, page_exit_handler
 from voice_server.web.security import SecurityHeaders
 from voice_server.web.templating import STATIC_DIR
@@ -100,6 +102,7 @@ def create_app(config: Config) -> FastAPI:
     app.state.voice = state
     app.add_middleware(SecurityHeaders)
     app.add_exception_handler(PageExit, page_exit_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.include_router(health.router)
     app.include_router(api_auth.router)
     app.include_router(api_admin.router)

@@ -346,3 +346,14 @@ def test_the_demo_prints_working_sign_in_details(tmp_path: Path) -> None:
             signin(c, "tanaka", creds["tanaka"])
             assert c.get("/dashboard").status_code == 200
             assert c.get("/dashboard/users").status_code == 403
+
+
+def test_validation_errors_do_not_echo_the_input(server: ServerProcess) -> None:
+    with client(server) as c:
+        secret = "p" * 300
+        r = c.post(
+            "/api/v1/auth/login",
+            json={"name": "root", "password": secret},
+            headers={"X-CSRF-Token": pre_csrf(c)},
+        )
+        assert r.status_code == 422 and secret not in r.text

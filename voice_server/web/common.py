@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from fastapi import HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 
 from voice_server.accounts.service import Caller
 from voice_server.accounts.validate import AccountError
@@ -80,3 +82,13 @@ def mapped_errors() -> Iterator[None]:
         raise HTTPException(
             status_code=error_status(exc), detail={"code": "refused", "message": str(exc)}
         ) from None
+
+
+async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """422 without echoing the input (a password that is too long stays out of the answer)."""
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg", "invalid"), "type": e.get("type", "")}
+        for e in exc.errors()
+    ]
+    return JSONResponse({"detail": errors}, status_code=422)
