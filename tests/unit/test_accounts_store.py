@@ -161,3 +161,13 @@ def test_audit_record_is_the_api_for_later_call_log_reads(accounts: Accounts) ->
     assert entry.seq == accounts.audit.count() and accounts.audit.verify().ok
     with pytest.raises(ValueError):
         accounts.audit.record("boss", "x", "y", {"token": "eyJ..."})
+
+
+def test_the_hub_looks_everyone_up_in_one_pass(accounts: Accounts) -> None:
+    from voice_server.identity.principal import lookup_all
+
+    accounts.service.add_user(BY, "sato", "staff", channels=["ops"])
+    verdicts = lookup_all(accounts.directory, {"sato", "ghost"})
+    assert verdicts["ghost"] == "unknown"
+    record = verdicts["sato"]
+    assert not isinstance(record, str) and record is not None and record.channels == ("ops",)

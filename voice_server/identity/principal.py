@@ -100,3 +100,14 @@ def still_allowed(channel: str, record: UserRecord | None) -> str | None:
     if ALL_CHANNELS in record.channels or channel in record.channels:
         return None
     return "channel"
+
+
+def lookup_all(directory: UserDirectory, subs: set[str]) -> dict[str, UserRecord | str | None]:
+    """Each subject's record, None (token-only), or the refusal reason (``unknown``)."""
+    verdicts: dict[str, UserRecord | str | None] = {}
+    for sub in subs:
+        try:
+            verdicts[sub] = directory.lookup(sub)
+        except DirectoryRefusal as exc:
+            verdicts[sub] = exc.reason
+    return verdicts

@@ -21,6 +21,7 @@ from voice_server.identity.principal import (
     UserDirectory,
     UserRecord,
     effective_principal,
+    lookup_all,
     still_allowed,
 )
 from voice_server.identity.tokens import Audience, TokenError, verify_token
@@ -381,17 +382,8 @@ class Hub:
         self._directory_revision = revision
         subs = {s.sub for s in self.registry}
         if subs:
-            verdicts = await asyncio.to_thread(self._lookup_all, subs)
+            verdicts = await asyncio.to_thread(lookup_all, self._directory, subs)
             self.apply_directory(verdicts)
-
-    def _lookup_all(self, subs: set[str]) -> dict[str, UserRecord | str | None]:
-        verdicts: dict[str, UserRecord | str | None] = {}
-        for sub in subs:
-            try:
-                verdicts[sub] = self._directory.lookup(sub)
-            except DirectoryRefusal as exc:
-                verdicts[sub] = exc.reason
-        return verdicts
 
     def apply_directory(self, verdicts: dict[str, UserRecord | str | None]) -> None:
         """End sessions whose user is now refused (event loop)."""

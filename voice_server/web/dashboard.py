@@ -22,7 +22,8 @@ from voice_server.web.api_audit import export_response, page
 from voice_server.web.api_auth import base_url
 from voice_server.web.auth import Auth, app_state, authenticate, client_address, csrf
 from voice_server.web.pages import csrf_of, guard
-from voice_server.web.policy import Action, decide
+from voice_server.web.common import target_user
+from voice_server.web.policy import Action, TargetUser, decide
 from voice_server.web.signin_flow import logout
 from voice_server.web.templating import render
 
@@ -55,8 +56,6 @@ def sign_out(request: Request, auth: AuthDep, csrf_token: CsrfField = "") -> Res
 
 # ---------------------------------------------------------------------- sign-in codes
 def _code_targets(request: Request, auth: Auth) -> list[tuple[str, str]]:
-    from voice_server.web.policy import TargetUser
-
     state = app_state(request)
     out = []
     for user in state.accounts.users.all():
@@ -94,8 +93,6 @@ def create_code(
     csrf_token: CsrfField = "",
 ) -> HTMLResponse:
     csrf(request, auth, csrf_token)
-    from voice_server.web.common import target_user
-
     state = app_state(request)
     name = user.strip().lower()
     actor = guard(
