@@ -21,8 +21,8 @@ from voice_server.web import dashboard_admin
 from voice_server.web.api_audit import export_response, page
 from voice_server.web.api_auth import base_url
 from voice_server.web.auth import Auth, app_state, authenticate, client_address, csrf
-from voice_server.web.pages import csrf_of, guard
 from voice_server.web.common import target_user
+from voice_server.web.pages import csrf_of, guard
 from voice_server.web.policy import Action, TargetUser, decide
 from voice_server.web.signin_flow import logout
 from voice_server.web.templating import render
