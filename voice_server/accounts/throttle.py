@@ -5,7 +5,13 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from voice_server.accounts.lockout import Throttle, after_failure, remaining, threshold_for
+from voice_server.accounts.lockout import (
+    FORGET_SECONDS,
+    Throttle,
+    after_failure,
+    remaining,
+    threshold_for,
+)
 from voice_server.store.database import Database
 
 
@@ -29,6 +35,11 @@ class LoginThrottle:
         """Count a failure for each key; True when this failure locked one of them."""
         locked = False
         with self._db.transaction() as conn:
+            # forgotten failures go, so guessed names cannot grow the table for ever
+            conn.execute(
+                "DELETE FROM login_throttle WHERE last_failure < ? AND locked_until < ?",
+                (now - FORGET_SECONDS, now),
+            )
             for key in keys:
                 state = after_failure(_get(conn, key), now, threshold_for(key))
                 locked = locked or state.locked_until > now
