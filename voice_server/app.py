@@ -7,10 +7,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, WebSocket
+from fastapi.exceptions import RequestValidationError
+from fastapi.staticfiles import StaticFiles
 
+from voice_server.accounts.bundle import Accounts
 from voice_server.config import Config
 from voice_server.identity.keys import load_or_create_key
-from voice_server.identity.principal import TokenDirectory
 from voice_server.media.plane import MediaPlane
 from voice_server.metrics import Family, SignalingCounters
 from voice_server.signaling.endpoint import serve_signaling
@@ -18,7 +20,11 @@ from voice_server.signaling.hub import Hub
 from voice_server.state import AppState
 from voice_server.store.channels import ChannelStore
 from voice_server.store.database import Database, migrate
-from voice_server.web import health
+from voice_server.web import api_admin, api_audit, api_auth, dashboard, health, signin_pages
+from voice_server.web.common import validation_error_handler
+from voice_server.web.pages import PageExit, page_exit_handler
+from voice_server.web.security import SecurityHeaders
+from voice_server.web.templating import STATIC_DIR
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +36,12 @@ def build_state(config: Config) -> AppState:
     with db.connection() as conn:
         migrate(conn)
     channels = ChannelStore(db)
+    accounts = Accounts.open(db)
     counters = SignalingCounters()
     hub = Hub(
         key=key,
         channels=channels,
-        directory=TokenDirectory(),
+        directory=accounts.directory,
         grace_seconds=config.grace_seconds,
         token_warning_seconds=config.token_warning_seconds,
         counters=counters,
@@ -49,7 +56,14 @@ def build_state(config: Config) -> AppState:
     )
     hub.media = media
     state = AppState(
-        config=config, db=db, channels=channels, hub=hub, counters=counters, media=media
+        config=config,
+        db=db,
+        channels=channels,
+        hub=hub,
+        counters=counters,
+        media=media,
+        accounts=accounts,
+        key=key,
     )
     state.metrics.register(counters.families)
     state.metrics.register(state.collect_sessions)
@@ -81,12 +95,21 @@ def create_app(config: Config) -> FastAPI:
         title="voice-server",
         version="1",
         lifespan=lifespan,
-        docs_url="/api/docs",
+        docs_url=None,  # Swagger UI needs inline scripts and a CDN: not under our CSP
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
     app.state.voice = state
+    app.add_middleware(SecurityHeaders)
+    app.add_exception_handler(PageExit, page_exit_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.include_router(health.router)
+    app.include_router(api_auth.router)
+    app.include_router(api_admin.router)
+    app.include_router(api_audit.router)
+    app.include_router(signin_pages.router)
+    app.include_router(dashboard.router)
+    app.mount("/dashboard/static", StaticFiles(directory=STATIC_DIR), name="dashboard-static")
 
     @app.websocket("/ws")
     async def signaling(ws: WebSocket) -> None:

@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from voice_server import __version__
+from voice_server import __version__, cli_admin
+from voice_server.accounts.validate import AccountError
 from voice_server.config import Config, ConfigError, load_config
 from voice_server.identity.keys import KeyFileError, load_or_create_key
 from voice_server.identity.tokens import Audience, Role, issue_token
-from voice_server.store.channels import ChannelError, ChannelStore
-from voice_server.store.database import Database, DatabaseError
+from voice_server.store.channels import ChannelError
+from voice_server.store.database import DatabaseError
 
 
 class CliError(Exception):
@@ -71,18 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--aud", choices=[a.value for a in Audience], default="join")
     token.add_argument("--ttl", type=int, default=36000, help="seconds (default 36000 = 10 h)")
 
-    channels = sub.add_parser("channels", help="manage channels")
-    csub = channels.add_subparsers(dest="action", required=True, parser_class=_Parser)
-    add = csub.add_parser("add", help="add a channel")
-    _add_state_args(add)
-    add.add_argument("name")
-    add.add_argument("--display-name", help="name shown to people (Japanese allowed)")
-    lst = csub.add_parser("list", help="list channels")
-    _add_state_args(lst)
-    lst.add_argument("--json", action="store_true", help="print JSON")
-    rm = csub.add_parser("remove", help="remove a channel")
-    _add_state_args(rm)
-    rm.add_argument("name")
+    cli_admin.add_parsers(sub, _Parser, _add_state_args)
     return parser
 
 
@@ -110,35 +100,6 @@ def _cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_channels(args: argparse.Namespace) -> int:
-    config = _config(args)
-    store = ChannelStore(Database(config.database_path))
-    if args.action == "add":
-        ch = store.add(args.name, args.display_name)
-        print(f"added channel {ch.name} ({ch.display_name})")
-    elif args.action == "list":
-        items = store.list()
-        if args.json:
-            import json
-
-            print(
-                json.dumps(
-                    [
-                        {"name": c.name, "display_name": c.display_name, "created_at": c.created_at}
-                        for c in items
-                    ],
-                    ensure_ascii=False,
-                )
-            )
-        else:
-            for c in items:
-                print(f"{c.name}\t{c.display_name}\t{c.created_at}")
-    elif args.action == "remove":
-        store.remove(args.name)
-        print(f"removed channel {args.name}")
-    return 0
-
-
 def _cmd_serve(args: argparse.Namespace) -> int:
     from voice_server.server import run_server
 
@@ -162,16 +123,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_serve(args)
         if args.command == "token":
             return _cmd_token(args)
-        if args.command == "channels":
-            return _cmd_channels(args)
+        if args.command in ("users", "channels", "audit"):
+            return cli_admin.run(args, _config(args))
         raise CliError(f"voice-server: unknown command {args.command}")
     except CliError as exc:
         print(str(exc), file=sys.stderr)
         return exc.code
-    except (ConfigError, ChannelError) as exc:
+    except (ConfigError, ChannelError, AccountError) as exc:
         print(f"voice-server: {exc}", file=sys.stderr)
         return 2
-    except (DatabaseError, KeyFileError, OSError) as exc:
+    except (DatabaseError, KeyFileError, OSError, cli_admin.ChainBroken) as exc:
         print(f"voice-server: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -50,6 +50,12 @@ class Config(BaseSettings):
     send_queue: int = Field(256, ge=8, le=65536)
     token_warning_seconds: int = Field(300, ge=10)
 
+    # accounts and the web: lifetimes, cookies
+    session_ttl_seconds: int = Field(43200, ge=300, le=31 * 86400)
+    join_token_ttl_seconds: int = Field(1800, ge=60, le=86400)
+    signin_code_ttl_seconds: int = Field(600, ge=30, le=86400)
+    cookie_secure: bool | None = None  # None: Secure when served over HTTPS or public_url is
+
     # who may read /metrics: client address networks
     metrics_allow: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
 

@@ -79,6 +79,7 @@ class SignalingCounters:
     expirations: int = 0
     send_queue_overflows: int = 0
     rate_limited: int = 0
+    revocations: int = 0
 
     def families(self) -> list[Family]:
         return [
@@ -119,4 +120,9 @@ class SignalingCounters:
                 "counter",
                 "Client messages dropped by the rate limit",
             ).add(self.rate_limited),
+            Family(
+                "voice_session_revocations_total",
+                "counter",
+                "Live sessions ended because the directory no longer allows them",
+            ).add(self.revocations),
         ]

@@ -9,13 +9,13 @@ import sys
 
 import uvicorn
 
+from voice_server.accounts.bundle import Accounts
 from voice_server.app import create_app
 from voice_server.config import Config
-from voice_server.demo import demo_credentials, ensure_demo_channels
+from voice_server.demo import demo_credentials, ensure_demo_organisation
 from voice_server.identity.keys import load_or_create_key
 from voice_server.logs import setup_logging
 from voice_server.signaling.messages import MAX_MESSAGE_BYTES
-from voice_server.store.channels import ChannelStore
 from voice_server.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -44,14 +44,16 @@ def run_server(config: Config, *, demo: bool = False) -> int:
     setup_logging(config.log_level)
     _check_port(config.host, config.port)
     if demo:
-        ensure_demo_channels(ChannelStore(Database(config.database_path)))
+        ensure_demo_organisation(
+            Accounts.open(Database(config.database_path)), load_or_create_key(config.data_dir)
+        )
     app = create_app(config)
     url = base_url(config)
     print(f"voice-server listening on {url}  (signaling {url.replace('http', 'ws', 1)}/ws)")
     print(f"  health {url}/healthz  ready {url}/readyz  metrics {url}/metrics")
     print(f"  data directory {config.data_dir.resolve()}")
     if demo:
-        print("Demo organisation (tokens valid 10 h):")
+        print("Demo organisation (passwords stay until changed; tokens valid 10 h):")
         for line in demo_credentials(load_or_create_key(config.data_dir), url):
             print(line)
     sys.stdout.flush()

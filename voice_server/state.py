@@ -6,6 +6,7 @@ import ipaddress
 import sqlite3
 from dataclasses import dataclass, field
 
+from voice_server.accounts.bundle import Accounts
 from voice_server.config import Config
 from voice_server.media.plane import MediaPlane
 from voice_server.metrics import Family, MetricsRegistry, SignalingCounters
@@ -25,6 +26,8 @@ class AppState:
     hub: Hub
     counters: SignalingCounters
     media: MediaPlane
+    accounts: Accounts
+    key: bytes  # the deployment key (signs tokens)
     metrics: MetricsRegistry = field(default_factory=MetricsRegistry)
     started: bool = False
     stopping: bool = False

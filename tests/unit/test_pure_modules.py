@@ -12,6 +12,12 @@ PURE = [
     "voice_server.identity.tokens",
     "voice_server.identity.principal",
     "voice_server.metrics",
+    "voice_server.audit.chain",
+    "voice_server.audit.export",
+    "voice_server.accounts.lockout",
+    "voice_server.accounts.validate",
+    "voice_server.web.policy",
+    "voice_server.web.i18n",
 ]
 FORBIDDEN = {
     "asyncio",

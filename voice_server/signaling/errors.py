@@ -25,6 +25,7 @@ class ErrorCode(StrEnum):
     CHANNEL_FORBIDDEN = "channel_forbidden"
     CHANNEL_NOT_FOUND = "channel_not_found"
     USER_DISABLED = "user_disabled"
+    USER_UNKNOWN = "user_unknown"
     JOIN_TIMEOUT = "join_timeout"
     # media negotiation
     NO_OFFER = "no_offer"

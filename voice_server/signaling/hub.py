@@ -19,7 +19,10 @@ from voice_server.identity.principal import (
     DirectoryRefusal,
     Principal,
     UserDirectory,
+    UserRecord,
     effective_principal,
+    lookup_all,
+    still_allowed,
 )
 from voice_server.identity.tokens import Audience, TokenError, verify_token
 from voice_server.metrics import SignalingCounters
@@ -53,6 +56,8 @@ _TOKEN_CODES = {
     "expired": ErrorCode.TOKEN_EXPIRED,
     "audience": ErrorCode.TOKEN_AUDIENCE,
 }
+
+_REFUSAL_CODES = {"disabled": ErrorCode.USER_DISABLED, "unknown": ErrorCode.USER_UNKNOWN}
 
 # WebSocket close codes (documented in docs/signaling.md)
 CLOSE_NORMAL = 1000
@@ -131,6 +136,7 @@ class Hub:
         self._warned: dict[str, int] = {}
         self._clock = clock
         self._reaper: asyncio.Task[None] | None = None
+        self._directory_revision: int | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -159,7 +165,7 @@ class Hub:
         try:
             principal = effective_principal(claims, self._directory.lookup(claims.sub))
         except DirectoryRefusal as exc:
-            raise ProtocolError(ErrorCode.USER_DISABLED, exc.message) from None
+            raise ProtocolError(_REFUSAL_CODES[exc.reason], exc.message) from None
         if not principal.may_join(channel_name):
             raise ProtocolError(ErrorCode.CHANNEL_FORBIDDEN, "token does not cover this channel")
         channel = self._channels.get(channel_name)
@@ -240,7 +246,9 @@ class Hub:
         try:
             principal = effective_principal(claims, self._directory.lookup(claims.sub))
         except DirectoryRefusal as exc:
-            raise ProtocolError(ErrorCode.USER_DISABLED, exc.message, request_id=msg.id) from None
+            raise ProtocolError(
+                _REFUSAL_CODES[exc.reason], exc.message, request_id=msg.id
+            ) from None
         if not principal.may_join(session.channel):
             raise ProtocolError(
                 ErrorCode.CHANNEL_FORBIDDEN, "token does not cover this channel", request_id=msg.id
@@ -363,11 +371,43 @@ class Hub:
                 self._warned[session.id] = exp
                 self._send(session, ServerTokenExpiring(expires_at=exp))
 
+    # ------------------------------------------------------------------ directory changes
+    async def recheck_directory(self) -> None:
+        """When the directory changed (a user disabled, removed from a channel — by this
+        process or by the CLI), end the live sessions it no longer allows. One cheap revision
+        read per call; look-ups only after a change."""
+        revision = await asyncio.to_thread(self._directory.revision)
+        if revision == self._directory_revision:
+            return
+        self._directory_revision = revision
+        subs = {s.sub for s in self.registry}
+        if subs:
+            verdicts = await asyncio.to_thread(lookup_all, self._directory, subs)
+            self.apply_directory(verdicts)
+
+    def apply_directory(self, verdicts: dict[str, UserRecord | str | None]) -> None:
+        """End sessions whose user is now refused (event loop)."""
+        for session in self.registry:
+            if session.sub not in verdicts:
+                continue  # joined after the look-up: checked at its join
+            verdict = verdicts[session.sub]
+            reason = (
+                verdict if isinstance(verdict, str) else still_allowed(session.channel, verdict)
+            )
+            if reason is None:
+                continue
+            code = _REFUSAL_CODES.get(reason, ErrorCode.CHANNEL_FORBIDDEN)
+            self.counters.revocations += 1
+            self.send_error(session, ProtocolError(code, "access revoked"), fatal=True)
+            close = CLOSE_UNAUTHORIZED if code is ErrorCode.USER_UNKNOWN else CLOSE_FORBIDDEN
+            self._end(session, "revoked", notify_self=True, close_code=close)
+
     async def _reap_forever(self) -> None:
         while True:
             await asyncio.sleep(1.0)
             try:
                 self.reap()
+                await self.recheck_directory()
             except Exception:  # the reaper must survive a bug in one session's handling
                 log.exception("reaper failed")
 

@@ -1,7 +1,9 @@
 """Channels: a talk group with a name (ASCII slug), a display name (Japanese allowed) and settings.
 
-Room is kept for what later issues add: ``retention_days`` and ``legal_hold`` columns, and a
-JSON ``settings`` object (phrase list, …); supervisors will get their own table.
+``retention_days`` (None: keep for ever) and ``legal_hold`` are set by admins (the purge that acts
+on them comes with the call log); a JSON ``settings`` object is kept for later (phrase list, …).
+Who supervises and who may talk in a channel: ``accounts.users`` (channel_supervisor,
+channel_member).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from voice_server.store.database import Database
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 DISPLAY_MAX = 100
+RETENTION_MAX_DAYS = 36500
 
 
 class ChannelError(Exception):
@@ -49,6 +52,12 @@ def validate_display_name(display: str) -> str:
     return display
 
 
+def validate_retention(days: int | None) -> int | None:
+    if days is not None and not 1 <= days <= RETENTION_MAX_DAYS:
+        raise ChannelError(f"retention must be 1-{RETENTION_MAX_DAYS} days (or none)")
+    return days
+
+
 def _row(row: sqlite3.Row) -> Channel:
     return Channel(
         name=row["name"],
@@ -64,24 +73,54 @@ class ChannelStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def add(self, name: str, display_name: str | None = None) -> Channel:
+    def add(
+        self, name: str, display_name: str | None = None, conn: sqlite3.Connection | None = None
+    ) -> Channel:
+        """Add a channel (in the caller's transaction when ``conn`` is given)."""
         validate_name(name)
         display = validate_display_name(display_name if display_name is not None else name)
         created = datetime.now(UTC).isoformat(timespec="seconds")
+        if conn is None:
+            with self._db.transaction() as own:
+                return self.add(name, display, own)
         try:
-            with self._db.transaction() as conn:
-                conn.execute(
-                    "INSERT INTO channel (name, display_name, created_at) VALUES (?, ?, ?)",
-                    (name, display, created),
-                )
+            conn.execute(
+                "INSERT INTO channel (name, display_name, created_at) VALUES (?, ?, ?)",
+                (name, display, created),
+            )
         except sqlite3.IntegrityError:
             raise ChannelError(f"channel {name!r} already exists") from None
         return Channel(name, display, created)
 
-    def get(self, name: str) -> Channel | None:
-        with self._db.connection() as conn:
+    def update(
+        self,
+        conn: sqlite3.Connection,
+        name: str,
+        *,
+        display_name: str,
+        retention_days: int | None,
+        legal_hold: bool,
+    ) -> None:
+        """Change a channel's display name, retention and legal hold (caller's transaction)."""
+        cur = conn.execute(
+            "UPDATE channel SET display_name = ?, retention_days = ?, legal_hold = ?"
+            " WHERE name = ?",
+            (
+                validate_display_name(display_name),
+                validate_retention(retention_days),
+                int(legal_hold),
+                name,
+            ),
+        )
+        if cur.rowcount == 0:
+            raise ChannelError(f"no channel named {name!r}")
+
+    def get(self, name: str, conn: sqlite3.Connection | None = None) -> Channel | None:
+        if conn is not None:
             row = conn.execute("SELECT * FROM channel WHERE name = ?", (name,)).fetchone()
-        return _row(row) if row else None
+            return _row(row) if row else None
+        with self._db.connection() as own:
+            return self.get(name, own)
 
     def list(self) -> list[Channel]:
         with self._db.connection() as conn:

@@ -24,6 +24,90 @@ MIGRATIONS: list[str] = [
         settings        TEXT NOT NULL DEFAULT '{}'
     ) WITHOUT ROWID;
     """,
+    # accounts, channel assignments, web sessions, sign-in codes, login throttle, audit log
+    # (self-contained: refers only to the channel table of migration 1)
+    """
+    CREATE TABLE users (
+        name            TEXT PRIMARY KEY,
+        display_name    TEXT NOT NULL,
+        role            TEXT NOT NULL CHECK (role IN ('staff', 'supervisor', 'admin')),
+        password_hash   TEXT,
+        enabled         INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
+        created_at      TEXT NOT NULL,
+        updated_at      TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE channel_member (
+        channel         TEXT NOT NULL REFERENCES channel(name) ON DELETE CASCADE,
+        user_name       TEXT NOT NULL REFERENCES users(name),
+        PRIMARY KEY (channel, user_name)
+    ) WITHOUT ROWID;
+    CREATE INDEX channel_member_user ON channel_member(user_name);
+    CREATE TABLE channel_supervisor (
+        channel         TEXT NOT NULL REFERENCES channel(name) ON DELETE CASCADE,
+        user_name       TEXT NOT NULL REFERENCES users(name),
+        PRIMARY KEY (channel, user_name)
+    ) WITHOUT ROWID;
+    CREATE INDEX channel_supervisor_user ON channel_supervisor(user_name);
+    CREATE TABLE directory_revision (
+        id              INTEGER PRIMARY KEY CHECK (id = 1),
+        n               INTEGER NOT NULL
+    );
+    INSERT INTO directory_revision (id, n) VALUES (1, 0);
+    CREATE TRIGGER users_revision_insert AFTER INSERT ON users
+        BEGIN UPDATE directory_revision SET n = n + 1; END;
+    CREATE TRIGGER users_revision_update AFTER UPDATE ON users
+        BEGIN UPDATE directory_revision SET n = n + 1; END;
+    CREATE TRIGGER member_revision_insert AFTER INSERT ON channel_member
+        BEGIN UPDATE directory_revision SET n = n + 1; END;
+    CREATE TRIGGER member_revision_delete AFTER DELETE ON channel_member
+        BEGIN UPDATE directory_revision SET n = n + 1; END;
+    CREATE TRIGGER supervisor_revision_insert AFTER INSERT ON channel_supervisor
+        BEGIN UPDATE directory_revision SET n = n + 1; END;
+    CREATE TRIGGER supervisor_revision_delete AFTER DELETE ON channel_supervisor
+        BEGIN UPDATE directory_revision SET n = n + 1; END;
+    CREATE TABLE web_session (
+        id_hash         TEXT PRIMARY KEY,
+        user_name       TEXT NOT NULL REFERENCES users(name),
+        csrf            TEXT NOT NULL,
+        via             TEXT NOT NULL,
+        address         TEXT NOT NULL,
+        created_at      REAL NOT NULL,
+        expires_at      REAL NOT NULL,
+        revoked         INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    CREATE INDEX web_session_user ON web_session(user_name);
+    CREATE TABLE signin_code (
+        code_hash       TEXT PRIMARY KEY,
+        user_name       TEXT NOT NULL REFERENCES users(name),
+        created_by      TEXT NOT NULL,
+        created_at      REAL NOT NULL,
+        expires_at      REAL NOT NULL,
+        used_at         REAL
+    ) WITHOUT ROWID;
+    CREATE TABLE login_throttle (
+        key             TEXT PRIMARY KEY,
+        failures        INTEGER NOT NULL,
+        last_failure    REAL NOT NULL,
+        locked_until    REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE audit_log (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        at              TEXT NOT NULL,
+        actor           TEXT NOT NULL,
+        actor_role      TEXT NOT NULL,
+        action          TEXT NOT NULL,
+        target          TEXT NOT NULL,
+        result          TEXT NOT NULL,
+        address         TEXT NOT NULL,
+        details         TEXT NOT NULL,
+        prev_hash       TEXT NOT NULL,
+        hash            TEXT NOT NULL
+    );
+    CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+    CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+    """,
 ]
 
 

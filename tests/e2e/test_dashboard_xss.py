@@ -1,0 +1,181 @@
+"""User text is always text: ≥ 50 XSS payloads as user and channel display names, rendered by the
+dashboard in real Chromium (Debian's, driven by Playwright) with the page's CSP bypassed, so what
+is tested is the escaping: no script runs and the visible text equals the payload."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.accounts import BY, password
+from tests.servers import ServerProcess, free_port
+from voice_server.accounts.bundle import Accounts
+from voice_server.accounts.users import Assignment
+from voice_server.store.database import Database
+
+pytestmark = pytest.mark.e2e
+playwright_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+if not Path(CHROMIUM).exists():
+    pytest.skip("Debian's chromium is not installed", allow_module_level=True)
+
+PAYLOADS = [
+    "<script>alert(1)</script>",
+    "<SCRIPT SRC=//x.example/x.js></SCRIPT>",
+    "<img src=x onerror=alert(1)>",
+    "<img src=x onerror=\"window.__xss.push('img')\">",
+    "<svg onload=alert(1)>",
+    "<svg><script>alert(1)</script></svg>",
+    "<body onload=alert(1)>",
+    '<iframe src="javascript:alert(1)"></iframe>',
+    '<a href="javascript:alert(1)">click</a>',
+    "javascript:alert(1)",
+    "<a href=javascript&colon;alert(1)>x</a>",
+    '"><script>alert(1)</script>',
+    "'><img src=x onerror=alert(1)>",
+    '" onmouseover="alert(1)',
+    "' onfocus='alert(1)' autofocus='",
+    "</title><script>alert(1)</script>",
+    "</textarea><script>alert(1)</script>",
+    "</td></tr></table><script>alert(1)</script>",
+    "<details open ontoggle=alert(1)>",
+    "<input autofocus onfocus=alert(1)>",
+    "<video><source onerror=alert(1)></video>",
+    "<audio src=x onerror=alert(1)>",
+    '<object data="javascript:alert(1)">',
+    '<embed src="javascript:alert(1)">',
+    "<math><mtext><script>alert(1)</script></mtext></math>",
+    "<style>*{background:url(javascript:alert(1))}</style>",
+    "<link rel=stylesheet href=javascript:alert(1)>",
+    '<meta http-equiv="refresh" content="0;url=javascript:alert(1)">',
+    '<base href="javascript:alert(1)//">',
+    "<form action=javascript:alert(1)><button>x</button></form>",
+    "{{7*7}}",
+    "{% raw %}{{ config }}{% endraw %}",
+    "${alert(1)}",
+    "＜script＞alert(1)＜/script＞",
+    "＜img src=x onerror=alert(1)＞",
+    "\u202e<script>alert(1)</script>",
+    "\u202egnp.exe",
+    "abc\u202dxyz\u202c<b>bold</b>",
+    "\u200b<script>alert(1)</script>\u200b",
+    "&lt;script&gt;alert(1)&lt;/script&gt;",
+    "&#60;script&#62;alert(1)&#60;/script&#62;",
+    "%3Cscript%3Ealert(1)%3C/script%3E",
+    "<scr<script>ipt>alert(1)</scr</script>ipt>",
+    "<img src=`x` onerror=alert(1)>",
+    "<img/src=x/onerror=alert(1)>",
+    "<svg/onload=alert`1`>",
+    "<marquee onstart=alert(1)>",
+    '<div style="width:expression(alert(1))">',
+    "\\u003cscript\\u003ealert(1)\\u003c/script\\u003e",
+    "<!--<script>alert(1)</script>-->",
+    "<![CDATA[<script>alert(1)</script>]]>",
+    "避難所<script>alert('漏れ')</script>",
+    '=HYPERLINK("http://x.example","click")',
+    "<template><script>alert(1)</script></template>",
+    '<noscript><p title="</noscript><img src=x onerror=alert(1)>">',
+    '<a href="data:text/html,<script>alert(1)</script>">x</a>',
+]
+INIT = """
+window.__xss = [];
+for (const name of ["alert", "confirm", "prompt", "print"]) {
+  window[name] = (...args) => { window.__xss.push(name + ":" + args.join(",")); };
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    import socket
+
+    data = tmp_path_factory.mktemp("xss")
+    accounts = Accounts.open(Database(data / "voice.db"))
+    svc = accounts.service
+    svc.add_user(BY, "root", "admin", display_name=PAYLOADS[0], password=password("root"))
+    for i, payload in enumerate(PAYLOADS):
+        svc.add_channel(BY, f"x{i:03d}", display_name=payload)
+        svc.add_user(BY, f"u{i:03d}", "staff", display_name=payload, channels=[f"x{i:03d}"])
+    svc.assign(BY, "x000", "root", Assignment.SUPERVISOR)
+    srv = ServerProcess(data, free_port(), free_port(socket.SOCK_DGRAM))
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def test_payloads_as_display_names_render_as_text_and_never_run(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    assert len(PAYLOADS) >= 50
+    with playwright_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        context = browser.new_context(bypass_csp=True, locale="ja-JP")
+        context.add_init_script(INIT)
+        page = context.new_page()
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(f"{server.url}/signin")
+        page.fill("input[name=name]", "root")
+        page.fill("input[name=password]", password("root"))
+        page.click("#password-form button[type=submit]")
+        page.wait_for_url(f"{server.url}/dashboard")
+        assert page.text_content("#me") == PAYLOADS[0]
+
+        def check_page(path: str) -> None:
+            page.goto(f"{server.url}{path}")
+            page.wait_for_load_state("load")
+            page.wait_for_timeout(50)
+            assert page.evaluate("window.__xss") == [], path
+            bad = page.evaluate(
+                "document.querySelectorAll('main script, main img, main iframe, main object,"
+                " main embed, main video, main audio, main svg, main marquee, main details,"
+                ' a[href^="javascript"], a[href^="data:"]\').length'
+            )
+            assert bad == 0, path
+
+        check_page("/dashboard/users")
+        users = page.evaluate(
+            "Object.fromEntries([...document.querySelectorAll('tr[data-user^=u]')]"
+            ".map(r => [r.dataset.user, r.querySelector('td.display-name').textContent]))"
+        )
+        assert users == {f"u{i:03d}": p for i, p in enumerate(PAYLOADS)}
+
+        check_page("/dashboard/channels")
+        channels = page.evaluate(
+            "Object.fromEntries([...document.querySelectorAll('tr[data-channel^=x]')]"
+            ".map(r => [r.dataset.channel, r.querySelector('td.display-name').textContent]))"
+        )
+        assert channels == {f"x{i:03d}": p for i, p in enumerate(PAYLOADS)}
+
+        for i in range(0, len(PAYLOADS), 5):
+            check_page(f"/dashboard/channels/x{i:03d}")
+            assert page.text_content("#channel-title") == PAYLOADS[i]
+            assert page.input_value("#display-name-input") == PAYLOADS[i]
+
+        check_page("/dashboard/codes")
+        options = page.evaluate(
+            "[...document.querySelectorAll('select[name=user] option')].map(o => o.textContent)"
+        )
+        assert sorted(options) == sorted(f"{p} (u{i:03d})" for i, p in enumerate(PAYLOADS))
+        check_page("/dashboard/audit")
+        check_page("/dashboard")
+        assert dialogs == []
+        page.screenshot(path=str(tmp_path / "users.png"))
+        browser.close()

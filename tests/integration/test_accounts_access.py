@@ -1,0 +1,229 @@
+"""Every cell of the access table (docs/security.md) that has a route today, over HTTP with
+sessions and ``aud=api`` tokens, and over the signaling WebSocket; live sessions end within 2 s
+when the directory stops allowing them. The call-log actions (search, view, play, export, live)
+have no routes yet: tests/unit/test_web_policy.py covers their cells."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.accounts import client, org_server, pre_csrf, signin, token
+from tests.servers import ServerProcess
+from tests.wsclient import Peer
+from voice_server.identity.tokens import Audience, Role
+
+pytestmark = pytest.mark.integration
+
+ACTORS = ["anon", "staff", "sup", "sup_other", "admin", "admin_assigned", "admin_api", "sup_api"]
+
+
+class Caller:
+    def __init__(self, c: httpx.Client, csrf: str, bearer: str | None = None) -> None:
+        self.c, self.csrf, self.bearer = c, csrf, bearer
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None) -> httpx.Response:
+        headers = {"X-CSRF-Token": self.csrf} if self.csrf else {}
+        if self.bearer:
+            headers = {"Authorization": f"Bearer {self.bearer}"}
+        return self.c.request(method, path, json=body, headers=headers, follow_redirects=False)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    with org_server(tmp_path_factory.mktemp("access")) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def callers(server: ServerProcess) -> Iterator[dict[str, Caller]]:
+    out: dict[str, Caller] = {}
+    sessions = {
+        "staff": "sato",
+        "sup": "boss",
+        "sup_other": "boss2",
+        "admin": "root",
+        "admin_assigned": "root2",
+    }
+    anon = client(server)
+    out["anon"] = Caller(anon, pre_csrf(anon))
+    for key, name in sessions.items():
+        c = client(server)
+        out[key] = Caller(c, signin(c, name))
+    api = token(server, "root", "*", aud=Audience.API, role=Role.ADMIN)
+    out["admin_api"] = Caller(client(server), "", api)
+    sup_api = token(
+        server, "boss", "*", aud=Audience.API, role=Role.ADMIN
+    )  # narrowed to supervisor
+    out["sup_api"] = Caller(client(server), "", sup_api)
+    yield out
+    for caller in out.values():
+        caller.c.close()
+
+
+OK, NO, ANON, LOGIN = 200, 403, 401, 303
+# (method, path, body, expected status per actor in ACTORS order)
+TABLE: list[tuple[str, str, dict[str, Any] | None, list[int]]] = [
+    # admin: users, channels, assignments, retention, audit log
+    ("GET", "/api/v1/users", None, [ANON, NO, NO, NO, OK, OK, OK, NO]),
+    ("GET", "/api/v1/users/sato", None, [ANON, NO, NO, NO, OK, OK, OK, NO]),
+    ("POST", "/api/v1/users/mori/enable", None, [ANON, NO, NO, NO, OK, OK, OK, NO]),
+    ("GET", "/api/v1/channels", None, [ANON, NO, NO, NO, OK, OK, OK, NO]),
+    ("PATCH", "/api/v1/channels/hq", {"display_name": "本部"}, [ANON, NO, NO, NO, OK, OK, OK, NO]),
+    ("PATCH", "/api/v1/channels/hq", {"retention_days": 90}, [ANON, NO, NO, NO, OK, OK, OK, NO]),
+    ("PUT", "/api/v1/channels/hq/members/mori", None, [ANON, NO, NO, NO, OK, OK, OK, NO]),
+    ("GET", "/api/v1/audit", None, [ANON, NO, NO, NO, OK, OK, OK, NO]),
+    ("GET", "/api/v1/audit/export?format=json", None, [ANON, NO, NO, NO, OK, OK, OK, NO]),
+    # sign-in codes: admins for any staff, supervisors for staff of their channels
+    ("POST", "/api/v1/auth/codes", {"user": "sato"}, [ANON, NO, 201, NO, 201, 201, 201, 201]),
+    ("POST", "/api/v1/auth/codes", {"user": "boss"}, [ANON, NO, NO, NO, NO, NO, NO, NO]),
+    # talking: members and supervisors of the channel, whatever the role
+    ("POST", "/api/v1/auth/join-token", {"channel": "ops"}, [ANON, OK, OK, NO, NO, OK, NO, OK]),
+    ("POST", "/api/v1/auth/join-token", {"channel": "hq"}, [ANON, NO, NO, OK, NO, NO, NO, NO]),
+    # the dashboard: supervisors and admins; its admin pages: admins
+    ("GET", "/dashboard", None, [LOGIN, NO, OK, OK, OK, OK, OK, OK]),
+    ("GET", "/dashboard/codes", None, [LOGIN, NO, OK, OK, OK, OK, OK, OK]),
+    ("GET", "/dashboard/users", None, [LOGIN, NO, NO, NO, OK, OK, OK, NO]),
+    ("GET", "/dashboard/channels", None, [LOGIN, NO, NO, NO, OK, OK, OK, NO]),
+    ("GET", "/dashboard/channels/ops", None, [LOGIN, NO, NO, NO, OK, OK, OK, NO]),
+    ("GET", "/dashboard/audit", None, [LOGIN, NO, NO, NO, OK, OK, OK, NO]),
+    ("GET", "/dashboard/audit/export?format=csv", None, [LOGIN, NO, NO, NO, OK, OK, OK, NO]),
+    # /metrics: as configured (loopback), whoever asks
+    ("GET", "/metrics", None, [OK] * 8),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "expected"),
+    TABLE,
+    ids=[f"{m} {p} {b or ''}" for m, p, b, _ in TABLE],
+)
+def test_access_table_over_http(
+    callers: dict[str, Caller],
+    method: str,
+    path: str,
+    body: dict[str, Any] | None,
+    expected: list[int],
+) -> None:
+    got = [callers[a].request(method, path, body).status_code for a in ACTORS]
+    assert dict(zip(ACTORS, got, strict=True)) == dict(zip(ACTORS, expected, strict=True))
+
+
+def test_refusals_of_signed_in_users_are_audited(callers: dict[str, Caller]) -> None:
+    callers["sup"].request("GET", "/api/v1/users", None)
+    page = callers["admin"].request("GET", "/api/v1/audit?limit=50", None).json()["entries"]
+    assert any(
+        e["actor"] == "boss" and e["action"] == "users.view" and e["result"] == "denied"
+        for e in page
+    )
+
+
+# ---------------------------------------------------------------------- WebSocket
+async def join_result(server: ServerProcess, tok: str, channel: str) -> tuple[str, int | None]:
+    peer = await Peer.connect(server.ws_url)
+    await peer.send(type="join", token=tok, channel=channel, device_id="d1")
+    msg = await peer.recv()
+    if msg["type"] == "joined":
+        await peer.send(type="leave")
+        await peer.close()
+        return "joined", None
+    code = await peer.closed()
+    return msg["code"], code
+
+
+def session_token(server: ServerProcess, name: str, channel: str) -> str:
+    with client(server) as c:
+        csrf = signin(c, name)
+        r = c.post(
+            "/api/v1/auth/join-token", json={"channel": channel}, headers={"X-CSRF-Token": csrf}
+        )
+        assert r.status_code == 200, r.text
+        return str(r.json()["token"])
+
+
+@pytest.mark.parametrize(
+    ("sub", "claims", "channel", "expected"),
+    [
+        ("sato", ("ops",), "ops", ("joined", None)),
+        ("sato", ("hq",), "hq", ("channel_forbidden", 4403)),  # the token claims more than granted
+        ("sato", ("*",), "hq", ("channel_forbidden", 4403)),
+        ("sato", ("*",), "ops", ("joined", None)),
+        ("boss", ("*",), "ops", ("joined", None)),  # supervising a channel lets one talk there
+        ("boss", ("*",), "hq", ("channel_forbidden", 4403)),
+        ("root", ("*",), "ops", ("channel_forbidden", 4403)),  # admin, not assigned
+        ("root2", ("*",), "ops", ("joined", None)),
+        ("gone", ("ops",), "ops", ("user_disabled", 4403)),
+        ("stranger", ("ops",), "ops", ("user_unknown", 4401)),  # no account once accounts exist
+    ],
+)
+async def test_access_table_over_websocket(
+    server: ServerProcess,
+    sub: str,
+    claims: tuple[str, ...],
+    channel: str,
+    expected: tuple[str, int | None],
+) -> None:
+    assert await join_result(server, token(server, sub, *claims), channel) == expected
+
+
+async def test_a_join_token_from_a_session_joins_and_shows_the_directory_name(
+    server: ServerProcess,
+) -> None:
+    tok = await asyncio.to_thread(session_token, server, "sato", "ops")
+    peer = await Peer.connect(server.ws_url)
+    joined = await peer.join(tok, channel="ops")
+    assert joined["you"]["sub"] == "sato" and joined["you"]["name"] == "Sato"
+    await peer.close()
+
+
+def cli(server: ServerProcess, *args: str) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "voice_server.cli", *args, "--data-dir", str(server.data_dir)],
+        check=True,
+        capture_output=True,
+    )
+
+
+async def test_disabling_a_user_from_the_cli_ends_their_session_within_2s(
+    server: ServerProcess,
+) -> None:
+    watcher = await Peer.connect(server.ws_url)
+    await watcher.join(token(server, "sato", "ops"), channel="ops", device_id="w")
+    victim = await Peer.connect(server.ws_url)
+    await victim.join(token(server, "kato", "ops"), channel="ops", device_id="k")
+    await asyncio.to_thread(cli, server, "users", "disable", "kato")
+    started = time.monotonic()
+    err = await victim.expect("error", timeout=3)
+    assert err["code"] == "user_disabled" and err["fatal"]
+    assert await victim.closed(timeout=3) == 4403
+    assert time.monotonic() - started <= 2.0
+    while (left := await watcher.expect("participant_left", timeout=3))["participant"][
+        "sub"
+    ] != "kato":
+        pass  # others may come and go
+    assert left["reason"] == "revoked"
+    assert await join_result(server, token(server, "kato", "ops"), "ops") == ("user_disabled", 4403)
+    await watcher.close()
+    await asyncio.to_thread(cli, server, "users", "enable", "kato")
+
+
+async def test_removing_a_member_from_the_dashboard_api_ends_their_session(
+    server: ServerProcess, callers: dict[str, Caller]
+) -> None:
+    peer = await Peer.connect(server.ws_url)
+    await peer.join(token(server, "ito", "ops"), channel="ops", device_id="i")
+    r = await asyncio.to_thread(
+        callers["admin"].request, "DELETE", "/api/v1/channels/ops/members/ito", None
+    )
+    assert r.status_code == 200
+    started = time.monotonic()
+    err = await peer.expect("error", timeout=3)
+    assert err["code"] == "channel_forbidden"
+    assert await peer.closed(timeout=3) == 4403 and time.monotonic() - started <= 2.0

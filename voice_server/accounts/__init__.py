@@ -1,0 +1,1 @@
+"""Accounts: users, channel assignments, passwords, web sessions, sign-in codes."""

@@ -1,0 +1,144 @@
+"""Japanese and English UI text [pure]: the language from a cookie (the switch) or
+Accept-Language, Japanese by default (Japanese municipalities first)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+LANGS = ("ja", "en")
+DEFAULT = "ja"
+
+# key: (Japanese, English)
+MESSAGES: dict[str, tuple[str, str]] = {
+    "app": ("音声サーバー", "Voice server"),
+    "dashboard": ("ダッシュボード", "Dashboard"),
+    "signin": ("サインイン", "Sign in"),
+    "signin_code": ("サインインコードで入る", "Sign in with a code"),
+    "signout": ("サインアウト", "Sign out"),
+    "signed_in_as": ("サインイン中:", "Signed in as"),
+    "name": ("ユーザー名", "User name"),
+    "password": ("パスワード", "Password"),
+    "new_password": ("新しいパスワード", "New password"),
+    "code": ("コード", "Code"),
+    "display_name": ("表示名", "Display name"),
+    "role": ("役割", "Role"),
+    "role_staff": ("職員", "Staff"),
+    "role_supervisor": ("監督者", "Supervisor"),
+    "role_admin": ("管理者", "Admin"),
+    "status": ("状態", "Status"),
+    "enabled": ("有効", "Enabled"),
+    "disabled": ("無効", "Disabled"),
+    "enable": ("有効にする", "Enable"),
+    "disable": ("無効にする", "Disable"),
+    "users": ("ユーザー", "Users"),
+    "channels": ("チャンネル", "Channels"),
+    "channel": ("チャンネル", "Channel"),
+    "audit": ("監査ログ", "Audit log"),
+    "codes": ("サインインコード", "Sign-in codes"),
+    "add_user": ("ユーザーを追加", "Add user"),
+    "add_channel": ("チャンネルを追加", "Add channel"),
+    "add": ("追加", "Add"),
+    "save": ("保存", "Save"),
+    "edit": ("編集", "Edit"),
+    "remove": ("外す", "Remove"),
+    "reset_password": ("パスワード再設定", "Reset password"),
+    "members": ("メンバー (通話できる人)", "Members (may talk)"),
+    "supervisors": ("監督者 (記録を見られる人)", "Supervisors (may review)"),
+    "member": ("メンバー", "Member"),
+    "supervisor": ("監督者", "Supervisor"),
+    "assign": ("割り当て", "Assign"),
+    "assign_as": ("割り当ての種類", "Assign as"),
+    "retention_days": ("保存日数 (空欄=無期限)", "Retention days (empty = for ever)"),
+    "legal_hold": ("訴訟ホールド (削除しない)", "Legal hold (never purge)"),
+    "forever": ("無期限", "for ever"),
+    "yes": ("はい", "yes"),
+    "no": ("いいえ", "no"),
+    "user": ("ユーザー", "User"),
+    "channel_name": ("チャンネル名 (英数字)", "Channel name (ASCII)"),
+    "user_name_hint": ("英小文字・数字・_-.", "lower-case letters, digits, _-."),
+    "time": ("日時", "Time"),
+    "actor": ("実行者", "Actor"),
+    "action": ("操作", "Action"),
+    "target": ("対象", "Target"),
+    "result": ("結果", "Result"),
+    "address": ("アドレス", "Address"),
+    "details": ("詳細", "Details"),
+    "older": ("さらに古い記録", "Older entries"),
+    "export_csv": ("CSVで書き出し", "Export CSV"),
+    "export_json": ("JSONで書き出し", "Export JSON"),
+    "create_code": ("コードを作成", "Create code"),
+    "code_for": ("対象ユーザー", "For user"),
+    "code_valid_until": ("有効期限", "Valid until"),
+    "code_help": (
+        "共用端末でこのQRコードを読み取るか、コードを入力してください。一度だけ使えます。",
+        "Scan this QR code on the shared device or type the code. It works once.",
+    ),
+    "no_staff_for_codes": (
+        "コードを作成できる職員がいません。",
+        "There is no staff account you can create a code for.",
+    ),
+    "welcome": ("ようこそ", "Welcome"),
+    "home_admin": (
+        "ユーザー、チャンネル、割り当て、保存期間、監査ログを管理します。",
+        "Manage users, channels, assignments, retention and the audit log.",
+    ),
+    "home_supervisor": ("担当チャンネル", "Your channels"),
+    "none": ("なし", "none"),
+    "forbidden": ("この操作は許可されていません。", "You are not allowed to do this."),
+    "not_found": ("見つかりません。", "Not found."),
+    "signin_failed": (
+        "ユーザー名またはパスワードが違います。",
+        "The user name or password is wrong.",
+    ),
+    "code_failed": (
+        "コードが無効か、期限切れか、使用済みです。",
+        "The code is invalid, expired or already used.",
+    ),
+    "locked": (
+        "試行が多すぎます。しばらくしてからもう一度お試しください。",
+        "Too many attempts. Try again later.",
+    ),
+    "no_accounts": (
+        "アカウントがまだありません。サーバーで voice-server users add を実行してください。",
+        "There are no accounts yet. Run voice-server users add on the server.",
+    ),
+    "saved": ("保存しました。", "Saved."),
+    "error": ("エラー", "Error"),
+    "language": ("English", "日本語"),
+    "staff_signed_in": (
+        "サインインしました。通話アプリに戻ってください。",
+        "You are signed in. Go back to the voice app.",
+    ),
+    "open_app": ("通話アプリを開く", "Open the voice app"),
+    "confirm_disable": ("このユーザーを無効にしますか?", "Disable this user?"),
+}
+
+
+def negotiate(accept_language: str | None, cookie: str | None = None) -> str:
+    """The UI language: the switch's cookie, else the best of Accept-Language, else Japanese."""
+    if cookie in LANGS:
+        return str(cookie)
+    best, best_q = DEFAULT, 0.0
+    for part in (accept_language or "")[:512].split(","):
+        tag, _, params = part.strip().partition(";")
+        lang = tag.strip().lower().split("-")[0]
+        q = 1.0
+        params = params.strip()
+        if params.startswith("q="):
+            try:
+                q = float(params[2:])
+            except ValueError:
+                q = 0.0
+        if lang in LANGS and q > best_q:
+            best, best_q = lang, q
+    return best
+
+
+def translator(lang: str) -> Callable[[str], str]:
+    index = 0 if lang == "ja" else 1
+
+    def t(key: str) -> str:
+        pair = MESSAGES.get(key)
+        return pair[index] if pair else key
+
+    return t

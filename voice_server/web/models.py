@@ -1,0 +1,146 @@
+"""Request and response bodies of the REST API (pydantic at the edge)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from voice_server.accounts.users import User
+from voice_server.store.channels import Channel
+
+NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # channel names; user names too (lower-cased)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoginIn(Strict):
+    name: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class CodeIn(Strict):
+    code: str = Field(min_length=1, max_length=32)
+
+
+class CodeCreateIn(Strict):
+    user: str = Field(pattern=NAME)
+    ttl_seconds: int | None = Field(default=None, ge=30, le=86400)
+
+
+class CodeOut(BaseModel):
+    code: str
+    user: str
+    expires_at: float
+    signin_url: str
+
+
+class JoinTokenIn(Strict):
+    channel: str = Field(pattern=NAME)
+
+
+class JoinTokenOut(BaseModel):
+    token: str
+    channel: str
+    expires_at: int
+
+
+class ChannelRef(BaseModel):
+    name: str
+    display_name: str
+
+
+class Me(BaseModel):
+    name: str
+    display_name: str
+    role: str
+    channels: list[ChannelRef]  # may talk in
+    supervises: list[ChannelRef]  # may review (call log, live view)
+
+
+class SessionInfo(BaseModel):
+    authenticated: bool
+    csrf_token: str
+    via: str | None = None  # session | token
+    expires_at: float | None = None
+    user: Me | None = None
+
+
+class UserIn(Strict):
+    name: str = Field(pattern=NAME)
+    role: str = Field(pattern=r"^(staff|supervisor|admin)$")
+    display_name: str | None = Field(default=None, min_length=1, max_length=100)
+    password: str | None = Field(default=None, min_length=8, max_length=256)
+    channels: list[str] = Field(default_factory=list, max_length=100)
+
+
+class PasswordIn(Strict):
+    password: str = Field(min_length=8, max_length=256)
+
+
+class UserOut(BaseModel):
+    name: str
+    display_name: str
+    role: str
+    enabled: bool
+    has_password: bool
+    member_of: list[str]
+    supervises: list[str]
+    created_at: str
+    updated_at: str
+
+    @classmethod
+    def of(cls, user: User) -> UserOut:
+        return cls(
+            name=user.name,
+            display_name=user.display_name,
+            role=user.role.value,
+            enabled=user.enabled,
+            has_password=user.has_password,
+            member_of=list(user.member_of),
+            supervises=list(user.supervises),
+            created_at=user.created_at,
+            updated_at=user.updated_at,
+        )
+
+
+class ChannelIn(Strict):
+    name: str = Field(pattern=NAME)
+    display_name: str | None = Field(default=None, min_length=1, max_length=100)
+    supervisors: list[str] = Field(default_factory=list, max_length=100)
+    members: list[str] = Field(default_factory=list, max_length=1000)
+
+
+class ChannelPatch(Strict):
+    display_name: str | None = Field(default=None, min_length=1, max_length=100)
+    retention_days: int | None = Field(default=None, ge=1, le=36500)  # null: keep for ever
+    legal_hold: bool | None = None
+
+
+class ChannelOut(BaseModel):
+    name: str
+    display_name: str
+    created_at: str
+    retention_days: int | None
+    legal_hold: bool
+    supervisors: list[str]
+    members: list[str]
+
+    @classmethod
+    def of(cls, channel: Channel, supervisors: list[str], members: list[str]) -> ChannelOut:
+        return cls(
+            name=channel.name,
+            display_name=channel.display_name,
+            created_at=channel.created_at,
+            retention_days=channel.retention_days,
+            legal_hold=channel.legal_hold,
+            supervisors=supervisors,
+            members=members,
+        )
+
+
+class AuditPage(BaseModel):
+    entries: list[dict[str, Any]]
+    next_before: int | None
