@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, WebSocket
 
+from voice_server.calllog.sqlite import SqliteCallLog
 from voice_server.config import Config
 from voice_server.identity.keys import load_or_create_key
 from voice_server.identity.principal import TokenDirectory
@@ -18,7 +20,12 @@ from voice_server.signaling.hub import Hub
 from voice_server.state import AppState
 from voice_server.store.channels import ChannelStore
 from voice_server.store.database import Database, migrate
-from voice_server.web import health
+from voice_server.transcribe.link_server import LinkHub
+from voice_server.transcribe.metrics import spool_families
+from voice_server.transcribe.spool import SpoolWriter
+from voice_server.transcribe.supervise import TranscriberSupervisor
+from voice_server.transcribe.tap import BurstTap
+from voice_server.web import api, health
 
 log = logging.getLogger(__name__)
 
@@ -31,15 +38,26 @@ def build_state(config: Config) -> AppState:
         migrate(conn)
     channels = ChannelStore(db)
     counters = SignalingCounters()
+    directory = TokenDirectory()
     hub = Hub(
         key=key,
         channels=channels,
-        directory=TokenDirectory(),
+        directory=directory,
         grace_seconds=config.grace_seconds,
         token_warning_seconds=config.token_warning_seconds,
         counters=counters,
     )
+    calllog = SqliteCallLog(db)
+    link = LinkHub(key)
+
+    def speaker_of(session_id: str) -> tuple[str, str] | None:
+        session = hub.registry.get(session_id)
+        return (session.sub, session.name) if session is not None else None
+
+    tap = BurstTap(speaker_of, queue_limit=config.tap_queue_packets, live=link)
+    spool = SpoolWriter(config.data_dir, tap, calllog, config.spool_quota_mb * 1024 * 1024)
     media = MediaPlane(
+        tap=tap,
         host=config.media_host,
         port=config.media_port,
         announce_ip=config.announce_ip,
@@ -49,11 +67,23 @@ def build_state(config: Config) -> AppState:
     )
     hub.media = media
     state = AppState(
-        config=config, db=db, channels=channels, hub=hub, counters=counters, media=media
+        config=config,
+        db=db,
+        channels=channels,
+        hub=hub,
+        counters=counters,
+        media=media,
+        calllog=calllog,
+        link=link,
+        spool=spool,
+        key=key,
+        directory=directory,
     )
     state.metrics.register(counters.families)
     state.metrics.register(state.collect_sessions)
     state.metrics.register(media.families)
+    state.metrics.register(link.families)
+    state.metrics.register(lambda: spool_families(spool))
     state.metrics.register(
         lambda: [Family("voice_channels", "gauge", "Configured channels").add(channels.count())]
     )
@@ -65,16 +95,23 @@ def create_app(config: Config) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(state.spool.start)  # completes .part files a crash left
         await state.media.start()
         state.hub.start()
+        supervisor = TranscriberSupervisor.from_config(config)
+        if supervisor is not None:
+            supervisor.start()
         state.started = True
         log.info("voice server ready", extra={"data_dir": str(config.data_dir)})
         try:
             yield
         finally:
             state.stopping = True
+            if supervisor is not None:
+                await supervisor.stop()
             await state.hub.stop()
-            await state.media.stop()
+            await state.media.stop()  # ends every burst in flight
+            await asyncio.to_thread(state.spool.stop)  # ... and writes them out
             state.db.close()
 
     app = FastAPI(
@@ -87,6 +124,11 @@ def create_app(config: Config) -> FastAPI:
     )
     app.state.voice = state
     app.include_router(health.router)
+    app.include_router(api.router)
+
+    @app.websocket("/internal/transcription")
+    async def transcription_link(ws: WebSocket) -> None:
+        await state.link.serve(ws)
 
     @app.websocket("/ws")
     async def signaling(ws: WebSocket) -> None:

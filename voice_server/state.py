@@ -6,13 +6,17 @@ import ipaddress
 import sqlite3
 from dataclasses import dataclass, field
 
+from voice_server.calllog.store import CallLog
 from voice_server.config import Config
+from voice_server.identity.principal import TokenDirectory, UserDirectory
 from voice_server.media.plane import MediaPlane
 from voice_server.metrics import Family, MetricsRegistry, SignalingCounters
 from voice_server.signaling.hub import Hub
 from voice_server.signaling.sessions import SessionState
 from voice_server.store.channels import ChannelStore
 from voice_server.store.database import Database
+from voice_server.transcribe.link_server import LinkHub
+from voice_server.transcribe.spool import SpoolWriter
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -25,6 +29,11 @@ class AppState:
     hub: Hub
     counters: SignalingCounters
     media: MediaPlane
+    calllog: CallLog
+    link: LinkHub
+    spool: SpoolWriter
+    key: bytes = b""
+    directory: UserDirectory = field(default_factory=TokenDirectory)
     metrics: MetricsRegistry = field(default_factory=MetricsRegistry)
     started: bool = False
     stopping: bool = False
