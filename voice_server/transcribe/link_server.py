@@ -127,7 +127,7 @@ class LinkHub:
             with contextlib.suppress(Exception):
                 await ws.close(4401, "unauthorized")
             return
-        info = {k: str(hello.get(k, ""))[:200] for k in ("model", "language", "name")}
+        info = {k: str(hello.get(k, ""))[:200] for k in ("model", "language", "client")}
         previous = self._conn
         if previous is not None:
             self._drop_live()

@@ -182,7 +182,7 @@ class Sidecar:
             "mac": mac_hex(self.key, nonce),
             "model": self.factory.name,
             "language": self.factory.language,
-            "name": f"transcriber pid {os.getpid()}",
+            "client": f"transcriber pid {os.getpid()}",
         }
         await ws.send(dumps(hello))
         welcome = parse_json(str(await asyncio.wait_for(ws.recv(), 5)))
