@@ -107,7 +107,13 @@ def test_a_burst_is_committed_once_and_then_done(log: SqliteCallLog) -> None:
 
 
 def test_search_finds_one_two_and_three_plus_characters_newest_first(log: SqliteCallLog) -> None:
-    texts = ["東 門 で 水 漏れ です", "火事 です", "救急 車 を 呼んで", "水 を ください", "pump 漏れ"]
+    texts = [
+        "東 門 で 水 漏れ です",
+        "火事 です",
+        "救急 車 を 呼んで",
+        "水 を ください",
+        "pump 漏れ",
+    ]
     for i, text in enumerate(texts):
         log.add_utterance(utt(i, text), committed_ms=T0)
 
@@ -145,7 +151,9 @@ def test_filters_and_pagination(log: SqliteCallLog) -> None:
     assert len(log.search(SearchQuery(q="件目", limit=10)).items) == 7
 
 
-def test_deleted_utterances_leave_the_table_and_both_indexes(log: SqliteCallLog, tmp_path: Path) -> None:
+def test_deleted_utterances_leave_the_table_and_both_indexes(
+    log: SqliteCallLog, tmp_path: Path
+) -> None:
     u = utt(0, "水漏れ の 報告")
     log.add_utterance(u, committed_ms=T0)
     assert log.delete([u.id]) == 1
@@ -154,6 +162,9 @@ def test_deleted_utterances_leave_the_table_and_both_indexes(log: SqliteCallLog,
     db = Database(tmp_path / "voice.db")
     with db.connection() as conn:
         assert conn.execute("SELECT count(*) FROM utterance_gram").fetchone()[0] == 0
-        assert conn.execute(
-            "SELECT count(*) FROM utterance_fts WHERE utterance_fts MATCH '\"水漏れ\"'"
-        ).fetchone()[0] == 0
+        assert (
+            conn.execute(
+                "SELECT count(*) FROM utterance_fts WHERE utterance_fts MATCH '\"水漏れ\"'"
+            ).fetchone()[0]
+            == 0
+        )

@@ -163,5 +163,7 @@ def test_the_router_taps_whole_bursts_including_a_talker_who_found_every_slot_bu
         parsed = read_ogg_opus(f.read_bytes())
         # every voiced packet from the first (pre-roll) on, plus the hangover's quiet ones
         assert parsed.packets[: len(packets)] == tuple(packets)
-    speakers_seen = {BurstMeta.from_tags(read_ogg_opus(f.read_bytes()).tags).speaker_id for f in files}
+    speakers_seen = {
+        BurstMeta.from_tags(read_ogg_opus(f.read_bytes()).tags).speaker_id for f in files
+    }
     assert speakers_seen == {"sato", "suzuki"}

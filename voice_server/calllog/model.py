@@ -13,7 +13,7 @@ import base64
 import re
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime, timezone, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 __all__ = [
@@ -51,7 +51,7 @@ def ms_to_rowid(ms: int) -> int:
 
 def iso(ms: int, tz: tzinfo | None = None) -> str:
     """ISO 8601 with milliseconds and the offset of ``tz`` (default: this machine's zone)."""
-    dt = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
     dt = dt.astimezone(tz) if tz is not None else dt.astimezone()
     return dt.isoformat(timespec="milliseconds")
 

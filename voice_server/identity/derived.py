@@ -10,14 +10,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-__all__ = ["LINK_PURPOSE", "CLIP_PURPOSE", "derive_key", "mac_hex"]
+__all__ = ["CLIP_PURPOSE", "LINK_PURPOSE", "derive_key", "mac_hex"]
 
 LINK_PURPOSE = "transcription-link"
 CLIP_PURPOSE = "clip-url"
 
 
 def derive_key(key: bytes, purpose: str) -> bytes:
-    return hmac.new(key, b"voice-server derived key v1:" + purpose.encode(), hashlib.sha256).digest()
+    return hmac.new(
+        key, b"voice-server derived key v1:" + purpose.encode(), hashlib.sha256
+    ).digest()
 
 
 def mac_hex(key: bytes, message: str) -> str:

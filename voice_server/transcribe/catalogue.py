@@ -89,7 +89,9 @@ def resolve(model: str | None, models_dir: Path, language: str | None = None) ->
                     name = "vosk-model-small-ko-0.22"
                 return ModelChoice(candidate, name, language or language_of(name), "--model")
         raise ModelNotFound(f"no Vosk model at {model!r} (a directory with am/ and conf/)")
-    found = sorted(p for p in models_dir.iterdir() if is_model_dir(p)) if models_dir.is_dir() else []
+    found = (
+        sorted(p for p in models_dir.iterdir() if is_model_dir(p)) if models_dir.is_dir() else []
+    )
     if len(found) == 1:
         name = found[0].name
         return ModelChoice(found[0], name, language or language_of(name), f"{models_dir}/")

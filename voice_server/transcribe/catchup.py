@@ -102,5 +102,3 @@ class CatchUp:
         gap = Gap(burst_id, "?", "?", "?", start_ms, start_ms, "undecodable", why[:200])
         with contextlib.suppress(Exception):
             self.calllog.add_gap(gap, created_ms=_now_ms())
-
-

@@ -29,7 +29,7 @@ class OpusDecoder:
         out = bytearray()
         try:
             frames = self._dec.decode(av.Packet(packet))
-        except av.error.FFmpegError:  # type: ignore[attr-defined]
+        except av.error.FFmpegError:
             return b""
         for frame in frames:
             for res in self._res.resample(frame):

@@ -18,9 +18,9 @@ def spool_families(spool: SpoolWriter) -> list[Family]:
         Family("voice_tap_packets_total", "counter", "Packets handed to the spool").add(
             tap.packets
         ),
-        Family(
-            "voice_tap_queue_drops_total", "counter", "Packets dropped: spool queue full"
-        ).add(tap.queue_drops),
+        Family("voice_tap_queue_drops_total", "counter", "Packets dropped: spool queue full").add(
+            tap.queue_drops
+        ),
         Family("voice_tap_queue_length", "gauge", "Items waiting for the spool writer").add(
             len(spool.tap.queue)
         ),

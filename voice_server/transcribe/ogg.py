@@ -178,9 +178,7 @@ def read_pages(data: bytes) -> list[Page]:
     pos = 0
     n = len(data)
     while pos + 27 <= n:
-        capture, version, flags, granule, serial, seq, crc, nseg = _PAGE_HEAD.unpack_from(
-            data, pos
-        )
+        capture, version, flags, granule, serial, seq, crc, nseg = _PAGE_HEAD.unpack_from(data, pos)
         if capture != b"OggS" or version != 0 or pos + 27 + nseg > n:
             break
         segments = tuple(data[pos + 27 : pos + 27 + nseg])

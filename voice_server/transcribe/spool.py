@@ -151,7 +151,7 @@ class SpoolWriter:
             return entry
         part = self.dir / f"{handle.meta.id}{PART}"
         try:
-            f = open(part, "xb", buffering=0)  # noqa: SIM115 - closed in _close
+            f = open(part, "xb", buffering=0)
         except OSError as exc:
             entry.refused = ("spool_error", f"cannot create spool file: {exc.strerror}")
             return entry

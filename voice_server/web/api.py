@@ -66,9 +66,7 @@ def authenticate(request: Request) -> Principal:
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "unauthorized", "a Bearer token of audience 'api' is required")
     try:
-        claims = verify_token(
-            state.key, token.strip(), audience=Audience.API, now=int(time.time())
-        )
+        claims = verify_token(state.key, token.strip(), audience=Audience.API, now=int(time.time()))
         principal = effective_principal(claims, state.directory.lookup(claims.sub))
     except TokenError as exc:
         raise ApiError(401, "unauthorized", exc.message) from None
