@@ -70,7 +70,9 @@ def test_a_sidecar_killed_mid_burst_transcribes_the_burst_after_restart(tmp_path
         with sidecar(server) as first:
             wait_for(lambda: metric(server, "voice_transcriber_connected") == 1, 60, "sidecar")
             talker = start_client(server, tmp_path, "kim", play=wav, duration=6, record=False)
-            wait_for(lambda: metric(server, "voice_transcriber_live_bursts_total") >= 1, 10, "burst")
+            wait_for(
+                lambda: metric(server, "voice_transcriber_live_bursts_total") >= 1, 10, "burst"
+            )
             time.sleep(1.0)
             first.send_signal(signal.SIGKILL)
             first.wait()
@@ -118,8 +120,10 @@ def test_a_server_killed_around_burst_ends_loses_no_accepted_burst(
             server.start()  # same data directory and ports
             token = api_token(server, "ops")
             wait_for(
-                lambda: sum(logged(server)) >= accepted
-                and not list((server.data_dir / "spool").glob("*.ogg*")),
+                lambda: (
+                    sum(logged(server)) >= accepted
+                    and not list((server.data_dir / "spool").glob("*.ogg*"))
+                ),
                 60,
                 f"{accepted} accepted bursts in the log",
             )
