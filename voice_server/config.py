@@ -56,6 +56,14 @@ class Config(BaseSettings):
     signin_code_ttl_seconds: int = Field(600, ge=30, le=86400)
     cookie_secure: bool | None = None  # None: Secure when served over HTTPS or public_url is
 
+    # transcription and the call log (docs/transcription.md)
+    spool_quota_mb: int = Field(2048, ge=1)  # audio waiting to be transcribed, at most
+    tap_queue_packets: int = Field(50_000, ge=100)  # spool writer backlog, at most
+    clip_url_seconds: int = Field(600, ge=10, le=86_400)  # lifetime of signed clip URLs
+    transcriber: bool = False  # `serve` starts and supervises a transcriber sidecar
+    model: str | None = None  # Vosk model directory (transcriber); default: see README
+    models_dir: Path = Path("./models")
+
     # who may read /metrics: client address networks
     metrics_allow: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
 

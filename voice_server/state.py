@@ -7,6 +7,7 @@ import sqlite3
 from dataclasses import dataclass, field
 
 from voice_server.accounts.bundle import Accounts
+from voice_server.calllog.store import CallLog
 from voice_server.config import Config
 from voice_server.media.plane import MediaPlane
 from voice_server.metrics import Family, MetricsRegistry, SignalingCounters
@@ -14,6 +15,8 @@ from voice_server.signaling.hub import Hub
 from voice_server.signaling.sessions import SessionState
 from voice_server.store.channels import ChannelStore
 from voice_server.store.database import Database
+from voice_server.transcribe.link_server import LinkHub
+from voice_server.transcribe.spool import SpoolWriter
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -28,6 +31,9 @@ class AppState:
     media: MediaPlane
     accounts: Accounts
     key: bytes  # the deployment key (signs tokens)
+    calllog: CallLog
+    link: LinkHub
+    spool: SpoolWriter
     metrics: MetricsRegistry = field(default_factory=MetricsRegistry)
     started: bool = False
     stopping: bool = False

@@ -18,6 +18,15 @@ PURE = [
     "voice_server.accounts.validate",
     "voice_server.web.policy",
     "voice_server.web.i18n",
+    "voice_server.identity.derived",
+    "voice_server.calllog.normalize",
+    "voice_server.calllog.model",
+    "voice_server.transcribe.ogg",
+    "voice_server.transcribe.packets",
+    "voice_server.transcribe.burst",
+    "voice_server.transcribe.protocol",
+    "voice_server.transcribe.errorrate",
+    "voice_server.transcribe.catalogue",
 ]
 FORBIDDEN = {
     "asyncio",

@@ -22,7 +22,7 @@ from voice_server.media.counters import MediaCounters
 from voice_server.media.dtls import Certificate
 from voice_server.media.endpoint import MediaEndpoint
 from voice_server.media.errors import PacketError
-from voice_server.media.router import Router, TalkEvents
+from voice_server.media.router import Router, TalkEvents, Tap
 from voice_server.media.rtcp import build_sender_report
 from voice_server.media.sdp import (
     OfferParams,
@@ -74,7 +74,9 @@ class MediaPlane:
         on_transport_lost: Callable[[str], None] | None = None,
         rules: TalkRules | None = None,
         preroll_packets: int = 5,
+        tap: Tap | None = None,
     ) -> None:
+        self.tap = tap
         self.host = host
         self.port = port
         self.announce_ip = pick_announce_ip(host, announce_ip)
@@ -146,6 +148,7 @@ class MediaPlane:
                 sendto=self.endpoint.sendto,
                 counters=self.counters,
                 histogram=self.histogram,
+                tap=self.tap,
             )
             self.routers[session.channel] = router
         creds = new_ice_credentials()

@@ -26,6 +26,7 @@ from voice_server.media.slot_stream import PreRoll, SlotStream
 from voice_server.media.transport import Address, Transport
 from voice_server.talk.detector import TalkDetector, TalkEvent, TalkRules
 from voice_server.talk.slots import SlotTable
+from voice_server.transcribe.tap import BurstHandle
 
 _STARTED = TalkEvent.STARTED
 _STOPPED = TalkEvent.STOPPED
@@ -44,8 +45,22 @@ class TalkEvents(Protocol):
     def slot_busy(self, session_id: str, slots: int) -> None: ...
 
 
+class Tap(Protocol):
+    """Where each talk burst's packets go besides the listeners (the transcription tap).
+
+    Called on the hot path: must never block (a bounded ``deque.append``)."""
+
+    def open(
+        self, session_id: str, channel: str, preroll: list[tuple[bytes, int]], now_ms: int
+    ) -> BurstHandle: ...
+
+    def packet(self, handle: BurstHandle, plain: bytes) -> None: ...
+
+    def close(self, handle: BurstHandle) -> None: ...
+
+
 class Member:
-    __slots__ = ("detector", "preroll", "session_id", "slot", "transport", "waiting")
+    __slots__ = ("burst", "detector", "preroll", "session_id", "slot", "transport", "waiting")
 
     def __init__(self, transport: Transport, rules: TalkRules, preroll: int) -> None:
         self.session_id = transport.session_id
@@ -54,6 +69,7 @@ class Member:
         self.preroll = PreRoll(preroll)
         self.slot: int | None = None  # the slot held, 1..N like the SDP mids
         self.waiting = False  # talking while every slot was busy
+        self.burst: BurstHandle | None = None  # the talk burst being tapped for the log
 
 
 class Router:
@@ -69,8 +85,10 @@ class Router:
         sendto: SendTo,
         counters: MediaCounters,
         histogram: LatencyHistogram,
+        tap: Tap | None = None,
     ) -> None:
         self.channel = channel
+        self._tap = tap
         self.slot_ssrcs = slot_ssrcs
         self.members: dict[str, Member] = {}
         self.table: SlotTable[str] = SlotTable(len(slot_ssrcs))
@@ -101,6 +119,7 @@ class Router:
             self._waiting.remove(member)
         if member.slot is not None:
             self._stop(member, notify=True)
+        self._end_burst(member)
         self.refresh_listeners()
 
     def refresh_listeners(self) -> None:
@@ -123,6 +142,12 @@ class Router:
             return
         now_ms = t0_ns // 1_000_000
         event = member.detector.feed(now_ms, None if level is None else level[1])
+        burst = member.burst
+        if burst is not None:  # the whole burst goes to the log, slot or not
+            if event == _STOPPED:
+                self._end_burst(member)
+            else:
+                self._tap.packet(burst, plain)  # type: ignore[union-attr]
         if member.slot is not None:
             if event == _STOPPED:
                 self._stop(member, notify=True)
@@ -132,6 +157,10 @@ class Router:
             return
         member.preroll.push(plain, now_ms)
         if event == _STARTED:
+            if self._tap is not None:
+                member.burst = self._tap.open(
+                    member.session_id, self.channel, member.preroll.peek(), now_ms
+                )
             self._start(member, t0_ns)
         elif event == _STOPPED and member.waiting:
             member.waiting = False
@@ -203,13 +232,20 @@ class Router:
                     self._open(waiter, granted, _perf_ns())
                 break
 
+    def _end_burst(self, member: Member) -> None:
+        burst = member.burst
+        if burst is not None:
+            member.burst = None
+            self._tap.close(burst)  # type: ignore[union-attr]
+
     def tick(self, now_ns: int) -> None:
         """Periodic: end bursts whose talker went silent (DTX or push-to-talk release)."""
         now_ms = now_ns // 1_000_000
         for member in list(self.members.values()):
-            if member.slot is None and not member.waiting:
+            if member.slot is None and not member.waiting and member.burst is None:
                 continue
             if member.detector.tick(now_ms) == _STOPPED:
+                self._end_burst(member)
                 if member.slot is not None:
                     self._stop(member, notify=True)
                 elif member.waiting:

@@ -200,6 +200,17 @@ class PreRoll:
         self._count = 0
         return out
 
+    def peek(self) -> list[tuple[bytes, int]]:
+        """Every kept packet, oldest first, as (packet, arrival_ms), leaving them kept."""
+        cap = len(self._packets)
+        out: list[tuple[bytes, int]] = []
+        for k in range(self._count):
+            i = (self._head + k) % cap
+            packet = self._packets[i]
+            assert packet is not None
+            out.append((packet, self._arrivals[i]))
+        return out
+
     def clear(self) -> None:
         """Drop every kept packet without counting them as overwritten."""
         for i in range(len(self._packets)):

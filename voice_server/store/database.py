@@ -24,7 +24,59 @@ MIGRATIONS: list[str] = [
         settings        TEXT NOT NULL DEFAULT '{}'
     ) WITHOUT ROWID;
     """,
-    # accounts, channel assignments, web sessions, sign-in codes, login throttle, audit log
+    # 2: the call log (voice_server/calllog/sqlite.py): utterances, their FTS5 trigram index
+    # (external content, kept in sync by triggers), the 1-2 character side index, gaps.
+    # rowid = burst start ms << 10 | 10 random bits, so rowid order is time order.
+    """
+    CREATE TABLE utterance (
+        id              INTEGER PRIMARY KEY,
+        uid             TEXT NOT NULL UNIQUE,
+        channel         TEXT NOT NULL,
+        speaker_id      TEXT NOT NULL,
+        speaker_name    TEXT NOT NULL,
+        start_ms        INTEGER NOT NULL,
+        end_ms          INTEGER NOT NULL,
+        text            TEXT NOT NULL,
+        norm            TEXT NOT NULL,
+        words           TEXT NOT NULL DEFAULT '[]',
+        model           TEXT NOT NULL,
+        language        TEXT NOT NULL,
+        clip            TEXT,
+        burst_end_ms    INTEGER,
+        committed_ms    INTEGER NOT NULL
+    );
+    CREATE INDEX utterance_channel ON utterance (channel, id);
+    CREATE INDEX utterance_speaker ON utterance (speaker_id, id);
+    CREATE VIRTUAL TABLE utterance_fts USING fts5 (
+        norm, content = 'utterance', content_rowid = 'id', tokenize = 'trigram'
+    );
+    CREATE TRIGGER utterance_fts_insert AFTER INSERT ON utterance BEGIN
+        INSERT INTO utterance_fts (rowid, norm) VALUES (new.id, new.norm);
+    END;
+    CREATE TRIGGER utterance_fts_delete AFTER DELETE ON utterance BEGIN
+        INSERT INTO utterance_fts (utterance_fts, rowid, norm) VALUES ('delete', old.id, old.norm);
+    END;
+    CREATE TABLE utterance_gram (
+        gram            TEXT NOT NULL,
+        utterance_id    INTEGER NOT NULL REFERENCES utterance (id) ON DELETE CASCADE,
+        PRIMARY KEY (gram, utterance_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX utterance_gram_owner ON utterance_gram (utterance_id);
+    CREATE TABLE gap (
+        id              INTEGER PRIMARY KEY,
+        uid             TEXT NOT NULL UNIQUE,
+        channel         TEXT NOT NULL,
+        speaker_id      TEXT NOT NULL,
+        speaker_name    TEXT NOT NULL,
+        start_ms        INTEGER NOT NULL,
+        end_ms          INTEGER NOT NULL,
+        reason          TEXT NOT NULL,
+        detail          TEXT NOT NULL DEFAULT '',
+        created_ms      INTEGER NOT NULL
+    );
+    CREATE INDEX gap_channel ON gap (channel, start_ms);
+    """,
+    # 3: accounts, channel assignments, web sessions, sign-in codes, login throttle, audit log
     # (self-contained: refers only to the channel table of migration 1)
     """
     CREATE TABLE users (

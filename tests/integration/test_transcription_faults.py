@@ -1,0 +1,133 @@
+"""Never lost: SIGKILL the sidecar mid-burst, SIGKILL the server around burst ends; after
+restarts every burst accepted before the kill is an utterance or a gap record."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_transcription import api_token, metric, utterances, wait_for
+from tests.servers import ServerProcess, running_server
+from tests.speech import SENTENCES, speech_wav
+from tests.voiceclients import start_client
+from voice_server.calllog.sqlite import SqliteCallLog
+from voice_server.store.database import Database
+
+pytestmark = pytest.mark.integration
+
+
+@contextmanager
+def sidecar(server: ServerProcess) -> Iterator[subprocess.Popen[bytes]]:
+    log = (server.data_dir / "sidecar.log").open("ab")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "voice_server.cli",
+            "transcriber",
+            "--server",
+            server.url,
+            "--data-dir",
+            str(server.data_dir),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+
+
+def logged(server: ServerProcess) -> tuple[int, int]:
+    """(utterances, gaps) in the server's call log."""
+    log = SqliteCallLog(Database(server.data_dir / "voice.db"))
+    gaps = log.gaps(channels=None, since_ms=None, until_ms=None)
+    with Database(server.data_dir / "voice.db").connection() as conn:
+        n = conn.execute("SELECT count(*) FROM utterance").fetchone()[0]
+    return int(n), len(gaps)
+
+
+def test_a_sidecar_killed_mid_burst_transcribes_the_burst_after_restart(tmp_path: Path) -> None:
+    wav = speech_wav(tmp_path / "one.wav", SENTENCES[:1], gap_seconds=0.5)
+    with running_server(tmp_path / "srv") as server:
+        with sidecar(server) as first:
+            wait_for(lambda: metric(server, "voice_transcriber_connected") == 1, 60, "sidecar")
+            talker = start_client(server, tmp_path, "kim", play=wav, duration=6, record=False)
+            wait_for(
+                lambda: metric(server, "voice_transcriber_live_bursts_total") >= 1, 10, "burst"
+            )
+            time.sleep(1.0)
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+            assert talker.wait() == 0, talker.stderr
+        assert logged(server) == (0, 0)  # nothing committed by the killed sidecar
+        with sidecar(server):
+            token = api_token(server, "ops")
+            items = wait_for(lambda: utterances(server, token).json()["items"], 40, "catch-up")
+        assert len(items) == 1 and items[0]["speaker_id"] == "kim" and items[0]["text"]
+        assert not list((server.data_dir / "spool").glob("*.ogg*"))  # moved to clips
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_server_killed_around_burst_ends_loses_no_accepted_burst(
+    tmp_path: Path, seed: int
+) -> None:
+    rng = random.Random(seed)
+    wav = speech_wav(tmp_path / "three.wav", SENTENCES, gap_seconds=1.5)
+    with running_server(tmp_path / "srv") as server:
+        with sidecar(server):
+            wait_for(lambda: metric(server, "voice_transcriber_connected") == 1, 60, "sidecar")
+            listener = start_client(server, tmp_path, "lis", duration=25, record=False)
+            time.sleep(1.0)
+            stops: list[float] = []
+
+            def watch() -> None:
+                assert listener.proc.stdout is not None
+                for line in listener.proc.stdout:
+                    if '"talk_stopped"' in line:
+                        stops.append(time.monotonic())
+
+            reader = threading.Thread(target=watch, daemon=True)
+            reader.start()
+            talker = start_client(server, tmp_path, "kim", play=wav, duration=25, record=False)
+            target = 1 + seed % 2  # kill around the end of the 2nd or 3rd burst... of those seen
+            wait_for(lambda: len(stops) >= target, 30, "burst ends")
+            time.sleep(rng.uniform(0.0, 0.6))  # random point just after a burst end
+            killed_at = time.monotonic()
+            server.stop(signal.SIGKILL)
+            accepted = sum(1 for t in stops if t < killed_at - 0.3)
+            talker.proc.kill()
+            listener.proc.kill()
+            talker.proc.wait()
+            listener.proc.wait()
+            server.start()  # same data directory and ports
+            token = api_token(server, "ops")
+            wait_for(
+                lambda: (
+                    sum(logged(server)) >= accepted
+                    and not list((server.data_dir / "spool").glob("*.ogg*"))
+                ),
+                60,
+                f"{accepted} accepted bursts in the log",
+            )
+        n, gaps = logged(server)
+        assert n + gaps >= accepted >= 1
+        items = utterances(server, token).json()["items"]
+        assert all(u["speaker_id"] == "kim" for u in items)

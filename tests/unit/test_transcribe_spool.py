@@ -1,0 +1,169 @@
+"""Tap and spool writer: every burst (pre-roll and slot_busy talkers included) is written as
+Ogg/Opus, fsynced and renamed at its end; quota, backlog and crashes give gap records or
+recovered files, never silence."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import av
+
+from tests.transcribe_helpers import opus_tone, rtp
+from voice_server.calllog.sqlite import SqliteCallLog
+from voice_server.histogram import LatencyHistogram
+from voice_server.media.counters import MediaCounters
+from voice_server.media.router import Router
+from voice_server.store.database import Database
+from voice_server.talk.detector import TalkRules
+from voice_server.transcribe.burst import BurstMeta
+from voice_server.transcribe.ogg import read_ogg_opus
+from voice_server.transcribe.spool import SpoolWriter
+from voice_server.transcribe.tap import BurstTap
+
+
+def speakers(session_id: str) -> tuple[str, str] | None:
+    return {"a": ("sato", "佐藤"), "b": ("suzuki", "鈴木")}.get(session_id)
+
+
+def setup(tmp_path: Path, **kw: int) -> tuple[BurstTap, SpoolWriter, SqliteCallLog]:
+    log = SqliteCallLog(Database(tmp_path / "voice.db"))
+    tap = BurstTap(speakers, queue_limit=kw.get("queue_limit", 50_000))
+    writer = SpoolWriter(tmp_path, tap, log, quota_bytes=kw.get("quota", 1 << 30))
+    return tap, writer, log
+
+
+def test_a_burst_becomes_a_closed_ogg_opus_file_within_200_ms(tmp_path: Path) -> None:
+    tap, writer, _ = setup(tmp_path)
+    writer.start()
+    packets = opus_tone(1.0)
+    pre = [(rtp(i, p), i * 20) for i, p in enumerate(packets[:5])]
+    h = tap.open("a", "ops", pre, 100)
+    for i, p in enumerate(packets[5:], 5):
+        tap.packet(h, rtp(i, p))
+    time.sleep(0.1)
+    assert (tmp_path / "spool" / f"{h.meta.id}.ogg.part").exists()  # written while talking
+    t0 = time.monotonic()
+    tap.close(h)
+    final = tmp_path / "spool" / f"{h.meta.id}.ogg"
+    while not final.exists() and time.monotonic() - t0 < 1:
+        time.sleep(0.002)
+    assert time.monotonic() - t0 < 0.2
+    writer.stop()
+    parsed = read_ogg_opus(final.read_bytes())
+    assert parsed.complete and parsed.packets == tuple(packets)  # pre-roll included
+    meta = BurstMeta.from_tags(parsed.tags)
+    assert (meta.speaker_id, meta.speaker_name, meta.channel) == ("sato", "佐藤", "ops")
+    with av.open(str(final)) as c:
+        assert sum(f.samples for f in c.decode(audio=0)) == 48000
+    assert writer.counters.close_latency.count == 1
+
+
+def test_over_quota_a_gap_is_recorded_instead(tmp_path: Path) -> None:
+    tap, writer, log = setup(tmp_path, quota=0)
+    writer.start()
+    h = tap.open("b", "ops", [(rtp(0, opus_tone(0.1)[0]), 0)], 0)
+    tap.close(h)
+    writer.stop()
+    (gap,) = log.gaps(channels=None, since_ms=None, until_ms=None)
+    assert gap.id == h.meta.id and gap.reason == "spool_quota" and gap.speaker_name == "鈴木"
+    assert log.done([h.meta.id]) == {h.meta.id}
+    assert not list((tmp_path / "spool").glob("*.ogg"))
+
+
+def test_a_full_queue_drops_counted_packets_and_records_a_backlog_gap(tmp_path: Path) -> None:
+    tap, writer, log = setup(tmp_path, queue_limit=10)
+    packets = opus_tone(0.5)
+    h = tap.open("a", "ops", [], 0)
+    for i, p in enumerate(packets):  # the writer is not running: the queue fills
+        tap.packet(h, rtp(i, p))
+    tap.close(h)
+    assert tap.counters.queue_drops == len(packets) - 9
+    writer.start()
+    writer.stop()
+    assert (tmp_path / "spool" / f"{h.meta.id}.ogg").exists()  # what was kept is spooled
+    (gap,) = log.gaps(channels=None, since_ms=None, until_ms=None)
+    assert gap.reason == "spool_backlog" and gap.id.startswith(h.meta.id)
+    assert log.done([h.meta.id]) == set()  # the burst itself is still to transcribe
+
+
+def test_partial_files_left_by_a_crash_are_completed_at_start(tmp_path: Path) -> None:
+    tap, writer, _ = setup(tmp_path)
+    packets = opus_tone(2.0)
+    h = tap.open("a", "ops", [], 0)
+    for i, p in enumerate(packets):
+        tap.packet(h, rtp(i, p))
+    writer.drain()  # written, never closed: as after SIGKILL
+    part = tmp_path / "spool" / f"{h.meta.id}.ogg.part"
+    assert part.exists()
+    _, again, _ = setup(tmp_path)
+    again.recover()
+    done = tmp_path / "spool" / f"{h.meta.id}.ogg"
+    assert done.exists() and not part.exists()
+    assert len(read_ogg_opus(done.read_bytes()).packets) >= 50  # the full pages survived
+
+
+class FakeTransport:
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        self.level_ext_id = 1
+        self.media_ready = False
+        self.remote = None
+        self.tx = None
+
+
+class Events:
+    def __init__(self) -> None:
+        self.busy: list[str] = []
+
+    def talk_started(self, session_id: str, slot: int) -> None:
+        pass
+
+    def talk_stopped(self, session_id: str, slot: int) -> None:
+        pass
+
+    def slot_busy(self, session_id: str, slots: int) -> None:
+        self.busy.append(session_id)
+
+
+def test_the_router_taps_whole_bursts_including_a_talker_who_found_every_slot_busy(
+    tmp_path: Path,
+) -> None:
+    tap, writer, _ = setup(tmp_path)
+    events = Events()
+    router = Router(
+        "ops",
+        slot_ssrcs=(11,),
+        payload_type=111,
+        rules=TalkRules(),
+        preroll_packets=5,
+        events=events,
+        sendto=lambda data, addr: None,
+        counters=MediaCounters(),
+        histogram=LatencyHistogram(),
+        tap=tap,
+    )
+    a = router.add(FakeTransport("a"))  # type: ignore[arg-type]
+    b = router.add(FakeTransport("b"))  # type: ignore[arg-type]
+    packets = opus_tone(1.0)
+    for i, p in enumerate(packets):
+        t_ns = (1_000 + i * 20) * 1_000_000
+        router.on_rtp(a, rtp(i, p), t_ns)
+        router.on_rtp(b, rtp(i, p, ssrc=2), t_ns + 1000)
+    assert events.busy == ["b"]
+    for i in range(40):  # silence: both bursts end after the 600 ms hangover
+        t_ns = (2_000 + i * 20) * 1_000_000
+        router.on_rtp(a, rtp(50 + i, packets[0], level=127), t_ns)
+        router.on_rtp(b, rtp(50 + i, packets[0], level=127, ssrc=2), t_ns)
+    writer.start()
+    writer.stop()
+    files = sorted((tmp_path / "spool").glob("*.ogg"))
+    assert len(files) == 2
+    for f in files:
+        parsed = read_ogg_opus(f.read_bytes())
+        # every voiced packet from the first (pre-roll) on, plus the hangover's quiet ones
+        assert parsed.packets[: len(packets)] == tuple(packets)
+    speakers_seen = {
+        BurstMeta.from_tags(read_ogg_opus(f.read_bytes()).tags).speaker_id for f in files
+    }
+    assert speakers_seen == {"sato", "suzuki"}

@@ -1,0 +1,151 @@
+"""Capacity phase of ``bench transcribe``: how many talkers one sidecar transcribes in real time.
+
+The bench plays the server's end of the transcriber link (same protocol, same authentication:
+:mod:`voice_server.transcribe.link_server`) and streams N simultaneous bursts of recorded Opus
+packets (the clips of the fidelity phase) at real-time pace, as RTP, to a real ``voice-server
+transcriber`` process. A step passes when every burst is committed and the p95 of burst end →
+``committed`` message is ≤ 1 s; N goes up until a step fails. The sidecar's CPU is read from
+``/proc`` meanwhile. Only the media plane is missing here: its cost per packet is measured by
+``bench forward`` and is tiny next to recognition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection, serve
+
+from voice_server.bench.procstat import CpuMeter
+from voice_server.bench.stats import percentile
+from voice_server.calllog.model import new_burst_id
+from voice_server.identity.derived import LINK_PURPOSE, derive_key, mac_hex
+from voice_server.media.rtp import build_rtp
+from voice_server.transcribe.protocol import dumps, pack_packets, parse_json
+
+__all__ = ["ReplayLink"]
+
+
+class ReplayLink:
+    def __init__(self, key: bytes) -> None:
+        self._key = derive_key(key, LINK_PURPOSE)
+        self.ws: ServerConnection | None = None
+        self.connected = asyncio.Event()
+        self.committed: dict[str, float] = {}
+        self.changed = asyncio.Event()
+
+    async def handler(self, ws: ServerConnection) -> None:
+        nonce = secrets.token_hex(16)
+        await ws.send(dumps({"type": "challenge", "v": 1, "nonce": nonce}))
+        hello = parse_json(str(await ws.recv()))
+        if hello.get("mac") != mac_hex(self._key, nonce):
+            await ws.close(4401)
+            return
+        await ws.send(dumps({"type": "welcome", "v": 1}))
+        self.ws = ws
+        self.connected.set()
+        async for message in ws:
+            if isinstance(message, str):
+                msg = parse_json(message)
+                if msg["type"] == "committed":
+                    self.committed[msg["utterance"]["id"]] = time.monotonic()
+                    self.changed.set()
+
+    async def step(self, talkers: int, packets: list[bytes], pid: int) -> dict[str, Any]:
+        ws = self.ws
+        assert ws is not None
+        ids: list[str] = []
+        now_ms = int(time.time() * 1000)
+        for i in range(talkers):
+            burst_id = new_burst_id(now_ms + i)
+            ids.append(burst_id)
+            await ws.send(
+                dumps(
+                    {
+                        "type": "burst_start",
+                        "burst": i + 1,
+                        "id": burst_id,
+                        "channel": "bench",
+                        "speaker_id": f"talker-{i}",
+                        "speaker_name": f"Talker {i}",
+                        "start_ms": now_ms + i,
+                    }
+                )
+            )
+        cpu = CpuMeter(pid)
+        cpu.start()
+        t0 = time.monotonic()
+        for k, payload in enumerate(packets):
+            records = [
+                (
+                    i + 1,
+                    build_rtp(
+                        payload_type=111, seq=k, timestamp=k * 960, ssrc=i + 1, payload=payload
+                    ),
+                )
+                for i in range(talkers)
+            ]
+            await ws.send(pack_packets(records))
+            delay = t0 + (k + 1) * 0.02 - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        ended: dict[str, float] = {}
+        for i, burst_id in enumerate(ids):
+            ended[burst_id] = time.monotonic()
+            await ws.send(
+                dumps(
+                    {
+                        "type": "burst_end",
+                        "burst": i + 1,
+                        "id": burst_id,
+                        "complete": True,
+                        "ended_ms": int(time.time() * 1000),
+                    }
+                )
+            )
+        deadline = time.monotonic() + 30
+        while not all(b in self.committed for b in ids):
+            self.changed.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), remaining)
+        reading = cpu.stop()
+        lat = [(self.committed[b] - ended[b]) * 1000 for b in ids if b in self.committed]
+        p95 = percentile(lat, 95) if lat else None
+        ok = len(lat) == talkers and p95 is not None and p95 <= 1000
+        return {
+            "talkers": talkers,
+            "committed": len(lat),
+            "latency_ms_p95": round(p95, 1) if p95 is not None else None,
+            "sidecar_cores": round(reading.cores, 3),
+            "realtime": ok,
+        }
+
+
+async def run_capacity(
+    key: bytes, port: int, packets: list[bytes], start_sidecar: Any, steps: list[int]
+) -> dict[str, Any]:
+    link = ReplayLink(key)
+    async with serve(link.handler, "127.0.0.1", port, max_size=1 << 20):
+        proc = start_sidecar()
+        try:
+            await asyncio.wait_for(link.connected.wait(), 90)
+            results = []
+            best = 0
+            for n in steps:
+                result = await link.step(n, packets, proc.pid)
+                results.append(result)
+                if not result["realtime"]:
+                    break
+                best = n
+                await asyncio.sleep(1.0)
+            return {"realtime_talkers": best, "steps": results}
+        finally:
+            proc.terminate()
+            with contextlib.suppress(Exception):
+                proc.wait(10)

@@ -1,0 +1,1 @@
+"""The call log: utterances and gaps, their search index, and the store interface."""

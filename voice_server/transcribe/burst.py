@@ -1,0 +1,80 @@
+"""A talk burst's identity and metadata, and where its files live (pure).
+
+Spool: ``spool/<id>.ogg.part`` while the server writes it, ``spool/<id>.ogg`` once it is closed
+and fsynced (accepted). After the sidecar commits the utterance it moves the file to its clip
+path ``clips/<channel>/<yyyy-mm-dd>/<id>.ogg`` (UTC date of the start). The metadata travels
+inside the file as ``VOICE_*`` OpusTags comments, so a spool file needs nothing else to be
+transcribed after an outage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from voice_server.calllog.model import BURST_ID_RE
+
+__all__ = ["BurstMeta", "clip_path", "spool_name"]
+
+SPOOL_DIR = "spool"
+CLIPS_DIR = "clips"
+PART = ".ogg.part"
+DONE = ".ogg"
+
+
+@dataclass(frozen=True, slots=True)
+class BurstMeta:
+    id: str
+    channel: str
+    speaker_id: str
+    speaker_name: str
+    session_id: str
+    start_ms: int  # wall clock of the first packet (pre-roll included)
+
+    def tags(self) -> dict[str, str]:
+        return {
+            "VOICE_BURST": self.id,
+            "VOICE_CHANNEL": self.channel,
+            "VOICE_SPEAKER_ID": self.speaker_id,
+            "VOICE_SPEAKER_NAME": self.speaker_name,
+            "VOICE_SESSION": self.session_id,
+            "VOICE_START_MS": str(self.start_ms),
+        }
+
+    @classmethod
+    def from_tags(cls, tags: dict[str, str]) -> BurstMeta:
+        try:
+            meta = cls(
+                id=tags["VOICE_BURST"],
+                channel=tags["VOICE_CHANNEL"],
+                speaker_id=tags["VOICE_SPEAKER_ID"],
+                speaker_name=tags.get("VOICE_SPEAKER_NAME", tags["VOICE_SPEAKER_ID"]),
+                session_id=tags.get("VOICE_SESSION", ""),
+                start_ms=int(tags["VOICE_START_MS"]),
+            )
+        except (KeyError, ValueError):
+            raise ValueError("the file's tags do not describe a burst") from None
+        if not BURST_ID_RE.match(meta.id):
+            raise ValueError("bad burst id in the file's tags")
+        return meta
+
+
+def spool_name(burst_id: str, *, part: bool = False) -> str:
+    return f"{SPOOL_DIR}/{burst_id}{PART if part else DONE}"
+
+
+def clip_path(meta: BurstMeta) -> str:
+    day = datetime.fromtimestamp(meta.start_ms / 1000, tz=UTC).strftime("%Y-%m-%d")
+    return f"{CLIPS_DIR}/{meta.channel}/{day}/{meta.id}{DONE}"
+
+
+def burst_id_of(filename: str) -> str | None:
+    """The burst id of a spool file name (``<id>.ogg`` or ``<id>.ogg.part``), else None."""
+    for suffix in (PART, DONE):
+        if filename.endswith(suffix):
+            stem = filename[: -len(suffix)]
+            return stem if BURST_ID_RE.match(stem) else None
+    return None
+
+
+__all__ += ["CLIPS_DIR", "DONE", "PART", "SPOOL_DIR", "burst_id_of"]

@@ -1,0 +1,104 @@
+"""Catch-up from the spool: bursts the live link did not deliver (sidecar down, link lost,
+queue full, server restarted) are transcribed from their spool files, oldest first, one at a
+time so live bursts keep the other workers; committed bursts' files move to their clip path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from pathlib import Path
+
+from voice_server.calllog.model import Gap
+from voice_server.calllog.store import CallLog
+from voice_server.store.channels import NAME_RE
+from voice_server.transcribe.burst import DONE, SPOOL_DIR, BurstMeta, burst_id_of
+from voice_server.transcribe.engine import Engine, Job, _now_ms
+from voice_server.transcribe.ogg import OggError, read_ogg_opus
+from voice_server.transcribe.packets import opus_samples
+from voice_server.transcribe.spool import fsync_dir
+
+__all__ = ["CatchUp"]
+
+log = logging.getLogger(__name__)
+
+
+class CatchUp:
+    def __init__(self, data_dir: Path, engine: Engine, calllog: CallLog) -> None:
+        self.data_dir = data_dir
+        self.spool = data_dir / SPOOL_DIR
+        self.engine = engine
+        self.calllog = calllog
+        self.current: Job | None = None
+        self.moved = 0
+        self.damaged = 0
+
+    def step(self) -> None:
+        """One pass (blocking: run in a thread): move done files, start the oldest pending."""
+        try:
+            names = sorted(e.name for e in os.scandir(self.spool) if e.name.endswith(DONE))
+        except FileNotFoundError:
+            return
+        ids = [i for i in (burst_id_of(n) for n in names) if i is not None]
+        done = self.calllog.done(ids)
+        for burst_id in ids:
+            if burst_id in done and burst_id not in self.engine.active:
+                self.move(burst_id)
+        if self.current is not None and not self.current.finished.is_set():
+            return
+        self.current = None
+        for burst_id in ids:
+            if burst_id in done or burst_id in self.engine.active:
+                continue
+            self.current = self.start(burst_id)
+            if self.current is not None:
+                return
+
+    def start(self, burst_id: str) -> Job | None:
+        path = self.spool / f"{burst_id}{DONE}"
+        try:
+            parsed = read_ogg_opus(path.read_bytes())
+            meta = BurstMeta.from_tags(parsed.tags)
+            if not NAME_RE.match(meta.channel):
+                raise ValueError("bad channel name in tags")
+        except FileNotFoundError:
+            return None
+        except (OSError, OggError, ValueError) as exc:
+            self._damaged(path, burst_id, str(exc))
+            return None
+        job = self.engine.job(meta, live=False)
+        if job is None:
+            return None
+        self.engine.push_opus(job, [(p, opus_samples(p)) for p in parsed.packets])
+        self.engine.end(job)
+        return job
+
+    def move(self, burst_id: str) -> None:
+        """Move a committed burst's spool file to its clip path (idempotent)."""
+        src = self.spool / f"{burst_id}{DONE}"
+        utterance = self.calllog.get(burst_id)
+        if utterance is None or not utterance.clip:
+            return  # a gap with this id: nothing to keep the audio for
+        dst = self.data_dir / utterance.clip
+        try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dst)
+            fsync_dir(dst.parent)
+            self.moved += 1
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            log.warning("could not move a clip", extra={"burst": burst_id, "error": exc.strerror})
+
+    def _damaged(self, path: Path, burst_id: str, why: str) -> None:
+        self.damaged += 1
+        log.warning("undecodable spool file", extra={"burst": burst_id, "error": why})
+        aside = self.spool / "damaged"
+        with contextlib.suppress(OSError):
+            aside.mkdir(exist_ok=True)
+            os.replace(path, aside / path.name)
+        start_ms = int(burst_id[:13])
+        gap = Gap(burst_id, "?", "?", "?", start_ms, start_ms, "undecodable", why[:200])
+        with contextlib.suppress(Exception):
+            self.calllog.add_gap(gap, created_ms=_now_ms())

@@ -1,0 +1,234 @@
+"""The transcriber's engine: one job per talk burst, run on a thread pool sized to the cores.
+
+A job takes packets (live: RTP packets from the link, ordered by a
+:class:`~voice_server.transcribe.packets.Sequencer`; catch-up: the Opus packets of a spool file),
+decodes them once (:class:`~voice_server.transcribe.decoder.OpusDecoder`), feeds its own
+recognizer in fixed chunks, reports partial text about twice a second of audio, and at the end
+commits the utterance to the call log (idempotent per burst id) and only then reports it done.
+A job runs on at most one worker at a time; different bursts run in parallel.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from voice_server.calllog.model import Utterance
+from voice_server.calllog.store import CallLog
+from voice_server.media.errors import PacketError
+from voice_server.media.rtp import read_header
+from voice_server.transcribe.burst import BurstMeta, clip_path
+from voice_server.transcribe.decoder import Chunker, OpusDecoder
+from voice_server.transcribe.packets import Sequencer
+from voice_server.transcribe.recognizer import RecognizerFactory
+
+__all__ = ["Engine", "EngineCounters", "Job"]
+
+log = logging.getLogger(__name__)
+PARTIAL_EVERY_SAMPLES = 24000  # 0.5 s at 48 kHz
+
+OnPartial = Callable[[BurstMeta, str], None]
+OnCommitted = Callable[[Utterance], None]
+PhrasesOf = Callable[[str], list[str] | None]
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(slots=True)
+class EngineCounters:
+    live_jobs: int = 0
+    spool_jobs: int = 0
+    committed: int = 0
+    already_done: int = 0
+    aborted: int = 0
+    failed: int = 0
+    audio_seconds: float = 0.0
+
+
+class Job:
+    def __init__(self, meta: BurstMeta, *, live: bool) -> None:
+        self.meta = meta
+        self.live = live
+        self.inbox: deque[tuple[bytes, int] | bytes] = deque()  # (opus, samples) or RTP
+        self.sequencer = Sequencer()
+        self.samples = 0
+        self.ending = False
+        self.aborted = False
+        self.ended_ms: int | None = None
+        self.finished = threading.Event()
+        self.committed: Utterance | None = None
+        self._since_partial = 0
+        self._running = False
+        self._lock = threading.Lock()
+        self._decoder: OpusDecoder | None = None
+        self._chunker: Chunker | None = None
+        self._rec: object | None = None
+
+
+class Engine:
+    def __init__(
+        self,
+        factory: RecognizerFactory,
+        calllog: CallLog,
+        *,
+        workers: int,
+        phrases_of: PhrasesOf = lambda channel: None,
+        on_partial: OnPartial | None = None,
+        on_committed: OnCommitted | None = None,
+    ) -> None:
+        self.factory = factory
+        self.calllog = calllog
+        self.pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="asr")
+        self.phrases_of = phrases_of
+        self.on_partial = on_partial
+        self.on_committed = on_committed
+        self.counters = EngineCounters()
+        self.active: dict[str, Job] = {}  # burst id -> job not yet finished
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    # ------------------------------------------------------------------ jobs
+    def job(self, meta: BurstMeta, *, live: bool) -> Job | None:
+        """A new job for a burst, or None when one is already running for it."""
+        with self._lock:
+            if meta.id in self.active:
+                return None
+            job = Job(meta, live=live)
+            self.active[meta.id] = job
+        if live:
+            self.counters.live_jobs += 1
+        else:
+            self.counters.spool_jobs += 1
+        return job
+
+    def push_rtp(self, job: Job, packet: bytes) -> None:
+        job.inbox.append(packet)
+        self._schedule(job)
+
+    def push_opus(self, job: Job, packets: list[tuple[bytes, int]]) -> None:
+        job.inbox.extend(packets)
+        self._schedule(job)
+
+    def end(self, job: Job, ended_ms: int | None = None) -> None:
+        job.ended_ms = ended_ms
+        job.ending = True
+        self._schedule(job)
+
+    def abort(self, job: Job) -> None:
+        """Give the burst up here (it will be transcribed from the spool)."""
+        job.aborted = True
+        self.counters.aborted += 1
+        self._finish(job)
+
+    def _schedule(self, job: Job) -> None:
+        with job._lock:
+            if job._running or job.aborted:
+                return
+            job._running = True
+        self.pool.submit(self._run, job)
+
+    def _finish(self, job: Job) -> None:
+        with self._lock:
+            if self.active.get(job.meta.id) is job:
+                del self.active[job.meta.id]
+        job.finished.set()
+
+    # ------------------------------------------------------------------ worker
+    def _run(self, job: Job) -> None:
+        try:
+            while True:
+                self._step(job)
+                with job._lock:
+                    if job.finished.is_set() or job.aborted or not (job.inbox or job.ending):
+                        job._running = False
+                        return
+        except Exception:
+            self.counters.failed += 1
+            log.exception("transcription job failed", extra={"burst": job.meta.id})
+            with job._lock:
+                job._running = False
+            self._finish(job)
+
+    def _step(self, job: Job) -> None:
+        if job.aborted:
+            return
+        if job._rec is None:
+            job._decoder = OpusDecoder(self.factory.sample_rate)
+            job._chunker = Chunker(self.factory.sample_rate)
+            job._rec = self.factory.create(self.phrases_of(job.meta.channel))
+        decoder, chunker, rec = job._decoder, job._chunker, job._rec
+        assert decoder is not None and chunker is not None
+        inbox = job.inbox
+        while inbox and not job.aborted:
+            item = inbox.popleft()
+            if isinstance(item, bytes):
+                pairs = self._from_rtp(job, item)
+            else:
+                pairs = [item]
+            for packet, samples in pairs:
+                job.samples += samples
+                job._since_partial += samples
+                for chunk in chunker.push(decoder.decode(packet)):
+                    rec.accept(chunk)  # type: ignore[attr-defined]
+            if job._since_partial >= PARTIAL_EVERY_SAMPLES and self.on_partial is not None:
+                job._since_partial = 0
+                text = rec.partial()  # type: ignore[attr-defined]
+                if text:
+                    self.on_partial(job.meta, text)
+        if job.ending and not inbox and not job.aborted:
+            for chunk in chunker.push(decoder.flush()):
+                rec.accept(chunk)  # type: ignore[attr-defined]
+            rest = chunker.rest()
+            if rest:
+                rec.accept(rest)  # type: ignore[attr-defined]
+            self._commit(job, rec.final())  # type: ignore[attr-defined]
+
+    @staticmethod
+    def _from_rtp(job: Job, plain: bytes) -> list[tuple[bytes, int]]:
+        try:
+            _pt, _m, seq, ts, _ssrc, hlen = read_header(plain)
+        except PacketError:
+            return []
+        end = len(plain)
+        if plain[0] & 0x20 and end > hlen:
+            end -= plain[-1]
+        return job.sequencer.push(seq, ts, plain[hlen:end])
+
+    def _commit(self, job: Job, result: object) -> None:
+        meta = job.meta
+        text = getattr(result, "text", "")
+        words = getattr(result, "words", ())
+        utterance = Utterance(
+            id=meta.id,
+            channel=meta.channel,
+            speaker_id=meta.speaker_id,
+            speaker_name=meta.speaker_name,
+            start_ms=meta.start_ms,
+            end_ms=meta.start_ms + job.samples * 1000 // 48000,
+            text=text,
+            words=tuple(words),
+            model=self.factory.name,
+            language=self.factory.language,
+            clip=clip_path(meta),
+        )
+        added = self.calllog.add_utterance(
+            utterance, burst_end_ms=job.ended_ms, committed_ms=_now_ms()
+        )
+        self.counters.audio_seconds += job.samples / 48000
+        if added:
+            self.counters.committed += 1
+            job.committed = utterance
+            if self.on_committed is not None:
+                self.on_committed(utterance)
+        else:
+            self.counters.already_done += 1
+        self._finish(job)

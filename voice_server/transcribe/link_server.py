@@ -1,0 +1,265 @@
+"""The server's end of the transcriber link: authenticates the sidecar and streams live bursts.
+
+Implements :class:`~voice_server.transcribe.tap.LiveSink`. The tap appends to one bounded deque
+(never awaits); a sender task drains it every 20 ms into text (burst start/end) and binary
+(packets) frames. A slow or absent sidecar never slows the voice: past ``queue_limit`` items
+the bursts in the queue lose their live stream (counted) and the sidecar transcribes them from
+the spool instead. One sidecar at a time: a newly authenticated one replaces the previous.
+
+Authentication: the server sends ``challenge`` {nonce}; the sidecar answers ``hello`` with
+``mac`` = HMAC-SHA256(derive_key(deployment key, "transcription-link"), nonce) within 5 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import secrets
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import WebSocket, WebSocketDisconnect
+
+from voice_server.identity.derived import LINK_PURPOSE, derive_key, mac_hex
+from voice_server.metrics import Family
+from voice_server.transcribe.protocol import (
+    VERSION,
+    LinkError,
+    dumps,
+    pack_packets,
+    parse_json,
+)
+from voice_server.transcribe.tap import BurstHandle
+
+__all__ = ["LinkHub"]
+
+log = logging.getLogger(__name__)
+AUTH_TIMEOUT = 5.0
+SEND_INTERVAL = 0.02
+MAX_BINARY = 60_000
+
+Hook = Callable[[dict[str, Any]], None]
+
+
+@dataclass(slots=True)
+class LinkCounters:
+    connections: int = 0
+    auth_failures: int = 0
+    live_bursts: int = 0
+    live_lost: int = 0
+    queue_drops: int = 0
+    partials: int = 0
+    commits: int = 0
+    bad_messages: int = 0
+
+
+class _Conn:
+    def __init__(self, ws: WebSocket, info: dict[str, Any]) -> None:
+        self.ws = ws
+        self.info = info
+        self.closed = asyncio.Event()
+
+
+class LinkHub:
+    def __init__(self, key: bytes, *, queue_limit: int = 20_000) -> None:
+        self._key = derive_key(key, LINK_PURPOSE)
+        self.queue: deque[tuple[int, BurstHandle, bytes | list[bytes] | None]] = deque()
+        self.queue_limit = queue_limit
+        self.counters = LinkCounters()
+        self.on_partial: list[Hook] = []
+        self.on_committed: list[Hook] = []
+        self._conn: _Conn | None = None
+        self._live: dict[int, BurstHandle] = {}
+
+    # ------------------------------------------------------------------ LiveSink (event loop)
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None
+
+    @property
+    def transcriber(self) -> dict[str, Any] | None:
+        return self._conn.info if self._conn is not None else None
+
+    def start(self, handle: BurstHandle, packets: list[bytes]) -> bool:
+        if self._conn is None or len(self.queue) >= self.queue_limit:
+            return False
+        self._live[handle.no] = handle
+        self.counters.live_bursts += 1
+        self.queue.append((0, handle, packets))
+        return True
+
+    def packet(self, handle: BurstHandle, plain: bytes) -> None:
+        if len(self.queue) >= self.queue_limit:
+            self.counters.queue_drops += 1
+            self._lose(handle)
+            return
+        self.queue.append((1, handle, plain))
+
+    def end(self, handle: BurstHandle) -> None:
+        self.queue.append((2, handle, None))
+
+    def _lose(self, handle: BurstHandle) -> None:
+        if handle.live:
+            handle.live = False
+            self.counters.live_lost += 1
+            self.queue.append((2, handle, None))  # the sidecar drops it and uses the spool
+
+    # ------------------------------------------------------------------ WebSocket
+    async def serve(self, ws: WebSocket) -> None:
+        await ws.accept()
+        nonce = secrets.token_hex(16)
+        try:
+            await ws.send_text(dumps({"type": "challenge", "v": VERSION, "nonce": nonce}))
+            text = await asyncio.wait_for(ws.receive_text(), AUTH_TIMEOUT)
+            hello = parse_json(text)
+            mac = hello.get("mac")
+            if hello.get("type") != "hello" or not isinstance(mac, str):
+                raise LinkError("expected hello")
+            if not hmac.compare_digest(mac, mac_hex(self._key, nonce)):
+                raise LinkError("bad mac")
+        except (TimeoutError, LinkError, WebSocketDisconnect, KeyError, RuntimeError) as exc:
+            self.counters.auth_failures += 1
+            log.warning("transcriber link refused", extra={"reason": str(exc) or "timeout"})
+            with contextlib.suppress(Exception):
+                await ws.close(4401, "unauthorized")
+            return
+        info = {k: str(hello.get(k, ""))[:200] for k in ("model", "language", "client")}
+        previous = self._conn
+        if previous is not None:
+            self._drop_live()
+            with contextlib.suppress(Exception):
+                await previous.ws.close(4409, "replaced")
+        conn = _Conn(ws, info)
+        self._conn = conn
+        self.counters.connections += 1
+        log.info("transcriber connected", extra=info)
+        await ws.send_text(dumps({"type": "welcome", "v": VERSION}))
+        sender = asyncio.create_task(self._send_forever(conn), name="link-sender")
+        try:
+            await self._receive(conn)
+        finally:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await sender
+            if self._conn is conn:
+                self._conn = None
+                self._drop_live()
+                log.info("transcriber disconnected")
+
+    def _drop_live(self) -> None:
+        for handle in self._live.values():
+            handle.live = False
+        self._live.clear()
+        self.queue.clear()
+
+    async def _receive(self, conn: _Conn) -> None:
+        while True:
+            try:
+                text = await conn.ws.receive_text()
+            except (WebSocketDisconnect, RuntimeError, KeyError):
+                return
+            try:
+                msg = parse_json(text)
+            except LinkError:
+                self.counters.bad_messages += 1
+                continue
+            kind = msg["type"]
+            hooks = (
+                self.on_partial
+                if kind == "partial"
+                else self.on_committed
+                if kind == "committed"
+                else None
+            )
+            if kind == "partial":
+                self.counters.partials += 1
+            elif kind == "committed":
+                self.counters.commits += 1
+            for hook in hooks or ():
+                try:
+                    hook(msg)
+                except Exception:
+                    log.exception("transcription hook failed")
+
+    async def _send_forever(self, conn: _Conn) -> None:
+        while True:
+            await asyncio.sleep(SEND_INTERVAL)
+            await self._flush(conn)
+
+    async def _flush(self, conn: _Conn) -> None:
+        queue = self.queue
+        records: list[tuple[int, bytes]] = []
+        size = 0
+        while queue:
+            kind, handle, data = queue.popleft()
+            if kind == 1:
+                if handle.live:
+                    assert isinstance(data, bytes)
+                    records.append((handle.no, data))
+                    size += len(data) + 6
+                    if size > MAX_BINARY:
+                        await conn.ws.send_bytes(pack_packets(records))
+                        records, size = [], 0
+                continue
+            if records:
+                await conn.ws.send_bytes(pack_packets(records))
+                records, size = [], 0
+            meta = handle.meta
+            if kind == 0:
+                await conn.ws.send_text(
+                    dumps(
+                        {
+                            "type": "burst_start",
+                            "burst": handle.no,
+                            "id": meta.id,
+                            "channel": meta.channel,
+                            "speaker_id": meta.speaker_id,
+                            "speaker_name": meta.speaker_name,
+                            "start_ms": meta.start_ms,
+                        }
+                    )
+                )
+                assert isinstance(data, list)
+                if data:
+                    await conn.ws.send_bytes(pack_packets([(handle.no, p) for p in data]))
+            else:
+                complete = handle.live
+                self._live.pop(handle.no, None)
+                handle.live = False
+                await conn.ws.send_text(
+                    dumps(
+                        {
+                            "type": "burst_end",
+                            "burst": handle.no,
+                            "id": meta.id,
+                            "complete": complete,
+                            "ended_ms": handle.ended_ms,
+                        }
+                    )
+                )
+        if records:
+            await conn.ws.send_bytes(pack_packets(records))
+
+    # ------------------------------------------------------------------ metrics
+    def families(self) -> list[Family]:
+        c = self.counters
+        fams = [
+            Family("voice_transcriber_connected", "gauge", "A transcriber sidecar is linked").add(
+                1 if self.connected else 0
+            )
+        ]
+        for name, value, text in [
+            ("link_connections", c.connections, "Transcriber links authenticated"),
+            ("link_auth_failures", c.auth_failures, "Transcriber links refused"),
+            ("live_bursts", c.live_bursts, "Bursts streamed live to the transcriber"),
+            ("live_lost", c.live_lost, "Live streams given up (queue full): spool used"),
+            ("link_queue_drops", c.queue_drops, "Packets not streamed live (queue full)"),
+            ("partials", c.partials, "Partial results received"),
+            ("commits", c.commits, "Utterances committed by the transcriber"),
+        ]:
+            fams.append(Family(f"voice_transcriber_{name}_total", "counter", text).add(value))
+        return fams

@@ -1,0 +1,267 @@
+"""``voice-server transcriber``: the sidecar process.
+
+Connects to the server's ``/internal/transcription`` WebSocket (reconnecting by itself, 0.5 s
+doubling to 5 s), authenticates with the key derived from the deployment key in the shared data
+directory, transcribes live bursts as their packets arrive, and every 2 s catches up from the
+spool (:mod:`voice_server.transcribe.catchup`). Commits go straight to the call log in the shared
+data directory; the server is told about partial results and commits (for live captions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from voice_server.calllog.model import BURST_ID_RE, Utterance
+from voice_server.calllog.sqlite import SqliteCallLog
+from voice_server.identity.derived import LINK_PURPOSE, derive_key, mac_hex
+from voice_server.identity.keys import KEY_FILE, load_or_create_key
+from voice_server.store.channels import NAME_RE, ChannelStore
+from voice_server.store.database import Database
+from voice_server.transcribe.burst import BurstMeta
+from voice_server.transcribe.catchup import CatchUp
+from voice_server.transcribe.engine import Engine, Job
+from voice_server.transcribe.protocol import (
+    VERSION,
+    LinkError,
+    dumps,
+    parse_json,
+    unpack_packets,
+)
+from voice_server.transcribe.recognizer import RecognizerFactory
+
+__all__ = ["Sidecar", "link_url"]
+
+log = logging.getLogger(__name__)
+CATCHUP_SECONDS = 2.0
+OUTBOX = 1000
+PHRASES_TTL = 30.0
+
+
+class SidecarError(Exception):
+    """A start-up problem to report as one line (exit 1)."""
+
+
+def link_url(server: str) -> str:
+    parts = urlsplit(server)
+    scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme)
+    if scheme is None or not parts.netloc:
+        raise ValueError(f"--server must be an http(s) URL, got {server!r}")
+    return urlunsplit((scheme, parts.netloc, "/internal/transcription", "", ""))
+
+
+class Sidecar:
+    def __init__(self, server: str, data_dir: Path, factory: RecognizerFactory) -> None:
+        if not (data_dir / KEY_FILE).is_file():
+            raise SidecarError(
+                f"no {KEY_FILE} in {data_dir}: --data-dir must be the server's data directory"
+            )
+        self.url = link_url(server)
+        self.data_dir = data_dir
+        self.key = derive_key(load_or_create_key(data_dir), LINK_PURPOSE)
+        db = Database(data_dir / "voice.db")
+        self.calllog = SqliteCallLog(db)
+        self.channels = ChannelStore(db)
+        self.factory = factory
+        self._phrases: dict[str, tuple[float, list[str] | None]] = {}
+        self.engine = Engine(
+            factory,
+            self.calllog,
+            workers=os.cpu_count() or 2,
+            phrases_of=self.phrases_of,
+            on_partial=self._partial,
+            on_committed=self._committed,
+        )
+        self.catchup = CatchUp(data_dir, self.engine, self.calllog)
+        self.connected = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._outbox: asyncio.Queue[str] | None = None
+        self._live: dict[int, Job] = {}
+
+    # ------------------------------------------------------------------ engine callbacks
+    def phrases_of(self, channel: str) -> list[str] | None:
+        cached = self._phrases.get(channel)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < PHRASES_TTL:
+            return cached[1]
+        ch = self.channels.get(channel)
+        raw = ch.settings.get("phrases") if ch is not None else None
+        phrases = [str(p) for p in raw if isinstance(p, str) and p.strip()] if raw else None
+        self._phrases[channel] = (now, phrases or None)
+        return phrases or None
+
+    def _send_threadsafe(self, msg: dict[str, Any]) -> None:
+        loop, outbox = self._loop, self._outbox
+        if loop is None or outbox is None:
+            return
+
+        def put() -> None:
+            with contextlib.suppress(asyncio.QueueFull):
+                outbox.put_nowait(dumps(msg))  # a full outbox drops captions, never blocks
+
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(put)
+
+    def _partial(self, meta: BurstMeta, text: str) -> None:
+        self._send_threadsafe(
+            {
+                "type": "partial",
+                "id": meta.id,
+                "channel": meta.channel,
+                "speaker_id": meta.speaker_id,
+                "text": text[:2000],
+            }
+        )
+
+    def _committed(self, utterance: Utterance) -> None:
+        self._send_threadsafe({"type": "committed", "utterance": utterance.as_api(None)})
+        self.catchup.move(utterance.id)  # usually the file is there already; else next pass
+
+    # ------------------------------------------------------------------ run
+    async def run(self, stop: asyncio.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._outbox = asyncio.Queue(OUTBOX)
+        tasks = [
+            asyncio.create_task(self._link_forever(), name="link"),
+            asyncio.create_task(self._catchup_forever(), name="catchup"),
+        ]
+        try:
+            await stop.wait()
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.to_thread(self.engine.close)
+
+    async def _catchup_forever(self) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(self.catchup.step)
+            except Exception:
+                log.exception("spool catch-up failed")
+            await asyncio.sleep(CATCHUP_SECONDS)
+
+    async def _link_forever(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                async with connect(self.url, max_size=1 << 20, open_timeout=5) as ws:
+                    delay = 0.5
+                    await self._session(ws)
+            except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ConnectionClosed) as exc:
+                log.info("transcriber link down; retrying", extra={"error": str(exc)[:120]})
+            except LinkError as exc:
+                log.warning("transcriber link refused", extra={"error": str(exc)})
+            finally:
+                self.connected = False
+                for job in self._live.values():
+                    if not job.ending:
+                        self.engine.abort(job)  # the spool has it
+                self._live.clear()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def _session(self, ws: ClientConnection) -> None:
+        challenge = parse_json(str(await asyncio.wait_for(ws.recv(), 5)))
+        nonce = challenge.get("nonce")
+        if challenge.get("type") != "challenge" or not isinstance(nonce, str):
+            raise LinkError("expected a challenge")
+        hello = {
+            "type": "hello",
+            "v": VERSION,
+            "mac": mac_hex(self.key, nonce),
+            "model": self.factory.name,
+            "language": self.factory.language,
+            "client": f"transcriber pid {os.getpid()}",
+        }
+        await ws.send(dumps(hello))
+        welcome = parse_json(str(await asyncio.wait_for(ws.recv(), 5)))
+        if welcome.get("type") != "welcome":
+            raise LinkError("not welcomed")
+        self.connected = True
+        log.info("transcriber linked", extra={"server": self.url, "model": self.factory.name})
+        sender = asyncio.create_task(self._send_forever(ws))
+        try:
+            async for message in ws:
+                if isinstance(message, bytes):
+                    self._packets(message)
+                else:
+                    self._control(parse_json(message))
+        finally:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+
+    async def _send_forever(self, ws: ClientConnection) -> None:
+        assert self._outbox is not None
+        while True:
+            text = await self._outbox.get()
+            await ws.send(text)
+
+    def _control(self, msg: dict[str, Any]) -> None:
+        kind = msg["type"]
+        no = msg.get("burst")
+        if not isinstance(no, int):
+            return
+        if kind == "burst_start":
+            try:
+                meta = BurstMeta(
+                    id=str(msg["id"]),
+                    channel=str(msg["channel"]),
+                    speaker_id=str(msg["speaker_id"]),
+                    speaker_name=str(msg["speaker_name"]),
+                    session_id="",
+                    start_ms=int(msg["start_ms"]),
+                )
+            except (KeyError, ValueError, TypeError):
+                return
+            if not BURST_ID_RE.match(meta.id) or not NAME_RE.match(meta.channel):
+                return
+            job = self.engine.job(meta, live=True)
+            if job is not None:
+                self._live[no] = job
+        elif kind == "burst_end":
+            job = self._live.pop(no, None)
+            if job is None:
+                return
+            if msg.get("complete") is True:
+                ended = msg.get("ended_ms")
+                self.engine.end(job, ended if isinstance(ended, int) else None)
+            else:
+                self.engine.abort(job)
+
+    def _packets(self, frame: bytes) -> None:
+        try:
+            records = unpack_packets(frame)
+        except LinkError:
+            return
+        for no, packet in records:
+            job = self._live.get(no)
+            if job is not None:
+                self.engine.push_rtp(job, packet)
+
+
+def run_sidecar(sidecar: Sidecar) -> int:
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        await sidecar.run(stop)
+
+    asyncio.run(main())
+    return 0
+
+
+__all__ += ["SidecarError", "run_sidecar"]

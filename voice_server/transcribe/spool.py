@@ -1,0 +1,262 @@
+"""The spool writer: a thread that writes every talk burst to disk as Ogg/Opus.
+
+"Accepted means on disk": each burst's packets go to ``spool/<id>.ogg.part`` as they arrive (a
+page per second of audio, unbuffered writes: a killed server leaves them in the page cache); at
+the burst's end the file gets its end-of-stream page, is fsynced, renamed to ``spool/<id>.ogg``
+and the directory fsynced, normally within a few ms (the thread is woken by the close).
+
+Instead of a file, a *gap record* goes to the call log when the spool is over its quota
+(``spool_quota``) or the disk refuses (``spool_error``); a burst that lost packets to a full
+queue is kept and gets an extra ``spool_backlog`` gap. At start-up, files a killed server left
+as ``.part`` are completed (``recover``) so the sidecar transcribes what they hold.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from voice_server.calllog.model import Gap
+from voice_server.calllog.store import CallLog
+from voice_server.histogram import LatencyHistogram
+from voice_server.media.errors import PacketError
+from voice_server.media.rtp import read_header
+from voice_server.transcribe.burst import DONE, PART, SPOOL_DIR, BurstMeta, burst_id_of
+from voice_server.transcribe.ogg import OggError, OggOpusWriter, read_ogg_opus
+from voice_server.transcribe.packets import Sequencer
+from voice_server.transcribe.tap import CLOSE, OPEN, PACKET, BurstHandle, BurstTap
+
+__all__ = ["SpoolCounters", "SpoolWriter", "fsync_dir"]
+
+log = logging.getLogger(__name__)
+QUOTA_RESCAN_SECONDS = 5.0
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(slots=True)
+class SpoolCounters:
+    files: int = 0
+    bytes: int = 0
+    bad_packets: int = 0
+    gaps: dict[str, int] = field(default_factory=dict)
+    recovered: int = 0
+    close_latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+
+
+class _Open:
+    __slots__ = ("file", "handle", "part", "refused", "sequencer", "writer")
+
+    def __init__(self, handle: BurstHandle) -> None:
+        self.handle = handle
+        self.file: object | None = None
+        self.writer: OggOpusWriter | None = None
+        self.sequencer = Sequencer()
+        self.part: Path | None = None
+        self.refused: tuple[str, str] | None = None  # (reason, detail)
+
+
+class SpoolWriter:
+    def __init__(self, data_dir: Path, tap: BurstTap, calllog: CallLog, quota_bytes: int) -> None:
+        self.dir = data_dir / SPOOL_DIR
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.tap = tap
+        self.calllog = calllog
+        self.quota_bytes = quota_bytes
+        self.counters = SpoolCounters()
+        self._open: dict[int, _Open] = {}
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self._pending_bytes = 0
+        self._rescanned = 0.0
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self.recover()
+        self._thread = threading.Thread(target=self._run, name="spool-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop = True
+        self.tap.wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        while True:
+            self.tap.wake.wait(0.05)
+            self.tap.wake.clear()
+            try:
+                self.drain()
+            except Exception:  # keep the writer alive; the burst at fault is logged
+                log.exception("spool writer failed")
+            if self._stop and not self.tap.queue:
+                for entry in list(self._open.values()):
+                    self._close(entry)
+                return
+
+    # ------------------------------------------------------------------ work
+    def pending_bytes(self) -> int:
+        now = time.monotonic()
+        if now - self._rescanned > QUOTA_RESCAN_SECONDS:
+            self._rescanned = now
+            total = 0
+            with contextlib.suppress(OSError):
+                for entry in os.scandir(self.dir):
+                    if entry.name.endswith((DONE, PART)):
+                        with contextlib.suppress(OSError):
+                            total += entry.stat().st_size
+            self._pending_bytes = total
+        return self._pending_bytes
+
+    def drain(self) -> None:
+        queue = self.tap.queue
+        while queue:
+            kind, handle, data = queue.popleft()
+            if kind == PACKET:
+                entry = self._open.get(handle.no)
+                if entry is not None and entry.writer is not None:
+                    self._packet(entry, data)  # type: ignore[arg-type]
+            elif kind == OPEN:
+                entry = self._begin(handle)
+                for packet in data:  # type: ignore[attr-defined]
+                    if entry.writer is not None:
+                        self._packet(entry, packet)
+            elif kind == CLOSE:
+                entry = self._open.get(handle.no)
+                if entry is not None:
+                    self._close(entry)
+
+    def _begin(self, handle: BurstHandle) -> _Open:
+        entry = _Open(handle)
+        self._open[handle.no] = entry
+        if self.pending_bytes() >= self.quota_bytes:
+            entry.refused = ("spool_quota", f"spool holds {self._pending_bytes} bytes")
+            return entry
+        part = self.dir / f"{handle.meta.id}{PART}"
+        try:
+            f = open(part, "xb", buffering=0)
+        except OSError as exc:
+            entry.refused = ("spool_error", f"cannot create spool file: {exc.strerror}")
+            return entry
+        entry.file, entry.part = f, part
+        entry.writer = OggOpusWriter(
+            f.write, serial=int(handle.meta.id[13:], 16), tags=handle.meta.tags()
+        )
+        return entry
+
+    def _packet(self, entry: _Open, plain: bytes) -> None:
+        try:
+            _pt, _m, seq, ts, _ssrc, hlen = read_header(plain)
+        except PacketError:
+            self.counters.bad_packets += 1
+            return
+        end = len(plain)
+        if plain[0] & 0x20 and end > hlen:
+            end -= plain[-1]
+        writer = entry.writer
+        assert writer is not None
+        try:
+            for packet, samples in entry.sequencer.push(seq, ts, plain[hlen:end]):
+                writer.add(packet, samples)
+        except OSError as exc:
+            self._fail(entry, f"write failed: {exc.strerror}")
+
+    def _fail(self, entry: _Open, detail: str) -> None:
+        entry.refused = ("spool_error", detail)
+        entry.writer = None
+        if entry.file is not None:
+            with contextlib.suppress(OSError):
+                entry.file.close()  # type: ignore[attr-defined]
+            entry.file = None
+        if entry.part is not None:
+            with contextlib.suppress(OSError):
+                entry.part.unlink()
+
+    def _close(self, entry: _Open) -> None:
+        handle = entry.handle
+        self._open.pop(handle.no, None)
+        end_ms = handle.ended_ms or _now_ms()
+        if entry.writer is not None and entry.part is not None:
+            try:
+                entry.writer.close()
+                f = entry.file
+                os.fsync(f.fileno())  # type: ignore[attr-defined]
+                f.close()  # type: ignore[attr-defined]
+                os.replace(entry.part, self.dir / f"{handle.meta.id}{DONE}")
+                fsync_dir(self.dir)
+                self.counters.files += 1
+                self.counters.bytes += entry.writer.bytes
+                self._pending_bytes += entry.writer.bytes
+                self.counters.close_latency.observe_us(max(0, _now_ms() - end_ms) * 1000)
+            except OSError as exc:
+                self._fail(entry, f"close failed: {exc.strerror}")
+        if entry.refused is not None:
+            self._gap(handle.meta, handle.meta.id, end_ms, *entry.refused)
+        elif handle.overflow:
+            detail = f"{handle.overflow} packets dropped: spool queue full"
+            self._gap(handle.meta, f"{handle.meta.id}-backlog", end_ms, "spool_backlog", detail)
+
+    def _gap(self, meta: BurstMeta, gap_id: str, end_ms: int, reason: str, detail: str) -> None:
+        self.counters.gaps[reason] = self.counters.gaps.get(reason, 0) + 1
+        log.warning(
+            "talk burst not spooled: gap recorded",
+            extra={"burst": meta.id, "channel": meta.channel, "reason": reason},
+        )
+        gap = Gap(
+            gap_id,
+            meta.channel,
+            meta.speaker_id,
+            meta.speaker_name,
+            meta.start_ms,
+            max(end_ms, meta.start_ms),
+            reason,
+            detail,
+        )
+        try:
+            self.calllog.add_gap(gap, created_ms=_now_ms())
+        except Exception:
+            log.exception("could not record a gap", extra={"burst": meta.id})
+
+    # ------------------------------------------------------------------ recovery
+    def recover(self) -> None:
+        """Complete the ``.part`` files a killed server left (synchronously, at start-up)."""
+        for path in sorted(self.dir.glob(f"*{PART}")):
+            burst_id = burst_id_of(path.name)
+            try:
+                data = path.read_bytes()
+                parsed = read_ogg_opus(data)
+                meta = BurstMeta.from_tags(parsed.tags)
+            except (OSError, OggError, ValueError) as exc:
+                log.warning("unreadable spool file moved aside", extra={"file": path.name})
+                aside = self.dir / "damaged"
+                aside.mkdir(exist_ok=True)
+                with contextlib.suppress(OSError):
+                    os.replace(path, aside / path.name)
+                _ = exc, burst_id
+                continue
+            if parsed.packets:
+                os.replace(path, self.dir / f"{meta.id}{DONE}")
+                self.counters.recovered += 1
+            else:
+                self._gap(meta, meta.id, meta.start_ms, "server_restart", "no audio was written")
+                with contextlib.suppress(OSError):
+                    path.unlink()
+        with contextlib.suppress(OSError):
+            fsync_dir(self.dir)
