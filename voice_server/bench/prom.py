@@ -41,9 +41,9 @@ def parse(text: str) -> dict[Key, float]:
     return out
 
 
-def value(samples: Samples, name: str, default: float = 0.0, **labels: str) -> float:
-    """The sample ``name{labels}``, ``default`` when absent."""
-    return samples.get((name, tuple(sorted(labels.items()))), default)
+def value(samples: Samples, name: str, **labels: str) -> float:
+    """The sample ``name{labels}``, 0 when absent."""
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 def _buckets(samples: Samples, name: str) -> dict[float, float]:
