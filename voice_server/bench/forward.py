@@ -42,7 +42,7 @@ from voice_server.bench.udpstat import read_udp_sockets, total_drops
 from voice_server.histogram import LatencyHistogram
 from voice_server.sim.group import SimGroup
 
-__all__ = ["TARGETS", "run_forward_bench"]
+__all__ = ["TARGETS", "format_summary", "run_forward_bench"]
 
 CHANNEL = "bench"
 HIST = "voice_media_forward_seconds"
@@ -259,3 +259,47 @@ def run_forward_bench(
         "targets": TARGETS,
         "meets_targets": meets,
     }
+
+
+def format_summary(result: dict[str, Any]) -> str:
+    """A human summary of :func:`run_forward_bench`'s result (what the CLI prints)."""
+    f = result["forward"]
+    g = f["generator"]
+    lat = f["added_latency_ms"]
+    e2e = g["e2e_latency_ms"]
+    t = result["targets"]
+    meets = result["meets_targets"]
+
+    def mark(key: str) -> str:
+        ok = meets.get(key)
+        return "n/a" if ok is None else ("ok" if ok else "MISSED")
+
+    lines = [
+        f"forward: {f['speakers']} speakers x {f['listeners']} listeners, "
+        f"{f['window_seconds']:.1f} s window after {f['warmup_seconds']} s warm-up "
+        f"(listener DTX {'on' if f['listener_dtx'] else 'off'})",
+        f"  CPU per forwarded packet  {f['cpu_us_per_packet']:.2f} us  "
+        f"(target <= {t['cpu_us_per_packet']:g}: {mark('cpu_us_per_packet')}); "
+        f"server {f['cpu_cores']:.3f} cores, {f['packets_per_second']:.0f} copies/s, "
+        f"RSS {f['server_rss_mb']:.0f} MB",
+        f"  added latency (server)    p50 {lat['p50']:.3f}  p95 {lat['p95']:.3f}  "
+        f"p99 {lat['p99']:.3f} ms  (target p99 <= {t['p99_ms']:g}: {mark('p99_ms')})",
+        f"  loss inside the server    {f['loss']:.4%}  (target 0: {mark('loss')}); "
+        f"kernel drops on its socket {f['server_socket_drops']}, send errors "
+        f"{f['drops']['send_error']}",
+        f"  generator                 {g['cpu_cores']:.3f} cores, late sends "
+        f"{g['late_fraction']:.2%}, socket drops {g['socket_drops']}, loss "
+        f"{(g['loss'] or 0.0):.4%}, end-to-end p50 {e2e['p50']:.2f} p99 {e2e['p99']:.2f} ms",
+        f"  valid: {'yes' if f['valid'] else 'NO: ' + '; '.join(f['valid_reasons'])}",
+    ]
+    relay = result.get("relay")
+    if relay is not None:
+        lines += [
+            f"relay ({relay['kind']}): {relay['speakers']} x {relay['listeners']}, "
+            f"{relay['cpu_us_per_packet']:.1f} us per listener-packet, "
+            f"{relay['cpu_cores']:.3f} cores, loss {relay['loss']:.2%}, "
+            f"sustained {'yes' if relay['sustained'] else 'NO'}",
+            f"ratio relay / forward: {result['ratio']:.1f}x "
+            f"(target >= {t['ratio']:g}: {mark('ratio')})",
+        ]
+    return "\n".join(lines)
