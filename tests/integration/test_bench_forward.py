@@ -34,6 +34,7 @@ def test_forward_bench_reports_the_contract_keys_with_sane_values() -> None:
     assert generator["e2e_latency_ms"]["count"] == generator["received"]
     assert generator["first_audio_ms"]["count"] == 5
     assert isinstance(forward["valid"], bool)
+    assert 0 < forward["floor"]["cpu_us_per_packet"] < 1000
     assert result["relay"] is None and result["ratio"] is None
     assert result["meets_targets"]["ratio"] is None
 

@@ -22,6 +22,11 @@ a window of ``seconds`` is measured between two scrapes of ``/metrics``:
 - ``valid``: the generator kept pace (≤ 1 % late sends), its sockets dropped nothing, no
   socket or SRTP errors; ``valid_reasons`` says what failed.
 
+Floor (``floor``, :mod:`floor`): one SRTP protect and one loopback ``sendto`` per copy, paced
+like the server (one burst of N − 1 copies per talker packet), in this process after the
+server stopped: what this machine charges for the unavoidable part; ``above_floor_us_per_packet``
+is the rest (Python, event-loop wake-ups, talk detection, listener DTX packets).
+
 Relay part: :func:`voice_server.bench.relay_baseline.run_relay_baseline` at a size stock aiortc
 sustains; ``ratio`` = relay ÷ forward CPU µs per listener-packet.
 """
@@ -35,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from voice_server.bench import prom
+from voice_server.bench.floor import measure_floor
 from voice_server.bench.procstat import CpuMeter, sample
 from voice_server.bench.serverproc import ServerChild
 from voice_server.bench.stats import summarize
@@ -45,6 +51,7 @@ from voice_server.sim.group import SimGroup
 __all__ = ["TARGETS", "format_summary", "run_forward_bench"]
 
 CHANNEL = "bench"
+PACKETS_PER_SECOND = 50  # one 20 ms Opus frame per packet
 HIST = "voice_media_forward_seconds"
 MAX_LATE_FRACTION = 0.01
 CONNECT_SECONDS = 120.0
@@ -230,6 +237,12 @@ def run_forward_bench(
     if speakers < 1 or listeners < 1 or seconds <= 0 or warmup < 0:
         raise ValueError("need speakers >= 1, listeners >= 1, seconds > 0, warmup >= 0")
     forward = asyncio.run(_run_forward(speakers, listeners, seconds, warmup, listener_dtx))
+    rate = speakers * PACKETS_PER_SECOND
+    floor = measure_floor(speakers + listeners - 1, max(50, int(rate * 2)), rate)
+    forward["floor"] = floor
+    forward["above_floor_us_per_packet"] = round(
+        forward["cpu_us_per_packet"] - floor["cpu_us_per_packet"], 3
+    )
     relay_result: dict[str, Any] | None = None
     ratio: float | None = None
     if relay:
@@ -287,6 +300,8 @@ def format_summary(result: dict[str, Any]) -> str:
         f"  loss inside the server    {f['loss']:.4%}  (target 0: {mark('loss')}); "
         f"kernel drops on its socket {f['server_socket_drops']}, send errors "
         f"{f['drops']['send_error']}",
+        f"  floor (protect + sendto)  {f['floor']['cpu_us_per_packet']:.2f} us per copy "
+        f"paced like the server; the server is {f['above_floor_us_per_packet']:.2f} us above it",
         f"  generator                 {g['cpu_cores']:.3f} cores, late sends "
         f"{g['late_fraction']:.2%}, socket drops {g['socket_drops']}, loss "
         f"{(g['loss'] or 0.0):.4%}, end-to-end p50 {e2e['p50']:.2f} p99 {e2e['p99']:.2f} ms",
