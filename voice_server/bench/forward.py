@@ -20,7 +20,10 @@ a window of ``seconds`` is measured between two scrapes of ``/metrics``:
   apart (``server_socket_drops``), as are the generator's (``generator.loss``, from sequence
   gaps; ``generator.socket_drops``);
 - ``valid``: the generator kept pace (≤ 1 % late sends), its sockets dropped nothing, no
-  socket or SRTP errors; ``valid_reasons`` says what failed.
+  socket or SRTP errors, and other processes of this shared machine used at most 0.25 core
+  during the window (``machine.other_cores``, from ``/proc/stat``, includes kernel work done
+  for the benchmark outside the two processes, e.g. softirqs); ``valid_reasons`` says what
+  failed.
 
 Floor (``floor``, :mod:`floor`): one SRTP protect and one loopback ``sendto`` per copy, paced
 like the server (one burst of N − 1 copies per talker packet), in this process after the
@@ -34,6 +37,7 @@ sustains; ``ratio`` = relay ÷ forward CPU µs per listener-packet.
 from __future__ import annotations
 
 import asyncio
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -41,7 +45,7 @@ from typing import Any
 
 from voice_server.bench import prom
 from voice_server.bench.floor import measure_floor
-from voice_server.bench.procstat import CpuMeter, sample
+from voice_server.bench.procstat import CpuMeter, read_machine_busy_seconds, sample
 from voice_server.bench.serverproc import ServerChild
 from voice_server.bench.stats import summarize
 from voice_server.bench.udpstat import read_udp_sockets, total_drops
@@ -54,6 +58,7 @@ CHANNEL = "bench"
 PACKETS_PER_SECOND = 50  # one 20 ms Opus frame per packet
 HIST = "voice_media_forward_seconds"
 MAX_LATE_FRACTION = 0.01
+MAX_OTHER_CORES = 0.25  # CPU used by other processes of the machine during the window
 CONNECT_SECONDS = 120.0
 TARGETS = {"cpu_us_per_packet": 10.0, "p99_ms": 5.0, "loss": 0.0, "ratio": 50.0}
 
@@ -90,11 +95,14 @@ async def _measure(
     group.pacer.lateness.reset()
     server_cpu = CpuMeter(server.pid)
     own_cpu = CpuMeter()
+    busy0 = read_machine_busy_seconds()
     server_cpu.start()
     own_cpu.start()
     await asyncio.sleep(seconds)
     cpu = server_cpu.stop()
     gen_cpu = own_cpu.stop()
+    machine_cores = (read_machine_busy_seconds() - busy0) / cpu.wall_seconds
+    other_cores = max(0.0, machine_cores - cpu.cores - gen_cpu.cores)
     m1 = prom.parse(await server.metrics())
     udp1 = read_udp_sockets()
     t1 = group.totals()
@@ -130,6 +138,8 @@ async def _measure(
         reasons.append(f"generator sent {late_fraction:.1%} of packets late (> 10 ms)")
     if gen_socket_drops:
         reasons.append(f"generator sockets dropped {gen_socket_drops} datagrams")
+    if other_cores > MAX_OTHER_CORES:
+        reasons.append(f"other processes used {other_cores:.2f} cores of the machine")
     if g.socket_errors or g.srtp_errors:
         reasons.append(f"generator socket errors {g.socket_errors}, SRTP errors {g.srtp_errors}")
     jitter = summarize(group.jitter_ms(), ps=(50, 99))
@@ -171,6 +181,12 @@ async def _measure(
             "srtp_errors": g.srtp_errors,
             "e2e_latency_ms": _ms(group.latency),
             "jitter_ms": {k: v for k, v in jitter.items() if k in ("p50", "p99", "max")},
+        },
+        "machine": {
+            "cpus": os.cpu_count(),
+            "busy_cores": round(machine_cores, 3),
+            "other_cores": round(other_cores, 3),
+            "loadavg_1min": os.getloadavg()[0],
         },
         "valid": not reasons,
         "valid_reasons": reasons,
@@ -305,6 +321,8 @@ def format_summary(result: dict[str, Any]) -> str:
         f"  generator                 {g['cpu_cores']:.3f} cores, late sends "
         f"{g['late_fraction']:.2%}, socket drops {g['socket_drops']}, loss "
         f"{(g['loss'] or 0.0):.4%}, end-to-end p50 {e2e['p50']:.2f} p99 {e2e['p99']:.2f} ms",
+        f"  machine                   {f['machine']['busy_cores']:.2f} of "
+        f"{f['machine']['cpus']} cores busy, {f['machine']['other_cores']:.2f} by other work",
         f"  valid: {'yes' if f['valid'] else 'NO: ' + '; '.join(f['valid_reasons'])}",
     ]
     relay = result.get("relay")
