@@ -73,10 +73,20 @@ async def _wait_connected(server: ServerChild, count: int, within: float) -> Non
     deadline = time.monotonic() + within
     while True:
         samples = prom.parse(await server.metrics())
-        if prom.value(samples, "voice_media_dtls_handshakes_total") >= count:
+        done = prom.value(samples, "voice_media_dtls_handshakes_total")
+        if done >= count:
             return
         if time.monotonic() > deadline:
-            raise RuntimeError("the server did not connect every simulated participant")
+            failed = prom.value(samples, "voice_media_dtls_failures_total")
+            open_ = prom.value(samples, "voice_media_transports")
+            fd, kept = tempfile.mkstemp(prefix="bench-forward-server-", suffix=".log")
+            with os.fdopen(fd, "w") as f:
+                f.write(server.log())
+            raise RuntimeError(
+                f"the server connected {done:.0f} of {count} simulated participants "
+                f"({open_:.0f} transports open, {failed:.0f} DTLS failures); "
+                f"server log kept in {kept}"
+            )
         await asyncio.sleep(0.1)
 
 
