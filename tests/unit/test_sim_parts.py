@@ -193,3 +193,28 @@ def test_sim_packets_carry_level_and_stamp_through_a_header_rewrite() -> None:
     assert (
         read_stamp(rtp.build_rtp(payload_type=111, seq=1, timestamp=1, ssrc=1, payload=b"")) is None
     )
+
+
+def test_ice_checks_accept_only_authenticated_answers_to_pending_requests() -> None:
+    from voice_server.media import stun
+    from voice_server.sim.ice import IceChecks
+
+    server_pwd = "p" * 24
+    ice = IceChecks("srvU", server_pwd, "cliU")
+    request = stun.parse(ice.request())
+    assert request.username == "srvU:cliU" and request.use_candidate
+    assert request.ice_controlling is not None
+    assert request.verify_integrity(server_pwd.encode()) and request.verify_fingerprint()
+
+    tid = request.transaction_id
+    addr = ("127.0.0.1", 5000)
+    assert not ice.on_response(stun.build_binding_success(tid, addr, b"x" * 24))  # wrong key
+    unknown = stun.new_transaction_id()
+    assert not ice.on_response(stun.build_binding_success(unknown, addr, server_pwd.encode()))
+    assert not ice.on_response(b"\x00\x01 not stun")
+    assert ice.on_response(stun.build_binding_success(tid, addr, server_pwd.encode()))
+    assert ice.connected
+    assert not ice.on_response(stun.build_binding_success(tid, addr, server_pwd.encode()))
+    consent = stun.parse(ice.request()).transaction_id
+    assert not ice.on_response(stun.build_binding_success(consent, addr, server_pwd.encode()))
+    assert ice.consent_replies == 1

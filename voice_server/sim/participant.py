@@ -7,8 +7,8 @@ nothing here runs a coroutine per packet:
   the answer from :mod:`voice_server.sim.answer`; afterwards one reader task drains server
   messages (the server disconnects clients that do not read) and counts them by type;
 - media: one connected, non-blocking UDP socket (``SO_RCVBUF`` 1 MiB) read by
-  ``loop.add_reader`` in batches; ICE as the controlling agent (binding requests with
-  USE-CANDIDATE every 50 ms until a success, then a consent check every 5 s); the DTLS client of
+  ``loop.add_reader`` in batches; ICE as the controlling agent (:mod:`voice_server.sim.ice`:
+  checks every 50 ms until a success, then a consent check every 5 s); the DTLS client of
   :mod:`voice_server.sim.dtls_client` keyed into pylibsrtp;
 - sending is driven from outside: the group's single pacing task calls :meth:`on_frame` every
   20 ms. A talker sends an Opus frame with audio level 20; a silent participant sends a DTX-like
@@ -35,13 +35,13 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from voice_server.histogram import LatencyHistogram
-from voice_server.media import stun
 from voice_server.media.dtls import Certificate, DtlsState
 from voice_server.media.sdp import new_ice_credentials
 from voice_server.media.srtp import make_sessions
 from voice_server.sim.answer import OfferInfo, build_answer, parse_offer
 from voice_server.sim.audio import DTX_PAYLOAD, read_stamp, rtp_packet
 from voice_server.sim.dtls_client import DtlsClient
+from voice_server.sim.ice import IceChecks
 from voice_server.sim.rx_stats import StreamStats
 
 __all__ = ["SimParticipant"]
@@ -99,7 +99,6 @@ class SimParticipant:
         self.socket_errors = 0
         self.srtp_errors = 0
         self.not_ready = 0
-        self.consent_replies = 0
         self.connected_at_ns = -1
         self._seq = secrets.randbits(16)
         self._ts_base = secrets.randbits(32)
@@ -111,12 +110,7 @@ class SimParticipant:
         self._dtls: DtlsClient | None = None
         self._rx: pylibsrtp.Session | None = None
         self._tx: pylibsrtp.Session | None = None
-        self._ice_ufrag = ""
-        self._ice_pwd = b""
-        self._username = ""
-        self._tie = secrets.randbits(64)
-        self._pending: set[bytes] = set()
-        self._ice_done = False
+        self._ice: IceChecks | None = None
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._ready: asyncio.Future[None] | None = None
 
@@ -128,6 +122,11 @@ class SimParticipant:
     @property
     def local_port(self) -> int:
         return int(self._sock.getsockname()[1]) if self._sock is not None else 0
+
+    @property
+    def consent_replies(self) -> int:
+        """Consent checks the server answered after ICE connected."""
+        return self._ice.consent_replies if self._ice is not None else 0
 
     @property
     def first_audio_ns(self) -> int:
@@ -163,9 +162,7 @@ class SimParticipant:
                 offer, credentials=creds, fingerprint=self.certificate.fingerprint, ssrc=self.ssrc
             )
             await ws.send(json.dumps({"v": 1, "type": "answer", "sdp": answer}))
-            self._ice_pwd = offer.ice_pwd.encode()
-            self._username = f"{offer.ice_ufrag}:{creds.ufrag}"
-            self._ice_ufrag = creds.ufrag
+            self._ice = IceChecks(offer.ice_ufrag, offer.ice_pwd, creds.ufrag)
             self._send_check()
             await self._ready
 
@@ -210,21 +207,11 @@ class SimParticipant:
             self._timers[name] = self._loop.call_later(delay, callback)
 
     def _send_check(self) -> None:
-        tid = stun.new_transaction_id()
-        self._pending.add(tid)
-        if len(self._pending) > 64:
-            self._pending.pop()
-        request = stun.build_binding_request(
-            username=self._username,
-            password=self._ice_pwd,
-            priority=1853824767,
-            tie_breaker=self._tie,
-            controlling=True,
-            use_candidate=True,
-            transaction_id=tid,
-        )
-        self._send(request)
-        self._later("ice", CONSENT_INTERVAL if self._ice_done else CHECK_INTERVAL, self._send_check)
+        ice = self._ice
+        if ice is None:
+            return
+        self._send(ice.request())
+        self._later("ice", CONSENT_INTERVAL if ice.connected else CHECK_INTERVAL, self._send_check)
 
     def _dtls_timer(self) -> None:
         if self._dtls is None:
@@ -329,21 +316,9 @@ class SimParticipant:
                 self.latency.observe_us((now - stamp) // 1000)
 
     def _on_stun(self, data: bytes) -> None:
-        try:
-            msg = stun.parse(data)
-        except Exception:
+        ice = self._ice
+        if ice is None or not ice.on_response(data):
             return
-        if msg.transaction_id not in self._pending:
-            return
-        if msg.message_class is not stun.StunClass.SUCCESS:
-            return
-        if not msg.verify_integrity(self._ice_pwd):
-            return
-        self._pending.discard(msg.transaction_id)
-        if self._ice_done:
-            self.consent_replies += 1
-            return
-        self._ice_done = True
         self._later("ice", CONSENT_INTERVAL, self._send_check)
         assert self._dtls is not None
         for out in self._dtls.start():
