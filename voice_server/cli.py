@@ -86,7 +86,48 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmarks")
     bsub = bench.add_subparsers(dest="bench", required=True, parser_class=_Parser)
     bench_transcribe.add_parser(bsub)
+    fwd = bsub.add_parser(
+        "forward",
+        help="server CPU and latency per forwarded packet vs an aiortc MediaRelay relay",
+    )
+    fwd.add_argument("--speakers", type=_positive_int, default=2)
+    fwd.add_argument("--listeners", type=_positive_int, default=200)
+    fwd.add_argument("--seconds", type=_positive_float, default=20.0, help="measured window")
+    fwd.add_argument("--warmup", type=float, default=3.0, help="seconds skipped first")
+    fwd.add_argument("--relay-speakers", type=_positive_int, default=2)
+    fwd.add_argument(
+        "--relay-listeners",
+        type=_positive_int,
+        default=6,
+        help="relay baseline size (default 6: what stock aiortc sustains here)",
+    )
+    fwd.add_argument(
+        "--relay-fast-audio-level",
+        action="store_true",
+        help="replace aiortc's pure-Python audio-level loop in the relay by a C one",
+    )
+    fwd.add_argument("--no-relay", action="store_true", help="skip the relay baseline")
+    fwd.add_argument(
+        "--no-listener-dtx",
+        action="store_true",
+        help="listeners send nothing (default: a DTX frame every 400 ms, as browsers do)",
+    )
+    fwd.add_argument("--json", type=Path, help="write the result as JSON to this file")
     return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return value
 
 
 def _config(args: argparse.Namespace, **extra: Any) -> Config:
@@ -130,6 +171,35 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return run_server(config, demo=args.demo)
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from voice_server.bench.forward import format_summary, run_forward_bench
+
+    if args.warmup < 0:
+        raise CliError("voice-server bench forward: --warmup must be >= 0")
+    try:
+        result = run_forward_bench(
+            args.speakers,
+            args.listeners,
+            args.seconds,
+            args.warmup,
+            relay=not args.no_relay,
+            relay_speakers=args.relay_speakers,
+            relay_listeners=args.relay_listeners,
+            relay_fast_audio_level=args.relay_fast_audio_level,
+            listener_dtx=not args.no_listener_dtx,
+        )
+    except RuntimeError as exc:
+        print(f"voice-server bench forward: {exc}".splitlines()[0], file=sys.stderr)
+        return 1
+    print(format_summary(result))
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.json}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -144,6 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return transcribe_commands.run(args)
         if args.command == "bench" and args.bench == "transcribe":
             return bench_transcribe.main(args)
+        if args.command == "bench":
+            return _cmd_bench(args)
         raise CliError(f"voice-server: unknown command {args.command}")
     except CliError as exc:
         print(str(exc), file=sys.stderr)

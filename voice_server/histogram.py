@@ -165,14 +165,14 @@ class LatencyHistogram:
     def family(self, name: str, help_text: str) -> Family:
         """Prometheus histogram in seconds (cumulative ``_bucket{le=…}``, ``_sum``, ``_count``).
 
-        Exposes every 4th bound to keep the scrape small; ``+Inf`` is the total."""
+        Exposes every bound (about 110 lines with the default bounds), so a scraper can rebuild
+        the histogram exactly (``bench.prom.histogram_delta``); ``+Inf`` is the total."""
         fam = Family(name, "histogram", help_text)
         cum = 0
         counts = self._counts
         for i, bound in enumerate(self._bounds):
             cum += counts[i]
-            if i % 4 == 3 or i == len(self._bounds) - 1:
-                fam.add(cum, "_bucket", le=f"{bound / 1e6:g}")
+            fam.add(cum, "_bucket", le=f"{bound / 1e6:g}")
         total = cum + counts[-1]
         fam.add(total, "_bucket", le="+Inf")
         fam.add(self._sum / 1e6, "_sum")

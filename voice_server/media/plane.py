@@ -181,7 +181,15 @@ class MediaPlane:
             parsed = parse_sdp_answer(sdp, self.slots + 1, payload_type=OPUS_PT)
         except (SdpError, PacketError) as exc:
             raise ValueError(str(exc)) from None
+        was = transport.state
         transport.apply_answer(parsed)
+        # DTLS may finish before the answer arrives: the transport connects (or fails the
+        # fingerprint check) here, not in the endpoint, so count it here
+        if transport.state is not was:
+            if transport.state is TransportState.CONNECTED:
+                self.counters.dtls_handshakes += 1
+            elif transport.state is TransportState.FAILED:
+                self.counters.dtls_failures += 1
         self._on_change(transport)
 
     def close(self, session: Session) -> None:

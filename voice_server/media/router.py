@@ -176,6 +176,7 @@ class Router:
             self._counters.drop_stale += 1
             return
         data = bytes(buf)
+        self._counters.packets_routed += 1
         self.stream_octets[index] += len(data) - 12
         self.stream_last_ns[index] = t0_ns
         sendto = self._sendto
