@@ -8,28 +8,24 @@
 // Both report onsets with the wall clock (Date.now) when asked to ({type: "diag", on: true}).
 import { rmsDb, VadGate } from "./vad.js";
 
-const QUIET = 0.01; // |sample| below this is quiet for onset detection
-const LOUD = 0.05; // an onset is the first sample above this after QUIET_MS of quiet
-const QUIET_MS = 300;
+const LOUD = 0.05; // an onset is a sample above this (-26 dBFS) ...
+const QUIET_MS = 300; // ... after this long without one
 
 class OnsetDetector {
   constructor(rate) {
     this.quietNeeded = Math.round((rate * QUIET_MS) / 1000);
-    this.quietRun = this.quietNeeded;
+    this.sinceLoud = this.quietNeeded;
   }
 
-  // returns the index of an onset in samples, or -1
+  // returns the index of the first onset in samples, or -1
   scan(samples) {
     let found = -1;
     for (let i = 0; i < samples.length; i++) {
-      const a = Math.abs(samples[i]);
-      if (a < QUIET) {
-        this.quietRun++;
-      } else if (a > LOUD && this.quietRun >= this.quietNeeded && found < 0) {
-        found = i;
-        this.quietRun = 0;
+      if (Math.abs(samples[i]) > LOUD) {
+        if (this.sinceLoud >= this.quietNeeded && found < 0) found = i;
+        this.sinceLoud = 0;
       } else {
-        this.quietRun = 0;
+        this.sinceLoud++;
       }
     }
     return found;
