@@ -31,7 +31,9 @@ def namespace() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def e2e_server(namespace: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def e2e_server(
+    namespace: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
     env = {"VOICE_GRACE_SECONDS": "4"}
     with running_server(tmp_path_factory.mktemp("e2e"), env=env) as srv:
         yield srv

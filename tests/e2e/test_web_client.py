@@ -109,7 +109,9 @@ def test_push_to_talk_sends_only_while_the_space_bar_is_held(
 ) -> None:
     b = pages["b"]
     tone = write_tone(tmp_path / "d.wav", FREQ_D, 2.0)
-    d = open_page(pw, device_link(e2e_server, e2e_server.token("dave", "ops"), mode="ptt"), audio=tone)
+    d = open_page(
+        pw, device_link(e2e_server, e2e_server.token("dave", "ops"), mode="ptt"), audio=tone
+    )
     try:
         wait_for(lambda: connected(d), "D joined")
         wait_for(lambda: talking(b, "dave") == "false", "B listing dave")

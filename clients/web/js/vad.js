@@ -50,7 +50,7 @@ export class VadGate {
 
   setMode(mode) {
     this.mode = mode === "ptt" ? "ptt" : "vad";
-    if (this.mode === "ptt") this._close();
+    this._close();
   }
 
   setPtt(pressed) {
