@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Debian packages the tests need; installs only what is missing (quick when all are there).
 set -euo pipefail
-packages=(iproute2 docker-compose)
+# iproute2: network namespaces for the browser tests; chromium: the browser Playwright drives;
+# pulseaudio(+utils), libportaudio2, libasound2-plugins: voice-client's audio device test.
+packages=(iproute2 docker-compose chromium pulseaudio pulseaudio-utils libportaudio2
+  libasound2-plugins)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
