@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from voice_server import __version__
+from voice_server.bench.cli import add_bench_parser, run_bench
 from voice_server.config import Config, ConfigError, load_config
 from voice_server.identity.keys import KeyFileError, load_or_create_key
 from voice_server.identity.tokens import Audience, Role, issue_token
@@ -51,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--media-port", type=int, help="UDP media port (default 40000)")
     serve.add_argument("--announce-ip", help="address put in SDP for the media port")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--tls-cert", type=Path, help="HTTPS: PEM certificate (chain) file")
+    serve.add_argument("--tls-key", type=Path, help="HTTPS: PEM private key file")
     serve.add_argument(
         "--demo",
         action="store_true",
@@ -70,6 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--role", choices=[r.value for r in Role], default="staff")
     token.add_argument("--aud", choices=[a.value for a in Audience], default="join")
     token.add_argument("--ttl", type=int, default=36000, help="seconds (default 36000 = 10 h)")
+
+    cert = sub.add_parser(
+        "tls-cert", help="create a self-signed HTTPS certificate for this machine (if none)"
+    )
+    _add_state_args(cert)
+    cert.add_argument(
+        "--name", action="append", default=[], help="extra host name or address (repeat)"
+    )
+    cert.add_argument("--force", action="store_true", help="replace an existing certificate")
+
+    add_bench_parser(sub)
 
     channels = sub.add_parser("channels", help="manage channels")
     csub = channels.add_subparsers(dest="action", required=True, parser_class=_Parser)
@@ -150,8 +164,23 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         media_port=args.media_port,
         announce_ip=args.announce_ip,
         log_level=args.log_level,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
     )
+    for path in (config.tls_cert, config.tls_key):
+        if path is not None and not path.is_file():
+            raise CliError(f"voice-server serve: no such file: {path}")
     return run_server(config, demo=args.demo)
+
+
+def _cmd_tls_cert(args: argparse.Namespace) -> int:
+    from voice_server.tlscert import ensure_self_signed, trust_instructions
+
+    config = _config(args)
+    files = ensure_self_signed(config.data_dir, args.name, force=args.force)
+    for line in trust_instructions(files):
+        print(line)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -164,6 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_token(args)
         if args.command == "channels":
             return _cmd_channels(args)
+        if args.command == "tls-cert":
+            return _cmd_tls_cert(args)
+        if args.command == "bench":
+            return run_bench(args)
         raise CliError(f"voice-server: unknown command {args.command}")
     except CliError as exc:
         print(str(exc), file=sys.stderr)

@@ -30,6 +30,7 @@ from voice_server.talk.slots import SlotTable
 _STARTED = TalkEvent.STARTED
 _STOPPED = TalkEvent.STOPPED
 _perf_ns = time.perf_counter_ns
+PREROLL_LEAD_MS = 40
 
 SendTo = Callable[[bytes, Address], None]
 
@@ -69,6 +70,7 @@ class Router:
         sendto: SendTo,
         counters: MediaCounters,
         histogram: LatencyHistogram,
+        onset_histogram: LatencyHistogram | None = None,
     ) -> None:
         self.channel = channel
         self.slot_ssrcs = slot_ssrcs
@@ -83,6 +85,7 @@ class Router:
         self._sendto = sendto
         self._counters = counters
         self._hist = histogram
+        self._onsets = onset_histogram
         self._listeners: list[Member] = []
         self._waiting: list[Member] = []
 
@@ -176,13 +179,22 @@ class Router:
             self._events.slot_busy(member.session_id, len(self.streams))
             return
         self._open(member, slot, t0_ns)
+        if self._onsets is not None and self.listeners > 1:
+            # talk onset (arrival of the burst's first voiced packet) -> its first copy sent
+            onset_us = member.detector.started_at_ms * 1000
+            self._onsets.observe_us(_perf_ns() // 1000 - onset_us)
 
     def _open(self, member: Member, slot: int, t0_ns: int) -> None:
         member.slot = slot
         self._counters.talk_bursts += 1
         self._events.talk_started(member.session_id, slot)
+        # Pre-roll: the voiced run that started the burst and at most PREROLL_LEAD_MS before
+        # it (a soft first consonant). Older packets (DTX or a quiet stretch long ago) would
+        # make every listener play old silence first: latency, and a jitter-buffer upset.
+        oldest = member.detector.started_at_ms - PREROLL_LEAD_MS
         for packet, arrival_ms in member.preroll.drain():
-            self._forward(member, bytearray(packet), arrival_ms, t0_ns)
+            if arrival_ms >= oldest:
+                self._forward(member, bytearray(packet), arrival_ms, t0_ns)
 
     def _stop(self, member: Member, *, notify: bool) -> None:
         slot = member.slot
