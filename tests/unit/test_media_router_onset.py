@@ -76,7 +76,7 @@ def _feed(router: Router, talker: Any, seq: int, level: int, at_ms: int) -> None
 
 
 def test_pre_roll_skips_silence_sent_long_before_the_burst() -> None:
-    router, sent, onsets, events = _router()
+    router, sent, _, events = _router()
     talker = router.add(_Transport("talker"))  # type: ignore[arg-type]
     router.add(_Transport("listener"))  # type: ignore[arg-type]
     router.refresh_listeners()
