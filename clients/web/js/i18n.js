@@ -1,5 +1,5 @@
 // UI text in Japanese and English, chosen from the browser's languages. Text is only ever set
-// with textContent (never innerHTML), so nothing here or from the server can inject markup.
+// with textContent (never as HTML), so nothing here or from the server can inject markup.
 
 const STRINGS = {
   en: {
