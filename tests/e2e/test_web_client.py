@@ -185,3 +185,29 @@ def test_tap_to_start_is_shown_while_the_browser_holds_audio_back(
         assert not page.errors, page.errors
     finally:
         page.context.browser.close()
+
+
+def test_the_browser_gate_follows_the_same_rule_as_the_headset_client(
+    pages: dict[str, Any],
+) -> None:
+    from voice_client.vad import VadGate, VadRules
+
+    levels = (
+        [-100.0] * 5 + [-20.0] * 12 + [-100.0] * 3 + [-30.0] * 2 + [-100.0] * 70
+        + [-20.0] + [-100.0] * 5 + [-40.0] * 400
+    )  # fmt: skip
+    browser_states = pages["a"].evaluate(
+        """async (levels) => {
+            const { VadGate } = await import('/js/vad.js');
+            const gate = new VadGate();
+            return levels.map((db) => { gate.feed(db); return gate.open; });
+        }""",
+        levels,
+    )
+    gate = VadGate(VadRules())
+    python_states = []
+    for db in levels:
+        gate.feed(db)
+        python_states.append(gate.open)
+    assert browser_states == python_states
+    assert True in python_states and False in python_states[5:]

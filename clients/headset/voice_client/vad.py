@@ -3,7 +3,7 @@
 Fed one 10 ms block at a time (its RMS level in dBFS, see :func:`rms_db`).
 
 - A block is *voiced* when louder than ``max(threshold_db, noise floor + snr_db)``. The noise
-  floor drops to any quieter block at once and creeps up 1 dB/s otherwise, so steady site noise
+  floor drops to any quieter block at once and creeps up 3 dB/s otherwise, so steady site noise
   stops counting as voice after a while.
 - Attack: the gate opens *tentatively* on the first voiced block (the caller delays its audio by
   one block, so the first syllable is whole); the burst is *confirmed* once voiced blocks span
@@ -26,7 +26,7 @@ from enum import Enum
 __all__ = ["BLOCK_MS", "GateMode", "VadGate", "VadRules", "rms_db"]
 
 BLOCK_MS = 10
-_FLOOR_RISE_DB = 0.01  # per block: 1 dB/s
+_FLOOR_RISE_DB = 0.03  # per block: 3 dB/s
 _SILENCE_DB = -100.0
 
 

@@ -2,7 +2,7 @@
 // voice_client/vad.py. Fed one 10 ms block at a time (its RMS level in dBFS).
 //
 // - A block is voiced when louder than max(thresholdDb, noise floor + snrDb). The noise floor
-//   follows quieter blocks down at once and creeps up 1 dB/s, so steady site noise stops counting.
+//   follows quieter blocks down at once and creeps up 3 dB/s, so steady site noise stops counting.
 // - Attack: the gate opens *tentatively* on the first voiced block (the caller delays its audio by
 //   one block, so the first syllable is whole) and a burst is *confirmed* once voiced blocks span
 //   attackMs. A tentative burst whose voiced run breaks (two quiet blocks) closes at once: a click
@@ -65,9 +65,9 @@ export class VadGate {
     this.t += BLOCK_MS;
     const before = this.open;
     const voiced = levelDb > Math.max(o.thresholdDb, this.floorDb + o.snrDb);
-    // the floor drops to any quieter block at once and creeps up 1 dB/s otherwise (steady noise
-    // stops counting as voice after a while; a minute of speech raises it by at most 60 dB)
-    this.floorDb = levelDb < this.floorDb ? levelDb : Math.min(this.floorDb + 0.01, levelDb);
+    // the floor drops to any quieter block at once and creeps up 3 dB/s otherwise (steady noise
+    // stops counting as voice after a while; pauses between words pull it back down)
+    this.floorDb = levelDb < this.floorDb ? levelDb : Math.min(this.floorDb + 0.03, levelDb);
 
     if (this.mode === "ptt") {
       if (this.ptt) {
