@@ -201,6 +201,15 @@ class App {
     }
     if (this.diag) this.diag.log(reconnected ? "reconnected" : "joined", { resumed: msg.resumed });
     this.showStatus();
+    // Resumed with the server keeping our transport, so no new offer comes: if our side of the
+    // media died meanwhile (network change), ask for a fresh session and offer.
+    const media = this.call.pc ? this.call.pc.connectionState : "none";
+    if (msg.resumed && ["failed", "closed", "none"].includes(media)) {
+      setTimeout(() => {
+        const now = this.call.pc ? this.call.pc.connectionState : "none";
+        if (this.conn && ["failed", "closed", "none"].includes(now)) this.conn.rejoin();
+      }, 1500);
+    }
   }
 
   lost() {
