@@ -27,7 +27,8 @@ export class AudioEngine extends EventTarget {
     this.mode = mode;
     if (!this.ctx) {
       const Ctx = window.AudioContext || window.webkitAudioContext;
-      this.ctx = new Ctx({ latencyHint: "interactive" });
+      // 48 kHz like WebRTC's Opus: no resampling between the microphone, the gate and the encoder
+      this.ctx = new Ctx({ latencyHint: "interactive", sampleRate: 48000 });
       this.ctx.onstatechange = () => this.gestureChanged();
       await this.ctx.audioWorklet.addModule("js/gate-worklet.js");
     }
