@@ -34,7 +34,7 @@ def namespace() -> Iterator[None]:
 def e2e_server(
     namespace: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
-    env = {"VOICE_GRACE_SECONDS": "4"}
+    env = {"VOICE_GRACE_SECONDS": "4", "VOICE_TOKEN_WARNING_SECONDS": "10"}
     with running_server(tmp_path_factory.mktemp("e2e"), env=env) as srv:
         yield srv
 

@@ -172,6 +172,24 @@ def test_pages_rejoin_by_themselves_after_a_server_restart(
     assert rejoin_seconds < 10
 
 
+def test_an_expiring_pasted_token_is_warned_about_and_renewed_by_pasting(
+    pw: Any, e2e_server: ServerProcess, tmp_path: Path
+) -> None:
+    tone = write_tone(tmp_path / "f.wav", 550.0, 1.0)
+    short = e2e_server.token("fay", "ops", ttl="20")  # expires in 20 s: warned at once
+    page = open_page(pw, device_link(e2e_server, short), audio=tone)
+    try:
+        warning = page.locator("#warning")
+        warning.wait_for(state="visible", timeout=15000)
+        assert "expires at" in (warning.text_content() or "")
+        page.fill("#new-token", e2e_server.token("fay", "ops"))
+        page.click("#renew")
+        wait_for(lambda: warning.text_content() == "Sign-in renewed.", "the refresh confirmed")
+        assert state(page)[0] == "joined"
+    finally:
+        page.context.browser.close()
+
+
 def test_tap_to_start_is_shown_while_the_browser_holds_audio_back(
     pw: Any, e2e_server: ServerProcess, tmp_path: Path
 ) -> None:
