@@ -115,12 +115,9 @@ class App {
     setLanguage(pickLanguage(navigator.languages || [navigator.language]));
     applyTranslations();
     this.setMode(this.mode);
-    const link = readDeviceLink();
-    if (link) {
-      if (link.token) store.set("token", link.token);
-      if (link.channel) store.set("channel", link.channel);
-      if (link.mode === "ptt" || link.mode === "vad") this.setMode(link.mode);
-    }
+    const link = this.takeLink();
+    // a device link opened in a tab that already shows the app changes only the fragment
+    window.addEventListener("hashchange", () => this.linkOpenedAgain());
     const token = store.get("token") || "";
     $("token").value = token;
     $("channel").value = store.get("channel") || "";
@@ -133,6 +130,32 @@ class App {
       navigator.serviceWorker.register("sw.js", { updateViaCache: "none" }).catch(() => {});
     }
     if (link && link.autojoin && token && $("channel").value) this.join();
+  }
+
+  takeLink() {
+    const link = readDeviceLink();
+    if (link) {
+      if (link.token) store.set("token", link.token);
+      if (link.channel) store.set("channel", link.channel);
+      if (link.mode === "ptt" || link.mode === "vad") this.setMode(link.mode);
+    }
+    return link;
+  }
+
+  linkOpenedAgain() {
+    const link = this.takeLink();
+    if (!link) return;
+    const token = store.get("token") || "";
+    const channel = store.get("channel") || "";
+    $("token").value = token;
+    $("channel").value = channel;
+    this.fillChannels(token);
+    if (this.conn) {
+      if (link.token && link.token !== this.conn.token) this.renewToken(link.token);
+      if (channel && channel !== this.conn.channel) this.conn.switchChannel(channel);
+    } else if (link.autojoin && token && channel) {
+      this.join();
+    }
   }
 
   fillChannels(token) {
