@@ -269,3 +269,23 @@ def test_signaling_exchange_prints_events_and_reports_missing_media(
     assert code == 1
     assert err == ["voice-client: error: media never connected (ICE/DTLS with the server failed)"]
     assert record.exists()  # the (silent) recording is still written
+
+
+def test_input_and_play_are_alternatives(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    wav = tmp_path / "a.wav"
+    wav.write_bytes(b"")
+    with pytest.raises(SystemExit) as exc:
+        main(args("http://127.0.0.1:9", "--token", "t", "--input", "--play", str(wav)))
+    assert exc.value.code == 2
+    assert "--input and --play are alternatives" in capsys.readouterr().err
+
+
+def test_server_and_channel_are_required_unless_listing_devices(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--token", "t"])
+    assert exc.value.code == 2
+    assert "--server, --channel" in capsys.readouterr().err

@@ -109,3 +109,12 @@ def test_onset_detector_finds_the_first_loud_sample_after_quiet() -> None:
     at = detector.scan(burst)
     assert 0 <= at < 48  # within the first millisecond of a 440 Hz tone at -12 dBFS
     assert detector.scan(array("h", tone(50))) == -1  # no new onset without 300 ms of quiet
+
+
+def test_the_gate_rule_is_pure() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, voice_client.vad; print(' '.join({m.split('.')[0] for m in sys.modules}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert not set(out.stdout.split()) & {"asyncio", "aiortc", "av", "sounddevice", "websockets"}
