@@ -320,17 +320,31 @@ def run_latency(opts: LatencyOptions, log: IO[str] = sys.stderr) -> dict[str, An
             headset_path.latencies_ms, headset_path.missed = match_onsets(sent, headset.onsets_ms)
             server = _server_onsets(url)
             output_latency = headset.output_latency_ms
+            neteq = _jitter_buffer_ms(listener.evaluate("window.voiceDiag.stats()"))
     return {
         "bursts_sent": len(sent),
         "period_s": opts.period,
         "tone_ms": opts.tone_ms,
         "headset_output_latency_ms": output_latency,
+        "browser_jitter_buffer_ms": neteq,
         "paths": [browser_path.summary(), headset_path.summary(), server],
         "targets": {
             "mouth_to_ear_p95_ms": MOUTH_TO_EAR_P95_MS,
             "onset_to_forward_p95_ms": ONSET_TO_FORWARD_P95_MS,
         },
     }
+
+
+def _jitter_buffer_ms(stats: dict[str, Any]) -> dict[str, float] | None:
+    """The listening browser's jitter buffer: average delay and target over the run (ms)."""
+    for s in (stats or {}).get("inbound", {}).values():
+        emitted = s.get("jitterBufferEmittedCount") or 0
+        if emitted:
+            return {
+                "average": round(1000 * s["jitterBufferDelay"] / emitted, 1),
+                "target": round(1000 * (s.get("jitterBufferTargetDelay") or 0) / emitted, 1),
+            }
+    return None
 
 
 def _verdict(p95: float | None, target: float) -> str:
@@ -366,6 +380,12 @@ def main_latency(opts: LatencyOptions, json_out: IO[str] | None = None) -> int:
         print(
             f"(headset output device latency reported by PortAudio: "
             f"{result['headset_output_latency_ms']} ms, included)"
+        )
+    if result["browser_jitter_buffer_ms"] is not None:
+        jb = result["browser_jitter_buffer_ms"]
+        print(
+            f"(listening browser's jitter buffer over the run: average {jb['average']} ms, "
+            f"target {jb['target']} ms)"
         )
     if json_out is not None:
         json.dump(result, json_out, indent=2)

@@ -105,6 +105,7 @@ export class Call extends EventTarget {
           audioLevel: s.audioLevel,
           jitterBufferDelay: s.jitterBufferDelay,
           jitterBufferEmittedCount: s.jitterBufferEmittedCount,
+          jitterBufferTargetDelay: s.jitterBufferTargetDelay,
         };
       } else if (s.type === "outbound-rtp" && s.kind === "audio") {
         out.outbound = { packetsSent: s.packetsSent, bytesSent: s.bytesSent };
