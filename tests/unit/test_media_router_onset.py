@@ -3,6 +3,7 @@ first-forward histogram behind ``voice_media_talk_onset_seconds``."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,3 +113,42 @@ def test_talk_onset_to_first_forward_is_measured_once_per_burst() -> None:
     for k in range(5):
         _feed(router, talker, k, 20, 1_000 + 20 * k)
     assert onsets.count == 1
+
+
+def test_the_first_voiced_packet_is_forwarded_at_once_and_talk_starts_after_the_attack() -> None:
+    router, sent, onsets, events = _router()
+    talker = router.add(_Transport("talker"))  # type: ignore[arg-type]
+    router.add(_Transport("listener"))  # type: ignore[arg-type]
+    router.refresh_listeners()
+    now = time.perf_counter_ns() // 1_000_000  # the histogram compares with the real clock
+    _feed(router, talker, 1, 20, now)
+    assert len(sent) == 1 and events.log == []  # heard at once, not announced yet
+    assert onsets.count == 1 and onsets.max_us < 5_000
+    _feed(router, talker, 2, 20, now + 20)
+    _feed(router, talker, 3, 20, now + 40)
+    assert events.log == [("start", "talker", 1)] and len(sent) == 3
+
+
+def test_a_click_shorter_than_the_attack_gives_its_slot_back_silently() -> None:
+    router, sent, _, events = _router()
+    talker = router.add(_Transport("talker"))  # type: ignore[arg-type]
+    router.add(_Transport("listener"))  # type: ignore[arg-type]
+    router.refresh_listeners()
+    _feed(router, talker, 1, 20, 3_000)
+    for k in range(2, 5):
+        _feed(router, talker, k, 127, 3_000 + 20 * (k - 1))
+    assert events.log == [] and talker.slot is None and router.active_talkers == 0
+    assert 1 <= len(sent) <= 2
+
+
+def test_packets_stopping_during_the_attack_free_the_slot_at_the_next_tick() -> None:
+    router, _, _, events = _router()
+    talker = router.add(_Transport("talker"))  # type: ignore[arg-type]
+    router.add(_Transport("listener"))  # type: ignore[arg-type]
+    router.refresh_listeners()
+    _feed(router, talker, 1, 20, 4_000)
+    assert talker.slot == 1
+    router.tick(4_100 * 1_000_000)
+    assert talker.slot is None and events.log == []
+    router.remove("talker")
+    assert events.log == []  # no talk_stopped for a burst that never started

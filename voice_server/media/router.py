@@ -46,7 +46,16 @@ class TalkEvents(Protocol):
 
 
 class Member:
-    __slots__ = ("detector", "preroll", "session_id", "slot", "transport", "waiting")
+    __slots__ = (
+        "detector",
+        "onset_ns",
+        "preroll",
+        "session_id",
+        "slot",
+        "tentative",
+        "transport",
+        "waiting",
+    )
 
     def __init__(self, transport: Transport, rules: TalkRules, preroll: int) -> None:
         self.session_id = transport.session_id
@@ -54,6 +63,8 @@ class Member:
         self.detector = TalkDetector(rules)
         self.preroll = PreRoll(preroll)
         self.slot: int | None = None  # the slot held, 1..N like the SDP mids
+        self.tentative = False  # holding a slot during the attack, before talk_started
+        self.onset_ns = 0  # when the current burst's first packet was forwarded
         self.waiting = False  # talking while every slot was busy
 
 
@@ -103,7 +114,7 @@ class Router:
             member.waiting = False
             self._waiting.remove(member)
         if member.slot is not None:
-            self._stop(member, notify=True)
+            self._stop(member, notify=not member.tentative)
         self.refresh_listeners()
 
     def refresh_listeners(self) -> None:
@@ -125,9 +136,17 @@ class Router:
             self._counters.drop_bad_rtp += 1
             return
         now_ms = t0_ns // 1_000_000
-        event = member.detector.feed(now_ms, None if level is None else level[1])
+        detector = member.detector
+        event = detector.feed(now_ms, None if level is None else level[1])
         if member.slot is not None:
-            if event == _STOPPED:
+            if member.tentative:
+                if event == _STARTED:
+                    self._confirm(member)
+                elif not detector.attacking:  # the voiced run broke: a click, not speech
+                    self._stop(member, notify=False)
+                    member.preroll.push(plain, now_ms)
+                    return
+            elif event == _STOPPED:
                 self._stop(member, notify=True)
                 member.preroll.push(plain, now_ms)
                 return
@@ -141,6 +160,8 @@ class Router:
             self._waiting.remove(member)
         elif member.waiting:
             self._counters.drop_slot_busy += 1
+        elif detector.attacking and not self.table.busy:
+            self._speculate(member, t0_ns)
 
     def _forward(self, src: Member, buf: bytearray, now_ms: int, t0_ns: int) -> None:
         slot = src.slot
@@ -170,6 +191,26 @@ class Router:
             observe((_perf_ns() - t0_ns) // 1000)
 
     # ------------------------------------------------------------------ talk bursts
+    # A burst is *confirmed* (talk_started) after the detector's attack, but its audio is
+    # forwarded from its first voiced packet: a free slot is held *tentatively* during the
+    # attack, so listeners get the onset at once (no 40 ms wait, and no pre-roll arriving in
+    # one go, which made every receiver's jitter buffer grow). A run that breaks before the
+    # attack is over (a click) gives the slot back silently: listeners heard a few tens of
+    # milliseconds of it, nobody saw a talk event.
+    def _speculate(self, member: Member, t0_ns: int) -> None:
+        slot = self.table.acquire(member.session_id)
+        if slot is None:
+            return
+        member.slot = slot
+        member.tentative = True
+        self._first_packets(member, t0_ns)
+
+    def _confirm(self, member: Member) -> None:
+        member.tentative = False
+        self._counters.talk_bursts += 1
+        assert member.slot is not None
+        self._events.talk_started(member.session_id, member.slot)
+
     def _start(self, member: Member, t0_ns: int) -> None:
         slot = self.table.acquire(member.session_id)
         if slot is None:
@@ -179,28 +220,34 @@ class Router:
             self._events.slot_busy(member.session_id, len(self.streams))
             return
         self._open(member, slot, t0_ns)
-        if self._onsets is not None and self.listeners > 1:
-            # talk onset (arrival of the burst's first voiced packet) -> its first copy sent
-            onset_us = member.detector.started_at_ms * 1000
-            self._onsets.observe_us(_perf_ns() // 1000 - onset_us)
 
     def _open(self, member: Member, slot: int, t0_ns: int) -> None:
         member.slot = slot
         self._counters.talk_bursts += 1
         self._events.talk_started(member.session_id, slot)
-        # Pre-roll: the voiced run that started the burst and at most PREROLL_LEAD_MS before
-        # it (a soft first consonant). Older packets (DTX or a quiet stretch long ago) would
-        # make every listener play old silence first: latency, and a jitter-buffer upset.
-        oldest = member.detector.started_at_ms - PREROLL_LEAD_MS
+        self._first_packets(member, t0_ns)
+
+    def _first_packets(self, member: Member, t0_ns: int) -> None:
+        """Forward the pre-roll: the voiced run so far and at most PREROLL_LEAD_MS before it
+        (a soft first consonant). Older packets (DTX, a quiet stretch long ago) would make every
+        listener play old silence first: latency, and a jitter-buffer upset."""
+        detector = member.detector
+        # the burst's first voiced packet: of the run in progress, or of the confirmed burst
+        start_ms = detector.run_start_ms if detector.attacking else detector.started_at_ms
+        oldest = start_ms - PREROLL_LEAD_MS
         for packet, arrival_ms in member.preroll.drain():
             if arrival_ms >= oldest:
                 self._forward(member, bytearray(packet), arrival_ms, t0_ns)
+        if self._onsets is not None and self.listeners > 1:
+            # talk onset (arrival of the burst's first voiced packet) -> its first copy sent
+            self._onsets.observe_us(_perf_ns() // 1000 - start_ms * 1000)
 
     def _stop(self, member: Member, *, notify: bool) -> None:
         slot = member.slot
         if slot is None:
             return
         member.slot = None
+        member.tentative = False
         self.table.release(member.session_id)
         self.streams[slot - 1].release()
         if notify:
@@ -220,6 +267,12 @@ class Router:
         now_ms = now_ns // 1_000_000
         for member in list(self.members.values()):
             if member.slot is None and not member.waiting:
+                continue
+            if member.tentative:
+                # packets stopped during the attack (DTX after a click): give the slot back
+                if now_ms - member.detector.last_voiced_ms > member.detector.rules.attack_gap_ms:
+                    member.detector.reset()
+                    self._stop(member, notify=False)
                 continue
             if member.detector.tick(now_ms) == _STOPPED:
                 if member.slot is not None:
