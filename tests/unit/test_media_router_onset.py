@@ -152,3 +152,23 @@ def test_packets_stopping_during_the_attack_free_the_slot_at_the_next_tick() -> 
     assert talker.slot is None and events.log == []
     router.remove("talker")
     assert events.log == []  # no talk_stopped for a burst that never started
+
+
+def test_when_talk_starts_the_pre_roll_still_holds_the_bursts_first_packets() -> None:
+    """The transcription tap opens a burst at talk_started with the pre-roll's packets: with
+    speculative forwarding they must still be there at that moment (then cleared)."""
+    router, _, _, events = _router()
+    talker = router.add(_Transport("talker"))  # type: ignore[arg-type]
+    router.add(_Transport("listener"))  # type: ignore[arg-type]
+    router.refresh_listeners()
+    seen: list[int] = []
+    original = events.talk_started
+
+    def talk_started(session_id: str, slot: int) -> None:
+        seen.append(len(talker.preroll))
+        original(session_id, slot)
+
+    events.talk_started = talk_started  # type: ignore[method-assign]
+    for k in range(3):
+        _feed(router, talker, k, 20, 6_000 + 20 * k)
+    assert seen == [3] and len(talker.preroll) == 0

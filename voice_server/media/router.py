@@ -140,11 +140,12 @@ class Router:
         event = detector.feed(now_ms, None if level is None else level[1])
         if member.slot is not None:
             if member.tentative:
+                member.preroll.push(plain, now_ms)  # what the burst began with, until confirmed
                 if event == _STARTED:
                     self._confirm(member)
                 elif not detector.attacking:  # the voiced run broke: a click, not speech
                     self._stop(member, notify=False)
-                    member.preroll.push(plain, now_ms)
+                    member.preroll.drain()  # forwarded already: never again
                     return
             elif event == _STOPPED:
                 self._stop(member, notify=True)
@@ -203,13 +204,18 @@ class Router:
             return
         member.slot = slot
         member.tentative = True
-        self._first_packets(member, t0_ns)
+        kept = self._first_packets(member, t0_ns)
+        for packet, arrival_ms in kept:  # keep them: the burst's start, until it is confirmed
+            member.preroll.push(packet, arrival_ms)
 
     def _confirm(self, member: Member) -> None:
+        """The attack is over: the tentative burst is a talk burst. ``member.preroll`` holds
+        its last packets (already forwarded) until here, for whoever wants the burst's start."""
         member.tentative = False
         self._counters.talk_bursts += 1
         assert member.slot is not None
         self._events.talk_started(member.session_id, member.slot)
+        member.preroll.drain()
 
     def _start(self, member: Member, t0_ns: int) -> None:
         slot = self.table.acquire(member.session_id)
@@ -227,7 +233,7 @@ class Router:
         self._events.talk_started(member.session_id, slot)
         self._first_packets(member, t0_ns)
 
-    def _first_packets(self, member: Member, t0_ns: int) -> None:
+    def _first_packets(self, member: Member, t0_ns: int) -> list[tuple[bytes, int]]:
         """Forward the pre-roll: the voiced run so far and at most PREROLL_LEAD_MS before it
         (a soft first consonant). Older packets (DTX, a quiet stretch long ago) would make every
         listener play old silence first: latency, and a jitter-buffer upset."""
@@ -235,12 +241,14 @@ class Router:
         # the burst's first voiced packet: of the run in progress, or of the confirmed burst
         start_ms = detector.run_start_ms if detector.attacking else detector.started_at_ms
         oldest = start_ms - PREROLL_LEAD_MS
-        for packet, arrival_ms in member.preroll.drain():
+        packets = member.preroll.drain()
+        for packet, arrival_ms in packets:
             if arrival_ms >= oldest:
                 self._forward(member, bytearray(packet), arrival_ms, t0_ns)
         if self._onsets is not None and self.listeners > 1:
             # talk onset (arrival of the burst's first voiced packet) -> its first copy sent
             self._onsets.observe_us(_perf_ns() // 1000 - start_ms * 1000)
+        return packets
 
     def _stop(self, member: Member, *, notify: bool) -> None:
         slot = member.slot
@@ -273,6 +281,7 @@ class Router:
                 if now_ms - member.detector.last_voiced_ms > member.detector.rules.attack_gap_ms:
                     member.detector.reset()
                     self._stop(member, notify=False)
+                    member.preroll.drain()
                 continue
             if member.detector.tick(now_ms) == _STOPPED:
                 if member.slot is not None:
