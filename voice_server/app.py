@@ -19,7 +19,7 @@ from voice_server.state import AppState
 from voice_server.store.channels import ChannelStore
 from voice_server.store.database import Database, migrate
 from voice_server.web import health
-from voice_server.web.static import SecurityHeaders, find_web_dir, web_files
+from voice_server.web.static import CommonHeaders, find_web_dir, web_files
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def create_app(config: Config) -> FastAPI:
         )
 
     # The phone client at "/" (mounted last: every route above takes precedence).
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(CommonHeaders)
     web_dir = find_web_dir(config.web_dir)
     if web_dir is not None:
         app.mount("/", web_files(web_dir), name="web")

@@ -1,9 +1,14 @@
-"""The phone web client: static files under ``clients/web`` served at ``/``, and the security
-headers every HTTP response carries (a strict Content-Security-Policy: the client has no inline
-script or style, and talks only to its own origin).
+"""The phone web client: static files under ``clients/web`` served at ``/``.
 
-Static files are sent with ``Cache-Control: no-cache`` (revalidated with their ETag on every
-load) so an update reaches phones on the next load; the service worker is network-first too.
+Every file is sent with the client's own Content-Security-Policy (:data:`CSP`: no inline script
+or style, connections only to its own origin including its WebSocket, its manifest, worker and
+audio worklet) and a Permissions-Policy allowing the microphone, set by the route itself so a
+site-wide security middleware that adds a CSP only where none is set leaves them alone. Files
+are sent with ``Cache-Control: no-cache`` (revalidated with their ETag on every load) so an update
+reaches phones on the next load; the service worker is network-first too.
+
+:class:`CommonHeaders` adds the headers every response should carry (``nosniff``,
+``no-referrer``, ``DENY`` framing).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Any
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["CSP", "SecurityHeaders", "find_web_dir", "web_files"]
+__all__ = ["CSP", "PERMISSIONS", "CommonHeaders", "find_web_dir", "web_files"]
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -24,13 +29,12 @@ CSP = (
     "frame-ancestors 'none'"
 )
 
+PERMISSIONS = "microphone=(self), camera=(), geolocation=(), payment=()"
+
 _HEADERS: list[tuple[bytes, bytes]] = [
-    (b"content-security-policy", CSP.encode()),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
     (b"x-frame-options", b"DENY"),
-    (b"permissions-policy", b"microphone=(self), camera=(), geolocation=(), payment=()"),
-    (b"cross-origin-opener-policy", b"same-origin"),
 ]
 
 
@@ -50,6 +54,9 @@ class _NoCacheStatic(StaticFiles):
     async def get_response(self, path: str, scope: Scope) -> Any:
         response = await super().get_response(path, scope)
         response.headers["cache-control"] = "no-cache"
+        response.headers["content-security-policy"] = CSP
+        response.headers["permissions-policy"] = PERMISSIONS
+        response.headers["cross-origin-opener-policy"] = "same-origin"
         if path.endswith(".webmanifest"):
             response.headers["content-type"] = "application/manifest+json"
         return response
@@ -59,8 +66,8 @@ def web_files(directory: Path) -> StaticFiles:
     return _NoCacheStatic(directory=directory, html=True)
 
 
-class SecurityHeaders:
-    """ASGI middleware adding the security headers to every HTTP response."""
+class CommonHeaders:
+    """ASGI middleware adding nosniff, no-referrer and DENY framing to every HTTP response."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
