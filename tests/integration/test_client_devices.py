@@ -64,9 +64,9 @@ def test_headset_device_mode_talks_from_the_microphone_and_plays_what_it_hears(
         # the headset: microphone = the "mic" sink's monitor, speaker = the "speaker" sink
         dev_env = {**env, "PULSE_SOURCE": "mic.monitor", "PULSE_SINK": "speaker"}
         headset = device_client(
-            server, dev_env, "helmet", "--input", "--output", "--report-onsets", duration=11
+            server, dev_env, "helmet", "--input", "--output", "--report-onsets", duration=16
         )
-        listener = start_client(server, tmp_path, "desk", duration=11)
+        listener = start_client(server, tmp_path, "desk", duration=16)
         heard = tmp_path / "speaker.wav"
         rec = subprocess.Popen(
             [
