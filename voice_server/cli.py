@@ -16,6 +16,7 @@ from typing import Any
 
 from voice_server import __version__, cli_admin
 from voice_server.accounts.validate import AccountError
+from voice_server.bench import search as bench_search
 from voice_server.bench import transcribe as bench_transcribe
 from voice_server.config import Config, ConfigError, load_config
 from voice_server.identity.keys import KeyFileError, load_or_create_key
@@ -86,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmarks")
     bsub = bench.add_subparsers(dest="bench", required=True, parser_class=_Parser)
     bench_transcribe.add_parser(bsub)
+    bench_search.add_parser(bsub)
     return parser
 
 
@@ -144,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return transcribe_commands.run(args)
         if args.command == "bench" and args.bench == "transcribe":
             return bench_transcribe.main(args)
+        if args.command == "bench" and args.bench == "search":
+            return bench_search.main(args)
         raise CliError(f"voice-server: unknown command {args.command}")
     except CliError as exc:
         print(str(exc), file=sys.stderr)
