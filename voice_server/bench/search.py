@@ -81,9 +81,7 @@ def build(db_path: Path, corpus: Corpus) -> float:
     return seconds
 
 
-def _query(
-    kind: str, term: str, rng: random.Random, start_ms: int, end_ms: int
-) -> SearchQuery:
+def _query(kind: str, term: str, rng: random.Random, start_ms: int, end_ms: int) -> SearchQuery:
     if kind == "channel":
         return SearchQuery(q=term, channels=frozenset({channel_name(rng.randrange(CHANNELS))}))
     if kind == "channels3":
