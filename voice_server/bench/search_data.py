@@ -61,7 +61,7 @@ def speaker_id(index: int) -> str:
     return f"s{index:03d}"
 
 
-def _text(rng: random.Random) -> str:
+def _text(rng: random.Random, rare_rate: float) -> str:
     r = rng.random()
     if r < 0.6:
         text = f"{rng.choice(PLACES)} で {rng.choice(EVENTS)} {rng.choice(ACTS)}"
@@ -70,7 +70,7 @@ def _text(rng: random.Random) -> str:
     else:
         text = f"{rng.choice(PLACES)} の {rng.choice(EVENTS)} は {rng.choice(EXTRA)}"
     for prefix in RARE_PREFIX:
-        if rng.random() < RARE_RATE:
+        if rng.random() < rare_rate:
             text = f"{prefix} {text}"
     return text
 
@@ -82,6 +82,7 @@ class Corpus:
     rows: int
     end_ms: int
     seed: int = 1
+    rare_rate: float = RARE_RATE
 
     @property
     def start_ms(self) -> int:
@@ -101,7 +102,7 @@ class Corpus:
                 speaker_name=f"職員{speaker:03d}",
                 start_ms=start,
                 end_ms=start + 1500 + rng.randrange(3000),
-                text=_text(rng),
+                text=_text(rng, self.rare_rate),
                 model="bench",
                 language="ja",
             )

@@ -59,7 +59,7 @@ class ChannelPurge:
 class PurgeReport:
     dry_run: bool
     channels: list[ChannelPurge] = field(default_factory=list)
-    damaged_files: int = 0
+    spool_files: int = 0
     scrubbed: bool = False
     wal_truncated: bool = False
     seconds: float = 0.0
@@ -102,10 +102,10 @@ class Purger:
                             "files": done.files,
                         },
                     )
-            report.damaged_files = self._unknown(
+            report.spool_files = self._unknown(
                 conn, unknown_channel_cutoff(rules, now_ms), dry_run
             )
-            report.damaged_files += self._spool(cuts, dry_run)
+            report.spool_files += self._spool(cuts, dry_run)
             if not dry_run and any(c.utterances or c.gaps for c in report.channels):
                 report.scrubbed, report.wal_truncated = True, scrub(conn)
         finally:

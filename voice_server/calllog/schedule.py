@@ -44,7 +44,7 @@ class PurgeSchedule:
                 report = await asyncio.to_thread(self._purger.run, int(time.time() * 1000))
                 self.runs += 1
                 removed = sum(c.utterances for c in report.channels)
-                if removed or report.damaged_files:
+                if removed or report.spool_files:
                     log.info(
                         "retention purge",
                         extra={"utterances": removed, "seconds": report.seconds},
