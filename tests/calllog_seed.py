@@ -17,10 +17,12 @@ SILENCE = b"\xf8\xff\xfe"  # one 20 ms Opus frame (CELT, mono) of silence
 FRAME_SAMPLES = 960
 
 
-def write_clip(path: Path, seconds: float = 1.0) -> None:
+def write_clip(path: Path, seconds: float = 1.0, tags: dict[str, str] | None = None) -> None:
+    """An Ogg/Opus file of ``seconds`` of silence with the burst's ``VOICE_*`` tags (as the spool
+    writer makes them: speaker name and channel are in the file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as fh:
-        writer = OggOpusWriter(fh.write, serial=1234, tags={"ENCODER": "tests"})
+        writer = OggOpusWriter(fh.write, serial=1234, tags=tags or {"ENCODER": "tests"})
         for _ in range(int(seconds * 50)):
             writer.add(SILENCE, FRAME_SAMPLES)
         writer.close()
@@ -35,9 +37,10 @@ def utterance(
     start_ms: int | None = None,
     language: str = "ja",
     clip: bool = True,
+    burst_id: str | None = None,
 ) -> Utterance:
-    start = start_ms if start_ms is not None else int(time.time() * 1000)
-    burst = new_burst_id(start)
+    start = int(burst_id[:13]) if burst_id else start_ms or int(time.time() * 1000)
+    burst = burst_id or new_burst_id(start)
     meta = BurstMeta(burst, channel, speaker, name or speaker.title(), "s", start)
     return Utterance(
         id=burst,
@@ -61,5 +64,16 @@ def seed(data_dir: Path, utterances: list[Utterance]) -> list[Utterance]:
     db.close()
     for u in utterances:
         if u.clip:
-            write_clip(data_dir / u.clip)
+            write_clip(data_dir / u.clip, tags=meta_of(u).tags())
     return utterances
+
+
+def meta_of(u: Utterance) -> BurstMeta:
+    return BurstMeta(u.id, u.channel, u.speaker_id, u.speaker_name, "s", u.start_ms)
+
+
+def spool(data_dir: Path, u: Utterance) -> Path:
+    """``u``'s burst as a closed spool file (accepted, not yet transcribed or moved)."""
+    path = data_dir / "spool" / f"{u.id}.ogg"
+    write_clip(path, 0.2, tags=meta_of(u).tags())
+    return path

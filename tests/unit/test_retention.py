@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tests.calllog_seed import seed, utterance, write_clip
+from tests.calllog_seed import seed, spool, utterance, write_clip
 from voice_server.audit.log import AuditLog
 from voice_server.calllog.model import Gap, SearchQuery
 from voice_server.calllog.purge import Purger
@@ -14,8 +14,6 @@ from voice_server.calllog.retention import DAY_MS, Rule, cutoffs, unknown_channe
 from voice_server.calllog.sqlite import SqliteCallLog
 from voice_server.store.channels import ChannelStore
 from voice_server.store.database import Database
-from voice_server.transcribe.burst import BurstMeta
-from voice_server.transcribe.ogg import OggOpusWriter
 
 NOW = 1_790_000_000_000
 CANARY = "ホタルイカ合言葉zqx"
@@ -39,17 +37,6 @@ def files_with(root: Path, needle: str) -> list[str]:
     return sorted(
         str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and data in p.read_bytes()
     )
-
-
-def spool_file(data: Path, u: object) -> Path:
-    meta = BurstMeta(u.id, u.channel, u.speaker_id, u.speaker_name, "s", u.start_ms)  # type: ignore[attr-defined]
-    path = data / "spool" / f"{u.id}.ogg"  # type: ignore[attr-defined]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as fh:
-        writer = OggOpusWriter(fh.write, serial=1, tags=meta.tags())
-        writer.add(b"\xf8\xff\xfe", 960)
-        writer.close()
-    return path
 
 
 def test_a_purge_removes_expired_text_from_every_byte_and_a_legal_hold_keeps_it(
@@ -79,8 +66,8 @@ def test_a_purge_removes_expired_text_from_every_byte_and_a_legal_hold_keeps_it(
         Gap("1" * 13 + "abcdef", "a", "s", "S", old, old + 5, "spool_quota"), created_ms=old
     )
     waiting = utterance("not yet transcribed", channel="a", start_ms=old + 99, clip=False)
-    spool_file(tmp_path, waiting)
-    spool_file(tmp_path, expired[0])  # committed, not yet moved to clips/
+    spool(tmp_path, waiting)
+    spool(tmp_path, expired[0])  # committed, not yet moved to clips/
     write_clip(tmp_path / "clips" / "a" / "2020-01-01" / "0000000000000abcdef.ogg")  # an orphan
     with db.connection() as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -127,7 +114,7 @@ def test_after_a_purge_the_canary_is_in_no_file_of_the_data_directory(tmp_path: 
         ],
     )
     seed(tmp_path, [utterance("今日 の 報告", channel="a", start_ms=NOW - 1000)])
-    spool_file(tmp_path, rows[0])
+    spool(tmp_path, rows[0])
     with db.connection() as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     SqliteCallLog(db).search(SearchQuery(q="ホタルイカ"))  # a reader's connection stays open
