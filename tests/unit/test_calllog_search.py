@@ -180,3 +180,36 @@ def test_the_scheduler_advances_the_stream_closest_to_a_full_page() -> None:
     index, size = next_step([0, 0], [64, 64], 51)
     assert index == 0 and 64 <= size <= 16384
     assert next_step([0, 2], [1000, 64], 51)[0] == 1
+
+
+def test_migration_4_carries_the_old_side_index_over(tmp_path: Path) -> None:
+    import sqlite3
+
+    from voice_server.calllog.normalize import short_grams
+    from voice_server.store.database import MIGRATIONS, connect, migrate
+
+    path = tmp_path / "voice.db"
+    conn = connect(path)
+    for index, script in enumerate(MIGRATIONS[:3]):  # a database made before migration 4
+        conn.executescript(script)
+        conn.execute(f"PRAGMA user_version = {index + 1}")
+    start = T0
+    conn.execute(
+        "INSERT INTO utterance (id, uid, channel, speaker_id, speaker_name, start_ms, end_ms, "
+        "text, norm, model, language, committed_ms) VALUES (?, ?, 'ops', 's', 'S', ?, ?, "
+        "'水 漏れ', '水漏れ', 'm', 'ja', ?)",
+        (start << 10, new_burst_id(start), start, start + 1, start),
+    )
+    conn.executemany(
+        "INSERT INTO utterance_gram (gram, utterance_id) VALUES (?, ?)",
+        [(g, start << 10) for g in short_grams("水漏れ")],
+    )
+    migrate(conn)
+    conn.close()
+    log = SqliteCallLog(Database(path))
+    for term in ("漏れ", "水", "水漏れ"):
+        assert [u.text for u in log.search(SearchQuery(q=term)).items] == ["水 漏れ"], term
+    found = log.search(SearchQuery(q="漏れ")).items[0]
+    assert log.delete([found.id]) == 1 and log.search(SearchQuery(q="漏")).items == ()
+    check = sqlite3.connect(path)
+    check.execute("INSERT INTO utterance_grams (utterance_grams) VALUES ('integrity-check')")
