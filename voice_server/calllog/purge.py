@@ -102,9 +102,7 @@ class Purger:
                             "files": done.files,
                         },
                     )
-            report.spool_files = self._unknown(
-                conn, unknown_channel_cutoff(rules, now_ms), dry_run
-            )
+            report.spool_files = self._unknown(conn, unknown_channel_cutoff(rules, now_ms), dry_run)
             report.spool_files += self._spool(cuts, dry_run)
             if not dry_run and any(c.utterances or c.gaps for c in report.channels):
                 report.scrubbed, report.wal_truncated = True, scrub(conn)
