@@ -77,3 +77,11 @@ def spool(data_dir: Path, u: Utterance) -> Path:
     path = data_dir / "spool" / f"{u.id}.ogg"
     write_clip(path, 0.2, tags=meta_of(u).tags())
     return path
+
+
+def files_with(root: Path, text: str) -> list[str]:
+    """The files below ``root`` whose bytes contain ``text`` (UTF-8), relative paths, sorted."""
+    data = text.encode()
+    return sorted(
+        str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and data in p.read_bytes()
+    )

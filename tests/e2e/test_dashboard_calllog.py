@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 
 from tests.accounts import BY, build_org, password
 from tests.calllog_seed import seed, utterance
+from tests.e2e.chromium import CHROMIUM, FLAGS
 from tests.e2e.test_dashboard_xss import INIT, PAYLOADS
 from tests.servers import ServerProcess, free_port
 from voice_server.accounts.bundle import Accounts
@@ -27,20 +27,9 @@ from voice_server.store.database import Database
 
 pytestmark = pytest.mark.e2e
 playwright_api = pytest.importorskip("playwright.sync_api")
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 if not Path(CHROMIUM).exists():
     pytest.skip("Debian's chromium is not installed", allow_module_level=True)
 
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # ops: what boss supervises; hq: the same words, which boss must never see
 OPS = [
     "東 門 で 水 漏れ が あり ます",

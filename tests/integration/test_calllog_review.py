@@ -20,7 +20,7 @@ import pytest
 import websockets
 
 from tests.accounts import BY, build_org, client, signin, token
-from tests.calllog_seed import seed, spool, utterance
+from tests.calllog_seed import files_with, seed, spool, utterance
 from tests.servers import ServerProcess, free_port
 from tests.wsclient import Peer
 from voice_server.accounts.bundle import Accounts
@@ -188,13 +188,6 @@ async def test_the_live_view_ends_within_2s_when_the_viewer_loses_the_channel(
         await next_of(watch, "never", timeout=4)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
     assert time.monotonic() - started <= 2.5
-
-
-def files_with(root: Path, text: str) -> list[str]:
-    data = text.encode()
-    return sorted(
-        str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and data in p.read_bytes()
-    )
 
 
 def test_the_scheduled_purge_leaves_no_canary_in_any_file_and_a_legal_hold_keeps_its_log(

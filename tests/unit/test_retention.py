@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tests.calllog_seed import seed, spool, utterance, write_clip
+from tests.calllog_seed import files_with, seed, spool, utterance, write_clip
 from voice_server.audit.log import AuditLog
 from voice_server.calllog.model import Gap, SearchQuery
 from voice_server.calllog.purge import Purger
@@ -29,13 +29,6 @@ def test_cutoffs_follow_retention_and_legal_hold() -> None:
     assert unknown_channel_cutoff(rules, NOW) is None
     assert unknown_channel_cutoff([Rule("a", 30, False), Rule("d", 7, False)], NOW) == (
         NOW - 30 * DAY_MS
-    )
-
-
-def files_with(root: Path, needle: str) -> list[str]:
-    data = needle.encode()
-    return sorted(
-        str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and data in p.read_bytes()
     )
 
 
