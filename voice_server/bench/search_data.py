@@ -4,7 +4,7 @@ Field-radio sentences over 50 channels (10 speakers each) and a year, with Vosk-
 between words, generated deterministically from a seed. The query terms of the benchmark come in
 three lengths (1, 2 and 3+ characters) and three frequencies each:
 
-- common: part of everyday phrases (門 ≈ 15 %, 確認 ≈ 10 %, お願いします ≈ 15 % of utterances);
+- common: part of everyday phrases (門 7.5 %, 確認 10 %, お願いします 13 % of utterances);
 - rare: injected into about 1 in 10,000 utterances; their characters occur nowhere else;
 - none: characters the generator never writes.
 """
