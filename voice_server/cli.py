@@ -17,8 +17,7 @@ from typing import Any
 
 from voice_server import __version__, cli_admin
 from voice_server.accounts.validate import AccountError
-from voice_server.bench import search as bench_search
-from voice_server.bench import transcribe as bench_transcribe
+from voice_server.bench.cli import add_bench_parser, run_bench
 from voice_server.config import Config, ConfigError, load_config
 from voice_server.identity.keys import KeyFileError, load_or_create_key
 from voice_server.identity.tokens import Audience, Role, issue_token
@@ -56,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--media-port", type=int, help="UDP media port (default 40000)")
     serve.add_argument("--announce-ip", help="address put in SDP for the media port")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--tls-cert", type=Path, help="HTTPS: PEM certificate (chain) file")
+    serve.add_argument("--tls-key", type=Path, help="HTTPS: PEM private key file")
     serve.add_argument(
         "--demo",
         action="store_true",
@@ -88,10 +89,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_state_args(purge)
     purge.add_argument("--dry-run", action="store_true", help="count, change nothing")
     transcribe_commands.add_parsers(sub, _add_state_args)
-    bench = sub.add_parser("bench", help="benchmarks")
-    bsub = bench.add_subparsers(dest="bench", required=True, parser_class=_Parser)
-    bench_transcribe.add_parser(bsub)
-    bench_search.add_parser(bsub)
+    cert = sub.add_parser(
+        "tls-cert", help="create a self-signed HTTPS certificate for this machine (if none)"
+    )
+    _add_state_args(cert)
+    cert.add_argument(
+        "--name", action="append", default=[], help="extra host name or address (repeat)"
+    )
+    cert.add_argument("--force", action="store_true", help="replace an existing certificate")
+
+    add_bench_parser(sub)
+
     return parser
 
 
@@ -132,7 +140,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         transcriber=args.transcriber,
         model=args.model,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
     )
+    for path in (config.tls_cert, config.tls_key):
+        if path is not None and not path.is_file():
+            raise CliError(f"voice-server serve: no such file: {path}")
     return run_server(config, demo=args.demo)
 
 
@@ -146,6 +159,16 @@ def _cmd_purge(args: argparse.Namespace) -> int:
     purger = Purger(config.data_dir, audit)
     report = purger.run(int(time.time() * 1000), actor=cli_admin.cli_caller(), dry_run=args.dry_run)
     print(json.dumps(report.as_dict(), ensure_ascii=False, indent=1))
+    return 0
+
+
+def _cmd_tls_cert(args: argparse.Namespace) -> int:
+    from voice_server.tlscert import ensure_self_signed, trust_instructions
+
+    config = _config(args)
+    files = ensure_self_signed(config.data_dir, args.name, force=args.force)
+    for line in trust_instructions(files):
+        print(line)
     return 0
 
 
@@ -163,10 +186,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cli_admin.run(args, _config(args))
         if args.command in transcribe_commands.COMMANDS:
             return transcribe_commands.run(args)
-        if args.command == "bench" and args.bench == "transcribe":
-            return bench_transcribe.main(args)
-        if args.command == "bench" and args.bench == "search":
-            return bench_search.main(args)
+        if args.command == "tls-cert":
+            return _cmd_tls_cert(args)
+        if args.command == "bench":
+            return run_bench(args)
         raise CliError(f"voice-server: unknown command {args.command}")
     except CliError as exc:
         print(str(exc), file=sys.stderr)

@@ -18,17 +18,15 @@ import pytest
 
 from tests.accounts import BY, build_org, password
 from tests.calllog_seed import seed, utterance
-from tests.e2e.chromium import CHROMIUM, FLAGS
 from tests.e2e.test_dashboard_xss import INIT, PAYLOADS
 from tests.servers import ServerProcess, free_port
 from voice_server.accounts.bundle import Accounts
 from voice_server.accounts.users import Assignment
+from voice_server.bench.browser import launch_chromium
 from voice_server.store.database import Database
 
 pytestmark = pytest.mark.e2e
 playwright_api = pytest.importorskip("playwright.sync_api")
-if not Path(CHROMIUM).exists():
-    pytest.skip("Debian's chromium is not installed", allow_module_level=True)
 
 # ops: what boss supervises; hq: the same words, which boss must never see
 OPS = [
@@ -80,7 +78,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     with playwright_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        b = launch_chromium(pw)
         yield b
         b.close()
 

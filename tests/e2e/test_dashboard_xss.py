@@ -10,16 +10,14 @@ from pathlib import Path
 import pytest
 
 from tests.accounts import BY, password
-from tests.e2e.chromium import CHROMIUM, FLAGS
 from tests.servers import ServerProcess, free_port
 from voice_server.accounts.bundle import Accounts
 from voice_server.accounts.users import Assignment
+from voice_server.bench.browser import launch_chromium
 from voice_server.store.database import Database
 
 pytestmark = pytest.mark.e2e
 playwright_api = pytest.importorskip("playwright.sync_api")
-if not Path(CHROMIUM).exists():
-    pytest.skip("Debian's chromium is not installed", allow_module_level=True)
 
 PAYLOADS = [
     "<script>alert(1)</script>",
@@ -112,7 +110,7 @@ def test_payloads_as_display_names_render_as_text_and_never_run(
 ) -> None:
     assert len(PAYLOADS) >= 50
     with playwright_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        browser = launch_chromium(pw)
         context = browser.new_context(bypass_csp=True, locale="ja-JP")
         context.add_init_script(INIT)
         page = context.new_page()

@@ -32,6 +32,7 @@ __all__ = [
     "ProcSample",
     "count_fds",
     "read_cpu_times",
+    "read_machine_busy_seconds",
     "read_rss_bytes",
     "read_threads",
     "sample",
@@ -72,6 +73,18 @@ def read_cpu_times(pid: int | None = None) -> tuple[float, float]:
     fields = _stat_fields(_self_pid(pid))
     # field 14 = utime, 15 = stime; fields[0] is field 3.
     return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
+def read_machine_busy_seconds() -> float:
+    """CPU seconds all processes of the machine spent busy (every CPU) since boot.
+
+    From the aggregate ``cpu`` line of ``/proc/stat``: user + nice + system + irq + softirq +
+    steal, in clock ticks (idle and iowait excluded; guest time is already inside user).
+    """
+    with open("/proc/stat", encoding="ascii") as f:
+        fields = f.readline().split()
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[1:9])
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
 
 
 def read_threads(pid: int | None = None) -> int:

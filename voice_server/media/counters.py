@@ -39,6 +39,8 @@ class MediaCounters:
     dtls_failures: int = 0
     packets_in: int = 0
     packets_out: int = 0
+    #: packets of a talker holding a slot, each copied to every other connected member
+    packets_routed: int = 0
     rtcp_in: int = 0
     rtcp_out: int = 0
     rtcp_receiver_reports: int = 0
@@ -61,6 +63,11 @@ class MediaCounters:
             Family("voice_media_packets_out_total", "counter", "RTP packets forwarded").add(
                 self.packets_out
             ),
+            Family(
+                "voice_media_packets_routed_total",
+                "counter",
+                "RTP packets of talkers holding a slot (each copied to every other member)",
+            ).add(self.packets_routed),
             Family("voice_media_bytes_out_total", "counter", "Media bytes forwarded").add(
                 self.bytes_out
             ),

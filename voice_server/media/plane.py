@@ -17,7 +17,7 @@ import socket
 import time
 from collections.abc import Callable
 
-from voice_server.histogram import LatencyHistogram
+from voice_server.histogram import LatencyHistogram, make_bounds_us
 from voice_server.media.counters import MediaCounters
 from voice_server.media.dtls import Certificate
 from voice_server.media.endpoint import MediaEndpoint
@@ -87,6 +87,8 @@ class MediaPlane:
         self.preroll_packets = preroll_packets
         self.counters = MediaCounters()
         self.histogram = LatencyHistogram()
+        #: talk onset (first voiced packet of a burst) -> first packet of the burst forwarded
+        self.onset_histogram = LatencyHistogram(make_bounds_us(max_us=2_000_000))
         self.certificate = Certificate.generate()
         self.routers: dict[str, Router] = {}
         self.transports: dict[str, Transport] = {}
@@ -149,6 +151,7 @@ class MediaPlane:
                 counters=self.counters,
                 histogram=self.histogram,
                 tap=self.tap,
+                onset_histogram=self.onset_histogram,
             )
             self.routers[session.channel] = router
         creds = new_ice_credentials()
@@ -181,7 +184,15 @@ class MediaPlane:
             parsed = parse_sdp_answer(sdp, self.slots + 1, payload_type=OPUS_PT)
         except (SdpError, PacketError) as exc:
             raise ValueError(str(exc)) from None
+        was = transport.state
         transport.apply_answer(parsed)
+        # DTLS may finish before the answer arrives: the transport connects (or fails the
+        # fingerprint check) here, not in the endpoint, so count it here
+        if transport.state is not was:
+            if transport.state is TransportState.CONNECTED:
+                self.counters.dtls_handshakes += 1
+            elif transport.state is TransportState.FAILED:
+                self.counters.dtls_failures += 1
         self._on_change(transport)
 
     def close(self, session: Session) -> None:
@@ -276,4 +287,12 @@ class MediaPlane:
     # ------------------------------------------------------------------ metrics
     def families(self) -> list[Family]:
         talkers = sum(r.active_talkers for r in self.routers.values())
-        return self.counters.families(self.histogram, talkers, len(self.transports))
+        fams = self.counters.families(self.histogram, talkers, len(self.transports))
+        fams.append(
+            self.onset_histogram.family(
+                "voice_media_talk_onset_seconds",
+                "Talk onset (first voiced packet of a burst) to its first packet forwarded",
+                stride=2,
+            )
+        )
+        return fams

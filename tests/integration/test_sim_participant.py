@@ -1,0 +1,41 @@
+"""Simulated participants against a real server process: join, ICE, DTLS-SRTP, forwarding."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.servers import ServerProcess
+from voice_server.sim.group import SimGroup
+
+pytestmark = pytest.mark.integration
+
+
+async def test_one_talker_is_heard_by_three_listeners_and_not_by_itself(
+    server: ServerProcess,
+) -> None:
+    token = server.token("sim", "ops")
+    group = SimGroup(server.ws_url, "ops", lambda _i: token, dtx=True)
+    try:
+        (talker,) = await group.add(1, talking=True)
+        listeners = await group.add(3)
+        await asyncio.sleep(2.0)
+        sent = talker.sent
+        talker.talking = False
+        await asyncio.sleep(0.3)  # packets in flight arrive
+    finally:
+        await group.close()
+
+    assert all(p.offer is not None and len(p.offer.slot_ssrcs) == 3 for p in group.participants)
+    assert sent >= 50
+    assert talker.received == 0, "a talker never hears itself"
+    for listener in listeners:
+        assert listener.received >= 0.9 * sent
+        assert listener.srtp_errors == 0
+        (stream,) = listener.streams.values()
+        assert stream.ssrc in listener.offer.slot_ssrcs  # type: ignore[union-attr]
+        assert stream.lost <= 0.1 * sent
+        assert listener.first_audio_ns > 0
+        assert listener.messages["talk_started"] == 1
+    assert group.latency.count >= 3 * 0.9 * sent

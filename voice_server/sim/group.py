@@ -1,0 +1,133 @@
+"""Many simulated participants in one process: one pacer, one certificate, shared counters.
+
+``SimGroup`` connects participants with bounded concurrency, starts the single pacing task,
+and sums their counters into a :class:`GroupTotals` snapshot (cheap: a pass over the
+participants), so a benchmark can take the difference of two snapshots over its window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
+from voice_server.histogram import LatencyHistogram
+from voice_server.media.dtls import Certificate
+from voice_server.sim.audio import opus_frames
+from voice_server.sim.pacer import Pacer
+from voice_server.sim.participant import SimParticipant
+
+__all__ = ["GroupTotals", "SimGroup"]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupTotals:
+    """Sums over the participants at one instant."""
+
+    sent: int = 0
+    received: int = 0
+    expected: int = 0  # from sequence numbers, per received SSRC
+    lost: int = 0
+    duplicates: int = 0
+    reordered: int = 0
+    rtcp_received: int = 0
+    late_sends: int = 0
+    socket_errors: int = 0
+    srtp_errors: int = 0
+    not_ready: int = 0
+
+    def __sub__(self, other: GroupTotals) -> GroupTotals:
+        return GroupTotals(
+            *(getattr(self, f.name) - getattr(other, f.name) for f in fields(GroupTotals))
+        )
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: int(getattr(self, f.name)) for f in fields(GroupTotals)}
+
+
+class SimGroup:
+    """Simulated participants of one channel, driven by one pacer."""
+
+    def __init__(
+        self,
+        url: str,
+        channel: str,
+        token_for: Callable[[int], str],
+        *,
+        dtx: bool = True,
+        phases: int = 4,
+        certificate: Certificate | None = None,
+    ) -> None:
+        self.url = url
+        self.channel = channel
+        self._token_for = token_for
+        self.dtx = dtx
+        self.certificate = certificate or Certificate.generate()
+        self.frames = opus_frames()
+        self.latency = LatencyHistogram()
+        self.pacer = Pacer(phases=phases)
+        self.participants: list[SimParticipant] = []
+
+    async def add(
+        self, count: int, *, talking: bool = False, concurrency: int = 16, within: float = 30.0
+    ) -> list[SimParticipant]:
+        """Connect ``count`` more participants (``talking`` ones start sending at once)."""
+        first = len(self.participants)
+        new = [
+            SimParticipant(
+                self.url,
+                self._token_for(first + i),
+                self.channel,
+                f"sim-{first + i}",
+                certificate=self.certificate,
+                frames=self.frames,
+                latency=self.latency,
+                dtx=self.dtx,
+                phase=first + i,
+            )
+            for i in range(count)
+        ]
+        self.participants.extend(new)
+        gate = asyncio.Semaphore(concurrency)
+
+        async def connect(p: SimParticipant) -> None:
+            async with gate:
+                await p.connect(within)
+
+        await asyncio.gather(*(connect(p) for p in new))
+        for p in new:
+            p.talking = talking
+            self.pacer.add(p)
+        self.pacer.start()
+        return new
+
+    def totals(self) -> GroupTotals:
+        sums = dict.fromkeys((f.name for f in fields(GroupTotals)), 0)
+        for p in self.participants:
+            for name in (
+                "sent",
+                "received",
+                "rtcp_received",
+                "late_sends",
+                "socket_errors",
+                "srtp_errors",
+                "not_ready",
+            ):
+                sums[name] += getattr(p, name)
+            for s in p.streams.values():
+                sums["expected"] += s.expected
+                sums["lost"] += s.lost
+                sums["duplicates"] += s.duplicates
+                sums["reordered"] += s.reordered
+        return GroupTotals(**sums)
+
+    def jitter_ms(self) -> list[float]:
+        """Current RFC 3550 jitter of every received stream, ms."""
+        return [s.jitter_ms for p in self.participants for s in p.streams.values()]
+
+    def local_ports(self) -> set[int]:
+        return {p.local_port for p in self.participants if p.local_port}
+
+    async def close(self) -> None:
+        await self.pacer.stop()
+        await asyncio.gather(*(p.close() for p in self.participants), return_exceptions=True)

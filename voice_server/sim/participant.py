@@ -1,0 +1,383 @@
+"""A lean simulated participant: signaling, ICE, DTLS-SRTP and RTP, no aiortc, no decoding.
+
+Meant to be run by the hundred in one process (:class:`~voice_server.sim.group.SimGroup`), so
+nothing here runs a coroutine per packet:
+
+- signaling: one WebSocket (``websockets``) per participant: ``join`` → ``joined`` → ``offer``;
+  the answer from :mod:`voice_server.sim.answer`; afterwards one reader task drains server
+  messages (the server disconnects clients that do not read) and counts them by type;
+- media: one connected, non-blocking UDP socket (``SO_RCVBUF`` 1 MiB) read by
+  ``loop.add_reader`` in batches; ICE as the controlling agent (:mod:`voice_server.sim.ice`:
+  checks every 50 ms until a success, then a consent check every 5 s); the DTLS client of
+  :mod:`voice_server.sim.dtls_client` keyed into pylibsrtp;
+- sending is driven from outside: the group's single pacing task calls :meth:`on_frame` every
+  20 ms. A talker sends an Opus frame with audio level 20; a silent participant sends a DTX-like
+  3-byte frame with level 127 every 400 ms (``dtx=True``) or nothing;
+- receiving: every RTP packet is unprotected and counted per SSRC (:mod:`rx_stats`: loss from
+  sequence gaps, RFC 3550 jitter, first arrival); send stamps written by other simulated talkers
+  give the one-way latency through the server into a shared histogram.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import socket
+import struct
+import time
+from collections import Counter
+from typing import Any
+
+import pylibsrtp
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from voice_server.histogram import LatencyHistogram
+from voice_server.media.dtls import Certificate, DtlsState
+from voice_server.media.sdp import new_ice_credentials
+from voice_server.media.srtp import make_sessions
+from voice_server.sim.answer import OfferInfo, build_answer, parse_offer
+from voice_server.sim.audio import DTX_PAYLOAD, read_stamp, rtp_packet
+from voice_server.sim.dtls_client import DtlsClient
+from voice_server.sim.ice import IceChecks
+from voice_server.sim.rx_stats import StreamStats
+
+__all__ = ["SimParticipant"]
+
+RCVBUF = 1 << 20
+READ_BATCH = 64
+RECV_SIZE = 2048
+CHECK_INTERVAL = 0.05
+CONSENT_INTERVAL = 5.0
+TALK_LEVEL = 20
+SILENCE_LEVEL = 127
+DTX_FRAMES = 20  # one DTX frame every 400 ms
+FRAME_SAMPLES = 960
+_perf_ns = time.perf_counter_ns
+_RTP_FIELDS = struct.Struct("!HII")  # seq, timestamp, ssrc at offset 2
+
+
+class SimParticipant:
+    """One simulated participant; see the module docstring."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        channel: str,
+        device_id: str,
+        *,
+        certificate: Certificate,
+        frames: tuple[bytes, ...],
+        latency: LatencyHistogram | None = None,
+        dtx: bool = False,
+        phase: int = 0,
+    ) -> None:
+        self.url = url
+        self.token = token
+        self.channel = channel
+        self.device_id = device_id
+        self.certificate = certificate
+        self.frames = frames
+        self.latency = latency
+        self.dtx = dtx
+        self.dtx_offset = phase % DTX_FRAMES
+        #: set by the owner: send voice frames on :meth:`on_frame`
+        self.talking = False
+        self.ssrc = secrets.randbits(32) or 1
+        self.session_id: str | None = None
+        self.offer: OfferInfo | None = None
+        self.streams: dict[int, StreamStats] = {}
+        self.messages: Counter[str] = Counter()
+        # counters
+        self.sent = 0
+        self.received = 0
+        self.rtcp_received = 0
+        self.late_sends = 0
+        self.socket_errors = 0
+        self.srtp_errors = 0
+        self.not_ready = 0
+        self.connected_at_ns = -1
+        self._seq = secrets.randbits(16)
+        self._ts_base = secrets.randbits(32)
+        self._was_talking = False
+        self._ws: ClientConnection | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._dtls: DtlsClient | None = None
+        self._rx: pylibsrtp.Session | None = None
+        self._tx: pylibsrtp.Session | None = None
+        self._ice: IceChecks | None = None
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._ready: asyncio.Future[None] | None = None
+
+    # ------------------------------------------------------------------ state
+    @property
+    def media_ready(self) -> bool:
+        return self._tx is not None
+
+    @property
+    def local_port(self) -> int:
+        return int(self._sock.getsockname()[1]) if self._sock is not None else 0
+
+    @property
+    def consent_replies(self) -> int:
+        """Consent checks the server answered after ICE connected."""
+        return self._ice.consent_replies if self._ice is not None else 0
+
+    @property
+    def first_audio_ns(self) -> int:
+        """When the first RTP packet arrived (perf_counter ns), -1 if none yet."""
+        firsts = [s.first_ns for s in self.streams.values() if s.first_ns >= 0]
+        return min(firsts) if firsts else -1
+
+    # ------------------------------------------------------------------ connect
+    async def connect(self, within: float = 20.0) -> None:
+        """Join, answer the offer, run ICE and DTLS; return when SRTP keys are in place."""
+        async with asyncio.timeout(within):
+            self._loop = asyncio.get_running_loop()
+            self._ready = self._loop.create_future()
+            ws = await websockets.connect(self.url, max_size=1 << 20, compression=None)
+            self._ws = ws
+            join = {"v": 1, "type": "join", "token": self.token, "channel": self.channel}
+            await ws.send(json.dumps({**join, "device_id": self.device_id}))
+            offer_sdp: str | None = None
+            while offer_sdp is None:
+                msg = self._count(await ws.recv())
+                if msg.get("type") == "joined":
+                    self.session_id = str(msg["session_id"])
+                elif msg.get("type") == "offer":
+                    offer_sdp = str(msg["sdp"])
+                elif msg.get("type") == "error" and msg.get("fatal"):
+                    raise RuntimeError(f"join refused: {msg.get('code')}: {msg.get('message')}")
+            self._reader = asyncio.create_task(self._read_signaling(ws), name="sim-signaling")
+            self.offer = offer = parse_offer(offer_sdp)
+            creds = new_ice_credentials()
+            self._open_socket(offer)
+            self._dtls = DtlsClient(self.certificate, expected_fingerprint=offer.fingerprint)
+            answer = build_answer(
+                offer, credentials=creds, fingerprint=self.certificate.fingerprint, ssrc=self.ssrc
+            )
+            await ws.send(json.dumps({"v": 1, "type": "answer", "sdp": answer}))
+            self._ice = IceChecks(offer.ice_ufrag, offer.ice_pwd, creds.ufrag)
+            self._send_check()
+            await self._ready
+
+    def _count(self, raw: str | bytes) -> dict[str, Any]:
+        msg: dict[str, Any] = json.loads(raw)
+        self.messages[str(msg.get("type"))] += 1
+        return msg
+
+    async def _read_signaling(self, ws: ClientConnection) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async for raw in ws:
+                msg = self._count(raw)
+                if msg.get("type") == "error" and self._ready is not None:
+                    if not self._ready.done():
+                        self._ready.set_exception(
+                            RuntimeError(f"server error: {msg.get('code')}: {msg.get('message')}")
+                        )
+
+    def _open_socket(self, offer: OfferInfo) -> None:
+        sock = socket.socket(
+            socket.AF_INET6 if ":" in offer.ip else socket.AF_INET, socket.SOCK_DGRAM
+        )
+        try:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+            sock.setblocking(False)
+            sock.bind(("127.0.0.1" if ":" not in offer.ip else "::1", 0))
+            sock.connect((offer.ip, offer.port))
+        except OSError:
+            sock.close()
+            raise
+        self._sock = sock
+        assert self._loop is not None
+        self._loop.add_reader(sock.fileno(), self._readable)
+
+    # ------------------------------------------------------------------ timers
+    def _later(self, name: str, delay: float, callback: Any) -> None:
+        old = self._timers.pop(name, None)
+        if old is not None:
+            old.cancel()
+        if self._loop is not None and self._sock is not None:
+            self._timers[name] = self._loop.call_later(delay, callback)
+
+    def _send_check(self) -> None:
+        ice = self._ice
+        if ice is None:
+            return
+        self._send(ice.request())
+        self._later("ice", CONSENT_INTERVAL if ice.connected else CHECK_INTERVAL, self._send_check)
+
+    def _dtls_timer(self) -> None:
+        if self._dtls is None:
+            return
+        for out in self._dtls.handle_timeout():
+            self._send(out)
+        self._after_dtls()
+
+    # ------------------------------------------------------------------ send
+    def _send(self, data: bytes) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        try:
+            sock.send(data)
+        except OSError:
+            self.socket_errors += 1
+
+    def on_frame(self, frame: int, now_ns: int, late: bool) -> None:
+        """The pacer's 20 ms tick number ``frame``: send a voice or DTX frame if due."""
+        tx = self._tx
+        if tx is None or self._sock is None:
+            return
+        if self.talking:
+            level = TALK_LEVEL
+            payload = self.frames[frame % len(self.frames)]
+        elif self.dtx and frame % DTX_FRAMES == self.dtx_offset:
+            level = SILENCE_LEVEL
+            payload = DTX_PAYLOAD
+        else:
+            self._was_talking = False
+            return
+        marker = self.talking and not self._was_talking
+        self._was_talking = self.talking
+        self._seq = (self._seq + 1) & 0xFFFF
+        packet = rtp_packet(
+            payload_type=111,
+            marker=marker,
+            seq=self._seq,
+            timestamp=self._ts_base + frame * FRAME_SAMPLES,
+            ssrc=self.ssrc,
+            level=level,
+            stamp_ns=now_ns,
+            payload=payload,
+        )
+        try:
+            self._sock.send(tx.protect(packet))
+        except (OSError, pylibsrtp.Error):
+            self.socket_errors += 1
+            return
+        self.sent += 1
+        if late:
+            self.late_sends += 1
+
+    # ------------------------------------------------------------------ receive
+    def _readable(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        recv = sock.recv
+        for _ in range(READ_BATCH):
+            try:
+                data = recv(RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # ICMP port unreachable and the like
+                self.socket_errors += 1
+                return
+            if not data:
+                continue
+            b0 = data[0]
+            if 127 < b0 < 192:
+                if 191 < data[1] < 224:
+                    self.rtcp_received += 1
+                else:
+                    self._on_rtp(data)
+            elif b0 < 4:
+                self._on_stun(data)
+            elif 19 < b0 < 64:
+                self._on_dtls(data)
+
+    def _on_rtp(self, data: bytes) -> None:
+        rx = self._rx
+        if rx is None:
+            self.not_ready += 1
+            return
+        try:
+            plain = rx.unprotect(data)
+        except pylibsrtp.Error:
+            self.srtp_errors += 1
+            return
+        now = _perf_ns()
+        self.received += 1
+        seq, ts, ssrc = _RTP_FIELDS.unpack_from(plain, 2)
+        stats = self.streams.get(ssrc)
+        if stats is None:
+            stats = self.streams[ssrc] = StreamStats(ssrc)
+        stats.on_packet(seq, ts, now)
+        if self.latency is not None:
+            stamp = read_stamp(plain)
+            if stamp is not None:
+                self.latency.observe_us((now - stamp) // 1000)
+
+    def _on_stun(self, data: bytes) -> None:
+        ice = self._ice
+        if ice is None or not ice.on_response(data):
+            return
+        self._later("ice", CONSENT_INTERVAL, self._send_check)
+        assert self._dtls is not None
+        for out in self._dtls.start():
+            self._send(out)
+        self._after_dtls()
+
+    def _on_dtls(self, data: bytes) -> None:
+        if self._dtls is None:
+            return
+        for out in self._dtls.feed(data):
+            self._send(out)
+        self._after_dtls()
+
+    def _after_dtls(self) -> None:
+        dtls = self._dtls
+        if dtls is None:
+            return
+        if dtls.state is DtlsState.CONNECTED and self._rx is None:
+            assert dtls.profile is not None and dtls.keying is not None
+            self._rx, self._tx = make_sessions(dtls.profile, dtls.keying)
+            self.connected_at_ns = _perf_ns()
+            old = self._timers.pop("dtls", None)
+            if old is not None:
+                old.cancel()
+            if self._ready is not None and not self._ready.done():
+                self._ready.set_result(None)
+            return
+        if dtls.state is DtlsState.FAILED:
+            if self._ready is not None and not self._ready.done():
+                self._ready.set_exception(RuntimeError(f"DTLS failed: {dtls.failure}"))
+            return
+        delay = dtls.timeout()
+        if delay is not None:
+            self._later("dtls", max(delay, 0.001), self._dtls_timer)
+
+    # ------------------------------------------------------------------ close
+    async def close(self, *, leave: bool = True) -> None:
+        """Leave (optionally), close the WebSocket and the UDP socket, cancel every timer."""
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        if self._dtls is not None and self._sock is not None:
+            for out in self._dtls.close():
+                self._send(out)
+        if self._sock is not None:
+            if self._loop is not None:
+                self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
+        self._rx = self._tx = None
+        ws = self._ws
+        if ws is not None:
+            if leave:
+                with contextlib.suppress(websockets.ConnectionClosed):
+                    await ws.send(json.dumps({"v": 1, "type": "leave"}))
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(), 5)
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+            self._reader = None
