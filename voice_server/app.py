@@ -12,6 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 
 from voice_server.accounts.bundle import Accounts
+from voice_server.calllog.purge import Purger
+from voice_server.calllog.schedule import PurgeSchedule
 from voice_server.calllog.sqlite import SqliteCallLog
 from voice_server.config import Config
 from voice_server.identity.keys import load_or_create_key
@@ -28,7 +30,9 @@ from voice_server.transcribe.spool import SpoolWriter
 from voice_server.transcribe.supervise import TranscriberSupervisor
 from voice_server.transcribe.tap import BurstTap
 from voice_server.web import api, api_admin, api_audit, api_auth, dashboard, health, signin_pages
+from voice_server.web import live as live_ws
 from voice_server.web.common import validation_error_handler
+from voice_server.web.livehub import LiveHub
 from voice_server.web.pages import PageExit, page_exit_handler
 from voice_server.web.security import SecurityHeaders
 from voice_server.web.static import find_web_dir, web_files
@@ -73,6 +77,10 @@ def build_state(config: Config) -> AppState:
         on_transport_lost=hub.media_lost,
     )
     hub.media = media
+    live = LiveHub(hub, config.zone, config.live_queue)
+    hub.watchers.append(live.on_signal)
+    link.on_partial.append(live.on_partial)
+    link.on_committed.append(live.on_committed)
     state = AppState(
         config=config,
         db=db,
@@ -85,12 +93,14 @@ def build_state(config: Config) -> AppState:
         calllog=calllog,
         link=link,
         spool=spool,
+        live=live,
     )
     state.metrics.register(counters.families)
     state.metrics.register(state.collect_sessions)
     state.metrics.register(media.families)
     state.metrics.register(link.families)
     state.metrics.register(lambda: spool_families(spool))
+    state.metrics.register(live.families)
     state.metrics.register(
         lambda: [Family("voice_channels", "gauge", "Configured channels").add(channels.count())]
     )
@@ -108,12 +118,15 @@ def create_app(config: Config) -> FastAPI:
         supervisor = TranscriberSupervisor.from_config(config)
         if supervisor is not None:
             supervisor.start()
+        purge = PurgeSchedule(Purger(config.data_dir, state.accounts.audit), config)
+        purge.start()
         state.started = True
         log.info("voice server ready", extra={"data_dir": str(config.data_dir)})
         try:
             yield
         finally:
             state.stopping = True
+            await purge.stop()
             if supervisor is not None:
                 await supervisor.stop()
             await state.hub.stop()
@@ -141,6 +154,7 @@ def create_app(config: Config) -> FastAPI:
     app.include_router(dashboard.router)
     app.mount("/dashboard/static", StaticFiles(directory=STATIC_DIR), name="dashboard-static")
     app.include_router(api.router)
+    app.include_router(live_ws.router)
 
     @app.websocket("/internal/transcription")
     async def transcription_link(ws: WebSocket) -> None:

@@ -7,6 +7,7 @@ failure of the environment (a port in use, an unreadable data directory).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -84,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", type=int, default=36000, help="seconds (default 36000 = 10 h)")
 
     cli_admin.add_parsers(sub, _Parser, _add_state_args)
+    purge = sub.add_parser("purge", help="remove call-log data past each channel's retention")
+    _add_state_args(purge)
+    purge.add_argument("--dry-run", action="store_true", help="count, change nothing")
     transcribe_commands.add_parsers(sub, _add_state_args)
     cert = sub.add_parser(
         "tls-cert", help="create a self-signed HTTPS certificate for this machine (if none)"
@@ -145,6 +149,19 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return run_server(config, demo=args.demo)
 
 
+def _cmd_purge(args: argparse.Namespace) -> int:
+    from voice_server.audit.log import AuditLog
+    from voice_server.calllog.purge import Purger
+    from voice_server.store.database import Database
+
+    config = _config(args)
+    audit = AuditLog(Database(config.database_path))
+    purger = Purger(config.data_dir, audit)
+    report = purger.run(int(time.time() * 1000), actor=cli_admin.cli_caller(), dry_run=args.dry_run)
+    print(json.dumps(report.as_dict(), ensure_ascii=False, indent=1))
+    return 0
+
+
 def _cmd_tls_cert(args: argparse.Namespace) -> int:
     from voice_server.tlscert import ensure_self_signed, trust_instructions
 
@@ -163,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_serve(args)
         if args.command == "token":
             return _cmd_token(args)
+        if args.command == "purge":
+            return _cmd_purge(args)
         if args.command in ("users", "channels", "audit"):
             return cli_admin.run(args, _config(args))
         if args.command in transcribe_commands.COMMANDS:

@@ -119,7 +119,8 @@ def _read_password(args: argparse.Namespace) -> str | None:
     return first
 
 
-def _caller() -> Caller:
+def cli_caller() -> Caller:
+    """The actor of changes made from the command line: ``cli:<login name>``."""
     try:
         who = getpass.getuser()
     except (KeyError, OSError):
@@ -137,7 +138,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
 
 
 def _users(args: argparse.Namespace, accounts: Accounts) -> int:
-    svc, by = accounts.service, _caller()
+    svc, by = accounts.service, cli_caller()
     if args.action == "add":
         user = svc.add_user(
             by,
@@ -181,7 +182,7 @@ def _users(args: argparse.Namespace, accounts: Accounts) -> int:
 
 
 def _channels(args: argparse.Namespace, accounts: Accounts) -> int:
-    svc, by = accounts.service, _caller()
+    svc, by = accounts.service, cli_caller()
     if args.action == "add":
         ch = svc.add_channel(
             by,
@@ -255,7 +256,7 @@ def _audit(args: argparse.Namespace, accounts: Accounts) -> int:
             raise ChainBroken(f"audit log is broken: {verdict.problem}")
         print(f"audit log intact: {verdict.rows} rows, last hash {verdict.last_hash}")
         return 0
-    by = _caller()
+    by = cli_caller()
     accounts.audit.record(by, "audit.export", "audit_log", {"format": args.format}, address="local")
     meta = {
         "exported_by": by.sub,

@@ -9,6 +9,7 @@ import ipaddress
 import tomllib
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -69,6 +70,12 @@ class Config(BaseSettings):
     model: str | None = None  # Vosk model directory (transcriber); default: see README
     models_dir: Path = Path("./models")
 
+    # the dashboard's call log (docs/security.md: search, live view, export, retention)
+    display_timezone: str = "Asia/Tokyo"  # dates typed and times shown in the dashboard
+    export_max_rows: int = Field(100_000, ge=1, le=10_000_000)  # per call-log export
+    live_queue: int = Field(256, ge=8, le=65536)  # messages buffered per live viewer
+    purge_interval_seconds: float = Field(3600.0, ge=0)  # retention purge; 0: never scheduled
+
     # who may read /metrics: client address networks
     metrics_allow: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
 
@@ -80,6 +87,15 @@ class Config(BaseSettings):
                 ipaddress.ip_network(net, strict=False)
             except ValueError:
                 raise ValueError(f"not a network: {net!r}") from None
+        return value
+
+    @field_validator("display_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (e.g. Asia/Tokyo)") from None
         return value
 
     @field_validator("log_level")
@@ -102,6 +118,10 @@ class Config(BaseSettings):
     @property
     def database_path(self) -> Path:
         return self.data_dir / "voice.db"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.display_timezone)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -88,7 +88,10 @@ def demo_credentials(key: bytes, base_url: str, ttl_seconds: int = 36000) -> lis
     """Lines to print: sign-in pages, each demo user's password, and for the users who talk a
     join token and a device link (token in the fragment)."""
     now = int(time.time())
-    lines = [f"  sign in: {base_url}/signin    dashboard: {base_url}/dashboard"]
+    lines = [
+        f"  sign in: {base_url}/signin    dashboard: {base_url}/dashboard"
+        f"    call log: {base_url}/dashboard/search"
+    ]
     for user in DEMO_USERS:
         channels = user.member_of + user.supervises
         lines.append(

@@ -17,6 +17,7 @@ from voice_server.store.channels import ChannelStore
 from voice_server.store.database import Database
 from voice_server.transcribe.link_server import LinkHub
 from voice_server.transcribe.spool import SpoolWriter
+from voice_server.web.livehub import LiveHub
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -34,6 +35,7 @@ class AppState:
     calllog: CallLog
     link: LinkHub
     spool: SpoolWriter
+    live: LiveHub  # the dashboard's live view (fed by the hub and the link)
     metrics: MetricsRegistry = field(default_factory=MetricsRegistry)
     started: bool = False
     stopping: bool = False

@@ -4,7 +4,6 @@ is tested is the escaping: no script runs and the visible text equals the payloa
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,13 +13,11 @@ from tests.accounts import BY, password
 from tests.servers import ServerProcess, free_port
 from voice_server.accounts.bundle import Accounts
 from voice_server.accounts.users import Assignment
+from voice_server.bench.browser import launch_chromium
 from voice_server.store.database import Database
 
 pytestmark = pytest.mark.e2e
 playwright_api = pytest.importorskip("playwright.sync_api")
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-if not Path(CHROMIUM).exists():
-    pytest.skip("Debian's chromium is not installed", allow_module_level=True)
 
 PAYLOADS = [
     "<script>alert(1)</script>",
@@ -113,19 +110,7 @@ def test_payloads_as_display_names_render_as_text_and_never_run(
 ) -> None:
     assert len(PAYLOADS) >= 50
     with playwright_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
+        browser = launch_chromium(pw)
         context = browser.new_context(bypass_csp=True, locale="ja-JP")
         context.add_init_script(INIT)
         page = context.new_page()

@@ -1,11 +1,12 @@
-"""Every cell of the access table (docs/security.md) that has a route today, over HTTP with
-sessions and ``aud=api`` tokens, and over the signaling WebSocket; live sessions end within 2 s
-when the directory stops allowing them. The call-log actions (search, view, play, export, live)
-have no routes yet: tests/unit/test_web_policy.py covers their cells."""
+"""Every cell of the access table (docs/security.md), over HTTP with sessions and ``aud=api``
+tokens, and over the signaling and live-view WebSockets; live sessions end within 2 s when the
+directory stops allowing them. The call-log rows (search, view, play, export, live) run against
+utterances seeded into the server's store."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import time
@@ -14,10 +15,13 @@ from typing import Any
 
 import httpx
 import pytest
+import websockets
 
 from tests.accounts import client, org_server, pre_csrf, signin, token
+from tests.calllog_seed import seed, utterance
 from tests.servers import ServerProcess
 from tests.wsclient import Peer
+from voice_server.calllog.model import new_burst_id
 from voice_server.identity.tokens import Audience, Role
 
 pytestmark = pytest.mark.integration
@@ -38,8 +42,16 @@ class Caller:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    with org_server(tmp_path_factory.mktemp("access")) as srv:
+    data = tmp_path_factory.mktemp("access")
+    with org_server(data) as srv:
+        seed(
+            data, [utterance("東 門 で 水 漏れ", burst_id=OPS_ID), utterance("本部", channel="hq")]
+        )
         yield srv
+
+
+OPS_MS = 1_780_000_000_000
+OPS_ID = new_burst_id(OPS_MS)
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +107,31 @@ TABLE: list[tuple[str, str, dict[str, Any] | None, list[int]]] = [
     ("GET", "/dashboard/channels/ops", None, [LOGIN, NO, NO, NO, OK, OK, OK, NO]),
     ("GET", "/dashboard/audit", None, [LOGIN, NO, NO, NO, OK, OK, OK, NO]),
     ("GET", "/dashboard/audit/export?format=csv", None, [LOGIN, NO, NO, NO, OK, OK, OK, NO]),
+    # the call log: supervisors of the channel; admins only where also assigned (root2: ops);
+    # without a channel filter, every channel the caller supervises (boss2: hq)
+    ("GET", "/dashboard/search", None, [LOGIN, NO, OK, OK, OK, OK, OK, OK]),  # the empty form
+    ("GET", "/dashboard/search?q=", None, [LOGIN, NO, OK, OK, NO, OK, NO, OK]),
+    ("GET", "/dashboard/search?q=漏れ&channel=ops", None, [LOGIN, NO, OK, NO, NO, OK, NO, OK]),
+    ("GET", f"/dashboard/utterances/{OPS_ID}", None, [LOGIN, NO, OK, NO, NO, OK, NO, OK]),
+    (
+        "GET",
+        "/dashboard/search/export?format=csv&channel=ops",
+        None,
+        [LOGIN, NO, OK, NO, NO, OK, NO, OK],
+    ),
+    ("GET", "/dashboard/search/export?format=json", None, [LOGIN, NO, OK, OK, NO, OK, NO, OK]),
+    ("GET", "/dashboard/live", None, [LOGIN, NO, OK, OK, OK, OK, OK, OK]),
+    ("GET", "/dashboard/live/ops", None, [LOGIN, NO, OK, NO, NO, OK, NO, OK]),
+    ("GET", "/api/v1/utterances", None, [ANON, NO, OK, OK, NO, OK, NO, OK]),
+    ("GET", "/api/v1/utterances?channel=ops&q=漏れ", None, [ANON, NO, OK, NO, NO, OK, NO, OK]),
+    ("GET", f"/api/v1/utterances/{OPS_ID}", None, [ANON, NO, OK, NO, NO, OK, NO, OK]),
+    (
+        "GET",
+        "/api/v1/utterances/export?format=json&channel=ops",
+        None,
+        [ANON, NO, OK, NO, NO, OK, NO, OK],
+    ),
+    ("GET", f"/api/v1/clips/{OPS_ID}.ogg", None, [ANON, NO, OK, NO, NO, OK, NO, OK]),
     # /metrics: as configured (loopback), whoever asks
     ("GET", "/metrics", None, [OK] * 8),
 ]
@@ -136,6 +173,43 @@ async def join_result(server: ServerProcess, tok: str, channel: str) -> tuple[st
         return "joined", None
     code = await peer.closed()
     return msg["code"], code
+
+
+async def live_result(server: ServerProcess, caller: Caller, channel: str, **kw: Any) -> Any:
+    """Open the live view of ``channel`` as ``caller``: its first message type, or the close
+    code (``("refused", None)`` when the handshake itself is refused)."""
+    headers = {"Origin": kw.get("origin", server.url)}
+    if caller.bearer:
+        headers = {"Authorization": f"Bearer {caller.bearer}"}
+    elif "vs_session" in caller.c.cookies:
+        headers["Cookie"] = f"vs_session={caller.c.cookies['vs_session']}"
+    url = server.url.replace("http", "ws", 1) + f"/dashboard/live/{channel}/ws"
+    try:
+        ws = await websockets.connect(url, additional_headers=headers)
+    except websockets.InvalidStatus as exc:
+        return ("refused", exc.response.status_code)
+    async with ws:
+        await ws.send(json.dumps({"type": "hello", "csrf": kw.get("csrf", caller.csrf)}))
+        try:
+            return (json.loads(await asyncio.wait_for(ws.recv(), 5))["type"], None)
+        except websockets.ConnectionClosed as exc:
+            return ("closed", exc.rcvd.code if exc.rcvd else None)
+
+
+LIVE = ("presence", None)
+CLOSED_401, CLOSED_403 = ("closed", 4401), ("closed", 4403)
+
+
+async def test_access_table_over_the_live_view_websocket(
+    server: ServerProcess, callers: dict[str, Caller]
+) -> None:
+    expected = [CLOSED_401, CLOSED_403, LIVE, CLOSED_403, CLOSED_403, LIVE, CLOSED_403, LIVE]
+    got = [await live_result(server, callers[a], "ops") for a in ACTORS]
+    assert dict(zip(ACTORS, got, strict=True)) == dict(zip(ACTORS, expected, strict=True))
+    sup = callers["sup"]
+    assert await live_result(server, sup, "hq") == CLOSED_403
+    assert await live_result(server, sup, "ops", csrf="wrong") == CLOSED_403
+    assert await live_result(server, sup, "ops", origin="http://evil.example") == ("refused", 403)
 
 
 def session_token(server: ServerProcess, name: str, channel: str) -> str:

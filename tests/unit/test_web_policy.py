@@ -14,6 +14,7 @@ from voice_server.web.policy import (
     actor_from_token,
     channels_for,
     decide,
+    may_any,
 )
 
 
@@ -128,3 +129,13 @@ def test_channels_for_lists_what_a_search_without_filter_covers() -> None:
 
 def test_anything_unlisted_is_denied() -> None:
     assert all(not decide(None, a) for a in Action)
+
+
+def test_the_navigation_shows_call_log_entries_to_whoever_supervises_a_channel() -> None:
+    sup, idle_sup = actor(Role.SUPERVISOR, supervises=("ops",)), actor(Role.SUPERVISOR)
+    admin, staff = actor(Role.ADMIN), actor(Role.STAFF, member=("ops",))
+    for action in (Action.SEARCH, Action.LIVE):
+        assert may_any(sup, action) and not may_any(idle_sup, action)
+        assert not may_any(admin, action) and not may_any(staff, action)
+        assert not may_any(None, action)
+    assert may_any(admin, Action.USERS_VIEW) and not may_any(sup, Action.USERS_VIEW)

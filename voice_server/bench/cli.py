@@ -35,9 +35,10 @@ def add_bench_parser(sub: Any) -> None:
     )
     lat.add_argument("--json", type=argparse.FileType("w"), help="also write the figures as JSON")
     _add_forward(bsub)
-    from voice_server.bench import transcribe
+    from voice_server.bench import search, transcribe
 
     transcribe.add_parser(bsub)
+    search.add_parser(bsub)
 
 
 def _positive_int(text: str) -> int:
@@ -131,4 +132,8 @@ def run_bench(args: argparse.Namespace) -> int:
         from voice_server.bench import transcribe
 
         return transcribe.main(args)
+    if args.bench == "search":
+        from voice_server.bench import search
+
+        return search.main(args)
     raise ValueError(f"unknown benchmark {args.bench}")

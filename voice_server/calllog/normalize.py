@@ -9,7 +9,9 @@
   Korean keeps its spaces (they separate eojeol).
 
 The side index for 1–2 character queries (:func:`short_grams`) holds every distinct unigram and
-bigram inside the runs of non-space characters of the normalized text.
+bigram inside the runs of non-space characters of the normalized text, each written as the hex
+of its UTF-8 bytes (:func:`gram_token`): one plain alphanumeric token per gram, so the FTS5
+``unicode61`` tokenizer keeps every character (``<``, ``=``, emoji) searchable.
 """
 
 from __future__ import annotations
@@ -17,7 +19,15 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["is_japanese_char", "normalize", "short_grams", "split_terms", "strip_spaces"]
+__all__ = [
+    "gram_token",
+    "gram_tokens",
+    "is_japanese_char",
+    "normalize",
+    "short_grams",
+    "split_terms",
+    "strip_spaces",
+]
 
 _WS = re.compile(r"\s+")
 
@@ -76,3 +86,14 @@ def short_grams(normalized: str) -> set[str]:
             if i + 1 < len(run):
                 grams.add(run[i : i + 2])
     return grams
+
+
+def gram_token(gram: str) -> str:
+    """The side-index token of a 1-2 character gram (hex of its UTF-8 bytes)."""
+    return gram.encode("utf-8").hex()
+
+
+def gram_tokens(normalized: str) -> str:
+    """The side-index document of a normalized text: its grams' tokens, sorted, space-separated
+    (the same text must be given back to delete it from the contentless index)."""
+    return " ".join(sorted(gram_token(g) for g in short_grams(normalized)))

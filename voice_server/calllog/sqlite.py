@@ -1,11 +1,13 @@
 """The embedded call-log backend: SQLite (WAL) in ``<data-dir>/voice.db``.
 
-Schema: migration 2 of :mod:`voice_server.store.database`. The full-text index is an FTS5
+Schema: migrations 2 and 4 of :mod:`voice_server.store.database`. The full-text index is an FTS5
 ``trigram`` table with external content (``content='utterance'``), kept in step by triggers, so a
 deleted utterance leaves the index too. Trigrams cannot match 1-2 characters, so every distinct
-unigram and bigram of an utterance's normalized text goes into ``utterance_gram`` at insert time
-(the side index). Rowids are time-ordered (see :mod:`voice_server.calllog.model`): time filters
-and pagination are rowid ranges, and both indexes are read newest first without sorting hits.
+unigram and bigram of an utterance's normalized text goes into ``utterance_grams`` at insert
+time (the side index: a contentless FTS5 table, ``detail=none``, one token per gram), and
+:meth:`SqliteCallLog.delete_in` hands the same tokens back when a row goes. Rowids are
+time-ordered (see :mod:`voice_server.calllog.model`): time filters and pagination are rowid
+ranges, and searches read indexes newest first without sorting hits (:mod:`.plan`).
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from voice_server.calllog.model import (
     Utterance,
     Word,
     rowid_of,
-    since_until_rowids,
 )
-from voice_server.calllog.normalize import normalize, short_grams, split_terms
+from voice_server.calllog.normalize import gram_tokens, normalize
+from voice_server.calllog.plan import plan
+from voice_server.calllog.search import run_plan
 from voice_server.store.database import Database
 
 __all__ = ["SqliteCallLog"]
@@ -35,8 +38,38 @@ _COLUMNS = (
 )
 
 
-def _fts_phrase(term: str) -> str:
-    return '"' + term.replace('"', '""') + '"'
+_INSERT = (
+    "INSERT INTO utterance (id, uid, channel, speaker_id, speaker_name, start_ms, end_ms, text, "
+    "norm, words, model, language, clip, burst_end_ms, committed_ms) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_GRAMS = "INSERT INTO utterance_grams (rowid, grams) VALUES (?, ?)"
+
+
+def _row_values(
+    rowid: int, u: Utterance, burst_end_ms: int | None, committed_ms: int
+) -> tuple[Any, ...]:
+    words = json.dumps(
+        [{"word": w.word, "start": w.start, "end": w.end, "conf": w.conf} for w in u.words],
+        ensure_ascii=False,
+    )
+    return (
+        rowid,
+        u.id,
+        u.channel,
+        u.speaker_id,
+        u.speaker_name,
+        u.start_ms,
+        u.end_ms,
+        u.text,
+        normalize(u.text, u.language),
+        words,
+        u.model,
+        u.language,
+        u.clip,
+        burst_end_ms,
+        committed_ms,
+    )
 
 
 def _utterance(row: sqlite3.Row) -> Utterance:
@@ -67,45 +100,41 @@ class SqliteCallLog:
     def add_utterance(
         self, utterance: Utterance, *, burst_end_ms: int | None = None, committed_ms: int
     ) -> bool:
-        u = utterance
-        norm = normalize(u.text, u.language)
-        words = json.dumps(
-            [{"word": w.word, "start": w.start, "end": w.end, "conf": w.conf} for w in u.words],
-            ensure_ascii=False,
-        )
         with self._db.transaction() as conn:
-            if self._is_done(conn, u.id):
+            if self._is_done(conn, utterance.id):
                 return False
-            rowid = rowid_of(u.id)
-            while conn.execute("SELECT 1 FROM utterance WHERE id = ?", (rowid,)).fetchone():
-                rowid += 1  # same millisecond and same 10 random bits: take the next rowid
-            conn.execute(
-                "INSERT INTO utterance (id, uid, channel, speaker_id, speaker_name, start_ms, "
-                "end_ms, text, norm, words, model, language, clip, burst_end_ms, committed_ms) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    rowid,
-                    u.id,
-                    u.channel,
-                    u.speaker_id,
-                    u.speaker_name,
-                    u.start_ms,
-                    u.end_ms,
-                    u.text,
-                    norm,
-                    words,
-                    u.model,
-                    u.language,
-                    u.clip,
-                    burst_end_ms,
-                    committed_ms,
-                ),
-            )
-            conn.executemany(
-                "INSERT INTO utterance_gram (gram, utterance_id) VALUES (?, ?)",
-                [(g, rowid) for g in sorted(short_grams(norm))],
-            )
+            self._insert(conn, utterance, burst_end_ms, committed_ms)
         return True
+
+    def add_many(self, utterances: Iterable[Utterance], *, committed_ms: int) -> int:
+        """Bulk insert in one transaction (seeding, the search benchmark): no done-check, so the
+        burst ids must be new. Returns how many were added."""
+        rows: list[tuple[Any, ...]] = []
+        grams: list[tuple[int, str]] = []
+        with self._db.transaction() as conn:
+            taken: set[int] = set()
+            for u in utterances:
+                rowid = rowid_of(u.id)
+                while rowid in taken:
+                    rowid += 1
+                taken.add(rowid)
+                row = _row_values(rowid, u, None, committed_ms)
+                rows.append(row)
+                grams.append((rowid, gram_tokens(row[8])))
+            conn.executemany(_INSERT, rows)
+            conn.executemany(_INSERT_GRAMS, grams)
+        return len(rows)
+
+    @staticmethod
+    def _insert(
+        conn: sqlite3.Connection, u: Utterance, burst_end_ms: int | None, committed_ms: int
+    ) -> None:
+        rowid = rowid_of(u.id)
+        while conn.execute("SELECT 1 FROM utterance WHERE id = ?", (rowid,)).fetchone():
+            rowid += 1  # same millisecond and same 10 random bits: take the next rowid
+        row = _row_values(rowid, u, burst_end_ms, committed_ms)
+        conn.execute(_INSERT, row)
+        conn.execute(_INSERT_GRAMS, (rowid, gram_tokens(row[8])))
 
     def add_gap(self, gap: Gap, *, created_ms: int) -> bool:
         with self._db.transaction() as conn:
@@ -136,11 +165,27 @@ class SqliteCallLog:
         )
 
     def delete(self, burst_ids: Iterable[str]) -> int:
-        ids = list(burst_ids)
-        removed = 0
         with self._db.transaction() as conn:
-            for uid in ids:
-                removed += conn.execute("DELETE FROM utterance WHERE uid = ?", (uid,)).rowcount
+            return self.delete_in(conn, list(burst_ids))
+
+    @staticmethod
+    def delete_in(conn: sqlite3.Connection, burst_ids: list[str]) -> int:
+        """Delete utterances (caller's transaction): the trigram index follows by trigger, the
+        side index is given each row's gram tokens back (it is contentless)."""
+        removed = 0
+        for start in range(0, len(burst_ids), 500):
+            chunk = burst_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = conn.execute(
+                f"SELECT id, norm FROM utterance WHERE uid IN ({marks})", chunk
+            ).fetchall()
+            conn.executemany(
+                "INSERT INTO utterance_grams (utterance_grams, rowid, grams) "
+                "VALUES ('delete', ?, ?)",
+                [(r["id"], gram_tokens(r["norm"])) for r in rows],
+            )
+            conn.executemany("DELETE FROM utterance WHERE id = ?", [(r["id"],) for r in rows])
+            removed += len(rows)
         return removed
 
     # ------------------------------------------------------------------ reads
@@ -199,56 +244,9 @@ class SqliteCallLog:
         return [int(r[0]) for r in rows]
 
     def search(self, query: SearchQuery) -> SearchPage:
-        if query.channels is not None and not query.channels:
-            return SearchPage()
-        lo, hi = since_until_rowids(query.since_ms, query.until_ms)
-        if query.before_rowid is not None:
-            hi = min(hi, query.before_rowid - 1)
-        terms = split_terms(query.q or "")
-        long_terms = [t for t in terms if len(t) >= 3]
-        short_terms = [t for t in terms if len(t) < 3]
-        args: list[Any] = []
-        if long_terms:
-            sql = (
-                f"SELECT {_prefixed('u')} FROM utterance_fts f JOIN utterance u ON u.id = f.rowid "
-                "WHERE utterance_fts MATCH ? AND f.rowid BETWEEN ? AND ?"
-            )
-            args += [" AND ".join(_fts_phrase(t) for t in long_terms), lo, hi]
-            order = "f.rowid"
-        elif short_terms:
-            first = short_terms.pop(0)
-            sql = (
-                f"SELECT {_prefixed('u')} FROM utterance_gram g JOIN utterance u "
-                "ON u.id = g.utterance_id WHERE g.gram = ? AND g.utterance_id BETWEEN ? AND ?"
-            )
-            args += [first, lo, hi]
-            order = "g.utterance_id"
-        else:
-            sql = f"SELECT {_prefixed('u')} FROM utterance u WHERE u.id BETWEEN ? AND ?"
-            args += [lo, hi]
-            order = "u.id"
-        for term in short_terms:
-            sql += (
-                " AND EXISTS (SELECT 1 FROM utterance_gram s WHERE s.gram = ? "
-                "AND s.utterance_id = u.id)"
-            )
-            args.append(term)
-        if query.channels is not None:
-            sql += f" AND u.channel IN ({','.join('?' * len(query.channels))})"
-            args += sorted(query.channels)
-        if query.speaker is not None:
-            sql += " AND u.speaker_id = ?"
-            args.append(query.speaker)
-        sql += f" ORDER BY {order} DESC LIMIT ?"
-        args.append(query.limit + 1)
         with self._db.connection() as conn:
-            rows = conn.execute(sql, args).fetchall()
-        more = len(rows) > query.limit
-        rows = rows[: query.limit]
-        items = tuple(_utterance(r) for r in rows)
+            rows, more = run_plan(conn, plan(query))
         rowids = tuple(int(r["id"]) for r in rows)
-        return SearchPage(items, rowids[-1] if more and rowids else None, rowids)
-
-
-def _prefixed(alias: str) -> str:
-    return ", ".join(f"{alias}.{c.strip()}" for c in _COLUMNS.split(","))
+        return SearchPage(
+            tuple(_utterance(r) for r in rows), rowids[-1] if more and rowids else None, rowids
+        )

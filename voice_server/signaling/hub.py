@@ -137,6 +137,9 @@ class Hub:
         self._clock = clock
         self._reaper: asyncio.Task[None] | None = None
         self._directory_revision: int | None = None
+        # Observers of every channel broadcast (the dashboard's live view): called on the event
+        # loop, must only queue and return (they never hold up a broadcast).
+        self.watchers: list[Callable[[str, ServerMessage], None]] = []
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -323,6 +326,11 @@ class Hub:
             outbox = self._outboxes.get(session.id)
             if outbox is not None and not outbox.send(text):
                 self._overflow(session, outbox)
+        for watch in self.watchers:
+            try:
+                watch(channel, message)
+            except Exception:
+                log.exception("broadcast watcher failed")
 
     def _overflow(self, session: Session, outbox: Outbox) -> None:
         self.counters.send_queue_overflows += 1

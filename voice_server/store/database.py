@@ -160,6 +160,20 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
         BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
     """,
+    # 4: the 1-2 character side index becomes a contentless FTS5 table (detail=none) whose
+    # tokens are the hex of each distinct unigram/bigram (calllog/normalize.py gram_tokens):
+    # compressed rowid lists instead of a (gram, rowid) b-tree and its owner index — about 8x
+    # smaller, the log about 3x faster to build, same look-ups (README benchmark). Deletes give
+    # the same tokens back (SqliteCallLog.delete_in). Existing grams are carried over as they are.
+    """
+    CREATE VIRTUAL TABLE utterance_grams USING fts5 (
+        grams, content = '', detail = none, columnsize = 0, tokenize = 'unicode61'
+    );
+    INSERT INTO utterance_grams (rowid, grams)
+        SELECT utterance_id, group_concat(hex(gram), ' ') FROM utterance_gram
+        GROUP BY utterance_id;
+    DROP TABLE utterance_gram;
+    """,
 ]
 
 

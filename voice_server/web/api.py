@@ -1,184 +1,197 @@
-"""The call-log REST API (minimal): search utterances, fetch a clip.
+"""The call-log REST API: search utterances, read one, export a filtered result, fetch a clip.
 
 ``GET /api/v1/utterances?channel=&speaker=&q=&since=&until=&cursor=&limit=`` → ``{"items",
-"next_cursor"}`` newest first, and ``GET /api/v1/clips/<id>.ogg``. Both need a token of audience
-``api`` (``Authorization: Bearer …``, never in a URL) whose effective role is ``supervisor`` or
-``admin`` and that covers the channel. Without a ``channel`` filter the search covers every
-channel the token covers.
+"next_cursor"}`` newest first; ``GET /api/v1/utterances/export?format=csv|json&…``;
+``GET /api/v1/utterances/<id>``; ``GET /api/v1/clips/<id>.ogg``.
 
-Clip URLs in search results are short-lived signed URLs (``exp`` and ``sig`` = HMAC with the
-``clip-url`` derived key over ``<id>.<exp>``, ``clip_url_seconds`` long, default 10 minutes),
-so an ``<audio>`` element can play them without the token; the clip endpoint also accepts the
-Bearer token instead of a signature.
+Callers are who ``web.auth`` says (an ``aud=api`` bearer token, or a dashboard session), allowed
+by the access table (``web.policy``: supervisors of the channel; an admin only where also
+assigned), and every read is audited — all through ``web.calllog_access``, the same path as the
+dashboard's. Errors are ``{"error", "message"}`` (401 with ``WWW-Authenticate: Bearer``).
+
+Clip URLs in results are short-lived signed URLs (``exp`` and ``sig`` = HMAC with the
+``clip-url`` derived key over ``<id>.<exp>``, ``clip_url_seconds`` long), audited when issued, so
+an ``<audio>`` element can play them without a credential; the clip endpoint also accepts a
+token or session instead of a signature (then each fetch is audited).
 """
 
 from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse
 
-from voice_server.calllog.model import (
-    BURST_ID_RE,
-    SearchQuery,
-    decode_cursor,
-    encode_cursor,
-    parse_time,
-)
-from voice_server.identity.derived import CLIP_PURPOSE, derive_key, mac_hex
-from voice_server.identity.principal import DirectoryRefusal, Principal, effective_principal
-from voice_server.identity.tokens import Audience, Role, TokenError, verify_token
+from voice_server.calllog.model import BURST_ID_RE, parse_time
 from voice_server.state import AppState
 from voice_server.transcribe.burst import DONE, SPOOL_DIR
+from voice_server.web.auth import app_state, authenticate
+from voice_server.web.calllog_access import Filters, clip_signature, fetch_clip, search, view
+from voice_server.web.calllog_export import export_response
 
 router = APIRouter(prefix="/api/v1", tags=["call log"])
-MAX_PARAM = 200
+Param = Annotated[str | None, Query(max_length=200)]
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, error: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error = error
-        self.message = message
-
-    def response(self) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
-        return JSONResponse(
-            {"error": self.error, "message": self.message}, status_code=self.status, headers=headers
-        )
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
 
 
-def _state(request: Request) -> AppState:
-    state: AppState = request.app.state.voice
-    return state
-
-
-def authenticate(request: Request) -> Principal:
-    """The caller's effective principal from a Bearer token of audience ``api``."""
-    state = _state(request)
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(401, "unauthorized", "a Bearer token of audience 'api' is required")
+def _answer(handler: Callable[[], Any]) -> Any:
+    """Run ``handler``; refusals (401/403 from auth and policy, 400, 404) as ``{"error",
+    "message"}``."""
     try:
-        claims = verify_token(state.key, token.strip(), audience=Audience.API, now=int(time.time()))
-        principal = effective_principal(claims, state.accounts.directory.lookup(claims.sub))
-    except TokenError as exc:
-        raise ApiError(401, "unauthorized", exc.message) from None
-    except DirectoryRefusal as exc:
-        raise ApiError(403, "forbidden", exc.message) from None
-    if principal.role.rank < Role.SUPERVISOR.rank:
-        raise ApiError(403, "forbidden", "the call log is for supervisors and admins")
-    return principal
+        return handler()
+    except HTTPException as exc:
+        detail: dict[str, Any] = exc.detail if isinstance(exc.detail, dict) else {}
+        code = "unauthorized" if exc.status_code == 401 else str(detail.get("code", "error"))
+        return _error(exc.status_code, code, str(detail.get("message", "")))
 
 
-def clip_signature(key: bytes, burst_id: str, exp: int) -> str:
-    return mac_hex(derive_key(key, CLIP_PURPOSE), f"{burst_id}.{exp}")
+def _invalid(message: str) -> HTTPException:
+    return HTTPException(400, {"code": "invalid_parameter", "message": message})
 
 
-def _param(request: Request, name: str) -> str | None:
-    value = request.query_params.get(name)
-    if value is None or value == "":
-        return None
-    if len(value) > MAX_PARAM:
-        raise ApiError(400, "invalid_parameter", f"{name} is too long")
-    return value
-
-
-def _time(request: Request, name: str) -> int | None:
-    value = _param(request, name)
-    if value is None:
+def _time(name: str, value: str | None) -> int | None:
+    if not value:
         return None
     try:
         return parse_time(value)
     except ValueError:
-        raise ApiError(
-            400, "invalid_parameter", f"{name} must be ISO 8601 with a time zone"
-        ) from None
+        raise _invalid(f"{name} must be ISO 8601 with a time zone") from None
+
+
+def filters_of(
+    q: str | None, channel: str | None, speaker: str | None, since: str | None, until: str | None
+) -> Filters:
+    return Filters(
+        q=q or None,
+        channel=channel or None,
+        speaker=speaker or None,
+        since_ms=_time("since", since),
+        until_ms=_time("until", until),
+    )
 
 
 @router.get("/utterances")
-def list_utterances(request: Request) -> JSONResponse:
-    """Utterances newest first, filtered; ``next_cursor`` fetches the next page."""
-    try:
-        principal = authenticate(request)
-        state = _state(request)
-        channel = _param(request, "channel")
-        if channel is not None:
-            if not principal.may_join(channel):
-                raise ApiError(403, "forbidden", "the token does not cover this channel")
-            channels: frozenset[str] | None = frozenset({channel})
-        else:
-            channels = None if principal.all_channels else principal.channels
-        cursor = _param(request, "cursor")
-        limit_text = _param(request, "limit") or "50"
+def list_utterances(
+    request: Request,
+    channel: Param = None,
+    speaker: Param = None,
+    q: Param = None,
+    since: Param = None,
+    until: Param = None,
+    cursor: Param = None,
+    limit: Annotated[str | None, Query(max_length=8)] = None,
+) -> Any:
+    """Utterances newest first, filtered; ``next_cursor`` fetches the next page (audited)."""
+
+    def run() -> JSONResponse:
+        auth = authenticate(request)
+        filters = filters_of(q, channel, speaker, since, until)
+        text = limit or "50"
+        if not text.isdigit():
+            raise _invalid("limit must be a number")
         try:
-            before = decode_cursor(cursor) if cursor is not None else None
-            limit = int(limit_text)
-            query = SearchQuery(
-                channels=channels,
-                speaker=_param(request, "speaker"),
-                q=_param(request, "q"),
-                since_ms=_time(request, "since"),
-                until_ms=_time(request, "until"),
-                before_rowid=before,
-                limit=limit,
-            )
+            found = search(request, auth, filters, cursor=cursor, limit=int(text))
         except ValueError as exc:
-            raise ApiError(400, "invalid_parameter", str(exc)) from None
-        page = state.calllog.search(query)
-    except ApiError as exc:
-        return exc.response()
-    exp = int(time.time()) + state.config.clip_url_seconds
-    items: list[dict[str, Any]] = []
-    for u in page.items:
-        url = None
-        if u.clip:
-            sig = clip_signature(state.key, u.id, exp)
-            url = f"/api/v1/clips/{u.id}.ogg?exp={exp}&sig={sig}"
-        items.append(u.as_api(url))
-    next_cursor = encode_cursor(page.next_rowid) if page.next_rowid is not None else None
-    return JSONResponse({"items": items, "next_cursor": next_cursor})
+            raise _invalid(str(exc)) from None
+        tz = app_state(request).config.zone
+        items = [h.utterance.as_api(h.clip_url, tz) for h in found.hits]
+        return JSONResponse({"items": items, "next_cursor": found.next_cursor})
+
+    return _answer(run)
+
+
+@router.get(
+    "/utterances/export",
+    responses={200: {"content": {"text/csv": {}, "application/json": {}}}},
+    response_class=Response,
+)
+def export_utterances(
+    request: Request,
+    format: Annotated[str, Query(pattern=r"^(csv|json)$")] = "csv",
+    channel: Param = None,
+    speaker: Param = None,
+    q: Param = None,
+    since: Param = None,
+    until: Param = None,
+) -> Any:
+    """Every hit of a filtered search as CSV (UTF-8 with BOM) or JSON, headed with who exported
+    it and when (audited: query, filters, count)."""
+
+    def run() -> Response:
+        auth = authenticate(request)
+        return export_response(request, auth, filters_of(q, channel, speaker, since, until), format)
+
+    return _answer(run)
+
+
+@router.get("/utterances/{burst_id}")
+def get_utterance(burst_id: Annotated[str, PathParam(max_length=19)], request: Request) -> Any:
+    """One utterance with its words and a signed clip URL (audited as a transcript view)."""
+
+    def run() -> JSONResponse:
+        auth = authenticate(request)
+        if not BURST_ID_RE.match(burst_id):
+            raise HTTPException(404, {"code": "not_found", "message": "no such utterance"})
+        _, hit = view(request, auth, burst_id)
+        tz = app_state(request).config.zone
+        return JSONResponse(hit.utterance.as_api(hit.clip_url, tz))
+
+    return _answer(run)
+
+
+def _clip_path(state: AppState, burst_id: str, clip: str) -> Path:
+    data_dir = Path(state.config.data_dir)
+    path = data_dir / clip
+    if not path.is_file():  # committed, not yet moved out of the spool
+        path = data_dir / SPOOL_DIR / f"{burst_id}{DONE}"
+    if not path.is_file():
+        raise HTTPException(404, {"code": "not_found", "message": "the clip file is missing"})
+    return path
 
 
 @router.get("/clips/{name}")
-def get_clip(name: str, request: Request) -> Any:
-    """The Ogg/Opus audio of one utterance (signed URL, or a Bearer token)."""
-    state = _state(request)
-    try:
+def get_clip(
+    name: str,
+    request: Request,
+    exp: Annotated[str | None, Query(max_length=20)] = None,
+    sig: Annotated[str | None, Query(max_length=128)] = None,
+) -> Any:
+    """The Ogg/Opus audio of one utterance (signed URL, or a token/session: audited)."""
+
+    def run() -> FileResponse:
+        state = app_state(request)
         burst_id = name.removesuffix(DONE)
         if not BURST_ID_RE.match(burst_id):
-            raise ApiError(404, "not_found", "no such clip")
-        exp_text, sig = request.query_params.get("exp"), request.query_params.get("sig")
-        signed = False
-        if exp_text is not None and sig is not None:
-            if not exp_text.isdigit() or int(exp_text) < time.time():
-                raise ApiError(403, "forbidden", "the clip URL has expired")
-            if not hmac.compare_digest(sig, clip_signature(state.key, burst_id, int(exp_text))):
-                raise ApiError(403, "forbidden", "the clip URL signature is invalid")
-            signed = True
-        principal = None if signed else authenticate(request)
+            raise HTTPException(404, {"code": "not_found", "message": "no such clip"})
+        signed = exp is not None and sig is not None
+        if signed:
+            assert exp is not None and sig is not None
+            if not exp.isdigit() or int(exp) < time.time():
+                raise HTTPException(403, {"code": "forbidden", "message": "the URL has expired"})
+            if not hmac.compare_digest(sig, clip_signature(state.key, burst_id, int(exp))):
+                raise HTTPException(403, {"code": "forbidden", "message": "bad URL signature"})
+        auth = None if signed else authenticate(request)
         utterance = state.calllog.get(burst_id)
         if utterance is None or not utterance.clip:
-            raise ApiError(404, "not_found", "no such clip")
-        if principal is not None and not principal.may_join(utterance.channel):
-            raise ApiError(403, "forbidden", "the token does not cover this channel")
-        data_dir = Path(state.config.data_dir)
-        path = data_dir / utterance.clip
-        if not path.is_file():  # committed, not yet moved out of the spool
-            path = data_dir / SPOOL_DIR / f"{burst_id}{DONE}"
-        if not path.is_file():
-            raise ApiError(404, "not_found", "the clip file is missing")
-    except ApiError as exc:
-        return exc.response()
-    return FileResponse(
-        path,
-        media_type="audio/ogg",
-        filename=f"{burst_id}.ogg",
-        headers={"Cache-Control": "private, max-age=300"},
-    )
+            if auth is not None and auth.actor is None:
+                raise HTTPException(401, {"code": "unauthorized", "message": "sign in first"})
+            raise HTTPException(404, {"code": "not_found", "message": "no such clip"})
+        if auth is not None:
+            fetch_clip(request, auth, utterance)
+        return FileResponse(
+            _clip_path(state, burst_id, utterance.clip),
+            media_type="audio/ogg",
+            filename=f"{burst_id}.ogg",
+            headers={"Cache-Control": "private, max-age=300"},
+        )
+
+    return _answer(run)

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 
 from fastapi import HTTPException, Request
+from starlette.requests import HTTPConnection
 
 from voice_server.accounts.websessions import WebSession
 from voice_server.identity.principal import DirectoryRefusal, UserRecord
@@ -34,12 +35,12 @@ class Auth:
         return self.session.csrf if self.session is not None else self.pre_csrf
 
 
-def app_state(request: Request) -> AppState:
+def app_state(request: HTTPConnection) -> AppState:
     state: AppState = request.app.state.voice
     return state
 
 
-def client_address(request: Request) -> str:
+def client_address(request: HTTPConnection) -> str:
     return request.client.host if request.client else ""
 
 
@@ -77,8 +78,9 @@ def _bearer(state: AppState, token: str) -> Actor:
     return actor_from_token(claims, record)
 
 
-def authenticate(request: Request) -> Auth:
-    """Resolve the caller (blocking: FastAPI runs sync dependencies in a worker thread)."""
+def authenticate(request: HTTPConnection) -> Auth:
+    """Resolve the caller (blocking: FastAPI runs sync dependencies in a worker thread; the
+    live view's WebSocket calls it through ``asyncio.to_thread``)."""
     state = app_state(request)
     header = request.headers.get("authorization", "")
     if header[:7].lower() == "bearer ":

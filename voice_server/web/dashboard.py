@@ -1,7 +1,8 @@
 """``/dashboard``: the home page, sign-out, sign-in codes (QR) and the audit log pages.
 
-Administration pages live in ``web.dashboard_admin``. The call log adds its pages (search,
-live view) here later, each guarded by its ``policy.Action`` and listed in ``templating.NAV``.
+Administration pages live in ``web.dashboard_admin``, the call log's (search, transcript,
+export, live view) in ``web.dashboard_calllog``; each is guarded by its ``policy.Action`` and
+listed in ``templating.NAV``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from markupsafe import Markup
 
 from voice_server.accounts.codes import code_id, display
 from voice_server.identity.tokens import Role
-from voice_server.web import dashboard_admin
+from voice_server.web import dashboard_admin, dashboard_calllog
 from voice_server.web.api_audit import export_response, page
 from voice_server.web.api_auth import base_url
 from voice_server.web.auth import Auth, app_state, authenticate, client_address, csrf
@@ -29,6 +30,7 @@ from voice_server.web.templating import render
 
 router = APIRouter(include_in_schema=False)
 router.include_router(dashboard_admin.router)
+router.include_router(dashboard_calllog.router)
 AuthDep = Annotated[Auth, Depends(authenticate)]
 CsrfField = Annotated[str, Form(alias="csrf", max_length=128)]
 

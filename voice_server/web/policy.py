@@ -192,6 +192,16 @@ def _decide_code(actor: Actor, target: TargetUser | None) -> Decision:
     return _deny("not a member of a channel you supervise")
 
 
+def may_any(actor: Actor | None, action: Action) -> bool:
+    """May ``actor`` do ``action`` somewhere: on some channel for the per-channel call-log
+    actions (what the navigation shows), else as :func:`decide` says."""
+    if action not in CALL_LOG_ACTIONS:
+        return bool(decide(actor, action))
+    if actor is None or actor.role is Role.STAFF:
+        return False
+    return actor.supervised.everything or bool(actor.supervised.names)
+
+
 def channels_for(actor: Actor | None, action: Action, known: list[str]) -> list[str]:
     """Of the ``known`` channels, those ``actor`` may ``action`` (e.g. the channels a search
     without a channel filter covers)."""

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from urllib.parse import urlsplit
 
 from fastapi import HTTPException, Request, Response
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from voice_server.config import Config
@@ -62,10 +64,11 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def is_secure(config: Config, request: Request) -> bool:
+def is_secure(config: Config, request: HTTPConnection) -> bool:
     if config.cookie_secure is not None:
         return config.cookie_secure
-    return request.url.scheme == "https" or (config.public_url or "").startswith("https://")
+    scheme = request.url.scheme
+    return scheme in ("https", "wss") or (config.public_url or "").startswith("https://")
 
 
 def cookie_name(base: str, secure: bool) -> str:
@@ -77,7 +80,7 @@ PRE_COOKIE = "vs_pre"
 LANG_COOKIE = "vs_lang"
 
 
-def read_cookie(config: Config, request: Request, base: str) -> str | None:
+def read_cookie(config: Config, request: HTTPConnection, base: str) -> str | None:
     return request.cookies.get(cookie_name(base, is_secure(config, request)))
 
 
@@ -129,3 +132,18 @@ def check_csrf(expected: str | None, presented: str | None) -> None:
         raise HTTPException(
             status_code=403, detail={"code": "csrf", "message": "missing or wrong CSRF token"}
         )
+
+
+def same_origin(config: Config, conn: HTTPConnection) -> bool:
+    """A browser's WebSocket handshake came from our own pages: its ``Origin`` is this server
+    as the browser addressed it (``Host``), or ``public_url`` (behind a TLS proxy). Stops
+    cross-site WebSocket hijacking with the ambient session cookie."""
+    origin = conn.headers.get("origin")
+    if not origin:
+        return False
+    scheme = "https" if conn.url.scheme in ("https", "wss") else "http"
+    allowed = {f"{scheme}://{conn.headers.get('host', '')}".lower()}
+    if config.public_url:
+        public = urlsplit(config.public_url)
+        allowed.add(f"{public.scheme}://{public.netloc}".lower())
+    return origin.lower() in allowed

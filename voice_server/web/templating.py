@@ -18,7 +18,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from voice_server.web import security
 from voice_server.web.auth import app_state
 from voice_server.web.i18n import negotiate, translator
-from voice_server.web.policy import Action, Actor, decide
+from voice_server.web.policy import Action, Actor, may_any
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -38,10 +38,11 @@ class NavEntry:
     action: Action
 
 
-# The dashboard's navigation, in order; an entry shows when the policy allows its action.
-# The call log adds e.g. NavEntry("/dashboard/search", "search", Action.SEARCH) — with a
-# channel-less check (see ``visible``).
+# The dashboard's navigation, in order; an entry shows when the policy allows its action (the
+# call-log entries: on at least one channel, ``policy.may_any``).
 NAV: list[NavEntry] = [
+    NavEntry("/dashboard/search", "search", Action.SEARCH),
+    NavEntry("/dashboard/live", "live", Action.LIVE),
     NavEntry("/dashboard/codes", "codes", Action.DASHBOARD),
     NavEntry("/dashboard/users", "users", Action.USERS_VIEW),
     NavEntry("/dashboard/channels", "channels", Action.CHANNELS_VIEW),
@@ -50,7 +51,7 @@ NAV: list[NavEntry] = [
 
 
 def visible(actor: Actor | None) -> list[NavEntry]:
-    return [e for e in NAV if decide(actor, e.action)]
+    return [e for e in NAV if may_any(actor, e.action)]
 
 
 def language(request: Request) -> str:

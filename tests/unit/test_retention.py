@@ -1,0 +1,120 @@
+"""Retention: cutoffs per channel, legal hold, and a purge after which the text is gone from the
+bytes of every file of the data directory (database, WAL, clips, spool)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tests.calllog_seed import files_with, seed, spool, utterance, write_clip
+from voice_server.audit.log import AuditLog
+from voice_server.calllog.model import Gap, SearchQuery
+from voice_server.calllog.purge import Purger
+from voice_server.calllog.retention import DAY_MS, Rule, cutoffs, unknown_channel_cutoff
+from voice_server.calllog.sqlite import SqliteCallLog
+from voice_server.store.channels import ChannelStore
+from voice_server.store.database import Database
+
+NOW = 1_790_000_000_000
+CANARY = "ホタルイカ合言葉zqx"
+KEPT = "サクラエビ合言葉zqy"
+
+
+def test_cutoffs_follow_retention_and_legal_hold() -> None:
+    rules = [Rule("a", 30, False), Rule("b", 30, True), Rule("c", None, False), Rule("d", 7, False)]
+    assert [(c.channel, c.before_ms) for c in cutoffs(rules, NOW)] == [
+        ("a", NOW - 30 * DAY_MS),
+        ("d", NOW - 7 * DAY_MS),
+    ]
+    assert unknown_channel_cutoff(rules, NOW) is None
+    assert unknown_channel_cutoff([Rule("a", 30, False), Rule("d", 7, False)], NOW) == (
+        NOW - 30 * DAY_MS
+    )
+
+
+def test_a_purge_removes_expired_text_from_every_byte_and_a_legal_hold_keeps_it(
+    tmp_path: Path,
+) -> None:
+    db = Database(tmp_path / "voice.db")
+    channels = ChannelStore(db)
+    for name, days, hold in (("a", 30, False), ("b", 30, True), ("c", None, False)):
+        channels.add(name)
+        with db.transaction() as conn:
+            channels.update(conn, name, display_name=name, retention_days=days, legal_hold=hold)
+    old, recent = NOW - 40 * DAY_MS, NOW - DAY_MS
+    expired = seed(
+        tmp_path,
+        [utterance(f"{CANARY} {i}", channel="a", start_ms=old + i) for i in range(5)],
+    )
+    kept = seed(
+        tmp_path,
+        [
+            utterance(f"最近 {CANARY}", channel="a", start_ms=recent),
+            utterance(f"{KEPT} 保全", channel="b", start_ms=old),
+            utterance(f"{KEPT} 無期限", channel="c", start_ms=old),
+        ],
+    )
+    log = SqliteCallLog(db)
+    log.add_gap(
+        Gap("1" * 13 + "abcdef", "a", "s", "S", old, old + 5, "spool_quota"), created_ms=old
+    )
+    waiting = utterance("not yet transcribed", channel="a", start_ms=old + 99, clip=False)
+    spool(tmp_path, waiting)
+    spool(tmp_path, expired[0])  # committed, not yet moved to clips/
+    write_clip(tmp_path / "clips" / "a" / "2020-01-01" / "0000000000000abcdef.ogg")  # an orphan
+    with db.connection() as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert "voice.db" in files_with(tmp_path, CANARY)
+    audit = AuditLog(db)
+
+    dry = Purger(tmp_path, audit).run(NOW, dry_run=True)
+    assert [(c.channel, c.utterances, c.gaps) for c in dry.channels] == [("a", 5, 1)]
+    assert len(log.search(SearchQuery(channels=frozenset({"a"}))).items) == 6
+    assert audit.count() == 0
+
+    report = Purger(tmp_path, audit).run(NOW, actor="cli:test")
+    assert [(c.channel, c.utterances, c.gaps) for c in report.channels] == [("a", 5, 1)]
+    assert report.channels[0].files == 5 + 1 + 1  # clips, the unmoved spool file, the orphan
+    assert report.spool_files == 1  # the spool file never transcribed
+    assert report.scrubbed and report.wal_truncated
+    left = log.search(SearchQuery(limit=200)).items
+    assert sorted(u.id for u in left) == sorted(u.id for u in kept)
+    assert [u.id for u in log.search(SearchQuery(q="ホタルイカ")).items] == [kept[0].id]
+    found = [u.id for u in log.search(SearchQuery(q="合言")).items]
+    assert found[0] == kept[0].id and sorted(found) == sorted(u.id for u in kept)
+    assert log.gaps(channels=None, since_ms=None, until_ms=None) == []
+    for u in expired:
+        assert not (tmp_path / str(u.clip)).exists()
+    assert all((tmp_path / str(u.clip)).exists() for u in kept)
+    assert not list((tmp_path / "spool").glob("*.ogg"))
+    assert files_with(tmp_path, KEPT) == ["voice.db"]  # the legal hold and "for ever" keep theirs
+    entries = [e for e in audit.iter_all() if e.action == "calllog.purge"]
+    assert [(e.actor, e.target) for e in entries] == [("cli:test", "channel:a")]
+    assert Purger(tmp_path, audit).run(NOW).scrubbed is False  # nothing left to purge
+
+
+def test_after_a_purge_the_canary_is_in_no_file_of_the_data_directory(tmp_path: Path) -> None:
+    db = Database(tmp_path / "voice.db")
+    channels = ChannelStore(db)
+    channels.add("a")
+    with db.transaction() as conn:
+        channels.update(conn, "a", display_name="a", retention_days=1, legal_hold=False)
+    rows = seed(
+        tmp_path,
+        [
+            utterance(f"{CANARY}{i} 本文", channel="a", start_ms=NOW - 3 * DAY_MS + i)
+            for i in range(50)
+        ],
+    )
+    seed(tmp_path, [utterance("今日 の 報告", channel="a", start_ms=NOW - 1000)])
+    spool(tmp_path, rows[0])
+    with db.connection() as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    SqliteCallLog(db).search(SearchQuery(q="ホタルイカ"))  # a reader's connection stays open
+    assert files_with(tmp_path, CANARY)
+    started = time.monotonic()
+    report = Purger(tmp_path, AuditLog(db)).run(NOW)
+    assert report.channels[0].utterances == 50 and time.monotonic() - started < 10
+    assert files_with(tmp_path, CANARY) == []
+    assert files_with(tmp_path, "ホタルイカ") == []
+    assert (tmp_path / "voice.db-wal").stat().st_size == 0

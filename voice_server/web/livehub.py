@@ -1,0 +1,175 @@
+"""The dashboard's live view of a channel: who is online, who is talking, partial captions and
+utterances as they are committed, fanned out to the viewers of that channel.
+
+Fed on the event loop by the signaling hub (``Hub.watchers``: every channel broadcast — joins,
+leaves, talk start/stop — becomes a presence snapshot) and by the transcriber link
+(``LinkHub.on_partial`` / ``on_committed``). Feeding only appends to each viewer's bounded queue:
+when a viewer cannot keep up, its oldest messages are dropped and counted (the viewer is told
+how many), so voice and signaling never wait on a slow browser.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import deque
+from dataclasses import dataclass
+from datetime import tzinfo
+from typing import Any
+
+from voice_server.calllog.localtime import local_text
+from voice_server.calllog.model import parse_time
+from voice_server.metrics import Family
+from voice_server.signaling.hub import Hub
+from voice_server.signaling.messages import ServerMessage
+from voice_server.signaling.sessions import SessionState
+
+__all__ = ["LiveHub", "Viewer"]
+
+log = logging.getLogger(__name__)
+TEXT_MAX = 2000
+
+
+class Viewer:
+    """One live-view connection: a bounded queue that drops its oldest message when full."""
+
+    def __init__(self, channel: str, limit: int) -> None:
+        self.channel = channel
+        self.limit = limit
+        self.queue: deque[str] = deque()
+        self.dropped = 0
+        self.wake = asyncio.Event()
+
+    def offer(self, text: str) -> bool:
+        """Queue ``text``; False when an older message had to be dropped for it."""
+        kept = True
+        if len(self.queue) >= self.limit:
+            self.queue.popleft()
+            self.dropped += 1
+            kept = False
+        self.queue.append(text)
+        self.wake.set()
+        return kept
+
+
+@dataclass(slots=True)
+class LiveCounters:
+    sent: int = 0
+    dropped: int = 0
+    opened: int = 0
+
+
+class LiveHub:
+    def __init__(self, hub: Hub, tz: tzinfo, queue_limit: int) -> None:
+        self._hub = hub
+        self._tz = tz
+        self._limit = queue_limit
+        self._viewers: dict[str, set[Viewer]] = {}
+        self.counters = LiveCounters()
+
+    # ------------------------------------------------------------------ viewers
+    def attach(self, channel: str) -> Viewer:
+        viewer = Viewer(channel, self._limit)
+        self._viewers.setdefault(channel, set()).add(viewer)
+        self.counters.opened += 1
+        viewer.offer(self._encode(self.presence(channel)))
+        return viewer
+
+    def detach(self, viewer: Viewer) -> None:
+        viewers = self._viewers.get(viewer.channel)
+        if viewers is not None:
+            viewers.discard(viewer)
+            if not viewers:
+                del self._viewers[viewer.channel]
+
+    def viewers(self, channel: str) -> int:
+        return len(self._viewers.get(channel, ()))
+
+    # ------------------------------------------------------------------ feeds (event loop)
+    def on_signal(self, channel: str, message: ServerMessage) -> None:
+        """A broadcast in ``channel`` (someone joined, left, started or stopped talking)."""
+        if channel in self._viewers:
+            self._fan(channel, self.presence(channel))
+
+    def on_partial(self, msg: dict[str, Any]) -> None:
+        channel = str(msg.get("channel", ""))
+        if channel not in self._viewers:
+            return
+        speaker = str(msg.get("speaker_id", ""))
+        self._fan(
+            channel,
+            {
+                "type": "partial",
+                "id": str(msg.get("id", "")),
+                "speaker_id": speaker,
+                "speaker_name": self._name_of(channel, speaker),
+                "text": str(msg.get("text", ""))[:TEXT_MAX],
+            },
+        )
+
+    def on_committed(self, msg: dict[str, Any]) -> None:
+        u = msg.get("utterance")
+        if not isinstance(u, dict) or str(u.get("channel", "")) not in self._viewers:
+            return
+        try:
+            start = local_text(parse_time(str(u.get("start", ""))), self._tz)
+        except ValueError:
+            start = ""
+        self._fan(
+            str(u["channel"]),
+            {
+                "type": "utterance",
+                "id": str(u.get("id", "")),
+                "speaker_id": str(u.get("speaker_id", "")),
+                "speaker_name": str(u.get("speaker_name", "")),
+                "time": start,
+                "text": str(u.get("text", ""))[:TEXT_MAX],
+            },
+        )
+
+    # ------------------------------------------------------------------ helpers
+    def presence(self, channel: str) -> dict[str, Any]:
+        sessions = sorted(self._hub.registry.in_channel(channel), key=lambda s: (s.name, s.id))
+        return {
+            "type": "presence",
+            "participants": [
+                {
+                    "sub": s.sub,
+                    "name": s.name,
+                    "device_id": s.device_id,
+                    "online": s.state is SessionState.ATTACHED,
+                    "talking": s.talking_slot is not None,
+                }
+                for s in sessions
+            ],
+        }
+
+    def _name_of(self, channel: str, sub: str) -> str:
+        for session in self._hub.registry.in_channel(channel):
+            if session.sub == sub:
+                return session.name
+        return sub
+
+    @staticmethod
+    def _encode(payload: dict[str, Any]) -> str:
+        return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+
+    def _fan(self, channel: str, payload: dict[str, Any]) -> None:
+        text = self._encode(payload)
+        for viewer in self._viewers.get(channel, ()):
+            if not viewer.offer(text):
+                self.counters.dropped += 1
+
+    def families(self) -> list[Family]:
+        c = self.counters
+        return [
+            Family("voice_live_viewers", "gauge", "Open live-view connections").add(
+                sum(len(v) for v in self._viewers.values())
+            ),
+            Family("voice_live_opened_total", "counter", "Live views opened").add(c.opened),
+            Family("voice_live_messages_total", "counter", "Live-view messages sent").add(c.sent),
+            Family(
+                "voice_live_dropped_total", "counter", "Live-view messages dropped (slow viewer)"
+            ).add(c.dropped),
+        ]
