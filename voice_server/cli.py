@@ -20,6 +20,7 @@ from voice_server.bench import transcribe as bench_transcribe
 from voice_server.config import Config, ConfigError, load_config
 from voice_server.identity.keys import KeyFileError, load_or_create_key
 from voice_server.identity.tokens import Audience, Role, issue_token
+from voice_server.loadtest import cli as loadtest_cli
 from voice_server.store.channels import ChannelError
 from voice_server.store.database import DatabaseError
 from voice_server.transcribe import commands as transcribe_commands
@@ -113,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="listeners send nothing (default: a DTX frame every 400 ms, as browsers do)",
     )
     fwd.add_argument("--json", type=Path, help="write the result as JSON to this file")
+    loadtest_cli.add_parser(sub)
     return parser
 
 
@@ -216,6 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return bench_transcribe.main(args)
         if args.command == "bench":
             return _cmd_bench(args)
+        if args.command == "loadtest":
+            return loadtest_cli.run(args)
         raise CliError(f"voice-server: unknown command {args.command}")
     except CliError as exc:
         print(str(exc), file=sys.stderr)

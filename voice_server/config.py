@@ -66,6 +66,8 @@ class Config(BaseSettings):
 
     # who may read /metrics: client address networks
     metrics_allow: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    # leak tests: /metrics also counts live instances of the server's classes (walks the heap)
+    debug_objects: bool = False
 
     @field_validator("metrics_allow")
     @classmethod
