@@ -64,7 +64,7 @@ def build_state(config: Config) -> AppState:
     tap = BurstTap(speaker_of, queue_limit=config.tap_queue_packets, live=link)
     spool = SpoolWriter(config.data_dir, tap, calllog, config.spool_quota_mb * 1024 * 1024)
     media = MediaPlane(
-        tap=tap,
+        tap=tap if config.call_log else None,
         host=config.media_host,
         port=config.media_port,
         announce_ip=config.announce_ip,

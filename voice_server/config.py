@@ -61,6 +61,7 @@ class Config(BaseSettings):
     tap_queue_packets: int = Field(50_000, ge=100)  # spool writer backlog, at most
     clip_url_seconds: int = Field(600, ge=10, le=86_400)  # lifetime of signed clip URLs
     transcriber: bool = False  # `serve` starts and supervises a transcriber sidecar
+    call_log: bool = True  # tap talk bursts into the spool for the call log; false: voice only
     model: str | None = None  # Vosk model directory (transcriber); default: see README
     models_dir: Path = Path("./models")
 

@@ -42,8 +42,8 @@ def live_objects() -> Counter[str]:
     counts: Counter[str] = Counter()
     for obj in gc.get_objects():
         cls = type(obj)
-        module = cls.__module__
-        if module.startswith(_PACKAGE):
+        module = cls.__dict__.get("__module__")  # a class attribute, not a descriptor
+        if isinstance(module, str) and module.startswith(_PACKAGE):
             counts[f"{module[len(_PACKAGE) :]}.{cls.__qualname__}"] += 1
     return counts
 

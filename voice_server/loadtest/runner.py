@@ -97,8 +97,13 @@ class _Worker:
             self.events.put_nowait({"event": "died"})
 
     async def expect(self, event: str, within: float) -> dict[str, Any]:
-        async with asyncio.timeout(within):
-            message = await self.events.get()
+        try:
+            async with asyncio.timeout(within):
+                message = await self.events.get()
+        except TimeoutError:
+            raise RuntimeError(
+                f"generator worker {self.pid}: no {event!r} within {within:.0f} s"
+            ) from None
         if message.get("event") != event:
             raise RuntimeError(f"generator worker {self.pid}: {message.get('event')}, not {event}")
         return message

@@ -2,8 +2,10 @@
 
 - **Started** (no ``--url``): ``voice-server serve`` as a child process on free local ports with
   a throw-away data directory holding the plan's channels (:class:`~voice_server.bench.
-  serverproc.ServerChild`, as ``bench forward`` does), ``--transcriber`` when transcription is
-  on; the load test mints tokens with that directory's key.
+  serverproc.ServerChild`, as ``bench forward`` does). Transcription on: ``--transcriber`` (the
+  router taps every talk burst into the spool, the sidecar transcribes); off: ``call_log =
+  false`` (voice only: no tap, no spool writing, no sidecar). The load test mints tokens with
+  that directory's key.
 - **Running** (``--url URL --data-dir D``): a server on this machine; the load test needs its
   data directory for the signing key (tokens) and adds the plan's channels to its database
   (the server reads channels at each join). Its pid, for the ``/proc`` figures, is
@@ -95,6 +97,8 @@ class StartedServer:
         log_level: str = "warning",
     ) -> None:
         env = {"VOICE_DEBUG_OBJECTS": "1"} if debug_objects else {}
+        if not transcribe:
+            env["VOICE_CALL_LOG"] = "0"  # voice only: no spool, no sidecar
         self.child = ServerChild(
             data_dir,
             channels[0],

@@ -75,7 +75,8 @@ class _Worker:
         self.joining: asyncio.Task[None] | None = None
 
     def send(self, message: dict[str, Any]) -> None:
-        self.conn.send(message)
+        with contextlib.suppress(OSError):  # the coordinator has gone: nothing to tell
+            self.conn.send(message)
 
     def _readable(self) -> None:
         try:
