@@ -58,7 +58,8 @@ def test_small_run_every_participant_joins_and_hears_the_talkers(
     for p in r["participants"]:
         assert p["joined"] and p["error"] is None and p["first_audio_ns"] > p["ws_open_ns"]
         assert p["window_streams"] == (1 if p["talker"] else 2)
-        assert p["bytes_received"] > 0 and (p["sent"] > 0) == p["talker"] or not p["talker"]
+        assert p["bytes_received"] > 0 and p["bytes_sent"] > 0  # listeners send DTX frames
+        assert p["sent"] > 100 or not p["talker"]
     assert r["soak"]["samples"] >= 3 and "server_rss_mb" in r["soak"]["series"]
     assert r["after_leave"]["sessions"] == 0 and r["after_leave"]["transports"] == 0
     # this machine is shared with other sessions: only another process's CPU may void the run
