@@ -13,8 +13,8 @@ nothing here runs a coroutine per packet:
   checks every 50 ms until a success, then a consent check every 5 s); the DTLS client of
   :mod:`voice_server.sim.dtls_client` keyed into pylibsrtp;
 - sending is driven from outside: the group's single pacing task calls :meth:`on_frame` every
-  20 ms. A talker sends an Opus frame with audio level 20; a silent participant sends a DTX-like
-  3-byte frame with level 127 every 400 ms (``dtx=True``) or nothing;
+  20 ms and :class:`~voice_server.sim.source.MicSource` says what to send (voice while
+  talking; a DTX frame every 400 ms while silent with ``dtx=True``; else nothing);
 - SRTP through :mod:`voice_server.media.srtp_fast` (libsrtp called directly);
 - receiving: every RTP packet is unprotected and counted per SSRC (:mod:`rx_stats`: loss from
   sequence gaps, RFC 3550 jitter, first arrival); send stamps written by other simulated talkers
@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import secrets
 import socket
 import struct
 import time
@@ -42,11 +41,12 @@ from voice_server.media.sdp import new_ice_credentials
 from voice_server.media.srtp import make_sessions
 from voice_server.media.srtp_fast import SrtpCodec, fast_session
 from voice_server.sim.answer import OfferInfo, build_answer, parse_offer
-from voice_server.sim.audio import DTX_PAYLOAD, read_stamp, rtp_packet
+from voice_server.sim.audio import read_stamp
 from voice_server.sim.dtls_client import DtlsClient
 from voice_server.sim.ice import IceChecks
 from voice_server.sim.rx_stats import StreamStats
 from voice_server.sim.rxpoll import RxPoller
+from voice_server.sim.source import MicSource
 
 __all__ = ["SimParticipant"]
 
@@ -55,10 +55,6 @@ READ_BATCH = 64
 RECV_SIZE = 2048
 CHECK_INTERVAL = 0.05
 CONSENT_INTERVAL = 5.0
-TALK_LEVEL = 20
-SILENCE_LEVEL = 127
-DTX_FRAMES = 20  # one DTX frame every 400 ms
-FRAME_SAMPLES = 960
 _perf_ns = time.perf_counter_ns
 _RTP_FIELDS = struct.Struct("!HII")  # seq, timestamp, ssrc at offset 2
 
@@ -85,14 +81,12 @@ class SimParticipant:
         self.channel = channel
         self.device_id = device_id
         self.certificate = certificate
-        self.frames = frames
         self.latency = latency
-        self.dtx = dtx
-        self.dtx_offset = phase % DTX_FRAMES
+        self.source = MicSource(frames, dtx=dtx, phase=phase)
         self.poller = poller
         #: set by the owner: send voice frames on :meth:`on_frame`
         self.talking = False
-        self.ssrc = secrets.randbits(32) or 1
+        self.ssrc = self.source.ssrc
         self.session_id: str | None = None
         self.offer: OfferInfo | None = None
         self.streams: dict[int, StreamStats] = {}
@@ -111,9 +105,6 @@ class SimParticipant:
         self.ws_open_ns = -1  # the signaling WebSocket is open
         self.offer_ns = -1  # the server's offer arrived
         self.connected_at_ns = -1  # SRTP keys in place
-        self._seq = secrets.randbits(16)
-        self._ts_base = secrets.randbits(32)
-        self._was_talking = False
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
         self._sock: socket.socket | None = None
@@ -251,28 +242,9 @@ class SimParticipant:
         tx = self._tx
         if tx is None or self._sock is None:
             return
-        if self.talking:
-            level = TALK_LEVEL
-            payload = self.frames[frame % len(self.frames)]
-        elif self.dtx and frame % DTX_FRAMES == self.dtx_offset:
-            level = SILENCE_LEVEL
-            payload = DTX_PAYLOAD
-        else:
-            self._was_talking = False
+        packet = self.source.packet(frame, now_ns, self.talking)
+        if packet is None:
             return
-        marker = self.talking and not self._was_talking
-        self._was_talking = self.talking
-        self._seq = (self._seq + 1) & 0xFFFF
-        packet = rtp_packet(
-            payload_type=111,
-            marker=marker,
-            seq=self._seq,
-            timestamp=self._ts_base + frame * FRAME_SAMPLES,
-            ssrc=self.ssrc,
-            level=level,
-            stamp_ns=now_ns,
-            payload=payload,
-        )
         srtp = tx.protect(packet)
         if srtp is None:
             self.srtp_errors += 1
