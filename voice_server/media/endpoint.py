@@ -105,6 +105,10 @@ class MediaEndpoint:
                 continue
             handle(data, addr)
 
+    def fileno(self) -> int | None:
+        """The socket's descriptor (for batched sends), None when closed."""
+        return self._sock.fileno() if self._sock is not None else None
+
     def sendto(self, data: bytes, addr: Address) -> None:
         sock = self._sock
         if sock is None:

@@ -149,6 +149,7 @@ class MediaPlane:
                 counters=self.counters,
                 histogram=self.histogram,
                 tap=self.tap,
+                fileno=self.endpoint.fileno,
             )
             self.routers[session.channel] = router
         creds = new_ice_credentials()

@@ -8,16 +8,9 @@ Per forwarded packet (invariant 6 of the README): one SRTP unprotect (done by th
 header rewrite (the same bytes for every listener: the server's offer fixed payload type, header
 extension ids and slot SSRCs for everyone), then one protect and one ``sendto`` per listener. No
 decoding, no jitter buffer, no coroutine, no log call.
-
-The fan-out loop touches no attribute per copy: :meth:`Router.refresh_listeners` (called on every
-membership, transport state or media address change) precomputes one ``(member, protect, addr)``
-tuple per listener, ``protect`` being libsrtp called directly (:mod:`~voice_server.media.
-srtp_fast`). Counters are added once per fan-out. The forwarding-time histogram
-(``voice_media_forward_seconds``, datagram read → ``sendto``) is observed once per chunk of
-:data:`CHUNK` copies, with the time after the chunk's last ``sendto`` counted for every copy of
-the chunk: each copy is counted at or after its own send time, so the exposed percentiles are
-upper bounds of the per-copy ones (by at most one chunk's sending time, ~0.2 ms), and the count
-equals ``voice_media_packets_out_total``.
+The copies are sent by a :class:`~voice_server.media.fanout.Fanout` that
+:meth:`Router.refresh_listeners` rebuilds on every membership, transport state or media address
+change, so the per-copy loop reads no attribute (and batches its sends where it can).
 """
 
 from __future__ import annotations
@@ -29,6 +22,7 @@ from typing import Protocol
 from voice_server.histogram import LatencyHistogram
 from voice_server.media.counters import MediaCounters
 from voice_server.media.errors import PacketError
+from voice_server.media.fanout import Fanout, SendTo
 from voice_server.media.rtp import audio_level
 from voice_server.media.slot_stream import PreRoll, SlotStream
 from voice_server.media.srtp_fast import SrtpCodec, fast_session
@@ -40,9 +34,6 @@ from voice_server.transcribe.tap import BurstHandle
 _STARTED = TalkEvent.STARTED
 _STOPPED = TalkEvent.STOPPED
 _perf_ns = time.perf_counter_ns
-
-SendTo = Callable[[bytes, Address], None]
-CHUNK = 32  # copies per forwarding-time observation
 
 
 class TalkEvents(Protocol):
@@ -106,6 +97,7 @@ class Router:
         counters: MediaCounters,
         histogram: LatencyHistogram,
         tap: Tap | None = None,
+        fileno: Callable[[], int | None] | None = None,
     ) -> None:
         self.channel = channel
         self._tap = tap
@@ -121,9 +113,9 @@ class Router:
         self._sendto = sendto
         self._counters = counters
         self._hist = histogram
+        self._fileno = fileno  # the media socket, for batched sends
         self._listeners: list[Member] = []
-        # the fan-out targets, in chunks of CHUNK: (member, protect, media address)
-        self._chunks: list[list[tuple[Member, Callable[[bytes], bytes | None], Address]]] = []
+        self._fanout = Fanout([], sendto=sendto, counters=counters, histogram=histogram)
         self._waiting: list[Member] = []
 
     # ------------------------------------------------------------------ membership
@@ -148,7 +140,7 @@ class Router:
         """Recompute who receives forwarded audio and where (call when a member comes or goes,
         or its transport's state or media address changes)."""
         listeners = []
-        targets: list[tuple[Member, Callable[[bytes], bytes | None], Address]] = []
+        targets: list[tuple[object, SrtpCodec, Address]] = []
         for m in self.members.values():
             tr = m.transport
             if not tr.media_ready or tr.remote is None or tr.tx is None:
@@ -156,9 +148,15 @@ class Router:
             if m.srtp is None or m.srtp.session is not tr.tx:
                 m.srtp = fast_session(tr.tx)
             listeners.append(m)
-            targets.append((m, m.srtp.protect, tr.remote))
+            targets.append((m, m.srtp, tr.remote))
         self._listeners = listeners
-        self._chunks = [targets[i : i + CHUNK] for i in range(0, len(targets), CHUNK)]
+        self._fanout = Fanout(
+            targets,
+            sendto=self._sendto,
+            counters=self._counters,
+            histogram=self._hist,
+            fd=self._fileno() if self._fileno is not None else None,
+        )
 
     @property
     def listeners(self) -> int:
@@ -208,38 +206,10 @@ class Router:
             self._counters.drop_stale += 1
             return
         data = bytes(buf)
-        counters = self._counters
-        counters.packets_routed += 1
+        self._counters.packets_routed += 1
         self.stream_octets[index] += len(data) - 12
         self.stream_last_ns[index] = t0_ns
-        sendto = self._sendto
-        observe = self._hist.observe_us_n
-        sent = 0
-        octets = 0
-        failed = 0
-        for chunk in self._chunks:
-            done = 0
-            for member, protect, addr in chunk:
-                if member is src:
-                    continue
-                out = protect(data)
-                if out is None:
-                    failed += 1
-                    continue
-                try:
-                    sendto(out, addr)
-                except OSError:
-                    failed += 1
-                    continue
-                done += 1
-                octets += len(out)
-            if done:
-                observe((_perf_ns() - t0_ns) // 1000, done)
-                sent += done
-        counters.packets_out += sent
-        counters.bytes_out += octets
-        if failed:
-            counters.drop_send_error += failed
+        self._fanout.send(data, src, t0_ns)
 
     # ------------------------------------------------------------------ talk bursts
     def _start(self, member: Member, t0_ns: int) -> None:

@@ -65,6 +65,24 @@ class FastSrtp:
         out: bytes = buf[0 : length[0]]
         return out
 
+    def protect_in_place(self, packet: bytes) -> int:
+        """Protect into this session's own buffer (see :meth:`buffer_address`); returns the
+        protected length, 0 on failure. The bytes stay valid until the next call."""
+        n = len(packet)
+        if n > _BUFFER - _MAX_TRAILER:
+            return 0
+        length = self._len
+        self._buf[0:n] = packet
+        length[0] = n
+        if _PROTECT(self._srtp, self._cdata, length):
+            return 0
+        out: int = length[0]
+        return out
+
+    def buffer_address(self) -> int:
+        """Address of the buffer :meth:`protect_in_place` writes to (alive with the session)."""
+        return int(_ffi.cast("uintptr_t", self._cdata))
+
     def unprotect(self, packet: bytes) -> bytes | None:
         n = len(packet)
         if n > _BUFFER:
