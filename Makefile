@@ -24,8 +24,19 @@ $(VENV)/.stamp-test: pyproject.toml scripts/install-test-deps.sh | $(BIN)/python
 	./scripts/install-test-deps.sh
 	touch $@ $(VENV)/.stamp-runtime
 
+# HTTPS with a self-signed certificate for this machine (created once in $(DATA)/tls; phones
+# need HTTPS for the microphone). `make run TLS=0` serves plain HTTP.
+TLS ?= 1
+ifeq ($(TLS),1)
+TLS_ARGS = --tls-cert $(DATA)/tls/cert.pem --tls-key $(DATA)/tls/key.pem
+endif
+
 run: $(VENV)/.stamp-runtime
-	$(BIN)/voice-server serve --demo --transcriber --data-dir $(DATA) --host $(HOST) --port $(PORT)
+ifeq ($(TLS),1)
+	$(BIN)/voice-server tls-cert --data-dir $(DATA)
+endif
+	$(BIN)/voice-server serve --demo --transcriber --data-dir $(DATA) --host $(HOST) --port $(PORT) \
+		--media-host $(HOST) $(TLS_ARGS)
 
 lint: $(VENV)/.stamp-test
 	$(BIN)/ruff check voice_server clients tests

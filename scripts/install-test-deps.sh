@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Debian packages the tests need; installs only what is missing (quick when all are there).
 set -euo pipefail
-packages=(iproute2 docker-compose chromium espeak-ng)
+# iproute2: network namespaces for the browser tests; chromium: the browser Playwright drives;
+# pulseaudio(+utils), libportaudio2, libasound2-plugins: voice-client's audio device test;
+# espeak-ng: speech for the transcription tests; docker-compose: checks docker-compose.yml.
+packages=(iproute2 docker-compose chromium espeak-ng pulseaudio pulseaudio-utils libportaudio2
+  libasound2-plugins)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -71,3 +71,27 @@ def loud_seconds(samples: list[int], rate: int, threshold: int = 1000) -> float:
         if max(abs(x) for x in samples[i : i + block]) > threshold
     )
     return n * 0.02
+
+
+def write_bursts(
+    path: Path,
+    freq: float,
+    *,
+    on_seconds: float,
+    off_seconds: float,
+    rate: int = 48000,
+    amplitude: int = 8000,
+) -> Path:
+    """One period of a tone burst then silence (browsers loop their fake microphone file)."""
+    on = int(rate * on_seconds)
+    off = int(rate * off_seconds)
+    tone = b"".join(
+        struct.pack("<h", int(amplitude * math.sin(2 * math.pi * freq * i / rate)))
+        for i in range(on)
+    )
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(tone + bytes(2 * off))
+    return path

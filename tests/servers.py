@@ -31,10 +31,30 @@ class ServerProcess:
     extra_args: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    tls: bool = False
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def ready(self) -> bool:
+        if self.tls:  # the certificate is not trusted here: ask over a raw TLS socket
+            import socket
+            import ssl
+
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as raw:
+                    with ctx.wrap_socket(raw) as tls_sock:
+                        tls_sock.sendall(b"GET /readyz HTTP/1.0\r\n\r\n")
+                        return b" 200 " in tls_sock.recv(64)
+            except OSError:
+                return False
+        with contextlib.suppress(httpx.HTTPError):
+            return httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200
+        return False
 
     @property
     def ws_url(self) -> str:
@@ -79,9 +99,8 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.log_path.read_text()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
+            if self.ready():
+                return
             time.sleep(0.05)
         raise RuntimeError(f"server not ready:\n{self.log_path.read_text()}")
 
@@ -110,9 +129,10 @@ def running_server(
     env: dict[str, str] | None = None,
     channels: tuple[str, ...] = ("ops", "hq"),
     extra_args: list[str] | None = None,
+    tls: bool = False,
 ) -> Iterator[ServerProcess]:
     server = ServerProcess(
-        data_dir, free_port(), free_port(socket.SOCK_DGRAM), env or {}, extra_args or []
+        data_dir, free_port(), free_port(socket.SOCK_DGRAM), env or {}, extra_args or [], tls=tls
     )
     for c in channels:
         server.cli("channels", "add", c)

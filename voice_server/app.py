@@ -32,6 +32,7 @@ from voice_server.web import api, api_admin, api_audit, api_auth, dashboard, hea
 from voice_server.web.common import validation_error_handler
 from voice_server.web.pages import PageExit, page_exit_handler
 from voice_server.web.security import SecurityHeaders
+from voice_server.web.static import find_web_dir, web_files
 from voice_server.web.templating import STATIC_DIR
 
 log = logging.getLogger(__name__)
@@ -158,4 +159,10 @@ def create_app(config: Config) -> FastAPI:
             queue_size=config.send_queue,
         )
 
+    # The phone client at "/" (mounted last: every route above takes precedence).
+    web_dir = find_web_dir(config.web_dir)
+    if web_dir is not None:
+        app.mount("/", web_files(web_dir), name="web")
+    else:
+        log.warning("phone client files not found: / serves nothing")
     return app

@@ -16,7 +16,7 @@ from typing import Any
 
 from voice_server import __version__, cli_admin
 from voice_server.accounts.validate import AccountError
-from voice_server.bench import transcribe as bench_transcribe
+from voice_server.bench.cli import add_bench_parser, run_bench
 from voice_server.config import Config, ConfigError, load_config
 from voice_server.identity.keys import KeyFileError, load_or_create_key
 from voice_server.identity.tokens import Audience, Role, issue_token
@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--media-port", type=int, help="UDP media port (default 40000)")
     serve.add_argument("--announce-ip", help="address put in SDP for the media port")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--tls-cert", type=Path, help="HTTPS: PEM certificate (chain) file")
+    serve.add_argument("--tls-key", type=Path, help="HTTPS: PEM private key file")
     serve.add_argument(
         "--demo",
         action="store_true",
@@ -84,52 +86,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_admin.add_parsers(sub, _Parser, _add_state_args)
     transcribe_commands.add_parsers(sub, _add_state_args)
-    bench = sub.add_parser("bench", help="benchmarks")
-    bsub = bench.add_subparsers(dest="bench", required=True, parser_class=_Parser)
-    bench_transcribe.add_parser(bsub)
-    fwd = bsub.add_parser(
-        "forward",
-        help="server CPU and latency per forwarded packet vs an aiortc MediaRelay relay",
+    cert = sub.add_parser(
+        "tls-cert", help="create a self-signed HTTPS certificate for this machine (if none)"
     )
-    fwd.add_argument("--speakers", type=_positive_int, default=2)
-    fwd.add_argument("--listeners", type=_positive_int, default=200)
-    fwd.add_argument("--seconds", type=_positive_float, default=20.0, help="measured window")
-    fwd.add_argument("--warmup", type=float, default=3.0, help="seconds skipped first")
-    fwd.add_argument("--relay-speakers", type=_positive_int, default=2)
-    fwd.add_argument(
-        "--relay-listeners",
-        type=_positive_int,
-        default=6,
-        help="relay baseline size (default 6: what stock aiortc sustains here)",
+    _add_state_args(cert)
+    cert.add_argument(
+        "--name", action="append", default=[], help="extra host name or address (repeat)"
     )
-    fwd.add_argument(
-        "--relay-fast-audio-level",
-        action="store_true",
-        help="replace aiortc's pure-Python audio-level loop in the relay by a C one",
-    )
-    fwd.add_argument("--no-relay", action="store_true", help="skip the relay baseline")
-    fwd.add_argument(
-        "--no-listener-dtx",
-        action="store_true",
-        help="listeners send nothing (default: a DTX frame every 400 ms, as browsers do)",
-    )
-    fwd.add_argument("--json", type=Path, help="write the result as JSON to this file")
+    cert.add_argument("--force", action="store_true", help="replace an existing certificate")
+
+    add_bench_parser(sub)
     loadtest_cli.add_parser(sub)
     return parser
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError("must be > 0")
-    return value
 
 
 def _config(args: argparse.Namespace, **extra: Any) -> Config:
@@ -169,36 +137,22 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         transcriber=args.transcriber,
         model=args.model,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
     )
+    for path in (config.tls_cert, config.tls_key):
+        if path is not None and not path.is_file():
+            raise CliError(f"voice-server serve: no such file: {path}")
     return run_server(config, demo=args.demo)
 
 
-def _cmd_bench(args: argparse.Namespace) -> int:
-    import json
+def _cmd_tls_cert(args: argparse.Namespace) -> int:
+    from voice_server.tlscert import ensure_self_signed, trust_instructions
 
-    from voice_server.bench.forward import format_summary, run_forward_bench
-
-    if args.warmup < 0:
-        raise CliError("voice-server bench forward: --warmup must be >= 0")
-    try:
-        result = run_forward_bench(
-            args.speakers,
-            args.listeners,
-            args.seconds,
-            args.warmup,
-            relay=not args.no_relay,
-            relay_speakers=args.relay_speakers,
-            relay_listeners=args.relay_listeners,
-            relay_fast_audio_level=args.relay_fast_audio_level,
-            listener_dtx=not args.no_listener_dtx,
-        )
-    except RuntimeError as exc:
-        print(f"voice-server bench forward: {exc}".splitlines()[0], file=sys.stderr)
-        return 1
-    print(format_summary(result))
-    if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-        print(f"wrote {args.json}")
+    config = _config(args)
+    files = ensure_self_signed(config.data_dir, args.name, force=args.force)
+    for line in trust_instructions(files):
+        print(line)
     return 0
 
 
@@ -214,10 +168,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cli_admin.run(args, _config(args))
         if args.command in transcribe_commands.COMMANDS:
             return transcribe_commands.run(args)
-        if args.command == "bench" and args.bench == "transcribe":
-            return bench_transcribe.main(args)
+        if args.command == "tls-cert":
+            return _cmd_tls_cert(args)
         if args.command == "bench":
-            return _cmd_bench(args)
+            return run_bench(args)
         if args.command == "loadtest":
             return loadtest_cli.run(args)
         raise CliError(f"voice-server: unknown command {args.command}")

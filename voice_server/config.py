@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -35,6 +35,11 @@ class Config(BaseSettings):
     data_dir: Path = Path("./data")
     public_url: str | None = None
     log_level: str = "info"
+    # HTTPS: PEM certificate (chain) and private key; both or neither
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # the phone client's static files (default: clients/web of the source tree)
+    web_dir: Path | None = None
 
     # media plane
     media_host: str = "127.0.0.1"
@@ -86,6 +91,16 @@ class Config(BaseSettings):
         if value.lower() not in {"debug", "info", "warning", "error"}:
             raise ValueError("must be debug, info, warning or error")
         return value.lower()
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Config:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key must be given together")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
 
     @property
     def database_path(self) -> Path:

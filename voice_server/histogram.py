@@ -169,17 +169,19 @@ class LatencyHistogram:
             out[f"p{p:g}"] = self.percentile(p) / 1e3 if n else None
         return out
 
-    def family(self, name: str, help_text: str) -> Family:
+    def family(self, name: str, help_text: str, stride: int = 1) -> Family:
         """Prometheus histogram in seconds (cumulative ``_bucket{le=…}``, ``_sum``, ``_count``).
 
-        Exposes every bound (about 110 lines with the default bounds), so a scraper can rebuild
-        the histogram exactly (``bench.prom.histogram_delta``); ``+Inf`` is the total."""
+        Exposes every ``stride``-th bound (default 1: every bound, about 110 lines with the
+        default bounds, so a scraper can rebuild the histogram exactly, as
+        ``bench.prom.histogram_delta`` does); ``+Inf`` is the total."""
         fam = Family(name, "histogram", help_text)
         cum = 0
         counts = self._counts
         for i, bound in enumerate(self._bounds):
             cum += counts[i]
-            fam.add(cum, "_bucket", le=f"{bound / 1e6:g}")
+            if i % stride == stride - 1 or i == len(self._bounds) - 1:
+                fam.add(cum, "_bucket", le=f"{bound / 1e6:g}")
         total = cum + counts[-1]
         fam.add(total, "_bucket", le="+Inf")
         fam.add(self._sum / 1e6, "_sum")

@@ -38,7 +38,8 @@ def base_url(config: Config) -> str:
     if config.public_url:
         return config.public_url.rstrip("/")
     host = "127.0.0.1" if config.host in ("0.0.0.0", "::") else config.host
-    return f"http://{host}:{config.port}"
+    scheme = "https" if config.tls else "http"
+    return f"{scheme}://{host}:{config.port}"
 
 
 def run_server(config: Config, *, demo: bool = False) -> int:
@@ -52,6 +53,7 @@ def run_server(config: Config, *, demo: bool = False) -> int:
     app = create_app(config)
     url = base_url(config)
     print(f"voice-server listening on {url}  (signaling {url.replace('http', 'ws', 1)}/ws)")
+    print(f"  phone app {url}/" + ("" if config.tls else "  (plain HTTP: phones need HTTPS)"))
     print(f"  health {url}/healthz  ready {url}/readyz  metrics {url}/metrics")
     print(f"  data directory {config.data_dir.resolve()}")
     if demo:
@@ -70,6 +72,8 @@ def run_server(config: Config, *, demo: bool = False) -> int:
         log_config=None,
         server_header=False,
         proxy_headers=False,
+        ssl_certfile=str(config.tls_cert) if config.tls_cert else None,
+        ssl_keyfile=str(config.tls_key) if config.tls_key else None,
     )
     uvicorn.Server(uv).run()
     return 0

@@ -7,6 +7,7 @@ import asyncio
 import json
 import socket
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -168,18 +169,50 @@ def test_refused_token_prints_the_servers_error_code_and_exits_3(
     ]
 
 
-def test_server_closing_the_connection_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+def test_server_closing_the_connection_is_an_error_without_reconnect(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     async def hang_up(ws: ServerConnection, received: list[dict[str, Any]]) -> None:
         received.append(await recv_json(ws))
         await ws.send(joined())
         await ws.close()
 
     with fake_server(hang_up) as server:
-        code = main(args(server.url, "--token", "t", "--duration", "5"))
+        code = main(args(server.url, "--token", "t", "--duration", "5", "--no-reconnect"))
     out, err = out_err_lines(capsys)
     assert code == 1
     assert err == ["voice-client: error: session ended: connection closed by the server"]
     assert json.loads(out[0])["event"] == "joined"
+
+
+def test_a_dropped_connection_joins_again_with_the_session_id(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The first connection drops right after joining; the client connects again by itself and
+    asks to resume its session; the second connection lasts until --duration and leaves."""
+
+    async def script(ws: ServerConnection, received: list[dict[str, Any]]) -> None:
+        received.append(await recv_json(ws))
+        await ws.send(joined())
+        if len(received) == 1:
+            await ws.close()
+            return
+        received.append(await recv_json(ws))  # leave
+        await ws.send(m.encode(m.ServerLeft(reason="left")))
+
+    with fake_server(script) as server:
+        started = time.monotonic()
+        code = main(args(server.url, "--token", "t", "--duration", "2"))
+        elapsed = time.monotonic() - started
+    out, err = out_err_lines(capsys)
+    assert code == 0, err
+    events = [json.loads(line)["event"] for line in out]
+    assert events == ["joined", "disconnected", "reconnecting", "joined"]
+    joins = [r for r in server.received if r["type"] == "join"]
+    assert len(joins) == 2
+    assert "session_id" not in joins[0] and joins[1]["session_id"] == "s-alice"
+    assert server.received[-1]["type"] == "leave"
+    assert elapsed < 4
 
 
 def test_signaling_exchange_prints_events_and_reports_missing_media(
@@ -236,3 +269,23 @@ def test_signaling_exchange_prints_events_and_reports_missing_media(
     assert code == 1
     assert err == ["voice-client: error: media never connected (ICE/DTLS with the server failed)"]
     assert record.exists()  # the (silent) recording is still written
+
+
+def test_input_and_play_are_alternatives(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    wav = tmp_path / "a.wav"
+    wav.write_bytes(b"")
+    with pytest.raises(SystemExit) as exc:
+        main(args("http://127.0.0.1:9", "--token", "t", "--input", "--play", str(wav)))
+    assert exc.value.code == 2
+    assert "--input and --play are alternatives" in capsys.readouterr().err
+
+
+def test_server_and_channel_are_required_unless_listing_devices(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--token", "t"])
+    assert exc.value.code == 2
+    assert "--server, --channel" in capsys.readouterr().err

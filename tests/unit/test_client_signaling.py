@@ -195,7 +195,9 @@ def test_left_without_leave_is_not_ok() -> None:
 
 def test_connection_lost_ends_the_session() -> None:
     s = joined_session()
-    assert s.connection_lost() == [End(ok=False, reason="connection closed by the server")]
+    assert s.connection_lost() == [
+        End(ok=False, reason="connection closed by the server", retry=True)
+    ]
     assert s.connection_lost() == []
     t = joined_session()
     t.leave()

@@ -107,11 +107,13 @@ def test_sequence_numbers_are_continuous_across_talkers_on_one_slot() -> None:
     assert ("stopped", "ann", 1) in w.events.log and ("started", "bea", 1) in w.events.log
 
 
-def test_a_single_loud_packet_does_not_open_a_slot() -> None:
+def test_a_single_loud_packet_is_no_talk_burst_and_gives_its_slot_back() -> None:
     w = World(["ann", "bea"])
-    w.packet("ann", 0, LOUD)
+    w.packet("ann", 0, LOUD)  # forwarded at once, on a tentatively held slot
     w.talk("ann", 20, 10, QUIET)
-    assert w.events.log == [] and w.sent == []
+    assert w.events.log == []  # never a talk event for a click
+    assert w.router.table.busy is False and w.router.table.free == 3
+    assert len(w.to(5001)) <= 2  # the click (and at most the packet that ended it)
 
 
 def test_fourth_talker_gets_slot_busy_then_the_freed_slot() -> None:

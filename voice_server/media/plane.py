@@ -17,7 +17,7 @@ import socket
 import time
 from collections.abc import Callable
 
-from voice_server.histogram import LatencyHistogram
+from voice_server.histogram import LatencyHistogram, make_bounds_us
 from voice_server.media.counters import MediaCounters
 from voice_server.media.dtls import Certificate
 from voice_server.media.endpoint import MediaEndpoint
@@ -87,6 +87,8 @@ class MediaPlane:
         self.preroll_packets = preroll_packets
         self.counters = MediaCounters()
         self.histogram = LatencyHistogram()
+        #: talk onset (first voiced packet of a burst) -> first packet of the burst forwarded
+        self.onset_histogram = LatencyHistogram(make_bounds_us(max_us=2_000_000))
         self.certificate = Certificate.generate()
         self.routers: dict[str, Router] = {}
         self.transports: dict[str, Transport] = {}
@@ -149,6 +151,7 @@ class MediaPlane:
                 counters=self.counters,
                 histogram=self.histogram,
                 tap=self.tap,
+                onset_histogram=self.onset_histogram,
                 fileno=self.endpoint.fileno,
             )
             self.routers[session.channel] = router
@@ -285,4 +288,12 @@ class MediaPlane:
     # ------------------------------------------------------------------ metrics
     def families(self) -> list[Family]:
         talkers = sum(r.active_talkers for r in self.routers.values())
-        return self.counters.families(self.histogram, talkers, len(self.transports))
+        fams = self.counters.families(self.histogram, talkers, len(self.transports))
+        fams.append(
+            self.onset_histogram.family(
+                "voice_media_talk_onset_seconds",
+                "Talk onset (first voiced packet of a burst) to its first packet forwarded",
+                stride=2,
+            )
+        )
+        return fams

@@ -34,6 +34,7 @@ from voice_server.transcribe.tap import BurstHandle
 _STARTED = TalkEvent.STARTED
 _STOPPED = TalkEvent.STOPPED
 _perf_ns = time.perf_counter_ns
+PREROLL_LEAD_MS = 40
 
 
 class TalkEvents(Protocol):
@@ -64,10 +65,12 @@ class Member:
     __slots__ = (
         "burst",
         "detector",
+        "onset_ns",
         "preroll",
         "session_id",
         "slot",
         "srtp",
+        "tentative",
         "transport",
         "waiting",
     )
@@ -78,6 +81,8 @@ class Member:
         self.detector = TalkDetector(rules)
         self.preroll = PreRoll(preroll)
         self.slot: int | None = None  # the slot held, 1..N like the SDP mids
+        self.tentative = False  # holding a slot during the attack, before talk_started
+        self.onset_ns = 0  # when the current burst's first packet was forwarded
         self.waiting = False  # talking while every slot was busy
         self.burst: BurstHandle | None = None  # the talk burst being tapped for the log
         self.srtp: SrtpCodec | None = None  # transport.tx for the fan-out loop
@@ -96,11 +101,11 @@ class Router:
         sendto: SendTo,
         counters: MediaCounters,
         histogram: LatencyHistogram,
+        onset_histogram: LatencyHistogram | None = None,
         tap: Tap | None = None,
         fileno: Callable[[], int | None] | None = None,
     ) -> None:
         self.channel = channel
-        self._tap = tap
         self.slot_ssrcs = slot_ssrcs
         self.members: dict[str, Member] = {}
         self.table: SlotTable[str] = SlotTable(len(slot_ssrcs))
@@ -113,6 +118,8 @@ class Router:
         self._sendto = sendto
         self._counters = counters
         self._hist = histogram
+        self._onsets = onset_histogram
+        self._tap = tap
         self._fileno = fileno  # the media socket, for batched sends
         self._listeners: list[Member] = []
         self._fanout = Fanout([], sendto=sendto, counters=counters, histogram=histogram)
@@ -132,7 +139,7 @@ class Router:
             member.waiting = False
             self._waiting.remove(member)
         if member.slot is not None:
-            self._stop(member, notify=True)
+            self._stop(member, notify=not member.tentative)
         self._end_burst(member)
         self.refresh_listeners()
 
@@ -171,7 +178,8 @@ class Router:
             self._counters.drop_bad_rtp += 1
             return
         now_ms = t0_ns // 1_000_000
-        event = member.detector.feed(now_ms, None if level is None else level[1])
+        detector = member.detector
+        event = detector.feed(now_ms, None if level is None else level[1])
         burst = member.burst
         if burst is not None:  # the whole burst goes to the log, slot or not
             if event == _STOPPED:
@@ -179,7 +187,15 @@ class Router:
             else:
                 self._tap.packet(burst, plain)  # type: ignore[union-attr]
         if member.slot is not None:
-            if event == _STOPPED:
+            if member.tentative:
+                member.preroll.push(plain, now_ms)  # what the burst began with, until confirmed
+                if event == _STARTED:
+                    self._confirm(member, now_ms)
+                elif not detector.attacking:  # the voiced run broke: a click, not speech
+                    self._stop(member, notify=False)
+                    member.preroll.drain()  # forwarded already: never again
+                    return
+            elif event == _STOPPED:
                 self._stop(member, notify=True)
                 member.preroll.push(plain, now_ms)
                 return
@@ -187,16 +203,15 @@ class Router:
             return
         member.preroll.push(plain, now_ms)
         if event == _STARTED:
-            if self._tap is not None:
-                member.burst = self._tap.open(
-                    member.session_id, self.channel, member.preroll.peek(), now_ms
-                )
+            self._open_burst(member, now_ms)
             self._start(member, t0_ns)
         elif event == _STOPPED and member.waiting:
             member.waiting = False
             self._waiting.remove(member)
         elif member.waiting:
             self._counters.drop_slot_busy += 1
+        elif detector.attacking and not self.table.busy:
+            self._speculate(member, t0_ns)
 
     def _forward(self, src: Member, buf: bytearray, now_ms: int, t0_ns: int) -> None:
         slot = src.slot
@@ -212,6 +227,32 @@ class Router:
         self._fanout.send(data, src, t0_ns)
 
     # ------------------------------------------------------------------ talk bursts
+    # A burst is *confirmed* (talk_started) after the detector's attack, but its audio is
+    # forwarded from its first voiced packet: a free slot is held *tentatively* during the
+    # attack, so listeners get the onset at once (no 40 ms wait, and no pre-roll arriving in
+    # one go, which made every receiver's jitter buffer grow). A run that breaks before the
+    # attack is over (a click) gives the slot back silently: listeners heard a few tens of
+    # milliseconds of it, nobody saw a talk event.
+    def _speculate(self, member: Member, t0_ns: int) -> None:
+        slot = self.table.acquire(member.session_id)
+        if slot is None:
+            return
+        member.slot = slot
+        member.tentative = True
+        kept = self._first_packets(member, t0_ns)
+        for packet, arrival_ms in kept:  # keep them: the burst's start, until it is confirmed
+            member.preroll.push(packet, arrival_ms)
+
+    def _confirm(self, member: Member, now_ms: int) -> None:
+        """The attack is over: the tentative burst is a talk burst. ``member.preroll`` holds
+        its last packets (already forwarded) until here, for whoever wants the burst's start."""
+        member.tentative = False
+        self._counters.talk_bursts += 1
+        assert member.slot is not None
+        self._events.talk_started(member.session_id, member.slot)
+        self._open_burst(member, now_ms)
+        member.preroll.drain()
+
     def _start(self, member: Member, t0_ns: int) -> None:
         slot = self.table.acquire(member.session_id)
         if slot is None:
@@ -226,14 +267,31 @@ class Router:
         member.slot = slot
         self._counters.talk_bursts += 1
         self._events.talk_started(member.session_id, slot)
-        for packet, arrival_ms in member.preroll.drain():
-            self._forward(member, bytearray(packet), arrival_ms, t0_ns)
+        self._first_packets(member, t0_ns)
+
+    def _first_packets(self, member: Member, t0_ns: int) -> list[tuple[bytes, int]]:
+        """Forward the pre-roll: the voiced run so far and at most PREROLL_LEAD_MS before it
+        (a soft first consonant). Older packets (DTX, a quiet stretch long ago) would make every
+        listener play old silence first: latency, and a jitter-buffer upset."""
+        detector = member.detector
+        # the burst's first voiced packet: of the run in progress, or of the confirmed burst
+        start_ms = detector.run_start_ms if detector.attacking else detector.started_at_ms
+        oldest = start_ms - PREROLL_LEAD_MS
+        packets = member.preroll.drain()
+        for packet, arrival_ms in packets:
+            if arrival_ms >= oldest:
+                self._forward(member, bytearray(packet), arrival_ms, t0_ns)
+        if self._onsets is not None and self.listeners > 1:
+            # talk onset (arrival of the burst's first voiced packet) -> its first copy sent
+            self._onsets.observe_us(_perf_ns() // 1000 - start_ms * 1000)
+        return packets
 
     def _stop(self, member: Member, *, notify: bool) -> None:
         slot = member.slot
         if slot is None:
             return
         member.slot = None
+        member.tentative = False
         self.table.release(member.session_id)
         self.streams[slot - 1].release()
         if notify:
@@ -248,6 +306,14 @@ class Router:
                     self._open(waiter, granted, _perf_ns())
                 break
 
+    def _open_burst(self, member: Member, now_ms: int) -> None:
+        """A confirmed talk burst starts: the log gets it from its first kept packets on,
+        whether or not a slot was free (a slot_busy talker is still transcribed)."""
+        if self._tap is not None:
+            member.burst = self._tap.open(
+                member.session_id, self.channel, member.preroll.peek(), now_ms
+            )
+
     def _end_burst(self, member: Member) -> None:
         burst = member.burst
         if burst is not None:
@@ -259,6 +325,13 @@ class Router:
         now_ms = now_ns // 1_000_000
         for member in list(self.members.values()):
             if member.slot is None and not member.waiting and member.burst is None:
+                continue
+            if member.tentative:
+                # packets stopped during the attack (DTX after a click): give the slot back
+                if now_ms - member.detector.last_voiced_ms > member.detector.rules.attack_gap_ms:
+                    member.detector.reset()
+                    self._stop(member, notify=False)
+                    member.preroll.drain()
                 continue
             if member.detector.tick(now_ms) == _STOPPED:
                 self._end_burst(member)

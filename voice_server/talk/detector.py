@@ -109,6 +109,21 @@ class TalkDetector:
     def talking(self) -> bool:
         return self._talking
 
+    @property
+    def attacking(self) -> bool:
+        """A run of voiced packets is in progress that has not (yet) started a burst."""
+        return not self._talking and self._run_start_ms >= 0
+
+    @property
+    def run_start_ms(self) -> int:
+        """Arrival of the first voiced packet of the run in progress; -1 when none."""
+        return self._run_start_ms
+
+    @property
+    def last_voiced_ms(self) -> int:
+        """Arrival of the newest voiced packet; -1 before any."""
+        return self._last_voiced_ms
+
     def reset(self) -> None:
         """Forget everything (the participant left, or its stream was replaced)."""
         self._talking = False

@@ -1,14 +1,24 @@
-"""``voice-client``: join a channel as a standard aiortc WebRTC peer, talk from a WAV file,
-record what is heard, print talk events as JSON lines.
+"""``voice-client``: the headset client. A standard aiortc WebRTC peer that joins a channel,
+talks from a microphone (``--input``) or a WAV file (``--play``), plays what it hears on a
+speaker (``--output``) or records it (``--record``), and prints events as JSON lines.
 
-    voice-client --server http://127.0.0.1:8000 --channel ops --token-file tok.txt \\
-        --play hello.wav --record heard.wav --duration 20
+    voice-client --server https://voice.example:8000 --channel ops --token-file tok.txt \\
+        --input --output                       # a headset, hands-free
+    voice-client ... --input --output --mode ptt --ptt-device /dev/input/event5
+    voice-client ... --play hello.wav --record heard.wav --duration 20
+
+Hands-free (default) sends only while you speak (attack 30 ms, hangover 500 ms, the phone
+client's rule); push-to-talk sends while the evdev button is held or, on a terminal, between two
+presses of the key. When the connection drops it joins again by itself (resuming the session
+within the server's grace period).
 
 stdout: one JSON object per event (``joined``, ``participant_joined``, ``participant_left``,
-``talk_started``, ``talk_stopped``, ``slot_busy``, ``refreshed``, ``media``), each with ``t``,
-seconds since start. stderr: one line per error or warning. Exit codes: 0 done, 1 runtime error
-(unreachable server, lost connection, media never connected), 2 bad arguments or input file,
-3 the server refused the join or ended the session with an error code (printed).
+``talk_started``, ``talk_stopped``, ``slot_busy``, ``refreshed``, ``media``, ``sending``,
+``ptt``, ``disconnected``, ``reconnecting``, ``audio``, ``onset``), each with ``t``, seconds
+since start. stderr: one line per error or warning. Exit codes: 0 done, 1 runtime error
+(unreachable server, no audio device, lost connection with --no-reconnect, media never
+connected), 2 bad arguments or input file, 3 the server refused the join or ended the session
+with an error code (printed).
 """
 
 from __future__ import annotations
@@ -22,8 +32,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from voice_client.devices import AudioDeviceError, list_devices
 from voice_client.runner import ClientError, Options, run
 from voice_client.signaling import websocket_url
+from voice_client.vad import GateMode, VadRules
 from voice_client.wavio import WavError, read_pcm48
 
 __all__ = ["build_parser", "main"]
@@ -55,9 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="voice-client",
         description="Headset client: a standard WebRTC (aiortc) peer for the voice server.",
     )
-    p.add_argument("--server", required=True, help="server base URL, e.g. http://127.0.0.1:8000")
-    p.add_argument("--channel", required=True, help="channel name")
-    tok = p.add_mutually_exclusive_group(required=True)
+    p.add_argument("--server", help="server base URL, e.g. https://voice.example:8000")
+    p.add_argument("--channel", help="channel name")
+    p.add_argument(
+        "--list-devices", action="store_true", help="list audio devices (PortAudio) and exit"
+    )
+    tok = p.add_mutually_exclusive_group()
     tok.add_argument("--token", help="access token (sent in the join message, never in the URL)")
     tok.add_argument(
         "--token-file", type=Path, help="file holding the token; re-read when it is about to expire"
@@ -81,12 +96,83 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="gather ICE candidates on 127.0.0.1 (auto: when the server host is loopback)",
     )
+    dev = p.add_argument_group("audio devices (instead of --play / --record)")
+    dev.add_argument(
+        "--input",
+        nargs="?",
+        const="default",
+        metavar="DEVICE",
+        help="talk from a microphone: 'default', an index or part of a name (--list-devices)",
+    )
+    dev.add_argument(
+        "--output",
+        nargs="?",
+        const="default",
+        metavar="DEVICE",
+        help="play what is heard on a speaker or headset (same choices as --input)",
+    )
+    dev.add_argument(
+        "--playout-ms",
+        type=int,
+        default=20,
+        help="output buffer that absorbs network jitter (default 20; latency never exceeds "
+        "it by more than 100 ms: older audio is dropped)",
+    )
+    talk = p.add_argument_group("talking")
+    talk.add_argument(
+        "--mode",
+        choices=[m.value for m in GateMode],
+        default=GateMode.HANDSFREE.value,
+        help="handsfree: send while you speak (default); ptt: push-to-talk; open: always send",
+    )
+    talk.add_argument("--vad-threshold", type=float, default=-45.0, help="dBFS (default -45)")
+    talk.add_argument("--attack-ms", type=int, default=30, help="voice needed to start (30)")
+    talk.add_argument("--hangover-ms", type=int, default=500, help="kept open after voice (500)")
+    talk.add_argument(
+        "--ptt-key",
+        default=" ",
+        help="terminal key that toggles push-to-talk (default: space; terminals report no "
+        "key release, so a press starts and the next press stops)",
+    )
+    talk.add_argument(
+        "--ptt-device",
+        metavar="/dev/input/eventN",
+        help="hold-to-talk with a headset or keyboard button through evdev",
+    )
+    p.add_argument(
+        "--no-reconnect",
+        action="store_true",
+        help="end when the connection drops instead of joining again",
+    )
+    p.add_argument(
+        "--report-onsets",
+        action="store_true",
+        help="print an 'onset' event with the wall-clock time of each tone onset heard "
+        "(latency benchmark)",
+    )
+    p.add_argument(
+        "--jitter-buffer",
+        choices=("playout", "aiortc"),
+        default="playout",
+        help="playout: no aiortc receive buffering, jitter absorbed by the output buffer "
+        "(default); aiortc: aiortc's own ~80 ms buffer",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log aiortc/aioice to stderr")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.list_devices:
+        return _list_devices()
+    missing = [f for f in ("server", "channel") if getattr(args, f) is None]
+    if args.token is None and args.token_file is None:
+        missing.append("token or token_file")
+    if missing:
+        parser.error("the following arguments are required: --" + ", --".join(missing))
+    if args.input is not None and args.play is not None:
+        parser.error("--input and --play are alternatives: give one")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.ERROR,
         format="voice-client: %(name)s: %(message)s",
@@ -118,7 +204,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         duration=args.duration,
         opus_bitrate=args.opus_bitrate or None,
         loopback={"auto": None, "yes": True, "no": False}[args.loopback],
+        mode=GateMode(args.mode),
+        input_device=args.input,
+        output_device=args.output,
+        playout_ms=args.playout_ms,
+        ptt_key=args.ptt_key or None,
+        ptt_device=args.ptt_device,
+        reconnect=not args.no_reconnect,
+        report_onsets=args.report_onsets,
+        low_latency=args.jitter_buffer == "playout",
     )
+    try:
+        opts.vad = VadRules(
+            threshold_db=args.vad_threshold,
+            attack_ms=args.attack_ms,
+            hangover_ms=args.hangover_ms,
+        )
+    except ValueError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    if not 0 <= args.playout_ms <= 500:
+        return _fail("--playout-ms must be within 0..500", EXIT_USAGE)
     try:
         return asyncio.run(run(opts))
     except ClientError as exc:
@@ -127,6 +232,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), 1)
     except KeyboardInterrupt:
         return 130
+
+
+def _list_devices() -> int:
+    try:
+        devices = list_devices()
+    except AudioDeviceError as exc:
+        return _fail(str(exc), 1)
+    if not devices:
+        return _fail("no audio devices found (no sound card, and no PulseAudio/PipeWire?)", 1)
+    print("  (< default input, > default output)")
+    for d in devices:
+        print(d.line())
+    return 0
 
 
 def _fail(message: str, code: int) -> int:

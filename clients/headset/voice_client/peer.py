@@ -18,19 +18,28 @@ import asyncio
 import fractions
 import logging
 import time
+from array import array
 from collections.abc import Callable
+from typing import Protocol
 
 import av
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from voice_client.gate import Gate, OnsetDetector
 from voice_client.wavio import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE, Mix, frames_20ms
 
-__all__ = ["MIC_MID", "ClientPeer", "MicTrack", "SlotRecorder"]
+__all__ = ["MIC_MID", "ClientPeer", "DeviceMicTrack", "MicTrack", "SlotRecorder", "pcm_frame"]
 
 log = logging.getLogger(__name__)
 
 MIC_MID = "0"
+
+
+class _Reader(Protocol):
+    async def read(self) -> bytes: ...
+
+
 _TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
 _SILENCE = bytes(FRAME_BYTES)
 # A slot's RTP time and its arrival time may disagree by jitter; beyond this, trust arrival.
@@ -42,8 +51,9 @@ class MicTrack(MediaStreamTrack):
 
     kind = "audio"
 
-    def __init__(self, pcm: bytes = b"", *, loop: bool = False) -> None:
+    def __init__(self, pcm: bytes = b"", *, loop: bool = False, gate: Gate | None = None) -> None:
         super().__init__()
+        self._gate = gate
         self._frames = list(frames_20ms(pcm))
         self._repeat = loop and bool(self._frames)  # not _loop: pyee uses that name
         self._index = 0
@@ -69,21 +79,58 @@ class MicTrack(MediaStreamTrack):
         return chunk
 
     async def recv(self) -> av.AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._start is None:
-            self._start = time.monotonic()
-        else:
+        """The next 20 ms to send, in real time. With a gate, silent stretches are skipped:
+        recv() waits until the gate opens (the pts jumps over the gap)."""
+        while True:
+            if self.readyState != "live":
+                raise MediaStreamError
+            if self._start is None:
+                self._start = time.monotonic()
+            else:
+                self._pts += FRAME_SAMPLES
+                delay = self._start + self._pts / SAMPLE_RATE - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            pcm: bytes | None = self.next_pcm()
+            if self._gate is not None and pcm is not None:
+                pcm = self._gate.process(pcm)
+            if pcm is not None:
+                return pcm_frame(pcm, self._pts)
+
+
+class DeviceMicTrack(MediaStreamTrack):
+    """The microphone of an audio device (a :class:`~voice_client.devices.Capture`), gated.
+
+    Paced by the device: each 20 ms block captured is one frame; blocks the gate holds back
+    are not sent (the pts jumps over them)."""
+
+    kind = "audio"
+
+    def __init__(self, capture: _Reader, gate: Gate) -> None:
+        super().__init__()
+        self._capture = capture
+        self._gate = gate
+        self._pts = -FRAME_SAMPLES
+
+    async def recv(self) -> av.AudioFrame:
+        while True:
+            if self.readyState != "live":
+                raise MediaStreamError
+            block = await self._capture.read()
             self._pts += FRAME_SAMPLES
-            delay = self._start + self._pts / SAMPLE_RATE - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-        frame = av.AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
-        frame.planes[0].update(self.next_pcm())
-        frame.sample_rate = SAMPLE_RATE
-        frame.pts = self._pts
-        frame.time_base = _TIME_BASE
-        return frame
+            out = self._gate.process(block)
+            if out is not None:
+                return pcm_frame(out, self._pts)
+
+
+def pcm_frame(pcm: bytes, pts: int) -> av.AudioFrame:
+    """A 20 ms PCM48 mono s16 frame at ``pts`` (in samples)."""
+    frame = av.AudioFrame(format="s16", layout="mono", samples=len(pcm) // 2)
+    frame.planes[0].update(pcm)
+    frame.sample_rate = SAMPLE_RATE
+    frame.pts = pts
+    frame.time_base = _TIME_BASE
+    return frame
 
 
 class SlotRecorder:
@@ -92,11 +139,22 @@ class SlotRecorder:
     ``t0`` is the monotonic time of the join (sample 0 of the recording).
     """
 
-    def __init__(self, mid: str, t0: float, mix: Mix | None = None) -> None:
+    def __init__(
+        self,
+        mid: str,
+        t0: float,
+        mix: Mix | None = None,
+        *,
+        sink: Callable[[str, bytes], None] | None = None,
+        on_onset: Callable[[str, float], None] | None = None,
+    ) -> None:
         self.mid = mid
         self.frames = 0
         self._t0 = t0
         self._mix = mix
+        self._sink = sink  # the audio device's playout, when there is one
+        self._on_onset = on_onset
+        self._onsets = OnsetDetector() if on_onset is not None else None
         self._resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
         self._anchor: tuple[int, int] | None = None  # (sample position, pts) of the anchor
         self._next_pos = 0
@@ -116,14 +174,23 @@ class SlotRecorder:
 
     def add(self, frame: av.AudioFrame, arrival: float) -> None:
         self.frames += 1
-        if self._mix is None:
+        if self._mix is None and self._sink is None and self._onsets is None:
             return
-        pos = self.position(frame.pts, arrival)
         pcm = bytearray()
         for mono in self._resampler.resample(frame):
             pcm += bytes(mono.planes[0])[: mono.samples * 2]
-        self._mix.add(pos, bytes(pcm))
-        self._next_pos = pos + len(pcm) // 2
+        data = bytes(pcm)
+        if self._sink is not None:
+            self._sink(self.mid, data)
+        if self._onsets is not None and self._on_onset is not None:
+            at = self._onsets.scan(array("h", data))
+            if at >= 0:  # handed to playout now: the wall-clock time of that sample
+                self._on_onset(self.mid, time.time() + at / SAMPLE_RATE)
+        if self._mix is None:
+            return
+        pos = self.position(frame.pts, arrival)
+        self._mix.add(pos, data)
+        self._next_pos = pos + len(data) // 2
 
     async def run(self, track: MediaStreamTrack) -> None:
         """Consume ``track`` until it ends."""

@@ -1,8 +1,14 @@
 """The asyncio layer of the headset client: moves messages between the WebSocket, the signaling
 session (:mod:`voice_client.signaling`, sans I/O) and the peer (:mod:`voice_client.peer`).
 
-It owns every task it starts (reader, pinger, slot recorders) and cancels and awaits them on the
-way out; the recording is written after the peer is closed.
+It owns every task it starts (reader, pinger, slot recorders, push-to-talk readers) and cancels
+and awaits them on the way out; the recording is written after the peer is closed.
+
+Reconnect (the same rule as the phone client): when the connection drops while joined, it
+connects again after 0.25, 0.5, 1, 2, 2 … s and joins with the previous session id: within the
+server's grace period the session is resumed, after it the server starts a new one for the same
+user and device. A new ``offer`` always means a new peer connection (the old one is closed).
+A refusal (token, channel, replaced by another join of this device) is not retried.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 import signal
 import sys
 import time
@@ -23,9 +30,13 @@ from aiortc.mediastreams import MediaStreamTrack
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from voice_client.devices import AudioDeviceError, Capture, Playout, pick
+from voice_client.gate import Gate
+from voice_client.jitter import low_latency_audio
 from voice_client.loopback import is_loopback_host, loopback_candidates
 from voice_client.opus import speech_opus
-from voice_client.peer import ClientPeer, MicTrack, SlotRecorder
+from voice_client.peer import ClientPeer, DeviceMicTrack, MicTrack, SlotRecorder
+from voice_client.ptt import PttState, evdev_reader, terminal_keys
 from voice_client.signaling import (
     Action,
     AnswerOffer,
@@ -37,6 +48,7 @@ from voice_client.signaling import (
     SessionState,
     Warn,
 )
+from voice_client.vad import GateMode, VadGate, VadRules
 from voice_client.wavio import Mix, write_wav
 
 __all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_REFUSED", "ClientError", "Options", "run"]
@@ -45,9 +57,10 @@ EXIT_OK = 0
 EXIT_ERROR = 1  # could not connect, connection lost, media failed, cannot write the recording
 EXIT_REFUSED = 3  # the server refused or ended the session with an error code
 
-PING_INTERVAL = 20.0
+PING_INTERVAL = 10.0
 LEAVE_TIMEOUT = 3.0
 OPEN_TIMEOUT = 10.0
+BACKOFF = (0.25, 0.5, 1.0, 2.0)
 
 
 class ClientError(Exception):
@@ -71,6 +84,16 @@ class Options:
     duration: float | None = None
     opus_bitrate: int | None = 24_000  # None: aiortc's own 96 kbps stereo
     loopback: bool | None = None  # None: when the server host is a loopback address
+    mode: GateMode = GateMode.HANDSFREE
+    vad: VadRules = field(default_factory=VadRules)
+    input_device: str | None = None  # --input: capture from this device instead of --play
+    output_device: str | None = None  # --output: play what is heard on this device
+    playout_ms: int = 20  # output prebuffer (jitter absorption)
+    ptt_key: str | None = " "  # terminal key toggling push-to-talk (None: none)
+    ptt_device: str | None = None  # evdev device for a hold-to-talk button
+    reconnect: bool = True
+    report_onsets: bool = False  # print "onset" events (latency benchmark)
+    low_latency: bool = True  # skip aiortc's 80 ms audio jitter buffer
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
 
@@ -89,10 +112,15 @@ class _Client:
     def __init__(self, opts: Options) -> None:
         self.opts = opts
         self.t0 = time.monotonic()
+        self.loop = asyncio.get_running_loop()
         token = opts.token if opts.token is not None else read_token(_need(opts.token_file))
         self.session = ClientSession(token=token, channel=opts.channel, device_id=opts.device_id)
         self.mix = Mix() if opts.record is not None else None
-        self.mic = MicTrack(opts.pcm, loop=opts.loop)
+        self.gate = Gate(VadGate(opts.vad, opts.mode), self.gate_changed)
+        self.ptt = PttState(self.ptt_changed)
+        self.capture: Capture | None = None
+        self.playout: Playout | None = None
+        self.mic: MediaStreamTrack = MicTrack(opts.pcm, loop=opts.loop, gate=self.gate)
         self.peer: ClientPeer | None = None
         self.tasks: set[asyncio.Task[None]] = set()
         self.ws: ClientConnection | None = None
@@ -110,6 +138,49 @@ class _Client:
 
     def warn(self, text: str) -> None:
         print(f"voice-client: warning: {text}", file=self.opts.err, flush=True)
+
+    # ------------------------------------------------------------ audio
+
+    def open_devices(self) -> None:
+        opts = self.opts
+        on_onset = self.play_onset if opts.report_onsets else None
+        if opts.input_device is not None:
+            self.capture = Capture(pick(opts.input_device, "input"))
+            self.capture.start()
+            self.mic = DeviceMicTrack(self.capture, self.gate)
+        if opts.output_device is not None:
+            self.playout = Playout(
+                pick(opts.output_device, "output"), prebuffer_ms=opts.playout_ms, on_onset=on_onset
+            )
+            self.playout.start()
+            self.emit(
+                {
+                    "event": "audio",
+                    "input": self.capture.device.name if self.capture else None,
+                    "output": self.playout.device.name if self.playout.device else None,
+                    "output_latency_ms": round(self.playout.latency * 1000, 1),
+                }
+            )
+
+    def close_devices(self) -> None:
+        if self.capture is not None:
+            self.capture.stop()
+        if self.playout is not None:
+            self.playout.stop()
+
+    def gate_changed(self, open_: bool) -> None:
+        self.emit({"event": "sending", "on": open_})
+
+    def ptt_changed(self, pressed: bool) -> None:
+        self.gate.vad.set_ptt(pressed)
+        self.emit({"event": "ptt", "pressed": pressed})
+
+    def play_onset(self, wall: float) -> None:
+        # called on the output thread: hand over to the loop
+        self.loop.call_soon_threadsafe(self.emit, {"event": "onset", "wall": wall, "at": "play"})
+
+    def recv_onset(self, mid: str, wall: float) -> None:
+        self.emit({"event": "onset", "wall": wall, "at": "decoded", "mid": mid})
 
     # ------------------------------------------------------------ actions
 
@@ -134,26 +205,37 @@ class _Client:
                 self.ended.set()
 
     async def answer(self, sdp: str) -> str:
-        if self.peer is None:
-            self.peer = ClientPeer(self.mic, self.start_recorder)
-            self.peer.pc.on("connectionstatechange", self.on_media_state)
+        if self.peer is not None:  # a new offer: the server lost our transport, start over
+            old, self.peer = self.peer, None
+            await old.close()
+        self.peer = ClientPeer(self.mic, self.start_recorder)
+        peer = self.peer
+        peer.pc.on("connectionstatechange", lambda: self.on_media_state(peer))
         try:
-            return await self.peer.answer(sdp)
+            return await peer.answer(sdp)
         except ValueError as exc:  # aiortc raises ValueError for SDP it cannot use
             raise ClientError(f"cannot answer the server's offer: {exc}") from None
 
-    def on_media_state(self) -> None:
-        assert self.peer is not None
-        state = self.peer.connection_state
+    def on_media_state(self, peer: ClientPeer) -> None:
+        if peer is not self.peer:
+            return
+        state = peer.connection_state
         self.emit({"event": "media", "state": state})
         if state == "connected":
             self.media_connected = True
-        if state == "failed" and not self.leaving:
+        if state == "failed" and not self.leaving and not self.opts.reconnect:
             self.end = End(ok=False, reason="media connection failed")
             self.ended.set()
 
     def start_recorder(self, mid: str, track: MediaStreamTrack) -> None:
-        recorder = SlotRecorder(mid, self.t0, self.mix)
+        playout = self.playout
+        recorder = SlotRecorder(
+            mid,
+            self.t0,
+            self.mix,
+            sink=playout.push if playout is not None else None,
+            on_onset=self.recv_onset if self.opts.report_onsets and playout is None else None,
+        )
         self.spawn(recorder.run(track))
 
     async def refresh_token(self, expires_at: int) -> None:
@@ -169,10 +251,11 @@ class _Client:
 
     # ------------------------------------------------------------ tasks
 
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        return task
 
     async def read(self, ws: ClientConnection) -> None:
         try:
@@ -200,10 +283,18 @@ class _Client:
             await asyncio.sleep(PING_INTERVAL)
             await self.do(self.session.ping())
 
-    async def run(self) -> int:
+    async def ptt_device(self, path: str) -> None:
+        try:
+            await evdev_reader(path, _evdev_keys(), lambda p: self.ptt.set("evdev", p))
+        except RuntimeError as exc:
+            self.warn(str(exc))
+
+    # ------------------------------------------------------------ connections
+
+    async def open_socket(self) -> ClientConnection:
         opts = self.opts
         try:
-            ws = await connect(opts.url, open_timeout=OPEN_TIMEOUT, max_size=1 << 20)
+            return await connect(opts.url, open_timeout=OPEN_TIMEOUT, max_size=1 << 20)
         except InvalidURI as exc:
             raise ClientError(f"bad server URL {opts.url}: {exc}", 2) from None
         except InvalidHandshake as exc:
@@ -211,37 +302,106 @@ class _Client:
         except (OSError, TimeoutError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             raise ClientError(f"cannot connect to {opts.url}: {reason or 'timed out'}") from None
+
+    async def reopen(self, stop: asyncio.Event, deadline: float | None) -> ClientConnection | None:
+        """Connect again with backoff until it works, ``stop`` is set or the deadline passes."""
+        attempt = 0
+        while not stop.is_set():
+            delay = BACKOFF[min(attempt, len(BACKOFF) - 1)] * random.uniform(0.8, 1.2)
+            attempt += 1
+            if deadline is not None and time.monotonic() + delay >= deadline:
+                return None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            if stop.is_set():
+                return None
+            try:
+                return await self.open_socket()
+            except ClientError as exc:
+                if exc.code == 2:
+                    raise
+        return None
+
+    async def session_on(
+        self, ws: ClientConnection, stop: asyncio.Event, deadline: float | None
+    ) -> str:
+        """Run one connection; return why it ended: 'ended', 'stop' or 'timeout'."""
         self.ws = ws
-        loop = asyncio.get_running_loop()
+        self.ended.clear()
+        await self.do(self.session.start())
+        reader = self.spawn(self.read(ws))
+        pinger = self.spawn(self.ping())
+        waits = [asyncio.ensure_future(self.ended.wait()), asyncio.ensure_future(stop.wait())]
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+            pinger.cancel()
+        if self.ended.is_set():
+            reader.cancel()
+            return "ended"
+        return "stop" if stop.is_set() else "timeout"
+
+    async def run(self) -> int:
+        opts = self.opts
+        deadline = None if opts.duration is None else self.t0 + opts.duration
+        try:
+            self.open_devices()
+        except AudioDeviceError as exc:
+            self.close_devices()
+            raise ClientError(str(exc)) from None
+        ws: ClientConnection | None = await self.open_socket()
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
+                self.loop.add_signal_handler(sig, stop.set)
+        keys = contextlib.ExitStack()
         try:
-            await self.do(self.session.start())
-            self.spawn(self.read(ws))
-            self.spawn(self.ping())
-            waits = [asyncio.ensure_future(self.ended.wait()), asyncio.ensure_future(stop.wait())]
-            await asyncio.wait(waits, timeout=opts.duration, return_when=asyncio.FIRST_COMPLETED)
-            for w in waits:
-                w.cancel()
-            if not self.ended.is_set():
-                if self.session.state is SessionState.JOINING:
-                    raise ClientError("the server did not answer the join")
-                self.leaving = True
-                await self.do(self.session.leave())
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.ended.wait(), LEAVE_TIMEOUT)
+            if opts.mode is GateMode.PTT and opts.ptt_key:
+                key = opts.ptt_key
+                keys.enter_context(terminal_keys(key, lambda: self.ptt.toggle("key")))
+            if opts.mode is GateMode.PTT and opts.ptt_device:
+                self.spawn(self.ptt_device(opts.ptt_device))
+            while ws is not None:
+                why = await self.session_on(ws, stop, deadline)
+                end = self.end
+                if why == "ended" and end is not None and end.retry and opts.reconnect:
+                    self.end = None
+                    self.emit({"event": "disconnected", "reason": end.reason})
+                    with contextlib.suppress(Exception):
+                        await ws.close()
+                    self.ws = None
+                    ws = await self.reopen(stop, deadline)
+                    if ws is None:
+                        break
+                    token = read_token(opts.token_file) if opts.token_file else None
+                    self.session.reconnect(token)
+                    self.emit({"event": "reconnecting"})
+                    continue
+                if why != "ended":
+                    if self.session.state is SessionState.JOINING:
+                        raise ClientError("the server did not answer the join")
+                    self.leaving = True
+                    self.ended.clear()
+                    await self.do(self.session.leave())
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.ended.wait(), LEAVE_TIMEOUT)
+                break
         finally:
+            keys.close()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.remove_signal_handler(sig)
-            await ws.close()
+                    self.loop.remove_signal_handler(sig)
+            if self.ws is not None:
+                await self.ws.close()
             if self.peer is not None:
                 await self.peer.close()
             for task in list(self.tasks):
                 task.cancel()
             await asyncio.gather(*self.tasks, return_exceptions=True)
+            self.close_devices()
         if opts.record is not None and self.mix is not None:
             write_wav(opts.record, self.mix.render())
         end = self.end
@@ -252,6 +412,12 @@ class _Client:
         if self.session.answered and not self.media_connected:
             raise ClientError("media never connected (ICE/DTLS with the server failed)")
         return EXIT_OK
+
+
+def _evdev_keys() -> tuple[str, ...]:
+    from voice_client.ptt import DEFAULT_EVDEV_KEYS
+
+    return DEFAULT_EVDEV_KEYS
 
 
 def _need(path: Path | None) -> Path:
@@ -274,4 +440,6 @@ async def run(opts: Options) -> int:
             stack.enter_context(loopback_candidates())
         if opts.opus_bitrate is not None:
             stack.enter_context(speech_opus(opts.opus_bitrate))
+        if opts.low_latency:
+            stack.enter_context(low_latency_audio())
         return await _Client(opts).run()

@@ -87,6 +87,8 @@ class End:
     ok: bool
     reason: str
     code: str | None = None
+    #: the connection dropped while joined or joining: joining again may resume the session
+    retry: bool = False
 
 
 Action = Send | AnswerOffer | Emit | Warn | NeedToken | End
@@ -172,8 +174,22 @@ class ClientSession:
         if self.state is SessionState.ENDED:
             return []
         ok = self.state is SessionState.LEAVING
+        retry = self.state in (SessionState.JOINED, SessionState.JOINING)
         self.state = SessionState.ENDED
-        return [End(ok=ok, reason="left" if ok else "connection closed by the server")]
+        if ok:
+            return [End(ok=True, reason="left")]
+        return [End(ok=False, reason="connection closed by the server", retry=retry)]
+
+    def reconnect(self, token: str | None = None) -> None:
+        """Prepare to join again on a new connection after :meth:`connection_lost`.
+
+        The next :meth:`start` carries the previous ``session_id``: within the server's grace
+        period the session is resumed; after it the server starts a new one for the same user
+        and device (no ghost participant is left behind)."""
+        if token is not None:
+            self.token = token
+        self.state = SessionState.NEW
+        self.answered = False
 
     # -------------------------------------------------------- what the server says
 

@@ -1,0 +1,138 @@
+// Audio in and out of the page.
+//
+// Send path: microphone -> "vad-gate" AudioWorklet (hands-free gate or push-to-talk, see
+// vad.js) -> a MediaStreamDestination whose track is what the call sends. Receive path: one
+// <audio> element per talk slot. Browsers keep an AudioContext suspended and refuse to play
+// until the user has touched the page: `needsGesture` says so, and `unlock()` (from a tap)
+// resumes everything.
+//
+// Events: "gate" {open}, "level" {db, open}, "gesture" {needed}, "onset" {wall} (diagnostics).
+
+import { playCue } from "./cues.js";
+
+export class AudioEngine extends EventTarget {
+  constructor() {
+    super();
+    this.ctx = null;
+    this.gate = null;
+    this.mic = null;
+    this.sendTrack = null;
+    this.elements = new Map(); // mid -> <audio>
+    this.blocked = false;
+    this.diag = null; // set by diag.js
+    this.mode = "vad";
+  }
+
+  async start({ noiseSuppression = true, mode = "vad" } = {}) {
+    this.mode = mode;
+    if (!this.ctx) {
+      const Ctx = window.AudioContext || window.webkitAudioContext;
+      // 48 kHz like WebRTC's Opus: no resampling between the microphone, the gate and the encoder
+      this.ctx = new Ctx({ latencyHint: "interactive", sampleRate: 48000 });
+      this.ctx.onstatechange = () => this.gestureChanged();
+      await this.ctx.audioWorklet.addModule("js/gate-worklet.js");
+    }
+    await this.openMic(noiseSuppression);
+    this.gestureChanged();
+    return this.sendTrack;
+  }
+
+  async openMic(noiseSuppression) {
+    if (this.mic) this.mic.getTracks().forEach((t) => t.stop());
+    this.mic = await navigator.mediaDevices.getUserMedia({
+      audio: {
+        echoCancellation: true,
+        noiseSuppression,
+        autoGainControl: true,
+        channelCount: 1,
+      },
+    });
+    const source = this.ctx.createMediaStreamSource(this.mic);
+    if (!this.gate) {
+      this.gate = new AudioWorkletNode(this.ctx, "vad-gate", {
+        numberOfInputs: 1,
+        numberOfOutputs: 1,
+        outputChannelCount: [1],
+        processorOptions: { mode: this.mode },
+      });
+      this.gate.port.onmessage = (e) => this.fromGate(e.data);
+      const dest = this.ctx.createMediaStreamDestination();
+      dest.channelCount = 1;
+      this.gate.connect(dest);
+      this.sendTrack = dest.stream.getAudioTracks()[0];
+    }
+    source.connect(this.gate);
+  }
+
+  fromGate(msg) {
+    if (msg.type === "gate") this.emit("gate", { open: msg.open, wall: msg.wall });
+    else if (msg.type === "level") this.emit("level", { db: msg.db, open: msg.open });
+    else if (msg.type === "onset") this.emit("onset", { wall: msg.wall });
+  }
+
+  setMode(mode) {
+    this.mode = mode;
+    if (this.gate) this.gate.port.postMessage({ type: "mode", mode });
+  }
+
+  setPtt(pressed) {
+    if (this.gate) this.gate.port.postMessage({ type: "ptt", pressed });
+  }
+
+  setDiag(on) {
+    if (this.gate) this.gate.port.postMessage({ type: "diag", on });
+  }
+
+  attachRemote(mid, track) {
+    let el = this.elements.get(mid);
+    if (!el) {
+      el = document.createElement("audio");
+      el.autoplay = true;
+      el.dataset.mid = mid;
+      document.getElementById("remote-audio").append(el);
+      this.elements.set(mid, el);
+    }
+    el.srcObject = new MediaStream([track]);
+    this.play(el);
+    if (this.diag) this.diag.watch(mid, track);
+  }
+
+  play(el) {
+    const p = el.play();
+    if (p && p.catch) {
+      p.catch((err) => {
+        if (err && err.name === "NotAllowedError") {
+          this.blocked = true;
+          this.gestureChanged();
+        }
+      });
+    }
+  }
+
+  get needsGesture() {
+    return this.blocked || (this.ctx !== null && this.ctx.state !== "running");
+  }
+
+  async unlock() {
+    this.blocked = false;
+    if (this.ctx && this.ctx.state !== "running") await this.ctx.resume().catch(() => {});
+    for (const el of this.elements.values()) this.play(el);
+    this.gestureChanged();
+  }
+
+  gestureChanged() {
+    this.emit("gesture", { needed: this.needsGesture });
+  }
+
+  cue(kind) {
+    if (this.ctx && this.ctx.state === "running") playCue(this.ctx, kind);
+  }
+
+  stopRemote() {
+    for (const el of this.elements.values()) el.srcObject = null;
+  }
+
+  emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+}

@@ -1,0 +1,133 @@
+// The media side: one RTCPeerConnection per server offer (docs/signaling.md, SDP contract).
+// The server offers; we answer. mid "0" carries our microphone (replaceTrack + sendonly after
+// applying the offer, else the browser answers it inactive); mids "1".."N" are the talk slots we
+// hear. A later offer means "start over" (the server lost our transport): the old connection is
+// closed first. iceServers is empty on purpose: no public STUN server is ever contacted.
+//
+// Events: "answer" {sdp}, "track" {mid, track}, "media" {state}, "failed" {}.
+
+const GATHER_TIMEOUT_MS = 2000;
+const DISCONNECTED_GRACE_MS = 5000;
+
+function gathered(pc) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, GATHER_TIMEOUT_MS);
+    function done() {
+      clearTimeout(timer);
+      pc.removeEventListener("icegatheringstatechange", check);
+      resolve();
+    }
+    function check() {
+      if (pc.iceGatheringState === "complete") done();
+    }
+    pc.addEventListener("icegatheringstatechange", check);
+  });
+}
+
+export class Call extends EventTarget {
+  constructor() {
+    super();
+    this.pc = null;
+    this.generation = 0;
+    this.sendTrack = null;
+    this.disconnectTimer = null;
+  }
+
+  setSendTrack(track) {
+    this.sendTrack = track;
+    const sender = this.micSender();
+    if (sender) sender.replaceTrack(track).catch(() => {});
+  }
+
+  micSender() {
+    if (!this.pc) return null;
+    const t = this.pc.getTransceivers().find((x) => x.mid === "0");
+    return t ? t.sender : null;
+  }
+
+  async handleOffer(sdp) {
+    this.close();
+    const generation = ++this.generation;
+    const pc = new RTCPeerConnection({
+      iceServers: [],
+      bundlePolicy: "max-bundle",
+      rtcpMuxPolicy: "require",
+    });
+    this.pc = pc;
+    pc.ontrack = (ev) => {
+      if (generation !== this.generation) return;
+      const mid = ev.transceiver && ev.transceiver.mid;
+      this.emit("track", { mid, track: ev.track });
+    };
+    pc.onconnectionstatechange = () => this.stateChanged(pc, generation);
+    await pc.setRemoteDescription({ type: "offer", sdp });
+    const mic = pc.getTransceivers().find((x) => x.mid === "0");
+    if (mic && this.sendTrack) {
+      await mic.sender.replaceTrack(this.sendTrack);
+      mic.direction = "sendonly";
+    } else if (mic) {
+      mic.direction = "inactive"; // listen-only: no microphone
+    }
+    const answer = await pc.createAnswer();
+    await pc.setLocalDescription(answer);
+    await gathered(pc);
+    if (generation !== this.generation) return;
+    this.emit("answer", { sdp: pc.localDescription.sdp });
+  }
+
+  stateChanged(pc, generation) {
+    if (generation !== this.generation) return;
+    const state = pc.connectionState;
+    this.emit("media", { state });
+    clearTimeout(this.disconnectTimer);
+    if (state === "failed") {
+      this.emit("failed", {});
+    } else if (state === "disconnected") {
+      this.disconnectTimer = setTimeout(() => {
+        if (generation === this.generation && pc.connectionState !== "connected") {
+          this.emit("failed", {});
+        }
+      }, DISCONNECTED_GRACE_MS);
+    }
+  }
+
+  async stats() {
+    if (!this.pc) return null;
+    const report = await this.pc.getStats();
+    const out = { inbound: {}, outbound: null, pair: null };
+    report.forEach((s) => {
+      if (s.type === "inbound-rtp" && s.kind === "audio") {
+        out.inbound[s.mid ?? s.trackIdentifier ?? s.id] = {
+          packetsReceived: s.packetsReceived,
+          bytesReceived: s.bytesReceived,
+          totalAudioEnergy: s.totalAudioEnergy,
+          audioLevel: s.audioLevel,
+          jitterBufferDelay: s.jitterBufferDelay,
+          jitterBufferEmittedCount: s.jitterBufferEmittedCount,
+          jitterBufferTargetDelay: s.jitterBufferTargetDelay,
+        };
+      } else if (s.type === "outbound-rtp" && s.kind === "audio") {
+        out.outbound = { packetsSent: s.packetsSent, bytesSent: s.bytesSent };
+      } else if (s.type === "candidate-pair" && s.nominated) {
+        out.pair = { state: s.state, currentRoundTripTime: s.currentRoundTripTime };
+      }
+    });
+    return out;
+  }
+
+  close() {
+    clearTimeout(this.disconnectTimer);
+    this.generation++;
+    if (this.pc) {
+      this.pc.ontrack = null;
+      this.pc.onconnectionstatechange = null;
+      this.pc.close();
+      this.pc = null;
+    }
+  }
+
+  emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+}

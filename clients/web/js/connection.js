@@ -1,0 +1,280 @@
+// The signaling connection: one WebSocket at a time, joined to one channel, reconnecting by
+// itself. Protocol: docs/signaling.md (join first with the token; never a token in the URL).
+//
+// Reconnect rule (the same as the headset client's):
+// - the socket closes or goes quiet (no message for 25 s although we ping every 10 s), or the
+//   network comes back ("online"): a new socket joins again with the stored session_id, so
+//   within the server's grace period the session is resumed (nobody sees us leave); after it,
+//   the server starts a new session for the same user and device (no ghost participant);
+// - retries back off 0.25, 0.5, 1, 2, 2 … s (capped small, so we are back within ~3 s of the
+//   network or the server returning); "online" retries at once;
+// - close codes 4401/4403 (token or channel refused) and 4409 (replaced by a newer join of this
+//   device) end it: retrying cannot help.
+//
+// Events: "state" {state}, "joined" {message, reconnected}, "lost", "message" {message},
+// "stopped" {reason, code, message}.
+
+const PING_MS = 10000;
+const QUIET_MS = 25000;
+const PROBE_MS = 2500;
+const OPEN_TIMEOUT_MS = 5000;
+const JOIN_TIMEOUT_MS = 6000;
+const BACKOFF_MS = [250, 500, 1000, 2000];
+const FATAL_CLOSE = new Set([4401, 4403, 4409]);
+
+export function signalingUrl(loc = window.location) {
+  const scheme = loc.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${loc.host}/ws`;
+}
+
+export class Connection extends EventTarget {
+  constructor({ url, deviceId, token }) {
+    super();
+    this.url = url;
+    this.deviceId = deviceId;
+    this.token = token;
+    this.channel = null;
+    this.sessionId = null;
+    this.sessionChannel = null;
+    this.state = "idle"; // idle | connecting | joined | reconnecting | stopped
+    this.ws = null;
+    this.attempt = 0;
+    this.timer = null;
+    this.deadlineTimer = null;
+    this.lastHeard = 0;
+    this.pendingChannel = null;
+    this.lostSince = null;
+    this.seq = 0;
+    this.heartbeat = null;
+    this.onOnline = () => this.networkBack();
+  }
+
+  // ------------------------------------------------------------------ public
+  start(channel) {
+    this.channel = channel;
+    this.attempt = 0;
+    window.addEventListener("online", this.onOnline);
+    this.heartbeat = setInterval(() => this.beat(), PING_MS);
+    this.connect();
+  }
+
+  switchChannel(channel) {
+    if (channel === this.channel) return;
+    if (this.state === "joined") {
+      this.pendingChannel = channel;
+      this.send({ type: "leave", id: "switch" });
+    } else {
+      this.channel = channel;
+      this.sessionId = null;
+    }
+  }
+
+  // Leave the channel again with a fresh session (the media transport was lost).
+  rejoin() {
+    if (this.state !== "joined") return;
+    this.pendingChannel = this.channel;
+    this.send({ type: "leave", id: "rejoin" });
+  }
+
+  stop(reason = "left") {
+    if (this.state === "stopped") return;
+    if (this.ws && this.ws.readyState === WebSocket.OPEN && this.state === "joined") {
+      this.send({ type: "leave" });
+    }
+    this.finish(reason);
+  }
+
+  setToken(token) {
+    this.token = token;
+    if (this.state === "joined") this.send({ type: "refresh", token, id: `r${++this.seq}` });
+  }
+
+  send(message) {
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
+    this.ws.send(JSON.stringify({ v: 1, ...message }));
+    return true;
+  }
+
+  // ------------------------------------------------------------------ socket
+  connect() {
+    clearTimeout(this.timer);
+    this.setState(this.lostSince === null ? "connecting" : "reconnecting");
+    let ws;
+    try {
+      ws = new WebSocket(this.url);
+    } catch (err) {
+      this.lost();
+      return;
+    }
+    this.ws = ws;
+    this.arm(OPEN_TIMEOUT_MS);
+    ws.onopen = () => {
+      if (ws !== this.ws) return;
+      this.arm(JOIN_TIMEOUT_MS);
+      this.sendJoin(this.channel);
+    };
+    ws.onmessage = (ev) => {
+      if (ws !== this.ws) return;
+      this.lastHeard = Date.now();
+      if (this.state === "joined") this.disarm(); // a probe answered
+      let msg;
+      try {
+        msg = JSON.parse(ev.data);
+      } catch {
+        return;
+      }
+      if (msg && typeof msg === "object") this.receive(msg);
+    };
+    ws.onclose = (ev) => {
+      if (ws !== this.ws) return;
+      this.closed(ev.code);
+    };
+    ws.onerror = () => {};
+  }
+
+  sendJoin(channel) {
+    const join = { type: "join", token: this.token, channel, device_id: this.deviceId, id: "join" };
+    if (this.sessionId && this.sessionChannel === channel) join.session_id = this.sessionId;
+    this.send(join);
+  }
+
+  // A deadline: when it passes before disarm(), the socket is given up and replaced.
+  arm(ms) {
+    clearTimeout(this.deadlineTimer);
+    this.deadlineTimer = setTimeout(() => this.lost(), ms);
+  }
+
+  disarm() {
+    clearTimeout(this.deadlineTimer);
+    this.deadlineTimer = null;
+  }
+
+  abandon() {
+    this.disarm();
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) {
+      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+      try {
+        ws.close(4000, "reconnecting");
+      } catch {
+        /* already closed */
+      }
+    }
+  }
+
+  closed(code) {
+    this.ws = null;
+    if (this.state === "stopped") return;
+    if (FATAL_CLOSE.has(code)) {
+      const reason = code === 4409 ? "replaced" : "refused";
+      this.finish(reason, { code });
+      return;
+    }
+    this.lost();
+  }
+
+  lost() {
+    this.abandon();
+    if (this.state === "stopped") return;
+    if (this.lostSince === null) {
+      this.lostSince = Date.now();
+      this.dispatch("lost", {});
+    }
+    this.setState("reconnecting");
+    const base = BACKOFF_MS[Math.min(this.attempt, BACKOFF_MS.length - 1)];
+    this.attempt++;
+    const delay = base * (0.8 + 0.4 * Math.random());
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.connect(), delay);
+  }
+
+  networkBack() {
+    if (this.state === "reconnecting") {
+      this.attempt = 0;
+      this.connect();
+    } else if (this.state === "joined") {
+      // the old socket may be dead without knowing it (Wi-Fi to LTE): prove it is alive
+      this.send({ type: "ping", id: "probe" });
+      this.arm(PROBE_MS);
+    }
+  }
+
+  beat() {
+    const now = Date.now();
+    if (this.state === "joined") {
+      if (now - this.lastHeard > QUIET_MS) {
+        this.lost();
+        return;
+      }
+      this.send({ type: "ping" });
+    }
+  }
+
+  // ------------------------------------------------------------------ messages
+  receive(msg) {
+    switch (msg.type) {
+      case "joined": {
+        const reconnected = this.lostSince !== null;
+        this.disarm();
+        this.sessionId = msg.session_id;
+        this.sessionChannel = msg.channel && msg.channel.name;
+        this.channel = this.sessionChannel || this.channel;
+        this.attempt = 0;
+        this.lostSince = null;
+        this.lastHeard = Date.now();
+        this.setState("joined");
+        this.dispatch("joined", { message: msg, reconnected });
+        return;
+      }
+      case "left":
+        if (this.pendingChannel !== null) {
+          this.channel = this.pendingChannel;
+          this.pendingChannel = null;
+          this.sessionId = null;
+          this.dispatch("message", { message: msg });
+          this.setState("connecting");
+          this.arm(JOIN_TIMEOUT_MS);
+          this.sendJoin(this.channel);
+          return;
+        }
+        if (msg.reason !== "left") this.finish(msg.reason || "left", { message: msg.reason });
+        return;
+      case "error":
+        if (msg.fatal) {
+          this.finish("error", { code: msg.code, message: msg.message });
+          return;
+        }
+        break;
+      case "pong":
+        return;
+      default:
+        break;
+    }
+    this.dispatch("message", { message: msg });
+  }
+
+  finish(reason, extra = {}) {
+    const was = this.state;
+    this.state = "stopped";
+    clearTimeout(this.timer);
+    clearInterval(this.heartbeat);
+    window.removeEventListener("online", this.onOnline);
+    this.abandon();
+    this.sessionId = null;
+    if (was !== "stopped") {
+      this.dispatch("state", { state: "stopped" });
+      this.dispatch("stopped", { reason, ...extra });
+    }
+  }
+
+  setState(state) {
+    if (this.state === state) return;
+    this.state = state;
+    this.dispatch("state", { state });
+  }
+
+  dispatch(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+}

@@ -1,0 +1,30 @@
+// Audible cues, synthesised with WebAudio (no files): short, distinct, not alarming.
+const CUES = {
+  joined: [[660, 0.08], [880, 0.12]],
+  left: [[880, 0.08], [660, 0.12]],
+  disconnected: [[440, 0.12], [330, 0.12], [220, 0.2]],
+  reconnected: [[440, 0.08], [660, 0.08], [880, 0.12]],
+  busy: [[300, 0.1], [0, 0.06], [300, 0.1]],
+};
+
+export function playCue(ctx, kind) {
+  const notes = CUES[kind];
+  if (!notes) return;
+  let at = ctx.currentTime + 0.01;
+  for (const [freq, dur] of notes) {
+    if (freq > 0) {
+      const osc = ctx.createOscillator();
+      const gain = ctx.createGain();
+      osc.type = "sine";
+      osc.frequency.value = freq;
+      gain.gain.setValueAtTime(0, at);
+      gain.gain.linearRampToValueAtTime(0.18, at + 0.01);
+      gain.gain.setValueAtTime(0.18, at + dur - 0.02);
+      gain.gain.linearRampToValueAtTime(0, at + dur);
+      osc.connect(gain).connect(ctx.destination);
+      osc.start(at);
+      osc.stop(at + dur + 0.01);
+    }
+    at += dur;
+  }
+}

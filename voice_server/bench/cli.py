@@ -1,0 +1,134 @@
+"""``voice-server bench …``: the benchmark subcommands (argparse only; each benchmark is
+imported when it runs)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_bench_parser", "run_bench"]
+
+
+def add_bench_parser(sub: Any) -> None:
+    bench = sub.add_parser("bench", help="benchmarks")
+    bsub = bench.add_subparsers(dest="bench", required=True, parser_class=type(bench))
+    lat = bsub.add_parser(
+        "latency",
+        help="mouth-to-ear latency through the server: browser -> headset client and "
+        "browser -> browser (needs root, Chromium, Playwright)",
+    )
+    lat.add_argument("--bursts", type=int, default=50, help="talk bursts to time (default 50)")
+    lat.add_argument(
+        "--period", type=float, default=2.0, help="seconds between burst onsets (default 2.0)"
+    )
+    lat.add_argument("--tone-ms", type=int, default=300, help="burst length (default 300 ms)")
+    lat.add_argument(
+        "--headset-output",
+        choices=("auto", "device", "decoded"),
+        default="auto",
+        help="where the headset client times an onset: 'device' = as its PulseAudio output "
+        "plays it (a private null sink), 'decoded' = as it is handed to playout; auto: device "
+        "when PulseAudio is installed",
+    )
+    lat.add_argument("--json", type=argparse.FileType("w"), help="also write the figures as JSON")
+    _add_forward(bsub)
+    from voice_server.bench import transcribe
+
+    transcribe.add_parser(bsub)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be a positive whole number")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be a positive number")
+    return value
+
+
+def _add_forward(bsub: Any) -> None:
+    fwd = bsub.add_parser(
+        "forward",
+        help="server CPU and latency per forwarded packet vs an aiortc MediaRelay relay",
+    )
+    fwd.add_argument("--speakers", type=_positive_int, default=2)
+    fwd.add_argument("--listeners", type=_positive_int, default=200)
+    fwd.add_argument("--seconds", type=_positive_float, default=20.0, help="measured window")
+    fwd.add_argument("--warmup", type=float, default=3.0, help="seconds skipped first")
+    fwd.add_argument("--relay-speakers", type=_positive_int, default=2)
+    fwd.add_argument(
+        "--relay-listeners",
+        type=_positive_int,
+        default=6,
+        help="relay baseline size (default 6: what stock aiortc sustains here)",
+    )
+    fwd.add_argument(
+        "--relay-fast-audio-level",
+        action="store_true",
+        help="replace aiortc's pure-Python audio-level loop in the relay by a C one",
+    )
+    fwd.add_argument("--no-relay", action="store_true", help="skip the relay baseline")
+    fwd.add_argument(
+        "--no-listener-dtx",
+        action="store_true",
+        help="listeners send nothing (default: a DTX frame every 400 ms, as browsers do)",
+    )
+    fwd.add_argument("--json", type=Path, help="write the result as JSON to this file")
+
+
+def _run_forward(args: argparse.Namespace) -> int:
+    from voice_server.bench.forward import format_summary, run_forward_bench
+
+    if args.warmup < 0:
+        print("voice-server bench forward: --warmup must be >= 0", file=sys.stderr)
+        return 2
+    try:
+        result = run_forward_bench(
+            args.speakers,
+            args.listeners,
+            args.seconds,
+            args.warmup,
+            relay=not args.no_relay,
+            relay_speakers=args.relay_speakers,
+            relay_listeners=args.relay_listeners,
+            relay_fast_audio_level=args.relay_fast_audio_level,
+            listener_dtx=not args.no_listener_dtx,
+        )
+    except RuntimeError as exc:
+        print(f"voice-server bench forward: {exc}".splitlines()[0], file=sys.stderr)
+        return 1
+    print(format_summary(result))
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    if args.bench == "latency":
+        from voice_server.bench.latency import LatencyOptions, main_latency
+
+        return main_latency(
+            LatencyOptions(
+                bursts=args.bursts,
+                period=args.period,
+                tone_ms=args.tone_ms,
+                headset_output=args.headset_output,
+            ),
+            json_out=args.json,
+        )
+    if args.bench == "forward":
+        return _run_forward(args)
+    if args.bench == "transcribe":
+        from voice_server.bench import transcribe
+
+        return transcribe.main(args)
+    raise ValueError(f"unknown benchmark {args.bench}")
