@@ -62,8 +62,12 @@ def test_small_run_every_participant_joins_and_hears_the_talkers(
         assert p["sent"] > 100 or not p["talker"]
     assert r["soak"]["samples"] >= 3 and "server_rss_mb" in r["soak"]["series"]
     assert r["after_leave"]["sessions"] == 0 and r["after_leave"]["transports"] == 0
-    # this machine is shared with other sessions: only another process's CPU may void the run
-    assert all(reason.startswith("other processes") for reason in r["valid_reasons"])
+    # This machine is shared with other sessions: when they used the CPU, the generator may be
+    # scheduled late (the run is then invalid, and says so); it never drops or fails on its own.
+    if r["machine"]["other_cores"] <= 0.25:
+        assert r["valid"], r["valid_reasons"]
+    for reason in r["valid_reasons"]:
+        assert reason.startswith(("other processes", "generator sent", "generator pacing lag"))
     assert "loadtest: 3 channels x 5 participants" in capsys.readouterr().out
 
 
