@@ -148,3 +148,22 @@ def test_the_dither_free_view_of_a_model_changes_only_its_mfcc_config(tmp_path: 
     bare = tmp_path / "bare"
     bare.mkdir()
     assert without_dither(bare, out2) is None
+
+
+def test_the_fixed_dither_depends_on_the_sample_position_only_and_clips() -> None:
+    from array import array
+
+    from voice_server.transcribe.recognizer import DITHER_SAMPLES, dithered
+
+    silence = bytes(2 * 3200)
+    a = dithered(silence, 0)
+    assert a == dithered(silence, 0) and a != silence
+    assert dithered(silence, 1600)[: 2 * 1600] == a[2 * 1600 :]  # same sample, same noise
+    assert dithered(silence, DITHER_SAMPLES) == a
+    noise = array("h")
+    noise.frombytes(a)
+    assert max(abs(x) for x in noise) <= 6 and 0.5 < sum(x * x for x in noise) / len(noise) < 2
+    loud = array("h", [32767, -32768] * 1600).tobytes()
+    out = array("h")
+    out.frombytes(dithered(loud, 0))
+    assert len(out) == 3200 and max(out) == 32767 and min(out) == -32768

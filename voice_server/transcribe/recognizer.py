@@ -15,23 +15,29 @@ small models are) shape this module (measured: README, "bench transcribe"):
   a new feature pipeline and decoder on the same graph, so a pooled recognizer gives exactly the
   text of a fresh one. The pool keeps up to ``max_idle`` idle recognizers (~100–200 MB each
   once warm) and drops one after ``recycle_seconds`` of audio to bound its graph cache.
-- **No dither.** Kaldi's feature extraction adds random noise (``--dither``, 1.0 unless the
-  model's ``mfcc.conf`` says otherwise) seeded from the process-wide C ``rand()``, which every
-  recognizer in the process advances: the same audio gave different text depending on what the
-  process had decoded before (up to ~20 % CER apart on speech the model does not recognise well).
-  The model is loaded with ``--dither=0`` (a copy of its ``conf`` with that line added; the model
-  directory itself is never changed), which makes the text a function of the audio alone: live,
-  catch-up, ``asr-eval`` and direct decoding of a clip agree exactly.
+- **A fixed dither instead of Kaldi's.** Kaldi's feature extraction adds random noise
+  (``--dither``, 1.0 unless the model's ``mfcc.conf`` says otherwise) seeded from the
+  process-wide C ``rand()``, which every recognizer in the process advances: the same audio gave
+  different text depending on what the process had decoded before (up to ~20 % CER apart on
+  speech the model does not recognise well), so live, catch-up and direct decodings of a clip
+  disagreed. The model is loaded with ``--dither=0`` (a copy of its ``conf`` with that line
+  added; the model directory itself is never changed) and :func:`dithered` adds the same kind of
+  noise (Gaussian, σ = 1 sample step) from a fixed seeded table, indexed by the sample's place in
+  the burst: the text is a function of the burst's audio alone. (Without any dither, runs of
+  digital silence give the model features it never saw in training and it emits junk tokens.)
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import random
 import shutil
 import tempfile
 import threading
+from array import array
 from dataclasses import dataclass
+from operator import add
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -43,6 +49,7 @@ __all__ = [
     "Recognizer",
     "RecognizerFactory",
     "VoskFactory",
+    "dithered",
     "model_sample_rate",
     "without_dither",
 ]
@@ -50,6 +57,31 @@ __all__ = [
 log = logging.getLogger(__name__)
 MAX_IDLE = 12
 RECYCLE_SECONDS = 4 * 3600.0
+DITHER_SEED = 20_240_601
+DITHER_SAMPLES = 65_536
+_noise: array[int] | None = None
+
+
+def dithered(pcm: bytes, pos: int) -> bytes:
+    """16-bit PCM (native byte order, as PyAV and Vosk use it) plus the fixed dither noise for
+    samples ``pos, pos + 1, …`` of a burst."""
+    global _noise
+    if _noise is None:
+        rng = random.Random(DITHER_SEED)
+        _noise = array("h", (round(rng.gauss(0.0, 1.0)) for _ in range(DITHER_SAMPLES)))
+    noise = _noise
+    samples = array("h")
+    samples.frombytes(pcm[: len(pcm) & ~1])
+    n, start = len(samples), pos % DITHER_SAMPLES
+    seg = noise[start : start + n]
+    while len(seg) < n:
+        seg += noise[: n - len(seg)]
+    try:
+        out = array("h", map(add, samples, seg))
+    except OverflowError:  # a sample at full scale: clip
+        pairs = zip(samples, seg, strict=True)
+        out = array("h", (min(32767, max(-32768, a + b)) for a, b in pairs))
+    return out.tobytes()
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +176,7 @@ class _VoskRecognizer:
         self.key = key
         self.fed = 0  # samples fed since the KaldiRecognizer was made
         self._base = 0.0
+        self._pos = 0  # samples fed in this burst
         self._open = False
         self._texts: list[str] = []
         self._words: list[Word] = []
@@ -151,10 +184,14 @@ class _VoskRecognizer:
     def begin(self) -> None:
         # Vosk counts word times from the recognizer's first sample, across utterances
         self._base = self.fed / self._owner.sample_rate
+        self._pos = 0
         self._open = True
         self._texts, self._words = [], []
 
     def accept(self, pcm: bytes) -> None:
+        if not self._owner.kaldi_dither:
+            pcm = dithered(pcm, self._pos)
+        self._pos += len(pcm) // 2
         self.fed += len(pcm) // 2
         if self._rec.AcceptWaveform(pcm):  # an endpoint inside the burst: keep that segment
             self._keep(json.loads(self._rec.Result()))
@@ -192,7 +229,7 @@ class VoskFactory:
         *,
         name: str,
         language: str,
-        dither: bool = False,
+        kaldi_dither: bool = False,
         max_idle: int = MAX_IDLE,
         recycle_seconds: float = RECYCLE_SECONDS,
     ) -> None:
@@ -207,20 +244,20 @@ class VoskFactory:
         self.max_idle = max(0, max_idle)
         self.recycle_samples = int(recycle_seconds * self.sample_rate)
         self.stats = PoolStats()
-        self.dither = dither
-        self.model = self._load(path, dither)
+        self.kaldi_dither = kaldi_dither
+        self.model = self._load(path, kaldi_dither)
         self._lock = threading.Lock()
         self._idle: list[_VoskRecognizer] = []  # most recently used last
 
-    def _load(self, path: Path, dither: bool) -> Any:
-        if dither:
+    def _load(self, path: Path, kaldi_dither: bool) -> Any:
+        if kaldi_dither:
             return self._vosk.Model(str(path))
         tmp = Path(tempfile.mkdtemp(prefix="vosk-model-"))
         try:
             view = without_dither(path, tmp)
             if view is None:
                 log.warning("model has no mfcc.conf: loaded with Kaldi's default dither")
-                self.dither = True
+                self.kaldi_dither = True
             return self._vosk.Model(str(view or path))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
