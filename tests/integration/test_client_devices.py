@@ -111,7 +111,7 @@ def test_headset_device_mode_talks_from_the_microphone_and_plays_what_it_hears(
     # what its wearer said reached the listener, and only while speaking (two bursts)
     said, rate = read_mono(listener.record)  # type: ignore[arg-type]
     part = loud_part(said, rate)
-    assert goertzel_power(part, rate, 784.0) > 20 * goertzel_power(part, rate, 650.0)
+    assert goertzel_power(part, rate, 784.0) > 5 * goertzel_power(part, rate, 650.0)
     sending = [e["on"] for e in events if e["event"] == "sending"]
     assert sending.count(True) >= 2 and sending.count(False) >= 1
     starts = [e for e in listener.of("talk_started") if e["speaker"]["sub"] == "helmet"]
