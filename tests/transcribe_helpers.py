@@ -50,6 +50,7 @@ class FakeRecognizer:
         self.bytes = 0
         self.chunks: list[int] = []
         self.phrases = phrases
+        self.closed = 0
 
     def accept(self, pcm: bytes) -> None:
         self.bytes += len(pcm)
@@ -60,6 +61,9 @@ class FakeRecognizer:
 
     def final(self) -> RecResult:
         return RecResult(f"heard {self.bytes // 32000} s", (Word("heard", 0.0, 0.5, 0.9),))
+
+    def close(self) -> None:
+        self.closed += 1
 
 
 @dataclass

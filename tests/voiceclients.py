@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,18 +16,49 @@ from tests.servers import ServerProcess
 
 @dataclass
 class ClientRun:
+    """A running client; its stdout (one JSON event per line) is read as it comes."""
+
     name: str
     proc: subprocess.Popen[str]
     record: Path | None
     stdout: str = ""
     stderr: str = ""
     events: list[dict[str, Any]] = field(default_factory=list)
+    _lines: list[str] = field(default_factory=list)
+    _reader: threading.Thread | None = None
+
+    def __post_init__(self) -> None:
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.append(line)
+
+    def _parse(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in list(self._lines) if line.startswith("{")]
+
+    def wait_event(self, event: str, timeout: float = 30, **match: Any) -> dict[str, Any]:
+        """Block until the client has printed ``event`` (with ``match`` fields)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for e in self._parse():
+                if e.get("event") == event and all(e.get(k) == v for k, v in match.items()):
+                    return e
+            if self.proc.poll() is not None and self._reader and not self._reader.is_alive():
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"{self.name}: no {event} event within {timeout} s")
 
     def wait(self, timeout: float = 60) -> int:
-        self.stdout, self.stderr = self.proc.communicate(timeout=timeout)
-        self.events = [
-            json.loads(line) for line in self.stdout.splitlines() if line.startswith("{")
-        ]
+        self.proc.wait(timeout=timeout)
+        if self._reader is not None:
+            self._reader.join(10)
+        assert self.proc.stderr is not None
+        self.stderr = self.proc.stderr.read()
+        self.stdout = "".join(self._lines)
+        self.events = self._parse()
         return self.proc.returncode
 
     def of(self, event: str) -> list[dict[str, Any]]:
@@ -43,6 +76,7 @@ def start_client(
     duration: float = 8.0,
     loop: bool = False,
     device_id: str | None = None,
+    extra_args: list[str] | None = None,
 ) -> ClientRun:
     token = server.token(name, channel)
     rec = workdir / f"{name}.wav" if record else None
@@ -67,5 +101,6 @@ def start_client(
         cmd += ["--loop"]
     if rec is not None:
         cmd += ["--record", str(rec)]
+    cmd += extra_args or []
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return ClientRun(name, proc, rec)

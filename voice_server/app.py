@@ -19,6 +19,7 @@ from voice_server.config import Config
 from voice_server.identity.keys import load_or_create_key
 from voice_server.media.plane import MediaPlane
 from voice_server.metrics import Family, SignalingCounters
+from voice_server.process_metrics import process_families
 from voice_server.signaling.endpoint import serve_signaling
 from voice_server.signaling.hub import Hub
 from voice_server.state import AppState
@@ -68,7 +69,7 @@ def build_state(config: Config) -> AppState:
     tap = BurstTap(speaker_of, queue_limit=config.tap_queue_packets, live=link)
     spool = SpoolWriter(config.data_dir, tap, calllog, config.spool_quota_mb * 1024 * 1024)
     media = MediaPlane(
-        tap=tap,
+        tap=tap if config.call_log else None,
         host=config.media_host,
         port=config.media_port,
         announce_ip=config.announce_ip,
@@ -104,6 +105,7 @@ def build_state(config: Config) -> AppState:
     state.metrics.register(
         lambda: [Family("voice_channels", "gauge", "Configured channels").add(channels.count())]
     )
+    state.metrics.register(lambda: process_families(debug_objects=config.debug_objects))
     return state
 
 

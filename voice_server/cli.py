@@ -21,6 +21,7 @@ from voice_server.bench.cli import add_bench_parser, run_bench
 from voice_server.config import Config, ConfigError, load_config
 from voice_server.identity.keys import KeyFileError, load_or_create_key
 from voice_server.identity.tokens import Audience, Role, issue_token
+from voice_server.loadtest import cli as loadtest_cli
 from voice_server.store.channels import ChannelError
 from voice_server.store.database import DatabaseError
 from voice_server.transcribe import commands as transcribe_commands
@@ -99,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     cert.add_argument("--force", action="store_true", help="replace an existing certificate")
 
     add_bench_parser(sub)
-
+    loadtest_cli.add_parser(sub)
     return parser
 
 
@@ -190,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_tls_cert(args)
         if args.command == "bench":
             return run_bench(args)
+        if args.command == "loadtest":
+            return loadtest_cli.run(args)
         raise CliError(f"voice-server: unknown command {args.command}")
     except CliError as exc:
         print(str(exc), file=sys.stderr)

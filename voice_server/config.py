@@ -67,6 +67,7 @@ class Config(BaseSettings):
     tap_queue_packets: int = Field(50_000, ge=100)  # spool writer backlog, at most
     clip_url_seconds: int = Field(600, ge=10, le=86_400)  # lifetime of signed clip URLs
     transcriber: bool = False  # `serve` starts and supervises a transcriber sidecar
+    call_log: bool = True  # tap talk bursts into the spool for the call log; false: voice only
     model: str | None = None  # Vosk model directory (transcriber); default: see README
     models_dir: Path = Path("./models")
 
@@ -78,6 +79,8 @@ class Config(BaseSettings):
 
     # who may read /metrics: client address networks
     metrics_allow: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    # leak tests: /metrics also counts live instances of the server's classes (walks the heap)
+    debug_objects: bool = False
 
     @field_validator("metrics_allow")
     @classmethod

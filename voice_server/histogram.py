@@ -73,6 +73,13 @@ class LatencyHistogram:
         if us > self._max:
             self._max = us
 
+    def observe_us_n(self, us: int, n: int) -> None:
+        """Count ``n`` values of ``us`` microseconds at once (one bisect for a whole batch)."""
+        self._counts[bisect_left(self._bounds, us)] += n
+        self._sum += us * n
+        if us > self._max:
+            self._max = us
+
     @property
     def bounds_us(self) -> tuple[int, ...]:
         return self._bounds

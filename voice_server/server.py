@@ -14,6 +14,7 @@ from voice_server.app import create_app
 from voice_server.config import Config
 from voice_server.demo import demo_credentials, ensure_demo_organisation
 from voice_server.identity.keys import load_or_create_key
+from voice_server.limits import raise_fd_limit
 from voice_server.logs import setup_logging
 from voice_server.signaling.messages import MAX_MESSAGE_BYTES
 from voice_server.store.database import Database
@@ -43,6 +44,7 @@ def base_url(config: Config) -> str:
 
 def run_server(config: Config, *, demo: bool = False) -> int:
     setup_logging(config.log_level)
+    raise_fd_limit()  # one descriptor per signaling WebSocket
     _check_port(config.host, config.port)
     if demo:
         ensure_demo_organisation(

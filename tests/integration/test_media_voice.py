@@ -55,17 +55,34 @@ def test_a_tone_reaches_every_listener_and_not_the_talker(
 def test_four_talkers_three_slots_the_fourth_gets_slot_busy(
     media_server: ServerProcess, tmp_path: Path
 ) -> None:
-    listener = start_client(media_server, tmp_path, "lis", duration=12)
-    time.sleep(1.5)
+    listener = start_client(media_server, tmp_path, "lis", duration=40)
+    listener.wait_event("media", state="connected")
     talkers = []
     for i, name in enumerate(["t1", "t2", "t3"]):
-        tone = write_tone(tmp_path / f"{name}.wav", FREQS[i + 1], 5.0)
+        tone = write_tone(tmp_path / f"{name}.wav", FREQS[i + 1], 20.0)
         talkers.append(
-            start_client(media_server, tmp_path, name, play=tone, duration=8, record=False)
+            start_client(
+                media_server,
+                tmp_path,
+                name,
+                play=tone,
+                duration=22,
+                record=False,
+                extra_args=["--mode", "open"],  # a steady tone is noise to the voice gate
+            )
         )
-    time.sleep(2.5)  # the first three hold the slots
+    for t in talkers:  # the first three hold the slots (however slow the machine)
+        t.wait_event("talk_started", timeout=30)
     late_tone = write_tone(tmp_path / "t4.wav", FREQS[4], 3.0)
-    fourth = start_client(media_server, tmp_path, "t4", play=late_tone, duration=5, record=False)
+    fourth = start_client(
+        media_server,
+        tmp_path,
+        "t4",
+        play=late_tone,
+        duration=5,
+        record=False,
+        extra_args=["--mode", "open"],
+    )
     assert fourth.wait() == 0, fourth.stderr
     for t in talkers:
         assert t.wait() == 0, t.stderr

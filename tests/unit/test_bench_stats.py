@@ -216,3 +216,11 @@ def test_observe_is_cheap_enough_for_the_hot_path() -> None:
     per_call = min(timeit.repeat(run, number=20, repeat=5)) / (20 * len(values))
     # ~0.16 µs here; generous ceiling because the machine is shared.
     assert per_call < 1e-6
+
+
+def test_observe_many_counts_a_batch_like_single_observations() -> None:
+    one, many = LatencyHistogram(), LatencyHistogram()
+    for _ in range(7):
+        one.observe_us(123)
+    many.observe_us_n(123, 7)
+    assert one.counts == many.counts and one.sum_us == many.sum_us and one.max_us == many.max_us

@@ -166,3 +166,36 @@ def test_malformed_rtp_is_counted_not_raised() -> None:
     bad = bytes([0x90, 111, 0, 1]) + b"\0" * 8 + bytes([0xBE, 0xDE, 0, 9])  # ext longer than pkt
     w.router.on_rtp(w.members["ann"], bad, 0)
     assert w.counters.drop_bad_rtp == 1
+
+
+def test_fan_out_follows_a_listeners_new_media_address_after_refresh() -> None:
+    w = World(["a", "b", "c"])
+    w.talk("a", 0, 5)
+    w.sent.clear()
+    w.members["b"].transport.remote = ("127.0.0.1", 6001)
+    w.router.refresh_listeners()
+    w.packet("a", 200, LOUD)
+    assert sorted(addr for _, addr in w.sent) == [("127.0.0.1", 5002), ("127.0.0.1", 6001)]
+
+
+def test_forwarding_histogram_counts_every_copy_once() -> None:
+    names = [f"m{i}" for i in range(80)]  # more listeners than one observation chunk
+    w = World(names)
+    w.talk("m0", 0, 10)
+    hist = w.router._hist
+    assert w.counters.packets_out == len(w.sent) > 0
+    assert hist.count == w.counters.packets_out
+    assert w.counters.bytes_out == sum(len(d) for d, _ in w.sent)
+
+
+def test_a_copy_that_cannot_be_protected_is_counted_and_the_rest_still_go() -> None:
+    class Refuses:
+        def protect(self, data: bytes) -> bytes:
+            raise ValueError("packet is too long")
+
+    w = World(["a", "b", "c"])
+    w.members["b"].transport.tx = Refuses()
+    w.router.refresh_listeners()
+    w.talk("a", 0, 5)
+    assert {addr for _, addr in w.sent} == {("127.0.0.1", 5002)}
+    assert w.counters.drop_send_error == len(w.sent) > 0

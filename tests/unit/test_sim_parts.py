@@ -218,3 +218,19 @@ def test_ice_checks_accept_only_authenticated_answers_to_pending_requests() -> N
     consent = stun.parse(ice.request()).transaction_id
     assert not ice.on_response(stun.build_binding_success(consent, addr, server_pwd.encode()))
     assert ice.consent_replies == 1
+
+
+def test_a_mic_source_sends_voice_while_talking_and_sparse_dtx_while_silent() -> None:
+    from voice_server.media.rtp import read_header
+    from voice_server.sim.source import DTX_FRAMES, MicSource
+
+    source = MicSource((b"\x01" * 60, b"\x02" * 60), dtx=True, phase=3)
+    silent = [source.packet(f, 0, talking=False) for f in range(2 * DTX_FRAMES)]
+    assert [f for f, p in enumerate(silent) if p is not None] == [3, 23]
+    voice = [source.packet(f, 0, talking=True) for f in range(40, 43)]
+    headers = [read_header(p) for p in voice if p is not None]  # (pt, marker, seq, ts, ...)
+    assert [h[1] for h in headers] == [True, False, False]
+    seqs = [h[2] for h in headers]
+    assert seqs[1] == (seqs[0] + 1) & 0xFFFF and seqs[2] == (seqs[1] + 1) & 0xFFFF
+    assert (headers[1][3] - headers[0][3]) & 0xFFFFFFFF == 960
+    assert MicSource((b"x",), dtx=False).packet(3, 0, talking=False) is None

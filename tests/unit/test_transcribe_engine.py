@@ -4,6 +4,7 @@ nothing."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from tests.transcribe_helpers import FakeFactory, opus_tone, rtp
@@ -55,6 +56,7 @@ def test_a_live_burst_is_committed_once_with_times_from_its_packets(tmp_path: Pa
     assert set(factory.made[0].chunks[:-1]) == {6400}  # fixed 0.2 s chunks
     assert log.commit_latencies_ms(0)[0] >= 0
     assert m.id not in eng.active
+    assert factory.made[0].closed == 1  # the recognizer went back to the pool
 
 
 def test_spool_and_live_paths_feed_the_recognizer_identically(tmp_path: Path) -> None:
@@ -93,8 +95,20 @@ def test_a_burst_already_done_is_not_committed_twice_and_aborts_commit_nothing(
     assert other is not None
     eng.abort(other)
     assert other.finished.is_set() and eng.counters.aborted == 1
+    # aborted half-way: the recognizer it had is given back by a worker
+    third = eng.job(meta(), live=True)
+    assert third is not None
+    for i, p in enumerate(opus_tone(0.6)):
+        eng.push_rtp(third, rtp(i, p))
+    deadline = time.monotonic() + 10
+    while len(factory.made) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    eng.abort(third)
+    while factory.made[-1].closed == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
     eng.close()
-    assert log.get(other.meta.id) is None
+    assert log.get(other.meta.id) is None and log.get(third.meta.id) is None
+    assert [r.closed for r in factory.made] == [1, 1, 1]
 
 
 def test_error_rates_after_normalization() -> None:

@@ -117,3 +117,53 @@ def test_derived_keys_differ_by_purpose_and_from_the_key() -> None:
     key = b"k" * 32
     assert derive_key(key, LINK_PURPOSE) != derive_key(key, CLIP_PURPOSE)
     assert key not in (derive_key(key, LINK_PURPOSE), derive_key(key, CLIP_PURPOSE))
+
+
+def test_the_dither_free_view_of_a_model_changes_only_its_mfcc_config(tmp_path: Path) -> None:
+    from voice_server.transcribe.recognizer import without_dither
+
+    model = tmp_path / "m"
+    (model / "conf").mkdir(parents=True)
+    (model / "am").mkdir()
+    (model / "am" / "final.mdl").write_bytes(b"model")
+    (model / "conf" / "mfcc.conf").write_text("--use-energy=false\n--dither=1.0")
+    (model / "conf" / "model.conf").write_text("--beam=10.0\n")
+    out = tmp_path / "view"
+    out.mkdir()
+    view = without_dither(model, out)
+    assert view is not None
+    assert (view / "conf" / "mfcc.conf").read_text() == "--use-energy=false\n--dither=0.0\n"
+    assert (view / "am").is_symlink() and (view / "am" / "final.mdl").read_bytes() == b"model"
+    assert (view / "conf" / "model.conf").is_symlink()
+    assert (model / "conf" / "mfcc.conf").read_text().endswith("--dither=1.0")  # untouched
+    flat = tmp_path / "flat"  # the old layout: configs at the top
+    flat.mkdir()
+    (flat / "mfcc.conf").write_text("--sample-frequency=8000\n")
+    (flat / "final.mdl").write_bytes(b"m")
+    out2 = tmp_path / "view2"
+    out2.mkdir()
+    view2 = without_dither(flat, out2)
+    assert view2 is not None and (view2 / "final.mdl").is_symlink()
+    assert (view2 / "mfcc.conf").read_text() == "--sample-frequency=8000\n--dither=0.0\n"
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    assert without_dither(bare, out2) is None
+
+
+def test_the_fixed_dither_depends_on_the_sample_position_only_and_clips() -> None:
+    from array import array
+
+    from voice_server.transcribe.recognizer import DITHER_SAMPLES, dithered
+
+    silence = bytes(2 * 3200)
+    a = dithered(silence, 0)
+    assert a == dithered(silence, 0) and a != silence
+    assert dithered(silence, 1600)[: 2 * 1600] == a[2 * 1600 :]  # same sample, same noise
+    assert dithered(silence, DITHER_SAMPLES) == a
+    noise = array("h")
+    noise.frombytes(a)
+    assert max(abs(x) for x in noise) <= 6 and 0.5 < sum(x * x for x in noise) / len(noise) < 2
+    loud = array("h", [32767, -32768] * 1600).tobytes()
+    out = array("h")
+    out.frombytes(dithered(loud, 0))
+    assert len(out) == 3200 and max(out) == 32767 and min(out) == -32768

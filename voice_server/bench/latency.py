@@ -336,13 +336,17 @@ def run_latency(opts: LatencyOptions, log: IO[str] = sys.stderr) -> dict[str, An
 
 
 def _jitter_buffer_ms(stats: dict[str, Any]) -> dict[str, float] | None:
-    """The listening browser's jitter buffer: average delay and target over the run (ms)."""
+    """The listening browser's jitter buffer over the run (ms): average delay, target, and the
+    minimum NetEq estimates the network needs (target without floors such as the client's
+    ``jitterBufferTarget``; None where the browser does not report it)."""
     for s in (stats or {}).get("inbound", {}).values():
         emitted = s.get("jitterBufferEmittedCount") or 0
         if emitted:
+            minimum = s.get("jitterBufferMinimumDelay")
             return {
                 "average": round(1000 * s["jitterBufferDelay"] / emitted, 1),
                 "target": round(1000 * (s.get("jitterBufferTargetDelay") or 0) / emitted, 1),
+                "minimum": None if minimum is None else round(1000 * minimum / emitted, 1),
             }
     return None
 
@@ -385,7 +389,7 @@ def main_latency(opts: LatencyOptions, json_out: IO[str] | None = None) -> int:
         jb = result["browser_jitter_buffer_ms"]
         print(
             f"(listening browser's jitter buffer over the run: average {jb['average']} ms, "
-            f"target {jb['target']} ms)"
+            f"target {jb['target']} ms, network minimum {jb['minimum']} ms)"
         )
     if json_out is not None:
         json.dump(result, json_out, indent=2)

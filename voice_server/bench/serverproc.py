@@ -15,6 +15,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from voice_server.identity.keys import load_or_create_key
@@ -35,12 +36,14 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return int(s.getsockname()[1])
 
 
-async def http_get(port: int, path: str, *, within: float = 10.0) -> tuple[int, str]:
-    """``GET http://127.0.0.1:<port><path>`` → (status, body text)."""
+async def http_get(
+    port: int, path: str, *, within: float = 10.0, host: str = HOST
+) -> tuple[int, str]:
+    """``GET http://<host>:<port><path>`` (default host 127.0.0.1) → (status, body text)."""
     async with asyncio.timeout(within):
-        reader, writer = await asyncio.open_connection(HOST, port)
+        reader, writer = await asyncio.open_connection(host, port)
         try:
-            request = f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nConnection: close\r\n\r\n"
+            request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n"
             writer.write(request.encode("ascii"))
             await writer.drain()
             data = await reader.read()
@@ -68,17 +71,32 @@ def _unchunk(body: bytes) -> bytes:
 
 
 class ServerChild:
-    """``voice-server serve`` in a child process with a fresh data directory and one channel."""
+    """``voice-server serve`` in a child process with a fresh data directory and one channel
+    (``more_channels`` adds others; ``args`` and ``env`` go to the child as they are)."""
 
-    def __init__(self, data_dir: Path, channel: str, *, log_level: str = "warning") -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        channel: str,
+        *,
+        log_level: str = "warning",
+        more_channels: Sequence[str] = (),
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.channel = channel
+        self.channels = [channel, *more_channels]
         self.log_level = log_level
+        self.extra_args = list(args)
+        self.extra_env = dict(env or {})
         self.port = free_port()
         self.media_port = free_port(socket.SOCK_DGRAM)
         self.log_path = data_dir / "server.log"
         self.proc: asyncio.subprocess.Process | None = None
-        ChannelStore(Database(data_dir / "voice.db")).add(channel)
+        store = ChannelStore(Database(data_dir / "voice.db"))
+        for name in self.channels:
+            store.add(name)
         self._key = load_or_create_key(data_dir)
 
     @property
@@ -90,12 +108,12 @@ class ServerChild:
     def ws_url(self) -> str:
         return f"ws://{HOST}:{self.port}/ws"
 
-    def token(self, sub: str, ttl_seconds: int = 3600) -> str:
+    def token(self, sub: str, ttl_seconds: int = 3600, channel: str | None = None) -> str:
         return issue_token(
             self._key,
             sub=sub,
             name=sub,
-            channels=[self.channel],
+            channels=[channel or self.channel],
             ttl_seconds=ttl_seconds,
             now=int(time.time()),
         )
@@ -104,9 +122,11 @@ class ServerChild:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, env.get("PYTHONPATH")) if p)
         env["PYTHONUNBUFFERED"] = "1"
+        env.update(self.extra_env)
         args = ["serve", "--data-dir", str(self.data_dir), "--host", HOST]
         args += ["--port", str(self.port), "--media-host", HOST]
         args += ["--media-port", str(self.media_port), "--log-level", self.log_level]
+        args += self.extra_args
         with self.log_path.open("ab") as log:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "voice_server.cli", *args, stdout=log, stderr=log, env=env

@@ -1,12 +1,15 @@
 """Capacity phase of ``bench transcribe``: how many talkers one sidecar transcribes in real time.
 
 The bench plays the server's end of the transcriber link (same protocol, same authentication:
-:mod:`voice_server.transcribe.link_server`) and streams N simultaneous bursts of recorded Opus
-packets (the clips of the fidelity phase) at real-time pace, as RTP, to a real ``voice-server
-transcriber`` process. A step passes when every burst is committed and the p95 of burst end →
-``committed`` message is ≤ 1 s; N goes up until a step fails. The sidecar's CPU is read from
-``/proc`` meanwhile. Only the media plane is missing here: its cost per packet is measured by
-``bench forward`` and is tiny next to recognition.
+:mod:`voice_server.transcribe.link_server`) and streams N simultaneous bursts of Opus packets at
+real-time pace, as RTP, to a real ``voice-server transcriber`` process: a different burst for
+every talker of every step (:mod:`voice_server.bench.transcribe_speech`; a recognizer decodes
+audio it has decoded before far more cheaply, so replaying one clip would flatter the figure).
+A step passes when every burst is committed and the p95 of burst end → ``committed`` message is
+≤ 1 s; N goes up until a step fails. Meanwhile ``/proc`` gives the sidecar's CPU and RSS and
+what the rest of the machine used (the machine is shared: a step whose ``others_cores`` is high
+had less than two cores). Only the media plane is missing here: its cost per packet is measured
+by ``bench forward`` and is tiny next to recognition.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ import time
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
 
-from voice_server.bench.procstat import CpuMeter
+from voice_server.bench.procstat import CpuMeter, read_machine_busy_seconds, read_rss_bytes
 from voice_server.bench.stats import percentile
 from voice_server.calllog.model import new_burst_id
 from voice_server.identity.derived import LINK_PURPOSE, derive_key, mac_hex
@@ -47,16 +51,19 @@ class ReplayLink:
         await ws.send(dumps({"type": "welcome", "v": 1}))
         self.ws = ws
         self.connected.set()
-        async for message in ws:
-            if isinstance(message, str):
-                msg = parse_json(message)
-                if msg["type"] == "committed":
-                    self.committed[msg["utterance"]["id"]] = time.monotonic()
-                    self.changed.set()
+        with contextlib.suppress(ConnectionClosed):  # the sidecar is stopped at the end
+            async for message in ws:
+                if isinstance(message, str):
+                    msg = parse_json(message)
+                    if msg["type"] == "committed":
+                        self.committed[msg["utterance"]["id"]] = time.monotonic()
+                        self.changed.set()
 
-    async def step(self, talkers: int, packets: list[bytes], pid: int) -> dict[str, Any]:
+    async def step(self, streams: list[list[bytes]], pid: int) -> dict[str, Any]:
+        """One burst per talker, all at once: ``streams[i]`` is talker i's Opus packets."""
         ws = self.ws
         assert ws is not None
+        talkers = len(streams)
         ids: list[str] = []
         now_ms = int(time.time() * 1000)
         for i in range(talkers):
@@ -75,18 +82,19 @@ class ReplayLink:
                     }
                 )
             )
-        cpu = CpuMeter(pid)
+        cpu, me = CpuMeter(pid), CpuMeter()
+        busy0 = read_machine_busy_seconds()
         cpu.start()
+        me.start()
         t0 = time.monotonic()
-        for k, payload in enumerate(packets):
+        for k in range(max(len(s) for s in streams)):
             records = [
                 (
                     i + 1,
-                    build_rtp(
-                        payload_type=111, seq=k, timestamp=k * 960, ssrc=i + 1, payload=payload
-                    ),
+                    build_rtp(payload_type=111, seq=k, timestamp=k * 960, ssrc=i + 1, payload=s[k]),
                 )
-                for i in range(talkers)
+                for i, s in enumerate(streams)
+                if k < len(s)
             ]
             await ws.send(pack_packets(records))
             delay = t0 + (k + 1) * 0.02 - time.monotonic()
@@ -114,22 +122,36 @@ class ReplayLink:
                 break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.changed.wait(), remaining)
-        reading = cpu.stop()
+        reading, mine = cpu.stop(), me.stop()
+        busy = read_machine_busy_seconds() - busy0
+        rss = read_rss_bytes(pid)
         lat = [(self.committed[b] - ended[b]) * 1000 for b in ids if b in self.committed]
         p95 = percentile(lat, 95) if lat else None
         ok = len(lat) == talkers and p95 is not None and p95 <= 1000
+        audio = sum(len(s) for s in streams) * 0.02
         return {
             "talkers": talkers,
             "committed": len(lat),
             "latency_ms_p95": round(p95, 1) if p95 is not None else None,
+            "latency_ms_max": round(max(lat), 1) if lat else None,
             "sidecar_cores": round(reading.cores, 3),
+            "sidecar_cpu_per_audio_second": round(reading.cpu_seconds / audio, 3),
+            "sidecar_rss_mb": round(rss / 2**20),
+            "others_cores": round(
+                max(0.0, busy - reading.cpu_seconds - mine.cpu_seconds) / reading.wall_seconds, 2
+            ),
             "realtime": ok,
         }
 
 
+def _bursts(source: Any, n: int) -> list[list[bytes]]:
+    return [source.burst() for _ in range(n)]
+
+
 async def run_capacity(
-    key: bytes, port: int, packets: list[bytes], start_sidecar: Any, steps: list[int]
+    key: bytes, port: int, source: Any, start_sidecar: Any, steps: list[int]
 ) -> dict[str, Any]:
+    """``source.burst()`` gives a new burst's packets each call."""
     link = ReplayLink(key)
     async with serve(link.handler, "127.0.0.1", port, max_size=1 << 20):
         proc = start_sidecar()
@@ -138,7 +160,8 @@ async def run_capacity(
             results = []
             best = 0
             for n in steps:
-                result = await link.step(n, packets, proc.pid)
+                streams = await asyncio.to_thread(_bursts, source, n)
+                result = await link.step(streams, proc.pid)
                 results.append(result)
                 if not result["realtime"]:
                     break

@@ -105,6 +105,10 @@ class MediaEndpoint:
                 continue
             handle(data, addr)
 
+    def fileno(self) -> int | None:
+        """The socket's descriptor (for batched sends), None when closed."""
+        return self._sock.fileno() if self._sock is not None else None
+
     def sendto(self, data: bytes, addr: Address) -> None:
         sock = self._sock
         if sock is None:
@@ -193,6 +197,7 @@ class MediaEndpoint:
         if transport is None:
             self.counters.drop_bad_stun += 1
             return
+        remote = transport.remote
         result = transport.on_stun(msg, addr, time.monotonic())
         if result.error is not None:
             self.counters.drop_bad_stun += 1
@@ -203,7 +208,8 @@ class MediaEndpoint:
             if previous is not None and previous is not transport:
                 previous.valid_addrs.discard(addr)
             self.by_addr[addr] = transport
-            self._on_change(transport)
+        if result.newly_valid or transport.remote != remote:
+            self._on_change(transport)  # the router caches where media goes
         if result.reply is not None:
             self._send_all([result.reply], addr)
 

@@ -152,6 +152,7 @@ class MediaPlane:
                 histogram=self.histogram,
                 tap=self.tap,
                 onset_histogram=self.onset_histogram,
+                fileno=self.endpoint.fileno,
             )
             self.routers[session.channel] = router
         creds = new_ice_credentials()

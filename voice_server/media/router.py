@@ -8,6 +8,9 @@ Per forwarded packet (invariant 6 of the README): one SRTP unprotect (done by th
 header rewrite (the same bytes for every listener: the server's offer fixed payload type, header
 extension ids and slot SSRCs for everyone), then one protect and one ``sendto`` per listener. No
 decoding, no jitter buffer, no coroutine, no log call.
+The copies are sent by a :class:`~voice_server.media.fanout.Fanout` that
+:meth:`Router.refresh_listeners` rebuilds on every membership, transport state or media address
+change, so the per-copy loop reads no attribute (and batches its sends where it can).
 """
 
 from __future__ import annotations
@@ -16,13 +19,13 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-import pylibsrtp
-
 from voice_server.histogram import LatencyHistogram
 from voice_server.media.counters import MediaCounters
 from voice_server.media.errors import PacketError
+from voice_server.media.fanout import Fanout, SendTo
 from voice_server.media.rtp import audio_level
 from voice_server.media.slot_stream import PreRoll, SlotStream
+from voice_server.media.srtp_fast import SrtpCodec, fast_session
 from voice_server.media.transport import Address, Transport
 from voice_server.talk.detector import TalkDetector, TalkEvent, TalkRules
 from voice_server.talk.slots import SlotTable
@@ -32,8 +35,6 @@ _STARTED = TalkEvent.STARTED
 _STOPPED = TalkEvent.STOPPED
 _perf_ns = time.perf_counter_ns
 PREROLL_LEAD_MS = 40
-
-SendTo = Callable[[bytes, Address], None]
 
 
 class TalkEvents(Protocol):
@@ -68,6 +69,7 @@ class Member:
         "preroll",
         "session_id",
         "slot",
+        "srtp",
         "tentative",
         "transport",
         "waiting",
@@ -83,6 +85,7 @@ class Member:
         self.onset_ns = 0  # when the current burst's first packet was forwarded
         self.waiting = False  # talking while every slot was busy
         self.burst: BurstHandle | None = None  # the talk burst being tapped for the log
+        self.srtp: SrtpCodec | None = None  # transport.tx for the fan-out loop
 
 
 class Router:
@@ -100,6 +103,7 @@ class Router:
         histogram: LatencyHistogram,
         onset_histogram: LatencyHistogram | None = None,
         tap: Tap | None = None,
+        fileno: Callable[[], int | None] | None = None,
     ) -> None:
         self.channel = channel
         self.slot_ssrcs = slot_ssrcs
@@ -116,7 +120,9 @@ class Router:
         self._hist = histogram
         self._onsets = onset_histogram
         self._tap = tap
+        self._fileno = fileno  # the media socket, for batched sends
         self._listeners: list[Member] = []
+        self._fanout = Fanout([], sendto=sendto, counters=counters, histogram=histogram)
         self._waiting: list[Member] = []
 
     # ------------------------------------------------------------------ membership
@@ -138,10 +144,26 @@ class Router:
         self.refresh_listeners()
 
     def refresh_listeners(self) -> None:
-        """Recompute who receives forwarded audio (call when a transport's state changes)."""
-        self._listeners = [
-            m for m in self.members.values() if m.transport.media_ready and m.transport.remote
-        ]
+        """Recompute who receives forwarded audio and where (call when a member comes or goes,
+        or its transport's state or media address changes)."""
+        listeners = []
+        targets: list[tuple[object, SrtpCodec, Address]] = []
+        for m in self.members.values():
+            tr = m.transport
+            if not tr.media_ready or tr.remote is None or tr.tx is None:
+                continue
+            if m.srtp is None or m.srtp.session is not tr.tx:
+                m.srtp = fast_session(tr.tx)
+            listeners.append(m)
+            targets.append((m, m.srtp, tr.remote))
+        self._listeners = listeners
+        self._fanout = Fanout(
+            targets,
+            sendto=self._sendto,
+            counters=self._counters,
+            histogram=self._hist,
+            fd=self._fileno() if self._fileno is not None else None,
+        )
 
     @property
     def listeners(self) -> int:
@@ -202,22 +224,7 @@ class Router:
         self._counters.packets_routed += 1
         self.stream_octets[index] += len(data) - 12
         self.stream_last_ns[index] = t0_ns
-        sendto = self._sendto
-        observe = self._hist.observe_us
-        counters = self._counters
-        for m in self._listeners:
-            if m is src:
-                continue
-            tr = m.transport
-            try:
-                out = tr.tx.protect(data)  # type: ignore[union-attr]
-                sendto(out, tr.remote)  # type: ignore[arg-type]
-            except (pylibsrtp.Error, OSError, AttributeError):
-                counters.drop_send_error += 1
-                continue
-            counters.packets_out += 1
-            counters.bytes_out += len(out)
-            observe((_perf_ns() - t0_ns) // 1000)
+        self._fanout.send(data, src, t0_ns)
 
     # ------------------------------------------------------------------ talk bursts
     # A burst is *confirmed* (talk_started) after the detector's attack, but its audio is

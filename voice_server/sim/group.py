@@ -1,8 +1,12 @@
 """Many simulated participants in one process: one pacer, one certificate, shared counters.
 
-``SimGroup`` connects participants with bounded concurrency, starts the single pacing task,
-and sums their counters into a :class:`GroupTotals` snapshot (cheap: a pass over the
+``SimGroup`` connects participants with bounded concurrency (:meth:`SimGroup.add`, one channel)
+or one at a time on the caller's schedule (:meth:`SimGroup.participant` +
+:meth:`SimGroup.connect`, any channel: the load tester), starts the single pacing task, and
+sums their counters into a :class:`GroupTotals` snapshot (cheap: a pass over the
 participants), so a benchmark can take the difference of two snapshots over its window.
+With ``poller=True`` every participant's socket is read through one shared
+:class:`~voice_server.sim.rxpoll.RxPoller`.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from voice_server.media.dtls import Certificate
 from voice_server.sim.audio import opus_frames
 from voice_server.sim.pacer import Pacer
 from voice_server.sim.participant import SimParticipant
+from voice_server.sim.rxpoll import RxPoller
 
 __all__ = ["GroupTotals", "SimGroup"]
 
@@ -26,6 +31,8 @@ class GroupTotals:
 
     sent: int = 0
     received: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
     expected: int = 0  # from sequence numbers, per received SSRC
     lost: int = 0
     duplicates: int = 0
@@ -57,6 +64,7 @@ class SimGroup:
         dtx: bool = True,
         phases: int = 4,
         certificate: Certificate | None = None,
+        poller: bool = False,
     ) -> None:
         self.url = url
         self.channel = channel
@@ -67,6 +75,34 @@ class SimGroup:
         self.latency = LatencyHistogram()
         self.pacer = Pacer(phases=phases)
         self.participants: list[SimParticipant] = []
+        self.poller = RxPoller() if poller else None
+
+    def participant(
+        self, token: str, channel: str, device_id: str, *, talking: bool = False
+    ) -> SimParticipant:
+        """A new member of the group (not connected yet: see :meth:`connect`)."""
+        p = SimParticipant(
+            self.url,
+            token,
+            channel,
+            device_id,
+            certificate=self.certificate,
+            frames=self.frames,
+            latency=self.latency,
+            dtx=self.dtx,
+            phase=len(self.participants),
+            poller=self.poller,
+        )
+        p.talking = talking
+        self.participants.append(p)
+        return p
+
+    async def connect(self, p: SimParticipant, within: float = 30.0) -> None:
+        """Connect one participant made by :meth:`participant`, then pace it (raises when
+        connecting fails; the participant stays in the group so :meth:`close` cleans it up)."""
+        await p.connect(within)
+        self.pacer.add(p)
+        self.pacer.start()
 
     async def add(
         self, count: int, *, talking: bool = False, concurrency: int = 16, within: float = 30.0
@@ -74,20 +110,9 @@ class SimGroup:
         """Connect ``count`` more participants (``talking`` ones start sending at once)."""
         first = len(self.participants)
         new = [
-            SimParticipant(
-                self.url,
-                self._token_for(first + i),
-                self.channel,
-                f"sim-{first + i}",
-                certificate=self.certificate,
-                frames=self.frames,
-                latency=self.latency,
-                dtx=self.dtx,
-                phase=first + i,
-            )
+            self.participant(self._token_for(first + i), self.channel, f"sim-{first + i}")
             for i in range(count)
         ]
-        self.participants.extend(new)
         gate = asyncio.Semaphore(concurrency)
 
         async def connect(p: SimParticipant) -> None:
@@ -107,6 +132,8 @@ class SimGroup:
             for name in (
                 "sent",
                 "received",
+                "bytes_sent",
+                "bytes_received",
                 "rtcp_received",
                 "late_sends",
                 "socket_errors",
@@ -131,3 +158,5 @@ class SimGroup:
     async def close(self) -> None:
         await self.pacer.stop()
         await asyncio.gather(*(p.close() for p in self.participants), return_exceptions=True)
+        if self.poller is not None:
+            self.poller.close()

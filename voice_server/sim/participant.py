@@ -7,12 +7,15 @@ nothing here runs a coroutine per packet:
   the answer from :mod:`voice_server.sim.answer`; afterwards one reader task drains server
   messages (the server disconnects clients that do not read) and counts them by type;
 - media: one connected, non-blocking UDP socket (``SO_RCVBUF`` 1 MiB) read by
-  ``loop.add_reader`` in batches; ICE as the controlling agent (:mod:`voice_server.sim.ice`:
+  ``loop.add_reader`` in batches, or, when a :class:`~voice_server.sim.rxpoll.RxPoller` is
+  given, one datagram per readiness event of the poller's shared epoll (a thousand sockets
+  cost the event loop one reader); ICE as the controlling agent (:mod:`voice_server.sim.ice`:
   checks every 50 ms until a success, then a consent check every 5 s); the DTLS client of
   :mod:`voice_server.sim.dtls_client` keyed into pylibsrtp;
 - sending is driven from outside: the group's single pacing task calls :meth:`on_frame` every
-  20 ms. A talker sends an Opus frame with audio level 20; a silent participant sends a DTX-like
-  3-byte frame with level 127 every 400 ms (``dtx=True``) or nothing;
+  20 ms and :class:`~voice_server.sim.source.MicSource` says what to send (voice while
+  talking; a DTX frame every 400 ms while silent with ``dtx=True``; else nothing);
+- SRTP through :mod:`voice_server.media.srtp_fast` (libsrtp called directly);
 - receiving: every RTP packet is unprotected and counted per SSRC (:mod:`rx_stats`: loss from
   sequence gaps, RFC 3550 jitter, first arrival); send stamps written by other simulated talkers
   give the one-way latency through the server into a shared histogram.
@@ -23,14 +26,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import secrets
 import socket
 import struct
 import time
 from collections import Counter
 from typing import Any
 
-import pylibsrtp
 import websockets
 from websockets.asyncio.client import ClientConnection
 
@@ -38,11 +39,14 @@ from voice_server.histogram import LatencyHistogram
 from voice_server.media.dtls import Certificate, DtlsState
 from voice_server.media.sdp import new_ice_credentials
 from voice_server.media.srtp import make_sessions
+from voice_server.media.srtp_fast import SrtpCodec, fast_session
 from voice_server.sim.answer import OfferInfo, build_answer, parse_offer
-from voice_server.sim.audio import DTX_PAYLOAD, read_stamp, rtp_packet
+from voice_server.sim.audio import read_stamp
 from voice_server.sim.dtls_client import DtlsClient
 from voice_server.sim.ice import IceChecks
 from voice_server.sim.rx_stats import StreamStats
+from voice_server.sim.rxpoll import RxPoller
+from voice_server.sim.source import MicSource
 
 __all__ = ["SimParticipant"]
 
@@ -51,10 +55,6 @@ READ_BATCH = 64
 RECV_SIZE = 2048
 CHECK_INTERVAL = 0.05
 CONSENT_INTERVAL = 5.0
-TALK_LEVEL = 20
-SILENCE_LEVEL = 127
-DTX_FRAMES = 20  # one DTX frame every 400 ms
-FRAME_SAMPLES = 960
 _perf_ns = time.perf_counter_ns
 _RTP_FIELDS = struct.Struct("!HII")  # seq, timestamp, ssrc at offset 2
 
@@ -74,19 +74,19 @@ class SimParticipant:
         latency: LatencyHistogram | None = None,
         dtx: bool = False,
         phase: int = 0,
+        poller: RxPoller | None = None,
     ) -> None:
         self.url = url
         self.token = token
         self.channel = channel
         self.device_id = device_id
         self.certificate = certificate
-        self.frames = frames
         self.latency = latency
-        self.dtx = dtx
-        self.dtx_offset = phase % DTX_FRAMES
+        self.source = MicSource(frames, dtx=dtx, phase=phase)
+        self.poller = poller
         #: set by the owner: send voice frames on :meth:`on_frame`
         self.talking = False
-        self.ssrc = secrets.randbits(32) or 1
+        self.ssrc = self.source.ssrc
         self.session_id: str | None = None
         self.offer: OfferInfo | None = None
         self.streams: dict[int, StreamStats] = {}
@@ -94,22 +94,24 @@ class SimParticipant:
         # counters
         self.sent = 0
         self.received = 0
+        self.bytes_sent = 0  # SRTP bytes of sent RTP packets
+        self.bytes_received = 0  # SRTP bytes of received RTP packets
         self.rtcp_received = 0
         self.late_sends = 0
         self.socket_errors = 0
         self.srtp_errors = 0
         self.not_ready = 0
-        self.connected_at_ns = -1
-        self._seq = secrets.randbits(16)
-        self._ts_base = secrets.randbits(32)
-        self._was_talking = False
+        # perf_counter_ns (CLOCK_MONOTONIC on Linux: comparable across processes)
+        self.ws_open_ns = -1  # the signaling WebSocket is open
+        self.offer_ns = -1  # the server's offer arrived
+        self.connected_at_ns = -1  # SRTP keys in place
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._dtls: DtlsClient | None = None
-        self._rx: pylibsrtp.Session | None = None
-        self._tx: pylibsrtp.Session | None = None
+        self._rx: SrtpCodec | None = None
+        self._tx: SrtpCodec | None = None
         self._ice: IceChecks | None = None
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._ready: asyncio.Future[None] | None = None
@@ -142,6 +144,7 @@ class SimParticipant:
             self._ready = self._loop.create_future()
             ws = await websockets.connect(self.url, max_size=1 << 20, compression=None)
             self._ws = ws
+            self.ws_open_ns = _perf_ns()
             join = {"v": 1, "type": "join", "token": self.token, "channel": self.channel}
             await ws.send(json.dumps({**join, "device_id": self.device_id}))
             offer_sdp: str | None = None
@@ -153,6 +156,7 @@ class SimParticipant:
                     offer_sdp = str(msg["sdp"])
                 elif msg.get("type") == "error" and msg.get("fatal"):
                     raise RuntimeError(f"join refused: {msg.get('code')}: {msg.get('message')}")
+            self.offer_ns = _perf_ns()
             self._reader = asyncio.create_task(self._read_signaling(ws), name="sim-signaling")
             self.offer = offer = parse_offer(offer_sdp)
             creds = new_ice_credentials()
@@ -195,6 +199,9 @@ class SimParticipant:
             sock.close()
             raise
         self._sock = sock
+        if self.poller is not None:
+            self.poller.add(sock.fileno(), self._read_one)
+            return
         assert self._loop is not None
         self._loop.add_reader(sock.fileno(), self._readable)
 
@@ -235,34 +242,20 @@ class SimParticipant:
         tx = self._tx
         if tx is None or self._sock is None:
             return
-        if self.talking:
-            level = TALK_LEVEL
-            payload = self.frames[frame % len(self.frames)]
-        elif self.dtx and frame % DTX_FRAMES == self.dtx_offset:
-            level = SILENCE_LEVEL
-            payload = DTX_PAYLOAD
-        else:
-            self._was_talking = False
+        packet = self.source.packet(frame, now_ns, self.talking)
+        if packet is None:
             return
-        marker = self.talking and not self._was_talking
-        self._was_talking = self.talking
-        self._seq = (self._seq + 1) & 0xFFFF
-        packet = rtp_packet(
-            payload_type=111,
-            marker=marker,
-            seq=self._seq,
-            timestamp=self._ts_base + frame * FRAME_SAMPLES,
-            ssrc=self.ssrc,
-            level=level,
-            stamp_ns=now_ns,
-            payload=payload,
-        )
+        srtp = tx.protect(packet)
+        if srtp is None:
+            self.srtp_errors += 1
+            return
         try:
-            self._sock.send(tx.protect(packet))
-        except (OSError, pylibsrtp.Error):
+            self._sock.send(srtp)
+        except OSError:
             self.socket_errors += 1
             return
         self.sent += 1
+        self.bytes_sent += len(srtp)
         if late:
             self.late_sends += 1
 
@@ -280,31 +273,48 @@ class SimParticipant:
             except OSError:  # ICMP port unreachable and the like
                 self.socket_errors += 1
                 return
-            if not data:
-                continue
-            b0 = data[0]
-            if 127 < b0 < 192:
-                if 191 < data[1] < 224:
-                    self.rtcp_received += 1
-                else:
-                    self._on_rtp(data)
-            elif b0 < 4:
-                self._on_stun(data)
-            elif 19 < b0 < 64:
-                self._on_dtls(data)
+            if data:
+                self._dispatch(data)
+
+    def _read_one(self) -> None:
+        """Poller mode: one datagram per readiness event (the epoll is level-triggered)."""
+        sock = self._sock
+        if sock is None:
+            return
+        try:
+            data = sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.socket_errors += 1
+            return
+        if data:
+            self._dispatch(data)
+
+    def _dispatch(self, data: bytes) -> None:
+        b0 = data[0]
+        if 127 < b0 < 192:
+            if 191 < data[1] < 224:
+                self.rtcp_received += 1
+            else:
+                self._on_rtp(data)
+        elif b0 < 4:
+            self._on_stun(data)
+        elif 19 < b0 < 64:
+            self._on_dtls(data)
 
     def _on_rtp(self, data: bytes) -> None:
         rx = self._rx
         if rx is None:
             self.not_ready += 1
             return
-        try:
-            plain = rx.unprotect(data)
-        except pylibsrtp.Error:
+        plain = rx.unprotect(data)
+        if plain is None:
             self.srtp_errors += 1
             return
         now = _perf_ns()
         self.received += 1
+        self.bytes_received += len(data)
         seq, ts, ssrc = _RTP_FIELDS.unpack_from(plain, 2)
         stats = self.streams.get(ssrc)
         if stats is None:
@@ -338,7 +348,8 @@ class SimParticipant:
             return
         if dtls.state is DtlsState.CONNECTED and self._rx is None:
             assert dtls.profile is not None and dtls.keying is not None
-            self._rx, self._tx = make_sessions(dtls.profile, dtls.keying)
+            rx, tx = make_sessions(dtls.profile, dtls.keying)
+            self._rx, self._tx = fast_session(rx), fast_session(tx)
             self.connected_at_ns = _perf_ns()
             old = self._timers.pop("dtls", None)
             if old is not None:
@@ -364,7 +375,9 @@ class SimParticipant:
             for out in self._dtls.close():
                 self._send(out)
         if self._sock is not None:
-            if self._loop is not None:
+            if self.poller is not None:
+                self.poller.remove(self._sock.fileno())
+            elif self._loop is not None:
                 self._loop.remove_reader(self._sock.fileno())
             self._sock.close()
             self._sock = None

@@ -26,6 +26,12 @@ def add_parsers(sub: Any, state_args: Any) -> None:
     state_args(t)
     _model_args(t)
     t.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
+    t.add_argument(
+        "--warm-recognizers",
+        type=int,
+        default=12,
+        help="idle Vosk recognizers kept for reuse (each ~100-200 MB once warm; 0: none)",
+    )
 
     m = sub.add_parser("models", help="list or fetch Vosk models")
     msub = m.add_subparsers(dest="action", required=True, parser_class=type(m))
@@ -63,7 +69,12 @@ def _factory(args: argparse.Namespace) -> Any:
         file=sys.stderr,
         flush=True,
     )
-    return VoskFactory(choice.path, name=choice.name, language=choice.language)
+    return VoskFactory(
+        choice.path,
+        name=choice.name,
+        language=choice.language,
+        max_idle=getattr(args, "warm_recognizers", 12),
+    )
 
 
 class _Fail(Exception):

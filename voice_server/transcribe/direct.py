@@ -17,22 +17,28 @@ def recognize_packets(
     factory: RecognizerFactory, packets: list[bytes], phrases: list[str] | None = None
 ) -> RecResult:
     rec = factory.create(phrases)
-    for chunk in pcm_chunks(packets, factory.sample_rate):
-        rec.accept(chunk)
-    return rec.final()
+    try:
+        for chunk in pcm_chunks(packets, factory.sample_rate):
+            rec.accept(chunk)
+        return rec.final()
+    finally:
+        rec.close()
 
 
 def recognize_pcm(
     factory: RecognizerFactory, pcm: bytes, phrases: list[str] | None = None
 ) -> RecResult:
     rec = factory.create(phrases)
-    chunker = Chunker(factory.sample_rate)
-    for chunk in chunker.push(pcm):
-        rec.accept(chunk)
-    rest = chunker.rest()
-    if rest:
-        rec.accept(rest)
-    return rec.final()
+    try:
+        chunker = Chunker(factory.sample_rate)
+        for chunk in chunker.push(pcm):
+            rec.accept(chunk)
+        rest = chunker.rest()
+        if rest:
+            rec.accept(rest)
+        return rec.final()
+    finally:
+        rec.close()
 
 
 def recognize_file(factory: RecognizerFactory, path: Path) -> RecResult:

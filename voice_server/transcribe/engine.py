@@ -2,10 +2,12 @@
 
 A job takes packets (live: RTP packets from the link, ordered by a
 :class:`~voice_server.transcribe.packets.Sequencer`; catch-up: the Opus packets of a spool file),
-decodes them once (:class:`~voice_server.transcribe.decoder.OpusDecoder`), feeds its own
-recognizer in fixed chunks, reports partial text about twice a second of audio, and at the end
-commits the utterance to the call log (idempotent per burst id) and only then reports it done.
-A job runs on at most one worker at a time; different bursts run in parallel.
+decodes them once (:class:`~voice_server.transcribe.decoder.OpusDecoder`), feeds a recognizer
+borrowed from the factory's pool in fixed chunks, reports partial text about twice a second of
+audio, and at the end commits the utterance to the call log (idempotent per burst id) and only
+then reports it done; the recognizer goes back to the pool when the job commits, is aborted or
+fails (always from the worker that used it). A job runs on at most one worker at a time;
+different bursts run in parallel.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from voice_server.media.rtp import read_header
 from voice_server.transcribe.burst import BurstMeta, clip_path
 from voice_server.transcribe.decoder import Chunker, OpusDecoder
 from voice_server.transcribe.packets import Sequencer
-from voice_server.transcribe.recognizer import RecognizerFactory
+from voice_server.transcribe.recognizer import Recognizer, RecognizerFactory
 
 __all__ = ["Engine", "EngineCounters", "Job"]
 
@@ -69,7 +71,7 @@ class Job:
         self._lock = threading.Lock()
         self._decoder: OpusDecoder | None = None
         self._chunker: Chunker | None = None
-        self._rec: object | None = None
+        self._rec: Recognizer | None = None
 
 
 class Engine:
@@ -128,10 +130,11 @@ class Engine:
         job.aborted = True
         self.counters.aborted += 1
         self._finish(job)
+        self._schedule(job)  # a worker gives its recognizer back
 
     def _schedule(self, job: Job) -> None:
         with job._lock:
-            if job._running or job.aborted:
+            if job._running or (job.aborted and job._rec is None):
                 return
             job._running = True
         self.pool.submit(self._run, job)
@@ -148,18 +151,32 @@ class Engine:
             while True:
                 self._step(job)
                 with job._lock:
-                    if job.finished.is_set() or job.aborted or not (job.inbox or job.ending):
+                    done = job.finished.is_set() or job.aborted
+                    if done or not (job.inbox or job.ending):
+                        if done:
+                            self._release(job)
                         job._running = False
                         return
         except Exception:
             self.counters.failed += 1
             log.exception("transcription job failed", extra={"burst": job.meta.id})
             with job._lock:
+                self._release(job)
                 job._running = False
             self._finish(job)
 
+    @staticmethod
+    def _release(job: Job) -> None:
+        """Give the job's recognizer back (worker thread, under the job's lock)."""
+        rec, job._rec = job._rec, None
+        if rec is not None:
+            try:
+                rec.close()
+            except Exception:
+                log.exception("could not release a recognizer", extra={"burst": job.meta.id})
+
     def _step(self, job: Job) -> None:
-        if job.aborted:
+        if job.aborted or job.finished.is_set():
             return
         if job._rec is None:
             job._decoder = OpusDecoder(self.factory.sample_rate)
@@ -178,19 +195,19 @@ class Engine:
                 job.samples += samples
                 job._since_partial += samples
                 for chunk in chunker.push(decoder.decode(packet)):
-                    rec.accept(chunk)  # type: ignore[attr-defined]
+                    rec.accept(chunk)
             if job._since_partial >= PARTIAL_EVERY_SAMPLES and self.on_partial is not None:
                 job._since_partial = 0
-                text = rec.partial()  # type: ignore[attr-defined]
+                text = rec.partial()
                 if text:
                     self.on_partial(job.meta, text)
         if job.ending and not inbox and not job.aborted:
             for chunk in chunker.push(decoder.flush()):
-                rec.accept(chunk)  # type: ignore[attr-defined]
+                rec.accept(chunk)
             rest = chunker.rest()
             if rest:
-                rec.accept(rest)  # type: ignore[attr-defined]
-            self._commit(job, rec.final())  # type: ignore[attr-defined]
+                rec.accept(rest)
+            self._commit(job, rec.final())
 
     @staticmethod
     def _from_rtp(job: Job, plain: bytes) -> list[tuple[bytes, int]]:

@@ -1,0 +1,189 @@
+"""One generator worker process: its share of the simulated participants, on its own event loop.
+
+The coordinator (:mod:`voice_server.loadtest.runner`) starts each worker with
+:func:`worker_main` in a spawned process and talks to it over a ``multiprocessing`` pipe with
+small dicts (commands in, events out). The worker says ``{"event": "ready"}`` once its
+participants are built, then:
+
+- ``{"cmd": "join", "t0_ns": T}``: connect every participant at ``T + join_at`` (``T`` on
+  ``time.perf_counter_ns``, which is ``CLOCK_MONOTONIC`` on Linux and so the same clock in
+  every process); answers ``{"event": "joined"}`` when all have connected or failed;
+- ``{"cmd": "mark"}``: start of the measured window: resets the latency and pacer histograms,
+  remembers each participant's per-stream counts; answers ``{"event": "marked", "totals": …}``;
+- ``{"cmd": "snapshot"}``: answers ``{"event": "snapshot", …}`` with totals, histograms, the
+  local UDP ports and one record per participant (see :func:`_record`);
+- ``{"cmd": "stop"}``: every participant leaves and closes; answers ``{"event": "stopped"}``.
+
+The worker is lean by construction: ``uvloop`` when installed, one pacing task, one epoll for
+all its sockets (:class:`~voice_server.sim.rxpoll.RxPoller`), and ``RLIMIT_NOFILE`` raised for
+its sockets and WebSockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from voice_server.limits import raise_fd_limit
+from voice_server.sim.group import SimGroup
+from voice_server.sim.participant import SimParticipant
+
+__all__ = ["worker_main"]
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+def worker_main(conn: Connection, setup: dict[str, Any]) -> None:
+    """Entry point of a worker process (see the module docstring)."""
+    raise_fd_limit()
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(_Worker(conn, setup).run())
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    return f"{type(exc).__name__}: {exc}"[:200]
+
+
+class _Worker:
+    def __init__(self, conn: Connection, setup: dict[str, Any]) -> None:
+        self.conn = conn
+        self.within = float(setup.get("connect_within", 30.0))
+        self.group = SimGroup(
+            setup["url"], "", lambda _i: "", dtx=True, poller=bool(setup.get("poller", True))
+        )
+        self.specs: list[dict[str, Any]] = setup["participants"]
+        self.people: list[SimParticipant] = [
+            self.group.participant(s["token"], s["channel"], s["device_id"], talking=s["talker"])
+            for s in self.specs
+        ]
+        self.errors: dict[int, str] = {}
+        self.marks: list[dict[int, int]] = [{} for _ in self.people]
+        self.commands: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.joining: asyncio.Task[None] | None = None
+
+    def send(self, message: dict[str, Any]) -> None:
+        with contextlib.suppress(OSError):  # the coordinator has gone: nothing to tell
+            self.conn.send(message)
+
+    def _readable(self) -> None:
+        try:
+            message = self.conn.recv()
+        except (EOFError, OSError):
+            message = {"cmd": "stop", "orphaned": True}
+        self.commands.put_nowait(message)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_reader(self.conn.fileno(), self._readable)
+        self.send({"event": "ready"})
+        try:
+            while True:
+                message = await self.commands.get()
+                cmd = message.get("cmd")
+                if cmd == "join":
+                    self.joining = asyncio.create_task(self._join_all(int(message["t0_ns"])))
+                elif cmd == "mark":
+                    self.send({"event": "marked", "totals": self._mark()})
+                elif cmd == "snapshot":
+                    self.send({"event": "snapshot", **self._snapshot()})
+                elif cmd == "stop":
+                    await self._stop()
+                    if not message.get("orphaned"):
+                        self.send({"event": "stopped"})
+                    return
+        finally:
+            with contextlib.suppress(Exception):
+                loop.remove_reader(self.conn.fileno())
+
+    async def _join_all(self, t0_ns: int) -> None:
+        await asyncio.gather(
+            *(self._join(i, t0_ns + int(s["join_at"] * 1e9)) for i, s in enumerate(self.specs))
+        )
+        self.send({"event": "joined"})
+
+    async def _join(self, i: int, at_ns: int) -> None:
+        delay = (at_ns - time.perf_counter_ns()) / 1e9
+        if delay > 0:
+            await asyncio.sleep(delay)
+        try:
+            await self.group.connect(self.people[i], self.within)
+        except Exception as exc:
+            self.errors[i] = _error_text(exc)
+
+    def _mark(self) -> dict[str, int]:
+        self.group.latency.reset()
+        self.group.pacer.lateness.reset()
+        for i, p in enumerate(self.people):
+            self.marks[i] = {ssrc: s.received for ssrc, s in p.streams.items()}
+        return self._totals()
+
+    def _totals(self) -> dict[str, int]:
+        totals = self.group.totals().as_dict()
+        totals["late_ticks"] = self.group.pacer.late_ticks
+        totals["ticks"] = self.group.pacer.ticks
+        poller = self.group.poller
+        totals["poller_wakeups"] = poller.wakeups if poller is not None else 0
+        totals["poller_events"] = poller.events if poller is not None else 0
+        return totals
+
+    def _record(self, i: int) -> dict[str, Any]:
+        p = self.people[i]
+        spec = self.specs[i]
+        mark = self.marks[i]
+        window = {ssrc: s.received - mark.get(ssrc, 0) for ssrc, s in p.streams.items()}
+        return {
+            "index": spec["index"],
+            "channel": spec["channel"],
+            "talker": spec["talker"],
+            "joined": p.media_ready,
+            "error": self.errors.get(i),
+            "ws_open_ns": p.ws_open_ns,
+            "offer_ns": p.offer_ns,
+            "media_ns": p.connected_at_ns,
+            "first_audio_ns": p.first_audio_ns,
+            "sent": p.sent,
+            "received": p.received,
+            "bytes_sent": p.bytes_sent,
+            "bytes_received": p.bytes_received,
+            "lost": sum(s.lost for s in p.streams.values()),
+            "expected": sum(s.expected for s in p.streams.values()),
+            "jitter_ms": max((s.jitter_ms for s in p.streams.values()), default=None),
+            "streams": len(p.streams),
+            "window_received": sum(window.values()),
+            "window_streams": sum(1 for n in window.values() if n > 0),
+            "late_sends": p.late_sends,
+            "socket_errors": p.socket_errors,
+            "srtp_errors": p.srtp_errors,
+            "messages": dict(p.messages),
+        }
+
+    def _snapshot(self) -> dict[str, Any]:
+        return {
+            "totals": self._totals(),
+            "latency": self.group.latency.as_dict(),
+            "lateness": self.group.pacer.lateness.as_dict(),
+            "jitter_ms": self.group.jitter_ms(),
+            "ports": sorted(self.group.local_ports()),
+            "media_port": next((p.offer.port for p in self.people if p.offer), None),
+            "participants": [self._record(i) for i in range(len(self.people))],
+        }
+
+    async def _stop(self) -> None:
+        if self.joining is not None and not self.joining.done():
+            self.joining.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.joining
+        await self.group.close()
