@@ -221,7 +221,7 @@ def test_the_scheduled_purge_leaves_no_canary_in_any_file_and_a_legal_hold_keeps
                 items = c.get("/api/v1/utterances", params={"channel": "ops"}).json()["items"]
                 return [u["id"] for u in items]
 
-            assert len(ops()) == 21
+            assert len(ops()) in (21, 1)  # the first purge runs 1 s after start: it may be done
             deadline = time.monotonic() + 15
             while len(ops()) > 1:
                 assert time.monotonic() < deadline, "the scheduled purge did not run"
