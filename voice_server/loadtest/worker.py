@@ -135,7 +135,7 @@ class _Worker:
         totals["late_ticks"] = self.group.pacer.late_ticks
         totals["ticks"] = self.group.pacer.ticks
         poller = self.group.poller
-        totals["poller_wakeups"] = poller.wakeups if poller is not None else 0
+        totals["poller_drains"] = poller.drains if poller is not None else 0
         totals["poller_events"] = poller.events if poller is not None else 0
         return totals
 
