@@ -260,7 +260,7 @@ async def test_the_poller_reads_ready_sockets_and_arrivals_come_from_the_kernel(
         sent = time.perf_counter_ns()
         tx.sendto(b"a", rx.getsockname())
         tx.sendto(b"b", rx.getsockname())
-        time.sleep(0.05)  # read late: the arrival times are still when the kernel got them
+        await asyncio.sleep(0.05)  # read late: the arrival times are still when the kernel got them
         poller.drain()
         assert len(got) == 2 and poller.events == 2
         assert all(0 <= t - sent < 40_000_000 for t in got)
