@@ -165,3 +165,15 @@ def test_the_listening_process_and_children_are_found_in_proc() -> None:
         s.listen()
         assert listener_pid(s.getsockname()[1]) == os.getpid()
     assert os.getpid() in child_pids(os.getppid())
+
+
+def test_talkers_pause_between_bursts_each_at_its_own_time() -> None:
+    plan = LoadPlan(
+        channels=1, per_channel=3, talkers=3, duration=1, talk_seconds=4, pause_seconds=1
+    )
+    for index in range(3):
+        talking = [plan.talking_at(index, k * 0.1) for k in range(100)]  # 10 s
+        assert sum(talking) == 80  # 4 s of every 5
+    assert len({tuple(plan.talking_at(i, k * 0.1) for k in range(50)) for i in range(3)}) == 3
+    always = LoadPlan(channels=1, per_channel=2, talkers=1, duration=1)
+    assert all(always.talking_at(0, k * 0.7) for k in range(100))

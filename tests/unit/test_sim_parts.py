@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -234,3 +235,44 @@ def test_a_mic_source_sends_voice_while_talking_and_sparse_dtx_while_silent() ->
     assert seqs[1] == (seqs[0] + 1) & 0xFFFF and seqs[2] == (seqs[1] + 1) & 0xFFFF
     assert (headers[1][3] - headers[0][3]) & 0xFFFFFFFF == 960
     assert MicSource((b"x",), dtx=False).packet(3, 0, talking=False) is None
+
+
+async def test_the_poller_reads_ready_sockets_and_arrivals_come_from_the_kernel() -> None:
+    import socket
+    import time
+
+    from voice_server.sim.rxpoll import ANC_SIZE, RxPoller, arrival_ns, enable_timestamps
+
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    poller = RxPoller()
+    got: list[int] = []
+    try:
+        rx.bind(("127.0.0.1", 0))
+        rx.setblocking(False)
+        assert enable_timestamps(rx)
+
+        def read_one() -> None:
+            _data, anc, _flags, _addr = rx.recvmsg(2048, ANC_SIZE)
+            got.append(arrival_ns(anc))
+
+        poller.add(rx.fileno(), read_one)
+        sent = time.perf_counter_ns()
+        tx.sendto(b"a", rx.getsockname())
+        tx.sendto(b"b", rx.getsockname())
+        await asyncio.sleep(0.05)  # read late: the arrival times are still when the kernel got them
+        poller.drain()
+        assert len(got) == 2 and poller.events == 2
+        assert all(0 <= t - sent < 40_000_000 for t in got)
+        poller.set_immediate(True)
+        tx.sendto(b"c", rx.getsockname())
+        for _ in range(100):
+            if len(got) == 3:
+                break
+            await asyncio.sleep(0.01)
+        assert len(got) == 3  # drained by the event loop on its own
+        poller.set_immediate(False)
+    finally:
+        poller.close()
+        rx.close()
+        tx.close()

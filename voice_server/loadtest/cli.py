@@ -54,6 +54,13 @@ def add_parser(sub: Any) -> None:
         help=f"generator processes (default: one per {PER_WORKER} participants)",
     )
     p.add_argument("--transcribe", choices=["on", "off"], default="off")
+    p.add_argument(
+        "--pause-seconds",
+        type=float,
+        default=0.0,
+        help="talkers pause this long between bursts (default 0: they never pause)",
+    )
+    p.add_argument("--talk-seconds", type=_positive_float, default=5.0, help="burst length")
     p.add_argument("--sample-seconds", type=_positive_float, help="soak sampling interval")
     p.add_argument(
         "--debug-objects",
@@ -80,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
             warmup=args.warmup,
             workers=workers,
             transcribe=args.transcribe == "on",
+            talk_seconds=args.talk_seconds,
+            pause_seconds=args.pause_seconds,
         )
         opts = LoadOptions(
             url=args.url,

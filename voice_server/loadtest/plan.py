@@ -8,6 +8,11 @@ listener therefore joins a channel where someone is already talking, so its join
 open → first audio received) measures the server, not the wait for a talker. Participants are
 dealt to the worker processes round-robin in that order, so every worker has its share of
 talkers and its joins spread over the whole join phase.
+
+Talkers talk without a pause by default; with ``pause_seconds`` they talk ``talk_seconds``, fall
+silent for ``pause_seconds`` (long enough for the server's 600 ms hangover to end the burst) and
+start again, each talker offset so that bursts start and end all the time (what the call log's
+spool and transcriber see).
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ class LoadPlan:
     warmup: float = 5.0  # seconds between the last join and the window
     workers: int = 1  # generator processes
     transcribe: bool = False
+    talk_seconds: float = 5.0  # with pause_seconds > 0: length of each talk burst
+    pause_seconds: float = 0.0  # silence between bursts; 0: talkers never pause
     channel_prefix: str = "load"
 
     def __post_init__(self) -> None:
@@ -64,6 +71,8 @@ class LoadPlan:
             raise ValueError("warm-up must be >= 0")
         if not 1 <= self.workers <= 64:
             raise ValueError("workers must be between 1 and 64")
+        if self.pause_seconds < 0 or not self.talk_seconds > 0:
+            raise ValueError("talk seconds must be > 0 and pause seconds >= 0")
 
     @property
     def total(self) -> int:
@@ -99,6 +108,14 @@ class LoadPlan:
             for i, (c, talker) in enumerate(order)
         ]
 
+    def talking_at(self, index: int, seconds: float) -> bool:
+        """Whether talker number ``index`` (join order) talks ``seconds`` after the start."""
+        if self.pause_seconds <= 0:
+            return True
+        period = self.talk_seconds + self.pause_seconds
+        offset = (index * 0.37 * period) % period  # spread the bursts over the period
+        return (seconds + offset) % period < self.talk_seconds
+
     def expected_streams(self, talker: bool) -> int:
         """How many talkers a participant should hear (a talker does not hear itself)."""
         return self.talkers - 1 if talker else self.talkers
@@ -118,4 +135,6 @@ class LoadPlan:
             "warmup": self.warmup,
             "workers": self.workers,
             "transcribe": self.transcribe,
+            "talk_seconds": self.talk_seconds if self.pause_seconds > 0 else None,
+            "pause_seconds": self.pause_seconds,
         }

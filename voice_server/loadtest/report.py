@@ -177,8 +177,8 @@ def _generator(data: RunData, people: list[dict[str, Any]]) -> tuple[dict[str, A
         "socket_errors": d.get("socket_errors", 0),
         "srtp_errors": d.get("srtp_errors", 0),
         "join_errors": dict(errors),
-        "poller_events_per_wakeup": round(d.get("poller_events", 0) / d["poller_wakeups"], 2)
-        if d.get("poller_wakeups")
+        "poller_events_per_drain": round(d.get("poller_events", 0) / d["poller_drains"], 2)
+        if d.get("poller_drains")
         else None,
     }
     reasons = []

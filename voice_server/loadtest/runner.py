@@ -143,6 +143,9 @@ def _spawn(plan: LoadPlan, opts: LoadOptions, target: Any) -> list[_Worker]:
             "participants": share,
             "poller": opts.poller,
             "connect_within": opts.connect_within,
+            "talk": {"talk_seconds": plan.talk_seconds, "pause_seconds": plan.pause_seconds}
+            if plan.pause_seconds > 0
+            else None,
         }
         mine, theirs = ctx.Pipe()
         proc = ctx.Process(target=worker_main, args=(theirs, setup), daemon=True)
@@ -294,6 +297,16 @@ async def _measure(
     return build_report(data)
 
 
+async def _wait_for_transcriber(target: Any, say: Say, within: float = 120.0) -> None:
+    """Until the server reports a linked transcriber sidecar (it loads its model first)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if prom.value(prom.parse(await target.metrics()), "voice_transcriber_connected") >= 1:
+            return
+        await asyncio.sleep(0.5)
+    say(f"no transcriber linked after {within:.0f} s: bursts go to the spool only")
+
+
 async def _run(plan: LoadPlan, opts: LoadOptions, tmp: Path) -> dict[str, Any]:
     raise_fd_limit()
     channels = plan.channel_names()
@@ -306,6 +319,8 @@ async def _run(plan: LoadPlan, opts: LoadOptions, tmp: Path) -> dict[str, Any]:
         assert opts.data_dir is not None
         target = RunningServer(opts.url, opts.data_dir, channels, pid=opts.server_pid)
     await target.start()
+    if plan.transcribe:
+        await _wait_for_transcriber(target, opts.say)
     opts.say(f"server {target.ws_url} (pid {target.pid}); starting {plan.workers} worker(s)")
     workers: list[_Worker] = []
     try:

@@ -29,6 +29,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from voice_server.limits import raise_fd_limit
+from voice_server.loadtest.plan import LoadPlan
 from voice_server.sim.group import SimGroup
 from voice_server.sim.participant import SimParticipant
 
@@ -73,6 +74,8 @@ class _Worker:
         self.marks: list[dict[int, int]] = [{} for _ in self.people]
         self.commands: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.joining: asyncio.Task[None] | None = None
+        self.talk = setup.get("talk")  # {"talk_seconds", "pause_seconds"}: bursts with pauses
+        self.pattern: asyncio.Task[None] | None = None
 
     def send(self, message: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):  # the coordinator has gone: nothing to tell
@@ -94,7 +97,10 @@ class _Worker:
                 message = await self.commands.get()
                 cmd = message.get("cmd")
                 if cmd == "join":
-                    self.joining = asyncio.create_task(self._join_all(int(message["t0_ns"])))
+                    t0 = int(message["t0_ns"])
+                    self.joining = asyncio.create_task(self._join_all(t0))
+                    if self.talk:
+                        self.pattern = asyncio.create_task(self._talk_pattern(t0))
                 elif cmd == "mark":
                     self.send({"event": "marked", "totals": self._mark()})
                 elif cmd == "snapshot":
@@ -123,6 +129,19 @@ class _Worker:
         except Exception as exc:
             self.errors[i] = _error_text(exc)
 
+    async def _talk_pattern(self, t0_ns: int) -> None:
+        """Talkers talk and pause (see :meth:`LoadPlan.talking_at`), checked every 20 ms."""
+        assert self.talk is not None
+        plan = LoadPlan(1, 1, 1, 1.0, **self.talk)
+        talkers = [
+            (s["index"], p) for s, p in zip(self.specs, self.people, strict=True) if s["talker"]
+        ]
+        while True:
+            seconds = (time.perf_counter_ns() - t0_ns) / 1e9
+            for index, p in talkers:
+                p.talking = plan.talking_at(index, seconds)
+            await asyncio.sleep(0.02)
+
     def _mark(self) -> dict[str, int]:
         self.group.latency.reset()
         self.group.pacer.lateness.reset()
@@ -135,7 +154,7 @@ class _Worker:
         totals["late_ticks"] = self.group.pacer.late_ticks
         totals["ticks"] = self.group.pacer.ticks
         poller = self.group.poller
-        totals["poller_wakeups"] = poller.wakeups if poller is not None else 0
+        totals["poller_drains"] = poller.drains if poller is not None else 0
         totals["poller_events"] = poller.events if poller is not None else 0
         return totals
 
@@ -182,8 +201,9 @@ class _Worker:
         }
 
     async def _stop(self) -> None:
-        if self.joining is not None and not self.joining.done():
-            self.joining.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.joining
+        for task in (self.joining, self.pattern):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.group.close()

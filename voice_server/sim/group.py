@@ -6,7 +6,8 @@ or one at a time on the caller's schedule (:meth:`SimGroup.participant` +
 sums their counters into a :class:`GroupTotals` snapshot (cheap: a pass over the
 participants), so a benchmark can take the difference of two snapshots over its window.
 With ``poller=True`` every participant's socket is read through one shared
-:class:`~voice_server.sim.rxpoll.RxPoller`.
+:class:`~voice_server.sim.rxpoll.RxPoller`: drained at once while anyone is connecting (ICE and
+DTLS answers), else on the pacer's 5 ms tick.
 """
 
 from __future__ import annotations
@@ -76,6 +77,9 @@ class SimGroup:
         self.pacer = Pacer(phases=phases)
         self.participants: list[SimParticipant] = []
         self.poller = RxPoller() if poller else None
+        self._connecting = 0
+        if self.poller is not None:
+            self.pacer.after_tick.append(self.poller.drain)
 
     def participant(
         self, token: str, channel: str, device_id: str, *, talking: bool = False
@@ -100,7 +104,15 @@ class SimGroup:
     async def connect(self, p: SimParticipant, within: float = 30.0) -> None:
         """Connect one participant made by :meth:`participant`, then pace it (raises when
         connecting fails; the participant stays in the group so :meth:`close` cleans it up)."""
-        await p.connect(within)
+        self._connecting += 1
+        if self.poller is not None:
+            self.poller.set_immediate(True)
+        try:
+            await p.connect(within)
+        finally:
+            self._connecting -= 1
+            if self.poller is not None and not self._connecting:
+                self.poller.set_immediate(False)
         self.pacer.add(p)
         self.pacer.start()
 
@@ -117,13 +129,11 @@ class SimGroup:
 
         async def connect(p: SimParticipant) -> None:
             async with gate:
-                await p.connect(within)
+                await self.connect(p, within)
 
-        await asyncio.gather(*(connect(p) for p in new))
         for p in new:
             p.talking = talking
-            self.pacer.add(p)
-        self.pacer.start()
+        await asyncio.gather(*(connect(p) for p in new))
         return new
 
     def totals(self) -> GroupTotals:

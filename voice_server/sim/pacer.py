@@ -5,7 +5,8 @@ The pacer wakes every ``20 ms / phases`` on an absolute schedule (no drift) and 
 hundreds of talkers spreads its sends over the 20 ms period instead of bursting them. A wake-up
 that comes more than ``late_after`` seconds after its due time marks that tick's sends late; if
 the process falls behind by whole ticks they are run back to back (the send rate is kept, the
-lateness counted) rather than skipped.
+lateness counted) rather than skipped. Callbacks in ``after_tick`` run after each tick's sends
+(the group reads its sockets there).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from voice_server.histogram import LatencyHistogram
@@ -41,6 +43,7 @@ class Pacer:
         self.late_ticks = 0
         #: how late each tick ran, µs
         self.lateness = LatencyHistogram()
+        self.after_tick: list[Callable[[], None]] = []
 
     def add(self, member: Paced) -> None:
         self._members[self._count % self.phases].append(member)
@@ -83,4 +86,6 @@ class Pacer:
             now_ns = perf_ns()
             for member in self._members[phase]:
                 member.on_frame(frame, now_ns, late)
+            for callback in self.after_tick:
+                callback()
             tick += 1

@@ -6,11 +6,12 @@ nothing here runs a coroutine per packet:
 - signaling: one WebSocket (``websockets``) per participant: ``join`` → ``joined`` → ``offer``;
   the answer from :mod:`voice_server.sim.answer`; afterwards one reader task drains server
   messages (the server disconnects clients that do not read) and counts them by type;
-- media: one connected, non-blocking UDP socket (``SO_RCVBUF`` 1 MiB) read by
+- media: one connected, non-blocking UDP socket (``SO_RCVBUF`` 1 MiB, kernel receive
+  timestamps: arrival times do not depend on when the process reads) read by
   ``loop.add_reader`` in batches, or, when a :class:`~voice_server.sim.rxpoll.RxPoller` is
-  given, one datagram per readiness event of the poller's shared epoll (a thousand sockets
-  cost the event loop one reader); ICE as the controlling agent (:mod:`voice_server.sim.ice`:
-  checks every 50 ms until a success, then a consent check every 5 s); the DTLS client of
+  given, through the poller's shared epoll; ICE as the controlling agent
+  (:mod:`voice_server.sim.ice`: checks every 50 ms until a success, then a consent check every
+  5 s); the DTLS client of
   :mod:`voice_server.sim.dtls_client` keyed into pylibsrtp;
 - sending is driven from outside: the group's single pacing task calls :meth:`on_frame` every
   20 ms and :class:`~voice_server.sim.source.MicSource` says what to send (voice while
@@ -45,7 +46,7 @@ from voice_server.sim.audio import read_stamp
 from voice_server.sim.dtls_client import DtlsClient
 from voice_server.sim.ice import IceChecks
 from voice_server.sim.rx_stats import StreamStats
-from voice_server.sim.rxpoll import RxPoller
+from voice_server.sim.rxpoll import ANC_SIZE, RxPoller, arrival_ns, enable_timestamps
 from voice_server.sim.source import MicSource
 
 __all__ = ["SimParticipant"]
@@ -192,6 +193,7 @@ class SimParticipant:
         try:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+            enable_timestamps(sock)
             sock.setblocking(False)
             sock.bind(("127.0.0.1" if ":" not in offer.ip else "::1", 0))
             sock.connect((offer.ip, offer.port))
@@ -264,17 +266,17 @@ class SimParticipant:
         sock = self._sock
         if sock is None:
             return
-        recv = sock.recv
+        recv = sock.recvmsg
         for _ in range(READ_BATCH):
             try:
-                data = recv(RECV_SIZE)
+                data, anc, _flags, _addr = recv(RECV_SIZE, ANC_SIZE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:  # ICMP port unreachable and the like
                 self.socket_errors += 1
                 return
             if data:
-                self._dispatch(data)
+                self._dispatch(data, anc)
 
     def _read_one(self) -> None:
         """Poller mode: one datagram per readiness event (the epoll is level-triggered)."""
@@ -282,28 +284,28 @@ class SimParticipant:
         if sock is None:
             return
         try:
-            data = sock.recv(RECV_SIZE)
+            data, anc, _flags, _addr = sock.recvmsg(RECV_SIZE, ANC_SIZE)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
             self.socket_errors += 1
             return
         if data:
-            self._dispatch(data)
+            self._dispatch(data, anc)
 
-    def _dispatch(self, data: bytes) -> None:
+    def _dispatch(self, data: bytes, anc: list[tuple[int, int, bytes]]) -> None:
         b0 = data[0]
         if 127 < b0 < 192:
             if 191 < data[1] < 224:
                 self.rtcp_received += 1
             else:
-                self._on_rtp(data)
+                self._on_rtp(data, arrival_ns(anc))
         elif b0 < 4:
             self._on_stun(data)
         elif 19 < b0 < 64:
             self._on_dtls(data)
 
-    def _on_rtp(self, data: bytes) -> None:
+    def _on_rtp(self, data: bytes, now: int) -> None:
         rx = self._rx
         if rx is None:
             self.not_ready += 1
@@ -312,7 +314,6 @@ class SimParticipant:
         if plain is None:
             self.srtp_errors += 1
             return
-        now = _perf_ns()
         self.received += 1
         self.bytes_received += len(data)
         seq, ts, ssrc = _RTP_FIELDS.unpack_from(plain, 2)
