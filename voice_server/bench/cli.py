@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from voice_server.argtypes import positive_float, positive_int
+
 __all__ = ["add_bench_parser", "run_bench"]
 
 
@@ -41,33 +43,19 @@ def add_bench_parser(sub: Any) -> None:
     search.add_parser(bsub)
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be a positive whole number")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError("must be a positive number")
-    return value
-
-
 def _add_forward(bsub: Any) -> None:
     fwd = bsub.add_parser(
         "forward",
         help="server CPU and latency per forwarded packet vs an aiortc MediaRelay relay",
     )
-    fwd.add_argument("--speakers", type=_positive_int, default=2)
-    fwd.add_argument("--listeners", type=_positive_int, default=200)
-    fwd.add_argument("--seconds", type=_positive_float, default=20.0, help="measured window")
+    fwd.add_argument("--speakers", type=positive_int, default=2)
+    fwd.add_argument("--listeners", type=positive_int, default=200)
+    fwd.add_argument("--seconds", type=positive_float, default=20.0, help="measured window")
     fwd.add_argument("--warmup", type=float, default=3.0, help="seconds skipped first")
-    fwd.add_argument("--relay-speakers", type=_positive_int, default=2)
+    fwd.add_argument("--relay-speakers", type=positive_int, default=2)
     fwd.add_argument(
         "--relay-listeners",
-        type=_positive_int,
+        type=positive_int,
         default=6,
         help="relay baseline size (default 6: what stock aiortc sustains here)",
     )

@@ -10,23 +10,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from voice_server.argtypes import positive_float, positive_int
+
 __all__ = ["add_parser", "run"]
 
 PER_WORKER = 500  # participants one generator process drives comfortably here
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError("must be > 0")
-    return value
 
 
 def add_parser(sub: Any) -> None:
@@ -42,15 +30,15 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--url", help="a running server: http://HOST:PORT or ws://HOST:PORT/ws")
     p.add_argument("--data-dir", type=Path, help="with --url: the server's data directory")
     p.add_argument("--server-pid", type=int, help="with --url: its pid (default: found by port)")
-    p.add_argument("--channels", type=_positive_int, required=True)
-    p.add_argument("--per-channel", type=_positive_int, required=True)
+    p.add_argument("--channels", type=positive_int, required=True)
+    p.add_argument("--per-channel", type=positive_int, required=True)
     p.add_argument("--talkers", type=int, required=True, help="talkers per channel")
-    p.add_argument("--duration", type=_positive_float, required=True, help="measured seconds")
-    p.add_argument("--join-rate", type=_positive_float, default=50.0, help="joins per second")
+    p.add_argument("--duration", type=positive_float, required=True, help="measured seconds")
+    p.add_argument("--join-rate", type=positive_float, default=50.0, help="joins per second")
     p.add_argument("--warmup", type=float, default=5.0, help="seconds after the last join")
     p.add_argument(
         "--workers",
-        type=_positive_int,
+        type=positive_int,
         help=f"generator processes (default: one per {PER_WORKER} participants)",
     )
     p.add_argument("--transcribe", choices=["on", "off"], default="off")
@@ -60,8 +48,8 @@ def add_parser(sub: Any) -> None:
         default=0.0,
         help="talkers pause this long between bursts (default 0: they never pause)",
     )
-    p.add_argument("--talk-seconds", type=_positive_float, default=5.0, help="burst length")
-    p.add_argument("--sample-seconds", type=_positive_float, help="soak sampling interval")
+    p.add_argument("--talk-seconds", type=positive_float, default=5.0, help="burst length")
+    p.add_argument("--sample-seconds", type=positive_float, help="soak sampling interval")
     p.add_argument(
         "--debug-objects",
         action="store_true",
