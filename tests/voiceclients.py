@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ class ClientRun:
     stdout: str = ""
     stderr: str = ""
     events: list[dict[str, Any]] = field(default_factory=list)
+    on_line: list[Callable[[str], None]] = field(default_factory=list)  # called as lines come
     _lines: list[str] = field(default_factory=list)
     _reader: threading.Thread | None = None
 
@@ -35,6 +37,8 @@ class ClientRun:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             self._lines.append(line)
+            for callback in list(self.on_line):
+                callback(line)
 
     def _parse(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in list(self._lines) if line.startswith("{")]

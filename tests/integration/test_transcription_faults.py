@@ -7,7 +7,6 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -98,14 +97,11 @@ def test_a_server_killed_around_burst_ends_loses_no_accepted_burst(
             time.sleep(1.0)
             stops: list[float] = []
 
-            def watch() -> None:
-                assert listener.proc.stdout is not None
-                for line in listener.proc.stdout:
-                    if '"talk_stopped"' in line:
-                        stops.append(time.monotonic())
+            def watch(line: str) -> None:
+                if '"talk_stopped"' in line:
+                    stops.append(time.monotonic())
 
-            reader = threading.Thread(target=watch, daemon=True)
-            reader.start()
+            listener.on_line.append(watch)
             talker = start_client(server, tmp_path, "kim", play=wav, duration=25, record=False)
             target = 1 + seed % 2  # kill around the end of the 2nd or 3rd burst... of those seen
             wait_for(lambda: len(stops) >= target, 30, "burst ends")
