@@ -83,6 +83,12 @@ def add_parser(bsub: Any) -> None:
     p.add_argument(
         "--warm-recognizers", type=int, default=12, help="passed to the sidecars (0: no pool)"
     )
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=-1,
+        help="talkers of an unmeasured first burst each (default: as many as --warm-recognizers)",
+    )
     p.add_argument("--loss", type=float, default=0.05, help="sender loss of the lossy run")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--silence-seconds", type=float, default=10.0)
@@ -281,9 +287,13 @@ def main(args: argparse.Namespace) -> int:
         speech = Recordings(args.capacity_speech, args.burst_seconds)
     else:
         speech = SyntheticKorean(work, args.burst_seconds, seed=args.seed)
-    capacity = asyncio.run(run_capacity(key, link_port, speech, start_sidecar, steps))
+    warmup = args.warm_recognizers if args.warmup < 0 else args.warmup
+    capacity = asyncio.run(
+        run_capacity(key, link_port, speech, start_sidecar, steps, warmup=warmup)
+    )
     report["realtime_talkers"] = capacity["realtime_talkers"]
     report["capacity_speech"] = speech.description
+    report["capacity_warmup"] = capacity["warmup"]
     report["capacity_steps"] = capacity["steps"]
     report["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     text = json.dumps(report, ensure_ascii=False, indent=2)
