@@ -52,7 +52,6 @@ import httpx
 from voice_server.bench.procstat import CpuMeter
 from voice_server.bench.stats import percentile
 from voice_server.bench.transcribe_replay import run_capacity
-from voice_server.bench.transcribe_speech import Recordings, SyntheticKorean
 from voice_server.calllog.model import SearchQuery
 from voice_server.calllog.normalize import strip_spaces
 from voice_server.calllog.sqlite import SqliteCallLog
@@ -204,6 +203,7 @@ def _run_utterances(log: SqliteCallLog, sub: str) -> list[Any]:
 
 
 def main(args: argparse.Namespace) -> int:
+    from voice_server.bench.transcribe_speech import Recordings, SyntheticKorean
     from voice_server.transcribe.catalogue import resolve
     from voice_server.transcribe.recognizer import VoskFactory
 
