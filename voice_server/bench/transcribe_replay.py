@@ -114,7 +114,7 @@ class ReplayLink:
                     }
                 )
             )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while not all(b in self.committed for b in ids):
             self.changed.clear()
             remaining = deadline - time.monotonic()
@@ -149,9 +149,21 @@ def _bursts(source: Any, n: int) -> list[list[bytes]]:
 
 
 async def run_capacity(
-    key: bytes, port: int, source: Any, start_sidecar: Any, steps: list[int]
+    key: bytes,
+    port: int,
+    source: Any,
+    start_sidecar: Any,
+    steps: list[int],
+    warmup: int = 0,
+    warmup_rounds: int = 1,
 ) -> dict[str, Any]:
-    """``source.burst()`` gives a new burst's packets each call."""
+    """``source.burst()`` gives a new burst's packets each call. First ``warmup_rounds`` rounds
+    of ``warmup`` simultaneous bursts, unmeasured: the sidecar's recognizer pool then holds that
+    many recognizers that have decoded some speech, as in a sidecar that has been running (a
+    fresh recognizer costs 2-3x more: :mod:`voice_server.transcribe.recognizer`); their figures
+    are reported as ``warmup``. ``cpu_per_audio_second`` is the median over the steps of the
+    sidecar's CPU per second of audio, and ``talkers_per_2_free_cores`` = 2 / that: how many
+    talkers two cores doing nothing else would hold at that cost (an upper bound, no headroom)."""
     link = ReplayLink(key)
     async with serve(link.handler, "127.0.0.1", port, max_size=1 << 20):
         proc = start_sidecar()
@@ -159,6 +171,11 @@ async def run_capacity(
             await asyncio.wait_for(link.connected.wait(), 90)
             results = []
             best = 0
+            warm: list[dict[str, Any]] = []
+            for _ in range(warmup_rounds if warmup > 0 else 0):
+                streams = await asyncio.to_thread(_bursts, source, warmup)
+                warm.append(await link.step(streams, proc.pid))
+                await asyncio.sleep(1.0)
             for n in steps:
                 streams = await asyncio.to_thread(_bursts, source, n)
                 result = await link.step(streams, proc.pid)
@@ -167,7 +184,15 @@ async def run_capacity(
                     break
                 best = n
                 await asyncio.sleep(1.0)
-            return {"realtime_talkers": best, "steps": results}
+            costs = sorted(r["sidecar_cpu_per_audio_second"] for r in results)
+            cost = costs[len(costs) // 2] if costs else None
+            return {
+                "realtime_talkers": best,
+                "steps": results,
+                "warmup": warm,
+                "cpu_per_audio_second": cost,
+                "talkers_per_2_free_cores": round(2 / cost, 1) if cost else None,
+            }
         finally:
             proc.terminate()
             with contextlib.suppress(Exception):

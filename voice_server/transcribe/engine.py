@@ -147,6 +147,7 @@ class Engine:
 
     # ------------------------------------------------------------------ worker
     def _run(self, job: Job) -> None:
+        rec: Recognizer | None = None
         try:
             while True:
                 self._step(job)
@@ -154,22 +155,17 @@ class Engine:
                     done = job.finished.is_set() or job.aborted
                     if done or not (job.inbox or job.ending):
                         if done:
-                            self._release(job)
+                            rec, job._rec = job._rec, None
                         job._running = False
-                        return
+                        break
         except Exception:
             self.counters.failed += 1
             log.exception("transcription job failed", extra={"burst": job.meta.id})
             with job._lock:
-                self._release(job)
+                rec, job._rec = job._rec, None
                 job._running = False
             self._finish(job)
-
-    @staticmethod
-    def _release(job: Job) -> None:
-        """Give the job's recognizer back (worker thread, under the job's lock)."""
-        rec, job._rec = job._rec, None
-        if rec is not None:
+        if rec is not None:  # back to the pool, outside the job's lock
             try:
                 rec.close()
             except Exception:

@@ -23,8 +23,8 @@ small models are) shape this module (measured: README, "bench transcribe"):
   disagreed. The model is loaded with ``--dither=0`` (a copy of its ``conf`` with that line
   added; the model directory itself is never changed) and :func:`dithered` adds the same kind of
   noise (Gaussian, σ = 1 sample step) from a fixed seeded table, indexed by the sample's place in
-  the burst: the text is a function of the burst's audio alone. (Without any dither, runs of
-  digital silence give the model features it never saw in training and it emits junk tokens.)
+  the burst: the text is a function of the burst's audio alone. (With no dither at all, a WAV
+  with digital silence between its sentences came out with junk tokens such as ``[0] - [5]``.)
 """
 
 from __future__ import annotations
