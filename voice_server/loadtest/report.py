@@ -177,6 +177,8 @@ def _generator(data: RunData, people: list[dict[str, Any]]) -> tuple[dict[str, A
         "socket_errors": d.get("socket_errors", 0),
         "srtp_errors": d.get("srtp_errors", 0),
         "join_errors": dict(errors),
+        "reoffers": d.get("reoffers", 0),  # in the window: the server replaced transports
+        "signaling_closed": sum(1 for p in people if p.get("signaling_closed")),
         "poller_events_per_drain": round(d.get("poller_events", 0) / d["poller_drains"], 2)
         if d.get("poller_drains")
         else None,
@@ -232,6 +234,8 @@ def _server(data: RunData, copies: int, routed: int) -> dict[str, Any]:
         "drops": {r: delta("voice_media_drops_total", reason=r) for r in _DROP_REASONS},
         "socket_drops": data.server_socket_drops,
         "signaling_overflows": delta("voice_signaling_send_overflows_total"),
+        "transports_closed_consent": delta("voice_media_transports_closed_consent_total"),
+        "dtls_failures": delta("voice_media_dtls_failures_total"),
     }
 
 

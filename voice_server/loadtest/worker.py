@@ -152,6 +152,7 @@ class _Worker:
     def _totals(self) -> dict[str, int]:
         totals = self.group.totals().as_dict()
         totals["late_ticks"] = self.group.pacer.late_ticks
+        totals["reoffers"] = sum(p.reoffers for p in self.people)
         totals["ticks"] = self.group.pacer.ticks
         poller = self.group.poller
         totals["poller_drains"] = poller.drains if poller is not None else 0
@@ -187,6 +188,8 @@ class _Worker:
             "socket_errors": p.socket_errors,
             "srtp_errors": p.srtp_errors,
             "messages": dict(p.messages),
+            "signaling_closed": p.signaling_closed,
+            "reoffers": p.reoffers,
         }
 
     def _snapshot(self) -> dict[str, Any]:

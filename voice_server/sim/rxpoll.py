@@ -22,6 +22,7 @@ path, not of the generator's scheduling.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import select
 import socket
 import struct
@@ -29,7 +30,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["RxPoller", "arrival_ns", "enable_timestamps"]
+__all__ = ["RxPoller", "arrival_ns", "enable_timestamps", "open_udp"]
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; also SCM_TIMESTAMPNS
 ANC_SIZE = 64
@@ -45,6 +46,23 @@ def enable_timestamps(sock: socket.socket) -> bool:
     except OSError:
         return False
     return True
+
+
+def open_udp(ip: str, port: int, rcvbuf: int) -> socket.socket:
+    """A non-blocking UDP socket on loopback connected to ``(ip, port)``, with a receive buffer
+    of ``rcvbuf`` bytes (as far as the kernel allows) and kernel receive timestamps."""
+    sock = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        enable_timestamps(sock)
+        sock.setblocking(False)
+        sock.bind(("::1" if ":" in ip else "127.0.0.1", 0))
+        sock.connect((ip, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def arrival_ns(ancdata: list[tuple[int, int, bytes]]) -> int:
