@@ -47,7 +47,7 @@ async def test_a_participant_follows_a_new_offer_when_the_server_replaces_its_tr
     token = server.token("sim", "ops")
     group = SimGroup(server.ws_url, "ops", lambda _i: token, dtx=True)
     try:
-        (talker,) = await group.add(1, talking=True)
+        await group.add(1, talking=True)
         (listener,) = await group.add(1)
         first_port = listener.local_port
         # the listener's DTLS says goodbye: the server fails that transport, its consent sweep
