@@ -177,3 +177,23 @@ def test_talkers_pause_between_bursts_each_at_its_own_time() -> None:
     assert len({tuple(plan.talking_at(i, k * 0.1) for k in range(50)) for i in range(3)}) == 3
     always = LoadPlan(channels=1, per_channel=2, talkers=1, duration=1)
     assert all(always.talking_at(0, k * 0.7) for k in range(100))
+
+
+def test_repeated_runs_report_medians_of_the_valid_ones_only() -> None:
+    from voice_server.loadtest.repeat import combine, dotted
+    from voice_server.loadtest.summary import format_medians
+
+    def run(cores: float, valid: bool) -> dict[str, Any]:
+        return {
+            "valid": valid,
+            "valid_reasons": [] if valid else ["other processes used 1.00 cores"],
+            "server": {"cpu_cores": cores, "added_latency_ms": {"p99": cores * 4}},
+        }
+
+    doc = combine([run(0.8, True), run(0.9, True), run(5.0, False), run(1.0, True)])
+    assert doc["runs"] == 4 and doc["valid_runs"] == 3
+    assert doc["median"]["server.cpu_cores"] == 0.9
+    assert doc["range"]["server.added_latency_ms.p99"] == [3.2, 4.0]
+    assert doc["median"]["join_ms.p95"] is None
+    assert dotted({"a": {"b": 1}}, "a.b") == 1 and dotted({"a": 1}, "a.b") is None
+    assert "not valid: other processes" in format_medians(doc)

@@ -67,13 +67,20 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="started server counts live objects of its own classes in /metrics",
     )
+    p.add_argument(
+        "--repeat",
+        type=_positive_int,
+        default=1,
+        help="run N times (a fresh server each time) and report medians of the valid runs",
+    )
     p.add_argument("--json", type=Path, help="write the result as JSON to this file")
 
 
 def run(args: argparse.Namespace) -> int:
     from voice_server.loadtest.plan import LoadPlan
+    from voice_server.loadtest.repeat import combine
     from voice_server.loadtest.runner import LoadOptions, run_load
-    from voice_server.loadtest.summary import format_summary
+    from voice_server.loadtest.summary import format_medians, format_summary
 
     total = args.channels * args.per_channel
     workers = args.workers or max(1, min(os.cpu_count() or 1, math.ceil(total / PER_WORKER)))
@@ -101,14 +108,24 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"voice-server loadtest: {exc}", file=sys.stderr)
         return 2
-    try:
-        result = run_load(plan, opts)
-    except (RuntimeError, TimeoutError, ValueError, OSError) as exc:
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"voice-server loadtest: {text}", file=sys.stderr)
-        return 1
-    print(format_summary(result))
+    results = []
+    for k in range(args.repeat):
+        try:
+            result = run_load(plan, opts)
+        except (RuntimeError, TimeoutError, ValueError, OSError) as exc:
+            text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            print(f"voice-server loadtest: {text}", file=sys.stderr)
+            if args.repeat == 1:
+                return 1
+            continue
+        if args.repeat > 1:
+            print(f"run {k + 1} of {args.repeat}:")
+        print(format_summary(result), flush=True)
+        results.append(result)
+    document: dict[str, Any] = results[0] if args.repeat == 1 else combine(results)
+    if args.repeat > 1:
+        print(format_medians(document))
     if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        args.json.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
         print(f"wrote {args.json}")
-    return 0
+    return 0 if results else 1
