@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from pathlib import Path
 
 from voice_server.transcribe.supervise import SIDECAR_NICE, TranscriberSupervisor
 
@@ -19,8 +20,8 @@ async def test_the_sidecar_is_started_niced() -> None:
             await asyncio.sleep(0.02)
         assert supervisor.proc is not None
         await asyncio.sleep(0.1)
-        with open(f"/proc/{supervisor.proc.pid}/stat", encoding="ascii") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
+        stat = Path(f"/proc/{supervisor.proc.pid}/stat").read_text(encoding="ascii")
+        fields = stat.rsplit(")", 1)[1].split()
         expected = min(19, os.getpriority(os.PRIO_PROCESS, 0) + SIDECAR_NICE)
         assert int(fields[16]) == expected  # field 19: nice
     finally:
