@@ -10,6 +10,11 @@ from pathlib import Path
 from voice_server.transcribe.supervise import SIDECAR_NICE, TranscriberSupervisor
 
 
+def _nice(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    return int(stat.rsplit(")", 1)[1].split()[16])  # field 19
+
+
 async def test_the_sidecar_is_started_niced() -> None:
     supervisor = TranscriberSupervisor([sys.executable, "-c", "import time; time.sleep(30)"])
     supervisor.start()
@@ -20,9 +25,7 @@ async def test_the_sidecar_is_started_niced() -> None:
             await asyncio.sleep(0.02)
         assert supervisor.proc is not None
         await asyncio.sleep(0.1)
-        stat = Path(f"/proc/{supervisor.proc.pid}/stat").read_text(encoding="ascii")
-        fields = stat.rsplit(")", 1)[1].split()
         expected = min(19, os.getpriority(os.PRIO_PROCESS, 0) + SIDECAR_NICE)
-        assert int(fields[16]) == expected  # field 19: nice
+        assert _nice(supervisor.proc.pid) == expected
     finally:
         await supervisor.stop()
