@@ -4,10 +4,11 @@ A load generator holds a thousand sockets, each receiving ~100 datagrams a secon
 every datagram, one process spends ~10 µs a packet here on wake-ups and event-loop callbacks
 alone. :class:`RxPoller` keeps the sockets in its own level-triggered ``select.epoll``:
 
-- *immediate* (while participants connect: ICE and DTLS answers are handled at once): the event
-  loop watches the epoll's descriptor and drains it when anything is ready;
-- *ticked* (steady state): the owner calls :meth:`RxPoller.drain` on its own clock (the pacer's
-  5 ms tick), so each wake-up reads hundreds of datagrams; ~7 µs a packet instead of ~14.
+- *ticked* (the load generator): the owner calls :meth:`RxPoller.drain` on its own clock (the
+  pacer's 5 ms tick), so each wake-up reads hundreds of datagrams; ~7 µs a packet instead of
+  ~14 when woken per datagram;
+- *immediate* (:meth:`RxPoller.set_immediate`): the event loop watches the epoll's descriptor
+  and drains it as soon as anything is ready.
 
 Either way a ready socket's handler reads one datagram (a socket with more queued is reported
 again by the next poll), at most ``rounds`` polls per drain.
