@@ -63,6 +63,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--talk-seconds", type=_positive_float, default=5.0, help="burst length")
     p.add_argument("--sample-seconds", type=_positive_float, help="soak sampling interval")
     p.add_argument(
+        "--verify-every",
+        type=_positive_int,
+        default=8,
+        help="listeners authenticate and decrypt 1 received packet in N (default 8; all are "
+        "counted from their clear header)",
+    )
+    p.add_argument(
         "--debug-objects",
         action="store_true",
         help="started server counts live objects of its own classes in /metrics",
@@ -103,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
             server_pid=args.server_pid,
             sample_seconds=args.sample_seconds,
             debug_objects=args.debug_objects,
+            verify_every=args.verify_every,
             say=lambda text: print(f"loadtest: {text}", file=sys.stderr, flush=True),
         )
     except ValueError as exc:

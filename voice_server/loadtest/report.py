@@ -176,6 +176,7 @@ def _generator(data: RunData, people: list[dict[str, Any]]) -> tuple[dict[str, A
         "socket_drops": data.generator_socket_drops,
         "socket_errors": d.get("socket_errors", 0),
         "srtp_errors": d.get("srtp_errors", 0),
+        "srtp_verified": d.get("srtp_verified", 0),
         "join_errors": dict(errors),
         "reoffers": d.get("reoffers", 0),  # in the window: the server replaced transports
         "signaling_closed": sum(1 for p in people if p.get("signaling_closed")),

@@ -60,6 +60,7 @@ class LoadOptions:
         connect_within: float = 30.0,
         debug_objects: bool = False,
         poller: bool = True,
+        verify_every: int = 8,
         say: Say | None = None,
     ) -> None:
         if url is not None and data_dir is None:
@@ -71,6 +72,7 @@ class LoadOptions:
         self.connect_within = connect_within
         self.debug_objects = debug_objects
         self.poller = poller
+        self.verify_every = verify_every
         self.say: Say = say or (lambda _text: None)
 
 
@@ -143,6 +145,7 @@ def _spawn(plan: LoadPlan, opts: LoadOptions, target: Any) -> list[_Worker]:
             "participants": share,
             "poller": opts.poller,
             "connect_within": opts.connect_within,
+            "verify_every": opts.verify_every,
             "talk": {"talk_seconds": plan.talk_seconds, "pause_seconds": plan.pause_seconds}
             if plan.pause_seconds > 0
             else None,

@@ -70,6 +70,8 @@ class _Worker:
             self.group.participant(s["token"], s["channel"], s["device_id"], talking=s["talker"])
             for s in self.specs
         ]
+        for p in self.people:
+            p.verify_every = int(setup.get("verify_every", 1))
         self.errors: dict[int, str] = {}
         self.marks: list[dict[int, int]] = [{} for _ in self.people]
         self.commands: asyncio.Queue[dict[str, Any]] = asyncio.Queue()

@@ -44,6 +44,7 @@ class GroupTotals:
     late_sends: int = 0
     socket_errors: int = 0
     srtp_errors: int = 0
+    srtp_verified: int = 0
     not_ready: int = 0
 
     def __sub__(self, other: GroupTotals) -> GroupTotals:
@@ -141,6 +142,7 @@ class SimGroup:
                 "late_sends",
                 "socket_errors",
                 "srtp_errors",
+                "srtp_verified",
                 "not_ready",
             ):
                 sums[name] += getattr(p, name)

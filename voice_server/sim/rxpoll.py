@@ -83,7 +83,7 @@ class RxPoller:
 
     def __init__(self, *, max_events: int = 4096, rounds: int = 16) -> None:
         self._ep = select.epoll()
-        self._handlers: dict[int, Callable[[], None]] = {}
+        self._handlers: dict[int, Callable[[], object]] = {}
         self._max_events = max_events
         self._rounds = rounds
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -105,7 +105,7 @@ class RxPoller:
     def immediate(self) -> bool:
         return self._immediate
 
-    def add(self, fd: int, handler: Callable[[], None]) -> None:
+    def add(self, fd: int, handler: Callable[[], object]) -> None:
         self._handlers[fd] = handler
         self._ep.register(fd, select.EPOLLIN)
 
