@@ -63,6 +63,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--talk-seconds", type=_positive_float, default=5.0, help="burst length")
     p.add_argument("--sample-seconds", type=_positive_float, help="soak sampling interval")
     p.add_argument(
+        "--generator-nice",
+        type=int,
+        default=5,
+        help="CPU priority of the generator processes relative to the server (default +5)",
+    )
+    p.add_argument(
         "--verify-every",
         type=_positive_int,
         default=8,
@@ -111,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
             sample_seconds=args.sample_seconds,
             debug_objects=args.debug_objects,
             verify_every=args.verify_every,
+            nice=args.generator_nice,
             say=lambda text: print(f"loadtest: {text}", file=sys.stderr, flush=True),
         )
     except ValueError as exc:

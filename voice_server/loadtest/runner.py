@@ -61,6 +61,7 @@ class LoadOptions:
         debug_objects: bool = False,
         poller: bool = True,
         verify_every: int = 8,
+        nice: int = 5,
         say: Say | None = None,
     ) -> None:
         if url is not None and data_dir is None:
@@ -73,6 +74,7 @@ class LoadOptions:
         self.debug_objects = debug_objects
         self.poller = poller
         self.verify_every = verify_every
+        self.nice = nice
         self.say: Say = say or (lambda _text: None)
 
 
@@ -146,6 +148,7 @@ def _spawn(plan: LoadPlan, opts: LoadOptions, target: Any) -> list[_Worker]:
             "poller": opts.poller,
             "connect_within": opts.connect_within,
             "verify_every": opts.verify_every,
+            "nice": opts.nice,
             "talk": {"talk_seconds": plan.talk_seconds, "pause_seconds": plan.pause_seconds}
             if plan.pause_seconds > 0
             else None,

@@ -16,13 +16,17 @@ participants are built, then:
 
 The worker is lean by construction: ``uvloop`` when installed, one pacing task, one epoll for
 all its sockets (:class:`~voice_server.sim.rxpoll.RxPoller`), and ``RLIMIT_NOFILE`` raised for
-its sockets and WebSockets.
+its sockets and WebSockets. It runs at a lower CPU priority than the server (``nice`` +5 by
+default): on a machine that cannot serve both, the generator falls behind, which its pacer
+measures and the report turns into ``valid: false``, instead of taking the CPU from the server
+and making it look slow.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -48,6 +52,8 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 def worker_main(conn: Connection, setup: dict[str, Any]) -> None:
     """Entry point of a worker process (see the module docstring)."""
     raise_fd_limit()
+    with contextlib.suppress(OSError):
+        os.nice(int(setup.get("nice", 0)))
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(_Worker(conn, setup).run())
 
