@@ -197,3 +197,24 @@ def test_repeated_runs_report_medians_of_the_valid_ones_only() -> None:
     assert doc["median"]["join_ms.p95"] is None
     assert dotted({"a": {"b": 1}}, "a.b") == 1 and dotted({"a": 1}, "a.b") is None
     assert "not valid: other processes" in format_medians(doc)
+
+
+def test_garbage_collections_are_timed_and_exposed() -> None:
+    import gc
+
+    from voice_server.metrics import MetricsRegistry
+    from voice_server.process_metrics import GcMonitor
+
+    monitor = GcMonitor().install()
+    try:
+        monitor.install()  # idempotent
+        gc.collect()
+        assert monitor.collections[2] >= 1 and monitor.pauses.count >= 1
+        registry = MetricsRegistry()
+        registry.register(monitor.families)
+        text = registry.render()
+        assert 'voice_gc_collections_total{generation="2"}' in text
+        assert "voice_gc_pause_seconds_count" in text
+    finally:
+        monitor.uninstall()
+    assert monitor._callback not in gc.callbacks

@@ -236,8 +236,20 @@ def _server(data: RunData, copies: int, routed: int) -> dict[str, Any]:
         "socket_drops": data.server_socket_drops,
         "signaling_overflows": delta("voice_signaling_send_overflows_total"),
         "transports_closed_consent": delta("voice_media_transports_closed_consent_total"),
+        "gc_pause_ms": _gc(m0, m1),
         "dtls_failures": delta("voice_media_dtls_failures_total"),
     }
+
+
+def _gc(m0: prom.Samples, m1: prom.Samples) -> dict[str, Any] | None:
+    """The server's garbage-collection pauses in the window (they stop the event loop)."""
+    try:
+        h = prom.histogram_delta(m0, m1, "voice_gc_pause_seconds")
+    except ValueError:
+        return None
+    out = _hist_ms(h)
+    out["total"] = round(h.sum_us / 1000, 1)
+    return out
 
 
 def _transcription(data: RunData) -> dict[str, Any]:
