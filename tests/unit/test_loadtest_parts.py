@@ -120,6 +120,7 @@ def _data(people: list[dict[str, Any]], **kw: Any) -> RunData:
         "sidecar": None,
         "generator": ProcFigures(cpu_seconds=3.0, cores=0.3, rss_mb=90.0),
         "machine_cores": 0.9,
+        "softirq_cores": 0.0,
         "cpus": 2,
         "server_socket_drops": 0,
         "generator_socket_drops": 0,

@@ -27,6 +27,7 @@ from typing import Any
 
 from voice_server.bench import prom
 from voice_server.bench.procstat import (
+    CLK_TCK,
     CpuMeter,
     count_fds,
     read_machine_busy_seconds,
@@ -218,6 +219,13 @@ class _Sampler:
         self.series.add(time.monotonic() - self.t0, values)
 
 
+def _softirq_seconds() -> float:
+    """CPU seconds the machine spent in soft interrupts (``/proc/stat``), where the kernel does
+    most of the loopback delivery of datagrams, charged to no process."""
+    with open("/proc/stat", encoding="ascii") as f:
+        return int(f.readline().split()[7]) / CLK_TCK
+
+
 async def _after_leave(target: Any, pid: int | None, within: float = 15.0) -> dict[str, float]:
     """Scrape once the server has no session left (or ``within`` has passed)."""
     deadline = time.monotonic() + within
@@ -250,6 +258,7 @@ async def _measure(
     m0 = prom.parse(await target.metrics())
     udp0 = read_udp_sockets()
     busy0 = read_machine_busy_seconds()
+    softirq0 = _softirq_seconds()
     for meter in ([server_meter] if server_meter else []) + sidecar_meters + gen_meters:
         meter.start()
     started = time.monotonic()
@@ -270,6 +279,7 @@ async def _measure(
     gen_fig = _figures(gen_meters)
     wall = time.monotonic() - started
     machine = (read_machine_busy_seconds() - busy0) / wall
+    softirq = (_softirq_seconds() - softirq0) / wall
     m1 = prom.parse(await target.metrics())
     udp1 = read_udp_sockets()
     snapshots = [await w.request("snapshot", "snapshot") for w in workers]
@@ -292,6 +302,7 @@ async def _measure(
         sidecar=sidecar_fig,
         generator=gen_fig,
         machine_cores=machine,
+        softirq_cores=softirq,
         cpus=os.cpu_count() or 1,
         server_socket_drops=server_drops,
         generator_socket_drops=total_drops(udp1, ports) - total_drops(udp0, ports),

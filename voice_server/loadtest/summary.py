@@ -45,6 +45,7 @@ def format_summary(r: dict[str, Any]) -> str:
         f"{_f(g['loss'], '.4%')}, jitter p99 {_f(g['jitter_ms'].get('p99'), '.2f')} ms, "
         f"e2e p99 {_f(g['e2e_latency_ms'].get('p99'), '.2f')} ms",
         f"  machine {r['machine']['busy_cores']:.2f} of {r['machine']['cpus']} cores busy, "
+        f"{r['machine']['softirq_cores']:.2f} in soft interrupts (packet delivery), "
         f"{r['machine']['other_cores']:.2f} by other work",
     ]
     if g["join_errors"]:
