@@ -151,9 +151,12 @@ def _generator(data: RunData, people: list[dict[str, Any]]) -> tuple[dict[str, A
     d = {k: t1[k] - t0.get(k, 0) for k in keys}
     latency = LatencyHistogram()
     lateness = LatencyHistogram()
+    gc_pauses = LatencyHistogram()
     for s in data.snapshots:
         latency.merge(LatencyHistogram.from_dict(s["latency"]))
         lateness.merge(LatencyHistogram.from_dict(s["lateness"]))
+        if "gc_pauses" in s:
+            gc_pauses.merge(LatencyHistogram.from_dict(s["gc_pauses"]))
     jitter = [j for s in data.snapshots for j in s["jitter_ms"]]
     sent = d.get("sent", 0)
     late_fraction = d.get("late_sends", 0) / sent if sent else 0.0
@@ -176,6 +179,7 @@ def _generator(data: RunData, people: list[dict[str, Any]]) -> tuple[dict[str, A
         "late_sends": d.get("late_sends", 0),
         "late_fraction": round(late_fraction, 6),
         "tick_lag_ms": _hist_ms(lateness),
+        "gc_pause_ms": _hist_ms(gc_pauses),
         "socket_drops": data.generator_socket_drops,
         "socket_errors": d.get("socket_errors", 0),
         "srtp_errors": d.get("srtp_errors", 0),
