@@ -284,11 +284,8 @@ class SimParticipant:
         except OSError:  # ICMP port unreachable and the like
             self.socket_errors += 1
             return False
-        if data:
-            self._dispatch(data, anc)
-        return True
-
-    def _dispatch(self, data: bytes, anc: list[tuple[int, int, bytes]]) -> None:
+        if not data:
+            return True
         b0 = data[0]
         if 127 < b0 < 192:
             if 191 < data[1] < 224:
@@ -299,6 +296,7 @@ class SimParticipant:
             self._on_stun(data)
         elif 19 < b0 < 64:
             self._on_dtls(data)
+        return True
 
     def _on_rtp(self, data: bytes, now: int) -> None:
         rx = self._rx
@@ -306,25 +304,23 @@ class SimParticipant:
             self.not_ready += 1
             return
         # SRTP leaves the header and its extensions in clear: the statistics need no decryption;
-        # 1 packet in ``verify_every`` is authenticated and decrypted (its stamp read from it)
-        plain = data
-        if not self.received % self.verify_every:
-            verified = rx.unprotect(data)
-            if verified is None:
-                self.srtp_errors += 1
-                return
-            plain = verified
-            self.srtp_verified += 1
+        # 1 packet in ``verify_every`` is authenticated and decrypted, and its send stamp read
+        verify = not self.received % self.verify_every
         self.received += 1
         self.bytes_received += len(data)
-        seq, ts, ssrc = _RTP_FIELDS.unpack_from(plain, 2)
+        seq, ts, ssrc = _RTP_FIELDS.unpack_from(data, 2)
         stats = self.streams.get(ssrc)
         if stats is None:
             stats = self.streams[ssrc] = StreamStats(ssrc)
         stats.on_packet(seq, ts, now)
-        if self.latency is not None:
+        if verify:
+            plain = rx.unprotect(data)
+            if plain is None:
+                self.srtp_errors += 1
+                return
+            self.srtp_verified += 1
             stamp = read_stamp(plain)
-            if stamp is not None:
+            if stamp is not None and self.latency is not None:
                 self.latency.observe_us((now - stamp) // 1000)
 
     def _on_stun(self, data: bytes) -> None:

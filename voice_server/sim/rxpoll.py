@@ -38,6 +38,7 @@ ANC_SIZE = 64
 _TIMESPEC = struct.Struct("@qq")
 _perf_ns = time.perf_counter_ns
 _time_ns = time.time_ns
+_SOL_SOCKET = socket.SOL_SOCKET
 
 
 def enable_timestamps(sock: socket.socket) -> bool:
@@ -70,8 +71,9 @@ def arrival_ns(ancdata: list[tuple[int, int, bytes]]) -> int:
     """When the datagram whose ``recvmsg`` ancillary data is ``ancdata`` arrived, on the
     ``perf_counter_ns`` clock (now when the data holds no timestamp)."""
     now = _perf_ns()
-    for level, kind, raw in ancdata:
-        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(raw) >= 16:
+    if ancdata:
+        level, kind, raw = ancdata[0]  # the only control message asked for
+        if kind == SO_TIMESTAMPNS and level == _SOL_SOCKET and len(raw) >= 16:
             sec, nsec = _TIMESPEC.unpack_from(raw)
             ago = _time_ns() - (sec * 1_000_000_000 + nsec)
             return now - ago if ago > 0 else now
