@@ -7,6 +7,7 @@ import json
 import math
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,28 @@ def add_parser(sub: Any) -> None:
         default=1,
         help="run N times (a fresh server each time) and report medians of the valid runs",
     )
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="before each run wait (at most this long) until the machine is otherwise idle",
+    )
     p.add_argument("--json", type=Path, help="write the result as JSON to this file")
+
+
+def wait_quiet(within: float, idle_below: float = 0.3, probe: float = 5.0) -> float:
+    """Wait until the machine's busy time over ``probe`` seconds is below ``idle_below`` cores
+    (or ``within`` seconds have passed); return the last reading."""
+    from voice_server.bench.procstat import read_machine_busy_seconds
+
+    deadline = time.monotonic() + within
+    while True:
+        before = read_machine_busy_seconds()
+        time.sleep(probe)
+        busy = (read_machine_busy_seconds() - before) / probe
+        if busy < idle_below or time.monotonic() > deadline:
+            return busy
 
 
 def run(args: argparse.Namespace) -> int:
@@ -125,6 +147,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     results = []
     for k in range(args.repeat):
+        if args.wait_quiet > 0:
+            busy = wait_quiet(args.wait_quiet)
+            print(f"loadtest: machine busy {busy:.2f} cores before run {k + 1}", file=sys.stderr)
         try:
             result = run_load(plan, opts)
         except (RuntimeError, TimeoutError, ValueError, OSError) as exc:
