@@ -19,7 +19,7 @@ from voice_server.config import Config
 from voice_server.identity.keys import load_or_create_key
 from voice_server.media.plane import MediaPlane
 from voice_server.metrics import Family, SignalingCounters
-from voice_server.process_metrics import process_families
+from voice_server.process_metrics import GC, process_families
 from voice_server.signaling.endpoint import serve_signaling
 from voice_server.signaling.hub import Hub
 from voice_server.state import AppState
@@ -106,6 +106,7 @@ def build_state(config: Config) -> AppState:
         lambda: [Family("voice_channels", "gauge", "Configured channels").add(channels.count())]
     )
     state.metrics.register(lambda: process_families(debug_objects=config.debug_objects))
+    state.metrics.register(GC.install().families)
     return state
 
 

@@ -6,7 +6,11 @@ Always exposed:
   shows as a slope in a soak run;
 - ``process_open_fds``, ``process_resident_memory_bytes``, ``process_cpu_seconds_total``,
   ``process_threads`` (the usual Prometheus process names, from ``/proc/self`` and
-  ``getrusage``; omitted where ``/proc`` is missing).
+  ``getrusage``; omitted where ``/proc`` is missing);
+- ``voice_gc_pause_seconds`` (histogram) and ``voice_gc_collections_total{generation}``: the
+  garbage collector stops the event loop (voice included) while it runs; :class:`GcMonitor`
+  times each collection through ``gc.callbacks`` (two clock reads per collection, nothing per
+  packet).
 
 With ``debug_objects`` (``VOICE_DEBUG_OBJECTS=1``, for load and leak tests only), also
 ``voice_debug_live_objects{type=…}``: after a full ``gc.collect()``, the number of live
@@ -26,9 +30,10 @@ import threading
 import time
 from collections import Counter
 
+from voice_server.histogram import LatencyHistogram
 from voice_server.metrics import Family
 
-__all__ = ["live_objects", "process_families"]
+__all__ = ["GC", "GcMonitor", "live_objects", "process_families"]
 
 _PACKAGE = "voice_server."
 
@@ -46,6 +51,49 @@ def live_objects() -> Counter[str]:
         if isinstance(module, str) and module.startswith(_PACKAGE):
             counts[f"{module[len(_PACKAGE) :]}.{cls.__qualname__}"] += 1
     return counts
+
+
+class GcMonitor:
+    """Times every garbage collection; :data:`GC` is the process's one (install is idempotent:
+    the collector is process-wide, however many apps a test creates)."""
+
+    def __init__(self) -> None:
+        self.pauses = LatencyHistogram()
+        self.collections = [0, 0, 0]
+        self._started = 0
+
+    def install(self) -> GcMonitor:
+        if self._callback not in gc.callbacks:
+            gc.callbacks.append(self._callback)
+        return self
+
+    def uninstall(self) -> None:
+        if self._callback in gc.callbacks:
+            gc.callbacks.remove(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter_ns()
+        elif self._started:
+            self.pauses.observe_us((time.perf_counter_ns() - self._started) // 1000)
+            self._started = 0
+            generation = info.get("generation", 0)
+            if 0 <= generation < 3:
+                self.collections[generation] += 1
+
+    def families(self) -> list[Family]:
+        collections = Family("voice_gc_collections_total", "counter", "Garbage collections")
+        for generation, count in enumerate(self.collections):
+            collections.add(count, generation=str(generation))
+        return [
+            collections,
+            self.pauses.family(
+                "voice_gc_pause_seconds", "Time the garbage collector stopped the process"
+            ),
+        ]
+
+
+GC = GcMonitor()
 
 
 def _tasks() -> int:

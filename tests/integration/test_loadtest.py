@@ -50,6 +50,7 @@ def test_small_run_every_participant_joins_and_hears_the_talkers(
     g = r["generator"]
     assert g["join_errors"] == {} and g["socket_errors"] == g["srtp_errors"] == 0
     assert g["loss"] == 0.0 and g["received"] > 0 and g["e2e_latency_ms"]["count"] > 0
+    assert abs(g["srtp_verified"] - g["received"] / 8) <= 15  # 1 in 8 per participant
     # 3 channels x 2 talkers x 50 packets/s, each to 4 others
     assert r["server"]["copies_per_second"] > 0.7 * 3 * 2 * 50 * 4
     assert r["server"]["added_latency_ms"]["count"] == r["server"]["copies"]

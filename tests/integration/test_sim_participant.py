@@ -39,3 +39,29 @@ async def test_one_talker_is_heard_by_three_listeners_and_not_by_itself(
         assert listener.first_audio_ns > 0
         assert listener.messages["talk_started"] == 1
     assert group.latency.count >= 3 * 0.9 * sent
+
+
+async def test_a_participant_follows_a_new_offer_when_the_server_replaces_its_transport(
+    server: ServerProcess,
+) -> None:
+    token = server.token("sim", "ops")
+    group = SimGroup(server.ws_url, "ops", lambda _i: token, dtx=True)
+    try:
+        await group.add(1, talking=True)
+        (listener,) = await group.add(1)
+        first_port = listener.local_port
+        # the listener's DTLS says goodbye: the server fails that transport, its consent sweep
+        # (every 5 s) closes it and offers a new one on the same session
+        listener._stop_media(notify=True)
+        for _ in range(120):
+            if listener.reoffers and listener.media_ready:
+                break
+            await asyncio.sleep(0.1)
+        before = listener.received
+        await asyncio.sleep(1.0)
+    finally:
+        await group.close()
+    assert listener.reoffers == 1 and listener.messages["offer"] == 2
+    assert listener.local_port != first_port
+    assert listener.received - before >= 40  # hears the talker again (50 packets/s)
+    assert listener.srtp_errors == 0

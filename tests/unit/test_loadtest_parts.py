@@ -120,6 +120,7 @@ def _data(people: list[dict[str, Any]], **kw: Any) -> RunData:
         "sidecar": None,
         "generator": ProcFigures(cpu_seconds=3.0, cores=0.3, rss_mb=90.0),
         "machine_cores": 0.9,
+        "softirq_cores": 0.0,
         "cpus": 2,
         "server_socket_drops": 0,
         "generator_socket_drops": 0,
@@ -177,3 +178,44 @@ def test_talkers_pause_between_bursts_each_at_its_own_time() -> None:
     assert len({tuple(plan.talking_at(i, k * 0.1) for k in range(50)) for i in range(3)}) == 3
     always = LoadPlan(channels=1, per_channel=2, talkers=1, duration=1)
     assert all(always.talking_at(0, k * 0.7) for k in range(100))
+
+
+def test_repeated_runs_report_medians_of_the_valid_ones_only() -> None:
+    from voice_server.loadtest.repeat import combine, dotted
+    from voice_server.loadtest.summary import format_medians
+
+    def run(cores: float, valid: bool) -> dict[str, Any]:
+        return {
+            "valid": valid,
+            "valid_reasons": [] if valid else ["other processes used 1.00 cores"],
+            "server": {"cpu_cores": cores, "added_latency_ms": {"p99": cores * 4}},
+        }
+
+    doc = combine([run(0.8, True), run(0.9, True), run(5.0, False), run(1.0, True)])
+    assert doc["runs"] == 4 and doc["valid_runs"] == 3
+    assert doc["median"]["server.cpu_cores"] == 0.9
+    assert doc["range"]["server.added_latency_ms.p99"] == [3.2, 4.0]
+    assert doc["median"]["join_ms.p95"] is None
+    assert dotted({"a": {"b": 1}}, "a.b") == 1 and dotted({"a": 1}, "a.b") is None
+    assert "not valid: other processes" in format_medians(doc)
+
+
+def test_garbage_collections_are_timed_and_exposed() -> None:
+    import gc
+
+    from voice_server.metrics import MetricsRegistry
+    from voice_server.process_metrics import GcMonitor
+
+    monitor = GcMonitor().install()
+    try:
+        monitor.install()  # idempotent
+        gc.collect()
+        assert monitor.collections[2] >= 1 and monitor.pauses.count >= 1
+        registry = MetricsRegistry()
+        registry.register(monitor.families)
+        text = registry.render()
+        assert 'voice_gc_collections_total{generation="2"}' in text
+        assert "voice_gc_pause_seconds_count" in text
+    finally:
+        monitor.uninstall()
+    assert monitor._callback not in gc.callbacks

@@ -27,6 +27,7 @@ from typing import Any
 
 from voice_server.bench import prom
 from voice_server.bench.procstat import (
+    CLK_TCK,
     CpuMeter,
     count_fds,
     read_machine_busy_seconds,
@@ -60,6 +61,8 @@ class LoadOptions:
         connect_within: float = 30.0,
         debug_objects: bool = False,
         poller: bool = True,
+        verify_every: int = 8,
+        nice: int = 5,
         say: Say | None = None,
     ) -> None:
         if url is not None and data_dir is None:
@@ -71,6 +74,8 @@ class LoadOptions:
         self.connect_within = connect_within
         self.debug_objects = debug_objects
         self.poller = poller
+        self.verify_every = verify_every
+        self.nice = nice
         self.say: Say = say or (lambda _text: None)
 
 
@@ -143,6 +148,8 @@ def _spawn(plan: LoadPlan, opts: LoadOptions, target: Any) -> list[_Worker]:
             "participants": share,
             "poller": opts.poller,
             "connect_within": opts.connect_within,
+            "verify_every": opts.verify_every,
+            "nice": opts.nice,
             "talk": {"talk_seconds": plan.talk_seconds, "pause_seconds": plan.pause_seconds}
             if plan.pause_seconds > 0
             else None,
@@ -212,6 +219,13 @@ class _Sampler:
         self.series.add(time.monotonic() - self.t0, values)
 
 
+def _softirq_seconds() -> float:
+    """CPU seconds the machine spent in soft interrupts (``/proc/stat``), where the kernel does
+    most of the loopback delivery of datagrams, charged to no process."""
+    with open("/proc/stat", encoding="ascii") as f:
+        return int(f.readline().split()[7]) / CLK_TCK
+
+
 async def _after_leave(target: Any, pid: int | None, within: float = 15.0) -> dict[str, float]:
     """Scrape once the server has no session left (or ``within`` has passed)."""
     deadline = time.monotonic() + within
@@ -244,6 +258,7 @@ async def _measure(
     m0 = prom.parse(await target.metrics())
     udp0 = read_udp_sockets()
     busy0 = read_machine_busy_seconds()
+    softirq0 = _softirq_seconds()
     for meter in ([server_meter] if server_meter else []) + sidecar_meters + gen_meters:
         meter.start()
     started = time.monotonic()
@@ -264,6 +279,7 @@ async def _measure(
     gen_fig = _figures(gen_meters)
     wall = time.monotonic() - started
     machine = (read_machine_busy_seconds() - busy0) / wall
+    softirq = (_softirq_seconds() - softirq0) / wall
     m1 = prom.parse(await target.metrics())
     udp1 = read_udp_sockets()
     snapshots = [await w.request("snapshot", "snapshot") for w in workers]
@@ -286,6 +302,7 @@ async def _measure(
         sidecar=sidecar_fig,
         generator=gen_fig,
         machine_cores=machine,
+        softirq_cores=softirq,
         cpus=os.cpu_count() or 1,
         server_socket_drops=server_drops,
         generator_socket_drops=total_drops(udp1, ports) - total_drops(udp0, ports),

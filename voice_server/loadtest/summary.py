@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["format_summary"]
+__all__ = ["format_medians", "format_summary"]
 
 
 def _f(value: Any, spec: str = ".2f") -> str:
@@ -45,6 +45,7 @@ def format_summary(r: dict[str, Any]) -> str:
         f"{_f(g['loss'], '.4%')}, jitter p99 {_f(g['jitter_ms'].get('p99'), '.2f')} ms, "
         f"e2e p99 {_f(g['e2e_latency_ms'].get('p99'), '.2f')} ms",
         f"  machine {r['machine']['busy_cores']:.2f} of {r['machine']['cpus']} cores busy, "
+        f"{r['machine']['softirq_cores']:.2f} in soft interrupts (packet delivery), "
         f"{r['machine']['other_cores']:.2f} by other work",
     ]
     if g["join_errors"]:
@@ -76,4 +77,16 @@ def format_summary(r: dict[str, Any]) -> str:
             f"{after['open_fds']:.0f}"
         )
     lines.append(f"  valid: {'yes' if r['valid'] else 'NO: ' + '; '.join(r['valid_reasons'])}")
+    return "\n".join(lines)
+
+
+def format_medians(doc: dict[str, Any]) -> str:
+    """The headline medians of ``--repeat`` (see :mod:`voice_server.loadtest.repeat`)."""
+    lines = [f"medians of {doc['valid_runs']} valid run(s) of {doc['runs']}:"]
+    for key, value in doc["median"].items():
+        spread = doc["range"][key]
+        rng = "" if spread is None else f"  ({spread[0]:g} .. {spread[1]:g})"
+        lines.append(f"  {key:32} {_f(value, 'g')}{rng}")
+    for reasons in doc["invalid_reasons"]:
+        lines.append(f"  not valid: {'; '.join(reasons)}")
     return "\n".join(lines)

@@ -19,8 +19,10 @@ parent pid), so its CPU and memory are reported apart from the server's.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -33,6 +35,17 @@ from voice_server.store.database import Database
 __all__ = ["RunningServer", "StartedServer", "child_pids", "listener_pid"]
 
 TOKEN_TTL = 6 * 3600
+SCRAPE = 30.0  # seconds a /metrics scrape may take before the server counts as overloaded
+
+
+async def _scrape(get: Callable[[], Awaitable[str]]) -> str:
+    try:
+        async with asyncio.timeout(SCRAPE):
+            return await get()
+    except TimeoutError:
+        raise RuntimeError(
+            f"the server did not answer /metrics within {SCRAPE:.0f} s (overloaded?)"
+        ) from None
 
 
 def listener_pid(port: int) -> int | None:
@@ -128,7 +141,13 @@ class StartedServer:
         return self.child.token(sub, TOKEN_TTL, channel=channel)
 
     async def metrics(self) -> str:
-        return await self.child.metrics()
+        async def get() -> str:
+            status, body = await http_get(self.child.port, "/metrics", within=SCRAPE)
+            if status != 200:
+                raise RuntimeError(f"/metrics answered {status}")
+            return body
+
+        return await _scrape(get)
 
     async def stop(self) -> int | None:
         return await self.child.stop()
@@ -177,10 +196,13 @@ class RunningServer:
         )
 
     async def metrics(self) -> str:
-        status, body = await http_get(self.port, "/metrics", host=self.host)
-        if status != 200:
-            raise RuntimeError(f"/metrics answered {status}")
-        return body
+        async def get() -> str:
+            status, body = await http_get(self.port, "/metrics", host=self.host, within=SCRAPE)
+            if status != 200:
+                raise RuntimeError(f"/metrics answered {status}")
+            return body
+
+        return await _scrape(get)
 
     async def stop(self) -> int | None:
         return None

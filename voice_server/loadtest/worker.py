@@ -16,13 +16,21 @@ participants are built, then:
 
 The worker is lean by construction: ``uvloop`` when installed, one pacing task, one epoll for
 all its sockets (:class:`~voice_server.sim.rxpoll.RxPoller`), and ``RLIMIT_NOFILE`` raised for
-its sockets and WebSockets.
+its sockets and WebSockets. It runs at a lower CPU priority than the server (``nice`` +5 by
+default): on a machine that cannot serve both, the generator falls behind, which its pacer
+measures and the report turns into ``valid: false``, instead of taking the CPU from the server
+and making it look slow. Once its participants have joined, the worker freezes what the
+garbage collector has seen (``gc.freeze``): a full collection over a thousand participants'
+objects stopped it for a second at a time, and its catch-up bursts then overflowed the server's
+socket.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import os
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -30,6 +38,7 @@ from typing import Any
 
 from voice_server.limits import raise_fd_limit
 from voice_server.loadtest.plan import LoadPlan
+from voice_server.process_metrics import GC
 from voice_server.sim.group import SimGroup
 from voice_server.sim.participant import SimParticipant
 
@@ -48,6 +57,9 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 def worker_main(conn: Connection, setup: dict[str, Any]) -> None:
     """Entry point of a worker process (see the module docstring)."""
     raise_fd_limit()
+    GC.install()
+    with contextlib.suppress(OSError):
+        os.nice(int(setup.get("nice", 0)))
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(_Worker(conn, setup).run())
 
@@ -70,6 +82,8 @@ class _Worker:
             self.group.participant(s["token"], s["channel"], s["device_id"], talking=s["talker"])
             for s in self.specs
         ]
+        for p in self.people:
+            p.verify_every = int(setup.get("verify_every", 1))
         self.errors: dict[int, str] = {}
         self.marks: list[dict[int, int]] = [{} for _ in self.people]
         self.commands: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -118,6 +132,8 @@ class _Worker:
         await asyncio.gather(
             *(self._join(i, t0_ns + int(s["join_at"] * 1e9)) for i, s in enumerate(self.specs))
         )
+        gc.collect()
+        gc.freeze()  # later collections scan only what is new: no second-long pauses
         self.send({"event": "joined"})
 
     async def _join(self, i: int, at_ns: int) -> None:
@@ -145,6 +161,7 @@ class _Worker:
     def _mark(self) -> dict[str, int]:
         self.group.latency.reset()
         self.group.pacer.lateness.reset()
+        GC.pauses.reset()
         for i, p in enumerate(self.people):
             self.marks[i] = {ssrc: s.received for ssrc, s in p.streams.items()}
         return self._totals()
@@ -152,6 +169,7 @@ class _Worker:
     def _totals(self) -> dict[str, int]:
         totals = self.group.totals().as_dict()
         totals["late_ticks"] = self.group.pacer.late_ticks
+        totals["reoffers"] = sum(p.reoffers for p in self.people)
         totals["ticks"] = self.group.pacer.ticks
         poller = self.group.poller
         totals["poller_drains"] = poller.drains if poller is not None else 0
@@ -187,6 +205,8 @@ class _Worker:
             "socket_errors": p.socket_errors,
             "srtp_errors": p.srtp_errors,
             "messages": dict(p.messages),
+            "signaling_closed": p.signaling_closed,
+            "reoffers": p.reoffers,
         }
 
     def _snapshot(self) -> dict[str, Any]:
@@ -194,6 +214,7 @@ class _Worker:
             "totals": self._totals(),
             "latency": self.group.latency.as_dict(),
             "lateness": self.group.pacer.lateness.as_dict(),
+            "gc_pauses": GC.pauses.as_dict(),
             "jitter_ms": self.group.jitter_ms(),
             "ports": sorted(self.group.local_ports()),
             "media_port": next((p.offer.port for p in self.people if p.offer), None),

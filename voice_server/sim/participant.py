@@ -3,23 +3,21 @@
 Meant to be run by the hundred in one process (:class:`~voice_server.sim.group.SimGroup`), so
 nothing here runs a coroutine per packet:
 
-- signaling: one WebSocket (``websockets``) per participant: ``join`` → ``joined`` → ``offer``;
-  the answer from :mod:`voice_server.sim.answer`; afterwards one reader task drains server
-  messages (the server disconnects clients that do not read) and counts them by type;
-- media: one connected, non-blocking UDP socket (``SO_RCVBUF`` 1 MiB, kernel receive
-  timestamps: arrival times do not depend on when the process reads) read by
-  ``loop.add_reader`` in batches, or, when a :class:`~voice_server.sim.rxpoll.RxPoller` is
-  given, through the poller's shared epoll; ICE as the controlling agent
-  (:mod:`voice_server.sim.ice`: checks every 50 ms until a success, then a consent check every
-  5 s); the DTLS client of
-  :mod:`voice_server.sim.dtls_client` keyed into pylibsrtp;
-- sending is driven from outside: the group's single pacing task calls :meth:`on_frame` every
-  20 ms and :class:`~voice_server.sim.source.MicSource` says what to send (voice while
-  talking; a DTX frame every 400 ms while silent with ``dtx=True``; else nothing);
-- SRTP through :mod:`voice_server.media.srtp_fast` (libsrtp called directly);
-- receiving: every RTP packet is unprotected and counted per SSRC (:mod:`rx_stats`: loss from
-  sequence gaps, RFC 3550 jitter, first arrival); send stamps written by other simulated talkers
-  give the one-way latency through the server into a shared histogram.
+- signaling: one WebSocket per participant: ``join`` → ``joined`` → ``offer``, the answer from
+  :mod:`voice_server.sim.answer`; then a reader task drains and counts server messages; a later
+  ``offer`` (the server lost the transport) starts a new media link, as a browser would;
+- media: one UDP socket (:func:`~voice_server.sim.rxpoll.open_udp`: 1 MiB buffer, kernel
+  receive timestamps) read by ``loop.add_reader``, or through a shared
+  :class:`~voice_server.sim.rxpoll.RxPoller`; ICE as the controlling agent
+  (:mod:`voice_server.sim.ice`: checks every 50 ms until a success, then consent every 5 s);
+  the DTLS client of :mod:`voice_server.sim.dtls_client`; SRTP through
+  :mod:`voice_server.media.srtp_fast`;
+- sending is driven by the group's pacer (:meth:`on_frame` every 20 ms;
+  :class:`~voice_server.sim.source.MicSource` says what to send);
+- receiving: every RTP packet is counted per SSRC from its header, which SRTP leaves in clear
+  (:mod:`rx_stats`: loss from sequence gaps, RFC 3550 jitter, first arrival), and 1 in
+  ``verify_every`` is authenticated and decrypted (all by default); send stamps written by other
+  simulated talkers give the one-way latency through the server into a shared histogram.
 """
 
 from __future__ import annotations
@@ -46,7 +44,7 @@ from voice_server.sim.audio import read_stamp
 from voice_server.sim.dtls_client import DtlsClient
 from voice_server.sim.ice import IceChecks
 from voice_server.sim.rx_stats import StreamStats
-from voice_server.sim.rxpoll import ANC_SIZE, RxPoller, arrival_ns, enable_timestamps
+from voice_server.sim.rxpoll import ANC_SIZE, RxPoller, arrival_ns, open_udp
 from voice_server.sim.source import MicSource
 
 __all__ = ["SimParticipant"]
@@ -102,6 +100,10 @@ class SimParticipant:
         self.socket_errors = 0
         self.srtp_errors = 0
         self.not_ready = 0
+        self.reoffers = 0  # offers after the first: the server replaced the transport
+        #: authenticate and decrypt 1 received packet in this many (1: every one)
+        self.verify_every = 1
+        self.srtp_verified = 0
         # perf_counter_ns (CLOCK_MONOTONIC on Linux: comparable across processes)
         self.ws_open_ns = -1  # the signaling WebSocket is open
         self.offer_ns = -1  # the server's offer arrived
@@ -132,6 +134,12 @@ class SimParticipant:
         return self._ice.consent_replies if self._ice is not None else 0
 
     @property
+    def signaling_closed(self) -> str | None:
+        """How the signaling WebSocket closed (code and reason), None while it is open."""
+        ws = self._ws
+        return None if ws is None or ws.close_code is None else f"{ws.close_code} {ws.close_reason}"
+
+    @property
     def first_audio_ns(self) -> int:
         """When the first RTP packet arrived (perf_counter ns), -1 if none yet."""
         firsts = [s.first_ns for s in self.streams.values() if s.first_ns >= 0]
@@ -159,17 +167,21 @@ class SimParticipant:
                     raise RuntimeError(f"join refused: {msg.get('code')}: {msg.get('message')}")
             self.offer_ns = _perf_ns()
             self._reader = asyncio.create_task(self._read_signaling(ws), name="sim-signaling")
-            self.offer = offer = parse_offer(offer_sdp)
-            creds = new_ice_credentials()
-            self._open_socket(offer)
-            self._dtls = DtlsClient(self.certificate, expected_fingerprint=offer.fingerprint)
-            answer = build_answer(
-                offer, credentials=creds, fingerprint=self.certificate.fingerprint, ssrc=self.ssrc
-            )
-            await ws.send(json.dumps({"v": 1, "type": "answer", "sdp": answer}))
-            self._ice = IceChecks(offer.ice_ufrag, offer.ice_pwd, creds.ufrag)
-            self._send_check()
+            await self._start_media(ws, offer_sdp)
             await self._ready
+
+    async def _start_media(self, ws: ClientConnection, offer_sdp: str) -> None:
+        """Answer ``offer_sdp`` and start ICE (then DTLS) on a new socket."""
+        self.offer = offer = parse_offer(offer_sdp)
+        creds = new_ice_credentials()
+        self._open_socket(offer)
+        self._dtls = DtlsClient(self.certificate, expected_fingerprint=offer.fingerprint)
+        answer = build_answer(
+            offer, credentials=creds, fingerprint=self.certificate.fingerprint, ssrc=self.ssrc
+        )
+        await ws.send(json.dumps({"v": 1, "type": "answer", "sdp": answer}))
+        self._ice = IceChecks(offer.ice_ufrag, offer.ice_pwd, creds.ufrag)
+        self._send_check()
 
     def _count(self, raw: str | bytes) -> dict[str, Any]:
         msg: dict[str, Any] = json.loads(raw)
@@ -180,27 +192,19 @@ class SimParticipant:
         with contextlib.suppress(websockets.ConnectionClosed):
             async for raw in ws:
                 msg = self._count(raw)
-                if msg.get("type") == "error" and self._ready is not None:
+                if msg.get("type") == "offer" and self.offer is not None:
+                    self.reoffers += 1
+                    self._stop_media()
+                    self._ready = None
+                    await self._start_media(ws, str(msg["sdp"]))
+                elif msg.get("type") == "error" and self._ready is not None:
                     if not self._ready.done():
                         self._ready.set_exception(
                             RuntimeError(f"server error: {msg.get('code')}: {msg.get('message')}")
                         )
 
     def _open_socket(self, offer: OfferInfo) -> None:
-        sock = socket.socket(
-            socket.AF_INET6 if ":" in offer.ip else socket.AF_INET, socket.SOCK_DGRAM
-        )
-        try:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
-            enable_timestamps(sock)
-            sock.setblocking(False)
-            sock.bind(("127.0.0.1" if ":" not in offer.ip else "::1", 0))
-            sock.connect((offer.ip, offer.port))
-        except OSError:
-            sock.close()
-            raise
-        self._sock = sock
+        self._sock = sock = open_udp(offer.ip, offer.port, RCVBUF)
         if self.poller is not None:
             self.poller.add(sock.fileno(), self._read_one)
             return
@@ -263,37 +267,25 @@ class SimParticipant:
 
     # ------------------------------------------------------------------ receive
     def _readable(self) -> None:
-        sock = self._sock
-        if sock is None:
-            return
-        recv = sock.recvmsg
         for _ in range(READ_BATCH):
-            try:
-                data, anc, _flags, _addr = recv(RECV_SIZE, ANC_SIZE)
-            except (BlockingIOError, InterruptedError):
+            if not self._read_one():
                 return
-            except OSError:  # ICMP port unreachable and the like
-                self.socket_errors += 1
-                return
-            if data:
-                self._dispatch(data, anc)
 
-    def _read_one(self) -> None:
-        """Poller mode: one datagram per readiness event (the epoll is level-triggered)."""
+    def _read_one(self) -> bool:
+        """Handle one datagram; False when none was waiting (the poller calls this once per
+        readiness: its epoll is level-triggered)."""
         sock = self._sock
         if sock is None:
-            return
+            return False
         try:
             data, anc, _flags, _addr = sock.recvmsg(RECV_SIZE, ANC_SIZE)
         except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
+            return False
+        except OSError:  # ICMP port unreachable and the like
             self.socket_errors += 1
-            return
-        if data:
-            self._dispatch(data, anc)
-
-    def _dispatch(self, data: bytes, anc: list[tuple[int, int, bytes]]) -> None:
+            return False
+        if not data:
+            return True
         b0 = data[0]
         if 127 < b0 < 192:
             if 191 < data[1] < 224:
@@ -304,26 +296,31 @@ class SimParticipant:
             self._on_stun(data)
         elif 19 < b0 < 64:
             self._on_dtls(data)
+        return True
 
     def _on_rtp(self, data: bytes, now: int) -> None:
         rx = self._rx
         if rx is None:
             self.not_ready += 1
             return
-        plain = rx.unprotect(data)
-        if plain is None:
-            self.srtp_errors += 1
-            return
+        # SRTP leaves the header and its extensions in clear: the statistics need no decryption;
+        # 1 packet in ``verify_every`` is authenticated and decrypted, and its send stamp read
+        verify = not self.received % self.verify_every
         self.received += 1
         self.bytes_received += len(data)
-        seq, ts, ssrc = _RTP_FIELDS.unpack_from(plain, 2)
+        seq, ts, ssrc = _RTP_FIELDS.unpack_from(data, 2)
         stats = self.streams.get(ssrc)
         if stats is None:
             stats = self.streams[ssrc] = StreamStats(ssrc)
         stats.on_packet(seq, ts, now)
-        if self.latency is not None:
+        if verify:
+            plain = rx.unprotect(data)
+            if plain is None:
+                self.srtp_errors += 1
+                return
+            self.srtp_verified += 1
             stamp = read_stamp(plain)
-            if stamp is not None:
+            if stamp is not None and self.latency is not None:
                 self.latency.observe_us((now - stamp) // 1000)
 
     def _on_stun(self, data: bytes) -> None:
@@ -367,12 +364,12 @@ class SimParticipant:
             self._later("dtls", max(delay, 0.001), self._dtls_timer)
 
     # ------------------------------------------------------------------ close
-    async def close(self, *, leave: bool = True) -> None:
-        """Leave (optionally), close the WebSocket and the UDP socket, cancel every timer."""
+    def _stop_media(self, *, notify: bool = False) -> None:
+        """Close the UDP socket (with a DTLS close_notify when ``notify``), cancel timers."""
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
-        if self._dtls is not None and self._sock is not None:
+        if notify and self._dtls is not None and self._sock is not None:
             for out in self._dtls.close():
                 self._send(out)
         if self._sock is not None:
@@ -383,6 +380,10 @@ class SimParticipant:
             self._sock.close()
             self._sock = None
         self._rx = self._tx = None
+
+    async def close(self, *, leave: bool = True) -> None:
+        """Leave (optionally), close the WebSocket and the UDP socket, cancel every timer."""
+        self._stop_media(notify=True)
         ws = self._ws
         if ws is not None:
             if leave:

@@ -4,10 +4,11 @@ A load generator holds a thousand sockets, each receiving ~100 datagrams a secon
 every datagram, one process spends ~10 µs a packet here on wake-ups and event-loop callbacks
 alone. :class:`RxPoller` keeps the sockets in its own level-triggered ``select.epoll``:
 
-- *immediate* (while participants connect: ICE and DTLS answers are handled at once): the event
-  loop watches the epoll's descriptor and drains it when anything is ready;
-- *ticked* (steady state): the owner calls :meth:`RxPoller.drain` on its own clock (the pacer's
-  5 ms tick), so each wake-up reads hundreds of datagrams; ~7 µs a packet instead of ~14.
+- *ticked* (the load generator): the owner calls :meth:`RxPoller.drain` on its own clock (the
+  pacer's 5 ms tick), so each wake-up reads hundreds of datagrams; ~7 µs a packet instead of
+  ~14 when woken per datagram;
+- *immediate* (:meth:`RxPoller.set_immediate`): the event loop watches the epoll's descriptor
+  and drains it as soon as anything is ready.
 
 Either way a ready socket's handler reads one datagram (a socket with more queued is reported
 again by the next poll), at most ``rounds`` polls per drain.
@@ -22,6 +23,7 @@ path, not of the generator's scheduling.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import select
 import socket
 import struct
@@ -29,13 +31,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["RxPoller", "arrival_ns", "enable_timestamps"]
+__all__ = ["RxPoller", "arrival_ns", "enable_timestamps", "open_udp"]
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; also SCM_TIMESTAMPNS
 ANC_SIZE = 64
 _TIMESPEC = struct.Struct("@qq")
 _perf_ns = time.perf_counter_ns
 _time_ns = time.time_ns
+_SOL_SOCKET = socket.SOL_SOCKET
 
 
 def enable_timestamps(sock: socket.socket) -> bool:
@@ -47,12 +50,30 @@ def enable_timestamps(sock: socket.socket) -> bool:
     return True
 
 
+def open_udp(ip: str, port: int, rcvbuf: int) -> socket.socket:
+    """A non-blocking UDP socket on loopback connected to ``(ip, port)``, with a receive buffer
+    of ``rcvbuf`` bytes (as far as the kernel allows) and kernel receive timestamps."""
+    sock = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        enable_timestamps(sock)
+        sock.setblocking(False)
+        sock.bind(("::1" if ":" in ip else "127.0.0.1", 0))
+        sock.connect((ip, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def arrival_ns(ancdata: list[tuple[int, int, bytes]]) -> int:
     """When the datagram whose ``recvmsg`` ancillary data is ``ancdata`` arrived, on the
     ``perf_counter_ns`` clock (now when the data holds no timestamp)."""
     now = _perf_ns()
-    for level, kind, raw in ancdata:
-        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(raw) >= 16:
+    if ancdata:
+        level, kind, raw = ancdata[0]  # the only control message asked for
+        if kind == SO_TIMESTAMPNS and level == _SOL_SOCKET and len(raw) >= 16:
             sec, nsec = _TIMESPEC.unpack_from(raw)
             ago = _time_ns() - (sec * 1_000_000_000 + nsec)
             return now - ago if ago > 0 else now
@@ -64,7 +85,7 @@ class RxPoller:
 
     def __init__(self, *, max_events: int = 4096, rounds: int = 16) -> None:
         self._ep = select.epoll()
-        self._handlers: dict[int, Callable[[], None]] = {}
+        self._handlers: dict[int, Callable[[], object]] = {}
         self._max_events = max_events
         self._rounds = rounds
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -86,7 +107,7 @@ class RxPoller:
     def immediate(self) -> bool:
         return self._immediate
 
-    def add(self, fd: int, handler: Callable[[], None]) -> None:
+    def add(self, fd: int, handler: Callable[[], object]) -> None:
         self._handlers[fd] = handler
         self._ep.register(fd, select.EPOLLIN)
 

@@ -1,6 +1,10 @@
 """``serve --transcriber``: the server starts the transcriber sidecar as a child process and
 restarts it when it exits (1 s, doubling to 30 s). Used by ``make run`` so that a new user gets a
 working call log with one command; a deployment runs the sidecar as its own service instead.
+
+The sidecar runs at a lower CPU priority (``nice`` +10, :data:`SIDECAR_NICE`): recognition is
+batch work that may fall behind (it catches up from the spool), voice on the same machine may
+not (measured with ``voice-server loadtest --transcribe on``).
 """
 
 from __future__ import annotations
@@ -8,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 
 from voice_server.config import Config
@@ -15,6 +20,8 @@ from voice_server.config import Config
 __all__ = ["TranscriberSupervisor"]
 
 log = logging.getLogger(__name__)
+
+SIDECAR_NICE = 10
 
 
 class TranscriberSupervisor:
@@ -56,6 +63,8 @@ class TranscriberSupervisor:
         delay = 1.0
         while True:
             self.proc = await asyncio.create_subprocess_exec(*self.argv)
+            with contextlib.suppress(OSError, AttributeError):  # before it starts its threads
+                os.setpriority(os.PRIO_PROCESS, self.proc.pid, SIDECAR_NICE)
             log.info("transcriber started", extra={"pid": self.proc.pid})
             code = await self.proc.wait()
             log.warning("transcriber exited; restarting", extra={"code": code, "delay": delay})
