@@ -59,7 +59,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--verify-every",
-        type=_positive_int,
+        type=positive_int,
         default=8,
         help="listeners authenticate and decrypt 1 received packet in N (default 8; all are "
         "counted from their clear header)",
@@ -71,7 +71,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--repeat",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         help="run N times (a fresh server each time) and report medians of the valid runs",
     )
