@@ -25,11 +25,14 @@ def _get(doc: dict[str, Any], dotted: str) -> Any:
     return doc
 
 
+@pytest.mark.parametrize("rx", ["shared", "poller"])
 def test_small_run_every_participant_joins_and_hears_the_talkers(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], rx: str
 ) -> None:
+    """Both generator receive paths: one socket with an address per participant (default) and a
+    socket per participant."""
     out = tmp_path / "load.json"
-    argv = ["loadtest", "--channels", "3", "--per-channel", "5", "--talkers", "2"]
+    argv = ["loadtest", "--rx", rx, "--channels", "3", "--per-channel", "5", "--talkers", "2"]
     argv += ["--duration", "4", "--warmup", "1", "--workers", "2", "--sample-seconds", "1"]
     assert main([*argv, "--json", str(out)]) == 0
     r = json.loads(out.read_text())
@@ -49,6 +52,7 @@ def test_small_run_every_participant_joins_and_hears_the_talkers(
     assert r["server"]["loss"] == 0.0
     g = r["generator"]
     assert g["join_errors"] == {} and g["socket_errors"] == g["srtp_errors"] == 0
+    assert g["unattributed"] == 0
     assert g["loss"] == 0.0 and g["received"] > 0 and g["e2e_latency_ms"]["count"] > 0
     assert abs(g["srtp_verified"] - g["received"] / 8) <= 15  # 1 in 8 per participant
     # 3 channels x 2 talkers x 50 packets/s, each to 4 others

@@ -65,6 +65,21 @@ def add_parser(sub: Any) -> None:
         "counted from their clear header)",
     )
     p.add_argument(
+        "--rx",
+        choices=("shared", "poller"),
+        default="shared",
+        help="generator receive path: 'shared' (default on Linux: one socket per worker, a "
+        "loopback address per participant, recvmmsg batches) or 'poller' (a socket per "
+        "participant in one epoll)",
+    )
+    p.add_argument(
+        "--phases",
+        type=positive_int,
+        default=4,
+        help="send ticks per 20 ms frame in each generator worker (default 4: a tick every "
+        "5 ms; more spreads the talkers' packets more evenly, as independent phones would)",
+    )
+    p.add_argument(
         "--debug-objects",
         action="store_true",
         help="started server counts live objects of its own classes in /metrics",
@@ -127,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
             sample_seconds=args.sample_seconds,
             debug_objects=args.debug_objects,
             verify_every=args.verify_every,
+            shared_socket=args.rx == "shared",
+            phases=args.phases,
             nice=args.generator_nice,
             say=lambda text: print(f"loadtest: {text}", file=sys.stderr, flush=True),
         )

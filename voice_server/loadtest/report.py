@@ -189,7 +189,8 @@ def _generator(data: RunData, people: list[dict[str, Any]]) -> tuple[dict[str, A
         "signaling_closed": sum(1 for p in people if p.get("signaling_closed")),
         "poller_events_per_drain": round(d.get("poller_events", 0) / d["poller_drains"], 2)
         if d.get("poller_drains")
-        else None,
+        else None,  # shared receive socket: datagrams for no participant (late, after one left)
+        "unattributed": d.get("shared_unknown", 0),
     }
     reasons = []
     if late_fraction > MAX_LATE_FRACTION:

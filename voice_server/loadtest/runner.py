@@ -61,6 +61,8 @@ class LoadOptions:
         connect_within: float = 30.0,
         debug_objects: bool = False,
         poller: bool = True,
+        shared_socket: bool = True,
+        phases: int = 4,
         verify_every: int = 8,
         nice: int = 5,
         say: Say | None = None,
@@ -74,6 +76,8 @@ class LoadOptions:
         self.connect_within = connect_within
         self.debug_objects = debug_objects
         self.poller = poller
+        self.shared_socket = shared_socket
+        self.phases = phases
         self.verify_every = verify_every
         self.nice = nice
         self.say: Say = say or (lambda _text: None)
@@ -142,11 +146,14 @@ def _spawn(plan: LoadPlan, opts: LoadOptions, target: Any) -> list[_Worker]:
             }
         )
     workers = []
-    for share in shares:
+    for number, share in enumerate(shares):
         setup = {
             "url": target.ws_url,
             "participants": share,
             "poller": opts.poller,
+            "shared": opts.shared_socket,
+            "net": 1 + number,
+            "phases": opts.phases,
             "connect_within": opts.connect_within,
             "verify_every": opts.verify_every,
             "nice": opts.nice,

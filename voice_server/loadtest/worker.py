@@ -75,7 +75,14 @@ class _Worker:
         self.conn = conn
         self.within = float(setup.get("connect_within", 30.0))
         self.group = SimGroup(
-            setup["url"], "", lambda _i: "", dtx=True, poller=bool(setup.get("poller", True))
+            setup["url"],
+            "",
+            lambda _i: "",
+            dtx=True,
+            poller=bool(setup.get("poller", True)),
+            shared=bool(setup.get("shared", False)),
+            net=int(setup.get("net", 1)),
+            phases=int(setup.get("phases", 4)),
         )
         self.specs: list[dict[str, Any]] = setup["participants"]
         self.people: list[SimParticipant] = [
@@ -174,6 +181,9 @@ class _Worker:
         poller = self.group.poller
         totals["poller_drains"] = poller.drains if poller is not None else 0
         totals["poller_events"] = poller.events if poller is not None else 0
+        shared = self.group.shared
+        totals["shared_received"] = shared.received if shared is not None else 0
+        totals["shared_unknown"] = shared.unknown if shared is not None else 0
         return totals
 
     def _record(self, i: int) -> dict[str, Any]:

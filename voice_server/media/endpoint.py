@@ -20,6 +20,7 @@ import pylibsrtp
 from voice_server.media.counters import MediaCounters
 from voice_server.media.errors import PacketError
 from voice_server.media.rtcp import ReceiverReport, SenderReport, parse_compound
+from voice_server.media.rxtime import ANC_SIZE, arrival_ns, enable_timestamps
 from voice_server.media.stun import is_stun
 from voice_server.media.stun import parse as parse_stun
 from voice_server.media.transport import Address, Transport, TransportState, parse_stun_username
@@ -78,6 +79,7 @@ class MediaEndpoint:
         try:
             _size_buffer(sock, socket.SO_RCVBUF, _SO_RCVBUFFORCE, RECV_BUFFER)
             _size_buffer(sock, socket.SO_SNDBUF, _SO_SNDBUFFORCE, SEND_BUFFER)
+            enable_timestamps(sock)  # forwarding time counts from the kernel's arrival
             sock.bind((host, port))
             sock.setblocking(False)
         except OSError:
@@ -93,17 +95,17 @@ class MediaEndpoint:
         sock = self._sock
         if sock is None:
             return
-        recv = sock.recvfrom
+        recv = sock.recvmsg
         handle = self.datagram_received
         for _ in range(READ_BATCH):
             try:
-                data, addr = recv(RECV_SIZE)
+                data, anc, _flags, addr = recv(RECV_SIZE, ANC_SIZE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:  # ICMP errors surface here on Linux: count, never raise
                 self.counters.drop_send_error += 1
                 continue
-            handle(data, addr)
+            handle(data, addr, arrival_ns(anc))
 
     def fileno(self) -> int | None:
         """The socket's descriptor (for batched sends), None when closed."""
@@ -150,8 +152,11 @@ class MediaEndpoint:
             self._send_all(bye, transport.remote)
 
     # ------------------------------------------------------------------ receive
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        t0 = _perf_ns()
+    def datagram_received(self, data: bytes, addr: Any, t0: int = 0) -> None:
+        """One datagram from ``addr``; ``t0`` is when it arrived (``perf_counter_ns``; the
+        kernel's receive timestamp), now when not given."""
+        if not t0:
+            t0 = _perf_ns()
         if len(addr) > 2:  # IPv6 sockets give (host, port, flow, scope)
             addr = (addr[0], addr[1])
         try:

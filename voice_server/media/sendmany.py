@@ -19,9 +19,9 @@ from typing import Any
 
 from cffi import FFI
 
-__all__ = ["AVAILABLE", "MessageBatch", "sockaddr"]
+__all__ = ["AVAILABLE", "MessageBatch", "ffi", "recvmmsg", "sockaddr"]
 
-_ffi = FFI()
+ffi = _ffi = FFI()
 _ffi.cdef(
     """
     struct iovec { void *iov_base; size_t iov_len; };
@@ -33,14 +33,17 @@ _ffi.cdef(
     };
     struct mmsghdr { struct msghdr msg_hdr; unsigned int msg_len; };
     int sendmmsg(int sockfd, struct mmsghdr *msgvec, unsigned int vlen, int flags);
+    int recvmmsg(int sockfd, struct mmsghdr *msgvec, unsigned int vlen, int flags, void *timeout);
     """
 )
 try:
     _libc: Any = _ffi.dlopen(None)
     _sendmmsg: Any = _libc.sendmmsg
+    recvmmsg: Any = _libc.recvmmsg  # the load generator's receive side (sim.shared_udp)
     AVAILABLE = _ffi.sizeof("struct mmsghdr") == 64 and hasattr(socket, "MSG_DONTWAIT")
 except (OSError, AttributeError):  # pragma: no cover - not Linux
     AVAILABLE = False
+    recvmmsg = None
 
 
 def sockaddr(addr: tuple[str, int]) -> bytes | None:

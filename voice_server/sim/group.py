@@ -9,7 +9,10 @@ With ``poller=True`` every participant's socket is read through one shared
 :class:`~voice_server.sim.rxpoll.RxPoller` drained on the pacer's 5 ms tick (ICE and DTLS
 answers too: each handshake round trip may wait up to one tick, arrival times of media come
 from the kernel). Woken per datagram instead, a thousand participants joining while hundreds
-already receive audio saturate the process and their joins time out.
+already receive audio saturate the process and their joins time out. With ``shared=True``
+(Linux) every participant has its own loopback address on one socket instead
+(:class:`~voice_server.sim.shared_udp.SharedUdp`, ``recvmmsg`` batches on the same tick): the
+load generator's cheapest receive path.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from voice_server.sim.audio import opus_frames
 from voice_server.sim.pacer import Pacer
 from voice_server.sim.participant import SimParticipant
 from voice_server.sim.rxpoll import RxPoller
+from voice_server.sim.shared_udp import AVAILABLE as SHARED_AVAILABLE
+from voice_server.sim.shared_udp import SharedUdp
 
 __all__ = ["GroupTotals", "SimGroup"]
 
@@ -69,6 +74,8 @@ class SimGroup:
         phases: int = 4,
         certificate: Certificate | None = None,
         poller: bool = False,
+        shared: bool = False,
+        net: int = 1,
     ) -> None:
         self.url = url
         self.channel = channel
@@ -79,8 +86,11 @@ class SimGroup:
         self.latency = LatencyHistogram()
         self.pacer = Pacer(phases=phases)
         self.participants: list[SimParticipant] = []
-        self.poller = RxPoller() if poller else None
-        if self.poller is not None:
+        self.shared = SharedUdp(net=net) if shared and SHARED_AVAILABLE else None
+        self.poller = RxPoller() if poller and self.shared is None else None
+        if self.shared is not None:
+            self.pacer.after_tick.append(self.shared.drain)
+        elif self.poller is not None:
             self.pacer.after_tick.append(self.poller.drain)
 
     def participant(
@@ -98,6 +108,7 @@ class SimGroup:
             dtx=self.dtx,
             phase=len(self.participants),
             poller=self.poller,
+            shared=self.shared,
         )
         p.talking = talking
         self.participants.append(p)
@@ -165,3 +176,5 @@ class SimGroup:
         await asyncio.gather(*(p.close() for p in self.participants), return_exceptions=True)
         if self.poller is not None:
             self.poller.close()
+        if self.shared is not None:
+            self.shared.close()

@@ -7,8 +7,9 @@ nothing here runs a coroutine per packet:
   :mod:`voice_server.sim.answer`; then a reader task drains and counts server messages; a later
   ``offer`` (the server lost the transport) starts a new media link, as a browser would;
 - media: one UDP socket (:func:`~voice_server.sim.rxpoll.open_udp`: 1 MiB buffer, kernel
-  receive timestamps) read by ``loop.add_reader``, or through a shared
-  :class:`~voice_server.sim.rxpoll.RxPoller`; ICE as the controlling agent
+  receive timestamps) read by ``loop.add_reader`` or a shared
+  :class:`~voice_server.sim.rxpoll.RxPoller`, or an address on a
+  :class:`~voice_server.sim.shared_udp.SharedUdp`; ICE as the controlling agent
   (:mod:`voice_server.sim.ice`: checks every 50 ms until a success, then consent every 5 s);
   the DTLS client of :mod:`voice_server.sim.dtls_client`; SRTP through
   :mod:`voice_server.media.srtp_fast`;
@@ -45,6 +46,7 @@ from voice_server.sim.dtls_client import DtlsClient
 from voice_server.sim.ice import IceChecks
 from voice_server.sim.rx_stats import StreamStats
 from voice_server.sim.rxpoll import ANC_SIZE, RxPoller, arrival_ns, open_udp
+from voice_server.sim.shared_udp import SharedEndpoint, SharedUdp
 from voice_server.sim.source import MicSource
 
 __all__ = ["SimParticipant"]
@@ -74,6 +76,7 @@ class SimParticipant:
         dtx: bool = False,
         phase: int = 0,
         poller: RxPoller | None = None,
+        shared: SharedUdp | None = None,
     ) -> None:
         self.url = url
         self.token = token
@@ -83,6 +86,7 @@ class SimParticipant:
         self.latency = latency
         self.source = MicSource(frames, dtx=dtx, phase=phase)
         self.poller = poller
+        self.shared = shared
         #: set by the owner: send voice frames on :meth:`on_frame`
         self.talking = False
         self.ssrc = self.source.ssrc
@@ -110,7 +114,7 @@ class SimParticipant:
         self.connected_at_ns = -1  # SRTP keys in place
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
-        self._sock: socket.socket | None = None
+        self._sock: socket.socket | SharedEndpoint | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._dtls: DtlsClient | None = None
         self._rx: SrtpCodec | None = None
@@ -204,6 +208,9 @@ class SimParticipant:
                         )
 
     def _open_socket(self, offer: OfferInfo) -> None:
+        if self.shared is not None and ":" not in offer.ip:
+            self._sock = self.shared.endpoint((offer.ip, offer.port), self._on_datagram)
+            return
         self._sock = sock = open_udp(offer.ip, offer.port, RCVBUF)
         if self.poller is not None:
             self.poller.add(sock.fileno(), self._read_one)
@@ -275,7 +282,7 @@ class SimParticipant:
         """Handle one datagram; False when none was waiting (the poller calls this once per
         readiness: its epoll is level-triggered)."""
         sock = self._sock
-        if sock is None:
+        if not isinstance(sock, socket.socket):
             return False
         try:
             data, anc, _flags, _addr = sock.recvmsg(RECV_SIZE, ANC_SIZE)
@@ -284,19 +291,21 @@ class SimParticipant:
         except OSError:  # ICMP port unreachable and the like
             self.socket_errors += 1
             return False
-        if not data:
-            return True
+        if data:
+            self._on_datagram(data, arrival_ns(anc))
+        return True
+
+    def _on_datagram(self, data: bytes, now: int) -> None:
         b0 = data[0]
         if 127 < b0 < 192:
             if 191 < data[1] < 224:
                 self.rtcp_received += 1
             else:
-                self._on_rtp(data, arrival_ns(anc))
+                self._on_rtp(data, now)
         elif b0 < 4:
             self._on_stun(data)
         elif 19 < b0 < 64:
             self._on_dtls(data)
-        return True
 
     def _on_rtp(self, data: bytes, now: int) -> None:
         rx = self._rx
@@ -372,12 +381,14 @@ class SimParticipant:
         if notify and self._dtls is not None and self._sock is not None:
             for out in self._dtls.close():
                 self._send(out)
-        if self._sock is not None:
+        sock = self._sock
+        if isinstance(sock, socket.socket):
             if self.poller is not None:
-                self.poller.remove(self._sock.fileno())
+                self.poller.remove(sock.fileno())
             elif self._loop is not None:
-                self._loop.remove_reader(self._sock.fileno())
-            self._sock.close()
+                self._loop.remove_reader(sock.fileno())
+        if sock is not None:
+            sock.close()
             self._sock = None
         self._rx = self._tx = None
 

@@ -13,11 +13,9 @@ alone. :class:`RxPoller` keeps the sockets in its own level-triggered ``select.e
 Either way a ready socket's handler reads one datagram (a socket with more queued is reported
 again by the next poll), at most ``rounds`` polls per drain.
 
-Reading late must not distort what is measured, so arrival times come from the kernel:
-:func:`enable_timestamps` sets ``SO_TIMESTAMPNS`` and :func:`arrival_ns` turns the timestamp of
-a ``recvmsg`` into the ``time.perf_counter_ns`` clock (now, minus how long ago the kernel queued
-the datagram, both read on ``CLOCK_REALTIME``), so jitter and latency are those of the network
-path, not of the generator's scheduling.
+Reading late must not distort what is measured, so arrival times come from the kernel
+(:mod:`voice_server.media.rxtime`, re-exported here): jitter and latency are those of the
+network path, not of the generator's scheduling.
 """
 
 from __future__ import annotations
@@ -26,28 +24,19 @@ import asyncio
 import contextlib
 import select
 import socket
-import struct
-import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["RxPoller", "arrival_ns", "enable_timestamps", "open_udp"]
+from voice_server.media.rxtime import ANC_SIZE, SO_TIMESTAMPNS, arrival_ns, enable_timestamps
 
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; also SCM_TIMESTAMPNS
-ANC_SIZE = 64
-_TIMESPEC = struct.Struct("@qq")
-_perf_ns = time.perf_counter_ns
-_time_ns = time.time_ns
-_SOL_SOCKET = socket.SOL_SOCKET
-
-
-def enable_timestamps(sock: socket.socket) -> bool:
-    """Ask the kernel to stamp each received datagram (``SO_TIMESTAMPNS``)."""
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-    except OSError:
-        return False
-    return True
+__all__ = [
+    "ANC_SIZE",
+    "SO_TIMESTAMPNS",
+    "RxPoller",
+    "arrival_ns",
+    "enable_timestamps",
+    "open_udp",
+]
 
 
 def open_udp(ip: str, port: int, rcvbuf: int) -> socket.socket:
@@ -65,19 +54,6 @@ def open_udp(ip: str, port: int, rcvbuf: int) -> socket.socket:
         sock.close()
         raise
     return sock
-
-
-def arrival_ns(ancdata: list[tuple[int, int, bytes]]) -> int:
-    """When the datagram whose ``recvmsg`` ancillary data is ``ancdata`` arrived, on the
-    ``perf_counter_ns`` clock (now when the data holds no timestamp)."""
-    now = _perf_ns()
-    if ancdata:
-        level, kind, raw = ancdata[0]  # the only control message asked for
-        if kind == SO_TIMESTAMPNS and level == _SOL_SOCKET and len(raw) >= 16:
-            sec, nsec = _TIMESPEC.unpack_from(raw)
-            ago = _time_ns() - (sec * 1_000_000_000 + nsec)
-            return now - ago if ago > 0 else now
-    return now
 
 
 class RxPoller:
