@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from voice_server.histogram import LatencyHistogram
+from voice_server.media import native
 from voice_server.media.counters import MediaCounters
 from voice_server.media.fanout import CHUNK, Fanout
 from voice_server.media.sendmany import AVAILABLE, MessageBatch, sockaddr
@@ -48,12 +49,15 @@ def _packet() -> bytes:
     )
 
 
-@pytest.mark.parametrize("batched", [True, False], ids=["sendmmsg", "sendto"])
+@pytest.mark.parametrize("mode", ["native", "sendmmsg", "sendto"])
 def test_every_listener_but_the_talker_gets_its_own_decryptable_copy(
-    receivers: list[socket.socket], batched: bool
+    receivers: list[socket.socket], mode: str
 ) -> None:
+    batched = mode != "sendto"
     if batched and not AVAILABLE:
         pytest.skip("sendmmsg is Linux only")
+    if mode == "native" and native.load() is None:
+        pytest.skip("no C compiler: the native fan-out is not built")
     keys = [(os.urandom(KEYLEN), os.urandom(KEYLEN)) for _ in receivers]
     targets = []
     for s, k in zip(receivers, keys, strict=True):
@@ -68,8 +72,9 @@ def test_every_listener_but_the_talker_gets_its_own_decryptable_copy(
             counters=counters,
             histogram=hist,
             fd=sender.fileno() if batched else None,
+            use_native=mode == "native",
         )
-        assert fanout.batched is batched
+        assert fanout.batched is batched and fanout.native is (mode == "native")
         talker = targets[3][0]  # members are compared by identity
         fanout.send(_packet(), talker, 0)
     finally:
@@ -89,6 +94,32 @@ def test_every_listener_but_the_talker_gets_its_own_decryptable_copy(
         listener_rx, _ = make_sessions(PROFILE, (k[1], k[0]))
         assert listener_rx.unprotect(data) == _packet()
     assert counters.bytes_out == total
+
+
+@pytest.mark.parametrize("case", ["bad socket", "too long to protect"])
+def test_native_copies_that_fail_are_counted_and_the_rest_still_go(
+    receivers: list[socket.socket], case: str
+) -> None:
+    if native.load() is None:
+        pytest.skip("no C compiler: the native fan-out is not built")
+    targets = []
+    for s in receivers:
+        _rx, tx = make_sessions(PROFILE, (os.urandom(KEYLEN), os.urandom(KEYLEN)))
+        targets.append((object(), fast_session(tx), s.getsockname()))
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    counters, hist = MediaCounters(), LatencyHistogram()
+    try:
+        fd = -1 if case == "bad socket" else sender.fileno()
+        fanout = Fanout(targets, sendto=sender.sendto, counters=counters, histogram=hist, fd=fd)
+        assert fanout.native
+        data = _packet() if case == "bad socket" else _packet() + bytes(1500)
+        fanout.send(data, targets[0][0], 0)
+        fanout.send(data, object(), 0)  # nobody's own: every target
+    finally:
+        sender.close()
+    n = len(receivers)
+    assert counters.packets_out == hist.count == 0 and counters.bytes_out == 0
+    assert counters.drop_send_error == (n - 1) + n
 
 
 def test_a_refused_datagram_is_counted_and_skipped() -> None:

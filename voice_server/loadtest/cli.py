@@ -75,9 +75,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--phases",
         type=positive_int,
-        default=4,
-        help="send ticks per 20 ms frame in each generator worker (default 4: a tick every "
-        "5 ms; more spreads the talkers' packets more evenly, as independent phones would)",
+        default=20,
+        help="send ticks per 20 ms frame in each generator worker (default 20: a tick every "
+        "millisecond, so the talkers' packets arrive spread over the frame as independent "
+        "phones' do; 4 sends a quarter of them at once every 5 ms)",
     )
     p.add_argument(
         "--debug-objects",

@@ -62,7 +62,7 @@ class LoadOptions:
         debug_objects: bool = False,
         poller: bool = True,
         shared_socket: bool = True,
-        phases: int = 4,
+        phases: int = 20,
         verify_every: int = 8,
         nice: int = 5,
         say: Say | None = None,

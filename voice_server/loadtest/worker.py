@@ -82,7 +82,7 @@ class _Worker:
             poller=bool(setup.get("poller", True)),
             shared=bool(setup.get("shared", False)),
             net=int(setup.get("net", 1)),
-            phases=int(setup.get("phases", 4)),
+            phases=int(setup.get("phases", 20)),
         )
         self.specs: list[dict[str, Any]] = setup["participants"]
         self.people: list[SimParticipant] = [

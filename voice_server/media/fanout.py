@@ -28,9 +28,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from voice_server.histogram import LatencyHistogram
+from voice_server.media import native
 from voice_server.media.counters import MediaCounters
 from voice_server.media.sendmany import AVAILABLE, MessageBatch, sockaddr
-from voice_server.media.srtp_fast import FastSrtp, SrtpCodec
+from voice_server.media.sendmany import ffi as _ffi
+from voice_server.media.srtp_fast import PROTECT_ADDRESS, ROOM, FastSrtp, SrtpCodec
 
 __all__ = ["CHUNK", "Fanout", "SendTo"]
 
@@ -47,7 +49,16 @@ _Plain = tuple[object, Callable[[bytes], bytes | None], Address]  # member, prot
 class Fanout:
     """Sends a packet to every target but the talker (see the module docstring)."""
 
-    __slots__ = ("_batches", "_chunks", "_counters", "_fd", "_hist", "_sendto", "size")
+    __slots__ = (
+        "_batches",
+        "_chunks",
+        "_counters",
+        "_fd",
+        "_hist",
+        "_native",
+        "_sendto",
+        "size",
+    )
 
     def __init__(
         self,
@@ -57,6 +68,7 @@ class Fanout:
         counters: MediaCounters,
         histogram: LatencyHistogram,
         fd: int | None = None,
+        use_native: bool = True,
     ) -> None:
         self.size = len(targets)
         self._sendto = sendto
@@ -68,7 +80,12 @@ class Fanout:
         names = [sockaddr(addr) for _, _, addr in targets]
         packed = [name for name in names if name is not None]
         fast = [codec for _, codec, _ in targets if isinstance(codec, FastSrtp)]
-        if fd is not None and AVAILABLE and len(fast) == len(packed) == len(targets):
+        self._native: _Native | None = None
+        usable = fd is not None and AVAILABLE and len(fast) == len(packed) == len(targets)
+        lib = native.load() if use_native and usable and targets and PROTECT_ADDRESS else None
+        if lib is not None:
+            self._native = _Native(lib, targets, fast, packed)
+        elif usable:
             for i in range(0, len(targets), CHUNK):
                 part = fast[i : i + CHUNK]
                 batch = MessageBatch(
@@ -85,11 +102,17 @@ class Fanout:
 
     @property
     def batched(self) -> bool:
-        return bool(self._batches)
+        return bool(self._batches) or self._native is not None
+
+    @property
+    def native(self) -> bool:
+        return self._native is not None
 
     def send(self, data: bytes, src: object, t0_ns: int) -> None:
         """Protect and send ``data`` to every target whose member is not ``src``."""
-        if self._batches:
+        if self._native is not None:
+            self._send_native(data, src, t0_ns)
+        elif self._batches:
             self._send_batched(data, src, t0_ns)
         else:
             self._send_each(data, src, t0_ns)
@@ -124,6 +147,26 @@ class Fanout:
                 sent += done
         self._count(sent, octets, failed)
 
+    def _send_native(self, data: bytes, src: object, t0_ns: int) -> None:
+        nat = self._native
+        assert nat is not None
+        fan = nat.fan_send
+        out = nat.out
+        observe = self._hist.observe_us_n
+        skip = nat.index.get(src, -1)
+        n = len(data)
+        sent = failed = octets = 0
+        for start in range(0, nat.count, CHUNK):
+            fan(self._fd, nat.protect, nat.ctxs, nat.bufs, nat.msgs, nat.scratch, start,
+                min(start + CHUNK, nat.count), skip, ROOM, data, n, out)  # fmt: skip
+            done = out[0]
+            if done:
+                observe((_perf_ns() - t0_ns) // 1000, done)
+                sent += done
+            failed += out[1]
+            octets += out[2]
+        self._count(sent, octets, failed)
+
     def _send_each(self, data: bytes, src: object, t0_ns: int) -> None:
         sendto = self._sendto
         observe = self._hist.observe_us_n
@@ -155,3 +198,25 @@ class Fanout:
         counters.bytes_out += octets
         if failed:
             counters.drop_send_error += failed
+
+
+class _Native:
+    """The arrays :func:`voice_server.media.native` ``fan_send`` works on, for all targets."""
+
+    __slots__ = ("_batch", "bufs", "count", "ctxs", "fan_send", "index", "msgs", "out", "protect",
+                 "scratch")  # fmt: skip
+
+    def __init__(
+        self, lib: Any, targets: Sequence[Target], fast: list[FastSrtp], names: list[bytes]
+    ) -> None:
+        self.fan_send = lib.fan_send
+        self.count = len(targets)
+        self.protect = _ffi.cast("void *", PROTECT_ADDRESS)
+        self._batch = MessageBatch([c.buffer_address() for c in fast], names)
+        self.msgs = self._batch.messages
+        self.ctxs = _ffi.new("void *[]", [_ffi.cast("void *", c.context_address()) for c in fast])
+        self.bufs = _ffi.new("char *[]", [_ffi.cast("char *", c.buffer_address()) for c in fast])
+        self.scratch = _ffi.new("struct mmsghdr[]", CHUNK)
+        self.out = _ffi.new("long long[3]")
+        #: member → its index (the talker's own copy is skipped)
+        self.index: dict[object, int] = {t[0]: i for i, t in enumerate(targets)}

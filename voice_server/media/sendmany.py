@@ -83,6 +83,11 @@ class MessageBatch:
             hdr.msg_iovlen = 1
             self._iovs[i].iov_base = _ffi.cast("void *", address)
 
+    @property
+    def messages(self) -> Any:
+        """The ``struct mmsghdr`` array (alive with this batch)."""
+        return self._msgs
+
     def iov(self, i: int) -> Any:
         """Datagram ``i``'s ``struct iovec``: set its ``iov_len`` before sending."""
         return self._iovs[i]

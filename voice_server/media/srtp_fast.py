@@ -22,10 +22,11 @@ from typing import Any
 
 import pylibsrtp
 
-__all__ = ["FAST", "FastSrtp", "PublicSrtp", "SrtpCodec", "fast_session"]
+__all__ = ["FAST", "PROTECT_ADDRESS", "ROOM", "FastSrtp", "PublicSrtp", "SrtpCodec", "fast_session"]
 
 _BUFFER = 1500
 _MAX_TRAILER = 16 + 128  # SRTP_MAX_TAG_LEN + SRTP_MAX_MKI_LEN, as pylibsrtp reserves
+ROOM = _BUFFER - _MAX_TRAILER  # the largest packet that can be protected in place
 
 try:
     from pylibsrtp._binding import ffi as _ffi
@@ -33,9 +34,12 @@ try:
 
     _PROTECT: Any = _lib.srtp_protect
     _UNPROTECT: Any = _lib.srtp_unprotect
+    #: address of libsrtp's ``srtp_protect`` (for :mod:`~voice_server.media.native`)
+    PROTECT_ADDRESS = int(_ffi.cast("uintptr_t", _ffi.addressof(_lib, "srtp_protect")))
     FAST = True
 except (ImportError, AttributeError):  # pragma: no cover - another pylibsrtp
     FAST = False
+    PROTECT_ADDRESS = 0
 
 
 class FastSrtp:
@@ -78,6 +82,10 @@ class FastSrtp:
             return 0
         out: int = length[0]
         return out
+
+    def context_address(self) -> int:
+        """Address of the libsrtp context (``srtp_t``), alive with the session."""
+        return int(_ffi.cast("uintptr_t", self._srtp))
 
     def buffer_address(self) -> int:
         """Address of the buffer :meth:`protect_in_place` writes to (alive with the session)."""
