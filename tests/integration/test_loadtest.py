@@ -53,6 +53,8 @@ def test_small_run_every_participant_joins_and_hears_the_talkers(
     g = r["generator"]
     assert g["join_errors"] == {} and g["socket_errors"] == g["srtp_errors"] == 0
     assert g["unattributed"] == 0
+    # sender reports: each listener gets one per heard slot every 2 s, spread over the period
+    assert g["rtcp_received"] >= 15 * 2 * (4 // 2) * 0.8
     assert g["loss"] == 0.0 and g["received"] > 0 and g["e2e_latency_ms"]["count"] > 0
     assert abs(g["srtp_verified"] - g["received"] / 8) <= 15  # 1 in 8 per participant
     # 3 channels x 2 talkers x 50 packets/s, each to 4 others

@@ -173,6 +173,7 @@ def _generator(data: RunData, people: list[dict[str, Any]]) -> tuple[dict[str, A
         "bytes_sent": d.get("bytes_sent", 0),
         "bytes_received": d.get("bytes_received", 0),
         "received_per_second": round(d.get("received", 0) / data.window_seconds, 1),
+        "rtcp_received": d.get("rtcp_received", 0),  # sender reports (every 2 s per stream)
         "loss": round(d["lost"] / d["expected"], 6) if d.get("expected", 0) > 0 else None,
         "jitter_ms": {k: v for k, v in _dist(jitter).items() if k in ("p50", "p99", "max")},
         "e2e_latency_ms": _hist_ms(latency),

@@ -44,9 +44,9 @@ OPUS_PT = 111
 CNAME = "voice-server"
 TICK_SECONDS = 0.05
 RTCP_SECONDS = 2.0
-# Sender reports go out in this many rounds per RTCP_SECONDS, a share of the channels in each:
-# one pass over every listener of a thousand (a protect and a send each) held the event loop for
-# ~20 ms, and voice queued in the socket behind it.
+# Sender reports go out in this many rounds per RTCP_SECONDS, a share of each channel's
+# listeners in each: one pass over a thousand listeners (a protect and a send each) held the event
+# loop for ~20 ms, and voice queued in the socket behind it.
 RTCP_ROUNDS = 40
 CONSENT_TIMEOUT = 30.0
 
@@ -254,12 +254,16 @@ class MediaPlane:
             router.tick(now)
 
     def _send_reports(self) -> None:
-        """One round: sender reports of every ``RTCP_ROUNDS``-th channel (each channel's every
-        ``RTCP_SECONDS``)."""
+        """One round: sender reports to every ``RTCP_ROUNDS``-th listener of each channel (so
+        each listener gets its reports every ``RTCP_SECONDS``, and neither many channels nor one
+        big one make a burst)."""
         k = self._rtcp_round = (self._rtcp_round + 1) % RTCP_ROUNDS
         now_ns = time.perf_counter_ns()
         wall = time.time()
-        for router in list(self.routers.values())[k::RTCP_ROUNDS]:
+        for r, router in enumerate(list(self.routers.values())):
+            members = list(router.members.values())[(k + r) % RTCP_ROUNDS :: RTCP_ROUNDS]
+            if not members:
+                continue
             for slot, stream in enumerate(router.streams):
                 if not stream.forwarded:
                     continue
@@ -272,7 +276,7 @@ class MediaPlane:
                     octet_count=router.stream_octets[slot],
                     cname=CNAME,
                 )
-                for member in router.members.values():
+                for member in members:
                     tr = member.transport
                     if not tr.media_ready or tr.tx is None or tr.remote is None:
                         continue
