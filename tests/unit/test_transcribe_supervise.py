@@ -1,9 +1,10 @@
-"""The supervised transcriber sidecar runs at a lower CPU priority than the server."""
+"""The transcriber sidecar runs at a lower CPU priority than the server."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -29,3 +30,16 @@ async def test_the_sidecar_is_started_niced() -> None:
         assert _nice(supervisor.proc.pid) == expected
     finally:
         await supervisor.stop()
+
+
+def test_the_sidecar_lowers_itself_to_idle_scheduling() -> None:
+    code = (
+        "import os; from voice_server.transcribe.commands import lower_priority; "
+        "print(lower_priority('idle'), os.sched_getscheduler(0) == os.SCHED_IDLE)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["idle", "True"]
+    code = "import os; from voice_server.transcribe.commands import lower_priority; "
+    code += "n = os.nice(0); print(lower_priority('low'), os.nice(0) - n)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split()[0] == "low" and int(out.stdout.split()[1]) in (10, 19 - os.nice(0))

@@ -216,7 +216,10 @@ def main(args: argparse.Namespace) -> int:
     url = f"http://127.0.0.1:{port}"
     subprocess.run(_cli("channels", "add", "bench", "--data-dir", str(data)), check=True)
     key = load_or_create_key(data)
+    # normal CPU priority: the figures are the sidecar's capacity (a deployment's default,
+    # SCHED_IDLE, gives it the same CPU when nothing else wants it)
     model_args = ["--model", str(choice.path), "--warm-recognizers", str(args.warm_recognizers)]
+    model_args += ["--cpu-priority", "normal"]
     serve = _cli("serve", "--data-dir", str(data), "--port", str(port), "--media-port", str(media))
     side = _cli("transcriber", "--server", url, "--data-dir", str(data), *model_args)
     report: dict[str, Any] = {

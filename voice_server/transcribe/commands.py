@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,13 @@ def add_parsers(sub: Any, state_args: Any) -> None:
     state_args(t)
     _model_args(t)
     t.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
+    t.add_argument(
+        "--cpu-priority",
+        choices=["idle", "low", "normal"],
+        default="idle",
+        help="idle (default: Linux SCHED_IDLE, recognition only takes CPU voice does not "
+        "want; it catches up from the spool), low (nice +10) or normal",
+    )
     t.add_argument(
         "--warm-recognizers",
         type=int,
@@ -95,7 +104,26 @@ def run(args: argparse.Namespace) -> int:
         return exc.code
 
 
+def lower_priority(policy: str) -> str:
+    """Give the CPU to voice first: ``idle`` (Linux ``SCHED_IDLE``: runs only on CPU time
+    nothing else wants, and any woken normal task preempts it at once), ``low`` (nice +10),
+    ``normal``. Called before any thread starts (threads inherit it). Returns what was set."""
+    if policy == "normal":
+        return "normal"
+    if policy == "idle" and hasattr(os, "SCHED_IDLE"):
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            return "idle"
+        except OSError:
+            pass
+    with contextlib.suppress(OSError):
+        os.nice(10)
+    return "low"
+
+
 def _transcriber(args: argparse.Namespace) -> int:
+    set_to = lower_priority(args.cpu_priority)
+    print(f"transcriber CPU priority: {set_to}", file=sys.stderr, flush=True)
     from voice_server.config import load_config
     from voice_server.logs import setup_logging
     from voice_server.transcribe.sidecar import Sidecar, SidecarError, link_url, run_sidecar
