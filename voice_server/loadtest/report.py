@@ -15,7 +15,8 @@ JSON document; :mod:`voice_server.loadtest.summary` prints it. How each figure i
   ``voice_media_packets_out_total`` and ``voice_media_packets_routed_total``; kernel drops on
   the server's socket count in ``loss_including_socket_drops``;
 - ``server.added_latency_ms``: the delta of the server's ``voice_media_forward_seconds``
-  histogram (read → ``sendto``; see the router for how copies are observed);
+  histogram (kernel arrival → send; see :mod:`voice_server.media.fanout` for how copies are
+  observed);
 - ``server.cpu_cores``/``rss_mb``: ``/proc/<pid>`` of the server (the transcriber sidecar, a
   child, is reported apart); ``generator.cpu_cores``: the workers and the coordinator, summed;
 - ``generator.loss``/``jitter_ms``: from the sequence numbers and arrival times the simulated

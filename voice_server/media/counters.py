@@ -99,7 +99,7 @@ class MediaCounters:
         fams.append(
             histogram.family(
                 "voice_media_forward_seconds",
-                "Time from datagram arrival to sendto of each forwarded copy",
+                "Time from datagram arrival (kernel timestamp) to the send of each forwarded copy",
             )
         )
         return fams

@@ -13,11 +13,11 @@ Two ways to send, chosen at build time:
   (the talker's own entry splits a run in two);
 - ``sendto`` per copy otherwise (other platforms, test doubles).
 
-Counters are added once per packet. The forwarding-time histogram (datagram read → send) is
-observed once per chunk of :data:`CHUNK` copies, with the time after the chunk's last send
-counted for each of its copies: every copy is counted at or after its own send, so the exposed
-percentiles are upper bounds of the per-copy ones (by at most one chunk's sending time, about
-0.1–0.2 ms here), and the histogram's count equals ``voice_media_packets_out_total``.
+Counters are added once per packet. The forwarding-time histogram (the datagram's kernel arrival
+→ send) is observed once per chunk of :data:`CHUNK` copies, with the time after the chunk's last
+send counted for each of its copies: every copy is counted at or after its own send, so the
+exposed percentiles are upper bounds of the per-copy ones (by at most one chunk's sending time,
+about 0.1–0.2 ms here), and the histogram's count equals ``voice_media_packets_out_total``.
 A copy that cannot be protected or sent is skipped and counted (``send_error``).
 """
 
