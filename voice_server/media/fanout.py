@@ -5,8 +5,10 @@ a transport connects, fails or moves to another address) from one ``(member, SRT
 address)`` target per listener, so the loop itself reads no attribute per copy. Per copy: one
 SRTP protect (libsrtp called directly, :mod:`~voice_server.media.srtp_fast`) and the datagram.
 
-Two ways to send, chosen at build time:
+Three ways to send, chosen at build time:
 
+- native (:mod:`~voice_server.media.native`, when the C part could be built): the ``sendmmsg``
+  way below with the per-copy loop in C, one call per :data:`CHUNK` copies;
 - ``sendmmsg`` (:mod:`~voice_server.media.sendmany`, Linux, every codec a
   :class:`~voice_server.media.srtp_fast.FastSrtp`): each listener's copy is protected in place
   in its own libsrtp buffer and one system call sends each run of up to :data:`CHUNK` copies
