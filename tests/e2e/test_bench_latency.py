@@ -20,7 +20,7 @@ def test_onsets_are_matched_with_the_first_one_played_after_them() -> None:
 
 def test_bench_latency_times_every_path() -> None:
     log = io.StringIO()
-    result = run_latency(LatencyOptions(bursts=4, period=1.8, settle=1.5), log=log)
+    result = run_latency(LatencyOptions(bursts=4, period=1.8, tone_ms=300, settle=1.5), log=log)
     paths = {row["path"].split(" (")[0]: row for row in result["paths"]}
     for name in ("browser -> browser", "browser -> headset client"):
         row = paths[name]

@@ -24,9 +24,15 @@ def add_bench_parser(sub: Any) -> None:
     )
     lat.add_argument("--bursts", type=int, default=50, help="talk bursts to time (default 50)")
     lat.add_argument(
-        "--period", type=float, default=2.0, help="seconds between burst onsets (default 2.0)"
+        "--period", type=float, default=3.0, help="seconds between burst onsets (default 3.0)"
     )
-    lat.add_argument("--tone-ms", type=int, default=300, help="burst length (default 300 ms)")
+    lat.add_argument(
+        "--tone-ms",
+        type=int,
+        default=1000,
+        help="burst length (default 1000 ms, a short utterance; 300 ms bursts are too few "
+        "packets for Chromium's jitter buffer to leave its start-up delay)",
+    )
     lat.add_argument(
         "--headset-output",
         choices=("auto", "device", "decoded"),

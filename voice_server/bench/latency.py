@@ -47,13 +47,14 @@ __all__ = ["LatencyOptions", "main_latency", "match_onsets", "percentile", "run_
 MOUTH_TO_EAR_P95_MS = 150.0
 ONSET_TO_FORWARD_P95_MS = 100.0
 CHANNEL = "bench"
+MIN_GAP_MS = 1200  # silence between bursts: the client's 500 ms and the server's 600 ms hangovers
 
 
 @dataclass(frozen=True, slots=True)
 class LatencyOptions:
     bursts: int = 50
-    period: float = 2.0
-    tone_ms: int = 300
+    period: float = 3.0
+    tone_ms: int = 1000  # a short utterance (see the README: 300 ms keeps NetEq at its start)
     headset_output: str = "auto"  # auto | device | decoded
     settle: float = 3.0  # seconds after everyone is connected before onsets count
 
@@ -343,7 +344,9 @@ def _jitter_buffer_ms(stats: dict[str, Any]) -> dict[str, float] | None:
         emitted = s.get("jitterBufferEmittedCount") or 0
         if emitted:
             minimum = s.get("jitterBufferMinimumDelay")
+            jitter = s.get("jitter")
             return {
+                "arrival_jitter": None if jitter is None else round(1000 * jitter, 1),
                 "average": round(1000 * s["jitterBufferDelay"] / emitted, 1),
                 "target": round(1000 * (s.get("jitterBufferTargetDelay") or 0) / emitted, 1),
                 "minimum": None if minimum is None else round(1000 * minimum / emitted, 1),
@@ -358,10 +361,12 @@ def _verdict(p95: float | None, target: float) -> str:
 
 
 def main_latency(opts: LatencyOptions, json_out: IO[str] | None = None) -> int:
-    if opts.bursts < 1 or opts.period < 1.5 or not 50 <= opts.tone_ms <= 1000:
+    gap_ms = opts.period * 1000 - opts.tone_ms
+    if opts.bursts < 1 or not 50 <= opts.tone_ms <= 1000 or gap_ms < MIN_GAP_MS:
         print(
-            "voice-server bench latency: need --bursts >= 1, --period >= 1.5 and "
-            "--tone-ms within 50..1000",
+            "voice-server bench latency: need --bursts >= 1, --tone-ms within 50..1000 and "
+            f"--period at least {MIN_GAP_MS / 1000:g} s longer than the tone (each burst must end "
+            "before the next: client and server hangovers)",
             file=sys.stderr,
         )
         return 2
@@ -389,7 +394,8 @@ def main_latency(opts: LatencyOptions, json_out: IO[str] | None = None) -> int:
         jb = result["browser_jitter_buffer_ms"]
         print(
             f"(listening browser's jitter buffer over the run: average {jb['average']} ms, "
-            f"target {jb['target']} ms, network minimum {jb['minimum']} ms)"
+            f"target {jb['target']} ms, network minimum {jb['minimum']} ms; RTP arrival jitter "
+            f"(RFC 3550) at the end {jb['arrival_jitter']} ms)"
         )
     if json_out is not None:
         json.dump(result, json_out, indent=2)

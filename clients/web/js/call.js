@@ -132,6 +132,8 @@ export class Call extends EventTarget {
           jitterBufferEmittedCount: s.jitterBufferEmittedCount,
           jitterBufferTargetDelay: s.jitterBufferTargetDelay,
           jitterBufferMinimumDelay: s.jitterBufferMinimumDelay,
+          jitter: s.jitter, // RFC 3550 interarrival jitter, s
+          packetsLost: s.packetsLost,
         };
       } else if (s.type === "outbound-rtp" && s.kind === "audio") {
         out.outbound = { packetsSent: s.packetsSent, bytesSent: s.bytesSent };
