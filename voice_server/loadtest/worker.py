@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import gc
 import os
+import random
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -148,7 +149,10 @@ class _Worker:
         if delay > 0:
             await asyncio.sleep(delay)
         try:
-            await self.group.connect(self.people[i], self.within)
+            # a phase of its own, as an independent phone's 20 ms clock: in turn, the talkers
+            # of one channel (joining one after another) all sent within the same 1-2 ms
+            phase = random.Random(self.specs[i]["index"]).randrange(self.group.pacer.phases)
+            await self.group.connect(self.people[i], self.within, phase)
         except Exception as exc:
             self.errors[i] = _error_text(exc)
 

@@ -114,12 +114,15 @@ class SimGroup:
         self.participants.append(p)
         return p
 
-    async def connect(self, p: SimParticipant, within: float = 30.0) -> None:
-        """Connect one participant made by :meth:`participant`, then pace it (raises when
-        connecting fails; the participant stays in the group so :meth:`close` cleans it up)."""
+    async def connect(
+        self, p: SimParticipant, within: float = 30.0, phase: int | None = None
+    ) -> None:
+        """Connect one participant made by :meth:`participant`, then pace it (on ``phase`` of
+        the pacer, or the next in turn; raises when connecting fails; the participant stays in
+        the group so :meth:`close` cleans it up)."""
         self.pacer.start()  # it also drains the poller: running before anyone connects
         await p.connect(within)
-        self.pacer.add(p)
+        self.pacer.add(p, phase)
 
     async def add(
         self, count: int, *, talking: bool = False, concurrency: int = 16, within: float = 30.0

@@ -45,8 +45,10 @@ class Pacer:
         self.lateness = LatencyHistogram()
         self.after_tick: list[Callable[[], None]] = []
 
-    def add(self, member: Paced) -> None:
-        self._members[self._count % self.phases].append(member)
+    def add(self, member: Paced, phase: int | None = None) -> None:
+        """Pace ``member`` on ``phase`` (``0 … phases - 1``), or on the next one in turn."""
+        k = self._count % self.phases if phase is None else phase % self.phases
+        self._members[k].append(member)
         self._count += 1
 
     def remove(self, member: Paced) -> None:
