@@ -14,15 +14,16 @@ participants are built, then:
   local UDP ports and one record per participant (see :func:`_record`);
 - ``{"cmd": "stop"}``: every participant leaves and closes; answers ``{"event": "stopped"}``.
 
-The worker is lean by construction: ``uvloop`` when installed, one pacing task, one epoll for
-all its sockets (:class:`~voice_server.sim.rxpoll.RxPoller`), and ``RLIMIT_NOFILE`` raised for
-its sockets and WebSockets. It runs at a lower CPU priority than the server (``nice`` +5 by
-default): on a machine that cannot serve both, the generator falls behind, which its pacer
-measures and the report turns into ``valid: false``, instead of taking the CPU from the server
-and making it look slow. Once its participants have joined, the worker freezes what the
-garbage collector has seen (``gc.freeze``): a full collection over a thousand participants'
-objects stopped it for a second at a time, and its catch-up bursts then overflowed the server's
-socket.
+The worker is lean by construction: ``uvloop`` when installed, one pacing task, one receive
+socket for all its participants (:class:`~voice_server.sim.shared_udp.SharedUdp`; or one epoll
+for a socket each, :class:`~voice_server.sim.rxpoll.RxPoller`, with ``--rx poller``), each
+participant on a pacing phase of its own, and ``RLIMIT_NOFILE`` raised for its WebSockets. It
+runs at a lower CPU priority than the server (``nice`` +5 by default): on a machine that cannot
+serve both, the generator falls behind, which its pacer measures and the report turns into
+``valid: false``, instead of taking the CPU from the server and making it look slow. Once its
+participants have joined, the worker freezes what the garbage collector has seen
+(``gc.freeze``): a full collection over a thousand participants' objects stopped it for a second
+at a time, and its catch-up bursts then overflowed the server's socket.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 
 from voice_server.histogram import LatencyHistogram, make_bounds_us
+from voice_server.media import native
 from voice_server.media.counters import MediaCounters
 from voice_server.media.dtls import Certificate
 from voice_server.media.endpoint import MediaEndpoint
@@ -104,6 +105,10 @@ class MediaPlane:
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
+        # build (first run: the system cc, ~0.5 s) or load the native fan-out now, not in the
+        # first join's set-up on the event loop
+        fast = await asyncio.to_thread(native.load)
+        log.info("media fan-out", extra={"native": fast is not None})
         self.endpoint.open(self.host, self.port)
         self.port = self.endpoint.port
         self._tasks = [

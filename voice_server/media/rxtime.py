@@ -6,6 +6,10 @@ timestamp in a ``recvmsg`` result's ancillary data into the ``time.perf_counter_
 The server starts its forwarding-time clock there, so time a datagram spent queued in the media
 socket while the event loop was busy counts as time the server added; the load generator uses
 it so its jitter and latency are those of the path, not of its own scheduling.
+
+When the first socket of the machine asks for timestamps, Linux switches stamping on a moment
+later (a deferred static key): datagrams received before that are stamped when read. The server
+enables it at start-up, so only its first datagrams can be affected.
 """
 
 from __future__ import annotations
