@@ -17,6 +17,7 @@ from typing import Any
 
 import pylibsrtp
 
+from voice_server.limits import SO_RCVBUFFORCE, SO_SNDBUFFORCE, size_buffer
 from voice_server.media.counters import MediaCounters
 from voice_server.media.errors import PacketError
 from voice_server.media.rtcp import ReceiverReport, SenderReport, parse_compound
@@ -34,23 +35,6 @@ READ_BATCH = 256
 _IP_MTU_DISCOVER = getattr(socket, "IP_MTU_DISCOVER", 10)  # Linux values
 _IP_PMTUDISC_PROBE = getattr(socket, "IP_PMTUDISC_PROBE", 3)  # DF set, path MTU not tracked
 SEND_BUFFER = 4 * 1024 * 1024
-
-_SO_SNDBUFFORCE, _SO_RCVBUFFORCE = 32, 33  # Linux: exceed net.core.*mem_max (needs CAP_NET_ADMIN)
-
-
-def _size_buffer(sock: socket.socket, option: int, force: int, size: int) -> None:
-    """Ask for ``size`` bytes of kernel buffer; past the sysctl cap, try the privileged option."""
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.SOL_SOCKET, option, size)
-    if sock.getsockopt(socket.SOL_SOCKET, option) < size:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, force, size)
-    got = sock.getsockopt(socket.SOL_SOCKET, option)
-    if got < size:
-        log.warning(
-            "UDP socket buffer smaller than asked; raise net.core.rmem_max/wmem_max",
-            extra={"option": option, "asked": size, "got": got},
-        )
 
 
 OnRtp = Callable[[Transport, bytes, int], None]
@@ -79,8 +63,8 @@ class MediaEndpoint:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
-            _size_buffer(sock, socket.SO_RCVBUF, _SO_RCVBUFFORCE, RECV_BUFFER)
-            _size_buffer(sock, socket.SO_SNDBUF, _SO_SNDBUFFORCE, SEND_BUFFER)
+            size_buffer(sock, socket.SO_RCVBUF, SO_RCVBUFFORCE, RECV_BUFFER)
+            size_buffer(sock, socket.SO_SNDBUF, SO_SNDBUFFORCE, SEND_BUFFER)
             enable_timestamps(sock)  # forwarding time counts from the kernel's arrival
             if family == socket.AF_INET:
                 # Don't Fragment on every datagram (RTP here is far below any MTU): the kernel

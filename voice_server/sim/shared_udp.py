@@ -20,13 +20,13 @@ on the owner's clock (the pacer's tick) and hands each datagram to its endpoint'
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import struct
 import time
 from collections.abc import Callable
 from typing import Any
 
+from voice_server.limits import SO_RCVBUFFORCE, size_buffer
 from voice_server.media.rxtime import SO_TIMESTAMPNS as _SO_TIMESTAMPNS
 from voice_server.media.sendmany import AVAILABLE as MMSG_AVAILABLE
 from voice_server.media.sendmany import ffi as _ffi
@@ -38,7 +38,6 @@ BATCH = 256
 BUF = 2048
 CTL = 64
 RCVBUF = 32 << 20
-_SO_RCVBUFFORCE = 33
 _IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 # SO_TIMESTAMPNS then IP_PKTINFO, as Linux writes them: (len, level, type, sec, nsec) and
 # (len, level, type, ifindex, spec_dst, addr)
@@ -86,11 +85,7 @@ class SharedUdp:
             raise OSError("recvmmsg is not available here")
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
-            with contextlib.suppress(OSError):
-                self.sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, RCVBUF)
-            if self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) < RCVBUF:
-                with contextlib.suppress(OSError):
-                    self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+            size_buffer(self.sock, socket.SO_RCVBUF, SO_RCVBUFFORCE, RCVBUF)
             self.sock.setsockopt(socket.IPPROTO_IP, _IP_PKTINFO, 1)
             self.sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
             self.sock.setblocking(False)
