@@ -63,8 +63,6 @@ function cancel(handle) {
 function refusal(err) {
   const code = err instanceof SessionError ? err.code : "network";
   switch (code) {
-    case "signin_failed":
-      return t("err_code");
     case "locked":
       return t("err_locked", { seconds: Math.max(1, Math.ceil(err.retryAfter || 30)) });
     case "network":
@@ -224,15 +222,16 @@ class App {
   async signInWithCode(code) {
     const clean = String(code || "").replace(/[\s-]/g, "");
     if (!clean) return this.showSignin({ error: t("err_empty_code") });
-    await this.signIn(() => this.session.redeemCode(clean));
+    await this.signIn(() => this.session.redeemCode(clean), "err_code");
   }
 
   async signInWithPassword(name, password) {
     if (!name.trim() || !password) return this.showSignin({ error: t("err_empty_password") });
-    await this.signIn(() => this.session.login(name.trim().toLowerCase(), password));
+    await this.signIn(() => this.session.login(name.trim().toLowerCase(), password), "err_password");
   }
 
-  async signIn(attempt) {
+  // failedKey: the message for a refusal (wrong code, or wrong name or password)
+  async signIn(attempt, failedKey) {
     if (this.busyForm) return;
     this.busyForm = true;
     if (document.body.dataset.screen !== "signin") this.showSignin();
@@ -250,7 +249,8 @@ class App {
       $("password").value = "";
       this.showChannels();
     } catch (err) {
-      this.showSignin({ error: refusal(err) });
+      const failed = err instanceof SessionError && err.code === "signin_failed";
+      this.showSignin({ error: failed ? t(failedKey) : refusal(err) });
     } finally {
       this.busyForm = false;
       this.formsBusy(false);
