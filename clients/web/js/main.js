@@ -725,7 +725,8 @@ class App {
     const media = this.call.pc ? this.call.pc.connectionState : null;
     if (state === "joined" && media && media !== "connected") key = "state_media";
     $("status").textContent = t(key);
-    $("status-dot").dataset.state = key === "state_joined" ? "ok" : state === "reconnecting" ? "bad" : "wait";
+    $("status-dot").dataset.state =
+      key === "state_joined" ? "ok" : state === "reconnecting" ? "bad" : key === "state_idle" ? "idle" : "wait";
     document.body.dataset.state = state;
     document.body.dataset.media = media || "none";
   }
