@@ -7,37 +7,24 @@ screen. Everything runs inside a private network namespace (tests/e2e/conftest.p
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
-from tests.accounts import client, org_server, password, signin
+from tests.accounts import make_code, org_server, password
 from tests.audio import write_bursts
 from tests.e2e.conftest import device_link
+from tests.e2e.test_web_client import hears, state, talking, wait_for
 from tests.servers import ServerProcess
 from voice_server.bench.browser import launch_chromium
 
 pytestmark = pytest.mark.e2e
 
-T = TypeVar("T")
 PHONE = {"width": 390, "height": 844}
 FREQ = 523.0
 SHOTS = os.environ.get("VOICE_E2E_SCREENSHOTS")  # a folder: save what the phone showed
-
-
-def wait_for(fn: Callable[[], T], what: str, timeout: float = 20.0) -> T:
-    import time
-
-    deadline = time.monotonic() + timeout
-    last: T = fn()
-    while not last:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
-        time.sleep(0.2)
-        last = fn()
-    return last
 
 
 def shot(page: Any, name: str) -> None:
@@ -62,31 +49,6 @@ def visible(page: Any, selector: str) -> bool:
     return bool(page.evaluate(f"!document.querySelector('{selector}').hidden"))
 
 
-def state(page: Any) -> tuple[str, str]:
-    pair = page.evaluate("[document.body.dataset.state, document.body.dataset.media]")
-    return (str(pair[0]), str(pair[1]))
-
-
-def talking(page: Any, sub: str) -> str | None:
-    value: str | None = page.evaluate(
-        f"(document.querySelector('#people li[data-sub=\"{sub}\"]') || {{}}).dataset?.talking"
-    )
-    return value
-
-
-def hears(page: Any, freq: float) -> bool:
-    got = page.evaluate("['1','2','3'].map(m => window.voiceDiag.dominantHz(m))")
-    return any(f is not None and abs(f - freq) < 20 for f in got)
-
-
-def make_code(server: ServerProcess, user: str) -> str:
-    with client(server) as boss:
-        csrf = signin(boss, "boss")
-        r = boss.post("/api/v1/auth/codes", json={"user": user}, headers={"X-CSRF-Token": csrf})
-        assert r.status_code == 201, r.text
-        return str(r.json()["code"])
-
-
 @pytest.fixture(scope="module")
 def org(namespace: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     with org_server(tmp_path_factory.mktemp("staff-e2e")) as srv:
@@ -102,7 +64,7 @@ def test_a_staff_member_signs_in_by_qr_code_taps_a_channel_talks_and_signs_out(
     staff = phone(pw, tone)
     try:
         listener.goto(listener_url)
-        wait_for(lambda: state(listener) == ("joined", "connected"), "the listener joined")
+        wait_for(lambda: state(listener) == ("joined", "connected"), "the listener joined", 30)
 
         staff.goto(f"{org.url}/signin#code={make_code(org, 'sato')}")
         staff.wait_for_selector("#channels:not([hidden])", timeout=20000)
@@ -114,11 +76,11 @@ def test_a_staff_member_signs_in_by_qr_code_taps_a_channel_talks_and_signs_out(
         shot(staff, "staff-1-channels")
 
         staff.click("button.channel[data-channel='ops']")
-        wait_for(lambda: state(staff) == ("joined", "connected"), "the staff member in the call")
+        wait_for(lambda: state(staff) == ("joined", "connected"), "sato in the call", 30)
         assert staff.text_content("#channel-name") == "運用"
         assert not visible(staff, "#switch-box") and not visible(staff, "#token-renewal")
-        wait_for(lambda: talking(listener, "sato") == "true", "the listener seeing sato talk")
-        wait_for(lambda: hears(listener, FREQ), "the listener hearing sato's tone")
+        wait_for(lambda: talking(listener, "sato") == "true", "the listener seeing sato talk", 30)
+        wait_for(lambda: hears(listener, FREQ), "the listener hearing sato's tone", 30)
         assert staff.evaluate("localStorage.getItem('voice.token')") is None  # never stored
         shot(staff, "staff-2-call")
 
@@ -126,7 +88,7 @@ def test_a_staff_member_signs_in_by_qr_code_taps_a_channel_talks_and_signs_out(
         staff.click("#signout-call")
         staff.wait_for_selector("#signin:not([hidden])", timeout=10000)
         assert staff.text_content("#signin-notice") == "サインアウトしました。"
-        wait_for(lambda: talking(listener, "sato") is None, "sato gone from the listener's list")
+        wait_for(lambda: talking(listener, "sato") is None, "sato gone from the list", 30)
         session = staff.evaluate("fetch('/api/v1/auth/session').then(r => r.json())")
         assert session["authenticated"] is False
         shot(staff, "staff-3-signed-out")
@@ -175,7 +137,7 @@ def test_a_disabled_account_is_refused_and_its_call_ends(pw: Any, org: ServerPro
         page.fill("#password", password("mori"))
         page.click("#password-signin")
         page.click("button.channel[data-channel='hq']", timeout=20000)
-        wait_for(lambda: state(page)[0] == "joined", "mori in hq")
+        wait_for(lambda: state(page)[0] == "joined", "mori in hq", 30)
         org.cli("users", "disable", "mori")
         error = page.locator("#signin-error")
         error.wait_for(state="visible", timeout=20000)
@@ -186,6 +148,7 @@ def test_a_disabled_account_is_refused_and_its_call_ends(pw: Any, org: ServerPro
         wait_for(
             lambda: page.text_content("#signin-error") == "The name or password is wrong.",
             "the disabled account refused",
+            30,
         )
         assert not page.errors, page.errors
     finally:
@@ -202,7 +165,7 @@ def test_a_short_session_warns_then_ends_the_call_on_the_sign_in_screen(
         try:
             page.goto(f"{short.url}/signin#code={make_code(short, 'sato')}")
             page.click("button.channel[data-channel='ops']", timeout=20000)
-            wait_for(lambda: state(page)[0] == "joined", "sato in ops")
+            wait_for(lambda: state(page)[0] == "joined", "sato in ops", 30)
             warning = page.locator("#session-warning")
             warning.wait_for(state="visible", timeout=60000)
             assert state(page)[0] == "joined"  # warned while the call goes on

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.accounts import client, form_csrf, org_server, password, pre_csrf, signin
+from tests.accounts import client, form_csrf, make_code, org_server, password, pre_csrf, signin
 from tests.servers import ServerProcess
 from tests.wsclient import Peer
 
@@ -45,14 +45,6 @@ def count(server: ServerProcess, table: str) -> int:
         return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
     finally:
         conn.close()
-
-
-def make_code(server: ServerProcess, user: str) -> str:
-    with client(server) as boss:
-        csrf = signin(boss, "boss")
-        r = boss.post("/api/v1/auth/codes", json={"user": user}, headers={"X-CSRF-Token": csrf})
-        assert r.status_code == 201, r.text
-        return str(r.json()["code"])
 
 
 def redeem(c: httpx.Client, code: str) -> httpx.Response:
