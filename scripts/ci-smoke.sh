@@ -9,7 +9,9 @@ cd "$(dirname "$0")/.."
 root=$PWD
 started=$(date +%s.%N)
 work=$(mktemp -d /tmp/voice-smoke.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+shots=${SMOKE_SHOTS:-/tmp/voice-smoke-last}  # the walk's screenshots are kept here
+finish() { mkdir -p "$shots"; cp "$work"/clone/smoke/*.png "$shots"/ 2>/dev/null || true; rm -rf "$work"; }
+trap finish EXIT
 git clone -q "$root" "$work/clone"
 echo "newcomer smoke: installing the runtime only in a fresh clone ($work/clone)"
 # `make run`'s own install step (runtime dependencies and the Korean model, nothing else)

@@ -229,7 +229,7 @@ def walk(walk: Walk, work: Path) -> None:
 
         walk.wait(listed, 90, f"an utterance by {STAFF} from the talk's time window")
         walk.figures["listed_after_talk_s"] = round(found_at[0] - talk_end, 1)
-        sup.goto(f"{walk.url}/dashboard/search?speaker={STAFF}&channel={CHANNEL}")
+        sup.goto(f"{walk.url}/dashboard/search?q=&speaker={STAFF}&channel={CHANNEL}")
         walk.wait(lambda: sup.is_visible("#hits li.hit"), 30, "the utterance on the search page")
 
         walk.at("supervisor searches for a word of the speech")
