@@ -190,7 +190,9 @@ def test_a_result_that_is_the_phrase_list_read_back_is_a_prompt_echo() -> None:
     assert verdict("避難所A、水漏れ、救急車", phrases) == PROMPT_ECHO
     assert verdict("水漏れ 救急車", phrases) == PROMPT_ECHO
     assert verdict("漏れ、救急車、給", phrases) == PROMPT_ECHO  # in the list, longer than a phrase
+    assert verdict("機能所A、水漏れ、救急車", phrases) == PROMPT_ECHO  # misspelt echo
     assert verdict("救急車", phrases) == ""  # one listed phrase alone is speech
+    assert verdict("救急車を手配しました", phrases) == ""
     assert verdict("避難所Aで水漏れが発生しています", phrases) == ""
     assert verdict("避難所A、水漏れ", []) == ""
     assert not is_prompt_echo("水漏れです", phrases)

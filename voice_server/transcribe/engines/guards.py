@@ -72,10 +72,28 @@ def keep_segment(seg: SegmentInfo, language: str, no_speech_threshold: float) ->
     return not (language == "ja" and not _JAPANESE.search(text) and _LATIN_WORDS.search(text))
 
 
+ECHO_DISTANCE = 0.25  # edits per character at most, for a result to count as the list read back
+
+
+def substring_distance(needle: str, haystack: str) -> int:
+    """The fewest edits that turn ``needle`` into some substring of ``haystack``
+    (approximate substring matching: the match may start and end anywhere)."""
+    previous = [0] * (len(haystack) + 1)
+    for i, ch in enumerate(needle, 1):
+        current = [i]
+        for j, other in enumerate(haystack, 1):
+            current.append(
+                min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ch != other))
+            )
+        previous = current
+    return min(previous)
+
+
 def is_prompt_echo(text: str, phrases: list[str]) -> bool:
     """True when the result is the phrase list read back: it lies inside the list joined
-    (normalized) and is longer than any single phrase (a talker who says just one listed phrase
-    is not an echo), or it is two or more phrases in a row."""
+    (normalized; up to :data:`ECHO_DISTANCE` edits per character, as Whisper may misspell what it
+    echoes) and is longer than any single phrase (a talker who says just one listed phrase is
+    not an echo), or it is two or more phrases in a row."""
     got = norm(text)
     if not got or not phrases:
         return False
@@ -83,7 +101,9 @@ def is_prompt_echo(text: str, phrases: list[str]) -> bool:
     if not terms:
         return False
     joined = "".join(terms)
-    if got in joined and len(got) > max(len(t) for t in terms):
+    if len(got) > max(len(t) for t in terms) and (
+        got in joined or substring_distance(got, joined) <= ECHO_DISTANCE * len(got)
+    ):
         return True
     # two or more listed phrases and nothing else
     rest, hits = got, 0
