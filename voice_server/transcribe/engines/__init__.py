@@ -106,7 +106,10 @@ def _whisper_choice(model: str | None, models_dir: Path, language: str | None) -
         for candidate in (Path(model), models_dir / model):
             kind = folder_kind(candidate)
             if kind == "whisper":
-                return EngineChoice("whisper", candidate, candidate.resolve().name, lang, "--model")
+                # the folder joined from the pip packages is Whisper base, wherever it is
+                joined = (candidate / ".joined").is_file()
+                name = "whisper-base" if joined else candidate.resolve().name
+                return EngineChoice("whisper", candidate, name, lang, "--model")
             if kind == "vosk":
                 raise EngineError(f"{candidate} is a Vosk model, not a Whisper model (--engine)")
         raise EngineError(
