@@ -14,13 +14,13 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import av
 import httpx
 import pytest
 
 from tests.accounts import build_org, client, signin
+from tests.integration.test_transcription import metric, wait_for
 from tests.japanese import whisper_factory, whisper_model
 from tests.servers import ServerProcess, free_port
 from tests.voiceclients import start_client
@@ -32,23 +32,6 @@ from voice_server.tts.openjtalk import write_wav
 pytestmark = pytest.mark.integration
 SENTENCES = ["市民体育館で水漏れが発生しています", "救急車を午後2時30分に手配しました"]
 DEADLINE = 120.0
-
-
-def metric(server: ServerProcess, name: str) -> float:
-    for line in httpx.get(f"{server.url}/metrics").text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
-def wait_for(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")
