@@ -6,9 +6,9 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-import av
 import pytest
 
+from voice_server.bench.transcribe_speech import opus_packets
 from voice_server.transcribe.engines.folders import packaged_whisper
 from voice_server.tts.openjtalk import RATE, synthesize
 
@@ -35,21 +35,4 @@ def speech_pcm(sentences: list[str], gap_seconds: float = 0.6) -> bytes:
     return bytes(out)
 
 
-def opus_packets(pcm48: bytes) -> list[bytes]:
-    """20 ms Opus packets (24 kbps mono), as a client sends them."""
-    enc = av.CodecContext.create("libopus", "w")
-    enc.sample_rate = 48000
-    enc.layout = "mono"
-    enc.format = "s16"
-    enc.bit_rate = 24000
-    out: list[bytes] = []
-    step = 960 * 2
-    pcm48 += b"\0" * (-len(pcm48) % step)
-    for i in range(0, len(pcm48), step):
-        frame = av.AudioFrame(format="s16", layout="mono", samples=960)
-        frame.planes[0].update(pcm48[i : i + step])
-        frame.sample_rate = 48000
-        frame.pts = i // 2
-        out += [bytes(p) for p in enc.encode(frame)]
-    out += [bytes(p) for p in enc.encode(None)]
-    return out
+__all__ = ["opus_packets", "speech_pcm", "whisper_factory", "whisper_model"]

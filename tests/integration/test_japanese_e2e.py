@@ -92,6 +92,7 @@ def test_japanese_speech_is_committed_searchable_by_two_and_three_characters_and
 
         page = wait_for(lambda: found("漏れ"), DEADLINE, "an utterance with 漏れ")
         assert found("水漏れ") and found("体育館")
+        assert 'id="no-partials"' in c.get("/dashboard/live/ops").text  # Whisper: no partials
         api = c.get("/api/v1/utterances", params={"channel": "ops"}).json()["items"]
     mine = [u for u in api if u["speaker_id"] == "sato"]
     assert mine, api

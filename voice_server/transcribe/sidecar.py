@@ -189,6 +189,8 @@ class Sidecar:
             "mac": mac_hex(self.key, nonce),
             "model": self.factory.name,
             "language": self.factory.language,
+            "engine": getattr(self.factory, "engine", "vosk"),
+            "partials": getattr(self.factory, "partials", True),
             "client": f"transcriber pid {os.getpid()}",
         }
         await ws.send(dumps(hello))

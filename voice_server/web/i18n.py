@@ -144,6 +144,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "captions": ("字幕 (認識中)", "Captions (recognizing)"),
     "committed": ("記録された発話", "Recorded utterances"),
     "live_connecting": ("接続中…", "Connecting…"),
+    "live_no_partials": (
+        "この認識エンジン（Whisper）は発話の途中の文字を出しません。発話が終わってから文字になります。",
+        "This recognizer (Whisper) gives no text while someone talks: text appears once they stop.",
+    ),
     "live_connected": ("接続しました", "Connected"),
     "live_closed": ("接続が切れました", "Disconnected"),
     "live_dropped": ("表示が追いつかず省略されたメッセージ:", "Messages skipped (slow display):"),
