@@ -31,7 +31,16 @@ from voice_server.transcribe.monitor import TranscriptionMonitor
 from voice_server.transcribe.spool import SpoolWriter
 from voice_server.transcribe.supervise import TranscriberSupervisor
 from voice_server.transcribe.tap import BurstTap
-from voice_server.web import api, api_admin, api_audit, api_auth, dashboard, health, signin_pages
+from voice_server.web import (
+    api,
+    api_admin,
+    api_audit,
+    api_auth,
+    asr_phrases,
+    dashboard,
+    health,
+    signin_pages,
+)
 from voice_server.web import live as live_ws
 from voice_server.web.common import validation_error_handler
 from voice_server.web.livehub import LiveHub
@@ -166,6 +175,7 @@ def create_app(config: Config) -> FastAPI:
     app.include_router(health.router)
     app.include_router(api_auth.router)
     app.include_router(api_admin.router)
+    app.include_router(asr_phrases.router)
     app.include_router(api_audit.router)
     app.include_router(signin_pages.router)
     app.include_router(dashboard.router)

@@ -69,7 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="also run (and restart) the transcriber sidecar as a child process",
     )
-    serve.add_argument("--model", help="Vosk model for that sidecar (see `models list`)")
+    serve.add_argument("--model", help="model for that sidecar (see `models list`)")
+    serve.add_argument(
+        "--asr-engine",
+        choices=["vosk", "whisper"],
+        help="that sidecar's recognizer engine (default vosk; whisper: pip extra [whisper])",
+    )
+    serve.add_argument("--asr-language", help="that sidecar's language (Whisper default: ja)")
 
     token = sub.add_parser("token", help="print a signed token")
     _add_state_args(token)
@@ -141,6 +147,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         transcriber=args.transcriber,
         model=args.model,
+        asr_engine=args.asr_engine,
+        asr_language=args.asr_language,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
     )

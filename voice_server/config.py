@@ -69,7 +69,9 @@ class Config(BaseSettings):
     clip_url_seconds: int = Field(600, ge=10, le=86_400)  # lifetime of signed clip URLs
     transcriber: bool = False  # `serve` starts and supervises a transcriber sidecar
     call_log: bool = True  # tap talk bursts into the spool for the call log; false: voice only
-    model: str | None = None  # Vosk model directory (transcriber); default: see README
+    model: str | None = None  # model directory (transcriber); default: see README
+    asr_engine: str = "vosk"  # vosk | whisper (pip extra [whisper]); docs/transcription.md
+    asr_language: str | None = None  # None: Vosk: the model's language, Whisper: ja
     models_dir: Path = Path("./models")
 
     # the dashboard's call log (docs/security.md: search, live view, export, retention)
@@ -100,6 +102,13 @@ class Config(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r} (e.g. Asia/Tokyo)") from None
+        return value
+
+    @field_validator("asr_engine")
+    @classmethod
+    def _engine(cls, value: str) -> str:
+        if value not in ("vosk", "whisper"):
+            raise ValueError("must be vosk or whisper")
         return value
 
     @field_validator("log_level")

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 
 
 @contextmanager
-def sidecar(server: ServerProcess) -> Iterator[subprocess.Popen[bytes]]:
+def sidecar(server: ServerProcess, *extra: str) -> Iterator[subprocess.Popen[bytes]]:
     log = (server.data_dir / "sidecar.log").open("ab")
     proc = subprocess.Popen(
         [
@@ -37,6 +37,7 @@ def sidecar(server: ServerProcess) -> Iterator[subprocess.Popen[bytes]]:
             server.url,
             "--data-dir",
             str(server.data_dir),
+            *extra,
         ],
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -80,7 +80,22 @@ def add_parser(bsub: Any) -> None:
         type=Path,
         help="folder of recordings for the talker phase (default: espeak-ng Korean sentences)",
     )
-    p.add_argument("--steps", default="1,2,3,4,6,8,10,12,14,16", help="talker counts to try")
+    p.add_argument(
+        "--engine",
+        choices=["vosk", "whisper"],
+        default="vosk",
+        help="vosk (Korean material, below) or whisper (Japanese: bench/transcribe_ja.py)",
+    )
+    p.add_argument("--language", help="whisper: the language (ja, the only material there is)")
+    p.add_argument(
+        "--capacity-seconds",
+        type=float,
+        default=60.0,
+        help="whisper: seconds per capacity step at a 20 %% duty cycle (0: no capacity phase)",
+    )
+    p.add_argument(
+        "--steps", default=None, help="talker counts to try (vosk 1,2,3,4,6,...; whisper 1,2,4,8)"
+    )
     p.add_argument("--burst-seconds", type=float, default=8.0, help="burst length, talker phase")
     p.add_argument(
         "--warm-recognizers", type=int, default=12, help="passed to the sidecars (0: no pool)"
@@ -202,6 +217,12 @@ def _run_utterances(log: SqliteCallLog, sub: str) -> list[Any]:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.engine == "whisper":
+        from voice_server.bench import transcribe_ja
+
+        args.steps = args.steps or "1,2,4,8,12"
+        return transcribe_ja.main(args)
+    args.steps = args.steps or "1,2,3,4,6,8,10,12,14,16"
     from voice_server.bench.transcribe_speech import Recordings, SyntheticKorean
     from voice_server.transcribe.catalogue import resolve
     from voice_server.transcribe.recognizer import VoskFactory

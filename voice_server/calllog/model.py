@@ -123,7 +123,9 @@ class Gap:
     speaker_name: str
     start_ms: int
     end_ms: int
-    reason: str  # spool_quota | spool_error | spool_backlog | server_restart | undecodable
+    # spool_quota | spool_error | spool_backlog | server_restart | undecodable | no_speech |
+    # prompt_echo (the last two: the engine suppressed a hallucination)
+    reason: str
     detail: str = ""
 
 

@@ -1,9 +1,13 @@
-"""``voice-server asr-eval --model PATH --refs FILE.tsv``: accuracy on your own recordings.
+"""``voice-server asr-eval [--engine whisper] [--model PATH] --refs FILE.tsv [--phrases F]``:
+accuracy on your own recordings.
 
 The TSV has one line per recording: ``audio path <TAB> reference text`` (paths relative to the
 TSV's directory; lines starting with ``#`` and empty lines are skipped). Each file is decoded the
-way the pipeline decodes (:mod:`voice_server.transcribe.direct`) and scored with the call log's
-normalization (:mod:`voice_server.transcribe.errorrate`): CER and WER per file and overall.
+way the pipeline decodes (:mod:`voice_server.transcribe.direct`), with the phrase list as a
+channel's would be given to the engine, and scored: CER on characters after NFKC with
+punctuation and spaces removed (:func:`~voice_server.transcribe.errorrate.char_score`), WER on
+the call log's normalization; per file and overall. A result the engine suppressed (Whisper's
+hallucination guards) counts as empty text and is marked ``suppressed``.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from voice_server.transcribe.direct import recognize_file
-from voice_server.transcribe.errorrate import Score, score
+from voice_server.transcribe.errorrate import Score, char_score, score
 from voice_server.transcribe.recognizer import RecognizerFactory
 
 __all__ = ["EvalError", "read_refs", "run_eval"]
@@ -47,13 +51,21 @@ def read_refs(path: Path) -> list[tuple[Path, str]]:
 
 
 def run_eval(
-    factory: RecognizerFactory, refs_path: Path, out: TextIO, *, as_json: bool = False
+    factory: RecognizerFactory,
+    refs_path: Path,
+    out: TextIO,
+    *,
+    as_json: bool = False,
+    phrases: list[str] | None = None,
 ) -> dict[str, Any]:
     total = Score(0, 0, 0, 0)
     files: list[dict[str, Any]] = []
     for audio, reference in read_refs(refs_path):
-        hypothesis = recognize_file(factory, audio).text
+        result = recognize_file(factory, audio, phrases)
+        hypothesis = result.text
         s = score(reference, hypothesis, factory.language)
+        chars = char_score(reference, hypothesis)  # punctuation does not count
+        s = Score(chars.char_errors, chars.chars, s.word_errors, s.words)
         total = total + s
         files.append(
             {
@@ -62,6 +74,7 @@ def run_eval(
                 "hypothesis": hypothesis,
                 "cer": round(s.cer, 4),
                 "wer": round(s.wer, 4),
+                "suppressed": result.gap or None,
             }
         )
         if not as_json:
@@ -69,6 +82,7 @@ def run_eval(
     report = {
         "model": factory.name,
         "language": factory.language,
+        "phrases": len(phrases or []),
         "files": files,
         "overall": {"cer": round(total.cer, 4), "wer": round(total.wer, 4), "n": len(files)},
     }

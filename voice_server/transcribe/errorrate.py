@@ -7,12 +7,14 @@ whose normalized form has no spaces: use CER there).
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from voice_server.calllog.normalize import normalize, strip_spaces
 
-__all__ = ["Score", "edit_distance", "score"]
+__all__ = ["Score", "char_score", "edit_distance", "score"]
 
 
 def edit_distance(a: Sequence[object], b: Sequence[object]) -> int:
@@ -57,3 +59,14 @@ def score(reference: str, hypothesis: str, language: str | None = None) -> Score
     rc, hc = strip_spaces(ref), strip_spaces(hyp)
     rw, hw = ref.split(), hyp.split()
     return Score(edit_distance(rc, hc), len(rc), edit_distance(rw, hw), len(rw))
+
+
+_NOT_TEXT = re.compile(r"[\s\W_]+", re.UNICODE)
+
+
+def char_score(reference: str, hypothesis: str) -> Score:
+    """CER as the Japanese figures use it: NFKC, case folded, punctuation and spaces removed,
+    character by character (words are not counted)."""
+    ref = _NOT_TEXT.sub("", unicodedata.normalize("NFKC", reference)).casefold()
+    hyp = _NOT_TEXT.sub("", unicodedata.normalize("NFKC", hypothesis)).casefold()
+    return Score(edit_distance(ref, hyp), len(ref), 0, 0)

@@ -128,7 +128,9 @@ class LinkHub:
             with contextlib.suppress(Exception):
                 await ws.close(4401, "unauthorized")
             return
-        info = {k: str(hello.get(k, ""))[:200] for k in ("model", "language", "client")}
+        keys = ("model", "language", "client", "engine")
+        info: dict[str, Any] = {k: str(hello.get(k, ""))[:200] for k in keys}
+        info["partials"] = hello.get("partials") is not False  # Whisper: none
         previous = self._conn
         if previous is not None:
             self._drop_live()

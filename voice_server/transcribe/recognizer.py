@@ -88,6 +88,7 @@ def dithered(pcm: bytes, pos: int) -> bytes:
 class RecResult:
     text: str
     words: tuple[Word, ...] = ()
+    gap: str = ""  # a suppressed result (no_speech, prompt_echo): recorded as a gap, not text
 
 
 class Recognizer(Protocol):

@@ -29,6 +29,7 @@ from voice_server.identity.derived import LINK_PURPOSE, derive_key, mac_hex
 from voice_server.identity.keys import KEY_FILE, load_or_create_key
 from voice_server.store.channels import NAME_RE, ChannelStore
 from voice_server.store.database import Database
+from voice_server.transcribe import phrases as phrase_lists
 from voice_server.transcribe.burst import BurstMeta
 from voice_server.transcribe.catchup import CatchUp
 from voice_server.transcribe.engine import Engine, Job
@@ -122,15 +123,21 @@ class Sidecar:
 
     # ------------------------------------------------------------------ engine callbacks
     def phrases_of(self, channel: str) -> list[str] | None:
+        """The channel's list (Vosk: a grammar, only where a channel sets one), or for an engine
+        that takes them (Whisper) the deployment's list ∪ the channel's
+        (:mod:`voice_server.transcribe.phrases`); cached for :data:`PHRASES_TTL` seconds."""
         cached = self._phrases.get(channel)
         now = time.monotonic()
         if cached is not None and now - cached[0] < PHRASES_TTL:
             return cached[1]
         ch = self.channels.get(channel)
         raw = ch.settings.get("phrases") if ch is not None else None
-        phrases = [str(p) for p in raw if isinstance(p, str) and p.strip()] if raw else None
-        self._phrases[channel] = (now, phrases or None)
-        return phrases or None
+        own = [str(p) for p in raw if isinstance(p, str) and p.strip()] if raw else None
+        wide = getattr(self.factory, "uses_deployment_phrases", False)
+        deployment = phrase_lists.load(self.data_dir) if wide else []
+        phrases = phrase_lists.for_engine(wide, deployment, own)
+        self._phrases[channel] = (now, phrases)
+        return phrases
 
     def _send_threadsafe(self, msg: dict[str, Any]) -> None:
         loop, outbox = self._loop, self._outbox
@@ -233,6 +240,8 @@ class Sidecar:
             "mac": mac_hex(self.key, nonce),
             "model": self.factory.name,
             "language": self.factory.language,
+            "engine": getattr(self.factory, "engine", "vosk"),
+            "partials": getattr(self.factory, "partials", True),
             "client": f"transcriber pid {os.getpid()}",
         }
         await ws.send(dumps(hello))

@@ -86,6 +86,9 @@ class TranscriberSupervisor:
         ]
         if config.model:
             argv += ["--model", config.model]
+        argv += ["--engine", config.asr_engine]
+        if config.asr_language:
+            argv += ["--language", config.asr_language]
         return cls(argv)
 
     @property

@@ -202,4 +202,8 @@ def live_page(channel: str, request: Request, auth: AuthDep) -> HTMLResponse:
     found = app_state(request).channels.get(channel)
     if found is None:
         raise _refusal(request, auth, HTTPException(404))
-    return render(request, "live.html", actor=actor, csrf=csrf_of(auth), channel=found)
+    transcriber = app_state(request).link.transcriber
+    partials = transcriber is None or bool(transcriber.get("partials", True))
+    return render(
+        request, "live.html", actor=actor, csrf=csrf_of(auth), channel=found, partials=partials
+    )

@@ -42,6 +42,15 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "disable": ("無効にする", "Disable"),
     "users": ("ユーザー", "Users"),
     "channels": ("チャンネル", "Channels"),
+    "asr_phrases": ("認識語句", "Phrases"),
+    "asr_phrases_help": (
+        "全チャンネル共通の語句（避難所・施設・職員の名前、キーワード）を1行に1つ。"
+        "Whisper はこの一覧とチャンネルの一覧を手がかりに認識します（制限はしません）。"
+        "Vosk はチャンネルに一覧がある場合だけ、その語句に認識を限定します。",
+        "Deployment-wide phrases (shelter, place and staff names, keywords), one per line. "
+        "Whisper is biased towards this list and the channel's list (nothing is excluded); "
+        "Vosk uses a channel's list only, as a grammar that restricts recognition to it.",
+    ),
     "channel": ("チャンネル", "Channel"),
     "audit": ("監査ログ", "Audit log"),
     "codes": ("サインインコード", "Sign-in codes"),
@@ -145,6 +154,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "captions": ("字幕 (認識中)", "Captions (recognizing)"),
     "committed": ("記録された発話", "Recorded utterances"),
     "live_connecting": ("接続中…", "Connecting…"),
+    "live_no_partials": (
+        "この認識エンジン（Whisper）は発話の途中の文字を出しません。発話が終わってから文字になります。",
+        "This recognizer (Whisper) gives no text while someone talks: text appears once they stop.",
+    ),
     "live_connected": ("接続しました", "Connected"),
     "live_closed": ("接続が切れました", "Disconnected"),
     "live_dropped": ("表示が追いつかず省略されたメッセージ:", "Messages skipped (slow display):"),

@@ -46,6 +46,7 @@ NAV: list[NavEntry] = [
     NavEntry("/dashboard/codes", "codes", Action.DASHBOARD),
     NavEntry("/dashboard/users", "users", Action.USERS_VIEW),
     NavEntry("/dashboard/channels", "channels", Action.CHANNELS_VIEW),
+    NavEntry("/dashboard/phrases", "asr_phrases", Action.CHANNELS_VIEW),
     NavEntry("/dashboard/audit", "audit", Action.AUDIT_VIEW),
 ]
 

@@ -1,0 +1,1 @@
+"""Speech synthesis (offline): :mod:`voice_server.tts.openjtalk` for Japanese."""
