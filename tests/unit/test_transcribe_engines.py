@@ -142,6 +142,10 @@ def test_cli_unknown_engine_or_mismatched_folder_is_one_line_and_a_nonzero_exit(
     v = vosk_dir(tmp_path / "v")
     r = cli("asr-eval", "--engine", "whisper", "--model", str(v), "--refs", "x.tsv")
     assert r.returncode == 1 and r.stderr.strip().count("\n") == 0 and "not a Whisper" in r.stderr
+    broken = whisper_dir(tmp_path / "broken")  # a folder of the right shape, junk weights
+    r = cli("asr-eval", "--engine", "whisper", "--model", str(broken), "--refs", "x.tsv")
+    assert r.returncode == 1 and "cannot load" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 2  # the model line, then the error
     r = cli("models", "install", str(tmp_path / "nope"), "--models-dir", str(tmp_path / "m"))
     assert r.returncode == 1 and "no such" in r.stderr
     r = cli("models", "fetch", "kotoba-whisper-v2.0-faster", "--models-dir", str(tmp_path))

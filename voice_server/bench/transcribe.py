@@ -90,7 +90,7 @@ def add_parser(bsub: Any) -> None:
     p.add_argument(
         "--capacity-seconds",
         type=float,
-        default=60.0,
+        default=45.0,
         help="whisper: seconds per capacity step at a 20 %% duty cycle (0: no capacity phase)",
     )
     p.add_argument(

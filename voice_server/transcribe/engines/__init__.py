@@ -168,9 +168,12 @@ def load_factory(choice: EngineChoice, *, warm_recognizers: int = 12, device: st
                 f"the whisper engine needs faster-whisper: pip install 'voice-server[whisper]' "
                 f"({exc})"
             ) from None
-        return WhisperFactory(
-            choice.path, name=choice.name, language=choice.language, device=device
-        )
+        try:
+            return WhisperFactory(
+                choice.path, name=choice.name, language=choice.language, device=device
+            )
+        except (RuntimeError, OSError, ValueError) as exc:  # CTranslate2: a bad model.bin
+            raise EngineError(f"cannot load the Whisper model {choice.path}: {exc}") from None
     from voice_server.transcribe.recognizer import VoskFactory
 
     return VoskFactory(
