@@ -72,17 +72,20 @@ def test_renegotiation_adds_slot_m_lines_to_a_live_aiortc_peer(tmp_path: Path) -
     with running_server(tmp_path / "srv", channels=("ops", "hq")) as server:
         ops_tone = write_tone(tmp_path / "ops.wav", 440, 2.0)
         hq_tone = write_tone(tmp_path / "hq.wav", 660, 2.0)
-        ops = start_client(server, tmp_path, "ann", play=ops_tone, loop=True, duration=16)
+        ops = start_client(server, tmp_path, "ann", play=ops_tone, loop=True, duration=18)
         ops.wait_event("media", state="connected")
-        hq = start_client(server, tmp_path, "bea", channel="hq", play=hq_tone, loop=True,
-                          duration=16)  # fmt: skip
-        listener = _monitor_client(server, tmp_path, "sup", duration=12)
+        listener = _monitor_client(server, tmp_path, "sup", duration=14)
         renegotiated = listener.wait_event("renegotiated", timeout=30)
+        # hq starts talking after: its talk events reach the monitor too, naming the channel
+        hq = start_client(server, tmp_path, "bea", channel="hq", play=hq_tone, loop=True,
+                          duration=9)  # fmt: skip
+        hq_started = listener.wait_event("talk_started", timeout=30, channel="hq")
         assert listener.wait() == 0, listener.stderr
         for c in (ops, hq):
             assert c.wait() == 0, c.stderr
     assert listener.of("routed")[0]["hears"] == ["ops", "hq"]
     assert renegotiated["mids"] == 7  # the microphone, three ops slots, three hq slots
+    assert hq_started["speaker"]["sub"] == "bea"
     samples, rate = read_mono(listener.record)  # type: ignore[arg-type]
     at = renegotiated["t"]
     loud = loud_blocks(samples)
@@ -90,10 +93,11 @@ def test_renegotiation_adds_slot_m_lines_to_a_live_aiortc_peer(tmp_path: Path) -
     assert first * BLOCK / rate < at  # ops was heard before the renegotiation ...
     end = int((at + 3.0) * rate / BLOCK)
     assert longest_quiet_run(loud, first, end) <= 2  # ... and went on through it (<= 40 ms)
-    before = power(samples, rate, 660, first * BLOCK / rate, at)
-    after = power(samples, rate, 660, at + 1.0, at + 4.0)
-    assert after > 20 * max(before, 1.0)  # hq is heard after it, not before
-    assert power(samples, rate, 440, at + 1.0, at + 4.0) > 0.1 * after
+    t_hq = hq_started["t"]
+    before = power(samples, rate, 660, first * BLOCK / rate, t_hq)
+    after = power(samples, rate, 660, t_hq + 0.5, t_hq + 3.0)
+    assert after > 20 * max(before, 1.0)  # hq is heard on the new m-lines
+    assert power(samples, rate, 440, t_hq + 0.5, t_hq + 3.0) > 0.1 * after  # with ops
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from voice_server.histogram import LatencyHistogram, make_bounds_us
@@ -368,8 +369,8 @@ class MediaPlane:
         # mid 0 of a participant (or a source's packets) goes to its members, in route order
         members.sort(key=lambda m: route.sends.index(m.router.channel))
         sink: Callable[[bytes, int], None] | None = None
-        if len(members) == 1:
-            sink = members[0].receive
+        if len(members) == 1:  # the common case: straight to the router, no Python frame between
+            sink = partial(members[0].router.on_rtp, members[0])
         elif members:
             sink = _fan_in(tuple(members))
         if isinstance(peer, Transport | ServerSource):

@@ -124,10 +124,6 @@ class Member:
         self.burst: object | None = None  # the talk burst being tapped for the log (opaque)
         self.fanout: Fanout = router.silent  # this talker's audience here
 
-    def receive(self, plain: bytes, t0_ns: int) -> None:
-        """One decrypted packet of this source (what its transport is bound to)."""
-        self.router.on_rtp(self, plain, t0_ns)
-
 
 class Consumer:
     """A participant hearing this router's channel: one block of its slot m-lines."""

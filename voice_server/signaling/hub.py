@@ -152,6 +152,7 @@ class Hub:
         self.media = media
         self.registry = SessionRegistry(grace_seconds)
         self.routes: dict[str, Route] = {}  # session id -> its route, when not its channel's
+        self._monitors: dict[str, set[str]] = {}  # channel -> sessions of another that hear it
         #: server-side sources (announcements, relays) by id -> display name, for talk events
         self.sources: dict[str, str] = {}
         self._outboxes: dict[str, Outbox] = {}
@@ -241,7 +242,7 @@ class Hub:
                 exclude=session,
             )
         if not opened.resumed:
-            self.routes.pop(session.id, None)
+            self._forget_route(session)
         if self.media is not None and not (opened.resumed and self.media.has_transport(session.id)):
             self._send(session, ServerOffer(sdp=self.media.open(session.id, self.route(session))))
         log.info(
@@ -291,10 +292,12 @@ class Hub:
         carries, through a renegotiation offer for new channels heard."""
         if session.state is SessionState.CLOSED:
             return
-        if route == Route.channel(session.channel):
-            self.routes.pop(session.id, None)
-        else:
+        self._forget_route(session)
+        if route != Route.channel(session.channel):
             self.routes[session.id] = route
+            for channel in route.hears:
+                if channel != session.channel:
+                    self._monitors.setdefault(channel, set()).add(session.id)
         reoffer = None
         if self.media is not None and self.media.has_transport(session.id):
             reoffer = self.media.set_route(session.id, route)
@@ -302,6 +305,15 @@ class Hub:
             session, ServerRouted(sends=list(route.sends), hears=list(route.hears), id=request_id)
         )
         self._reoffer(session, reoffer)
+
+    def _forget_route(self, session: Session) -> None:
+        old = self.routes.pop(session.id, None)
+        for channel in old.hears if old is not None else ():
+            monitors = self._monitors.get(channel)
+            if monitors is not None:
+                monitors.discard(session.id)
+                if not monitors:
+                    del self._monitors[channel]
 
     def _reoffer(self, session: Session, reoffer: Reoffer | None) -> None:
         if reoffer is not None:
@@ -387,7 +399,12 @@ class Hub:
         if speaker is None:
             return
         kind = ServerTalkStarted if started else ServerTalkStopped
-        self.broadcast(channel, kind(speaker=speaker, slot=slot, channel=channel))
+        message = kind(speaker=speaker, slot=slot, channel=channel)
+        self.broadcast(channel, message)
+        for sid in list(self._monitors.get(channel, ())):  # sessions of other channels hearing it
+            monitor = self.registry.get(sid)
+            if monitor is not None:
+                self._send(monitor, message)
 
     def media_lost(self, session_id: str) -> None:
         """The session's transport died (ICE consent expired, DTLS failed): offer a new one."""
@@ -448,7 +465,7 @@ class Hub:
         self._warned.pop(session.id, None)
         if not self.registry.close(session):
             return
-        self.routes.pop(session.id, None)
+        self._forget_route(session)
         if self.media is not None:
             self.media.close(session.id)
         self.broadcast(

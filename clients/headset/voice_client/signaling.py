@@ -291,7 +291,10 @@ class ClientSession:
             self.you = speaker
         if speaker["id"] in self.participants:
             self.participants[speaker["id"]] = speaker
-        return [Emit({"event": msg["type"], "speaker": speaker, "slot": slot})]
+        event = {"event": msg["type"], "speaker": speaker, "slot": slot}
+        if isinstance(msg.get("channel"), str):  # whose slot (a monitored channel's, maybe)
+            event["channel"] = msg["channel"]
+        return [Emit(event)]
 
     def _on_slot_busy(self, msg: dict[str, Any]) -> list[Action]:
         return [Emit({"event": "slot_busy", "slots": int(msg["slots"])})]

@@ -151,6 +151,7 @@ export class Call extends EventTarget {
           jitterBufferMinimumDelay: s.jitterBufferMinimumDelay,
           jitter: s.jitter, // RFC 3550 interarrival jitter, s
           packetsLost: s.packetsLost,
+          concealedSamples: s.concealedSamples, // played but not received (a gap, a loss)
         };
       } else if (s.type === "outbound-rtp" && s.kind === "audio") {
         out.outbound = { packetsSent: s.packetsSent, bytesSent: s.bytesSent };

@@ -100,7 +100,10 @@ class App {
     this.call.addEventListener("answer", (e) => {
       if (!this.conn) return;
       const answer = { type: "answer", sdp: e.detail.sdp };
-      if (Number.isInteger(e.detail.revision)) answer.revision = e.detail.revision;
+      if (Number.isInteger(e.detail.revision)) {
+        answer.revision = e.detail.revision;
+        if (this.diag) this.diag.log("renegotiated", { revision: e.detail.revision });
+      }
       this.conn.send(answer);
     });
     this.call.addEventListener("track", (e) => this.engine.attachRemote(e.detail.mid, e.detail.track));

@@ -1,0 +1,80 @@
+"""The phone app renegotiates its live peer connection: a channel heard mid-call arrives on new
+slot m-lines while the audio already flowing goes on (Chromium, private network namespace)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from tests.audio import write_tone
+from tests.e2e.conftest import device_link, open_page
+from tests.servers import ServerProcess
+from tests.voiceclients import start_client
+
+pytestmark = pytest.mark.e2e
+
+T = TypeVar("T")
+
+
+def wait_for(fn: Callable[[], T], what: str, timeout: float = 20.0) -> T:
+    deadline = time.monotonic() + timeout
+    last: T = fn()
+    while not last:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+        time.sleep(0.1)
+        last = fn()
+    return last
+
+
+def near(page: Any, mid: str, freq: float) -> bool:
+    hz = page.evaluate(f"window.voiceDiag.dominantHz('{mid}')")
+    return hz is not None and abs(hz - freq) < 20
+
+
+def kinds(page: Any) -> list[str]:
+    return [e["kind"] for e in page.evaluate("window.voiceDiag.events")]
+
+
+def slot(page: Any, mid: str) -> dict[str, Any]:
+    stats: dict[str, Any] = page.evaluate("window.voiceDiag.stats()")
+    return dict(stats["inbound"].get(mid) or {})
+
+
+def test_a_monitored_channel_is_added_to_the_live_peer_connection_without_a_gap(
+    pw: Any, e2e_server: ServerProcess, tmp_path: Path
+) -> None:
+    srv = e2e_server
+    ops = start_client(srv, tmp_path, "ann", play=write_tone(tmp_path / "a.wav", 440, 2.0),
+                       loop=True, duration=25)  # fmt: skip
+    hq_tone = write_tone(tmp_path / "b.wav", 660, 2.0)
+    hq = start_client(srv, tmp_path, "bea", channel="hq", play=hq_tone, loop=True, duration=25)
+    page = open_page(pw, device_link(srv, srv.token("sup", "ops", "hq")), audio=None)
+    try:
+        wait_for(lambda: near(page, "1", 440), "the page hearing ops on slot 1")
+        before = slot(page, "1")
+        page.evaluate(
+            "window.voiceDiag.conn.send({type: 'route', sends: ['ops'], hears: ['ops', 'hq']})"
+        )
+        wait_for(lambda: "renegotiated" in kinds(page), "the renegotiation answer")
+        wait_for(lambda: near(page, "4", 660), "the page hearing hq on the new slot m-lines")
+        time.sleep(1.0)  # a stretch of audio after the renegotiation to compare
+        after = slot(page, "1")
+        assert near(page, "1", 440)  # ops went on, on the same slot
+        elapsed_packets = after["packetsReceived"] - before["packetsReceived"]
+        assert elapsed_packets > 50, (before, after)
+        # a gap would be played as concealment: allow a few lost packets' worth (60 ms)
+        concealed = after["concealedSamples"] - before["concealedSamples"]
+        assert concealed < 48_000 * 0.06, (before, after)
+        media = [e for e in page.evaluate("window.voiceDiag.events") if e["kind"] == "media"]
+        assert [e["state"] for e in media].count("connected") == 1  # one peer connection
+        assert not page.errors, page.errors
+    finally:
+        page.context.browser.close()
+        for c in (ops, hq):
+            c.proc.terminate()
+            c.wait()
