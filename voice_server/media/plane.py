@@ -61,6 +61,9 @@ RTCP_ROUNDS = 40
 CONSENT_TIMEOUT = 30.0
 
 
+_NEVER_CONNECTED = (TransportState.NEW, TransportState.CONNECTING)
+
+
 @dataclass(frozen=True, slots=True)
 class Renegotiation:
     """An offer for a live peer connection (``offer {"renegotiate": true}``)."""
@@ -346,13 +349,17 @@ class MediaPlane:
         # what it hears now (the rest once a renegotiation answer brings their m-lines): the
         # routers judge who hears a talker twice by this
         now = replace(route, hears=tuple(c for c in route.hears if c in heard))
+        # a transport that never connected is in no fan-out, and its packets cannot arrive yet:
+        # its routers rebuild when it connects (joins cost one rebuild less)
+        unseen = isinstance(peer, Transport) and peer.state in _NEVER_CONNECTED
         members: list[Member] = []
         for channel in sorted(placed.channels | route.channels):
             router = self._router(channel)
             member = router.place(peer, now, hear=channel in heard)
             if member is not None:
                 members.append(member)
-            router.refresh_listeners()
+            if not unseen:
+                router.refresh_listeners()
             if router.empty and not self._wanted(channel):
                 router.close()
                 del self.routers[channel]
