@@ -7,11 +7,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from voice_server.calllog.burst import BurstMeta, clip_path
 from voice_server.calllog.model import Utterance, Word, new_burst_id
+from voice_server.calllog.ogg import OggOpusWriter
 from voice_server.calllog.sqlite import SqliteCallLog
 from voice_server.store.database import Database
-from voice_server.transcribe.burst import BurstMeta, clip_path
-from voice_server.transcribe.ogg import OggOpusWriter
 
 SILENCE = b"\xf8\xff\xfe"  # one 20 ms Opus frame (CELT, mono) of silence
 FRAME_SAMPLES = 960

@@ -22,6 +22,7 @@ from voice_server.metrics import Family, SignalingCounters
 from voice_server.process_metrics import GC, process_families
 from voice_server.signaling.endpoint import serve_signaling
 from voice_server.signaling.hub import Hub
+from voice_server.signaling.livehub import LiveHub
 from voice_server.state import AppState
 from voice_server.store.channels import ChannelStore
 from voice_server.store.database import Database, migrate
@@ -43,7 +44,6 @@ from voice_server.web import (
 )
 from voice_server.web import live as live_ws
 from voice_server.web.common import validation_error_handler
-from voice_server.web.livehub import LiveHub
 from voice_server.web.pages import PageExit, page_exit_handler
 from voice_server.web.security import SecurityHeaders
 from voice_server.web.static import find_web_dir, web_files
@@ -72,11 +72,7 @@ def build_state(config: Config) -> AppState:
     calllog = SqliteCallLog(db)
     link = LinkHub(key)
 
-    def speaker_of(session_id: str) -> tuple[str, str] | None:
-        session = hub.registry.get(session_id)
-        return (session.sub, session.name) if session is not None else None
-
-    tap = BurstTap(speaker_of, queue_limit=config.tap_queue_packets, live=link)
+    tap = BurstTap(hub.speaker, queue_limit=config.tap_queue_packets, live=link)
     spool = SpoolWriter(config.data_dir, tap, calllog, config.spool_quota_mb * 1024 * 1024)
     media = MediaPlane(
         tap=tap if config.call_log else None,

@@ -12,6 +12,7 @@ from voice_server.config import Config
 from voice_server.media.plane import MediaPlane
 from voice_server.metrics import Family, MetricsRegistry, SignalingCounters
 from voice_server.signaling.hub import Hub
+from voice_server.signaling.livehub import LiveHub
 from voice_server.signaling.sessions import SessionState
 from voice_server.store.channels import ChannelStore
 from voice_server.store.database import Database
@@ -19,7 +20,6 @@ from voice_server.transcribe.link_server import LinkHub
 from voice_server.transcribe.monitor import TranscriptionMonitor
 from voice_server.transcribe.spool import SpoolWriter
 from voice_server.transcribe.supervise import TranscriberSupervisor
-from voice_server.web.livehub import LiveHub
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -17,10 +17,10 @@ import pytest
 from tests.japanese import opus_packets, speech_pcm, whisper_factory
 from tests.transcribe_helpers import rtp
 from voice_server.bench.japanese import phrase_list, sentences
+from voice_server.calllog.burst import BurstMeta
 from voice_server.calllog.model import new_burst_id
 from voice_server.calllog.sqlite import SqliteCallLog
 from voice_server.store.database import Database
-from voice_server.transcribe.burst import BurstMeta
 from voice_server.transcribe.direct import recognize_packets
 from voice_server.transcribe.engine import Engine
 from voice_server.transcribe.errorrate import char_score

@@ -175,3 +175,24 @@ def test_deleted_utterances_leave_the_table_and_both_indexes(
             ).fetchone()[0]
             == 0
         )
+
+
+def test_every_commit_appends_to_the_event_sequence_readable_after_a_seq(
+    log: SqliteCallLog,
+) -> None:
+    assert log.last_event_seq() == 0 and log.events_after(0) == []
+    a, b, c = utt(1, "一"), utt(2, "二", channel="ops"), utt(3, "三")
+    assert log.add_utterance(a, committed_ms=T0 + 1)
+    assert not log.add_utterance(a, committed_ms=T0 + 2)  # a retry commits nothing: no event
+    assert log.add_utterance(b, committed_ms=T0 + 3)
+    events = log.events_after(0)
+    assert [(e.kind, e.ref, e.channel) for e in events] == [
+        ("utterance", a.id, "facilities"),
+        ("utterance", b.id, "ops"),
+    ]
+    assert events[0].seq < events[1].seq == log.last_event_seq()
+    log.delete([b.id])  # the sequence never goes back: a later commit gets a larger seq
+    assert log.add_utterance(c, committed_ms=T0 + 4)
+    after = log.events_after(events[1].seq)
+    assert [e.ref for e in after] == [c.id] and after[0].seq > events[1].seq
+    assert log.events_after(0, limit=1) == events[:1]

@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 
 from voice_server.identity.principal import Principal
 from voice_server.identity.tokens import Role
+from voice_server.signaling.livehub import LiveHub, Viewer
 from voice_server.signaling.messages import Participant, ServerTalkStarted
 from voice_server.signaling.sessions import SessionRegistry
-from voice_server.web.livehub import LiveHub, Viewer
 
 
 def hub_with(*people: tuple[str, str, str]) -> tuple[LiveHub, SessionRegistry]:

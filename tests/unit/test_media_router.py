@@ -31,13 +31,13 @@ class FakeTransport:
 class Events:
     log: list[tuple[str, str, int]] = field(default_factory=list)
 
-    def talk_started(self, session_id: str, slot: int) -> None:
+    def talk_started(self, session_id: str, channel: str, slot: int) -> None:
         self.log.append(("started", session_id, slot))
 
-    def talk_stopped(self, session_id: str, slot: int) -> None:
+    def talk_stopped(self, session_id: str, channel: str, slot: int) -> None:
         self.log.append(("stopped", session_id, slot))
 
-    def slot_busy(self, session_id: str, slots: int) -> None:
+    def slot_busy(self, session_id: str, channel: str, slots: int) -> None:
         self.log.append(("busy", session_id, slots))
 
 

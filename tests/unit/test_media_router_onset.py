@@ -32,13 +32,13 @@ class _Events:
     def __init__(self) -> None:
         self.log: list[tuple[str, str, int]] = []
 
-    def talk_started(self, session_id: str, slot: int) -> None:
+    def talk_started(self, session_id: str, channel: str, slot: int) -> None:
         self.log.append(("start", session_id, slot))
 
-    def talk_stopped(self, session_id: str, slot: int) -> None:
+    def talk_stopped(self, session_id: str, channel: str, slot: int) -> None:
         self.log.append(("stop", session_id, slot))
 
-    def slot_busy(self, session_id: str, slots: int) -> None:
+    def slot_busy(self, session_id: str, channel: str, slots: int) -> None:
         self.log.append(("busy", session_id, slots))
 
 
@@ -164,9 +164,9 @@ def test_when_talk_starts_the_pre_roll_still_holds_the_bursts_first_packets() ->
     seen: list[int] = []
     original = events.talk_started
 
-    def talk_started(session_id: str, slot: int) -> None:
+    def talk_started(session_id: str, channel: str, slot: int) -> None:
         seen.append(len(talker.preroll))
-        original(session_id, slot)
+        original(session_id, channel, slot)
 
     events.talk_started = talk_started  # type: ignore[method-assign]
     for k in range(3):

@@ -33,7 +33,7 @@ class Recorder(MediaEndpoint):
     def __init__(self) -> None:
         self.out: list[tuple[bytes, tuple[str, int]]] = []
         self.changes: list[Transport] = []
-        super().__init__(MediaCounters(), lambda *a: None, self.changes.append)
+        super().__init__(MediaCounters(), self.changes.append)
 
     def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
         self.out.append((data, addr))

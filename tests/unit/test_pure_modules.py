@@ -26,12 +26,14 @@ PURE = [
     "voice_server.calllog.localtime",
     "voice_server.web.highlight",
     "voice_server.bench.search_data",
-    "voice_server.transcribe.ogg",
+    "voice_server.calllog.ogg",
     "voice_server.transcribe.packets",
-    "voice_server.transcribe.burst",
+    "voice_server.calllog.burst",
     "voice_server.transcribe.protocol",
     "voice_server.transcribe.errorrate",
     "voice_server.transcribe.catalogue",
+    "voice_server.media.route",
+    "voice_server.media.negotiation",
 ]
 FORBIDDEN = {
     "asyncio",

@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 
 from tests.transcribe_helpers import FakeFactory, opus_tone, rtp
+from voice_server.calllog.burst import BurstMeta
 from voice_server.calllog.model import Utterance, new_burst_id
 from voice_server.calllog.sqlite import SqliteCallLog
 from voice_server.store.database import Database
-from voice_server.transcribe.burst import BurstMeta
 from voice_server.transcribe.engine import Engine
 from voice_server.transcribe.errorrate import edit_distance, score
 from voice_server.transcribe.packets import opus_samples

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from voice_server.transcribe.burst import BurstMeta, burst_id_of, clip_path, spool_name
-from voice_server.transcribe.ogg import (
+from voice_server.calllog.burst import BurstMeta, burst_id_of, clip_path, spool_name
+from voice_server.calllog.ogg import (
     OggError,
     OggOpusWriter,
     build_page,

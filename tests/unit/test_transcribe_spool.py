@@ -10,14 +10,14 @@ from pathlib import Path
 import av
 
 from tests.transcribe_helpers import opus_tone, rtp
+from voice_server.calllog.burst import BurstMeta
+from voice_server.calllog.ogg import read_ogg_opus
 from voice_server.calllog.sqlite import SqliteCallLog
 from voice_server.histogram import LatencyHistogram
 from voice_server.media.counters import MediaCounters
 from voice_server.media.router import Router
 from voice_server.store.database import Database
 from voice_server.talk.detector import TalkRules
-from voice_server.transcribe.burst import BurstMeta
-from voice_server.transcribe.ogg import read_ogg_opus
 from voice_server.transcribe.spool import SpoolWriter
 from voice_server.transcribe.tap import BurstTap
 
@@ -116,13 +116,13 @@ class Events:
     def __init__(self) -> None:
         self.busy: list[str] = []
 
-    def talk_started(self, session_id: str, slot: int) -> None:
+    def talk_started(self, session_id: str, channel: str, slot: int) -> None:
         pass
 
-    def talk_stopped(self, session_id: str, slot: int) -> None:
+    def talk_stopped(self, session_id: str, channel: str, slot: int) -> None:
         pass
 
-    def slot_busy(self, session_id: str, slots: int) -> None:
+    def slot_busy(self, session_id: str, channel: str, slots: int) -> None:
         self.busy.append(session_id)
 
 

@@ -130,6 +130,17 @@ class Gap:
 
 
 @dataclass(frozen=True, slots=True)
+class CommitEvent:
+    """One entry of the store's commit event sequence: ``seq`` increases with every commit."""
+
+    seq: int
+    kind: str  # "utterance" (later "alert", "announcement")
+    ref: str  # what was committed: the burst id of an utterance
+    channel: str
+    created_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class SearchQuery:
     channels: frozenset[str] | None = None  # None: every channel
     speaker: str | None = None
@@ -175,4 +186,4 @@ def since_until_rowids(since_ms: int | None, until_ms: int | None) -> tuple[int,
     return lo, hi
 
 
-__all__ += ["ms_to_rowid", "since_until_rowids"]
+__all__ += ["CommitEvent", "ms_to_rowid", "since_until_rowids"]

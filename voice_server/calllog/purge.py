@@ -28,12 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from voice_server.audit.log import AuditLog, AuditSubject
+from voice_server.calllog.burst import CLIPS_DIR, DONE, SPOOL_DIR, BurstMeta
 from voice_server.calllog.model import BURST_ID_RE, iso, ms_to_rowid
+from voice_server.calllog.ogg import OggError, read_ogg_opus
 from voice_server.calllog.retention import Cutoff, Rule, cutoffs, unknown_channel_cutoff
 from voice_server.calllog.sqlite import SqliteCallLog
 from voice_server.store.database import connect
-from voice_server.transcribe.burst import CLIPS_DIR, DONE, SPOOL_DIR, BurstMeta
-from voice_server.transcribe.ogg import OggError, read_ogg_opus
 
 __all__ = ["ChannelPurge", "PurgeReport", "Purger"]
 

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from voice_server.calllog.model import (
+    CommitEvent,
     Gap,
     SearchPage,
     SearchQuery,
@@ -44,6 +45,7 @@ _INSERT = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_GRAMS = "INSERT INTO utterance_grams (rowid, grams) VALUES (?, ?)"
+_INSERT_EVENT = "INSERT INTO commit_event (kind, ref, channel, created_ms) VALUES (?, ?, ?, ?)"
 
 
 def _row_values(
@@ -135,6 +137,22 @@ class SqliteCallLog:
         row = _row_values(rowid, u, burst_end_ms, committed_ms)
         conn.execute(_INSERT, row)
         conn.execute(_INSERT_GRAMS, (rowid, gram_tokens(row[8])))
+        conn.execute(_INSERT_EVENT, ("utterance", u.id, u.channel, committed_ms))
+
+    # ------------------------------------------------------------------ commit events
+    def events_after(self, seq: int, limit: int = 100) -> list[CommitEvent]:
+        with self._db.connection() as conn:
+            rows = conn.execute(
+                "SELECT seq, kind, ref, channel, created_ms FROM commit_event WHERE seq > ? "
+                "ORDER BY seq LIMIT ?",
+                (seq, max(1, min(limit, 1000))),
+            ).fetchall()
+        return [CommitEvent(*tuple(r)) for r in rows]
+
+    def last_event_seq(self) -> int:
+        with self._db.connection() as conn:
+            row = conn.execute("SELECT max(seq) FROM commit_event").fetchone()
+        return int(row[0] or 0)
 
     def add_gap(self, gap: Gap, *, created_ms: int) -> bool:
         with self._db.transaction() as conn:

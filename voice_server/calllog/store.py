@@ -9,6 +9,10 @@ Semantics every backend keeps:
   back for the next page; 3+ character terms use the full-text index, 1-2 character terms the
   side index; never a scan of the whole log.
 - ``delete`` removes utterances from the table, the full-text index and the side index together.
+- Every stored utterance appends one entry to the commit event sequence in the same transaction
+  (``events_after``: entries with a larger ``seq``, oldest first). Features that react to commits
+  (keyword alerts, replay counts, "who heard it", webhooks) read this, never the live link: the
+  transcriber also commits through its spool catch-up while the link is down.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
-from voice_server.calllog.model import Gap, SearchPage, SearchQuery, Utterance
+from voice_server.calllog.model import CommitEvent, Gap, SearchPage, SearchQuery, Utterance
 
 __all__ = ["CallLog"]
 
@@ -46,6 +50,14 @@ class CallLog(Protocol):
 
     def delete(self, burst_ids: Iterable[str]) -> int:
         """Remove utterances with their index entries; return how many were removed."""
+        ...
+
+    def events_after(self, seq: int, limit: int = 100) -> list[CommitEvent]:
+        """Commit events with ``seq`` greater than ``seq``, oldest first, at most ``limit``."""
+        ...
+
+    def last_event_seq(self) -> int:
+        """The newest commit event's seq (0 when none): where a new reader starts."""
         ...
 
     def commit_latencies_ms(self, since_ms: int) -> list[int]:

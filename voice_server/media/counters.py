@@ -41,6 +41,8 @@ class MediaCounters:
     packets_out: int = 0
     #: packets of a talker holding a slot, each copied to every other connected member
     packets_routed: int = 0
+    renegotiations: int = 0
+    renegotiations_ignored: int = 0
     rtcp_in: int = 0
     rtcp_out: int = 0
     rtcp_receiver_reports: int = 0
@@ -86,6 +88,8 @@ class MediaCounters:
             ("talk_bursts", "Talk bursts given a slot"),
             ("slot_busy_bursts", "Talk bursts that found every slot busy"),
             ("transports_closed_consent", "Transports closed after ICE consent expired"),
+            ("renegotiations", "Renegotiation answers applied on a live peer connection"),
+            ("renegotiations_ignored", "Renegotiation answers ignored (stale or mismatched)"),
         ]:
             fams.append(
                 Family(f"voice_media_{name}_total", "counter", help_text).add(getattr(self, name))

@@ -1,8 +1,10 @@
 """The single UDP port: demultiplexes every datagram to a transport (RFC 7983 first byte).
 
 Peers are found by ICE username (``ourUfrag:theirUfrag``) for STUN, then by their validated
-address for everything else. A datagram from an address that never passed an ICE check is
-dropped and counted, whatever it claims to be. Nothing raises out of ``datagram_received``.
+address for everything else. A decrypted RTP packet goes straight to what its transport is bound
+to (its router member, :attr:`Transport.sink`): no look-up by session or channel. A datagram from
+an address that never passed an ICE check is dropped and counted, whatever it claims to be.
+Nothing raises out of ``datagram_received``.
 """
 
 from __future__ import annotations
@@ -37,7 +39,6 @@ _IP_PMTUDISC_PROBE = getattr(socket, "IP_PMTUDISC_PROBE", 3)  # DF set, path MTU
 SEND_BUFFER = 4 * 1024 * 1024
 
 
-OnRtp = Callable[[Transport, bytes, int], None]
 OnChange = Callable[[Transport], None]
 
 
@@ -46,9 +47,8 @@ class MediaEndpoint:
     the event loop) and sends straight to the socket: a full kernel buffer drops and counts the
     copy instead of growing an unbounded user-space buffer."""
 
-    def __init__(self, counters: MediaCounters, on_rtp: OnRtp, on_change: OnChange) -> None:
+    def __init__(self, counters: MediaCounters, on_change: OnChange) -> None:
         self.counters = counters
-        self._on_rtp = on_rtp
         self._on_change = on_change
         self.by_ufrag: dict[str, Transport] = {}
         self.by_addr: dict[Address, Transport] = {}
@@ -168,7 +168,9 @@ class MediaEndpoint:
                     return
                 self.counters.packets_in += 1
                 self.counters.bytes_in += len(data)
-                self._on_rtp(transport, plain, t0)
+                sink = transport.sink
+                if sink is not None:
+                    sink(plain, t0)
             elif b0 < 4:
                 self._on_stun(data, addr)
             elif 19 < b0 < 64 and transport is not None:

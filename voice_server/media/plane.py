@@ -1,8 +1,12 @@
-"""The media plane: one UDP endpoint, a router per channel, transports per session.
+"""The media plane: one UDP endpoint, a router per channel, a transport per session.
 
-Implements the signaling hub's :class:`~voice_server.signaling.hub.MediaPort`: ``open`` makes a
-transport and returns the server's SDP offer, ``answer`` applies the participant's answer,
-``close`` tears it down. Owns three periodic jobs: talk hangover ticks (50 ms), RTCP sender
+Implements the signaling hub's :class:`~voice_server.signaling.hub.MediaPort` in terms of session
+ids and :class:`~voice_server.media.route.Route` values (it knows nothing of signaling
+sessions): ``open`` makes a transport for a route and returns the server's SDP offer, ``answer``
+applies the participant's answer, ``set_route`` changes what a session talks into and hears
+during the call (returning a renegotiation offer when it now hears a channel its peer connection
+has no slot m-lines for), ``close`` tears it down. Server-side sources (no peer) are attached to
+routes with ``attach_source``. Owns three periodic jobs: talk hangover ticks (50 ms), RTCP sender
 reports (every 2 s per active slot and listener) and ICE consent expiry (30 s without a check).
 """
 
@@ -16,6 +20,9 @@ import secrets
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Any
 
 from voice_server.histogram import LatencyHistogram, make_bounds_us
 from voice_server.media import native
@@ -23,7 +30,9 @@ from voice_server.media.counters import MediaCounters
 from voice_server.media.dtls import Certificate
 from voice_server.media.endpoint import MediaEndpoint
 from voice_server.media.errors import PacketError
-from voice_server.media.router import Router, TalkEvents, Tap
+from voice_server.media.negotiation import Block, Negotiation, mids, slot_ssrcs
+from voice_server.media.route import Route
+from voice_server.media.router import Member, Peer, Router, TalkEvents, Tap
 from voice_server.media.rtcp import build_sender_report
 from voice_server.media.sdp import (
     OfferParams,
@@ -34,9 +43,9 @@ from voice_server.media.sdp import (
 )
 from voice_server.media.sdp import parse_answer as parse_sdp_answer
 from voice_server.media.slot_stream import CLOCK_RATE
+from voice_server.media.source import ServerSource
 from voice_server.media.transport import Transport, TransportState
 from voice_server.metrics import Family
-from voice_server.signaling.sessions import Session
 from voice_server.talk.detector import TalkRules
 
 log = logging.getLogger(__name__)
@@ -50,6 +59,38 @@ RTCP_SECONDS = 2.0
 # loop for ~20 ms, and voice queued in the socket behind it.
 RTCP_ROUNDS = 40
 CONSENT_TIMEOUT = 30.0
+
+
+_NEVER_CONNECTED = (TransportState.NEW, TransportState.CONNECTING)
+
+
+@dataclass(frozen=True, slots=True)
+class Renegotiation:
+    """An offer for a live peer connection (``offer {"renegotiate": true}``)."""
+
+    sdp: str
+    revision: int
+
+
+@dataclass(eq=False, slots=True)
+class _Placed:
+    """A source or participant in the plane: its route and the routers it is placed in."""
+
+    peer: Peer
+    route: Route
+    channels: frozenset[str] = frozenset()
+
+
+@dataclass(eq=False, slots=True)
+class _Link(_Placed):
+    """A participant: its transport, and its peer connection's slot m-lines."""
+
+    sdp: Negotiation = field(default_factory=lambda: Negotiation(0, ()))
+
+    @property
+    def transport(self) -> Transport:
+        assert isinstance(self.peer, Transport)
+        return self.peer
 
 
 def pick_announce_ip(media_host: str, announce_ip: str | None) -> str:
@@ -79,7 +120,7 @@ class MediaPlane:
         on_transport_lost: Callable[[str], None] | None = None,
         rules: TalkRules | None = None,
         preroll_packets: int = 5,
-        tap: Tap | None = None,
+        tap: Tap[Any] | None = None,
     ) -> None:
         self.tap = tap
         self.host = host
@@ -96,9 +137,9 @@ class MediaPlane:
         self.onset_histogram = LatencyHistogram(make_bounds_us(max_us=2_000_000))
         self.certificate = Certificate.generate()
         self.routers: dict[str, Router] = {}
-        self.transports: dict[str, Transport] = {}
-        self._channel_of: dict[str, str] = {}
-        self.endpoint = MediaEndpoint(self.counters, self._on_rtp, self._on_change)
+        self.links: dict[str, _Link] = {}
+        self.sources: dict[str, _Placed] = {}
+        self.endpoint = MediaEndpoint(self.counters, self._on_change)
         self._tasks: list[asyncio.Task[None]] = []
         self._sdp_version = 1
         self._rtcp_round = 0
@@ -135,8 +176,12 @@ class MediaPlane:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        for session_id in list(self.transports):
+        for session_id in list(self.links):
             self._close(session_id)
+        self.sources.clear()
+        for router in self.routers.values():
+            router.close()  # cascades: bursts end, slots are given back
+        self.routers.clear()
         self.endpoint.close()
 
     async def _every(self, seconds: float, job: Callable[[], None]) -> None:
@@ -147,54 +192,70 @@ class MediaPlane:
             except Exception:
                 log.exception("media periodic job failed")
 
-    # ------------------------------------------------------------------ MediaPort
-    def open(self, session: Session) -> str:
-        self._close(session.id)
-        router = self.routers.get(session.channel)
-        if router is None:
-            router = Router(
-                session.channel,
-                slot_ssrcs=new_slot_ssrcs(self.slots),
-                payload_type=OPUS_PT,
-                rules=self.rules,
-                preroll_packets=self.preroll_packets,
-                events=self.events,
-                sendto=self.endpoint.sendto,
-                counters=self.counters,
-                histogram=self.histogram,
-                tap=self.tap,
-                onset_histogram=self.onset_histogram,
-                fileno=self.endpoint.fileno,
-            )
-            self.routers[session.channel] = router
-        creds = new_ice_credentials()
-        transport = Transport(session.id, creds.ufrag, creds.pwd, self.certificate)
-        self.transports[session.id] = transport
-        self._channel_of[session.id] = session.channel
-        self.endpoint.register(transport)
-        router.add(transport)
-        self._sdp_version += 1
-        return build_offer(
-            OfferParams(
-                session_id=secrets.randbits(62),
-                session_version=self._sdp_version,
-                ice_ufrag=creds.ufrag,
-                ice_pwd=creds.pwd,
-                fingerprint=self.certificate.fingerprint,
-                ip=self.announce_ip,
-                port=self.port,
-                slot_ssrcs=router.slot_ssrcs,
-                cname=CNAME,
-                slots=self.slots,
-            )
-        )
+    @property
+    def transports(self) -> dict[str, Transport]:
+        return {sid: link.transport for sid, link in self.links.items()}
 
-    def answer(self, session: Session, sdp: str) -> None:
-        transport = self.transports.get(session.id)
-        if transport is None:
+    # ------------------------------------------------------------------ MediaPort
+    def open(self, session_id: str, route: Route) -> str:
+        """A new peer connection for ``session_id`` on ``route``: returns the offer."""
+        self._close(session_id)
+        creds = new_ice_credentials()
+        transport = Transport(session_id, creds.ufrag, creds.pwd, self.certificate)
+        blocks = tuple((c, self._ssrcs(c)) for c in route.hears)
+        link = _Link(transport, route, sdp=Negotiation(secrets.randbits(62), blocks))
+        self.links[session_id] = link
+        self.endpoint.register(transport)
+        self._place(link)
+        return self._offer(link, blocks)
+
+    def answer(
+        self, session_id: str, sdp: str, revision: int | None = None
+    ) -> Renegotiation | None:
+        """Apply an answer: to the first offer (raise ValueError when unusable), or to a
+        renegotiation offer (one that does not match the offer out, or answers a superseded one,
+        is ignored and counted: the call keeps its previous state). Returns a renegotiation offer
+        to send when the route changed meanwhile."""
+        link = self.links.get(session_id)
+        if link is None:
             raise ValueError("no transport for this session")
+        transport = link.transport
+        if not transport.answered:
+            if revision not in (None, 0):
+                self.counters.renegotiations_ignored += 1
+                return None
+            self._first_answer(link, sdp)
+            return self._renegotiate(link)
+        blocks = link.sdp.expects(revision)
+        if blocks is None:
+            if link.sdp.pending is None and revision is None:
+                raise ValueError("an answer was already applied to this offer")
+            self.counters.renegotiations_ignored += 1
+            return None
         try:
-            parsed = parse_sdp_answer(sdp, self.slots + 1, payload_type=OPUS_PT)
+            parsed = parse_sdp_answer(sdp, mids(blocks), payload_type=OPUS_PT)
+        except (SdpError, PacketError):
+            self.counters.renegotiations_ignored += 1
+            return None
+        if (
+            parsed.ice_ufrag != transport.remote_ufrag
+            or transport.remote_fingerprint is None
+            or parsed.fingerprint.lower() != transport.remote_fingerprint.lower()
+        ):
+            self.counters.renegotiations_ignored += 1  # a renegotiation keeps ICE and DTLS
+            return None
+        link.sdp.settle()
+        if parsed.audio_level_id is not None:
+            transport.level_ext_id = parsed.audio_level_id
+        transport.mic_enabled = parsed.can_talk
+        self.counters.renegotiations += 1
+        self._place(link)
+        return self._renegotiate(link)
+
+    def _first_answer(self, link: _Link, sdp: str) -> None:
+        transport = link.transport
+        try:
+            parsed = parse_sdp_answer(sdp, mids(link.sdp.blocks), payload_type=OPUS_PT)
         except (SdpError, PacketError) as exc:
             raise ValueError(str(exc)) from None
         was = transport.state
@@ -208,45 +269,165 @@ class MediaPlane:
                 self.counters.dtls_failures += 1
         self._on_change(transport)
 
-    def close(self, session: Session) -> None:
-        self._close(session.id)
+    def set_route(self, session_id: str, route: Route) -> Renegotiation | None:
+        """Change what a session talks into and hears, now (channels it hears already have
+        their m-lines); returns the renegotiation offer that adds the m-lines it lacks, if any
+        (those channels are heard once its answer is applied)."""
+        link = self.links.get(session_id)
+        if link is None:
+            raise ValueError("no transport for this session")
+        link.route = route
+        self._place(link)
+        return self._renegotiate(link)
 
-    def has_transport(self, session: Session) -> bool:
-        transport = self.transports.get(session.id)
-        return transport is not None and transport.state not in (
+    def route_of(self, session_id: str) -> Route | None:
+        placed = self.links.get(session_id) or self.sources.get(session_id)
+        return placed.route if placed is not None else None
+
+    def close(self, session_id: str) -> None:
+        self._close(session_id)
+
+    def has_transport(self, session_id: str) -> bool:
+        link = self.links.get(session_id)
+        return link is not None and link.transport.state not in (
             TransportState.FAILED,
             TransportState.CLOSED,
         )
 
+    # ------------------------------------------------------------------ server-side sources
+    def attach_source(self, source_id: str, route: Route) -> ServerSource:
+        """A talker with no peer (an announcement, a relayed stream) on ``route``: its packets
+        (:meth:`ServerSource.send`) are forwarded like a participant's."""
+        if route.hears:
+            raise ValueError("a server-side source hears nothing")
+        if source_id in self.sources or source_id in self.links:
+            raise ValueError("that id is in use")
+        source = ServerSource(source_id, payload_type=OPUS_PT)
+        placed = self.sources[source_id] = _Placed(source, route)
+        self._place(placed)
+        return source
+
+    def route_source(self, source_id: str, route: Route) -> None:
+        placed = self.sources[source_id]
+        if route.hears:
+            raise ValueError("a server-side source hears nothing")
+        placed.route = route
+        self._place(placed)
+
+    def detach_source(self, source_id: str) -> None:
+        placed = self.sources.pop(source_id, None)
+        if placed is not None:
+            placed.route = Route((), ())
+            self._place(placed)
+
     # ------------------------------------------------------------------ internals
-    def _close(self, session_id: str) -> None:
-        transport = self.transports.pop(session_id, None)
-        channel = self._channel_of.pop(session_id, None)
-        if transport is None:
-            return
-        self.endpoint.unregister(transport)
-        router = self.routers.get(channel) if channel else None
-        if router is not None:
-            router.remove(session_id)
-            if not router.members:
-                del self.routers[router.channel]
-
-    def _router_of(self, transport: Transport) -> Router | None:
-        channel = self._channel_of.get(transport.session_id)
-        return self.routers.get(channel) if channel else None
-
-    def _on_rtp(self, transport: Transport, plain: bytes, t0_ns: int) -> None:
-        router = self._router_of(transport)
+    def _router(self, channel: str) -> Router:
+        router = self.routers.get(channel)
         if router is None:
+            router = self.routers[channel] = Router(
+                channel,
+                slot_ssrcs=new_slot_ssrcs(self.slots),
+                payload_type=OPUS_PT,
+                rules=self.rules,
+                preroll_packets=self.preroll_packets,
+                events=self.events,
+                sendto=self.endpoint.sendto,
+                counters=self.counters,
+                histogram=self.histogram,
+                tap=self.tap,
+                onset_histogram=self.onset_histogram,
+                fileno=self.endpoint.fileno,
+            )
+        return router
+
+    def _place(self, placed: _Placed) -> None:
+        """Put a source or participant where its route says (the one place membership follows
+        routes): a member of each router it talks into, a consumer of each it hears through
+        m-lines its peer connection has; bind its packets to its members."""
+        peer, route = placed.peer, placed.route
+        heard = placed.sdp.heard(route.hears, self._ssrcs) if isinstance(placed, _Link) else set()
+        # what it hears now (the rest once a renegotiation answer brings their m-lines): the
+        # routers judge who hears a talker twice by this
+        now = replace(route, hears=tuple(c for c in route.hears if c in heard))
+        # a transport that never connected is in no fan-out, and its packets cannot arrive yet:
+        # its routers rebuild when it connects (joins cost one rebuild less)
+        unseen = isinstance(peer, Transport) and peer.state in _NEVER_CONNECTED
+        members: list[Member] = []
+        for channel in sorted(placed.channels | route.channels):
+            router = self._router(channel)
+            member = router.place(peer, now, hear=channel in heard)
+            if member is not None:
+                members.append(member)
+            if not unseen:
+                router.refresh_listeners()
+            if router.empty and not self._wanted(channel):
+                router.close()
+                del self.routers[channel]
+        placed.channels = route.channels
+        # mid 0 of a participant (or a source's packets) goes to its members, in route order
+        members.sort(key=lambda m: route.sends.index(m.router.channel))
+        sink: Callable[[bytes, int], None] | None = None
+        if len(members) == 1:  # the common case: straight to the router, no Python frame between
+            sink = partial(members[0].router.on_rtp, members[0])
+        elif members:
+            sink = _fan_in(tuple(members))
+        if isinstance(peer, Transport | ServerSource):
+            peer.sink = sink
+
+    def _wanted(self, channel: str) -> bool:
+        """A route still names the channel (its router keeps its slot SSRCs, which an offer
+        may have announced)."""
+        return any(channel in p.route.channels for p in self.links.values()) or any(
+            channel in p.route.channels for p in self.sources.values()
+        )
+
+    def _renegotiate(self, link: _Link) -> Renegotiation | None:
+        """A renegotiation offer when the route hears a channel without its m-lines (after the
+        first answer only: the first offer/answer goes on undisturbed)."""
+        if not link.transport.answered:
+            return None
+        blocks = link.sdp.propose(link.route.hears, self._ssrcs)
+        if blocks is None:
+            return None
+        return Renegotiation(self._offer(link, blocks), link.sdp.revision)
+
+    def _ssrcs(self, channel: str) -> tuple[int, ...]:
+        return self._router(channel).slot_ssrcs
+
+    def _offer(self, link: _Link, blocks: tuple[Block, ...]) -> str:
+        self._sdp_version += 1
+        ssrcs = slot_ssrcs(blocks)
+        transport = link.transport
+        return build_offer(
+            OfferParams(
+                session_id=link.sdp.sdp_session,
+                session_version=self._sdp_version,
+                ice_ufrag=transport.ufrag,
+                ice_pwd=transport.pwd,
+                fingerprint=self.certificate.fingerprint,
+                ip=self.announce_ip,
+                port=self.port,
+                slot_ssrcs=ssrcs,
+                cname=CNAME,
+                slots=len(ssrcs),
+            )
+        )
+
+    def _close(self, session_id: str) -> None:
+        link = self.links.pop(session_id, None)
+        if link is None:
             return
-        member = router.members.get(transport.session_id)
-        if member is not None:
-            router.on_rtp(member, plain, t0_ns)
+        self.endpoint.unregister(link.transport)  # closes the transport
+        link.route = Route((), ())
+        self._place(link)
 
     def _on_change(self, transport: Transport) -> None:
-        router = self._router_of(transport)
-        if router is not None:
-            router.refresh_listeners()
+        link = self.links.get(transport.session_id)
+        if link is not None and link.peer is transport:
+            for channel in link.channels:
+                router = self.routers.get(channel)
+                if router is not None:
+                    router.refresh_listeners()
         if transport.state is TransportState.FAILED:
             log.info(
                 "media transport failed",
@@ -266,7 +447,7 @@ class MediaPlane:
         now_ns = time.perf_counter_ns()
         wall = time.time()
         for r, router in enumerate(list(self.routers.values())):
-            members = list(router.members.values())[(k + r) % RTCP_ROUNDS :: RTCP_ROUNDS]
+            members = list(router.consumers.values())[(k + r) % RTCP_ROUNDS :: RTCP_ROUNDS]
             if not members:
                 continue
             for slot, stream in enumerate(router.streams):
@@ -293,7 +474,8 @@ class MediaPlane:
 
     def _check_consent(self) -> None:
         now = time.monotonic()
-        for session_id, transport in list(self.transports.items()):
+        for session_id, link in list(self.links.items()):
+            transport = link.transport
             if transport.state is TransportState.CLOSED:
                 continue
             started = transport.last_check or transport.created_at
@@ -307,7 +489,7 @@ class MediaPlane:
     # ------------------------------------------------------------------ metrics
     def families(self) -> list[Family]:
         talkers = sum(r.active_talkers for r in self.routers.values())
-        fams = self.counters.families(self.histogram, talkers, len(self.transports))
+        fams = self.counters.families(self.histogram, talkers, len(self.links))
         fams.append(
             self.onset_histogram.family(
                 "voice_media_talk_onset_seconds",
@@ -316,3 +498,13 @@ class MediaPlane:
             )
         )
         return fams
+
+
+def _fan_in(members: tuple[Member, ...]) -> Callable[[bytes, int], None]:
+    """A source that talks into several channels: each packet to each of its members."""
+
+    def sink(plain: bytes, t0_ns: int) -> None:
+        for member in members:
+            member.router.on_rtp(member, plain, t0_ns)
+
+    return sink

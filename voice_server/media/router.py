@@ -1,35 +1,39 @@
 """A channel's router: who talks on which slot, and the forwarding hot path.
 
-mediasoup's vocabulary: a *router* is one channel; each participant is a *member* that produces
-(its microphone, mid 0) and consumes (the slot streams, mids 1..N). The routing core is a map
-from a talking member to every other connected member, via the slot it holds.
+mediasoup's vocabulary: a *router* is one channel. A source whose route sends into the channel is
+a *member* here (it produces: its microphone, mid 0, or a server-side source); a participant whose
+route hears the channel is a *consumer* here (the channel's slot streams, one block of slot
+m-lines in its peer connection). A phone is both. The routing core is a map from a talking member
+to its audience (:mod:`voice_server.media.route`: the one place "who hears whom" is decided),
+via the slot it holds.
 
 Per forwarded packet (invariant 6 of the README): one SRTP unprotect (done by the endpoint), one
 header rewrite (the same bytes for every listener: the server's offer fixed payload type, header
 extension ids and slot SSRCs for everyone), then one protect and one ``sendto`` per listener. No
 decoding, no jitter buffer, no coroutine, no log call.
 The copies are sent by a :class:`~voice_server.media.fanout.Fanout` that
-:meth:`Router.refresh_listeners` rebuilds on every membership, transport state or media address
-change, so the per-copy loop reads no attribute (and batches its sends where it can).
+:meth:`Router.refresh_listeners` rebuilds on every membership, route, transport state or media
+address change (one per distinct audience, shared by the talkers that have it), so the per-copy
+loop reads no attribute (and batches its sends where it can).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from voice_server.histogram import LatencyHistogram
 from voice_server.media.counters import MediaCounters
 from voice_server.media.errors import PacketError
 from voice_server.media.fanout import Fanout, SendTo
+from voice_server.media.route import PLAIN, AudienceKey, Route, audience, audience_key
 from voice_server.media.rtp import audio_level
 from voice_server.media.slot_stream import PreRoll, SlotStream
 from voice_server.media.srtp_fast import SrtpCodec, fast_session
-from voice_server.media.transport import Address, Transport
+from voice_server.media.transport import Address
 from voice_server.talk.detector import TalkDetector, TalkEvent, TalkRules
 from voice_server.talk.slots import SlotTable
-from voice_server.transcribe.tap import BurstHandle
 
 _STARTED = TalkEvent.STARTED
 _STOPPED = TalkEvent.STOPPED
@@ -38,53 +42,98 @@ PREROLL_LEAD_MS = 40
 
 
 class TalkEvents(Protocol):
-    """Who hears about talk bursts (the signaling hub; later the transcription tap)."""
+    """Who hears about talk bursts (the signaling hub). ``channel`` is the router's: a source
+    that sends into several channels holds a slot in each."""
 
-    def talk_started(self, session_id: str, slot: int) -> None: ...
+    def talk_started(self, session_id: str, channel: str, slot: int) -> None: ...
 
-    def talk_stopped(self, session_id: str, slot: int) -> None: ...
+    def talk_stopped(self, session_id: str, channel: str, slot: int) -> None: ...
 
-    def slot_busy(self, session_id: str, slots: int) -> None: ...
+    def slot_busy(self, session_id: str, channel: str, slots: int) -> None: ...
 
 
-class Tap(Protocol):
-    """Where each talk burst's packets go besides the listeners (the transcription tap).
+H = TypeVar("H")
+
+
+class Tap(Protocol[H]):
+    """Where each talk burst's packets go besides the listeners (the call log's tap). The
+    handle ``open`` returns is opaque here: the router only hands it back.
 
     Called on the hot path: must never block (a bounded ``deque.append``)."""
 
     def open(
         self, session_id: str, channel: str, preroll: list[tuple[bytes, int]], now_ms: int
-    ) -> BurstHandle: ...
+    ) -> H: ...
 
-    def packet(self, handle: BurstHandle, plain: bytes) -> None: ...
+    def packet(self, handle: H, plain: bytes) -> None: ...
 
-    def close(self, handle: BurstHandle) -> None: ...
+    def close(self, handle: H) -> None: ...
+
+
+class Peer(Protocol):
+    """What a router needs of a source or listener: a transport, or a server-side source (which
+    is never media-ready as a listener)."""
+
+    @property
+    def session_id(self) -> str: ...
+
+    @property
+    def level_ext_id(self) -> int: ...
+
+    @property
+    def media_ready(self) -> bool: ...
+
+    @property
+    def remote(self) -> Address | None: ...
+
+    @property
+    def tx(self) -> Any: ...
 
 
 class Member:
+    """A source talking into this router's channel (a producer)."""
+
     __slots__ = (
         "burst",
         "detector",
+        "fanout",
         "onset_ns",
         "preroll",
+        "route",
+        "router",
         "session_id",
         "slot",
-        "srtp",
         "tentative",
         "transport",
         "waiting",
     )
 
-    def __init__(self, transport: Transport, rules: TalkRules, preroll: int) -> None:
+    def __init__(
+        self, router: Router, transport: Peer, route: Route, rules: TalkRules, preroll: int
+    ) -> None:
+        self.router = router
         self.session_id = transport.session_id
-        self.transport = transport
+        self.transport = transport  # also its identity in the fan-out (the talker is skipped)
+        self.route = route
         self.detector = TalkDetector(rules)
         self.preroll = PreRoll(preroll)
         self.slot: int | None = None  # the slot held, 1..N like the SDP mids
         self.tentative = False  # holding a slot during the attack, before talk_started
         self.onset_ns = 0  # when the current burst's first packet was forwarded
         self.waiting = False  # talking while every slot was busy
-        self.burst: BurstHandle | None = None  # the talk burst being tapped for the log
+        self.burst: object | None = None  # the talk burst being tapped for the log (opaque)
+        self.fanout: Fanout = router.silent  # this talker's audience here
+
+
+class Consumer:
+    """A participant hearing this router's channel: one block of its slot m-lines."""
+
+    __slots__ = ("route", "session_id", "srtp", "transport")
+
+    def __init__(self, transport: Peer, route: Route) -> None:
+        self.session_id = transport.session_id
+        self.transport = transport
+        self.route = route
         self.srtp: SrtpCodec | None = None  # transport.tx for the fan-out loop
 
 
@@ -102,12 +151,13 @@ class Router:
         counters: MediaCounters,
         histogram: LatencyHistogram,
         onset_histogram: LatencyHistogram | None = None,
-        tap: Tap | None = None,
+        tap: Tap[Any] | None = None,
         fileno: Callable[[], int | None] | None = None,
     ) -> None:
         self.channel = channel
         self.slot_ssrcs = slot_ssrcs
-        self.members: dict[str, Member] = {}
+        self.members: dict[str, Member] = {}  # sources talking into the channel
+        self.consumers: dict[str, Consumer] = {}  # participants hearing it
         self.table: SlotTable[str] = SlotTable(len(slot_ssrcs))
         self.streams = [SlotStream(ssrc, payload_type) for ssrc in slot_ssrcs]
         self.stream_octets = [0] * len(slot_ssrcs)
@@ -121,53 +171,123 @@ class Router:
         self._onsets = onset_histogram
         self._tap = tap
         self._fileno = fileno  # the media socket, for batched sends
-        self._listeners: list[Member] = []
-        self._fanout = Fanout([], sendto=sendto, counters=counters, histogram=histogram)
+        self._listeners: list[Consumer] = []
+        #: an audience of nobody (a member's until the first refresh)
+        self.silent = Fanout([], sendto=sendto, counters=counters, histogram=histogram)
+        self._fanouts: dict[AudienceKey, Fanout] = {}
         self._waiting: list[Member] = []
+        self.closed = False
 
     # ------------------------------------------------------------------ membership
-    def add(self, transport: Transport) -> Member:
-        member = Member(transport, self._rules, self._preroll)
-        self.members[member.session_id] = member
+    def add(self, transport: Peer, route: Route | None = None) -> Member | None:
+        """Place a source or participant by its route (default: this channel both ways);
+        returns its member when it talks into the channel. Call :meth:`refresh_listeners`
+        after."""
+        route = route or Route.channel(self.channel)
+        return self.place(transport, route, hear=self.channel in route.hears)
+
+    def place(self, transport: Peer, route: Route, *, hear: bool) -> Member | None:
+        """Add, update or remove ``transport``'s member and consumer here after a route change
+        (``hear``: it hears this channel, and its peer connection has this channel's slot
+        m-lines). Call :meth:`refresh_listeners` after."""
+        sid = transport.session_id
+        member = self.members.get(sid)
+        if self.channel in route.sends:
+            if member is None or member.transport is not transport:
+                if member is not None:
+                    self._drop_member(member)
+                member = Member(self, transport, route, self._rules, self._preroll)
+                self.members[sid] = member
+            member.route = route
+        elif member is not None:
+            self._drop_member(member)
+            member = None
+        consumer = self.consumers.get(sid)
+        if hear:
+            if consumer is None or consumer.transport is not transport:
+                consumer = self.consumers[sid] = Consumer(transport, route)
+            consumer.route = route
+        elif consumer is not None:
+            del self.consumers[sid]
         return member
 
     def remove(self, session_id: str) -> None:
         member = self.members.pop(session_id, None)
-        if member is None:
-            return
+        consumer = self.consumers.pop(session_id, None)
+        if member is not None:
+            self._drop_member(member)
+        if member is not None or consumer is not None:
+            self.refresh_listeners()
+
+    def _drop_member(self, member: Member) -> None:
+        if self.members.get(member.session_id) is member:
+            del self.members[member.session_id]
         if member.waiting:
             member.waiting = False
             self._waiting.remove(member)
         if member.slot is not None:
             self._stop(member, notify=not member.tentative)
         self._end_burst(member)
-        self.refresh_listeners()
+        member.fanout = self.silent
+
+    @property
+    def empty(self) -> bool:
+        return not self.members and not self.consumers
+
+    def close(self) -> None:
+        """Close the channel and everything in it: every burst ends (the log gets it), every
+        slot is given back, no audience is left."""
+        for member in list(self.members.values()):
+            self._drop_member(member)
+        self.consumers.clear()
+        self._listeners = []
+        self._fanouts = {}
+        self.closed = True
 
     def refresh_listeners(self) -> None:
-        """Recompute who receives forwarded audio and where (call when a member comes or goes,
-        or its transport's state or media address changes)."""
+        """Recompute who receives forwarded audio and where (call when a member or consumer
+        comes or goes, a route changes, or a transport's state or media address changes)."""
         listeners = []
-        targets: list[tuple[object, SrtpCodec, Address]] = []
-        for m in self.members.values():
-            tr = m.transport
+        targets: dict[str, tuple[object, SrtpCodec, Address]] = {}
+        for c in self.consumers.values():
+            tr = c.transport
             if not tr.media_ready or tr.remote is None or tr.tx is None:
                 continue
-            if m.srtp is None or m.srtp.session is not tr.tx:
-                m.srtp = fast_session(tr.tx)
-            listeners.append(m)
-            targets.append((m, m.srtp, tr.remote))
+            if c.srtp is None or c.srtp.session is not tr.tx:
+                c.srtp = fast_session(tr.tx)
+            listeners.append(c)
+            targets[c.session_id] = (tr, c.srtp, tr.remote)
         self._listeners = listeners
-        self._fanout = Fanout(
-            targets,
-            sendto=self._sendto,
-            counters=self._counters,
-            histogram=self._hist,
-            fd=self._fileno() if self._fileno is not None else None,
-        )
+        heard = [(c.session_id, c.route) for c in listeners]
+        fanouts: dict[AudienceKey, Fanout] = {}
+        fd = self._fileno() if self._fileno is not None else None
+        for m in self.members.values():
+            key = audience_key(self.channel, m.route)
+            fanout = fanouts.get(key)
+            if fanout is None:
+                who = [c.session_id for c in listeners] if key == PLAIN else audience(key, heard)
+                fanout = fanouts[key] = Fanout(
+                    [targets[sid] for sid in who],
+                    sendto=self._sendto,
+                    counters=self._counters,
+                    histogram=self._hist,
+                    fd=fd,
+                )
+            m.fanout = fanout
+        self._fanouts = fanouts
 
     @property
     def listeners(self) -> int:
         return len(self._listeners)
+
+    def audience_of(self, session_id: str) -> list[str]:
+        """Who hears this member here now (for checks and tests; not the hot path)."""
+        member = self.members.get(session_id)
+        if member is None:
+            return []
+        heard = [(c.session_id, c.route) for c in self._listeners]
+        key = audience_key(self.channel, member.route)
+        return [sid for sid in audience(key, heard) if sid != session_id]
 
     # ------------------------------------------------------------------ hot path
     def on_rtp(self, member: Member, plain: bytes, t0_ns: int) -> None:
@@ -224,7 +344,7 @@ class Router:
         self._counters.packets_routed += 1
         self.stream_octets[index] += len(data) - 12
         self.stream_last_ns[index] = t0_ns
-        self._fanout.send(data, src, t0_ns)
+        src.fanout.send(data, src.transport, t0_ns)
 
     # ------------------------------------------------------------------ talk bursts
     # A burst is *confirmed* (talk_started) after the detector's attack, but its audio is
@@ -249,7 +369,7 @@ class Router:
         member.tentative = False
         self._counters.talk_bursts += 1
         assert member.slot is not None
-        self._events.talk_started(member.session_id, member.slot)
+        self._events.talk_started(member.session_id, self.channel, member.slot)
         self._open_burst(member, now_ms)
         member.preroll.drain()
 
@@ -259,14 +379,14 @@ class Router:
             member.waiting = True
             self._waiting.append(member)
             self._counters.slot_busy_bursts += 1
-            self._events.slot_busy(member.session_id, len(self.streams))
+            self._events.slot_busy(member.session_id, self.channel, len(self.streams))
             return
         self._open(member, slot, t0_ns)
 
     def _open(self, member: Member, slot: int, t0_ns: int) -> None:
         member.slot = slot
         self._counters.talk_bursts += 1
-        self._events.talk_started(member.session_id, slot)
+        self._events.talk_started(member.session_id, self.channel, slot)
         self._first_packets(member, t0_ns)
 
     def _first_packets(self, member: Member, t0_ns: int) -> list[tuple[bytes, int]]:
@@ -295,10 +415,13 @@ class Router:
         self.table.release(member.session_id)
         self.streams[slot - 1].release()
         if notify:
-            self._events.talk_stopped(member.session_id, slot)
-        # a talker who found every slot busy and is still talking takes the freed slot
+            self._events.talk_stopped(member.session_id, self.channel, slot)
+        # a talker who found every slot busy and is still talking takes the freed slot (the
+        # highest priority first, then the longest waiting)
         while self._waiting:
-            waiter = self._waiting.pop(0)
+            top = max(w.route.priority for w in self._waiting)
+            waiter = next(w for w in self._waiting if w.route.priority == top)
+            self._waiting.remove(waiter)
             waiter.waiting = False
             if waiter.detector.talking:
                 granted = self.table.acquire(waiter.session_id)

@@ -31,6 +31,7 @@ __all__ = [
     "build_rtp",
     "pack_extensions",
     "parse_extensions",
+    "payload_of",
     "read_header",
     "rewrite_header",
     "rewritten",
@@ -68,6 +69,17 @@ def read_header(data: bytes | bytearray | memoryview) -> tuple[int, bool, int, i
     if hlen > n:
         raise PacketError("RTP header longer than the packet")
     return b1 & 0x7F, bool(b1 & 0x80), seq, ts, ssrc, hlen
+
+
+def payload_of(data: bytes | bytearray | memoryview) -> tuple[int, int, bytes]:
+    """``(seq, timestamp, payload)`` of a plain RTP packet, its padding removed (the one place
+    the transcription side finds the Opus frame). Raises :class:`PacketError` like
+    :func:`read_header`."""
+    _pt, _m, seq, ts, _ssrc, hlen = read_header(data)
+    end = len(data)
+    if data[0] & 0x20 and end > hlen:
+        end -= data[-1]
+    return seq, ts, bytes(data[hlen:end])
 
 
 def _extension_block(data: bytes | bytearray | memoryview) -> tuple[int, int, int] | None:

@@ -107,8 +107,8 @@ class OfferParams:
 
     def validate(self) -> None:
         """Raise ValueError if the parameters cannot make a valid offer."""
-        if len(self.slot_ssrcs) != self.slots or self.slots < 1:
-            raise ValueError("need one SSRC per slot and at least one slot")
+        if len(self.slot_ssrcs) != self.slots:  # no slot at all: a route that hears nothing
+            raise ValueError("need one SSRC per slot")
         if len(set(self.slot_ssrcs)) != self.slots or not all(
             0 < s <= 0xFFFFFFFF for s in self.slot_ssrcs
         ):

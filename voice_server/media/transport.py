@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -71,6 +72,9 @@ class Transport:
     level_ext_id: int = 1
     mic_enabled: bool = True
     created_at: float = field(default_factory=time.monotonic)
+    #: where its decrypted RTP goes: the router member(s) it talks into, bound by the plane
+    #: (mediasoup binds a producer to its router); None while it talks into no channel
+    sink: Callable[[bytes, int], None] | None = None
 
     def __post_init__(self) -> None:
         self.dtls = DtlsServer(self.certificate)
@@ -172,6 +176,7 @@ class Transport:
         out = self.dtls.close() if self.state is not TransportState.CLOSED else []
         self.state = TransportState.CLOSED
         self.rx = self.tx = None
+        self.sink = None
         return out
 
 

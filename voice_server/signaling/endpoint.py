@@ -31,6 +31,7 @@ from voice_server.signaling.messages import (
     ClientMessage,
     ClientPing,
     ClientRefresh,
+    ClientRoute,
     ServerError,
     ServerPong,
     encode,
@@ -212,10 +213,13 @@ async def _handle(
         conn.send(encode(ServerPong(id=msg.id, server_time=time.time())))
     elif isinstance(msg, ClientAnswer):
         try:
-            hub.answer(session, msg.sdp)
+            hub.answer(session, msg.sdp, msg.revision)
         except ProtocolError as err:
             err.request_id = msg.id
             raise
+    elif isinstance(msg, ClientRoute):
+        route = await asyncio.to_thread(hub.verify_route, session, msg)
+        hub.set_route(session, route, msg.id)
     elif isinstance(msg, ClientRefresh):
         principal = await asyncio.to_thread(hub.verify_refresh, session, msg)
         hub.refresh(session, principal, msg.id)

@@ -30,6 +30,8 @@ class ErrorCode(StrEnum):
     # media negotiation
     NO_OFFER = "no_offer"
     BAD_ANSWER = "bad_answer"
+    # routes (what a session talks into and hears)
+    ROUTE_FORBIDDEN = "route_forbidden"
     # session life
     REPLACED = "replaced"
     SESSION_EXPIRED = "session_expired"

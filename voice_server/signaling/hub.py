@@ -25,12 +25,14 @@ from voice_server.identity.principal import (
     still_allowed,
 )
 from voice_server.identity.tokens import Audience, TokenError, verify_token
+from voice_server.media.route import Route
 from voice_server.metrics import SignalingCounters
 from voice_server.signaling.errors import ErrorCode, ProtocolError
 from voice_server.signaling.messages import (
     ChannelInfo,
     ClientJoin,
     ClientRefresh,
+    ClientRoute,
     Participant,
     ServerError,
     ServerJoined,
@@ -40,6 +42,7 @@ from voice_server.signaling.messages import (
     ServerParticipantJoined,
     ServerParticipantLeft,
     ServerRefreshed,
+    ServerRouted,
     ServerSlotBusy,
     ServerTalkStarted,
     ServerTalkStopped,
@@ -79,20 +82,36 @@ class Outbox(Protocol):
     def close(self, code: int, reason: str = "") -> None: ...
 
 
+class Reoffer(Protocol):
+    """A renegotiation offer for a live peer connection."""
+
+    @property
+    def sdp(self) -> str: ...
+
+    @property
+    def revision(self) -> int: ...
+
+
 class MediaPort(Protocol):
-    """The media plane as the hub sees it (implemented by the media plane issue)."""
+    """The media plane as the hub sees it: session ids and routes, no signaling sessions."""
 
-    def open(self, session: Session) -> str:
-        """Create the session's transport; return the SDP offer."""
+    def open(self, session_id: str, route: Route) -> str:
+        """Create the session's transport for ``route``; return the SDP offer."""
         ...
 
-    def answer(self, session: Session, sdp: str) -> None:
-        """Apply the participant's SDP answer; raise ValueError when it is unusable."""
+    def answer(self, session_id: str, sdp: str, revision: int | None = None) -> Reoffer | None:
+        """Apply the participant's SDP answer; raise ValueError when it is unusable. A stale or
+        mismatched renegotiation answer is ignored (and counted) by the plane. Returns a
+        renegotiation offer to send when the route changed meanwhile."""
         ...
 
-    def close(self, session: Session) -> None: ...
+    def set_route(self, session_id: str, route: Route) -> Reoffer | None:
+        """Change the session's route now; a renegotiation offer when it needs new m-lines."""
+        ...
 
-    def has_transport(self, session: Session) -> bool: ...
+    def close(self, session_id: str) -> None: ...
+
+    def has_transport(self, session_id: str) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +151,10 @@ class Hub:
         self.counters = counters
         self.media = media
         self.registry = SessionRegistry(grace_seconds)
+        self.routes: dict[str, Route] = {}  # session id -> its route, when not its channel's
+        self._monitors: dict[str, set[str]] = {}  # channel -> sessions of another that hear it
+        #: server-side sources (announcements, relays) by id -> display name, for talk events
+        self.sources: dict[str, str] = {}
         self._outboxes: dict[str, Outbox] = {}
         self._warned: dict[str, int] = {}
         self._clock = clock
@@ -218,8 +241,10 @@ class Hub:
                 ServerParticipantJoined(participant=participant(session)),
                 exclude=session,
             )
-        if self.media is not None and not (opened.resumed and self.media.has_transport(session)):
-            self._send(session, ServerOffer(sdp=self.media.open(session)))
+        if not opened.resumed:
+            self._forget_route(session)
+        if self.media is not None and not (opened.resumed and self.media.has_transport(session.id)):
+            self._send(session, ServerOffer(sdp=self.media.open(session.id, self.route(session))))
         log.info(
             "session %s",
             "resumed" if opened.resumed else "joined",
@@ -227,13 +252,83 @@ class Hub:
         )
         return session
 
-    def answer(self, session: Session, sdp: str) -> None:
-        if self.media is None or not self.media.has_transport(session):
+    def answer(self, session: Session, sdp: str, revision: int | None = None) -> None:
+        if self.media is None or not self.media.has_transport(session.id):
             raise ProtocolError(ErrorCode.NO_OFFER, "no offer is waiting for an answer")
         try:
-            self.media.answer(session, sdp)
+            reoffer = self.media.answer(session.id, sdp, revision)
         except ValueError as exc:
             raise ProtocolError(ErrorCode.BAD_ANSWER, str(exc)[:200]) from None
+        self._reoffer(session, reoffer)
+
+    # ------------------------------------------------------------------ routes
+    def route(self, session: Session) -> Route:
+        """The session's route: its channel both ways unless it asked for another."""
+        return self.routes.get(session.id) or Route.channel(session.channel)
+
+    def verify_route(self, session: Session, msg: ClientRoute) -> Route:
+        """Check a requested route (blocking channel look-ups: call from a worker thread):
+        every channel must be one the user may join, and exist. Nothing changes here."""
+        try:
+            route = Route(tuple(msg.sends), tuple(msg.hears))
+        except ValueError as exc:
+            raise ProtocolError(ErrorCode.INVALID_FIELD, str(exc), request_id=msg.id) from None
+        for name in sorted(route.channels):
+            if not session.principal.may_join(name):
+                raise ProtocolError(
+                    ErrorCode.ROUTE_FORBIDDEN,
+                    f"you may not talk into or hear channel {name!r}",
+                    request_id=msg.id,
+                )
+        for name in sorted(route.channels):
+            if self._channels.get(name) is None:
+                raise ProtocolError(
+                    ErrorCode.CHANNEL_NOT_FOUND, f"no channel {name!r}", request_id=msg.id
+                )
+        return route
+
+    def set_route(self, session: Session, route: Route, request_id: str | None = None) -> None:
+        """Apply a verified route (event loop): at once for what the peer connection already
+        carries, through a renegotiation offer for new channels heard."""
+        if session.state is SessionState.CLOSED:
+            return
+        self._forget_route(session)
+        if route != Route.channel(session.channel):
+            self.routes[session.id] = route
+            for channel in route.hears:
+                if channel != session.channel:
+                    self._monitors.setdefault(channel, set()).add(session.id)
+        reoffer = None
+        if self.media is not None and self.media.has_transport(session.id):
+            reoffer = self.media.set_route(session.id, route)
+        self._send(
+            session, ServerRouted(sends=list(route.sends), hears=list(route.hears), id=request_id)
+        )
+        self._reoffer(session, reoffer)
+
+    def _forget_route(self, session: Session) -> None:
+        old = self.routes.pop(session.id, None)
+        for channel in old.hears if old is not None else ():
+            monitors = self._monitors.get(channel)
+            if monitors is not None:
+                monitors.discard(session.id)
+                if not monitors:
+                    del self._monitors[channel]
+
+    def _reoffer(self, session: Session, reoffer: Reoffer | None) -> None:
+        if reoffer is not None:
+            self._send(
+                session,
+                ServerOffer(sdp=reoffer.sdp, renegotiate=True, revision=reoffer.revision),
+            )
+
+    def speaker(self, session_id: str) -> tuple[str, str] | None:
+        """(sub, display name) of a session or a server-side source."""
+        session = self.registry.get(session_id)
+        if session is not None:
+            return (session.sub, session.name)
+        name = self.sources.get(session_id)
+        return (f"source:{session_id}", name) if name is not None else None
 
     def verify_refresh(self, session: Session, msg: ClientRefresh) -> Principal:
         """Check a fresh token for the same user (blocking directory lookup: worker thread)."""
@@ -281,19 +376,35 @@ class Hub:
             self._end(session, "disconnected", notify_self=False)
 
     # ------------------------------------------------------------------ media events
-    def talk_started(self, session_id: str, slot: int) -> None:
+    def _speaker(self, session_id: str) -> Participant | None:
         session = self.registry.get(session_id)
-        if session is None:
-            return
-        session.talking_slot = slot
-        self.broadcast(session.channel, ServerTalkStarted(speaker=participant(session), slot=slot))
+        if session is not None:
+            return participant(session)
+        name = self.sources.get(session_id)
+        if name is None:
+            return None
+        return Participant(id=session_id, sub=f"source:{session_id}", name=name, device_id="server")
 
-    def talk_stopped(self, session_id: str, slot: int) -> None:
+    def talk_started(self, session_id: str, channel: str, slot: int) -> None:
+        self._talk(session_id, channel, slot, started=True)
+
+    def talk_stopped(self, session_id: str, channel: str, slot: int) -> None:
+        self._talk(session_id, channel, slot, started=False)
+
+    def _talk(self, session_id: str, channel: str, slot: int, *, started: bool) -> None:
         session = self.registry.get(session_id)
-        if session is None:
+        if session is not None and channel == session.channel:
+            session.talking_slot = slot if started else None
+        speaker = self._speaker(session_id)
+        if speaker is None:
             return
-        session.talking_slot = None
-        self.broadcast(session.channel, ServerTalkStopped(speaker=participant(session), slot=slot))
+        kind = ServerTalkStarted if started else ServerTalkStopped
+        message = kind(speaker=speaker, slot=slot, channel=channel)
+        self.broadcast(channel, message)
+        for sid in list(self._monitors.get(channel, ())):  # sessions of other channels hearing it
+            monitor = self.registry.get(sid)
+            if monitor is not None:
+                self._send(monitor, message)
 
     def media_lost(self, session_id: str) -> None:
         """The session's transport died (ICE consent expired, DTLS failed): offer a new one."""
@@ -301,11 +412,11 @@ class Hub:
         if session is None or self.media is None:
             return
         if session.talking_slot is not None:
-            self.talk_stopped(session_id, session.talking_slot)
+            self.talk_stopped(session_id, session.channel, session.talking_slot)
         if session.id in self._outboxes:
-            self._send(session, ServerOffer(sdp=self.media.open(session)))
+            self._send(session, ServerOffer(sdp=self.media.open(session.id, self.route(session))))
 
-    def slot_busy(self, session_id: str, slots: int) -> None:
+    def slot_busy(self, session_id: str, channel: str, slots: int) -> None:
         session = self.registry.get(session_id)
         if session is not None:
             self._send(session, ServerSlotBusy(slots=slots))
@@ -354,8 +465,9 @@ class Hub:
         self._warned.pop(session.id, None)
         if not self.registry.close(session):
             return
+        self._forget_route(session)
         if self.media is not None:
-            self.media.close(session)
+            self.media.close(session.id)
         self.broadcast(
             session.channel, ServerParticipantLeft(participant=participant(session), reason=reason)
         )

@@ -56,10 +56,26 @@ class ClientLeave(_Msg):
 
 
 class ClientAnswer(_Msg):
-    """The participant's SDP answer to the server's ``offer``."""
+    """The participant's SDP answer to the server's ``offer``. ``revision`` echoes a
+    renegotiation offer's (optional: without it the answer is for the latest offer)."""
 
     type: Literal["answer"]
     sdp: Annotated[str, Field(min_length=1, max_length=32768)]
+    revision: Annotated[int, Field(ge=0, le=2**31)] | None = None
+    id: _REQ_ID | None = None
+
+
+_CHANNELS = Annotated[list[Annotated[str, Field(pattern=_NAME)]], Field(max_length=16)]
+
+
+class ClientRoute(_Msg):
+    """What this session talks into and hears from now on (each channel must be one the user
+    may join). Hearing a channel the peer connection has no slots for brings a renegotiation
+    ``offer``."""
+
+    type: Literal["route"]
+    sends: _CHANNELS
+    hears: _CHANNELS
     id: _REQ_ID | None = None
 
 
@@ -77,10 +93,10 @@ class ClientPing(_Msg):
 
 
 ClientMessage = Annotated[
-    ClientJoin | ClientLeave | ClientAnswer | ClientRefresh | ClientPing,
+    ClientJoin | ClientLeave | ClientAnswer | ClientRefresh | ClientPing | ClientRoute,
     Field(discriminator="type"),
 ]
-CLIENT_TYPES = frozenset({"join", "leave", "answer", "refresh", "ping"})
+CLIENT_TYPES = frozenset({"join", "leave", "answer", "refresh", "ping", "route"})
 _client_adapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
 
 
@@ -120,8 +136,22 @@ class ServerJoined(_Msg):
 
 
 class ServerOffer(_Msg):
+    """An SDP offer. Plain: for a new peer connection (close the old one). With ``renegotiate``
+    true: apply it to the existing one and answer with ``revision`` echoed."""
+
     type: Literal["offer"] = "offer"
     sdp: str
+    renegotiate: bool = False
+    revision: int | None = None
+
+
+class ServerRouted(_Msg):
+    """The session's route as it now is (the answer to ``route``)."""
+
+    type: Literal["routed"] = "routed"
+    sends: list[str]
+    hears: list[str]
+    id: str | None = None
 
 
 class ServerParticipantJoined(_Msg):
@@ -139,12 +169,14 @@ class ServerTalkStarted(_Msg):
     type: Literal["talk_started"] = "talk_started"
     speaker: Participant
     slot: int
+    channel: str | None = None  # the channel whose slot it is (sent when not the session's own)
 
 
 class ServerTalkStopped(_Msg):
     type: Literal["talk_stopped"] = "talk_stopped"
     speaker: Participant
     slot: int
+    channel: str | None = None
 
 
 class ServerSlotBusy(_Msg):
@@ -190,6 +222,7 @@ class ServerError(_Msg):
 ServerMessage = (
     ServerJoined
     | ServerOffer
+    | ServerRouted
     | ServerParticipantJoined
     | ServerParticipantLeft
     | ServerTalkStarted

@@ -174,6 +174,20 @@ MIGRATIONS: list[str] = [
         GROUP BY utterance_id;
     DROP TABLE utterance_gram;
     """,
+    # 5: the commit event sequence: one row per committed utterance (later alerts and
+    # announcements), written in the commit's own transaction whichever path committed it (the
+    # live link or the spool catch-up). Features that react to commits read it after the last
+    # seq they saw (calllog CallLog.events_after); AUTOINCREMENT never reuses a seq. The
+    # PostgreSQL backend maps it to a sequence and LISTEN/NOTIFY.
+    """
+    CREATE TABLE commit_event (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind            TEXT NOT NULL,
+        ref             TEXT NOT NULL,
+        channel         TEXT NOT NULL,
+        created_ms      INTEGER NOT NULL
+    );
+    """,
 ]
 
 

@@ -10,12 +10,12 @@ import logging
 import os
 from pathlib import Path
 
+from voice_server.calllog.burst import DONE, SPOOL_DIR, BurstMeta, burst_id_of
 from voice_server.calllog.model import Gap
+from voice_server.calllog.ogg import OggError, read_ogg_opus
 from voice_server.calllog.store import CallLog
 from voice_server.store.channels import NAME_RE
-from voice_server.transcribe.burst import DONE, SPOOL_DIR, BurstMeta, burst_id_of
 from voice_server.transcribe.engine import Engine, Job, _now_ms
-from voice_server.transcribe.ogg import OggError, read_ogg_opus
 from voice_server.transcribe.packets import opus_samples
 from voice_server.transcribe.spool import fsync_dir
 

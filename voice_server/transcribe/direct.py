@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from voice_server.calllog.ogg import OggError, read_ogg_opus
 from voice_server.transcribe.decoder import Chunker, pcm_chunks, pcm_of_file
-from voice_server.transcribe.ogg import OggError, read_ogg_opus
 from voice_server.transcribe.recognizer import RecognizerFactory, RecResult
 
 __all__ = ["recognize_file", "recognize_packets", "recognize_pcm"]

@@ -20,11 +20,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from voice_server.calllog.burst import BurstMeta, clip_path
 from voice_server.calllog.model import Gap, Utterance
 from voice_server.calllog.store import CallLog
 from voice_server.media.errors import PacketError
-from voice_server.media.rtp import read_header
-from voice_server.transcribe.burst import BurstMeta, clip_path
+from voice_server.media.rtp import payload_of
 from voice_server.transcribe.decoder import Chunker, OpusDecoder
 from voice_server.transcribe.packets import Sequencer
 from voice_server.transcribe.recognizer import Recognizer, RecognizerFactory
@@ -209,13 +209,10 @@ class Engine:
     @staticmethod
     def _from_rtp(job: Job, plain: bytes) -> list[tuple[bytes, int]]:
         try:
-            _pt, _m, seq, ts, _ssrc, hlen = read_header(plain)
+            seq, ts, payload = payload_of(plain)
         except PacketError:
             return []
-        end = len(plain)
-        if plain[0] & 0x20 and end > hlen:
-            end -= plain[-1]
-        return job.sequencer.push(seq, ts, plain[hlen:end])
+        return job.sequencer.push(seq, ts, payload)
 
     def _commit(self, job: Job, result: object) -> None:
         meta = job.meta

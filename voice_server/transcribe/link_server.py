@@ -29,6 +29,8 @@ from voice_server.metrics import Family
 from voice_server.transcribe.protocol import (
     VERSION,
     LinkError,
+    burst_end,
+    burst_start,
     dumps,
     pack_packets,
     parse_json,
@@ -212,21 +214,8 @@ class LinkHub:
             if records:
                 await conn.ws.send_bytes(pack_packets(records))
                 records, size = [], 0
-            meta = handle.meta
             if kind == 0:
-                await conn.ws.send_text(
-                    dumps(
-                        {
-                            "type": "burst_start",
-                            "burst": handle.no,
-                            "id": meta.id,
-                            "channel": meta.channel,
-                            "speaker_id": meta.speaker_id,
-                            "speaker_name": meta.speaker_name,
-                            "start_ms": meta.start_ms,
-                        }
-                    )
-                )
+                await conn.ws.send_text(burst_start(handle.no, handle.meta))
                 assert isinstance(data, list)
                 if data:
                     await conn.ws.send_bytes(pack_packets([(handle.no, p) for p in data]))
@@ -235,14 +224,8 @@ class LinkHub:
                 self._live.pop(handle.no, None)
                 handle.live = False
                 await conn.ws.send_text(
-                    dumps(
-                        {
-                            "type": "burst_end",
-                            "burst": handle.no,
-                            "id": meta.id,
-                            "complete": complete,
-                            "ended_ms": handle.ended_ms,
-                        }
+                    burst_end(
+                        handle.no, handle.meta.id, complete=complete, ended_ms=handle.ended_ms
                     )
                 )
         if records:

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Protocol
 
+from voice_server.calllog.burst import DONE, PART, SPOOL_DIR
 from voice_server.metrics import Family
-from voice_server.transcribe.burst import DONE, PART, SPOOL_DIR
 from voice_server.transcribe.status import (
     Observed,
     TranscriptionState,

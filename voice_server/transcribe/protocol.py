@@ -3,13 +3,18 @@
 One WebSocket at ``/internal/transcription`` (docs/transcription.md). Text frames are JSON
 objects with ``type``; binary frames carry RTP packets of live bursts, each record being
 ``burst number (u32, big endian) | length (u16) | the RTP packet`` (decrypted, as received).
+The burst messages (``burst_start``, ``burst_end``) are built and parsed here, for both ends.
 """
 
 from __future__ import annotations
 
 import json
 import struct
+from dataclasses import dataclass
 from typing import Any
+
+from voice_server.calllog.burst import BurstMeta
+from voice_server.calllog.model import BURST_ID_RE
 
 __all__ = ["LinkError", "pack_packets", "parse_json", "unpack_packets"]
 
@@ -61,4 +66,78 @@ def dumps(msg: dict[str, Any]) -> str:
     return json.dumps(msg, ensure_ascii=False, separators=(",", ":"))
 
 
-__all__ += ["VERSION", "dumps"]
+def burst_start(no: int, meta: BurstMeta) -> str:
+    """A live burst starts: its number on this link and its metadata (the session id stays on
+    the server)."""
+    return dumps(
+        {
+            "type": "burst_start",
+            "burst": no,
+            "id": meta.id,
+            "channel": meta.channel,
+            "speaker_id": meta.speaker_id,
+            "speaker_name": meta.speaker_name,
+            "start_ms": meta.start_ms,
+        }
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class BurstEnd:
+    no: int
+    id: str
+    complete: bool  # every packet was streamed live
+    ended_ms: int | None
+
+
+def burst_end(no: int, burst_id: str, *, complete: bool, ended_ms: int) -> str:
+    return dumps(
+        {
+            "type": "burst_end",
+            "burst": no,
+            "id": burst_id,
+            "complete": complete,
+            "ended_ms": ended_ms,
+        }
+    )
+
+
+def _burst_no(msg: dict[str, Any]) -> int:
+    no = msg.get("burst")
+    if not isinstance(no, int) or isinstance(no, bool) or not 0 <= no <= 0xFFFFFFFF:
+        raise LinkError("bad burst number")
+    return no
+
+
+def parse_burst_start(msg: dict[str, Any]) -> tuple[int, BurstMeta]:
+    """``(burst number, metadata)`` of a ``burst_start`` message; LinkError when unusable."""
+    no = _burst_no(msg)
+    try:
+        meta = BurstMeta(
+            id=str(msg["id"]),
+            channel=str(msg["channel"]),
+            speaker_id=str(msg["speaker_id"]),
+            speaker_name=str(msg["speaker_name"]),
+            session_id="",
+            start_ms=int(msg["start_ms"]),
+        )
+    except (KeyError, ValueError, TypeError):
+        raise LinkError("bad burst_start") from None
+    if not BURST_ID_RE.match(meta.id):
+        raise LinkError("bad burst id")
+    return no, meta
+
+
+def parse_burst_end(msg: dict[str, Any]) -> BurstEnd:
+    no = _burst_no(msg)
+    ended = msg.get("ended_ms")
+    return BurstEnd(
+        no=no,
+        id=str(msg.get("id", "")),
+        complete=msg.get("complete") is True,
+        ended_ms=ended if isinstance(ended, int) and not isinstance(ended, bool) else None,
+    )
+
+
+__all__ += ["VERSION", "BurstEnd", "burst_end", "burst_start", "dumps"]
+__all__ += ["parse_burst_end", "parse_burst_start"]

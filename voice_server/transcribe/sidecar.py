@@ -23,20 +23,22 @@ from urllib.parse import urlsplit, urlunsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from voice_server.calllog.model import BURST_ID_RE, Utterance
+from voice_server.calllog.burst import BurstMeta
+from voice_server.calllog.model import Utterance
 from voice_server.calllog.sqlite import SqliteCallLog
 from voice_server.identity.derived import LINK_PURPOSE, derive_key, mac_hex
 from voice_server.identity.keys import KEY_FILE, load_or_create_key
 from voice_server.store.channels import NAME_RE, ChannelStore
 from voice_server.store.database import Database
 from voice_server.transcribe import phrases as phrase_lists
-from voice_server.transcribe.burst import BurstMeta
 from voice_server.transcribe.catchup import CatchUp
 from voice_server.transcribe.engine import Engine, Job
 from voice_server.transcribe.protocol import (
     VERSION,
     LinkError,
     dumps,
+    parse_burst_end,
+    parse_burst_start,
     parse_json,
     unpack_packets,
 )
@@ -271,35 +273,25 @@ class Sidecar:
 
     def _control(self, msg: dict[str, Any]) -> None:
         kind = msg["type"]
-        no = msg.get("burst")
-        if not isinstance(no, int):
+        try:
+            if kind == "burst_start":
+                no, meta = parse_burst_start(msg)
+                if not NAME_RE.match(meta.channel):
+                    return
+                job = self.engine.job(meta, live=True)
+                if job is not None:
+                    self._live[no] = job
+            elif kind == "burst_end":
+                end = parse_burst_end(msg)
+                job = self._live.pop(end.no, None)
+                if job is None:
+                    return
+                if end.complete:
+                    self.engine.end(job, end.ended_ms)
+                else:
+                    self.engine.abort(job)
+        except LinkError:
             return
-        if kind == "burst_start":
-            try:
-                meta = BurstMeta(
-                    id=str(msg["id"]),
-                    channel=str(msg["channel"]),
-                    speaker_id=str(msg["speaker_id"]),
-                    speaker_name=str(msg["speaker_name"]),
-                    session_id="",
-                    start_ms=int(msg["start_ms"]),
-                )
-            except (KeyError, ValueError, TypeError):
-                return
-            if not BURST_ID_RE.match(meta.id) or not NAME_RE.match(meta.channel):
-                return
-            job = self.engine.job(meta, live=True)
-            if job is not None:
-                self._live[no] = job
-        elif kind == "burst_end":
-            job = self._live.pop(no, None)
-            if job is None:
-                return
-            if msg.get("complete") is True:
-                ended = msg.get("ended_ms")
-                self.engine.end(job, ended if isinstance(ended, int) else None)
-            else:
-                self.engine.abort(job)
 
     def _packets(self, frame: bytes) -> None:
         try:

@@ -21,13 +21,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from voice_server.calllog.burst import DONE, PART, SPOOL_DIR, BurstMeta, burst_id_of
 from voice_server.calllog.model import Gap
+from voice_server.calllog.ogg import OggError, OggOpusWriter, read_ogg_opus
 from voice_server.calllog.store import CallLog
 from voice_server.histogram import LatencyHistogram
 from voice_server.media.errors import PacketError
-from voice_server.media.rtp import read_header
-from voice_server.transcribe.burst import DONE, PART, SPOOL_DIR, BurstMeta, burst_id_of
-from voice_server.transcribe.ogg import OggError, OggOpusWriter, read_ogg_opus
+from voice_server.media.rtp import payload_of
 from voice_server.transcribe.packets import Sequencer
 from voice_server.transcribe.tap import CLOSE, OPEN, PACKET, BurstHandle, BurstTap
 
@@ -163,17 +163,14 @@ class SpoolWriter:
 
     def _packet(self, entry: _Open, plain: bytes) -> None:
         try:
-            _pt, _m, seq, ts, _ssrc, hlen = read_header(plain)
+            seq, ts, payload = payload_of(plain)
         except PacketError:
             self.counters.bad_packets += 1
             return
-        end = len(plain)
-        if plain[0] & 0x20 and end > hlen:
-            end -= plain[-1]
         writer = entry.writer
         assert writer is not None
         try:
-            for packet, samples in entry.sequencer.push(seq, ts, plain[hlen:end]):
+            for packet, samples in entry.sequencer.push(seq, ts, payload):
                 writer.add(packet, samples)
         except OSError as exc:
             self._fail(entry, f"write failed: {exc.strerror}")

@@ -24,8 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from voice_server.calllog.burst import BurstMeta
 from voice_server.calllog.model import new_burst_id
-from voice_server.transcribe.burst import BurstMeta
 
 __all__ = ["BurstHandle", "BurstTap", "LiveSink", "SpeakerOf", "TapCounters"]
 

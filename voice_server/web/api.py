@@ -27,9 +27,9 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse
 
+from voice_server.calllog.burst import DONE, SPOOL_DIR
 from voice_server.calllog.model import BURST_ID_RE, parse_time
 from voice_server.state import AppState
-from voice_server.transcribe.burst import DONE, SPOOL_DIR
 from voice_server.web.auth import app_state, authenticate
 from voice_server.web.calllog_access import Filters, clip_signature, fetch_clip, search, view
 from voice_server.web.calllog_export import export_response

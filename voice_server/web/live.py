@@ -7,7 +7,7 @@ Order of checks, before anything of the channel is sent:
    (bearer callers send it without ``csrf``);
 3. the caller (``web.auth``: session cookie or bearer token) may ``calllog.live`` this channel
    (``web.policy``); refusals are audited, the opening of a live view too.
-Then a presence snapshot and the feed (``web.livehub``). The caller is re-checked every 2 s: a
+Then a presence snapshot and the feed (``signaling.livehub``). The caller is re-checked every 2 s: a
 disabled user, a revoked session or a removed assignment ends the view (4401/4403).
 
 Close codes: 4400 no hello, 4401 not signed in, 4403 refused (origin, CSRF, role, assignment),
@@ -24,9 +24,9 @@ import logging
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from voice_server.audit.chain import Result
+from voice_server.signaling.livehub import LiveHub, Viewer
 from voice_server.web import security
 from voice_server.web.auth import Auth, app_state, authenticate, client_address
-from voice_server.web.livehub import LiveHub, Viewer
 from voice_server.web.policy import Action, decide
 
 __all__ = ["router"]

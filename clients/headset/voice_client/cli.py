@@ -70,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--server", help="server base URL, e.g. https://voice.example:8000")
     p.add_argument("--channel", help="channel name")
     p.add_argument(
+        "--monitor",
+        action="append",
+        default=[],
+        metavar="CHANNEL",
+        help="also hear this channel (repeatable; asked for once media is up)",
+    )
+    p.add_argument(
         "--list-devices", action="store_true", help="list audio devices (PortAudio) and exit"
     )
     tok = p.add_mutually_exclusive_group()
@@ -195,6 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     opts = Options(
         url=url,
         channel=args.channel,
+        monitor=tuple(args.monitor),
         device_id=args.device_id or _default_device_id(),
         token=args.token,
         token_file=args.token_file,

@@ -224,7 +224,9 @@ class ClientPeer:
         return str(self.pc.connectionState)
 
     async def answer(self, offer_sdp: str) -> str:
-        """Apply the server's offer and return our SDP answer (after ICE gathering)."""
+        """Apply the server's offer and return our SDP answer (after ICE gathering). A
+        renegotiation offer (more slot m-lines, same ICE and DTLS) is applied the same way to
+        this live connection: audio already flowing goes on, new slots get their recorders."""
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         mic_transceiver = None
         for transceiver in self.pc.getTransceivers():

@@ -77,6 +77,7 @@ class Options:
     channel: str
     device_id: str
     token: str | None = None
+    monitor: tuple[str, ...] = ()  # channels also heard (a route asked for once media is up)
     token_file: Path | None = None
     pcm: bytes = b""  # what to say, PCM48 mono
     loop: bool = False
@@ -191,8 +192,11 @@ class _Client:
                     with contextlib.suppress(ConnectionClosed):
                         await self.ws.send(action.text())
             elif isinstance(action, AnswerOffer):
-                sdp = await self.answer(action.sdp)
-                await self.do(self.session.answer(sdp))
+                if action.renegotiate and self.peer is not None:
+                    sdp = await self.renegotiate(self.peer, action.sdp)
+                else:
+                    sdp = await self.answer(action.sdp)
+                await self.do(self.session.answer(sdp, action.revision))
             elif isinstance(action, Emit):
                 self.emit(action.event)
             elif isinstance(action, Warn):
@@ -216,12 +220,25 @@ class _Client:
         except ValueError as exc:  # aiortc raises ValueError for SDP it cannot use
             raise ClientError(f"cannot answer the server's offer: {exc}") from None
 
+    async def renegotiate(self, peer: ClientPeer, sdp: str) -> str:
+        """Apply a renegotiation offer to the live peer connection (no new one)."""
+        try:
+            answer = await peer.answer(sdp)
+        except ValueError as exc:
+            raise ClientError(f"cannot apply the server's renegotiation: {exc}") from None
+        self.emit({"event": "renegotiated", "mids": len(peer.pc.getTransceivers())})
+        return answer
+
     def on_media_state(self, peer: ClientPeer) -> None:
         if peer is not self.peer:
             return
         state = peer.connection_state
         self.emit({"event": "media", "state": state})
         if state == "connected":
+            if not self.media_connected and self.opts.monitor:
+                channel = self.opts.channel
+                route = self.session.route([channel], [channel, *self.opts.monitor])
+                self.spawn(self.do(route))
             self.media_connected = True
         if state == "failed" and not self.leaving and not self.opts.reconnect:
             self.end = End(ok=False, reason="media connection failed")

@@ -51,9 +51,12 @@ class Send:
 
 @dataclass(frozen=True, slots=True)
 class AnswerOffer:
-    """Apply this SDP offer to the peer connection and call :meth:`ClientSession.answer`."""
+    """Apply this SDP offer and call :meth:`ClientSession.answer`: to a new peer connection, or
+    (``renegotiate``) to the existing one, echoing ``revision`` in the answer."""
 
     sdp: str
+    renegotiate: bool = False
+    revision: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,12 +142,23 @@ class ClientSession:
             join["session_id"] = self.session_id
         return [Send(join)]
 
-    def answer(self, sdp: str) -> list[Action]:
-        """The peer connection produced its SDP answer to the server's offer."""
+    def answer(self, sdp: str, revision: int | None = None) -> list[Action]:
+        """The peer connection produced its SDP answer to the server's offer (``revision``: a
+        renegotiation offer's, echoed)."""
         if self.state is not SessionState.JOINED:
             return []
         self.answered = True
-        return [Send({"v": PROTOCOL_VERSION, "type": "answer", "sdp": sdp})]
+        msg: dict[str, Any] = {"v": PROTOCOL_VERSION, "type": "answer", "sdp": sdp}
+        if revision is not None:
+            msg["revision"] = revision
+        return [Send(msg)]
+
+    def route(self, sends: list[str], hears: list[str]) -> list[Action]:
+        """Talk into ``sends`` and hear ``hears`` from now on (the server answers ``routed``,
+        and a renegotiation ``offer`` when new channels need slots)."""
+        if self.state is not SessionState.JOINED:
+            return []
+        return [Send({"v": PROTOCOL_VERSION, "type": "route", "sends": sends, "hears": hears})]
 
     def refresh(self, token: str) -> list[Action]:
         """Hand the server a fresh token for the same user."""
@@ -238,7 +252,25 @@ class ClientSession:
     def _on_offer(self, msg: dict[str, Any]) -> list[Action]:
         if self.state is not SessionState.JOINED:
             return [Warn("ignored an 'offer' outside a joined session")]
-        return [AnswerOffer(_str(msg["sdp"]))]
+        revision = msg.get("revision")
+        return [
+            AnswerOffer(
+                _str(msg["sdp"]),
+                renegotiate=msg.get("renegotiate") is True,
+                revision=revision if isinstance(revision, int) else None,
+            )
+        ]
+
+    def _on_routed(self, msg: dict[str, Any]) -> list[Action]:
+        return [
+            Emit(
+                {
+                    "event": "routed",
+                    "sends": [str(c) for c in msg.get("sends", [])],
+                    "hears": [str(c) for c in msg.get("hears", [])],
+                }
+            )
+        ]
 
     def _on_participant_joined(self, msg: dict[str, Any]) -> list[Action]:
         p = _participant(msg["participant"])
@@ -259,7 +291,10 @@ class ClientSession:
             self.you = speaker
         if speaker["id"] in self.participants:
             self.participants[speaker["id"]] = speaker
-        return [Emit({"event": msg["type"], "speaker": speaker, "slot": slot})]
+        event = {"event": msg["type"], "speaker": speaker, "slot": slot}
+        if isinstance(msg.get("channel"), str):  # whose slot (a monitored channel's, maybe)
+            event["channel"] = msg["channel"]
+        return [Emit(event)]
 
     def _on_slot_busy(self, msg: dict[str, Any]) -> list[Action]:
         return [Emit({"event": "slot_busy", "slots": int(msg["slots"])})]
@@ -311,6 +346,7 @@ def _participant(raw: Any) -> dict[str, Any]:
 _HANDLERS = {
     "joined": ClientSession._on_joined,
     "offer": ClientSession._on_offer,
+    "routed": ClientSession._on_routed,
     "participant_joined": ClientSession._on_participant_joined,
     "participant_left": ClientSession._on_participant_left,
     "talk_started": ClientSession._on_talk,

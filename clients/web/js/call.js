@@ -1,10 +1,13 @@
 // The media side: one RTCPeerConnection per server offer (docs/signaling.md, SDP contract).
 // The server offers; we answer. mid "0" carries our microphone (replaceTrack + sendonly after
 // applying the offer, else the browser answers it inactive); mids "1".."N" are the talk slots we
-// hear. A later offer means "start over" (the server lost our transport): the old connection is
-// closed first. iceServers is empty on purpose: no public STUN server is ever contacted.
+// hear. A later plain offer means "start over" (the server lost our transport): the old
+// connection is closed first. An offer with renegotiate: true (more slot m-lines for another
+// channel heard) is applied to the live connection instead: audio already flowing goes on, and
+// the answer echoes its revision. iceServers is empty on purpose: no public STUN server is ever
+// contacted.
 //
-// Events: "answer" {sdp}, "track" {mid, track}, "media" {state}, "failed" {}.
+// Events: "answer" {sdp, revision}, "track" {mid, track}, "media" {state}, "failed" {}.
 
 const GATHER_TIMEOUT_MS = 2000;
 const DISCONNECTED_GRACE_MS = 5000;
@@ -64,7 +67,8 @@ export class Call extends EventTarget {
     return t ? t.sender : null;
   }
 
-  async handleOffer(sdp) {
+  async handleOffer(sdp, renegotiate = false, revision = null) {
+    if (renegotiate && this.pc) return this.renegotiate(sdp, revision);
     this.close();
     const generation = ++this.generation;
     const pc = new RTCPeerConnection({
@@ -93,6 +97,19 @@ export class Call extends EventTarget {
     await gathered(pc);
     if (generation !== this.generation) return;
     this.emit("answer", { sdp: pc.localDescription.sdp });
+  }
+
+  // Same ICE and DTLS, more m-lines: the browser fires "track" for the new slots only.
+  async renegotiate(sdp, revision) {
+    const pc = this.pc;
+    const generation = this.generation;
+    await pc.setRemoteDescription({ type: "offer", sdp });
+    const mic = pc.getTransceivers().find((x) => x.mid === "0");
+    if (mic && this.sendTrack) mic.direction = "sendonly";
+    const answer = await pc.createAnswer();
+    await pc.setLocalDescription(answer);
+    if (generation !== this.generation) return;
+    this.emit("answer", { sdp: pc.localDescription.sdp, revision });
   }
 
   stateChanged(pc, generation) {
@@ -134,6 +151,7 @@ export class Call extends EventTarget {
           jitterBufferMinimumDelay: s.jitterBufferMinimumDelay,
           jitter: s.jitter, // RFC 3550 interarrival jitter, s
           packetsLost: s.packetsLost,
+          concealedSamples: s.concealedSamples, // played but not received (a gap, a loss)
         };
       } else if (s.type === "outbound-rtp" && s.kind === "audio") {
         out.outbound = { packetsSent: s.packetsSent, bytesSent: s.bytesSent };

@@ -164,7 +164,13 @@ class App {
     });
 
     this.call.addEventListener("answer", (e) => {
-      if (this.conn) this.conn.send({ type: "answer", sdp: e.detail.sdp });
+      if (!this.conn) return;
+      const answer = { type: "answer", sdp: e.detail.sdp };
+      if (Number.isInteger(e.detail.revision)) {
+        answer.revision = e.detail.revision;
+        if (this.diag) this.diag.log("renegotiated", { revision: e.detail.revision });
+      }
+      this.conn.send(answer);
     });
     this.call.addEventListener("track", (e) => this.engine.attachRemote(e.detail.mid, e.detail.track));
     this.call.addEventListener("media", (e) => {
@@ -552,7 +558,7 @@ class App {
   message(msg) {
     switch (msg.type) {
       case "offer":
-        this.call.handleOffer(msg.sdp).catch((err) => {
+        this.call.handleOffer(msg.sdp, msg.renegotiate === true, msg.revision).catch((err) => {
           this.warn(t("error_generic", { message: err.message || String(err) }));
         });
         break;
