@@ -36,22 +36,25 @@ import asyncio
 import contextlib
 import json
 import os
-import random
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from voice_server.bench.httpsync import HttpError, get_text
+from voice_server.bench.httpsync import get_text
 from voice_server.bench.procstat import CpuMeter
 from voice_server.bench.stats import percentile
 from voice_server.bench.transcribe_replay import run_capacity
-from voice_server.calllog.model import SearchQuery
+from voice_server.bench.transcribe_run import cli as _cli
+from voice_server.bench.transcribe_run import free_port as _free_port
+from voice_server.bench.transcribe_run import process as _process
+from voice_server.bench.transcribe_run import run_utterances as _run_utterances
+from voice_server.bench.transcribe_run import talk as _talk
+from voice_server.bench.transcribe_run import wait as _wait
 from voice_server.calllog.normalize import strip_spaces
 from voice_server.calllog.sqlite import SqliteCallLog
 from voice_server.identity.keys import load_or_create_key
@@ -113,16 +116,6 @@ def add_parser(bsub: Any) -> None:
     p.add_argument("--silent-clients", type=int, default=5)
 
 
-def _free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "voice_server.cli", *args]
-
-
 def _speech(path: Path) -> Path:
     if shutil.which("espeak-ng") is None:
         raise SystemExit("bench transcribe: espeak-ng is needed (or give --speech FILE.wav)")
@@ -142,78 +135,6 @@ def _speech(path: Path) -> Path:
         out.setframerate(rate)
         out.writeframes(frames)
     return path
-
-
-@contextlib.contextmanager
-def _process(cmd: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("ab") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def _wait(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(HttpError):
-            if predicate():
-                return
-        time.sleep(0.2)
-    raise SystemExit(f"bench transcribe: timed out waiting for {what}")
-
-
-@contextlib.contextmanager
-def _lossy_sender(loss: float, seed: int) -> Iterator[None]:
-    """Drop ``loss`` of the outgoing RTP (not RTCP) packets of aiortc peers in this process."""
-    from aiortc.rtcdtlstransport import RTCDtlsTransport
-    from aiortc.rtp import is_rtcp
-
-    original = RTCDtlsTransport._send_rtp
-    rng = random.Random(seed)
-
-    async def send(self: Any, data: bytes) -> None:
-        if loss > 0 and not is_rtcp(data) and rng.random() < loss:
-            return
-        await original(self, data)
-
-    RTCDtlsTransport._send_rtp = send  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        RTCDtlsTransport._send_rtp = original  # type: ignore[method-assign]
-
-
-def _talk(
-    url: str, token: str, sub: str, wav: Path, seconds: float, loss: float, seed: int
-) -> None:
-    from voice_client.runner import Options, run
-    from voice_client.signaling import websocket_url
-    from voice_client.wavio import read_pcm48
-
-    opts = Options(
-        url=websocket_url(url),
-        channel="bench",
-        device_id=sub,
-        token=token,
-        pcm=read_pcm48(wav),
-        duration=seconds,
-        out=open(os.devnull, "w"),
-    )
-    with _lossy_sender(loss, seed):
-        asyncio.run(run(opts))
-
-
-def _run_utterances(log: SqliteCallLog, sub: str) -> list[Any]:
-    page = log.search(SearchQuery(speaker=sub, limit=200))
-    return sorted(page.items, key=lambda u: u.start_ms)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -107,7 +107,11 @@ def _wav(path: Path, pcm: bytes) -> Path:
 def _pipeline(
     args: argparse.Namespace, work: Path, factory: Any, material: list[Any], pcms: list[bytes]
 ) -> dict[str, Any]:
-    from voice_server.bench.transcribe import _cli, _free_port, _process, _run_utterances, _talk
+    from voice_server.bench.transcribe_run import cli as _cli
+    from voice_server.bench.transcribe_run import free_port as _free_port
+    from voice_server.bench.transcribe_run import process as _process
+    from voice_server.bench.transcribe_run import run_utterances as _run_utterances
+    from voice_server.bench.transcribe_run import talk as _talk
     from voice_server.calllog.sqlite import SqliteCallLog
     from voice_server.identity.keys import load_or_create_key
     from voice_server.identity.tokens import issue_token
@@ -267,8 +271,9 @@ async def _capacity(
     import subprocess
 
     from voice_server.bench.procstat import CpuMeter, read_machine_busy_seconds
-    from voice_server.bench.transcribe import _cli, _free_port
     from voice_server.bench.transcribe_replay import ReplayLink
+    from voice_server.bench.transcribe_run import cli as _cli
+    from voice_server.bench.transcribe_run import free_port as _free_port
     from voice_server.identity.keys import load_or_create_key
 
     data = work / "data"
