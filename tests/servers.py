@@ -77,7 +77,7 @@ class ServerProcess:
             args += [f"--{k}", v]
         return self.cli(*args)
 
-    def start(self, timeout: float = 15.0) -> None:
+    def start(self, timeout: float = 60.0) -> None:
         self.log_path = self.data_dir / f"server-{self.port}.log"
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         cmd = [

@@ -30,13 +30,13 @@ class Peer:
         await self.send(type="join", token=token, channel=channel, device_id=device_id, **kw)
         return await self.expect("joined")
 
-    async def recv(self, timeout: float = 5.0) -> dict[str, Any]:
+    async def recv(self, timeout: float = 20.0) -> dict[str, Any]:
         raw = await asyncio.wait_for(self.ws.recv(), timeout)
         msg: dict[str, Any] = json.loads(raw)
         self.inbox.append(msg)
         return msg
 
-    async def expect(self, mtype: str, timeout: float = 5.0, **match: Any) -> dict[str, Any]:
+    async def expect(self, mtype: str, timeout: float = 20.0, **match: Any) -> dict[str, Any]:
         """Next message of ``mtype`` (matching ``match`` fields), skipping others."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -50,7 +50,7 @@ class Peer:
             if msg["type"] == mtype and all(msg.get(k) == v for k, v in match.items()):
                 return msg
 
-    async def closed(self, timeout: float = 5.0) -> int | None:
+    async def closed(self, timeout: float = 20.0) -> int | None:
         """Wait until the server closes the socket; return the close code."""
         try:
             while True:

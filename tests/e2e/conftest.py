@@ -18,7 +18,7 @@ from voice_server.bench import browser, netns
 T = TypeVar("T")
 
 
-def wait_for(fn: Callable[[], T], what: str, timeout: float = 15.0) -> T:
+def wait_for(fn: Callable[[], T], what: str, timeout: float = 45.0) -> T:
     """Poll ``fn`` until it returns something true; its last value."""
     deadline = time.monotonic() + timeout
     last: T = fn()

@@ -8,7 +8,7 @@ from tests.servers import ServerProcess, running_server
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    env = {"VOICE_GRACE_SECONDS": "2", "VOICE_TOKEN_WARNING_SECONDS": "10"}
+    env = {"VOICE_GRACE_SECONDS": "4", "VOICE_TOKEN_WARNING_SECONDS": "10"}
     with running_server(tmp_path_factory.mktemp("srv"), env=env) as srv:
         yield srv
 

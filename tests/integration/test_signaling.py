@@ -89,7 +89,7 @@ async def test_session_resumes_within_the_grace_period(server: ServerProcess) ->
     q = await Peer.connect(server.ws_url)
     again = await q.join(tok(server, "erin"), device_id="d", session_id=first["session_id"])
     assert again["resumed"] and again["session_id"] == first["session_id"]
-    await asyncio.sleep(2.5)  # past the 2 s grace: the resumed session must still be there
+    await asyncio.sleep(4.5)  # past the 4 s grace: the resumed session must still be there
     await q.send(type="ping", id="still")
     assert (await q.expect("pong"))["id"] == "still"
     assert not [
@@ -108,7 +108,7 @@ async def test_detached_session_ends_after_the_grace_period(server: ServerProces
     first = await p.join(tok(server, "frank"))
     await p.close()
     while True:
-        left = await watcher.expect("participant_left", timeout=6)
+        left = await watcher.expect("participant_left", timeout=30)
         if left["participant"]["id"] == first["session_id"]:
             break
     assert left["reason"] == "disconnected"
@@ -214,7 +214,7 @@ async def test_token_refresh_extends_the_session_and_checks_the_subject(
 async def test_expired_session_token_ends_the_session(server: ServerProcess) -> None:
     p = await Peer.connect(server.ws_url)
     await p.join(tok(server, "hank", ttl=2))
-    err = await p.expect("error", timeout=6)
+    err = await p.expect("error", timeout=30)
     assert (err["code"], err["fatal"]) == ("token_expired", True)
     assert await p.closed() == 4401
 
