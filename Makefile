@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test lint typecheck unit integration clean
+.PHONY: run test test-env smoke lint typecheck unit integration clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -45,6 +45,12 @@ lint: $(VENV)/.stamp-test
 
 test: lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+test-env: $(VENV)/.stamp-test
+
+# the newcomer's path in a second clone: `make run` with the runtime only, driven in Chromium
+smoke: $(VENV)/.stamp-test
+	./scripts/ci-smoke.sh
 
 unit: $(VENV)/.stamp-test
 	$(BIN)/python -m pytest -q tests/unit

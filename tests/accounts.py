@@ -111,6 +111,15 @@ def signin(c: httpx.Client, name: str, pw: str | None = None) -> str:
     return str(r.json()["csrf_token"])
 
 
+def make_code(server: ServerProcess, user: str, by: str = "boss") -> str:
+    """A one-time sign-in code for ``user``, made by the supervisor ``by`` over the API."""
+    with client(server) as c:
+        csrf = signin(c, by)
+        r = c.post("/api/v1/auth/codes", json={"user": user}, headers={"X-CSRF-Token": csrf})
+        assert r.status_code == 201, r.text
+        return str(r.json()["code"])
+
+
 def form_csrf(html: str) -> str:
     match = re.search(r'name="csrf" value="([^"]+)"', html)
     assert match, html

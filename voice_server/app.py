@@ -28,6 +28,7 @@ from voice_server.store.channels import ChannelStore
 from voice_server.store.database import Database, migrate
 from voice_server.transcribe.link_server import LinkHub
 from voice_server.transcribe.metrics import spool_families
+from voice_server.transcribe.monitor import TranscriptionMonitor
 from voice_server.transcribe.spool import SpoolWriter
 from voice_server.transcribe.supervise import TranscriberSupervisor
 from voice_server.transcribe.tap import BurstTap
@@ -78,6 +79,14 @@ def build_state(config: Config) -> AppState:
     hub.watchers.append(live.on_signal)
     link.on_partial.append(live.on_partial)
     link.on_committed.append(live.on_committed)
+    supervisor = TranscriberSupervisor.from_config(config)
+    monitor = TranscriptionMonitor(
+        config.data_dir,
+        link,
+        link.counters,
+        call_log=config.call_log,
+        supervisor=supervisor,
+    )
     state = AppState(
         config=config,
         db=db,
@@ -91,12 +100,15 @@ def build_state(config: Config) -> AppState:
         link=link,
         spool=spool,
         live=live,
+        transcription=monitor,
+        supervisor=supervisor,
     )
     state.metrics.register(counters.families)
     state.metrics.register(state.collect_sessions)
     state.metrics.register(media.families)
     state.metrics.register(link.families)
     state.metrics.register(lambda: spool_families(spool))
+    state.metrics.register(monitor.families)
     state.metrics.register(live.families)
     state.metrics.register(
         lambda: [Family("voice_channels", "gauge", "Configured channels").add(channels.count())]
@@ -114,9 +126,10 @@ def create_app(config: Config) -> FastAPI:
         await asyncio.to_thread(state.spool.start)  # completes .part files a crash left
         await state.media.start()
         state.hub.start()
-        supervisor = TranscriberSupervisor.from_config(config)
+        supervisor = state.supervisor
         if supervisor is not None:
             supervisor.start()
+        state.transcription.start()
         purge = PurgeSchedule(Purger(config.data_dir, state.accounts.audit), config)
         purge.start()
         state.started = True
@@ -126,6 +139,7 @@ def create_app(config: Config) -> FastAPI:
         finally:
             state.stopping = True
             await purge.stop()
+            await state.transcription.stop()
             if supervisor is not None:
                 await supervisor.stop()
             await state.hub.stop()

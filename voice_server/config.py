@@ -57,7 +57,8 @@ class Config(BaseSettings):
     token_warning_seconds: int = Field(300, ge=10)
 
     # accounts and the web: lifetimes, cookies
-    session_ttl_seconds: int = Field(43200, ge=300, le=31 * 86400)
+    session_ttl_seconds: int = Field(43200, ge=30, le=31 * 86400)
+    session_warning_seconds: int = Field(600, ge=0, le=86400)  # the phone app warns this early
     join_token_ttl_seconds: int = Field(1800, ge=60, le=86400)
     signin_code_ttl_seconds: int = Field(600, ge=30, le=86400)
     cookie_secure: bool | None = None  # None: Secure when served over HTTPS or public_url is

@@ -17,7 +17,9 @@ from voice_server.signaling.sessions import SessionState
 from voice_server.store.channels import ChannelStore
 from voice_server.store.database import Database
 from voice_server.transcribe.link_server import LinkHub
+from voice_server.transcribe.monitor import TranscriptionMonitor
 from voice_server.transcribe.spool import SpoolWriter
+from voice_server.transcribe.supervise import TranscriberSupervisor
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -36,6 +38,8 @@ class AppState:
     link: LinkHub
     spool: SpoolWriter
     live: LiveHub  # the dashboard's live view (fed by the hub and the link)
+    transcription: TranscriptionMonitor  # up / degraded / stopped, for pages and /readyz
+    supervisor: TranscriberSupervisor | None = None  # `serve --transcriber`'s child
     metrics: MetricsRegistry = field(default_factory=MetricsRegistry)
     started: bool = False
     stopping: bool = False
@@ -44,7 +48,14 @@ class AppState:
     def metrics_networks(self) -> list[Network]:
         return [ipaddress.ip_network(n, strict=False) for n in self.config.metrics_allow]
 
-    def readiness(self) -> dict[str, bool]:
+    def readiness(self) -> dict[str, bool | str]:
+        """``/readyz``'s checks: the booleans decide readiness; ``transcription`` (up,
+        degraded, stopped, off) is reported without failing it (calls work without it)."""
+        checks: dict[str, bool | str] = dict(self._ready_checks())
+        checks["transcription"] = self.transcription.state.value
+        return checks
+
+    def _ready_checks(self) -> dict[str, bool]:
         try:
             with self.db.connection() as conn:
                 conn.execute("SELECT 1").fetchone()

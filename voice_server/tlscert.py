@@ -23,7 +23,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["TlsFiles", "ensure_self_signed", "local_names", "trust_instructions"]
+__all__ = [
+    "TlsFiles",
+    "certificate_names",
+    "ensure_self_signed",
+    "local_names",
+    "trust_instructions",
+]
 
 VALID_DAYS = 825
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -66,6 +72,19 @@ def local_names() -> tuple[list[str], list[IpAddress]]:
 
 def _fingerprint(cert: x509.Certificate) -> str:
     return ":".join(f"{b:02X}" for b in cert.fingerprint(hashes.SHA256()))
+
+
+def certificate_names(cert_path: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The DNS names and IP addresses the first certificate of a PEM file is valid for."""
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return (), ()
+    return (
+        tuple(san.get_values_for_type(x509.DNSName)),
+        tuple(str(a) for a in san.get_values_for_type(x509.IPAddress)),
+    )
 
 
 def ensure_self_signed(

@@ -2,7 +2,7 @@
 // every request for the app's own files goes to the server, and the cached copy is used only
 // when the server cannot be reached, so an update is picked up on the next load (never stuck
 // on an old version). The signaling socket, the API and the metrics are never cached.
-const CACHE = "voice-shell-v1";
+const CACHE = "voice-shell-v2";
 const SHELL = [
   "./",
   "index.html",
@@ -12,6 +12,7 @@ const SHELL = [
   "js/main.js",
   "js/i18n.js",
   "js/link.js",
+  "js/session.js",
   "js/connection.js",
   "js/call.js",
   "js/audio.js",

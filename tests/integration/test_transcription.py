@@ -68,7 +68,7 @@ def factory() -> VoskFactory:
 @pytest.fixture(scope="module")
 def asr_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     with running_server(tmp_path_factory.mktemp("asr"), extra_args=["--transcriber"]) as srv:
-        wait_for(lambda: metric(srv, "voice_transcriber_connected") == 1, 60, "the sidecar")
+        wait_for(lambda: metric(srv, "voice_transcription_link_up") == 1, 60, "the sidecar")
         yield srv
 
 
@@ -171,4 +171,4 @@ def test_the_link_refuses_a_sidecar_without_the_deployment_key(asr_server: Serve
     before = metric(asr_server, "voice_transcriber_link_auth_failures_total")
     assert asyncio.run(attempt()) == 4401
     assert metric(asr_server, "voice_transcriber_link_auth_failures_total") == before + 1
-    assert metric(asr_server, "voice_transcriber_connected") == 1  # the real one stays
+    assert metric(asr_server, "voice_transcription_link_up") == 1  # the real one stays

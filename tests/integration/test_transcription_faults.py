@@ -67,7 +67,7 @@ def test_a_sidecar_killed_mid_burst_transcribes_the_burst_after_restart(tmp_path
     wav = speech_wav(tmp_path / "one.wav", SENTENCES[:1], gap_seconds=0.5)
     with running_server(tmp_path / "srv") as server:
         with sidecar(server) as first:
-            wait_for(lambda: metric(server, "voice_transcriber_connected") == 1, 60, "sidecar")
+            wait_for(lambda: metric(server, "voice_transcription_link_up") == 1, 60, "sidecar")
             talker = start_client(server, tmp_path, "kim", play=wav, duration=6, record=False)
             wait_for(
                 lambda: metric(server, "voice_transcriber_live_bursts_total") >= 1, 10, "burst"
@@ -92,7 +92,7 @@ def test_a_server_killed_around_burst_ends_loses_no_accepted_burst(
     wav = speech_wav(tmp_path / "three.wav", SENTENCES, gap_seconds=1.5)
     with running_server(tmp_path / "srv") as server:
         with sidecar(server):
-            wait_for(lambda: metric(server, "voice_transcriber_connected") == 1, 60, "sidecar")
+            wait_for(lambda: metric(server, "voice_transcription_link_up") == 1, 60, "sidecar")
             listener = start_client(server, tmp_path, "lis", duration=25, record=False)
             time.sleep(1.0)
             stops: list[float] = []

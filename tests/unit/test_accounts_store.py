@@ -96,6 +96,17 @@ def test_disabling_and_password_reset_revoke_web_sessions(accounts: Accounts) ->
     assert accounts.sessions.resolve("garbage", 1001.0) is None
 
 
+def test_an_ended_session_says_whether_it_expired_or_was_revoked(accounts: Accounts) -> None:
+    accounts.service.add_user(BY, "sato", "staff", password="correct horse")
+    raw, _ = accounts.sessions.create("sato", via="code", address="x", ttl=30, now=1000.0)
+    assert accounts.sessions.ended(raw, 1010.0) is None  # live
+    assert accounts.sessions.ended(raw, 1030.0) == ("sato", "expired")
+    accounts.sessions.revoke(raw)
+    assert accounts.sessions.ended(raw, 1010.0) == ("sato", "revoked")
+    assert accounts.sessions.ended("garbage", 1010.0) is None
+    assert accounts.sessions.ended("x" * 500, 1010.0) is None
+
+
 def test_a_sign_in_code_works_once_and_only_before_it_expires(accounts: Accounts) -> None:
     accounts.service.add_user(BY, "sato", "staff")
     with accounts.service._db.transaction() as conn:

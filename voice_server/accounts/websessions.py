@@ -62,6 +62,24 @@ class WebSessions:
             return None
         return WebSession(row[0], row[1], row[2], row[3], row[4])
 
+    def ended(self, raw: str, now: float) -> tuple[str, str] | None:
+        """Why the session of this cookie value no longer works: ``(user_name, "revoked" |
+        "expired")``, or None when it is live or unknown (rows are kept a day past expiry)."""
+        if not raw or len(raw) > MAX_ID_LENGTH:
+            return None
+        with self._db.connection() as conn:
+            row = conn.execute(
+                "SELECT user_name, revoked, expires_at FROM web_session WHERE id_hash = ?",
+                (_digest(raw),),
+            ).fetchone()
+        if row is None:
+            return None
+        if row[1]:
+            return row[0], "revoked"
+        if row[2] <= now:
+            return row[0], "expired"
+        return None
+
     def revoke(self, raw: str) -> None:
         with self._db.transaction() as conn:
             conn.execute("UPDATE web_session SET revoked = 1 WHERE id_hash = ?", (_digest(raw),))

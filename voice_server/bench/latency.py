@@ -38,9 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import httpx
-
 from voice_server.bench import browser, netns, pulse
+from voice_server.bench.httpsync import HttpError, get_text
 
 __all__ = ["LatencyOptions", "main_latency", "match_onsets", "percentile", "run_latency"]
 
@@ -143,8 +142,8 @@ def _server(data_dir: Path) -> Iterator[str]:
                 raise RuntimeError(
                     "the server did not start: " + (data_dir / "server.log").read_text()
                 )
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+            with contextlib.suppress(HttpError):
+                if get_text(f"{url}/readyz", timeout=1)[0] == 200:
                     break
             time.sleep(0.1)
         yield url
@@ -242,7 +241,7 @@ def _wait(cond: Any, timeout: float, what: str) -> None:
 def _server_onsets(url: str) -> dict[str, Any]:
     """p50/p95 of voice_media_talk_onset_seconds from its Prometheus buckets."""
     buckets: list[tuple[float, float]] = []
-    for line in httpx.get(f"{url}/metrics", timeout=5).text.splitlines():
+    for line in get_text(f"{url}/metrics")[1].splitlines():
         if line.startswith("voice_media_talk_onset_seconds_bucket{"):
             le = line.split('le="', 1)[1].split('"', 1)[0]
             bound = math.inf if le == "+Inf" else float(le)

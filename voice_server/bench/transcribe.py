@@ -47,8 +47,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
-
+from voice_server.bench.httpsync import HttpError, get_text
 from voice_server.bench.procstat import CpuMeter
 from voice_server.bench.stats import percentile
 from voice_server.bench.transcribe_replay import run_capacity
@@ -149,7 +148,7 @@ def _process(cmd: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
 def _wait(predicate: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
+        with contextlib.suppress(HttpError):
             if predicate():
                 return
         time.sleep(0.2)
@@ -229,9 +228,7 @@ def main(args: argparse.Namespace) -> int:
         "loadavg_start": [round(x, 2) for x in os.getloadavg()],
     }
     with _process(serve, work / "server.log") as server, _process(side, work / "sidecar.log") as sc:
-        _wait(
-            lambda: "voice_transcriber_connected 1" in httpx.get(f"{url}/metrics").text, 90, "link"
-        )
+        _wait(lambda: "voice_transcription_link_up 1" in get_text(f"{url}/metrics")[1], 90, "link")
         log = SqliteCallLog(Database(data / "voice.db"))
         spoken = 0.0
         with contextlib.suppress(Exception):

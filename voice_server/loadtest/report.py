@@ -62,7 +62,13 @@ _DROP_REASONS = (
     "slot_busy",
     "unknown_source",
 )
-_TRANSCRIPTION_PREFIXES = ("voice_tap_", "voice_spool_", "voice_transcriber_", "voice_calllog_")
+_TRANSCRIPTION_PREFIXES = (
+    "voice_tap_",
+    "voice_spool_",
+    "voice_transcriber_",
+    "voice_transcription_",
+    "voice_calllog_",
+)
 
 
 @dataclass

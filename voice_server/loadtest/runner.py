@@ -325,7 +325,7 @@ async def _wait_for_transcriber(target: Any, say: Say, within: float = 120.0) ->
     """Until the server reports a linked transcriber sidecar (it loads its model first)."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        if prom.value(prom.parse(await target.metrics()), "voice_transcriber_connected") >= 1:
+        if prom.value(prom.parse(await target.metrics()), "voice_transcription_link_up") >= 1:
             return
         await asyncio.sleep(0.5)
     say(f"no transcriber linked after {within:.0f} s: bursts go to the spool only")

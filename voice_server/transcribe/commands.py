@@ -24,7 +24,21 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 def add_parsers(sub: Any, state_args: Any) -> None:
     t = sub.add_parser("transcriber", help="run the transcription sidecar")
-    t.add_argument("--server", required=True, help="the server's base URL, e.g. http://h:8000")
+    t.add_argument(
+        "--server",
+        required=True,
+        help="the server's base URL, e.g. https://h:8000 or http://h:8000",
+    )
+    t.add_argument(
+        "--ca-file",
+        type=Path,
+        help="PEM certificates to trust for an https:// --server (a private CA, or the server's "
+        "own self-signed certificate); default: the system's trust store",
+    )
+    t.add_argument(
+        "--tls-server-name",
+        help="the name to check in the server's certificate when it is not --server's host",
+    )
     state_args(t)
     _model_args(t)
     t.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
@@ -126,7 +140,13 @@ def _transcriber(args: argparse.Namespace) -> int:
     print(f"transcriber CPU priority: {set_to}", file=sys.stderr, flush=True)
     from voice_server.config import load_config
     from voice_server.logs import setup_logging
-    from voice_server.transcribe.sidecar import Sidecar, SidecarError, link_url, run_sidecar
+    from voice_server.transcribe.sidecar import (
+        Sidecar,
+        SidecarError,
+        client_tls,
+        link_url,
+        run_sidecar,
+    )
 
     setup_logging(args.log_level)
     config = load_config(args.config, data_dir=args.data_dir)
@@ -134,11 +154,12 @@ def _transcriber(args: argparse.Namespace) -> int:
         args.model = config.model
     try:
         link_url(args.server)
+        tls, server_name = client_tls(args.server, args.ca_file, args.tls_server_name)
     except ValueError as exc:
         raise _Fail(str(exc), 2) from None
     factory = _factory(args)
     try:
-        sidecar = Sidecar(args.server, config.data_dir, factory)
+        sidecar = Sidecar(args.server, config.data_dir, factory, tls=tls, server_name=server_name)
     except SidecarError as exc:
         raise _Fail(str(exc), 1) from None
     print(f"transcriber for {args.server}, data {config.data_dir.resolve()}", flush=True)

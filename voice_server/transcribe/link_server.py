@@ -51,6 +51,7 @@ Hook = Callable[[dict[str, Any]], None]
 class LinkCounters:
     connections: int = 0
     auth_failures: int = 0
+    disconnects: int = 0
     live_bursts: int = 0
     live_lost: int = 0
     queue_drops: int = 0
@@ -149,6 +150,7 @@ class LinkHub:
                 await sender
             if self._conn is conn:
                 self._conn = None
+                self.counters.disconnects += 1
                 self._drop_live()
                 log.info("transcriber disconnected")
 
@@ -230,11 +232,7 @@ class LinkHub:
     # ------------------------------------------------------------------ metrics
     def families(self) -> list[Family]:
         c = self.counters
-        fams = [
-            Family("voice_transcriber_connected", "gauge", "A transcriber sidecar is linked").add(
-                1 if self.connected else 0
-            )
-        ]
+        fams: list[Family] = []  # link state: voice_transcription_link_up (monitor.py)
         for name, value, text in [
             ("link_connections", c.connections, "Transcriber links authenticated"),
             ("link_auth_failures", c.auth_failures, "Transcriber links refused"),

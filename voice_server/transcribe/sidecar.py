@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import signal
+import ssl
 import time
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ from voice_server.transcribe.protocol import (
 )
 from voice_server.transcribe.recognizer import RecognizerFactory
 
-__all__ = ["Sidecar", "link_url"]
+__all__ = ["Sidecar", "client_tls", "link_url"]
 
 log = logging.getLogger(__name__)
 CATCHUP_SECONDS = 2.0
@@ -54,6 +55,26 @@ class SidecarError(Exception):
     """A start-up problem to report as one line (exit 1)."""
 
 
+def client_tls(
+    server: str, ca_file: Path | None = None, server_name: str | None = None
+) -> tuple[ssl.SSLContext | None, str | None]:
+    """The TLS settings of the link to an ``https://`` server: the system's trust store, or the
+    certificates of ``ca_file`` (a private CA, or the server's own self-signed certificate:
+    a certificate given there is a trust anchor even when it is not a CA's); ``server_name``
+    is the name checked in the server's certificate when it is not the URL's host (a sidecar
+    that reaches the server on 127.0.0.1 but whose certificate names ``voice.city.example``)."""
+    if urlsplit(server).scheme not in ("https", "wss"):
+        if ca_file is not None or server_name is not None:
+            raise ValueError("--ca-file and --tls-server-name need an https:// --server")
+        return None, None
+    try:
+        ctx = ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"--ca-file {ca_file}: {exc}") from None
+    ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    return ctx, server_name
+
+
 def link_url(server: str) -> str:
     parts = urlsplit(server)
     scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme)
@@ -63,12 +84,22 @@ def link_url(server: str) -> str:
 
 
 class Sidecar:
-    def __init__(self, server: str, data_dir: Path, factory: RecognizerFactory) -> None:
+    def __init__(
+        self,
+        server: str,
+        data_dir: Path,
+        factory: RecognizerFactory,
+        *,
+        tls: ssl.SSLContext | None = None,
+        server_name: str | None = None,
+    ) -> None:
         if not (data_dir / KEY_FILE).is_file():
             raise SidecarError(
                 f"no {KEY_FILE} in {data_dir}: --data-dir must be the server's data directory"
             )
         self.url = link_url(server)
+        self.tls = tls
+        self.server_name = server_name
         self.data_dir = data_dir
         self.key = derive_key(load_or_create_key(data_dir), LINK_PURPOSE)
         db = Database(data_dir / "voice.db")
@@ -86,6 +117,7 @@ class Sidecar:
         )
         self.catchup = CatchUp(data_dir, self.engine, self.calllog)
         self.connected = False
+        self.down_reason: str | None = None  # logged once per change, not once per retry
         self._loop: asyncio.AbstractEventLoop | None = None
         self._outbox: asyncio.Queue[str] | None = None
         self._live: dict[int, Job] = {}
@@ -153,17 +185,36 @@ class Sidecar:
                 log.exception("spool catch-up failed")
             await asyncio.sleep(CATCHUP_SECONDS)
 
+    def _link_down(self, reason: str) -> None:
+        """Log why the link is down when that reason is new (not on every retry)."""
+        if reason != self.down_reason:
+            self.down_reason = reason
+            log.warning(
+                "transcriber link down (retrying; spool catch-up still commits): %s",
+                reason,
+                extra={"server": self.url, "reason": reason},
+            )
+
     async def _link_forever(self) -> None:
         delay = 0.5
+        kwargs: dict[str, Any] = {}
+        if self.tls is not None:
+            kwargs["ssl"] = self.tls
+            if self.server_name:
+                kwargs["server_hostname"] = self.server_name
         while True:
             try:
-                async with connect(self.url, max_size=1 << 20, open_timeout=5) as ws:
+                async with connect(self.url, max_size=1 << 20, open_timeout=5, **kwargs) as ws:
                     delay = 0.5
                     await self._session(ws)
+                    self._link_down("the server closed the link")
+            except ssl.SSLError as exc:
+                detail = getattr(exc, "verify_message", None) or exc.reason or str(exc)
+                self._link_down(f"TLS: {detail} (--ca-file, --tls-server-name)")
             except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ConnectionClosed) as exc:
-                log.info("transcriber link down; retrying", extra={"error": str(exc)[:120]})
+                self._link_down(f"{type(exc).__name__}: {str(exc)[:160]}")
             except LinkError as exc:
-                log.warning("transcriber link refused", extra={"error": str(exc)})
+                self._link_down(f"refused: {exc}")
             finally:
                 self.connected = False
                 for job in self._live.values():
@@ -191,6 +242,7 @@ class Sidecar:
         if welcome.get("type") != "welcome":
             raise LinkError("not welcomed")
         self.connected = True
+        self.down_reason = None
         log.info("transcriber linked", extra={"server": self.url, "model": self.factory.name})
         sender = asyncio.create_task(self._send_forever(ws))
         try:

@@ -2,9 +2,13 @@
 restarts it when it exits (1 s, doubling to 30 s). Used by ``make run`` so that a new user gets a
 working call log with one command; a deployment runs the sidecar as its own service instead.
 
-The sidecar runs at a lower CPU priority (``nice`` +10, :data:`SIDECAR_NICE`): recognition is
-batch work that may fall behind (it catches up from the spool), voice on the same machine may
-not (measured with ``voice-server loadtest --transcribe on``).
+The child reaches the server the way the server speaks: over HTTPS when the server has a
+certificate (trusting exactly that certificate, ``--ca-file``, and checking a name it holds,
+``--tls-server-name``, when it does not name 127.0.0.1), over HTTP otherwise.
+
+The child runs at ``--cpu-priority low`` (nice +10): recognition is batch work that may fall
+behind (it catches up from the spool), voice on the same machine may not. ``idle``
+(``SCHED_IDLE``) starved it on a busy machine: the live path then looked dead.
 """
 
 from __future__ import annotations
@@ -12,16 +16,43 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import sys
+import time
+from pathlib import Path
 
 from voice_server.config import Config
+from voice_server.tlscert import certificate_names
 
-__all__ = ["TranscriberSupervisor"]
+__all__ = ["SIDECAR_PRIORITY", "TranscriberSupervisor", "link_target"]
 
 log = logging.getLogger(__name__)
 
-SIDECAR_NICE = 10
+SIDECAR_PRIORITY = "low"
+PROVEN_SECONDS = 60.0
+
+
+def link_target(config: Config) -> list[str]:
+    """The ``--server`` (and TLS) arguments with which a child on this machine reaches us."""
+    host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
+    shown = f"[{host}]" if ":" in host else host
+    if config.tls_cert is None:
+        return ["--server", f"http://{shown}:{config.port}"]
+    args = ["--server", f"https://{shown}:{config.port}", "--ca-file", str(config.tls_cert)]
+    try:
+        dns, ips = certificate_names(Path(config.tls_cert))
+    except (OSError, ValueError):
+        return args  # the server itself will refuse this certificate; nothing to add
+    if host in ips or host in dns:
+        return args
+    if "localhost" in dns and host in ("127.0.0.1", "::1"):
+        return [*args, "--tls-server-name", "localhost"]
+    concrete = [n for n in dns if not n.startswith("*.")]
+    if concrete:
+        return [*args, "--tls-server-name", concrete[0]]
+    wildcard = [n for n in dns if n.startswith("*.")]
+    if wildcard:
+        return [*args, "--tls-server-name", "transcriber" + wildcard[0][1:]]
+    return args
 
 
 class TranscriberSupervisor:
@@ -30,31 +61,44 @@ class TranscriberSupervisor:
         self.proc: asyncio.subprocess.Process | None = None
         self._task: asyncio.Task[None] | None = None
         self.restarts = 0
+        self.last_exit: int | None = None
+        self.started_at: float | None = None  # monotonic time the current child started
+        self.last_run_s: float | None = None  # how long the previous child ran
 
     @classmethod
     def from_config(cls, config: Config) -> TranscriberSupervisor | None:
         if not config.transcriber:
             return None
-        host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
-        if ":" in host:
-            host = f"[{host}]"
         argv = [
             sys.executable,
             "-m",
             "voice_server.cli",
             "transcriber",
-            "--server",
-            f"http://{host}:{config.port}",
+            *link_target(config),
             "--data-dir",
             str(config.data_dir),
             "--models-dir",
             str(config.models_dir),
             "--log-level",
             config.log_level,
+            "--cpu-priority",
+            SIDECAR_PRIORITY,
         ]
         if config.model:
             argv += ["--model", config.model]
         return cls(argv)
+
+    @property
+    def running(self) -> bool:
+        """A child runs and is not in a crash loop (one that died within a minute of its
+        start counts as not running until its successor has lasted a minute or linked)."""
+        if self.proc is None or self.proc.returncode is not None:
+            return False
+        if self.last_run_s is not None and self.last_run_s < PROVEN_SECONDS:
+            return self.started_at is not None and (
+                time.monotonic() - self.started_at >= PROVEN_SECONDS
+            )
+        return True
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="transcriber-supervisor")
@@ -63,11 +107,19 @@ class TranscriberSupervisor:
         delay = 1.0
         while True:
             self.proc = await asyncio.create_subprocess_exec(*self.argv)
-            with contextlib.suppress(OSError, AttributeError):  # before it starts its threads
-                os.setpriority(os.PRIO_PROCESS, self.proc.pid, SIDECAR_NICE)
+            self.started_at = time.monotonic()
             log.info("transcriber started", extra={"pid": self.proc.pid})
             code = await self.proc.wait()
-            log.warning("transcriber exited; restarting", extra={"code": code, "delay": delay})
+            self.last_exit = code
+            self.last_run_s = time.monotonic() - self.started_at
+            if self.last_run_s >= PROVEN_SECONDS:
+                delay = 1.0  # it had been running fine: a fresh failure, not a crash loop
+            log.warning(
+                "transcriber exited with code %s; restarting in %.0f s",
+                code,
+                delay,
+                extra={"code": code, "delay": delay},
+            )
             self.restarts += 1
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)

@@ -23,9 +23,11 @@ from voice_server.web.auth import (
     authenticate,
     client_address,
     csrf,
+    session_end,
+    unauthorized,
     user_record,
 )
-from voice_server.web.common import forbidden, require, target_user
+from voice_server.web.common import require, target_user
 from voice_server.web.models import (
     ChannelRef,
     CodeCreateIn,
@@ -67,14 +69,19 @@ def me(state: AppState, actor: Actor) -> Me:
     )
 
 
-def session_info(state: AppState, auth: Auth, csrf_token: str) -> SessionInfo:
+def session_info(
+    state: AppState, auth: Auth, csrf_token: str, ended: str | None = None
+) -> SessionInfo:
     if auth.actor is None:
-        return SessionInfo(authenticated=False, csrf_token=csrf_token)
+        return SessionInfo(authenticated=False, csrf_token=csrf_token, ended=ended)
+    session = auth.session
     return SessionInfo(
         authenticated=True,
         csrf_token=csrf_token,
         via=auth.actor.via,
-        expires_at=auth.session.expires_at if auth.session else None,
+        expires_at=session.expires_at if session else None,
+        expires_in=max(0.0, session.expires_at - time.time()) if session else None,
+        warning_seconds=state.config.session_warning_seconds if session else None,
         user=me(state, auth.actor),
     )
 
@@ -108,7 +115,8 @@ def get_session(request: Request, response: Response, auth: AuthDep) -> SessionI
         return session_info(state, auth, auth.session.csrf)
     if auth.actor is not None:
         return session_info(state, auth, "")
-    return session_info(state, auth, security.pre_session_token(state.config, request, response))
+    pre = security.pre_session_token(state.config, request, response)
+    return session_info(state, auth, pre, session_end(state, request))
 
 
 @router.post("/login", response_model=SessionInfo)
@@ -179,7 +187,16 @@ def post_join_token(body: JoinTokenIn, request: Request, auth: AuthDep) -> JoinT
     WebSocket ``join``; ask again before it expires and send it as ``refresh``)."""
     csrf(request, auth)
     state = app_state(request)
-    actor = require(request, auth, Action.JOIN, channel=body.channel)
+    if auth.actor is None:
+        ended = session_end(state, request)
+        raise unauthorized("sign in first", ended or "unauthorized")
+    try:
+        actor = require(request, auth, Action.JOIN, channel=body.channel)
+    except HTTPException as exc:
+        raise HTTPException(
+            exc.status_code,
+            detail={"code": "channel_forbidden", "message": "not a member of this channel"},
+        ) from None
     if state.channels.get(body.channel) is None:
         raise HTTPException(404, detail={"code": "channel_not_found", "message": "no such channel"})
     now = int(time.time())
@@ -187,7 +204,7 @@ def post_join_token(body: JoinTokenIn, request: Request, auth: AuthDep) -> JoinT
     if auth.session is not None:
         ttl = min(ttl, int(auth.session.expires_at - now))
     if ttl < 1:
-        raise forbidden("the session has expired")
+        raise unauthorized("the session has expired", "session_expired")
     token = issue_token(
         state.key,
         sub=actor.sub,
@@ -198,4 +215,4 @@ def post_join_token(body: JoinTokenIn, request: Request, auth: AuthDep) -> JoinT
         ttl_seconds=ttl,
         now=now,
     )
-    return JoinTokenOut(token=token, channel=body.channel, expires_at=now + ttl)
+    return JoinTokenOut(token=token, channel=body.channel, expires_at=now + ttl, expires_in=ttl)

@@ -97,6 +97,29 @@ def authenticate(request: HTTPConnection) -> Auth:
     return Auth(None, pre_csrf=pre)
 
 
+def session_end(state: AppState, request: HTTPConnection) -> str | None:
+    """Why the session cookie this request carries no longer signs anyone in, for a clear message
+    in the phone app: ``user_disabled``, ``session_revoked`` (signed out elsewhere, password
+    reset) or ``session_expired``; None without a cookie or for an unknown one. Only the holder
+    of the cookie learns it."""
+    raw = security.read_cookie(state.config, request, security.SESSION_COOKIE)
+    if not raw:
+        return None
+    ended = state.accounts.sessions.ended(raw, time.time())
+    user_name = ended[0] if ended else None
+    if user_name is None:
+        live = state.accounts.sessions.resolve(raw, time.time())
+        if live is None:
+            return None
+        user_name = live.user_name
+    user = state.accounts.users.get(user_name)
+    if user is None or not user.enabled:
+        return "user_disabled"
+    if ended is None:
+        return None
+    return "session_revoked" if ended[1] == "revoked" else "session_expired"
+
+
 def csrf(request: Request, auth: Auth, form_value: str | None = None) -> None:
     """The CSRF check of docs/security.md for a state-changing request."""
     if request.method not in security.STATE_CHANGING:

@@ -43,6 +43,14 @@ def home(request: Request, auth: AuthDep) -> HTMLResponse:
     return render(request, "home.html", actor=actor, csrf=csrf_of(auth), supervised=supervised)
 
 
+@router.get("/dashboard/transcription")
+def transcription_status(request: Request, auth: AuthDep) -> dict[str, str]:
+    """The transcription state for the banner every dashboard page shows (polled)."""
+    guard(request, auth, Action.DASHBOARD)
+    verdict = app_state(request).transcription.verdict()
+    return {"state": verdict.state.value, "reason": verdict.reason}
+
+
 @router.post("/signout")
 def sign_out(request: Request, auth: AuthDep, csrf_token: CsrfField = "") -> Response:
     csrf(request, auth, csrf_token)

@@ -25,10 +25,11 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", include_in_schema=False)
 async def readyz(request: Request) -> JSONResponse:
-    """Ready to take calls: started, database reachable, not shutting down."""
+    """Ready to take calls: started, database reachable, not shutting down (and, reported but
+    not required, ``transcription``: up, degraded, stopped or off)."""
     state = _state(request)
     checks = state.readiness()
-    ok = all(checks.values())
+    ok = all(v for v in checks.values() if isinstance(v, bool))
     return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 
 

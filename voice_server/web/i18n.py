@@ -12,6 +12,16 @@ DEFAULT = "ja"
 MESSAGES: dict[str, tuple[str, str]] = {
     "app": ("音声サーバー", "Voice server"),
     "dashboard": ("ダッシュボード", "Dashboard"),
+    "transcription_degraded": (
+        "文字起こしが遅れています: ライブ字幕は表示されず、通話記録への反映は10秒ほど遅れます。",
+        "Transcription is degraded: no live captions; the call log fills in about 10 s late.",
+    ),
+    "transcription_stopped": (
+        "文字起こしが止まっています: 新しい発話は通話記録に載りません(音声は保存されています)。"
+        "管理者に連絡してください。",
+        "Transcription has stopped: new utterances are not reaching the call log (their audio "
+        "is kept). Tell the administrator.",
+    ),
     "signin": ("サインイン", "Sign in"),
     "signin_code": ("サインインコードで入る", "Sign in with a code"),
     "signout": ("サインアウト", "Sign out"),

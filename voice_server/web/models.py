@@ -45,6 +45,7 @@ class JoinTokenOut(BaseModel):
     token: str
     channel: str
     expires_at: int
+    expires_in: int  # seconds (the phone's clock may be off: renew by this)
 
 
 class ChannelRef(BaseModel):
@@ -65,7 +66,14 @@ class SessionInfo(BaseModel):
     csrf_token: str
     via: str | None = None  # session | token
     expires_at: float | None = None
+    # seconds the web session has left (by the server's clock) and how long before its end the
+    # phone app warns (``session_warning_seconds``)
+    expires_in: float | None = None
+    warning_seconds: int | None = None
     user: Me | None = None
+    # not signed in although a session cookie came: user_disabled | session_revoked |
+    # session_expired (for a clear message in the phone app)
+    ended: str | None = None
 
 
 class UserIn(Strict):

@@ -33,6 +33,10 @@ class Outcome:
 def _start(
     state: AppState, request: Request, response: Response, user_name: str, via: str
 ) -> WebSession:
+    # a shared phone or tablet: whoever signed in on this browser before is signed out
+    previous = security.read_cookie(state.config, request, security.SESSION_COOKIE)
+    if previous:
+        state.accounts.sessions.revoke(previous)
     raw, session = state.accounts.sessions.create(
         user_name,
         via=via,

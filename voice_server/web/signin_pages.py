@@ -1,6 +1,6 @@
-"""``/signin``: the server-rendered sign-in page (password, or a one-time code) that the phone
-client links to (``/signin?next=/``; a QR code opens ``/signin#code=…``), and the language
-switch."""
+"""``/signin``: the server-rendered sign-in page (password, or a one-time code) and the language
+switch. Staff land in the phone app afterwards; a QR code opens ``/signin#code=…``, which the
+page hands on to the phone app (``/#code=…``, redeemed there) when the app is served."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from voice_server.audit.chain import Result
 from voice_server.web import security
 from voice_server.web.auth import Auth, app_state, authenticate, csrf
 from voice_server.web.signin_flow import Outcome, code_login, password_login
+from voice_server.web.static import find_web_dir
 from voice_server.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -47,6 +48,7 @@ def _page(
         next=next_path,
         error=error,
         no_accounts=not state.accounts.directory.accounts_mode(),
+        app_served=find_web_dir(state.config.web_dir) is not None,
         status_code=status,
     )
     for key, value in probe.raw_headers:
@@ -68,7 +70,9 @@ def _after(
         status = 429 if outcome.result is Result.LOCKED else 401
         return _page(request, auth, next_path=next_path, error=error, status=status)
     user = app_state(request).accounts.users.get(outcome.user_name or "")
-    default = "/dashboard" if user is not None and user.role.value != "staff" else "/signin"
+    # staff land in the phone app (it signs in to channels with this session); the others on
+    # the dashboard
+    default = "/dashboard" if user is not None and user.role.value != "staff" else "/"
     redirect = RedirectResponse(safe_next(next_path) or default, status_code=303)
     for key, value in response.raw_headers:
         if key == b"set-cookie":

@@ -60,6 +60,15 @@ def language(request: Request) -> str:
     )
 
 
+def transcription_notice(request: Request, actor: Actor | None) -> str | None:
+    """The state to warn a signed-in dashboard user about (``degraded``/``stopped``), or None:
+    a supervisor must not take an empty or late call log for a quiet one."""
+    if actor is None or not may_any(actor, Action.DASHBOARD):
+        return None
+    state = app_state(request).transcription.state.value
+    return state if state in ("degraded", "stopped") else None
+
+
 def render(
     request: Request,
     template: str,
@@ -79,6 +88,7 @@ def render(
         nav=visible(actor),
         path=request.url.path,
         public=app_state(request).config.public_url,
+        transcription=transcription_notice(request, actor),
         **context,
     )
     return HTMLResponse(html, status_code=status_code, headers={"Cache-Control": "no-store"})

@@ -1,6 +1,7 @@
-// The device link: /#channel=NAME&token=TOKEN&autojoin=1. The fragment never reaches a server
-// (browsers do not send it), and it is removed from the address bar as soon as it is read, so
-// the token does not stay in the history or get shared by copying the URL.
+// The device link: /#channel=NAME&token=TOKEN&autojoin=1, and the sign-in code link /#code=CODE
+// (a QR code opens /signin#code=…, which hands the code on here). The fragment never reaches a
+// server (browsers do not send it), and it is removed from the address bar as soon as it is
+// read, so neither the token nor the code stays in the history or gets shared by copying the URL.
 
 export function readDeviceLink(loc = window.location, hist = window.history) {
   const hash = loc.hash.startsWith("#") ? loc.hash.slice(1) : loc.hash;
@@ -12,8 +13,9 @@ export function readDeviceLink(loc = window.location, hist = window.history) {
     autojoin: params.get("autojoin") === "1",
     mode: params.get("mode") || "",
     diag: params.get("diag") === "1",
+    code: (params.get("code") || "").slice(0, 32),
   };
-  if (!link.channel && !link.token) return null;
+  if (!link.channel && !link.token && !link.code) return null;
   hist.replaceState(null, "", loc.pathname + loc.search);
   return link;
 }

@@ -1,13 +1,21 @@
-// The phone client: wires the sign-in form, the connection, the call, the audio engine and the
-// screen together. No framework, no build step, no inline script (the server sets a strict CSP).
+// The phone client: wires sign-in, the channel list, the connection, the call, the audio engine
+// and the screen together. No framework, no build step, no inline script (the server sets a
+// strict CSP).
+//
+// Two ways in: signed in (a one-time code or a password: the web session gives the channels one
+// may talk in and short-lived join tokens, renewed silently), or a pasted token / device link
+// (headsets, kiosks; a pasted token cannot be renewed by the app, the user is warned).
+//
+// Screens: #signin (signed out), #channels (signed in, not in a call), #call.
 import { AudioEngine } from "./audio.js";
 import { Call } from "./call.js";
 import { Connection, signalingUrl } from "./connection.js";
 import { Diagnostics } from "./diag.js";
-import { applyTranslations, pickLanguage, setLanguage, t } from "./i18n.js";
+import { applyTranslations, language, pickLanguage, setLanguage, t } from "./i18n.js";
 import { readDeviceLink, tokenClaims, validChannel } from "./link.js";
 import { People } from "./people.js";
 import { bindPushToTalk } from "./ptt.js";
+import { SessionError, WebSession } from "./session.js";
 import { ScreenLock } from "./wakelock.js";
 
 const $ = (id) => document.getElementById(id);
@@ -30,10 +38,50 @@ const store = {
   },
 };
 
-// Where a fresh token comes from when the server says the current one expires. A pasted token
-// has no source to renew from (the user is warned); server-issued tokens (sign-in codes, a later
-// issue) plug in here: refresh() resolves to the new token or null.
+// Where a fresh token comes from when the server says the current one expires: refresh()
+// resolves to the new token or null. A pasted token has no source to renew from (the user is
+// warned); a signed-in session asks the server (App.sessionTokens).
 const pastedTokens = { refresh: async () => null };
+
+// setTimeout takes at most 2^31-1 ms (24.8 days; a session may last 31): wait in steps.
+function after(deadlineMs, fn) {
+  const handle = { timer: null };
+  const step = () => {
+    const left = deadlineMs - performance.now();
+    if (left <= 0) fn();
+    else handle.timer = setTimeout(step, Math.min(left, 2 ** 30));
+  };
+  step();
+  return handle;
+}
+
+function cancel(handle) {
+  if (handle) clearTimeout(handle.timer);
+}
+
+// The message for a refused sign-in or join-token call (Japanese or English, by t()).
+function refusal(err) {
+  const code = err instanceof SessionError ? err.code : "network";
+  switch (code) {
+    case "locked":
+      return t("err_locked", { seconds: Math.max(1, Math.ceil(err.retryAfter || 30)) });
+    case "network":
+      return t("err_network");
+    case "user_disabled":
+    case "session_expired":
+    case "session_revoked":
+    case "channel_removed":
+      return t(code);
+    case "channel_forbidden":
+      return t("channel_removed");
+    case "channel_not_found":
+      return t("channel_gone");
+    case "unauthorized":
+      return t("session_expired");
+    default:
+      return t("error_generic", { message: code });
+  }
+}
 
 function deviceId() {
   let id = store.get("device_id");
@@ -56,11 +104,29 @@ class App {
     this.tokens = pastedTokens;
     this.inCall = false;
     this.diag = null;
+    this.session = new WebSession();
+    this.signedInCall = false; // the call in progress uses the session's join tokens
+    this.joinToken = null; // {token, channel, expiresAt, lifetime} of that call
+    this.renewTimer = null;
+    this.warnTimer = null;
+    this.endTimer = null;
+    this.busyForm = false;
+    this.sessionTokens = { refresh: () => this.renewJoinToken(true) };
     this.bind();
   }
 
   bind() {
     $("join").addEventListener("click", () => this.join());
+    $("code-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      this.signInWithCode($("code").value);
+    });
+    $("password-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      this.signInWithPassword($("name").value, $("password").value);
+    });
+    $("signout").addEventListener("click", () => this.signOut());
+    $("signout-call").addEventListener("click", () => this.signOut());
     $("leave").addEventListener("click", () => this.leave());
     $("tap").addEventListener("click", () => this.engine.unlock());
     $("switch").addEventListener("click", () => this.switchChannel());
@@ -135,7 +201,234 @@ class App {
     if ("serviceWorker" in navigator && window.isSecureContext) {
       navigator.serviceWorker.register("sw.js", { updateViaCache: "none" }).catch(() => {});
     }
-    if (link && link.autojoin && token && $("channel").value) this.join();
+    if (link && link.autojoin && token && $("channel").value) {
+      this.join();
+    } else if (link && link.code) {
+      $("code").value = link.code;
+      this.signInWithCode(link.code);
+    } else {
+      this.checkSession();
+    }
+  }
+
+  // ---------------------------------------------------------------- signing in
+  // Who is signed in on this browser: the channel list, or the sign-in screen (with why an
+  // earlier sign-in ended, when the server knows).
+  async checkSession(notice = "") {
+    try {
+      await this.session.refresh();
+    } catch (err) {
+      this.showSignin({ error: refusal(err) });
+      return;
+    }
+    if (this.session.signedIn) this.showChannels();
+    else this.showSignin({ notice, error: this.session.ended ? t(this.session.ended) : "" });
+  }
+
+  async signInWithCode(code) {
+    const clean = String(code || "").replace(/[\s-]/g, "");
+    if (!clean) return this.showSignin({ error: t("err_empty_code") });
+    await this.signIn(() => this.session.redeemCode(clean), "err_code");
+  }
+
+  async signInWithPassword(name, password) {
+    if (!name.trim() || !password) return this.showSignin({ error: t("err_empty_password") });
+    await this.signIn(() => this.session.login(name.trim().toLowerCase(), password), "err_password");
+  }
+
+  // failedKey: the message for a refusal (wrong code, or wrong name or password)
+  async signIn(attempt, failedKey) {
+    if (this.busyForm) return;
+    this.busyForm = true;
+    if (document.body.dataset.screen !== "signin") this.showSignin();
+    this.formsBusy(true);
+    try {
+      try {
+        await attempt();
+      } catch (err) {
+        // a stale pre-session token (its cookie expired): fetch a fresh one and try once more
+        if (!(err instanceof SessionError && err.code === "csrf")) throw err;
+        await this.session.refresh();
+        await attempt();
+      }
+      $("code").value = "";
+      $("password").value = "";
+      this.showChannels();
+    } catch (err) {
+      const failed = err instanceof SessionError && err.code === "signin_failed";
+      this.showSignin({ error: failed ? t(failedKey) : refusal(err) });
+    } finally {
+      this.busyForm = false;
+      this.formsBusy(false);
+    }
+  }
+
+  formsBusy(busy) {
+    for (const id of ["code-signin", "password-signin"]) {
+      const button = $(id);
+      button.disabled = busy;
+      button.textContent = t(busy ? "signing_in" : "signin");
+    }
+  }
+
+  async signOut() {
+    this.endSignedInCall("signed_out");
+    try {
+      await this.session.logout();
+    } catch {
+      /* the cookie is gone for this page either way; the server forgets it at expiry */
+    }
+    this.clearSessionTimers();
+    this.showSignin({ notice: t("signed_out") });
+  }
+
+  // The signed-in call (if any) ends now; `why` is shown on the sign-in or channel screen.
+  endSignedInCall(why) {
+    if (this.conn && this.signedInCall) this.conn.stop(why);
+  }
+
+  // ---------------------------------------------------------------- the session's clock
+  armSessionTimers() {
+    this.clearSessionTimers();
+    const left = this.session.secondsLeft();
+    if (left === null) return;
+    const now = performance.now();
+    const warnAt = now + Math.max(0, left - this.session.warningSeconds) * 1000;
+    this.warnTimer = after(warnAt, () => this.sessionWarning());
+    this.endTimer = after(now + left * 1000, () => this.sessionExpired());
+  }
+
+  clearSessionTimers() {
+    cancel(this.warnTimer);
+    cancel(this.endTimer);
+    cancel(this.renewTimer);
+    this.warnTimer = this.endTimer = this.renewTimer = null;
+    $("session-warning").hidden = true;
+  }
+
+  sessionWarning() {
+    const left = this.session.secondsLeft() || 0;
+    const time = new Date(Date.now() + left * 1000).toLocaleTimeString(language(), {
+      hour: "2-digit",
+      minute: "2-digit",
+    });
+    const el = $("session-warning");
+    el.textContent = t("session_warning", { time });
+    el.hidden = false;
+    this.engine.cue("warning");
+  }
+
+  sessionExpired() {
+    this.endSignedInCall("session_expired");
+    this.session.forget();
+    this.clearSessionTimers();
+    this.showSignin({ error: t("session_expired") });
+  }
+
+  // ---------------------------------------------------------------- channels
+  showChannels(error = "") {
+    this.showScreen("channels");
+    const user = this.session.user;
+    $("greeting").textContent = user ? t("signed_in_as", { name: user.display_name || user.name }) : "";
+    const channels = this.session.channels;
+    $("channel-list").replaceChildren(
+      ...channels.map((ch) => {
+        const li = document.createElement("li");
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = "channel";
+        button.dataset.channel = ch.name;
+        const title = document.createElement("span");
+        title.className = "channel-title";
+        title.textContent = ch.display_name || ch.name;
+        const slug = document.createElement("span");
+        slug.className = "channel-slug";
+        slug.textContent = ch.name;
+        button.append(title, slug);
+        button.addEventListener("click", () => this.joinSignedIn(ch.name));
+        li.append(button);
+        return li;
+      }),
+    );
+    $("no-channels").hidden = channels.length > 0;
+    const err = $("channels-error");
+    err.textContent = error;
+    err.hidden = !error;
+    if (!this.warnTimer) this.armSessionTimers();
+  }
+
+  async joinSignedIn(channel) {
+    if (this.conn || this.busyForm) return;
+    this.busyForm = true;
+    let grant;
+    try {
+      grant = await this.session.joinToken(channel);
+    } catch (err) {
+      this.busyForm = false;
+      this.refused(err);
+      return;
+    }
+    this.busyForm = false;
+    this.joinToken = grant;
+    this.signedInCall = true;
+    this.tokens = this.sessionTokens;
+    store.set("channel", channel);
+    this.scheduleRenewal();
+    await this.startCall(grant.token, channel);
+  }
+
+  // A refused session call: back to the sign-in screen when the session is gone, else to the
+  // channel list (fetched again: a channel one left is no longer offered) with the reason.
+  async refused(err) {
+    const code = err instanceof SessionError ? err.code : "network";
+    if (err instanceof SessionError && err.status === 401) {
+      this.session.forget();
+      this.clearSessionTimers();
+      await this.checkSession();
+      if (!this.session.signedIn && !this.session.ended) this.showSignin({ error: refusal(err) });
+      return;
+    }
+    if (code !== "network") await this.session.refresh().catch(() => null);
+    if (this.session.signedIn) this.showChannels(refusal(err));
+    else this.showSignin({ error: refusal(err) });
+  }
+
+  // Renew the join token before it expires: at two thirds of its life, and at once when the
+  // server says it expires (token_expiring). A token no later than the one in use (the join
+  // token never outlives the web session) is not sent: the session's own warning covers that.
+  scheduleRenewal() {
+    cancel(this.renewTimer);
+    const grant = this.joinToken;
+    if (!grant) return;
+    const at = grant.expiresAt - (grant.lifetime * 1000) / 3;
+    this.renewTimer = after(at, () => this.renewJoinToken(false));
+  }
+
+  async renewJoinToken(asked) {
+    const conn = this.conn;
+    if (!conn || !this.signedInCall) return null;
+    let grant;
+    try {
+      grant = await this.session.joinToken(conn.channel);
+    } catch (err) {
+      if (err instanceof SessionError && err.status) {
+        this.conn.stop("refused_renewal");
+        this.refused(err);
+      } else {
+        // the network is down: try again soon (the call reconnects by itself meanwhile)
+        cancel(this.renewTimer);
+        this.renewTimer = after(performance.now() + 5000, () => this.renewJoinToken(false));
+      }
+      return null;
+    }
+    if (conn !== this.conn) return null;
+    const later = !this.joinToken || grant.serverExp > this.joinToken.serverExp;
+    if (!later) return null;
+    this.joinToken = grant;
+    this.scheduleRenewal();
+    if (asked) return grant.token; // tokenExpiring() hands it to the connection
+    conn.setToken(grant.token);
+    return null;
   }
 
   takeLink() {
@@ -151,6 +444,13 @@ class App {
   linkOpenedAgain() {
     const link = this.takeLink();
     if (!link) return;
+    if (link.code) {
+      // someone (maybe someone else) signs in on this phone: the call in progress ends first
+      if (this.conn) this.conn.stop("signed_out");
+      $("code").value = link.code;
+      this.signInWithCode(link.code);
+      return;
+    }
     const token = store.get("token") || "";
     const channel = store.get("channel") || "";
     $("token").value = token;
@@ -184,9 +484,17 @@ class App {
     const channel = $("channel").value.trim();
     if (!token) return this.signinError(t("no_token"));
     if (!validChannel(channel)) return this.signinError(t("error_channel", { message: channel }));
+    if (this.conn) return;
     store.set("token", token);
     store.set("channel", channel);
+    this.signedInCall = false;
+    this.tokens = pastedTokens;
+    await this.startCall(token, channel);
+  }
+
+  async startCall(token, channel) {
     $("signin-error").hidden = true;
+    $("channels-error").hidden = true;
     this.show(true);
     let sendTrack = null;
     try {
@@ -213,7 +521,7 @@ class App {
 
   switchChannel() {
     const channel = $("switch-channel").value.trim();
-    if (!this.conn || !validChannel(channel)) return;
+    if (!this.conn || this.signedInCall || !validChannel(channel)) return;
     store.set("channel", channel);
     this.conn.switchChannel(channel);
   }
@@ -297,6 +605,7 @@ class App {
       this.renewToken(fresh);
       return;
     }
+    if (this.signedInCall) return; // capped by the session: its warning says when it ends
     const time = new Date(expiresAt * 1000).toLocaleTimeString();
     this.warn(t("token_expiring", { time }));
     $("call").querySelector("details.settings").open = true;
@@ -304,8 +613,11 @@ class App {
 
   renewToken(token) {
     if (!token || !this.conn) return;
-    store.set("token", token);
-    $("token").value = token;
+    if (!this.signedInCall) {
+      // a pasted token is remembered for the next start; a session's tokens never are
+      store.set("token", token);
+      $("token").value = token;
+    }
     $("new-token").value = "";
     this.conn.setToken(token);
   }
@@ -320,6 +632,16 @@ class App {
     this.show(false);
     this.engine.cue("left");
     if (this.diag) this.diag.log("stopped", detail);
+    if (this.signedInCall) {
+      this.signedInCall = false;
+      this.joinToken = null;
+      cancel(this.renewTimer);
+      this.signedInStopped(detail);
+      this.showStatus();
+      return;
+    }
+    this.showScreen("signin");
+    $("token-signin").open = true;
     const code = detail.code || "";
     if (detail.reason === "replaced") this.signinError(t("error_replaced"));
     else if (String(code).startsWith("token") || detail.code === 4401) {
@@ -334,7 +656,51 @@ class App {
     this.showStatus();
   }
 
+  // Where a signed-in call's end leads: the channel list (left, replaced, refused channel) or the
+  // sign-in screen (signed out, the session expired or was revoked, the account disabled).
+  signedInStopped(detail) {
+    const reason = detail.reason;
+    const code = String(detail.code || "");
+    if (reason === "signed_out" || reason === "session_expired" || reason === "refused_renewal") return;
+    if (reason === "left") {
+      this.showChannels();
+    } else if (reason === "replaced") {
+      this.showChannels(t("error_replaced"));
+    } else if (code === "user_disabled") {
+      this.session.forget();
+      this.clearSessionTimers();
+      this.showSignin({ error: t("user_disabled") });
+    } else if (code.startsWith("channel") || detail.code === 4403) {
+      this.refused(new SessionError(code === "channel_not_found" ? code : "channel_forbidden", 403));
+    } else {
+      // a token problem (expired with the session?) or another error: ask the server
+      const fallback = detail.message || code || reason;
+      this.checkSession().then(() => {
+        if (this.session.signedIn) this.showChannels(t("error_generic", { message: fallback }));
+      });
+    }
+  }
+
   // ---------------------------------------------------------------- screen
+  showScreen(name) {
+    for (const id of ["signin", "channels", "call"]) $(id).hidden = id !== name;
+    document.body.dataset.screen = name;
+    this.inCall = name === "call";
+  }
+
+  showSignin({ notice = "", error = "" } = {}) {
+    if (this.conn && this.signedInCall) this.conn.stop("session_expired");
+    this.showScreen("signin");
+    $("session-warning").hidden = true;
+    const n = $("signin-notice");
+    n.textContent = notice;
+    n.hidden = !notice;
+    const e = $("signin-error");
+    e.textContent = error;
+    e.hidden = !error;
+    if ($("token").value.trim()) $("token-signin").open = true;
+  }
+
   setMode(mode) {
     this.mode = mode;
     store.set("mode", mode);
@@ -346,9 +712,11 @@ class App {
   }
 
   show(inCall) {
+    if (inCall) this.showScreen("call");
     this.inCall = inCall;
-    $("signin").hidden = inCall;
-    $("call").hidden = !inCall;
+    $("switch-box").hidden = this.signedInCall;
+    $("token-renewal").hidden = this.signedInCall;
+    $("signout-call").hidden = !this.signedInCall;
     $("tap").hidden = !(inCall && this.engine.needsGesture);
     if (!inCall) {
       $("channel-name").textContent = "";
@@ -363,7 +731,8 @@ class App {
     const media = this.call.pc ? this.call.pc.connectionState : null;
     if (state === "joined" && media && media !== "connected") key = "state_media";
     $("status").textContent = t(key);
-    $("status-dot").dataset.state = key === "state_joined" ? "ok" : state === "reconnecting" ? "bad" : "wait";
+    $("status-dot").dataset.state =
+      key === "state_joined" ? "ok" : state === "reconnecting" ? "bad" : key === "state_idle" ? "idle" : "wait";
     document.body.dataset.state = state;
     document.body.dataset.media = media || "none";
   }
@@ -377,6 +746,8 @@ class App {
   }
 
   signinError(text) {
+    this.showScreen("signin");
+    $("token-signin").open = true;
     const el = $("signin-error");
     el.textContent = text;
     el.hidden = false;
