@@ -5,14 +5,29 @@ driven by Playwright. Everything a test starts runs inside the namespace; every 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from tests.servers import ServerProcess, running_server
 from voice_server.bench import browser, netns
+
+T = TypeVar("T")
+
+
+def wait_for(fn: Callable[[], T], what: str, timeout: float = 15.0) -> T:
+    """Poll ``fn`` until it returns something true; its last value."""
+    deadline = time.monotonic() + timeout
+    last: T = fn()
+    while not last:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+        time.sleep(0.1)
+        last = fn()
+    return last
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -4,32 +4,20 @@ server to each other and to a `voice-client`, all inside a private network names
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from tests.audio import goertzel_power, loud_part, read_mono, write_bursts, write_tone
-from tests.e2e.conftest import device_link, open_page
+from tests.e2e.conftest import device_link, open_page, wait_for
 from tests.servers import ServerProcess
 from tests.voiceclients import start_client
 
 pytestmark = pytest.mark.e2e
 
-T = TypeVar("T")
 FREQ_A, FREQ_B, FREQ_D = 440.0, 880.0, 660.0
-
-
-def wait_for(fn: Callable[[], T], what: str, timeout: float = 15.0) -> T:
-    deadline = time.monotonic() + timeout
-    last: T = fn()
-    while not last:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
-        time.sleep(0.2)
-        last = fn()
-    return last
 
 
 def heard(page: Any) -> list[float | None]:

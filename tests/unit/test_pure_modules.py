@@ -32,6 +32,8 @@ PURE = [
     "voice_server.transcribe.protocol",
     "voice_server.transcribe.errorrate",
     "voice_server.transcribe.catalogue",
+    "voice_server.media.route",
+    "voice_server.media.negotiation",
 ]
 FORBIDDEN = {
     "asyncio",

@@ -20,7 +20,7 @@ import secrets
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -30,6 +30,7 @@ from voice_server.media.counters import MediaCounters
 from voice_server.media.dtls import Certificate
 from voice_server.media.endpoint import MediaEndpoint
 from voice_server.media.errors import PacketError
+from voice_server.media.negotiation import Block, Negotiation, mids, slot_ssrcs
 from voice_server.media.route import Route
 from voice_server.media.router import Member, Peer, Router, TalkEvents, Tap
 from voice_server.media.rtcp import build_sender_report
@@ -59,8 +60,8 @@ RTCP_SECONDS = 2.0
 RTCP_ROUNDS = 40
 CONSENT_TIMEOUT = 30.0
 
-#: one block of slot m-lines in a peer connection: the channel and its slots' fixed SSRCs
-Block = tuple[str, tuple[int, ...]]
+
+_NEVER_CONNECTED = (TransportState.NEW, TransportState.CONNECTING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,10 +85,7 @@ class _Placed:
 class _Link(_Placed):
     """A participant: its transport, and its peer connection's slot m-lines."""
 
-    sdp_session: int = 0
-    blocks: tuple[Block, ...] = ()  # as in the offer answered (or the first offer)
-    pending: tuple[int, tuple[Block, ...]] | None = None  # a renegotiation offer out: revision
-    revision: int = 0
+    sdp: Negotiation = field(default_factory=lambda: Negotiation(0, ()))
 
     @property
     def transport(self) -> Transport:
@@ -204,8 +202,8 @@ class MediaPlane:
         self._close(session_id)
         creds = new_ice_credentials()
         transport = Transport(session_id, creds.ufrag, creds.pwd, self.certificate)
-        blocks = tuple((c, self._router(c).slot_ssrcs) for c in route.hears)
-        link = _Link(transport, route, sdp_session=secrets.randbits(62), blocks=blocks)
+        blocks = tuple((c, self._ssrcs(c)) for c in route.hears)
+        link = _Link(transport, route, sdp=Negotiation(secrets.randbits(62), blocks))
         self.links[session_id] = link
         self.endpoint.register(transport)
         self._place(link)
@@ -228,14 +226,14 @@ class MediaPlane:
                 return None
             self._first_answer(link, sdp)
             return self._renegotiate(link)
-        pending = link.pending
-        if pending is None or revision not in (None, pending[0]):
-            if pending is None and revision is None:
+        blocks = link.sdp.expects(revision)
+        if blocks is None:
+            if link.sdp.pending is None and revision is None:
                 raise ValueError("an answer was already applied to this offer")
             self.counters.renegotiations_ignored += 1
             return None
         try:
-            parsed = parse_sdp_answer(sdp, _mids(pending[1]), payload_type=OPUS_PT)
+            parsed = parse_sdp_answer(sdp, mids(blocks), payload_type=OPUS_PT)
         except (SdpError, PacketError):
             self.counters.renegotiations_ignored += 1
             return None
@@ -246,7 +244,7 @@ class MediaPlane:
         ):
             self.counters.renegotiations_ignored += 1  # a renegotiation keeps ICE and DTLS
             return None
-        link.blocks, link.pending = pending[1], None
+        link.sdp.settle()
         if parsed.audio_level_id is not None:
             transport.level_ext_id = parsed.audio_level_id
         transport.mic_enabled = parsed.can_talk
@@ -257,7 +255,7 @@ class MediaPlane:
     def _first_answer(self, link: _Link, sdp: str) -> None:
         transport = link.transport
         try:
-            parsed = parse_sdp_answer(sdp, _mids(link.blocks), payload_type=OPUS_PT)
+            parsed = parse_sdp_answer(sdp, mids(link.sdp.blocks), payload_type=OPUS_PT)
         except (SdpError, PacketError) as exc:
             raise ValueError(str(exc)) from None
         was = transport.state
@@ -347,21 +345,21 @@ class MediaPlane:
         routes): a member of each router it talks into, a consumer of each it hears through
         m-lines its peer connection has; bind its packets to its members."""
         peer, route = placed.peer, placed.route
-        heard: set[str] = set()
-        if isinstance(placed, _Link):
-            for channel, ssrcs in placed.blocks:
-                if channel in route.hears and self._router(channel).slot_ssrcs == ssrcs:
-                    heard.add(channel)
+        heard = placed.sdp.heard(route.hears, self._ssrcs) if isinstance(placed, _Link) else set()
         # what it hears now (the rest once a renegotiation answer brings their m-lines): the
         # routers judge who hears a talker twice by this
         now = replace(route, hears=tuple(c for c in route.hears if c in heard))
+        # a transport that never connected is in no fan-out, and its packets cannot arrive yet:
+        # its routers rebuild when it connects (joins cost one rebuild less)
+        unseen = isinstance(peer, Transport) and peer.state in _NEVER_CONNECTED
         members: list[Member] = []
         for channel in sorted(placed.channels | route.channels):
             router = self._router(channel)
             member = router.place(peer, now, hear=channel in heard)
             if member is not None:
                 members.append(member)
-            router.refresh_listeners()
+            if not unseen:
+                router.refresh_listeners()
             if router.empty and not self._wanted(channel):
                 router.close()
                 del self.routers[channel]
@@ -393,26 +391,21 @@ class MediaPlane:
         first answer only: the first offer/answer goes on undisturbed)."""
         if not link.transport.answered:
             return None
-        want = list(link.blocks)
-        for channel in link.route.hears:
-            block = (channel, self._router(channel).slot_ssrcs)
-            if block not in want:
-                want.append(block)
-        blocks = tuple(want)
-        current = link.pending[1] if link.pending is not None else link.blocks
-        if blocks == current:
+        blocks = link.sdp.propose(link.route.hears, self._ssrcs)
+        if blocks is None:
             return None
-        link.revision += 1
-        link.pending = (link.revision, blocks)
-        return Renegotiation(self._offer(link, blocks), link.revision)
+        return Renegotiation(self._offer(link, blocks), link.sdp.revision)
+
+    def _ssrcs(self, channel: str) -> tuple[int, ...]:
+        return self._router(channel).slot_ssrcs
 
     def _offer(self, link: _Link, blocks: tuple[Block, ...]) -> str:
         self._sdp_version += 1
-        ssrcs = tuple(ssrc for _, block in blocks for ssrc in block)
+        ssrcs = slot_ssrcs(blocks)
         transport = link.transport
         return build_offer(
             OfferParams(
-                session_id=link.sdp_session,
+                session_id=link.sdp.sdp_session,
                 session_version=self._sdp_version,
                 ice_ufrag=transport.ufrag,
                 ice_pwd=transport.pwd,
@@ -510,11 +503,6 @@ class MediaPlane:
             )
         )
         return fams
-
-
-def _mids(blocks: tuple[Block, ...]) -> int:
-    """m-lines of an offer: the microphone, then each block's slots."""
-    return 1 + sum(len(ssrcs) for _, ssrcs in blocks)
 
 
 def _fan_in(members: tuple[Member, ...]) -> Callable[[bytes, int], None]:
