@@ -3,6 +3,7 @@ the three slots, a supervisor cuts in, a listen-only member hears it and is hear
 
 from __future__ import annotations
 
+import asyncio
 import struct
 import wave
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from tests.audio import goertzel_power, read_mono, write_tone
 from tests.servers import ServerProcess, running_server
 from tests.voiceclients import ClientRun, start_client
+from tests.wsclient import Peer
 
 pytestmark = pytest.mark.integration
 
@@ -121,3 +123,38 @@ class _Sub(dict):  # type: ignore[type-arg]
         return isinstance(other, dict) and other.get("sub") == self.sub
 
     __hash__ = None  # type: ignore[assignment]
+
+
+def test_levels_and_talk_rights_reach_signaling_and_forged_levels_are_ignored(
+    tmp_path: Path,
+) -> None:
+    async def go(server: ServerProcess) -> None:
+        def token(name: str, role: str = "staff") -> str:
+            return server.token(name, "ops", "hq", role=role)
+
+        sato = await Peer.connect(server.ws_url)
+        joined = await sato.join(token("s1"), priority=3)  # forged: ignored
+        assert joined["priority"] == 1 and joined["talk_right"] == "talker"
+        await sato.send(type="route", sends=["ops", "hq"], hears=["ops"], id="r1", priority=3)
+        err = await sato.expect("error", timeout=20, id="r1")
+        assert err["code"] == "not_supervisor"
+        lis = await Peer.connect(server.ws_url)
+        joined = await lis.join(token("lis"), device_id="dev-2")
+        assert joined["talk_right"] == "listener"
+        await lis.send(type="route", sends=["ops"], hears=["ops"], id="r2")
+        assert (await lis.expect("error", timeout=20, id="r2"))["code"] == "listen_only"
+        raised = await Peer.connect(server.ws_url)  # the channel raised "peer" to level 2
+        assert (await raised.join(token("peer"), device_id="dev-3"))["priority"] == 2
+        boss = await Peer.connect(server.ws_url)
+        assert (await boss.join(token("sup", "supervisor"), device_id="dev-4"))["priority"] == 2
+        await boss.send(type="route", sends=["ops", "hq"], hears=["ops"], id="r3")
+        assert (await boss.expect("routed", timeout=20, id="r3"))["sends"] == ["ops", "hq"]
+        for p in (sato, lis, raised, boss):
+            await p.close()
+
+    with running_server(tmp_path / "srv", channels=("ops", "hq")) as server:
+        accounts(server)
+        for name in ("s1", "peer", "sup"):
+            server.cli("channels", "assign", "hq", "--member", name)
+        server.cli("channels", "set", "ops", "--priority", "peer=2")
+        asyncio.run(go(server))
