@@ -4,10 +4,12 @@ the three slots, a supervisor cuts in, a listen-only member hears it and is hear
 from __future__ import annotations
 
 import asyncio
+import re
 import struct
 import wave
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.audio import goertzel_power, read_mono, write_tone
@@ -74,6 +76,7 @@ def test_a_supervisor_cuts_in_staff_are_ducked_and_a_listener_only_listens(
         lis.wait_event("duck", timeout=30, db=-15)
         stopped = lis.wait_event("talk_stopped", timeout=40, speaker=lis_speaker("sup"))
         lis.wait_event("duck", timeout=30, db=0)
+        metrics = httpx.get(f"{server.url}/metrics").text
         for c in (sup, *staff.values(), lis):
             assert c.wait(90) == 0, c.stderr
         spool = [f.read_bytes() for f in (server.data_dir / "spool").glob("*.ogg*")]
@@ -87,7 +90,11 @@ def test_a_supervisor_cuts_in_staff_are_ducked_and_a_listener_only_listens(
     assert note["slot"] == started["slot"]
     # its burst still reaches the call log
     assert any(b"VOICE_SPEAKER_ID=" + victim.encode() in f for f in spool + clips)
-    # the listener never talked: no talk event names it, nobody heard its tone
+    # the listener never talked: its RTP was dropped and counted, no burst, no talk event names
+    # it, nobody heard its tone
+    dropped = re.search(r'voice_media_drops_total\{reason="listen_only"\} (\d+)', metrics)
+    assert dropped and int(dropped.group(1)) > 50, metrics
+    assert not any(b"VOICE_SPEAKER_ID=lis" in f for f in spool + clips)
     for c in (*staff.values(), sup):
         assert not [e for e in c.of("talk_started") if e["speaker"]["sub"] == "lis"]
         samples, rate = read_mono(c.record)  # type: ignore[arg-type]

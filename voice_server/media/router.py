@@ -541,7 +541,12 @@ class Router:
         slot = victim.paused
         assert slot is not None
         victim.paused = None
-        if restore and victim.detector.talking and victim.session_id in self.members:
+        if (
+            restore
+            and victim.slot is None
+            and victim.detector.talking
+            and victim.session_id in self.members
+        ):
             granted = self.table.acquire(victim.session_id)
             if granted is not None:
                 victim.slot = granted
