@@ -150,6 +150,12 @@ def test_levels_and_talk_rights_reach_signaling_and_forged_levels_are_ignored(
         assert joined["talk_right"] == "listener"
         await lis.send(type="route", sends=["ops"], hears=["ops"], id="r2")
         assert (await lis.expect("error", timeout=20, id="r2"))["code"] == "listen_only"
+        # an admin's change reaches the live session (the directory is re-read every second)
+        await asyncio.to_thread(server.cli, "channels", "unassign", "ops", "--listener", "lis")
+        now = await lis.expect("talk_right", timeout=20)
+        assert now == {"v": 1, "type": "talk_right", "talk_right": "talker", "priority": 1}
+        await asyncio.to_thread(server.cli, "channels", "set", "ops", "--priority", "s1=2")
+        assert (await sato.expect("talk_right", timeout=20))["priority"] == 2
         raised = await Peer.connect(server.ws_url)  # the channel raised "peer" to level 2
         assert (await raised.join(token("peer"), device_id="dev-3"))["priority"] == 2
         boss = await Peer.connect(server.ws_url)

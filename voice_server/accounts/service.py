@@ -219,6 +219,8 @@ class AccountService:
             settings["priority"] = dict(sorted(levels.items()))
             settings["listeners"] = sorted(heard)
             self.channels.set_settings(conn, name, settings)
+            # live sessions pick the change up like any directory change (within ~1 s)
+            conn.execute("UPDATE directory_revision SET n = n + 1")
             self._record(conn, by, "channel.talk_rules", f"channel:{name}", changes=changes)
             return self._require_channel(conn, name)
 

@@ -46,6 +46,7 @@ from voice_server.signaling.messages import (
     ServerRefreshed,
     ServerRouted,
     ServerSlotBusy,
+    ServerTalkRight,
     ServerTalkStarted,
     ServerTalkStopped,
     ServerTokenExpiring,
@@ -586,6 +587,36 @@ class Hub:
         if subs:
             verdicts = await asyncio.to_thread(lookup_all, self._directory, subs)
             self.apply_directory(verdicts)
+            names = {s.channel for s in self.registry}
+            found = await asyncio.to_thread(lambda: {n: self._channels.get(n) for n in names})
+            self.apply_talk_rules({n: c.settings for n, c in found.items() if c is not None})
+
+    def apply_talk_rules(self, settings: dict[str, dict[str, object]]) -> None:
+        """A channel's levels or talk rights changed (an admin, live): sessions in it get their
+        new level and right now, their route follows (a new listener talks into nothing), and
+        they are told (``talk_right``)."""
+        for channel, rules in settings.items():
+            self._duck_db[channel] = talk_priority.duck_db(rules)
+        for session in self.registry:
+            values = settings.get(session.channel)
+            if values is None or session.state is SessionState.CLOSED:
+                continue
+            role = session.principal.role.value
+            level = int(talk_priority.level_for(role, session.sub, values))
+            listener = talk_priority.is_listener(session.sub, values)
+            if (level, listener) == (session.level, session.listener):
+                continue
+            session.level, session.listener = level, listener
+            route = self.routes.get(session.id)
+            if route is not None:
+                sends = () if listener else route.sends
+                self.routes[session.id] = Route(sends, route.hears, route.only, level)
+            if self.media is not None and self.media.has_transport(session.id):
+                self._reoffer(session, self.media.set_route(session.id, self.route(session)))
+            self._send(
+                session,
+                ServerTalkRight(talk_right="listener" if listener else "talker", priority=level),
+            )
 
     def apply_directory(self, verdicts: dict[str, UserRecord | str | None]) -> None:
         """End sessions whose user is now refused (event loop)."""

@@ -207,6 +207,14 @@ class ServerDuck(_Msg):
     channel: str
 
 
+class ServerTalkRight(_Msg):
+    """This member's level or talk right in its channel changed during the session."""
+
+    type: Literal["talk_right"] = "talk_right"
+    talk_right: Literal["talker", "listener"]
+    priority: int
+
+
 class ServerSlotBusy(_Msg):
     """Sent to a talker who started speaking while every slot was taken."""
 
@@ -258,6 +266,7 @@ ServerMessage = (
     | ServerSlotBusy
     | ServerPreempted
     | ServerDuck
+    | ServerTalkRight
     | ServerTokenExpiring
     | ServerRefreshed
     | ServerLeft

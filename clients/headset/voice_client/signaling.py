@@ -316,6 +316,10 @@ class ClientSession:
         event = {"slot": int(msg["slot"]), "channel": _str(msg["channel"]), "by": by}
         return [Emit({"event": "preempted", **event})]
 
+    def _on_talk_right(self, msg: dict[str, Any]) -> list[Action]:
+        right, level = str(msg["talk_right"]), int(msg["priority"])
+        return [Emit({"event": "talk_right", "talk_right": right, "priority": level})]
+
     def _on_duck(self, msg: dict[str, Any]) -> list[Action]:
         db, slot, channel = int(msg["db"]), int(msg["slot"]), _str(msg["channel"])
         event = {"event": "duck", "db": db, "slot": slot, "channel": channel}
@@ -379,6 +383,7 @@ _HANDLERS = {
     "slot_busy": ClientSession._on_slot_busy,
     "preempted": ClientSession._on_preempted,
     "duck": ClientSession._on_duck,
+    "talk_right": ClientSession._on_talk_right,
     "token_expiring": ClientSession._on_token_expiring,
     "refreshed": ClientSession._on_refreshed,
     "left": ClientSession._on_left,

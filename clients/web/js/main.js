@@ -593,6 +593,9 @@ class App {
         if (this.diag) this.diag.log("duck", { db: msg.db, mid });
         break;
       }
+      case "talk_right": // an admin changed our right or level during the call
+        this.setListenOnly(msg.talk_right === "listener");
+        break;
       case "preempted":
         this.warn(t("preempted", { name: msg.by.name }), 6000);
         this.engine.cue("busy");
