@@ -24,6 +24,7 @@ from voice_server.audit.export import AUDIT_COLUMNS, csv_document, json_document
 from voice_server.config import Config
 from voice_server.identity.tokens import Role
 from voice_server.store.database import Database
+from voice_server.talk.priority import duck_db, listeners, overrides
 
 AddState = Callable[[argparse.ArgumentParser], None]
 
@@ -78,6 +79,14 @@ def add_parsers(sub: Any, parser_class: type[argparse.ArgumentParser], state: Ad
     cset.add_argument("--display-name")
     cset.add_argument("--retention-days", help="days to keep the call log, or 'none'")
     cset.add_argument("--legal-hold", choices=["on", "off"])
+    cset.add_argument(
+        "--priority",
+        action="append",
+        default=[],
+        metavar="USER=LEVEL",
+        help="a member's talk priority in this channel: 1 (staff) or 2 (supervisor) (repeat)",
+    )
+    cset.add_argument("--duck-db", type=int, help="how far listeners duck other talkers (-40..0)")
 
     audit = sub.add_parser("audit", help="the audit log")
     asub = audit.add_subparsers(dest="action", required=True, parser_class=parser_class)
@@ -103,6 +112,12 @@ def _password_args(p: argparse.ArgumentParser, *, allow_none: bool) -> None:
 def _assignment_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--supervisor", action="append", default=[], help="user (repeat)")
     p.add_argument("--member", action="append", default=[], help="user (repeat)")
+    p.add_argument(
+        "--listener",
+        action="append",
+        default=[],
+        help="member who may only listen (repeat; unassign: may talk again)",
+    )
 
 
 def _read_password(args: argparse.Namespace) -> str | None:
@@ -198,8 +213,8 @@ def _channels(args: argparse.Namespace, accounts: Accounts) -> int:
         svc.remove_channel(by, args.name)
         print(f"removed channel {args.name}")
     elif args.action in ("assign", "unassign"):
-        if not args.supervisor and not args.member:
-            raise AccountError("name at least one --supervisor or --member")
+        if not args.supervisor and not args.member and not args.listener:
+            raise AccountError("name at least one --supervisor, --member or --listener")
         change = svc.assign if args.action == "assign" else svc.unassign
         for kind, names in (
             (Assignment.SUPERVISOR, args.supervisor),
@@ -208,6 +223,14 @@ def _channels(args: argparse.Namespace, accounts: Accounts) -> int:
             for name in names:
                 change(by, args.name, name, kind)
                 print(f"{args.action}ed {name} as {kind.value} of {args.name}")
+        if args.listener:
+            listen = args.action == "assign"
+            for name in args.listener if listen else ():
+                svc.assign(by, args.name, name, Assignment.MEMBER)
+            svc.set_talk_rules(by, args.name, listeners=dict.fromkeys(args.listener, listen))
+            for name in args.listener:
+                right = "listener (listen only)" if listen else "talker"
+                print(f"{name} is a {right} in {args.name}")
     elif args.action == "set":
         retention: int | str | None = "keep"
         if args.retention_days is not None:
@@ -216,6 +239,12 @@ def _channels(args: argparse.Namespace, accounts: Accounts) -> int:
                 raise AccountError("--retention-days takes a number of days or 'none'")
             retention = None if text == "none" else int(text)
         hold = None if args.legal_hold is None else args.legal_hold == "on"
+        if args.priority or args.duck_db is not None:
+            levels = dict(_user_level(text) for text in args.priority)
+            ch = svc.set_talk_rules(by, args.name, priority=levels, duck_db=args.duck_db)
+            print(f"channel {ch.name}: priority {_levels_text(ch.settings)}")
+            if args.display_name is None and args.retention_days is None and hold is None:
+                return 0
         ch = svc.update_channel(
             by, args.name, display_name=args.display_name, retention_days=retention, legal_hold=hold
         )
@@ -224,6 +253,19 @@ def _channels(args: argparse.Namespace, accounts: Accounts) -> int:
             f"legal hold {'on' if ch.legal_hold else 'off'}"
         )
     return 0
+
+
+def _user_level(text: str) -> tuple[str, int]:
+    user, sep, level = text.partition("=")
+    if not sep or not user.strip() or not level.strip().isdigit():
+        raise AccountError(f"--priority takes USER=LEVEL (level 1 or 2), not {text!r}")
+    return user.strip(), int(level)
+
+
+def _levels_text(settings: dict[str, Any]) -> str:
+    levels = overrides(settings)
+    text = ", ".join(f"{u}={int(v)}" for u, v in sorted(levels.items())) or "by role"
+    return f"{text}; duck {duck_db(settings)} dB"
 
 
 def _list_channels(accounts: Accounts, as_json: bool) -> None:
@@ -240,6 +282,9 @@ def _list_channels(accounts: Accounts, as_json: bool) -> None:
                 "legal_hold": c.legal_hold,
                 "supervisors": assigned[Assignment.SUPERVISOR],
                 "members": assigned[Assignment.MEMBER],
+                "priority": {u: int(v) for u, v in overrides(c.settings).items()},
+                "listeners": sorted(listeners(c.settings)),
+                "duck_db": duck_db(c.settings),
             }
         )
     if as_json:

@@ -91,6 +91,7 @@ TABLE: list[tuple[str, str, dict[str, Any] | None, list[int]]] = [
     ("PATCH", "/api/v1/channels/hq", {"display_name": "本部"}, [ANON, NO, NO, NO, OK, OK, OK, NO]),
     ("PATCH", "/api/v1/channels/hq", {"retention_days": 90}, [ANON, NO, NO, NO, OK, OK, OK, NO]),
     ("PUT", "/api/v1/channels/hq/members/mori", None, [ANON, NO, NO, NO, OK, OK, OK, NO]),
+    ("PATCH", "/api/v1/channels/hq/talk", {"duck_db": -20}, [ANON, NO, NO, NO, OK, OK, OK, NO]),
     ("GET", "/api/v1/audit", None, [ANON, NO, NO, NO, OK, OK, OK, NO]),
     ("GET", "/api/v1/audit/export?format=json", None, [ANON, NO, NO, NO, OK, OK, OK, NO]),
     # sign-in codes: admins for any staff, supervisors for staff of their channels
@@ -151,6 +152,21 @@ def test_access_table_over_http(
 ) -> None:
     got = [callers[a].request(method, path, body).status_code for a in ACTORS]
     assert dict(zip(ACTORS, got, strict=True)) == dict(zip(ACTORS, expected, strict=True))
+
+
+def test_talk_rules_over_rest_raise_a_member_and_refuse_bad_levels(
+    callers: dict[str, Caller],
+) -> None:
+    admin = callers["admin_api"]
+    ok = admin.request("PATCH", "/api/v1/channels/ops/talk", {"priority": {"sato": 2}})
+    assert ok.status_code == 200 and ok.json()["priority"] == {"sato": 2}
+    for bad, why in (({"sato": 3}, "levels 1-2 only"), ({"boss2": 2}, "not a member")):
+        r = admin.request("PATCH", "/api/v1/channels/ops/talk", {"priority": bad})
+        assert r.status_code == 400 and why in r.json()["detail"]["message"], r.text
+    back = admin.request("PATCH", "/api/v1/channels/ops/talk", {"priority": {"sato": 1}})
+    assert back.json()["priority"] == {} and back.json()["listeners"] == []
+    page = callers["admin"].request("GET", "/dashboard/channels/ops", None)
+    assert page.status_code == 200 and 'id="talk-rules"' in page.text
 
 
 def test_refusals_of_signed_in_users_are_audited(callers: dict[str, Caller]) -> None:

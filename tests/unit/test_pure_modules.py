@@ -34,6 +34,7 @@ PURE = [
     "voice_server.transcribe.catalogue",
     "voice_server.media.route",
     "voice_server.media.negotiation",
+    "voice_server.talk.priority",
 ]
 FORBIDDEN = {
     "asyncio",

@@ -8,7 +8,7 @@ nobody can disable themself, and the last enabled admin cannot be disabled.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,7 @@ from voice_server.audit.log import AuditLog
 from voice_server.identity.tokens import Role
 from voice_server.store.channels import Channel, ChannelError, ChannelStore, validate_retention
 from voice_server.store.database import Database
+from voice_server.talk import priority as talk_priority
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +176,59 @@ class AccountService:
             }
             self._record(conn, by, "channel.update", f"channel:{name}", changes=changes)
             return new
+
+    def set_talk_rules(
+        self,
+        by: Caller,
+        name: str,
+        *,
+        priority: Mapping[str, int] | None = None,
+        listeners: Mapping[str, bool] | None = None,
+        duck_db: int | None = None,
+    ) -> Channel:
+        """Per-member levels (1-2; level 1 removes the override), talk rights (True: listen
+        only) and the duck level of a channel (its settings: ``talk.priority``). Every user
+        named must be a member or supervisor of the channel."""
+        with self._db.transaction() as conn:
+            old = self._require_channel(conn, name)
+            settings = dict(old.settings)
+            levels = {u: int(v) for u, v in talk_priority.overrides(settings).items()}
+            heard = set(talk_priority.listeners(settings))
+            changes: dict[str, Any] = {}
+            for raw, level in (priority or {}).items():
+                user = self._require_member(conn, name, raw)
+                try:
+                    talk_priority.validate_override(level)
+                except ValueError as exc:
+                    raise validate.AccountError(f"{user}: {exc}") from None
+                if level == talk_priority.Level.ROUTINE:
+                    levels.pop(user, None)
+                else:
+                    levels[user] = int(level)
+                changes.setdefault("priority", {})[user] = int(level)
+            for raw, listen in (listeners or {}).items():
+                user = self._require_member(conn, name, raw)
+                (heard.add if listen else heard.discard)(user)
+                changes.setdefault("talk_right", {})[user] = "listener" if listen else "talker"
+            if duck_db is not None:
+                try:
+                    settings["duck_db"] = talk_priority.validate_duck_db(duck_db)
+                except ValueError as exc:
+                    raise validate.AccountError(str(exc)) from None
+                changes["duck_db"] = duck_db
+            settings["priority"] = dict(sorted(levels.items()))
+            settings["listeners"] = sorted(heard)
+            self.channels.set_settings(conn, name, settings)
+            # live sessions pick the change up like any directory change (within ~1 s)
+            conn.execute("UPDATE directory_revision SET n = n + 1")
+            self._record(conn, by, "channel.talk_rules", f"channel:{name}", changes=changes)
+            return self._require_channel(conn, name)
+
+    def _require_member(self, conn: Any, channel: str, user_name: str) -> str:
+        user = self.users.require(conn, validate.user_name(user_name))
+        if channel not in user.member_of and channel not in user.supervises:
+            raise validate.AccountError(f"{user.name} is not a member of channel {channel!r}")
+        return user.name
 
     def remove_channel(self, by: Caller, name: str) -> None:
         with self._db.transaction() as conn:

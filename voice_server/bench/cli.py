@@ -43,6 +43,13 @@ def add_bench_parser(sub: Any) -> None:
     )
     lat.add_argument("--json", type=argparse.FileType("w"), help="also write the figures as JSON")
     _add_forward(bsub)
+    pri = bsub.add_parser(
+        "priority",
+        help="a supervisor cutting in with every slot busy: onset to first copy and to duck",
+    )
+    pri.add_argument("--cutins", type=positive_int, default=50, help="cut-ins (default 50)")
+    pri.add_argument("--talk-ms", type=positive_int, default=400, help="each cut-in's length")
+    pri.add_argument("--json", type=Path, help="write the result as JSON to this file")
     from voice_server.bench import search, transcribe
 
     transcribe.add_parser(bsub)
@@ -100,10 +107,25 @@ def _run_forward(args: argparse.Namespace) -> int:
     except RuntimeError as exc:
         print(f"voice-server bench forward: {exc}".splitlines()[0], file=sys.stderr)
         return 1
-    print(format_summary(result))
-    if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-        print(f"wrote {args.json}")
+    return _report(result, format_summary(result), args.json)
+
+
+def _run_priority(args: argparse.Namespace) -> int:
+    from voice_server.bench.priority import format_summary, run_priority_bench
+
+    try:
+        result = run_priority_bench(args.cutins, args.talk_ms)
+    except RuntimeError as exc:
+        print(f"voice-server bench priority: {exc}".splitlines()[0], file=sys.stderr)
+        return 1
+    return _report(result, format_summary(result), args.json)
+
+
+def _report(result: dict[str, Any], summary: str, path: Path | None) -> int:
+    print(summary)
+    if path is not None:
+        path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {path}")
     return 0
 
 
@@ -122,6 +144,8 @@ def run_bench(args: argparse.Namespace) -> int:
         )
     if args.bench == "forward":
         return _run_forward(args)
+    if args.bench == "priority":
+        return _run_priority(args)
     if args.bench == "transcribe":
         from voice_server.bench import transcribe
 

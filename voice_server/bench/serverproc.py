@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from voice_server.identity.keys import load_or_create_key
-from voice_server.identity.tokens import issue_token
+from voice_server.identity.tokens import Role, issue_token
 from voice_server.store.channels import ChannelStore
 from voice_server.store.database import Database
 
@@ -108,7 +108,9 @@ class ServerChild:
     def ws_url(self) -> str:
         return f"ws://{HOST}:{self.port}/ws"
 
-    def token(self, sub: str, ttl_seconds: int = 3600, channel: str | None = None) -> str:
+    def token(
+        self, sub: str, ttl_seconds: int = 3600, channel: str | None = None, role: str = "staff"
+    ) -> str:
         return issue_token(
             self._key,
             sub=sub,
@@ -116,6 +118,7 @@ class ServerChild:
             channels=[channel or self.channel],
             ttl_seconds=ttl_seconds,
             now=int(time.time()),
+            role=Role(role),
         )
 
     async def start(self, within: float = 30.0) -> None:

@@ -15,6 +15,7 @@ _DROPS = {
     "bad_stun": "drop_bad_stun",
     "not_ready": "drop_not_ready",
     "slot_busy": "drop_slot_busy",
+    "listen_only": "drop_listen_only",
     "stale": "drop_stale",
     "send_error": "drop_send_error",
 }
@@ -30,6 +31,7 @@ class MediaCounters:
     drop_bad_rtp: int = 0
     drop_bad_srtp: int = 0
     drop_bad_stun: int = 0
+    drop_listen_only: int = 0  # RTP of a member whose route sends nowhere (a listener)
     drop_not_ready: int = 0
     drop_send_error: int = 0
     drop_slot_busy: int = 0
@@ -41,6 +43,7 @@ class MediaCounters:
     packets_out: int = 0
     #: packets of a talker holding a slot, each copied to every other connected member
     packets_routed: int = 0
+    preemptions: int = 0  # cut-ins that paused a lower-level holder (clicks included)
     renegotiations: int = 0
     renegotiations_ignored: int = 0
     rtcp_in: int = 0
@@ -87,6 +90,7 @@ class MediaCounters:
             ("dtls_failures", "DTLS handshakes failed"),
             ("talk_bursts", "Talk bursts given a slot"),
             ("slot_busy_bursts", "Talk bursts that found every slot busy"),
+            ("preemptions", "Cut-ins of a higher-level talker that paused a slot holder"),
             ("transports_closed_consent", "Transports closed after ICE consent expired"),
             ("renegotiations", "Renegotiation answers applied on a live peer connection"),
             ("renegotiations_ignored", "Renegotiation answers ignored (stale or mismatched)"),

@@ -371,8 +371,13 @@ class MediaPlane:
             sink = partial(members[0].router.on_rtp, members[0])
         elif members:
             sink = _fan_in(tuple(members))
+        elif self.links.get(peer.session_id) is placed:  # a listener's: dropped, counted
+            sink = self._listen_only
         if isinstance(peer, Transport | ServerSource):
             peer.sink = sink
+
+    def _listen_only(self, plain: bytes, t0_ns: int) -> None:
+        self.counters.drop_listen_only += 1
 
     def _wanted(self, channel: str) -> bool:
         """A route still names the channel (its router keeps its slot SSRCs, which an offer

@@ -39,6 +39,8 @@ _STARTED = TalkEvent.STARTED
 _STOPPED = TalkEvent.STOPPED
 _perf_ns = time.perf_counter_ns
 PREROLL_LEAD_MS = 40
+NEVER_PREEMPTED = 3  # level 3 (an open emergency) is never pre-empted
+NO_VICTIM = 1 << 30
 
 
 class TalkEvents(Protocol):
@@ -50,6 +52,12 @@ class TalkEvents(Protocol):
     def talk_stopped(self, session_id: str, channel: str, slot: int) -> None: ...
 
     def slot_busy(self, session_id: str, channel: str, slots: int) -> None: ...
+
+    def preempted(self, session_id: str, channel: str, slot: int, by: str) -> None:
+        """``session_id`` lost ``slot`` to the higher-level talker ``by`` (its burst is
+        confirmed); sent after ``talk_stopped`` of the victim, before ``talk_started`` of
+        ``by``."""
+        ...
 
 
 H = TypeVar("H")
@@ -98,11 +106,14 @@ class Member:
         "detector",
         "fanout",
         "onset_ns",
+        "paused",
+        "preempting",
         "preroll",
         "route",
         "router",
         "session_id",
         "slot",
+        "started",
         "tentative",
         "transport",
         "waiting",
@@ -121,6 +132,9 @@ class Member:
         self.tentative = False  # holding a slot during the attack, before talk_started
         self.onset_ns = 0  # when the current burst's first packet was forwarded
         self.waiting = False  # talking while every slot was busy
+        self.started = 0  # the router's count when it got its slot (most recent: highest)
+        self.preempting: Member | None = None  # the holder it paused, until its burst confirms
+        self.paused: int | None = None  # the slot it announced and lost to a tentative cut-in
         self.burst: object | None = None  # the talk burst being tapped for the log (opaque)
         self.fanout: Fanout = router.silent  # this talker's audience here
 
@@ -176,6 +190,10 @@ class Router:
         self.silent = Fanout([], sendto=sendto, counters=counters, histogram=histogram)
         self._fanouts: dict[AudienceKey, Fanout] = {}
         self._waiting: list[Member] = []
+        #: the lowest level of a holder that may be pre-empted (NO_VICTIM: none may): a talker
+        #: above it gets a slot although every slot is busy (updated on slot events only)
+        self._low = NO_VICTIM
+        self._starts = 0
         self.closed = False
 
     # ------------------------------------------------------------------ membership
@@ -227,6 +245,8 @@ class Router:
             self._waiting.remove(member)
         if member.slot is not None:
             self._stop(member, notify=not member.tentative)
+        if member.paused is not None:
+            self._unpause(member, restore=False)
         self._end_burst(member)
         member.fanout = self.silent
 
@@ -275,6 +295,7 @@ class Router:
                 )
             m.fanout = fanout
         self._fanouts = fanouts
+        self._holders_changed()  # a route change may change a holder's level
 
     @property
     def listeners(self) -> int:
@@ -330,8 +351,11 @@ class Router:
             self._waiting.remove(member)
         elif member.waiting:
             self._counters.drop_slot_busy += 1
-        elif detector.attacking and not self.table.busy:
-            self._speculate(member, t0_ns)
+        elif detector.attacking:
+            if not self.table.busy:
+                self._speculate(member, t0_ns)
+            elif member.route.priority > self._low:
+                self._cut_in(member, t0_ns)
 
     def _forward(self, src: Member, buf: bytearray, now_ms: int, t0_ns: int) -> None:
         slot = src.slot
@@ -359,6 +383,7 @@ class Router:
             return
         member.slot = slot
         member.tentative = True
+        self._took(member)
         kept = self._first_packets(member, t0_ns)
         for packet, arrival_ms in kept:  # keep them: the burst's start, until it is confirmed
             member.preroll.push(packet, arrival_ms)
@@ -369,12 +394,23 @@ class Router:
         member.tentative = False
         self._counters.talk_bursts += 1
         assert member.slot is not None
+        victim = member.preempting
+        if victim is not None:
+            member.preempting = None
+            self._preempted(victim, member)
         self._events.talk_started(member.session_id, self.channel, member.slot)
         self._open_burst(member, now_ms)
         member.preroll.drain()
 
     def _start(self, member: Member, t0_ns: int) -> None:
         slot = self.table.acquire(member.session_id)
+        if slot is None and member.route.priority > self._low:
+            victim = self._victim(member.route.priority)
+            if victim is not None:  # a cut-in confirmed at once (no tentative phase)
+                paused = self._pause(victim)
+                slot = self.table.acquire(member.session_id)
+                if paused is not None:
+                    self._preempted(paused, member)
         if slot is None:
             member.waiting = True
             self._waiting.append(member)
@@ -385,6 +421,7 @@ class Router:
 
     def _open(self, member: Member, slot: int, t0_ns: int) -> None:
         member.slot = slot
+        self._took(member)
         self._counters.talk_bursts += 1
         self._events.talk_started(member.session_id, self.channel, slot)
         self._first_packets(member, t0_ns)
@@ -416,6 +453,11 @@ class Router:
         self.streams[slot - 1].release()
         if notify:
             self._events.talk_stopped(member.session_id, self.channel, slot)
+        victim = member.preempting
+        if victim is not None:  # a cut-in that was a click: the paused holder gets it back
+            member.preempting = None
+            self._unpause(victim, restore=True)
+        self._holders_changed()
         # a talker who found every slot busy and is still talking takes the freed slot (the
         # highest priority first, then the longest waiting)
         while self._waiting:
@@ -428,6 +470,105 @@ class Router:
                 if granted is not None:
                     self._open(waiter, granted, _perf_ns())
                 break
+
+    # ------------------------------------------------------------------ pre-emption
+    # A talker of a higher level (media.route.Route.priority; talk.priority's table) always gets
+    # a slot. When every slot is busy, the lowest-level, most recently started holder below it
+    # (never a level-3 one) is paused at the cut-in's first voiced packet: its copies stop at
+    # once, the slot is the cut-in's, tentatively like a free slot. When the cut-in's attack
+    # confirms it, the holder gets talk_stopped and ``preempted`` and waits for a slot like a
+    # talker who found none; a click gives the holder its slot back silently. The holder's
+    # audio reaches the call log throughout (the tap does not depend on the slot).
+    def _took(self, member: Member) -> None:
+        self._starts += 1
+        member.started = self._starts
+        self._holders_changed()
+
+    def _holders_changed(self) -> None:
+        low = NO_VICTIM
+        members = self.members
+        for _, sid in self.table.held():
+            level = members[sid].route.priority
+            if level < low and level < NEVER_PREEMPTED:
+                low = level
+        self._low = low
+
+    def _victim(self, level: int) -> Member | None:
+        """The holder a talker of ``level`` pre-empts: the lowest level below it (never level
+        3), the most recently started of those; None when there is none."""
+        best: Member | None = None
+        for _, sid in self.table.held():
+            m = self.members[sid]
+            p = m.route.priority
+            if p >= level or p >= NEVER_PREEMPTED:
+                continue
+            if best is None or (p, -m.started) < (best.route.priority, -best.started):
+                best = m
+        return best
+
+    def _cut_in(self, member: Member, t0_ns: int) -> None:
+        victim = self._victim(member.route.priority)
+        if victim is None:
+            return
+        member.preempting = self._pause(victim)  # decided when the cut-in confirms
+        self._speculate(member, t0_ns)
+        self._counters.preemptions += 1
+
+    def _pause(self, victim: Member) -> Member | None:
+        """Stop forwarding ``victim`` now and free its slot, telling nobody yet. Returns the
+        announced holder whose fate the cut-in now decides: ``victim``, or when ``victim`` was
+        itself a tentative cut-in, the holder it had paused (the tentative one never had a talk
+        event: it simply has no slot, and gets slot_busy if it talks on)."""
+        slot = victim.slot
+        assert slot is not None
+        victim.slot = None
+        self.table.release(victim.session_id)
+        self.streams[slot - 1].release()
+        paused: Member | None
+        if victim.tentative:
+            victim.tentative = False
+            victim.preroll.drain()
+            paused, victim.preempting = victim.preempting, None
+        else:
+            victim.paused = slot
+            paused = victim
+        self._holders_changed()
+        return paused
+
+    def _unpause(self, victim: Member, *, restore: bool) -> None:
+        """The cut-in that paused ``victim`` was a click (``restore``: it gets its slot back
+        silently if it still talks) or ``victim`` leaves."""
+        slot = victim.paused
+        assert slot is not None
+        victim.paused = None
+        if (
+            restore
+            and victim.slot is None
+            and victim.detector.talking
+            and victim.session_id in self.members
+        ):
+            granted = self.table.acquire(victim.session_id)
+            if granted is not None:
+                victim.slot = granted
+                self._took(victim)
+                if granted == slot:
+                    return
+                self._events.talk_stopped(victim.session_id, self.channel, slot)
+                self._events.talk_started(victim.session_id, self.channel, granted)
+                return
+        self._events.talk_stopped(victim.session_id, self.channel, slot)
+
+    def _preempted(self, victim: Member, by: Member) -> None:
+        """The cut-in is confirmed: the paused holder is told, and waits for a slot."""
+        slot = victim.paused
+        if slot is None:
+            return
+        victim.paused = None
+        self._events.talk_stopped(victim.session_id, self.channel, slot)
+        self._events.preempted(victim.session_id, self.channel, slot, by.session_id)
+        if victim.detector.talking and not victim.waiting:
+            victim.waiting = True
+            self._waiting.append(victim)
 
     def _open_burst(self, member: Member, now_ms: int) -> None:
         """A confirmed talk burst starts: the log gets it from its first kept packets on,

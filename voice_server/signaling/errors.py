@@ -32,6 +32,9 @@ class ErrorCode(StrEnum):
     BAD_ANSWER = "bad_answer"
     # routes (what a session talks into and hears)
     ROUTE_FORBIDDEN = "route_forbidden"
+    # talk rights and priority (README, "Priority")
+    LISTEN_ONLY = "listen_only"  # a listener asked to talk into a channel
+    NOT_SUPERVISOR = "not_supervisor"  # what only level 2 may do (talk into several channels)
     # session life
     REPLACED = "replaced"
     SESSION_EXPIRED = "session_expired"

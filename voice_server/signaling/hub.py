@@ -34,6 +34,7 @@ from voice_server.signaling.messages import (
     ClientRefresh,
     ClientRoute,
     Participant,
+    ServerDuck,
     ServerError,
     ServerJoined,
     ServerLeft,
@@ -41,9 +42,11 @@ from voice_server.signaling.messages import (
     ServerOffer,
     ServerParticipantJoined,
     ServerParticipantLeft,
+    ServerPreempted,
     ServerRefreshed,
     ServerRouted,
     ServerSlotBusy,
+    ServerTalkRight,
     ServerTalkStarted,
     ServerTalkStopped,
     ServerTokenExpiring,
@@ -51,6 +54,7 @@ from voice_server.signaling.messages import (
 )
 from voice_server.signaling.sessions import Session, SessionRegistry, SessionState
 from voice_server.store.channels import Channel, ChannelStore
+from voice_server.talk import priority as talk_priority
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +159,9 @@ class Hub:
         self._monitors: dict[str, set[str]] = {}  # channel -> sessions of another that hear it
         #: server-side sources (announcements, relays) by id -> display name, for talk events
         self.sources: dict[str, str] = {}
+        self.source_levels: dict[str, int] = {}  # their levels when not 1 (urgent: 2)
+        self._duck_db: dict[str, int] = {}  # channel -> its duck level, as of its last join
+        self._ducking: set[tuple[str, int]] = set()  # (channel, slot) held by level >= 2
         self._outboxes: dict[str, Outbox] = {}
         self._warned: dict[str, int] = {}
         self._clock = clock
@@ -210,6 +217,12 @@ class Hub:
             self._end(old, "replaced", notify_self=True, close_code=CLOSE_REPLACED)
         opened = self.registry.open(verified.principal, msg.device_id, channel, now, msg.session_id)
         session = opened.session
+        settings = verified.channel.settings
+        session.level = int(
+            talk_priority.level_for(verified.principal.role.value, session.sub, settings)
+        )
+        session.listener = talk_priority.is_listener(session.sub, settings)
+        self._duck_db[channel] = talk_priority.duck_db(settings)
         previous = self._outboxes.get(session.id)
         if previous is not None and previous is not outbox:
             previous.close(CLOSE_REPLACED, "resumed elsewhere")
@@ -233,6 +246,8 @@ class Hub:
                 grace_seconds=self.registry.grace_seconds,
                 token_expires_at=session.token_expires_at,
                 id=msg.id,
+                talk_right="listener" if session.listener else "talker",
+                priority=session.level,
             ),
         )
         if not opened.resumed:
@@ -263,12 +278,20 @@ class Hub:
 
     # ------------------------------------------------------------------ routes
     def route(self, session: Session) -> Route:
-        """The session's route: its channel both ways unless it asked for another."""
-        return self.routes.get(session.id) or Route.channel(session.channel)
+        """The session's route: its channel both ways (a listener: hearing only) at its level,
+        unless it asked for another."""
+        return self.routes.get(session.id) or self.default_route(session)
+
+    @staticmethod
+    def default_route(session: Session) -> Route:
+        ch = session.channel
+        return Route(() if session.listener else (ch,), (ch,), priority=session.level)
 
     def verify_route(self, session: Session, msg: ClientRoute) -> Route:
         """Check a requested route (blocking channel look-ups: call from a worker thread):
-        every channel must be one the user may join, and exist. Nothing changes here."""
+        every channel must be one the user may join, and exist; a listener talks into none; only
+        level 2 talks into several. Its level is the principal's in the first channel it talks
+        into (a ``priority`` in the message is ignored). Nothing changes here."""
         try:
             route = Route(tuple(msg.sends), tuple(msg.hears))
         except ValueError as exc:
@@ -280,12 +303,29 @@ class Hub:
                     f"you may not talk into or hear channel {name!r}",
                     request_id=msg.id,
                 )
+        found: dict[str, Channel] = {}
         for name in sorted(route.channels):
-            if self._channels.get(name) is None:
+            channel = self._channels.get(name)
+            if channel is None:
                 raise ProtocolError(
                     ErrorCode.CHANNEL_NOT_FOUND, f"no channel {name!r}", request_id=msg.id
                 )
-        return route
+            found[name] = channel
+        role, sub = session.principal.role.value, session.sub
+        for name in route.sends:
+            if talk_priority.is_listener(sub, found[name].settings):
+                raise ProtocolError(
+                    ErrorCode.LISTEN_ONLY, f"you may only listen in {name!r}", request_id=msg.id
+                )
+        levels = [talk_priority.level_for(role, sub, found[n].settings) for n in route.sends]
+        if len(route.sends) > 1 and min(levels) < talk_priority.Level.URGENT:
+            raise ProtocolError(
+                ErrorCode.NOT_SUPERVISOR,
+                "only supervisors talk into several channels at once",
+                request_id=msg.id,
+            )
+        level = int(levels[0]) if levels else session.level
+        return Route(route.sends, route.hears, priority=level)
 
     def set_route(self, session: Session, route: Route, request_id: str | None = None) -> None:
         """Apply a verified route (event loop): at once for what the peer connection already
@@ -293,7 +333,7 @@ class Hub:
         if session.state is SessionState.CLOSED:
             return
         self._forget_route(session)
-        if route != Route.channel(session.channel):
+        if route != self.default_route(session):
             self.routes[session.id] = route
             for channel in route.hears:
                 if channel != session.channel:
@@ -391,6 +431,20 @@ class Hub:
     def talk_stopped(self, session_id: str, channel: str, slot: int) -> None:
         self._talk(session_id, channel, slot, started=False)
 
+    def level_and_kind(self, session_id: str) -> tuple[int, str]:
+        """A talker's level and the kind of its talk (``talk_started``)."""
+        session = self.registry.get(session_id)
+        if session is None:
+            level = self.source_levels.get(session_id, talk_priority.Level.ROUTINE)
+            return int(level), talk_priority.Kind.ANNOUNCEMENT.value
+        route = self.route(session)
+        kind = talk_priority.Kind.SPEECH
+        if route.only is not None:
+            kind = talk_priority.Kind.DIRECT
+        elif len(route.sends) > 1:
+            kind = talk_priority.Kind.ALL_CALL
+        return max(route.priority, int(talk_priority.KIND_LEVEL[kind])), kind.value
+
     def _talk(self, session_id: str, channel: str, slot: int, *, started: bool) -> None:
         session = self.registry.get(session_id)
         if session is not None and channel == session.channel:
@@ -398,13 +452,42 @@ class Hub:
         speaker = self._speaker(session_id)
         if speaker is None:
             return
-        kind = ServerTalkStarted if started else ServerTalkStopped
-        message = kind(speaker=speaker, slot=slot, channel=channel)
-        self.broadcast(channel, message)
-        for sid in list(self._monitors.get(channel, ())):  # sessions of other channels hearing it
+        duck: int | None = None
+        message: ServerMessage
+        if started:
+            level, kind = self.level_and_kind(session_id)
+            message = ServerTalkStarted(
+                speaker=speaker, slot=slot, channel=channel, priority=level, kind=kind
+            )
+            if level >= talk_priority.Level.URGENT:
+                self._ducking.add((channel, slot))
+                duck = self._duck_db.get(channel, talk_priority.DEFAULT_DUCK_DB)
+        else:
+            message = ServerTalkStopped(speaker=speaker, slot=slot, channel=channel)
+            if (channel, slot) in self._ducking:
+                self._ducking.discard((channel, slot))
+                duck = 0
+        self._to_hearers(channel, message)
+        if duck is not None:  # after talk_started / talk_stopped: the client knows the slot
+            self._to_hearers(
+                channel, ServerDuck(db=duck, slot=slot, channel=channel), exclude=session
+            )
+
+    def _to_hearers(
+        self, channel: str, message: ServerMessage, exclude: Session | None = None
+    ) -> None:
+        """The channel's sessions and the sessions of other channels hearing it."""
+        self.broadcast(channel, message, exclude=exclude)
+        for sid in list(self._monitors.get(channel, ())):
             monitor = self.registry.get(sid)
-            if monitor is not None:
+            if monitor is not None and monitor is not exclude:
                 self._send(monitor, message)
+
+    def preempted(self, session_id: str, channel: str, slot: int, by: str) -> None:
+        session = self.registry.get(session_id)
+        speaker = self._speaker(by)
+        if session is not None and speaker is not None:
+            self._send(session, ServerPreempted(slot=slot, channel=channel, by=speaker))
 
     def media_lost(self, session_id: str) -> None:
         """The session's transport died (ICE consent expired, DTLS failed): offer a new one."""
@@ -504,6 +587,36 @@ class Hub:
         if subs:
             verdicts = await asyncio.to_thread(lookup_all, self._directory, subs)
             self.apply_directory(verdicts)
+            names = {s.channel for s in self.registry}
+            found = await asyncio.to_thread(lambda: {n: self._channels.get(n) for n in names})
+            self.apply_talk_rules({n: c.settings for n, c in found.items() if c is not None})
+
+    def apply_talk_rules(self, settings: dict[str, dict[str, object]]) -> None:
+        """A channel's levels or talk rights changed (an admin, live): sessions in it get their
+        new level and right now, their route follows (a new listener talks into nothing), and
+        they are told (``talk_right``)."""
+        for channel, rules in settings.items():
+            self._duck_db[channel] = talk_priority.duck_db(rules)
+        for session in self.registry:
+            values = settings.get(session.channel)
+            if values is None or session.state is SessionState.CLOSED:
+                continue
+            role = session.principal.role.value
+            level = int(talk_priority.level_for(role, session.sub, values))
+            listener = talk_priority.is_listener(session.sub, values)
+            if (level, listener) == (session.level, session.listener):
+                continue
+            session.level, session.listener = level, listener
+            route = self.routes.get(session.id)
+            if route is not None:
+                sends = () if listener else route.sends
+                self.routes[session.id] = Route(sends, route.hears, route.only, level)
+            if self.media is not None and self.media.has_transport(session.id):
+                self._reoffer(session, self.media.set_route(session.id, self.route(session)))
+            self._send(
+                session,
+                ServerTalkRight(talk_right="listener" if listener else "talker", priority=level),
+            )
 
     def apply_directory(self, verdicts: dict[str, UserRecord | str | None]) -> None:
         """End sessions whose user is now refused (event loop)."""

@@ -48,6 +48,8 @@ class ClientJoin(_Msg):
     device_id: Annotated[str, Field(pattern=_DEVICE)]
     session_id: Annotated[str | None, Field(max_length=64)] = None
     id: _REQ_ID | None = None
+    #: ignored: a talker's level comes from the server's principal and channel only
+    priority: Any = Field(default=None, exclude=True)
 
 
 class ClientLeave(_Msg):
@@ -77,6 +79,7 @@ class ClientRoute(_Msg):
     sends: _CHANNELS
     hears: _CHANNELS
     id: _REQ_ID | None = None
+    priority: Any = Field(default=None, exclude=True)  # ignored, as in join
 
 
 class ClientRefresh(_Msg):
@@ -133,6 +136,9 @@ class ServerJoined(_Msg):
     grace_seconds: float
     token_expires_at: int
     id: str | None = None
+    #: what this member may do in the channel: ``talker`` or ``listener`` (listen only)
+    talk_right: Literal["talker", "listener"] = "talker"
+    priority: int = 1  # this member's level (README, "Priority")
 
 
 class ServerOffer(_Msg):
@@ -169,7 +175,9 @@ class ServerTalkStarted(_Msg):
     type: Literal["talk_started"] = "talk_started"
     speaker: Participant
     slot: int
-    channel: str | None = None  # the channel whose slot it is (sent when not the session's own)
+    channel: str | None = None  # the channel whose slot it is
+    priority: int = 1  # the talker's level (1 staff, 2 supervisor / all-call, 3 emergency)
+    kind: str = "speech"  # speech | all_call | direct | announcement | emergency (talk.priority)
 
 
 class ServerTalkStopped(_Msg):
@@ -177,6 +185,34 @@ class ServerTalkStopped(_Msg):
     speaker: Participant
     slot: int
     channel: str | None = None
+
+
+class ServerPreempted(_Msg):
+    """Sent to a talker whose slot a higher-level talker took (its audio is no longer
+    forwarded but still reaches the call log; it gets a slot again when one frees)."""
+
+    type: Literal["preempted"] = "preempted"
+    slot: int
+    channel: str
+    by: Participant
+
+
+class ServerDuck(_Msg):
+    """Lower every slot but ``slot`` by ``db`` (negative) while a level >= 2 talker holds it;
+    ``db`` 0 when it ends."""
+
+    type: Literal["duck"] = "duck"
+    db: int
+    slot: int
+    channel: str
+
+
+class ServerTalkRight(_Msg):
+    """This member's level or talk right in its channel changed during the session."""
+
+    type: Literal["talk_right"] = "talk_right"
+    talk_right: Literal["talker", "listener"]
+    priority: int
 
 
 class ServerSlotBusy(_Msg):
@@ -228,6 +264,9 @@ ServerMessage = (
     | ServerTalkStarted
     | ServerTalkStopped
     | ServerSlotBusy
+    | ServerPreempted
+    | ServerDuck
+    | ServerTalkRight
     | ServerTokenExpiring
     | ServerRefreshed
     | ServerLeft

@@ -37,6 +37,8 @@ class Session:
     detached_at: float | None = None
     token_expires_at: int = 0
     talking_slot: int | None = None
+    level: int = 1  # talk priority in its channel (talk.priority: role and channel overrides)
+    listener: bool = False  # listen only in its channel: its route sends nowhere
     # owner-specific attachments (the connection, the media transport) live outside
     extra: dict[str, object] = field(default_factory=dict)
 

@@ -115,6 +115,15 @@ class ChannelStore:
         if cur.rowcount == 0:
             raise ChannelError(f"no channel named {name!r}")
 
+    def set_settings(self, conn: sqlite3.Connection, name: str, settings: dict[str, Any]) -> None:
+        """Replace a channel's JSON settings (caller's transaction)."""
+        cur = conn.execute(
+            "UPDATE channel SET settings = ? WHERE name = ?",
+            (json.dumps(settings, ensure_ascii=False, sort_keys=True), name),
+        )
+        if cur.rowcount == 0:
+            raise ChannelError(f"no channel named {name!r}")
+
     def get(self, name: str, conn: sqlite3.Connection | None = None) -> Channel | None:
         if conn is not None:
             row = conn.execute("SELECT * FROM channel WHERE name = ?", (name,)).fetchone()

@@ -20,6 +20,7 @@ from voice_server.web.models import (
     ChannelOut,
     ChannelPatch,
     PasswordIn,
+    TalkRulesIn,
     UserIn,
     UserOut,
 )
@@ -157,6 +158,26 @@ def patch_channel(
             display_name=body.display_name,
             retention_days=body.retention_days if "retention_days" in given else "keep",
             legal_hold=body.legal_hold,
+        )
+    return _channel_out(state, name)
+
+
+@router.patch("/channels/{name}/talk", response_model=ChannelOut)
+def patch_talk_rules(
+    name: ChannelName, body: TalkRulesIn, request: Request, auth: AuthDep
+) -> ChannelOut:
+    """Member levels (1-2), talk rights (true: listen only) and the duck level of a channel;
+    every user named must be a member (or supervisor) of it."""
+    csrf(request, auth)
+    actor = require(request, auth, Action.ASSIGNMENTS_MANAGE, audit_target=f"channel:{name}")
+    state = app_state(request)
+    with mapped_errors():
+        state.accounts.service.set_talk_rules(
+            caller(request, actor),
+            name,
+            priority=body.priority,
+            listeners=body.listeners,
+            duck_db=body.duck_db,
         )
     return _channel_out(state, name)
 

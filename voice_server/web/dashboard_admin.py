@@ -14,6 +14,7 @@ from voice_server.accounts.users import Assignment
 from voice_server.accounts.validate import AccountError
 from voice_server.state import AppState
 from voice_server.store.channels import ChannelError
+from voice_server.talk.priority import duck_db, level_for, listeners, overrides
 from voice_server.web.auth import Auth, app_state, authenticate, csrf
 from voice_server.web.common import caller, error_status
 from voice_server.web.pages import csrf_of, done, guard
@@ -78,6 +79,7 @@ def _channel_page(
             status_code=404,
             message_key="not_found",
         )
+    users = state.accounts.users.all()
     return render(
         request,
         "channel.html",
@@ -85,7 +87,13 @@ def _channel_page(
         csrf=csrf_of(auth),
         channel=channel,
         assigned=_assigned(state, name),
-        users=state.accounts.users.all(),
+        users=users,
+        talk={
+            "priority": {u: int(v) for u, v in overrides(channel.settings).items()},
+            "role_level": {u.name: int(level_for(u.role.value, u.name)) for u in users},
+            "listeners": listeners(channel.settings),
+            "duck_db": duck_db(channel.settings),
+        },
         error=error,
         done=request.query_params.get("done") == "1",
         status_code=status,
@@ -240,6 +248,8 @@ def channel_assignment(
     csrf_token: CsrfField = "",
     user: Text = "",
     kind: Text = "member",
+    level: Text = "",
+    right: Text = "",
 ) -> Response:
     csrf(request, auth, csrf_token)
     actor = guard(request, auth, Action.ASSIGNMENTS_MANAGE, audit_target=f"channel:{name[:64]}")
@@ -249,6 +259,12 @@ def channel_assignment(
     actions: dict[str, Callable[[], Any]] = {
         "assign": lambda: svc.assign(by, name, user, which),
         "unassign": lambda: svc.unassign(by, name, user, which),
+        "talk": lambda: svc.set_talk_rules(
+            by,
+            name,
+            priority={user: int(level) if level.isdigit() else 0},
+            listeners={user: right == "listener"},
+        ),
     }
     change = actions.get(op)
     if change is None:

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from voice_server.accounts.users import User
 from voice_server.store.channels import Channel
+from voice_server.talk.priority import DEFAULT_DUCK_DB, duck_db, listeners, overrides
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # channel names; user names too (lower-cased)
 
@@ -127,6 +128,15 @@ class ChannelPatch(Strict):
     legal_hold: bool | None = None
 
 
+class TalkRulesIn(Strict):
+    """A channel's talk rules: member levels (1-2; 1 removes an override), talk rights
+    (true: listen only) and the duck level (docs/signaling.md, "Priority")."""
+
+    priority: dict[str, int] = Field(default_factory=dict, max_length=1000)
+    listeners: dict[str, bool] = Field(default_factory=dict, max_length=1000)
+    duck_db: int | None = Field(default=None, ge=-40, le=0)
+
+
 class ChannelOut(BaseModel):
     name: str
     display_name: str
@@ -135,6 +145,9 @@ class ChannelOut(BaseModel):
     legal_hold: bool
     supervisors: list[str]
     members: list[str]
+    priority: dict[str, int] = Field(default_factory=dict)  # members raised above their role
+    listeners: list[str] = Field(default_factory=list)  # members who may only listen
+    duck_db: int = DEFAULT_DUCK_DB
 
     @classmethod
     def of(cls, channel: Channel, supervisors: list[str], members: list[str]) -> ChannelOut:
@@ -146,6 +159,9 @@ class ChannelOut(BaseModel):
             legal_hold=channel.legal_hold,
             supervisors=supervisors,
             members=members,
+            priority={u: int(v) for u, v in overrides(channel.settings).items()},
+            listeners=sorted(listeners(channel.settings)),
+            duck_db=duck_db(channel.settings),
         )
 
 

@@ -133,6 +133,14 @@ def pcm_frame(pcm: bytes, pts: int) -> av.AudioFrame:
     return frame
 
 
+def scaled(pcm: bytes, gain: float) -> bytes:
+    """s16 PCM times ``gain`` (< 1: no clipping to handle)."""
+    samples = array("h", pcm)
+    for i, x in enumerate(samples):
+        samples[i] = int(x * gain)
+    return samples.tobytes()
+
+
 class SlotRecorder:
     """Drains one slot track; with a :class:`Mix`, records it at its place in time.
 
@@ -147,8 +155,10 @@ class SlotRecorder:
         *,
         sink: Callable[[str, bytes], None] | None = None,
         on_onset: Callable[[str, float], None] | None = None,
+        gain: Callable[[str], float] | None = None,
     ) -> None:
         self.mid = mid
+        self._gain = gain  # the slot's gain now (1.0, or lower while another slot ducks it)
         self.frames = 0
         self._t0 = t0
         self._mix = mix
@@ -180,6 +190,10 @@ class SlotRecorder:
         for mono in self._resampler.resample(frame):
             pcm += bytes(mono.planes[0])[: mono.samples * 2]
         data = bytes(pcm)
+        if self._gain is not None:
+            gain = self._gain(self.mid)
+            if gain != 1.0:
+                data = scaled(data, gain)
         if self._sink is not None:
             self._sink(self.mid, data)
         if self._onsets is not None and self._on_onset is not None:

@@ -31,6 +31,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from voice_client.devices import AudioDeviceError, Capture, Playout, pick
+from voice_client.ducking import Ducking
 from voice_client.gate import Gate
 from voice_client.jitter import low_latency_audio
 from voice_client.loopback import is_loopback_host, loopback_candidates
@@ -41,6 +42,7 @@ from voice_client.signaling import (
     Action,
     AnswerOffer,
     ClientSession,
+    Duck,
     Emit,
     End,
     NeedToken,
@@ -117,6 +119,7 @@ class _Client:
         token = opts.token if opts.token is not None else read_token(_need(opts.token_file))
         self.session = ClientSession(token=token, channel=opts.channel, device_id=opts.device_id)
         self.mix = Mix() if opts.record is not None else None
+        self.ducking = Ducking([opts.channel, *opts.monitor])
         self.gate = Gate(VadGate(opts.vad, opts.mode), self.gate_changed)
         self.ptt = PttState(self.ptt_changed)
         self.capture: Capture | None = None
@@ -192,6 +195,8 @@ class _Client:
                     with contextlib.suppress(ConnectionClosed):
                         await self.ws.send(action.text())
             elif isinstance(action, AnswerOffer):
+                if not action.renegotiate:  # one block of slots (the own channel's)
+                    self.ducking.slots = max(1, action.sdp.count("m=audio") - 1)
                 if action.renegotiate and self.peer is not None:
                     sdp = await self.renegotiate(self.peer, action.sdp)
                 else:
@@ -199,6 +204,8 @@ class _Client:
                 await self.do(self.session.answer(sdp, action.revision))
             elif isinstance(action, Emit):
                 self.emit(action.event)
+            elif isinstance(action, Duck):
+                self.ducking.set(action.channel, action.slot, action.db)
             elif isinstance(action, Warn):
                 self.warn(action.text)
             elif isinstance(action, NeedToken):
@@ -252,6 +259,7 @@ class _Client:
             self.mix,
             sink=playout.push if playout is not None else None,
             on_onset=self.recv_onset if self.opts.report_onsets and playout is None else None,
+            gain=self.ducking.gain,
         )
         self.spawn(recorder.run(track))
 

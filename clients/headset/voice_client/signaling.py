@@ -24,6 +24,7 @@ __all__ = [
     "Action",
     "AnswerOffer",
     "ClientSession",
+    "Duck",
     "Emit",
     "End",
     "NeedToken",
@@ -94,7 +95,16 @@ class End:
     retry: bool = False
 
 
-Action = Send | AnswerOffer | Emit | Warn | NeedToken | End
+@dataclass(frozen=True, slots=True)
+class Duck:
+    """Lower every slot but ``channel``'s ``slot`` by ``db`` (0: that duck is over)."""
+
+    db: int
+    slot: int
+    channel: str
+
+
+Action = Send | AnswerOffer | Emit | Warn | NeedToken | End | Duck
 
 
 class SessionState(Enum):
@@ -245,6 +255,8 @@ class ClientSession:
                     "channel": channel.get("name") if isinstance(channel, dict) else channel,
                     "you": self.you,
                     "participants": list(self.participants.values()),
+                    "talk_right": str(msg.get("talk_right", "talker")),
+                    "priority": int(msg.get("priority", 1)),
                 }
             )
         ]
@@ -294,7 +306,24 @@ class ClientSession:
         event = {"event": msg["type"], "speaker": speaker, "slot": slot}
         if isinstance(msg.get("channel"), str):  # whose slot (a monitored channel's, maybe)
             event["channel"] = msg["channel"]
+        if started:
+            event["priority"] = int(msg.get("priority", 1))
+            event["kind"] = str(msg.get("kind", "speech"))
         return [Emit(event)]
+
+    def _on_preempted(self, msg: dict[str, Any]) -> list[Action]:
+        by = _participant(msg["by"])
+        event = {"slot": int(msg["slot"]), "channel": _str(msg["channel"]), "by": by}
+        return [Emit({"event": "preempted", **event})]
+
+    def _on_talk_right(self, msg: dict[str, Any]) -> list[Action]:
+        right, level = str(msg["talk_right"]), int(msg["priority"])
+        return [Emit({"event": "talk_right", "talk_right": right, "priority": level})]
+
+    def _on_duck(self, msg: dict[str, Any]) -> list[Action]:
+        db, slot, channel = int(msg["db"]), int(msg["slot"]), _str(msg["channel"])
+        event = {"event": "duck", "db": db, "slot": slot, "channel": channel}
+        return [Duck(db, slot, channel), Emit(event)]
 
     def _on_slot_busy(self, msg: dict[str, Any]) -> list[Action]:
         return [Emit({"event": "slot_busy", "slots": int(msg["slots"])})]
@@ -352,6 +381,9 @@ _HANDLERS = {
     "talk_started": ClientSession._on_talk,
     "talk_stopped": ClientSession._on_talk,
     "slot_busy": ClientSession._on_slot_busy,
+    "preempted": ClientSession._on_preempted,
+    "duck": ClientSession._on_duck,
+    "talk_right": ClientSession._on_talk_right,
     "token_expiring": ClientSession._on_token_expiring,
     "refreshed": ClientSession._on_refreshed,
     "left": ClientSession._on_left,

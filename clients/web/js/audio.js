@@ -2,7 +2,10 @@
 //
 // Send path: microphone -> "vad-gate" AudioWorklet (hands-free gate or push-to-talk, see
 // vad.js) -> a MediaStreamDestination whose track is what the call sends. Receive path: one
-// <audio> element per talk slot. Browsers keep an AudioContext suspended and refuse to play
+// <audio> element per talk slot; while a supervisor cuts in (`duck` from the server) every other
+// slot's element volume is lowered by the duck's dB. (Not a WebAudio GainNode: Chromium feeds a
+// remote WebRTC track to WebAudio only while an element plays it, and muting that element zeroes
+// the slot's inbound audio statistics.) Browsers keep an AudioContext suspended and refuse to play
 // until the user has touched the page: `needsGesture` says so, and `unlock()` (from a tap)
 // resumes everything.
 //
@@ -18,6 +21,7 @@ export class AudioEngine extends EventTarget {
     this.mic = null;
     this.sendTrack = null;
     this.elements = new Map(); // mid -> <audio>
+    this.ducks = new Map(); // mid of a slot ducking the others -> its dB (negative)
     this.blocked = false;
     this.diag = null; // set by diag.js
     this.mode = "vad";
@@ -94,7 +98,23 @@ export class AudioEngine extends EventTarget {
     }
     el.srcObject = new MediaStream([track]);
     this.play(el);
+    this.applyDucks();
     if (this.diag) this.diag.watch(mid, track);
+  }
+
+  // A duck from the server: slot `mid` lowers every other slot by `db` (0: that duck is over).
+  duck(mid, db) {
+    if (db < 0) this.ducks.set(mid, db);
+    else this.ducks.delete(mid);
+    this.applyDucks();
+  }
+
+  applyDucks() {
+    const deepest = Math.min(0, ...this.ducks.values());
+    for (const [mid, el] of this.elements) {
+      const db = this.ducks.has(mid) ? 0 : deepest;
+      el.volume = Math.pow(10, db / 20);
+    }
   }
 
   play(el) {
@@ -130,6 +150,8 @@ export class AudioEngine extends EventTarget {
 
   stopRemote() {
     for (const el of this.elements.values()) el.srcObject = null;
+    this.ducks.clear();
+    this.applyDucks();
   }
 
   emit(type, detail) {

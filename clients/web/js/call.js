@@ -144,6 +144,7 @@ export class Call extends EventTarget {
           packetsReceived: s.packetsReceived,
           bytesReceived: s.bytesReceived,
           totalAudioEnergy: s.totalAudioEnergy,
+          totalSamplesDuration: s.totalSamplesDuration,
           audioLevel: s.audioLevel,
           jitterBufferDelay: s.jitterBufferDelay,
           jitterBufferEmittedCount: s.jitterBufferEmittedCount,

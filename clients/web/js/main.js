@@ -103,6 +103,9 @@ class App {
     this.mode = store.get("mode") === "ptt" ? "ptt" : "vad";
     this.tokens = pastedTokens;
     this.inCall = false;
+    this.listenOnly = false;
+    this.blocks = []; // channels whose slot m-lines the peer connection has, in order
+    this.slotsPerBlock = 3;
     this.diag = null;
     this.session = new WebSession();
     this.signedInCall = false; // the call in progress uses the session's join tokens
@@ -529,6 +532,8 @@ class App {
   joined(msg, reconnected) {
     const name = msg.channel ? msg.channel.display_name || msg.channel.name : "";
     $("channel-name").textContent = name;
+    this.blocks = [msg.channel ? msg.channel.name : ""];
+    this.setListenOnly(msg.talk_right === "listener");
     $("switch-channel").value = "";
     this.people.reset(msg.you, msg.participants || []);
     this.engine.cue(reconnected ? "reconnected" : "joined");
@@ -558,6 +563,9 @@ class App {
   message(msg) {
     switch (msg.type) {
       case "offer":
+        if (msg.renegotiate !== true) {
+          this.slotsPerBlock = Math.max(1, (msg.sdp.match(/^m=audio/gm) || []).length - 1);
+        }
         this.call.handleOffer(msg.sdp, msg.renegotiate === true, msg.revision).catch((err) => {
           this.warn(t("error_generic", { message: err.message || String(err) }));
         });
@@ -572,9 +580,26 @@ class App {
       case "talk_stopped": {
         const started = msg.type === "talk_started";
         this.people.talk(msg.speaker, started, msg.slot);
+        this.cutIn(msg, started);
         if (started && this.people.you && msg.speaker.id === this.people.you.id) $("busy").hidden = true;
         break;
       }
+      case "routed":
+        for (const c of msg.hears || []) if (!this.blocks.includes(c)) this.blocks.push(c);
+        break;
+      case "duck": {
+        const mid = this.slotMid(msg.channel, msg.slot);
+        if (mid !== null) this.engine.duck(mid, msg.db);
+        if (this.diag) this.diag.log("duck", { db: msg.db, mid });
+        break;
+      }
+      case "talk_right": // an admin changed our right or level during the call
+        this.setListenOnly(msg.talk_right === "listener");
+        break;
+      case "preempted":
+        this.warn(t("preempted", { name: msg.by.name }), 6000);
+        this.engine.cue("busy");
+        break;
       case "slot_busy":
         $("busy").hidden = false;
         this.engine.cue("busy");
@@ -707,8 +732,35 @@ class App {
     this.engine.setMode(mode);
     $("mode-vad").setAttribute("aria-checked", String(mode === "vad"));
     $("mode-ptt").setAttribute("aria-checked", String(mode === "ptt"));
-    $("ptt").hidden = mode !== "ptt";
+    $("ptt").hidden = mode !== "ptt" || this.listenOnly;
     if (mode !== "ptt" && this.ptt) this.ptt.reset();
+  }
+
+  // Listen only (the channel's talk rights): no talk controls; the server drops what we send.
+  setListenOnly(on) {
+    this.listenOnly = on;
+    $("listen-only").hidden = !on;
+    document.querySelector("#call .modes").hidden = on;
+    $("ptt").hidden = on || this.mode !== "ptt";
+  }
+
+  // The mid of a channel's slot: the own channel's block first, then monitored channels' in
+  // the order they were added (the server's offers).
+  slotMid(channel, slot) {
+    const index = this.blocks.indexOf(channel || this.blocks[0]);
+    return index < 0 ? null : String(index * this.slotsPerBlock + slot);
+  }
+
+  cutIn(msg, started) {
+    const box = $("cut-in");
+    if (started && msg.priority >= 2) {
+      box.textContent = t("cutting_in", { name: msg.speaker.name });
+      box.dataset.speaker = msg.speaker.id;
+      box.hidden = false;
+    } else if (!started && box.dataset.speaker === msg.speaker.id) {
+      box.hidden = true;
+      delete box.dataset.speaker;
+    }
   }
 
   show(inCall) {
