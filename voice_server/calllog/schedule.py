@@ -49,6 +49,7 @@ class PurgeSchedule:
                         "retention purge",
                         extra={"utterances": removed, "seconds": report.seconds},
                     )
+                del report  # not kept alive by this frame while it sleeps
             except Exception:  # the schedule survives one failed run (e.g. a locked database)
                 log.exception("retention purge failed")
             await asyncio.sleep(self._interval)
