@@ -29,6 +29,7 @@ from voice_server.transcribe.engines.guards import (
     SegmentInfo,
     is_prompt_echo,
     keep_segment,
+    trim_echo_tail,
     verdict,
 )
 from voice_server.transcribe.errorrate import char_score
@@ -200,6 +201,19 @@ def test_a_result_that_is_the_phrase_list_read_back_is_a_prompt_echo() -> None:
     assert verdict("避難所Aで水漏れが発生しています", phrases) == ""
     assert verdict("避難所A、水漏れ", []) == ""
     assert not is_prompt_echo("水漏れです", phrases)
+
+
+def test_phrases_read_back_after_the_speech_are_cut_and_a_closing_place_name_is_kept() -> None:
+    phrases = ["東小学校", "避難所C", "救急車"]
+    said = "市民課の窓口に住民の方が30人来ています"
+    assert trim_echo_tail(said + "東小学校、東小学校、東小学校、", phrases) == said
+    assert trim_echo_tail(said + "。避難所C、救急車。", phrases) == said + "。"
+    assert trim_echo_tail("山本さんは避難所Cに戻ってください", phrases) == (
+        "山本さんは避難所Cに戻ってください"
+    )
+    assert trim_echo_tail("救急車は東小学校", phrases) == "救急車は東小学校"  # one at the end
+    assert trim_echo_tail("東小学校、東小学校", phrases) == "東小学校、東小学校"  # whole: echo's
+    assert trim_echo_tail(said, []) == said
 
 
 def test_japanese_cer_ignores_punctuation_spaces_and_width() -> None:

@@ -20,6 +20,7 @@ __all__ = [
     "is_prompt_echo",
     "keep_segment",
     "norm",
+    "trim_echo_tail",
     "verdict",
 ]
 
@@ -123,3 +124,30 @@ def verdict(text: str, phrases: list[str]) -> str:
     if is_prompt_echo(text, phrases):
         return PROMPT_ECHO
     return ""
+
+
+_SEPARATORS = " \t、。,.・!！?？"
+
+
+def trim_echo_tail(text: str, phrases: list[str]) -> str:
+    """``text`` without a trailing run of listed phrases read back after the speech (measured
+    with phrase hints on Open JTalk speech: 「…30人来ています東小学校、東小学校、東小学校、」):
+    a run of two or more listed phrases at the end, each optionally followed by punctuation, is
+    cut when what precedes it is speech (a whole result that is only phrases is
+    :func:`is_prompt_echo`'s). One listed phrase at the end is kept: people end sentences on a
+    place name."""
+    terms = sorted({p.strip() for p in phrases if p.strip()}, key=len, reverse=True)
+    if not terms or not text:
+        return text
+    cut = len(text.rstrip(_SEPARATORS))  # the run's end (punctuation after it ignored)
+    keep, count = cut, 0  # keep: where the speech before the run ends (its "。" kept)
+    while cut > 0:
+        match = next((t for t in terms if text[:cut].endswith(t)), None)
+        if match is None:
+            break
+        count += 1
+        keep = cut - len(match)
+        cut = len(text[:keep].rstrip(_SEPARATORS))
+    if count >= 2 and cut > 0:
+        return text[:keep].rstrip(" \t、,")
+    return text

@@ -37,8 +37,10 @@ from voice_server.calllog.model import Word
 from voice_server.transcribe.engines.guards import (
     NO_SPEECH,
     SegmentInfo,
+    is_prompt_echo,
     keep_segment,
     norm,
+    trim_echo_tail,
     verdict,
 )
 from voice_server.transcribe.recognizer import Recognizer, RecResult
@@ -182,12 +184,18 @@ class WhisperFactory:
         for s in kept:
             if not unique or norm(unique[-1].text) != norm(s.text):
                 unique.append(s)
+        if len(unique) > 1 and phrases:  # a segment that only reads the hints back goes
+            unique = [s for s in unique if not is_prompt_echo(s.text, phrases)] or unique
         texts = [s.text.strip() for s in unique]
         sep = "" if self.language in NO_SPACE_LANGUAGES else " "
         text = sep.join(texts).strip()
         reason = verdict(text, phrases)
         if reason:
             return self._gap(reason)
+        trimmed = trim_echo_tail(text, phrases)
+        if trimmed != text:
+            with self._lock:
+                self.suppressed["echo_tail"] = self.suppressed.get("echo_tail", 0) + 1
         words: list[Word] = []
         for s in unique:
             for w in s.words or ():
@@ -199,4 +207,13 @@ class WhisperFactory:
                         round(float(w.probability), 3),
                     )
                 )
+        if trimmed != text:  # the words of the cut tail go too
+            keep, seen = len(norm(trimmed)), ""
+            kept_words: list[Word] = []
+            for w in words:
+                seen += norm(w.word)
+                if len(seen) > keep:
+                    break
+                kept_words.append(w)
+            return RecResult(trimmed, tuple(kept_words))
         return RecResult(text, tuple(words))
