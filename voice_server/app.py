@@ -78,6 +78,7 @@ def build_state(config: Config) -> AppState:
         tap=tap if config.call_log else None,
         host=config.media_host,
         port=config.media_port,
+        tcp_port=config.media_tcp_port,
         announce_ip=config.announce_ip,
         slots=config.slots,
         events=hub,

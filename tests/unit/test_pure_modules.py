@@ -35,6 +35,8 @@ PURE = [
     "voice_server.media.route",
     "voice_server.media.negotiation",
     "voice_server.talk.priority",
+    "voice_server.media.framing",
+    "voice_server.media.tcp_peers",
 ]
 FORBIDDEN = {
     "asyncio",

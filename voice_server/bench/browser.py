@@ -49,13 +49,17 @@ def missing() -> str | None:
 
 
 def launch_chromium(
-    playwright: Any, *, audio_file: Path | None = None, autoplay: bool = True
+    playwright: Any,
+    *,
+    audio_file: Path | None = None,
+    autoplay: bool = True,
+    extra_args: tuple[str, ...] = (),
 ) -> Any:
     """A headless Chromium whose fake microphone plays ``audio_file`` (looped)."""
     executable = find_chromium()
     if executable is None:
         raise RuntimeError(missing() or "no chromium")
-    args = list(CHROMIUM_FLAGS)
+    args = [*CHROMIUM_FLAGS, *extra_args]
     if audio_file is not None:
         args.append(f"--use-file-for-fake-audio-capture={audio_file}")
     if autoplay:
