@@ -68,9 +68,17 @@ def device_link(server: ServerProcess, token: str, channel: str = "ops", **extra
 
 
 def open_page(
-    pw: Any, url: str, *, audio: Path | None, autoplay: bool = True, args: tuple[str, ...] = ()
+    pw: Any,
+    url: str,
+    *,
+    audio: Path | None,
+    autoplay: bool = True,
+    args: tuple[str, ...] = (),
+    executable: str | None = None,
 ) -> Any:
-    b = browser.launch_chromium(pw, audio_file=audio, autoplay=autoplay, extra_args=args)
+    b = browser.launch_chromium(
+        pw, audio_file=audio, autoplay=autoplay, extra_args=args, executable=executable
+    )
     page = b.new_page(locale="en-US")
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))

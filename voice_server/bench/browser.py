@@ -54,9 +54,11 @@ def launch_chromium(
     audio_file: Path | None = None,
     autoplay: bool = True,
     extra_args: tuple[str, ...] = (),
+    executable: str | None = None,
 ) -> Any:
-    """A headless Chromium whose fake microphone plays ``audio_file`` (looped)."""
-    executable = find_chromium()
+    """A headless Chromium whose fake microphone plays ``audio_file`` (looped); ``executable``
+    replaces the browser found by :func:`find_chromium` (a wrapper script, in tests)."""
+    executable = executable or find_chromium()
     if executable is None:
         raise RuntimeError(missing() or "no chromium")
     args = [*CHROMIUM_FLAGS, *extra_args]
