@@ -37,6 +37,7 @@ PURE = [
     "voice_server.talk.priority",
     "voice_server.media.framing",
     "voice_server.media.tcp_peers",
+    "voice_server.signaling.diagnostics",
 ]
 FORBIDDEN = {
     "asyncio",
