@@ -67,6 +67,11 @@ def test_browsers_talk_and_hear_over_ice_tcp_when_udp_is_dropped(
         wait_for(lambda: hears(a, FREQ_B), "A hearing B's 880 Hz over TCP")
         assert metric(srv, "voice_media_tcp_accepted_total") >= 2
         assert metric(srv, 'voice_media_transports_by_path{path="tcp"}') == 2
+        # each phone reports its path (signaling `stats`, every 5 s)
+        wait_for(
+            lambda: metric(srv, 'voice_participants_by_path{path="tcp"}') == 2,
+            "both phones reporting ICE-TCP",
+        )
         assert not a.errors and not b.errors
     finally:
         for page in (a, b):

@@ -10,7 +10,7 @@ session (the rest are counted and ignored), a fixed set of path labels. Pure: no
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 __all__ = ["MIN_INTERVAL", "PATHS", "Diagnostics", "Report"]
 
@@ -29,13 +29,8 @@ class Report:
     at: float  # when it arrived (the hub's clock)
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "path": self.path,
-            "rtt_ms": self.rtt_ms,
-            "loss": self.loss,
-            "jitter_ms": self.jitter_ms,
-            "concealed_ratio": self.concealed_ratio,
-        }
+        """What it says (not when it arrived)."""
+        return {k: v for k, v in asdict(self).items() if k != "at"}
 
 
 @dataclass(slots=True)
