@@ -95,8 +95,10 @@ def test_a_tcp_browser_and_a_udp_browser_hear_each_other(
         "one participant on each path",
     )
     wait_for(
-        lambda: metric(e2e_server, 'voice_participants_by_path{path="tcp"}') == 1
-        and metric(e2e_server, 'voice_participants_by_path{path="udp"}') == 1,
+        lambda: (
+            metric(e2e_server, 'voice_participants_by_path{path="tcp"}') == 1
+            and metric(e2e_server, 'voice_participants_by_path{path="udp"}') == 1
+        ),
         "each phone reporting its own path",
     )
     assert not a.errors and not b.errors
