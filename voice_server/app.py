@@ -78,6 +78,7 @@ def build_state(config: Config) -> AppState:
         tap=tap if config.call_log else None,
         host=config.media_host,
         port=config.media_port,
+        tcp_port=config.media_tcp_port,
         announce_ip=config.announce_ip,
         slots=config.slots,
         events=hub,
@@ -86,6 +87,7 @@ def build_state(config: Config) -> AppState:
     hub.media = media
     live = LiveHub(hub, config.zone, config.live_queue)
     hub.watchers.append(live.on_signal)
+    hub.stats_watchers.append(live.on_stats)
     link.on_partial.append(live.on_partial)
     link.on_committed.append(live.on_committed)
     supervisor = TranscriberSupervisor.from_config(config)

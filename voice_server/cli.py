@@ -54,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="HTTP port (default 8000)")
     serve.add_argument("--media-host", help="UDP media listen address")
     serve.add_argument("--media-port", type=int, help="UDP media port (default 40000)")
+    serve.add_argument(
+        "--media-tcp-port",
+        type=int,
+        help="ICE-TCP media port for browsers on networks that drop UDP (default: the media "
+        "port's number, on TCP; 0 disables)",
+    )
     serve.add_argument("--announce-ip", help="address put in SDP for the media port")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--tls-cert", type=Path, help="HTTPS: PEM certificate (chain) file")
@@ -143,6 +149,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         media_host=args.media_host,
         media_port=args.media_port,
+        media_tcp_port=args.media_tcp_port,
         announce_ip=args.announce_ip,
         log_level=args.log_level,
         transcriber=args.transcriber,

@@ -45,6 +45,9 @@ class Config(BaseSettings):
     # media plane
     media_host: str = "127.0.0.1"
     media_port: int = Field(40000, ge=0, le=65535)
+    # ICE-TCP passive candidate (RFC 6544) for browsers where UDP is blocked: None = the media
+    # port's number on TCP, 0 = off
+    media_tcp_port: int | None = Field(None, ge=0, le=65535)
     announce_ip: str | None = None
     slots: int = Field(3, ge=1, le=8)
 

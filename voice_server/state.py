@@ -71,4 +71,15 @@ class AppState:
             sessions.add(counts[state], state=state.value)
         active = Family("voice_active_channels", "gauge", "Channels with at least one session")
         active.add(len(self.hub.registry.channels()))
-        return [sessions, active]
+        diag = self.hub.diagnostics
+        paths = Family(
+            "voice_participants_by_path",
+            "gauge",
+            "Participants by the media path their last stats report named (client-reported)",
+        )
+        for path, count in diag.path_counts().items():
+            paths.add(count, path=path)
+        reports = Family("voice_stats_reports_total", "counter", "Client stats reports")
+        reports.add(diag.accepted, outcome="kept")
+        reports.add(diag.limited, outcome="rate_limited")
+        return [sessions, active, paths, reports]

@@ -67,8 +67,18 @@ def device_link(server: ServerProcess, token: str, channel: str = "ops", **extra
     return f"{server.url}/#" + "&".join(f"{k}={v}" for k, v in params.items())
 
 
-def open_page(pw: Any, url: str, *, audio: Path | None, autoplay: bool = True) -> Any:
-    b = browser.launch_chromium(pw, audio_file=audio, autoplay=autoplay)
+def open_page(
+    pw: Any,
+    url: str,
+    *,
+    audio: Path | None,
+    autoplay: bool = True,
+    args: tuple[str, ...] = (),
+    executable: str | None = None,
+) -> Any:
+    b = browser.launch_chromium(
+        pw, audio_file=audio, autoplay=autoplay, extra_args=args, executable=executable
+    )
     page = b.new_page(locale="en-US")
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))

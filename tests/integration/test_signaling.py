@@ -256,3 +256,26 @@ def test_the_token_never_appears_in_the_server_log(server: ServerProcess) -> Non
     signature = secret.rsplit(".", 1)[1]
     assert signature not in server.log()
     assert json.dumps(secret) not in server.log()
+
+
+async def test_stats_reports_are_kept_per_participant_and_counted_per_path(
+    server: ServerProcess,
+) -> None:
+    def metrics() -> str:
+        return httpx.get(f"{server.url}/metrics").text
+
+    a = await Peer.connect(server.ws_url)
+    await a.join(tok(server, "stat-a"), device_id="stats-a")
+    await a.send(type="stats", path="tcp", rtt_ms=42.0, loss=0.01, jitter_ms=3.5)
+    await a.send(type="stats", path="udp", rtt_ms=1.0)  # too soon: ignored, counted
+    await a.send(type="stats", path="udp", loss=7, id="bad")  # forged: refused
+    assert (await a.expect("error", id="bad"))["code"] == "invalid_field"
+    assert 'voice_participants_by_path{path="tcp"} 1' in metrics()
+    assert 'voice_stats_reports_total{outcome="rate_limited"} 1' in metrics()
+    await a.send(type="leave")
+    await a.expect("left")
+    deadline = time.monotonic() + 20
+    while 'voice_participants_by_path{path="tcp"} 0' not in metrics():
+        assert time.monotonic() < deadline, "the report outlived its session"
+        await asyncio.sleep(0.1)
+    await a.close()

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from voice_server.identity.principal import Principal
 from voice_server.identity.tokens import Role
+from voice_server.signaling.diagnostics import Diagnostics, Report
 from voice_server.signaling.livehub import LiveHub, Viewer
 from voice_server.signaling.messages import Participant, ServerTalkStarted
 from voice_server.signaling.sessions import SessionRegistry
@@ -20,7 +21,7 @@ def hub_with(*people: tuple[str, str, str]) -> tuple[LiveHub, SessionRegistry]:
     for sub, name, channel in people:
         p = Principal(sub, name, Role.STAFF, frozenset({channel}), False, 2**40)
         registry.open(p, "d1", channel, 0.0)
-    fake: Any = SimpleNamespace(registry=registry)
+    fake: Any = SimpleNamespace(registry=registry, diagnostics=Diagnostics())
     return LiveHub(fake, ZoneInfo("Asia/Tokyo"), queue_limit=4), registry
 
 
@@ -37,7 +38,14 @@ def test_a_viewer_gets_presence_then_talk_changes_of_its_channel_only() -> None:
         {
             "type": "presence",
             "participants": [
-                {"sub": "sato", "name": "佐藤", "device_id": "d1", "online": True, "talking": False}
+                {
+                    "sub": "sato",
+                    "name": "佐藤",
+                    "device_id": "d1",
+                    "online": True,
+                    "talking": False,
+                    "diag": None,
+                }
             ],
         }
     ]
@@ -97,3 +105,21 @@ def test_a_slow_viewer_loses_its_oldest_messages_and_they_are_counted() -> None:
     assert live.viewers("ops") == 0
     live.on_partial({"channel": "ops", "id": "late", "speaker_id": "x", "text": "x"})
     assert viewer.queue == type(viewer.queue)()
+
+
+def test_a_participants_diagnostics_reach_the_live_view() -> None:
+    live, registry = hub_with(("sato", "佐藤", "ops"))
+    viewer = live.attach("ops")
+    drain(viewer)
+    session = registry.in_channel("ops")[0]
+    live._hub.diagnostics.record(session.id, Report("tcp", 41.5, 0.02, 3.0, 0.01, at=1.0))
+    live.on_stats("ops")
+    live.on_stats("hq")  # nobody watches hq
+    (msg,) = drain(viewer)
+    assert msg["participants"][0]["diag"] == {
+        "path": "tcp",
+        "rtt_ms": 41.5,
+        "loss": 0.02,
+        "jitter_ms": 3.0,
+        "concealed_ratio": 0.01,
+    }

@@ -35,6 +35,9 @@ PURE = [
     "voice_server.media.route",
     "voice_server.media.negotiation",
     "voice_server.talk.priority",
+    "voice_server.media.framing",
+    "voice_server.media.tcp_peers",
+    "voice_server.signaling.diagnostics",
 ]
 FORBIDDEN = {
     "asyncio",

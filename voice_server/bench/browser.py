@@ -49,13 +49,19 @@ def missing() -> str | None:
 
 
 def launch_chromium(
-    playwright: Any, *, audio_file: Path | None = None, autoplay: bool = True
+    playwright: Any,
+    *,
+    audio_file: Path | None = None,
+    autoplay: bool = True,
+    extra_args: tuple[str, ...] = (),
+    executable: str | None = None,
 ) -> Any:
-    """A headless Chromium whose fake microphone plays ``audio_file`` (looped)."""
-    executable = find_chromium()
+    """A headless Chromium whose fake microphone plays ``audio_file`` (looped); ``executable``
+    replaces the browser found by :func:`find_chromium` (a wrapper script, in tests)."""
+    executable = executable or find_chromium()
     if executable is None:
         raise RuntimeError(missing() or "no chromium")
-    args = list(CHROMIUM_FLAGS)
+    args = [*CHROMIUM_FLAGS, *extra_args]
     if audio_file is not None:
         args.append(f"--use-file-for-fake-audio-capture={audio_file}")
     if autoplay:

@@ -53,6 +53,13 @@ class MediaCounters:
     stun_requests: int = 0
     talk_bursts: int = 0
     transports_closed_consent: int = 0
+    # ICE-TCP (voice_server.media.tcp_endpoint)
+    tcp_accepted: int = 0
+    tcp_refused: int = 0  # over the pending limits, or accept() failed
+    tcp_expired: int = 0  # no valid ICE check within the deadline
+    tcp_bad_frames: int = 0  # malformed or over-long RFC 4571 frame: connection closed
+    tcp_out_dropped: int = 0  # frames dropped from a slow reader's full send queue
+    tcp_closed: int = 0
 
     def drops(self) -> dict[str, int]:
         return {reason: int(getattr(self, attr)) for reason, attr in _DROPS.items()}
@@ -94,6 +101,12 @@ class MediaCounters:
             ("transports_closed_consent", "Transports closed after ICE consent expired"),
             ("renegotiations", "Renegotiation answers applied on a live peer connection"),
             ("renegotiations_ignored", "Renegotiation answers ignored (stale or mismatched)"),
+            ("tcp_accepted", "ICE-TCP connections accepted"),
+            ("tcp_refused", "ICE-TCP connections refused (pending limits)"),
+            ("tcp_expired", "ICE-TCP connections closed: no valid ICE check in time"),
+            ("tcp_bad_frames", "ICE-TCP connections closed on a malformed or over-long frame"),
+            ("tcp_out_dropped", "Frames dropped from a slow ICE-TCP reader's send queue"),
+            ("tcp_closed", "ICE-TCP connections closed"),
         ]:
             fams.append(
                 Family(f"voice_media_{name}_total", "counter", help_text).add(getattr(self, name))

@@ -26,6 +26,8 @@ from voice_server.media.rtcp import ReceiverReport, SenderReport, parse_compound
 from voice_server.media.rxtime import ANC_SIZE, arrival_ns, enable_timestamps
 from voice_server.media.stun import is_stun
 from voice_server.media.stun import parse as parse_stun
+from voice_server.media.tcp_endpoint import TcpMediaServer
+from voice_server.media.tcp_peers import TcpAddress
 from voice_server.media.transport import Address, Transport, TransportState, parse_stun_username
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,8 @@ class MediaEndpoint:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self.recv_buffer = 0
         self.port = 0
+        #: the ICE-TCP passive candidate's listener (RFC 6544), None when disabled
+        self.tcp: TcpMediaServer | None = None
 
     # ------------------------------------------------------------------ socket
     def open(self, host: str, port: int) -> None:
@@ -82,6 +86,25 @@ class MediaEndpoint:
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(sock.fileno(), self._readable)
 
+    def open_tcp(self, host: str, port: int) -> int:
+        """Listen for ICE-TCP peers too; returns the TCP port. Their packets take the same
+        path as datagrams, with a :class:`TcpAddress`."""
+        tcp = TcpMediaServer(
+            self.counters, self.datagram_received, self._validated, on_closed=self._tcp_closed
+        )
+        tcp.open(host, port)
+        self.tcp = tcp
+        return tcp.port
+
+    def _validated(self, addr: TcpAddress) -> bool:
+        return addr in self.by_addr
+
+    def _tcp_closed(self, addr: TcpAddress) -> None:
+        """A TCP peer's connection ended: its address is valid no more."""
+        transport = self.by_addr.pop(addr, None)
+        if transport is not None:
+            transport.valid_addrs.discard(addr)
+
     def _readable(self) -> None:
         sock = self._sock
         if sock is None:
@@ -103,6 +126,11 @@ class MediaEndpoint:
         return self._sock.fileno() if self._sock is not None else None
 
     def sendto(self, data: bytes, addr: Address) -> None:
+        if type(addr) is TcpAddress:
+            if self.tcp is None:
+                raise OSError("no ICE-TCP listener")
+            self.tcp.send(data, addr)
+            return
         sock = self._sock
         if sock is None:
             raise OSError("media socket closed")
@@ -119,6 +147,9 @@ class MediaEndpoint:
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
+        if self.tcp is not None:
+            self.tcp.close()
+            self.tcp = None
         if self._sock is not None:
             if self._loop is not None:
                 self._loop.remove_reader(self._sock.fileno())
@@ -141,6 +172,10 @@ class MediaEndpoint:
         bye = transport.close()
         if bye and transport.remote is not None:
             self._send_all(bye, transport.remote)
+        if self.tcp is not None:
+            for addr in list(transport.valid_addrs):
+                if type(addr) is TcpAddress:
+                    self.tcp.close_peer(addr)
 
     # ------------------------------------------------------------------ receive
     def datagram_received(self, data: bytes, addr: Any, t0: int = 0) -> None:

@@ -15,6 +15,10 @@ Three ways to send, chosen at build time:
   (the talker's own entry splits a run in two);
 - ``sendto`` per copy otherwise (other platforms, test doubles).
 
+Copies to ICE-TCP peers (a :class:`~voice_server.media.tcp_peers.TcpAddress`) never join a
+``sendmmsg`` batch: they are sent after the UDP copies, one ``sendto`` each (which frames them and
+writes or queues them without blocking); the UDP copies' path is the same with or without them.
+
 Counters are added once per packet. The forwarding-time histogram (the datagram's kernel arrival
 → send) is observed once per chunk of :data:`CHUNK` copies, with the time after the chunk's last
 send counted for each of its copies: every copy is counted at or after its own send, so the
@@ -35,6 +39,7 @@ from voice_server.media.counters import MediaCounters
 from voice_server.media.sendmany import AVAILABLE, MessageBatch, sockaddr
 from voice_server.media.sendmany import ffi as _ffi
 from voice_server.media.srtp_fast import PROTECT_ADDRESS, ROOM, FastSrtp, SrtpCodec
+from voice_server.media.tcp_peers import TcpAddress
 
 __all__ = ["CHUNK", "Fanout", "SendTo"]
 
@@ -59,6 +64,7 @@ class Fanout:
         "_hist",
         "_native",
         "_sendto",
+        "_tcp",
         "size",
     )
 
@@ -79,6 +85,12 @@ class Fanout:
         self._fd = fd if fd is not None else -1
         self._chunks: list[list[_Plain]] = []
         self._batches: list[tuple[MessageBatch, list[_Item]]] = []
+        self._tcp: list[list[_Plain]] = []
+        tcp = [t for t in targets if type(t[2]) is TcpAddress]
+        if tcp:
+            plain_tcp: list[_Plain] = [(key, codec.protect, addr) for key, codec, addr in tcp]
+            self._tcp = [plain_tcp[i : i + CHUNK] for i in range(0, len(plain_tcp), CHUNK)]
+            targets = [t for t in targets if type(t[2]) is not TcpAddress]
         names = [sockaddr(addr) for _, _, addr in targets]
         packed = [name for name in names if name is not None]
         fast = [codec for _, codec, _ in targets if isinstance(codec, FastSrtp)]
@@ -117,7 +129,9 @@ class Fanout:
         elif self._batches:
             self._send_batched(data, src, t0_ns)
         else:
-            self._send_each(data, src, t0_ns)
+            self._send_each(self._chunks, data, src, t0_ns)
+        if self._tcp:
+            self._send_each(self._tcp, data, src, t0_ns)
 
     def _send_batched(self, data: bytes, src: object, t0_ns: int) -> None:
         fd = self._fd
@@ -169,11 +183,11 @@ class Fanout:
             octets += out[2]
         self._count(sent, octets, failed)
 
-    def _send_each(self, data: bytes, src: object, t0_ns: int) -> None:
+    def _send_each(self, chunks: list[list[_Plain]], data: bytes, src: object, t0_ns: int) -> None:
         sendto = self._sendto
         observe = self._hist.observe_us_n
         sent = failed = octets = 0
-        for chunk in self._chunks:
+        for chunk in chunks:
             done = 0
             for key, protect, addr in chunk:
                 if key is src:

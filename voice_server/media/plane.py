@@ -115,6 +115,7 @@ class MediaPlane:
         host: str,
         port: int,
         announce_ip: str | None,
+        tcp_port: int | None = 0,
         slots: int,
         events: TalkEvents,
         on_transport_lost: Callable[[str], None] | None = None,
@@ -125,6 +126,8 @@ class MediaPlane:
         self.tap = tap
         self.host = host
         self.port = port
+        #: ICE-TCP passive candidate's port: None = the UDP port's number, 0 = no ICE-TCP
+        self.tcp_port = tcp_port
         self.announce_ip = pick_announce_ip(host, announce_ip)
         self.slots = slots
         self.events = events
@@ -152,6 +155,13 @@ class MediaPlane:
         log.info("media fan-out", extra={"native": fast is not None})
         self.endpoint.open(self.host, self.port)
         self.port = self.endpoint.port
+        if self.tcp_port != 0:
+            try:
+                wanted = self.port if self.tcp_port is None else self.tcp_port
+                self.tcp_port = self.endpoint.open_tcp(self.host, wanted)
+            except OSError:
+                self.endpoint.close()
+                raise
         self._tasks = [
             asyncio.create_task(self._every(TICK_SECONDS, self._tick), name="media-tick"),
             asyncio.create_task(
@@ -164,6 +174,7 @@ class MediaPlane:
             extra={
                 "host": self.host,
                 "port": self.port,
+                "tcp_port": self.tcp_port or None,
                 "announce": self.announce_ip,
                 "rcvbuf": self.endpoint.recv_buffer,
             },
@@ -415,6 +426,7 @@ class MediaPlane:
                 slot_ssrcs=ssrcs,
                 cname=CNAME,
                 slots=len(ssrcs),
+                tcp_port=self.tcp_port or None,
             )
         )
 
@@ -495,6 +507,24 @@ class MediaPlane:
     def families(self) -> list[Family]:
         talkers = sum(r.active_talkers for r in self.routers.values())
         fams = self.counters.families(self.histogram, talkers, len(self.links))
+        paths = {"udp": 0, "tcp": 0}
+        for link in self.links.values():
+            if link.transport.media_ready:
+                paths[link.transport.path] += 1
+        by_path = Family(
+            "voice_media_transports_by_path",
+            "gauge",
+            "Connected media transports by the path their media takes (as the server sees it)",
+        )
+        for path, count in paths.items():
+            by_path.add(count, path=path)
+        fams.append(by_path)
+        tcp = self.endpoint.tcp
+        fams.append(
+            Family("voice_media_tcp_connections", "gauge", "Open ICE-TCP connections by state")
+            .add(tcp.open_connections - tcp.pending if tcp else 0, state="checked")
+            .add(tcp.pending if tcp else 0, state="pending")
+        )
         fams.append(
             self.onset_histogram.family(
                 "voice_media_talk_onset_seconds",

@@ -10,6 +10,10 @@ announced SSRC). Everything is bundled on the server's single UDP port; the serv
 and, as the answerer must answer ``a=setup:active``, the DTLS server. Both Chromium and aiortc
 keep the offered payload type (111) and extension id (1) in their answers.
 
+When the server also listens on TCP, each m-line carries a second host candidate, a passive
+ICE-TCP one (RFC 6544, ``tcptype passive``, RFC 4571 framing) of lower priority: a browser on a
+network that drops UDP connects to it; aiortc has no ICE-TCP and ignores it.
+
 The answer is client input (at most 32 KiB): :func:`parse_answer` bounds line length, line and
 m-line counts and raises :class:`SdpError` with a readable message on anything it cannot use.
 """
@@ -39,6 +43,9 @@ AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 PROTO = "UDP/TLS/RTP/SAVPF"
 OPUS_FMTP = "minptime=10;useinbandfec=1;usedtx=1;stereo=0;sprop-stereo=0"
 HOST_PRIORITY = 2130706431  # RFC 8445 5.1.2.1: type pref 126, local pref 65535, component 1
+# RFC 6544 4.2: a TCP host candidate, below UDP (type pref 90; local pref: direction passive 2
+# << 13 | other 8191), component 1
+TCP_HOST_PRIORITY = (90 << 24) | (((2 << 13) | 8191) << 8) | 255
 
 MAX_SDP_LENGTH = 32768
 MAX_LINE_LENGTH = 1024
@@ -96,6 +103,8 @@ class OfferParams:
     #: one fixed SSRC per listening slot (mids 1..N)
     slot_ssrcs: tuple[int, ...]
     cname: str
+    #: the ICE-TCP passive candidate's port (same address), None when not listening on TCP
+    tcp_port: int | None = None
     slots: int = 3
     payload_type: int = OPUS_PT
     audio_level_id: int = AUDIO_LEVEL_ID
@@ -119,6 +128,8 @@ class OfferParams:
             raise ValueError("ice pwd must be 22-256 ice-chars")
         if not _FINGERPRINT_RE.fullmatch(self.fingerprint):
             raise ValueError("fingerprint must be 32 upper-case hex pairs")
+        if self.tcp_port is not None and not 1 <= self.tcp_port <= 65535:
+            raise ValueError("bad TCP port")
         if not 1 <= self.port <= 65535 or not 96 <= self.payload_type <= 127:
             raise ValueError("bad port or payload type")
         if not 1 <= self.audio_level_id <= 14:
@@ -173,10 +184,13 @@ def build_offer(params: OfferParams) -> str:
                 f"a=ssrc:{ssrc} cname:{p.cname}",
                 f"a=ssrc:{ssrc} msid:{msid}",
             ]
-        lines += [
-            f"a=candidate:1 1 udp {HOST_PRIORITY} {p.ip} {p.port} typ host",
-            "a=end-of-candidates",
-        ]
+        lines.append(f"a=candidate:1 1 udp {HOST_PRIORITY} {p.ip} {p.port} typ host")
+        if p.tcp_port is not None:
+            lines.append(
+                f"a=candidate:2 1 tcp {TCP_HOST_PRIORITY} {p.ip} {p.tcp_port} typ host"
+                " tcptype passive"
+            )
+        lines.append("a=end-of-candidates")
     return "\r\n".join(lines) + "\r\n"
 
 

@@ -26,6 +26,7 @@ from voice_server.media.stun import (
     build_binding_error,
     build_binding_success,
 )
+from voice_server.media.tcp_peers import TcpAddress
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,11 @@ class Transport:
     @property
     def media_ready(self) -> bool:
         return self.state is TransportState.CONNECTED
+
+    @property
+    def path(self) -> str:
+        """How its media travels, as the server sees it: ``"tcp"`` (ICE-TCP) or ``"udp"``."""
+        return "tcp" if type(self.remote) is TcpAddress else "udp"
 
     # ------------------------------------------------------------------ ICE (lite)
     def on_stun(self, msg: StunMessage, addr: Address, now: float) -> StunResult:

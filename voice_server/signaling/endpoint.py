@@ -32,6 +32,7 @@ from voice_server.signaling.messages import (
     ClientPing,
     ClientRefresh,
     ClientRoute,
+    ClientStats,
     ServerError,
     ServerPong,
     encode,
@@ -220,6 +221,8 @@ async def _handle(
     elif isinstance(msg, ClientRoute):
         route = await asyncio.to_thread(hub.verify_route, session, msg)
         hub.set_route(session, route, msg.id)
+    elif isinstance(msg, ClientStats):
+        hub.stats(session, msg)
     elif isinstance(msg, ClientRefresh):
         principal = await asyncio.to_thread(hub.verify_refresh, session, msg)
         hub.refresh(session, principal, msg.id)

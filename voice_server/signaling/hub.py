@@ -27,12 +27,14 @@ from voice_server.identity.principal import (
 from voice_server.identity.tokens import Audience, TokenError, verify_token
 from voice_server.media.route import Route
 from voice_server.metrics import SignalingCounters
+from voice_server.signaling.diagnostics import Diagnostics, Report
 from voice_server.signaling.errors import ErrorCode, ProtocolError
 from voice_server.signaling.messages import (
     ChannelInfo,
     ClientJoin,
     ClientRefresh,
     ClientRoute,
+    ClientStats,
     Participant,
     ServerDuck,
     ServerError,
@@ -170,6 +172,10 @@ class Hub:
         # Observers of every channel broadcast (the dashboard's live view): called on the event
         # loop, must only queue and return (they never hold up a broadcast).
         self.watchers: list[Callable[[str, ServerMessage], None]] = []
+        #: the latest network diagnostics of each session (``stats``: shown, never trusted)
+        self.diagnostics = Diagnostics()
+        #: observers of accepted diagnostics, by channel (the live view), same rules as watchers
+        self.stats_watchers: list[Callable[[str], None]] = []
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -538,6 +544,20 @@ class Hub:
         )
 
     # ------------------------------------------------------------------ endings
+    def stats(self, session: Session, msg: ClientStats) -> None:
+        """A session's network diagnostics: kept (at most one per MIN_INTERVAL) and shown."""
+        report = Report(
+            path=msg.path,
+            rtt_ms=msg.rtt_ms,
+            loss=msg.loss,
+            jitter_ms=msg.jitter_ms,
+            concealed_ratio=msg.concealed_ratio,
+            at=self._clock(),
+        )
+        if self.diagnostics.record(session.id, report):
+            for watch in self.stats_watchers:
+                watch(session.channel)
+
     def _end(
         self, session: Session, reason: str, *, notify_self: bool, close_code: int = CLOSE_NORMAL
     ) -> None:
@@ -549,6 +569,7 @@ class Hub:
         if not self.registry.close(session):
             return
         self._forget_route(session)
+        self.diagnostics.forget(session.id)
         if self.media is not None:
             self.media.close(session.id)
         self.broadcast(

@@ -140,10 +140,20 @@ class LiveHub:
                     "device_id": s.device_id,
                     "online": s.state is SessionState.ATTACHED,
                     "talking": s.talking_slot is not None,
+                    "diag": self._diag(s.id),
                 }
                 for s in sessions
             ],
         }
+
+    def on_stats(self, channel: str) -> None:
+        """A participant's diagnostics changed (at most every few seconds each)."""
+        if channel in self._viewers:
+            self._fan(channel, self.presence(channel))
+
+    def _diag(self, session_id: str) -> dict[str, object] | None:
+        report = self._hub.diagnostics.get(session_id)
+        return report.as_dict() if report is not None else None
 
     def _name_of(self, channel: str, sub: str) -> str:
         for session in self._hub.registry.in_channel(channel):

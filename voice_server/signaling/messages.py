@@ -95,11 +95,34 @@ class ClientPing(_Msg):
     id: _REQ_ID | None = None
 
 
+_MS = Annotated[float, Field(ge=0, le=60_000, allow_inf_nan=False)]
+_RATIO = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+
+
+class ClientStats(_Msg):
+    """Network diagnostics, every ~5 s: the path media takes and how it fares. Shown to
+    administrators, never trusted (signaling.diagnostics); no reply."""
+
+    type: Literal["stats"]
+    path: Literal["udp", "tcp", "turn-tls"]
+    rtt_ms: _MS | None = None
+    loss: _RATIO | None = None
+    jitter_ms: _MS | None = None
+    concealed_ratio: _RATIO | None = None
+    id: _REQ_ID | None = None
+
+
 ClientMessage = Annotated[
-    ClientJoin | ClientLeave | ClientAnswer | ClientRefresh | ClientPing | ClientRoute,
+    ClientJoin
+    | ClientLeave
+    | ClientAnswer
+    | ClientRefresh
+    | ClientPing
+    | ClientRoute
+    | ClientStats,
     Field(discriminator="type"),
 ]
-CLIENT_TYPES = frozenset({"join", "leave", "answer", "refresh", "ping", "route"})
+CLIENT_TYPES = frozenset({"join", "leave", "answer", "refresh", "ping", "route", "stats"})
 _client_adapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
 
 

@@ -163,7 +163,46 @@ export class Call extends EventTarget {
     return out;
   }
 
+  // The network diagnostics the server shows administrators (signaling `stats`): the path the
+  // selected candidate pair takes, its round-trip time, and loss, jitter and concealment over
+  // the time since the previous report. Null while no pair is selected.
+  async networkReport() {
+    if (!this.pc) return null;
+    const report = await this.pc.getStats();
+    let pair = null;
+    report.forEach((s) => {
+      if (s.type === "transport" && s.selectedCandidatePairId) pair = report.get(s.selectedCandidatePairId);
+    });
+    if (!pair) report.forEach((s) => { if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") pair = s; });
+    const local = pair ? report.get(pair.localCandidateId) : null;
+    if (!local) return null;
+    let path = "udp";
+    if (local.candidateType === "relay") path = "turn-tls";
+    else if (local.protocol === "tcp") path = "tcp";
+    let received = 0, lost = 0, concealed = 0, samples = 0, jitter = 0;
+    report.forEach((s) => {
+      if (s.type === "inbound-rtp" && s.kind === "audio") {
+        received += s.packetsReceived || 0;
+        lost += Math.max(0, s.packetsLost || 0);
+        concealed += s.concealedSamples || 0;
+        samples += s.totalSamplesReceived || 0;
+        jitter = Math.max(jitter, s.jitter || 0);
+      }
+    });
+    const prev = this.lastNetwork || { received: 0, lost: 0, concealed: 0, samples: 0 };
+    this.lastNetwork = { received, lost, concealed, samples };
+    const dPackets = received - prev.received + (lost - prev.lost);
+    const dSamples = samples - prev.samples;
+    const clamp = (x) => Math.min(1, Math.max(0, x));
+    const out = { path, jitter_ms: Math.min(60000, jitter * 1000) };
+    if (typeof pair.currentRoundTripTime === "number") out.rtt_ms = Math.min(60000, pair.currentRoundTripTime * 1000);
+    if (dPackets > 0) out.loss = clamp((lost - prev.lost) / dPackets);
+    if (dSamples > 0) out.concealed_ratio = clamp((concealed - prev.concealed) / dSamples);
+    return out;
+  }
+
   close() {
+    this.lastNetwork = null;
     clearTimeout(this.disconnectTimer);
     this.generation++;
     if (this.pc) {

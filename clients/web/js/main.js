@@ -93,6 +93,8 @@ function deviceId() {
   return id;
 }
 
+const STATS_MS = 5000;
+
 class App {
   constructor() {
     this.engine = new AudioEngine();
@@ -183,6 +185,19 @@ class App {
     this.call.addEventListener("failed", () => {
       if (this.conn) this.conn.rejoin();
     });
+    // network diagnostics for the administrators' live view, every 5 s while media flows
+    setInterval(() => this.reportNetwork(), STATS_MS);
+  }
+
+  async reportNetwork() {
+    if (!this.conn || this.conn.state !== "joined" || !this.call.pc) return;
+    if (this.call.pc.connectionState !== "connected") return;
+    try {
+      const stats = await this.call.networkReport();
+      if (stats && this.conn) this.conn.send({ type: "stats", ...stats });
+    } catch (err) {
+      if (this.diag) this.diag.log("stats failed", { error: String(err) });
+    }
   }
 
   // ---------------------------------------------------------------- start

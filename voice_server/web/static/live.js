@@ -25,11 +25,23 @@
     return el;
   }
 
+  // the participant's last network report (client-reported): path, rtt, loss, jitter
+  function netText(d) {
+    if (!d) return "";
+    const parts = [d.path.toUpperCase()];
+    if (d.rtt_ms != null) parts.push(`rtt ${Math.round(d.rtt_ms)} ms`);
+    if (d.loss != null) parts.push(`loss ${(d.loss * 100).toFixed(1)} %`);
+    if (d.jitter_ms != null) parts.push(`jitter ${Math.round(d.jitter_ms)} ms`);
+    if (d.concealed_ratio != null) parts.push(`concealed ${(d.concealed_ratio * 100).toFixed(1)} %`);
+    return parts.join(" · ");
+  }
+
   function presence(list) {
     people.replaceChildren(...list.map((p) => {
       const state = p.talking ? texts.talking : (p.online ? "" : texts.away);
-      const li = item("li", p.talking ? "talking" : "", [["display-name", p.name], ["state", state]]);
+      const li = item("li", p.talking ? "talking" : "", [["display-name", p.name], ["state", state], ["net", netText(p.diag)]]);
       li.dataset.sub = p.sub;
+      if (p.diag) li.dataset.path = p.diag.path;
       return li;
     }));
   }
