@@ -35,6 +35,8 @@ PURE = [
     "voice_server.media.route",
     "voice_server.media.negotiation",
     "voice_server.talk.priority",
+    "voice_server.announce.request",
+    "voice_server.announce.heard",
 ]
 FORBIDDEN = {
     "asyncio",
