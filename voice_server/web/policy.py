@@ -209,7 +209,7 @@ def _decide_code(actor: Actor, target: TargetUser | None) -> Decision:
 def may_any(actor: Actor | None, action: Action) -> bool:
     """May ``actor`` do ``action`` somewhere: on some channel for the per-channel call-log
     actions (what the navigation shows), else as :func:`decide` says."""
-    if action not in CALL_LOG_ACTIONS:
+    if action not in CALL_LOG_ACTIONS and action is not Action.ANNOUNCE:
         return bool(decide(actor, action))
     if actor is None or actor.role is Role.STAFF:
         return False
