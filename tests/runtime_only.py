@@ -17,7 +17,7 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
-RUNTIME_EXTRAS = ("model-ko",)  # what `make run` installs besides the dependencies
+RUNTIME_EXTRAS = ("model-ko", "tts")  # what `make run` installs besides the dependencies
 # in every virtual environment `python -m venv` makes, so present for `make run` too
 ALWAYS = {"pip", "setuptools", "wheel", "voice-server"}
 

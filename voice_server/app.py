@@ -12,6 +12,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 
 from voice_server.accounts.bundle import Accounts
+from voice_server.accounts.users import Assignment
+from voice_server.announce.service import Announcer
+from voice_server.announce.stage import PlaneStage
+from voice_server.announce.store import AnnouncementStore
 from voice_server.calllog.purge import Purger
 from voice_server.calllog.schedule import PurgeSchedule
 from voice_server.calllog.sqlite import SqliteCallLog
@@ -35,6 +39,7 @@ from voice_server.transcribe.tap import BurstTap
 from voice_server.web import (
     api,
     api_admin,
+    api_announce,
     api_audit,
     api_auth,
     asr_phrases,
@@ -114,6 +119,15 @@ def build_state(config: Config) -> AppState:
         transcription=monitor,
         supervisor=supervisor,
     )
+    state.announcer = Announcer(
+        store=AnnouncementStore(db),
+        calllog=calllog,
+        stage=PlaneStage(media, lambda ch: [(s.id, s.sub) for s in hub.registry.in_channel(ch)]),
+        sources=hub.sources,
+        source_levels=hub.source_levels,
+        members=lambda ch: accounts.users.assignments(ch)[Assignment.MEMBER],
+        data_dir=config.data_dir,
+    )
     state.metrics.register(counters.families)
     state.metrics.register(state.collect_sessions)
     state.metrics.register(media.families)
@@ -150,6 +164,8 @@ def create_app(config: Config) -> FastAPI:
         finally:
             state.stopping = True
             await purge.stop()
+            if state.announcer is not None:
+                await state.announcer.stop()
             await state.transcription.stop()
             if supervisor is not None:
                 await supervisor.stop()
@@ -178,6 +194,7 @@ def create_app(config: Config) -> FastAPI:
     app.include_router(signin_pages.router)
     app.include_router(dashboard.router)
     app.mount("/dashboard/static", StaticFiles(directory=STATIC_DIR), name="dashboard-static")
+    app.include_router(api_announce.router)
     app.include_router(api.router)
     app.include_router(live_ws.router)
 

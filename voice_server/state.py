@@ -7,6 +7,7 @@ import sqlite3
 from dataclasses import dataclass, field
 
 from voice_server.accounts.bundle import Accounts
+from voice_server.announce.service import Announcer
 from voice_server.calllog.store import CallLog
 from voice_server.config import Config
 from voice_server.media.plane import MediaPlane
@@ -40,6 +41,7 @@ class AppState:
     live: LiveHub  # the dashboard's live view (fed by the hub and the link)
     transcription: TranscriptionMonitor  # up / degraded / stopped, for pages and /readyz
     supervisor: TranscriberSupervisor | None = None  # `serve --transcriber`'s child
+    announcer: Announcer | None = None  # spoken announcements (set by app.build_state)
     metrics: MetricsRegistry = field(default_factory=MetricsRegistry)
     started: bool = False
     stopping: bool = False

@@ -164,3 +164,51 @@ def test_payloads_as_display_names_render_as_text_and_never_run(
         assert dialogs == []
         page.screenshot(path=str(tmp_path / "users.png"))
         browser.close()
+
+
+def test_payloads_as_announcement_text_render_as_text_and_never_run(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """Announcements typed in the dashboard's form and posted to the API, listed as text."""
+    import httpx
+
+    pytest.importorskip("pyopenjtalk")
+    spoken = [p for p in PAYLOADS if any(c.isalpha() for c in p)][:8]
+    token = server.token("root", "x000", role="admin", aud="api")
+    for payload in spoken[1:]:
+        r = httpx.post(
+            f"{server.url}/api/v1/announcements",
+            json={"text": payload, "channels": ["x000"], "urgent": True},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=60,
+        )
+        assert r.status_code == 201, r.text
+    with playwright_api.sync_playwright() as pw:
+        browser = launch_chromium(pw)
+        context = browser.new_context(bypass_csp=True, locale="ja-JP")
+        context.add_init_script(INIT)
+        page = context.new_page()
+        page.goto(f"{server.url}/signin")
+        page.fill("input[name=name]", "root")
+        page.fill("input[name=password]", password("root"))
+        page.click("#password-form button[type=submit]")
+        page.wait_for_url(f"{server.url}/dashboard")
+        page.goto(f"{server.url}/dashboard/announcements")
+        page.fill("textarea[name=text]", spoken[0])
+        page.click("#announce-form button[type=submit]")
+        page.wait_for_selector("#announce-sent", timeout=60_000)
+        page.fill("textarea[name=text]", "   ")
+        page.evaluate("document.querySelector('textarea[name=text]').removeAttribute('required')")
+        page.click("#announce-form button[type=submit]")
+        page.wait_for_selector("#announce-error", timeout=60_000)
+        page.goto(f"{server.url}/dashboard/announcements")
+        texts = page.evaluate(
+            "[...document.querySelectorAll('.announcement-text')].map(p => p.textContent)"
+        )
+        assert sorted(texts) == sorted(spoken)  # the refused one was not stored
+        assert page.evaluate("window.__xss") == []
+        assert page.evaluate("document.querySelectorAll('main script, main img').length") == 0
+        page.screenshot(path=str(tmp_path / "announcements.png"), full_page=True)
+        page.goto(f"{server.url}/dashboard/about")
+        assert "CC BY 3.0" in (page.text_content("#credit-mei") or "")
+        browser.close()

@@ -38,6 +38,8 @@ PURE = [
     "voice_server.media.framing",
     "voice_server.media.tcp_peers",
     "voice_server.signaling.diagnostics",
+    "voice_server.announce.request",
+    "voice_server.announce.heard",
 ]
 FORBIDDEN = {
     "asyncio",

@@ -50,6 +50,11 @@ def add_bench_parser(sub: Any) -> None:
     pri.add_argument("--cutins", type=positive_int, default=50, help="cut-ins (default 50)")
     pri.add_argument("--talk-ms", type=positive_int, default=400, help="each cut-in's length")
     pri.add_argument("--json", type=Path, help="write the result as JSON to this file")
+    ann = bsub.add_parser(
+        "announce", help="a typed announcement: to its first packet at a listener, and TTS RTF"
+    )
+    ann.add_argument("--sentences", type=positive_int, default=20, help="(default 20, at most 20)")
+    ann.add_argument("--json", type=Path, help="write the result as JSON to this file")
     from voice_server.bench import search, transcribe
 
     transcribe.add_parser(bsub)
@@ -146,6 +151,15 @@ def run_bench(args: argparse.Namespace) -> int:
         return _run_forward(args)
     if args.bench == "priority":
         return _run_priority(args)
+    if args.bench == "announce":
+        from voice_server.bench.announce import format_summary, run_announce_bench
+
+        try:
+            result = run_announce_bench(args.sentences)
+        except RuntimeError as exc:
+            print(f"voice-server bench announce: {exc}".splitlines()[0], file=sys.stderr)
+            return 1
+        return _report(result, format_summary(result), args.json)
     if args.bench == "transcribe":
         from voice_server.bench import transcribe
 

@@ -18,6 +18,7 @@ __all__ = ["BurstMeta", "clip_path", "spool_name"]
 
 SPOOL_DIR = "spool"
 CLIPS_DIR = "clips"
+SHARED_CLIPS = f"{CLIPS_DIR}/_shared"  # clips of broadcasts: one file, a row per channel
 PART = ".ogg.part"
 DONE = ".ogg"
 
@@ -77,4 +78,4 @@ def burst_id_of(filename: str) -> str | None:
     return None
 
 
-__all__ += ["CLIPS_DIR", "DONE", "PART", "SPOOL_DIR", "burst_id_of"]
+__all__ += ["CLIPS_DIR", "DONE", "PART", "SHARED_CLIPS", "SPOOL_DIR", "burst_id_of"]

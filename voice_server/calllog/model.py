@@ -18,6 +18,9 @@ from typing import Any
 
 __all__ = [
     "BURST_ID_RE",
+    "KINDS",
+    "MAX_UID",
+    "UID_RE",
     "Gap",
     "SearchPage",
     "SearchQuery",
@@ -32,6 +35,11 @@ __all__ = [
 ]
 
 BURST_ID_RE = re.compile(r"^[0-9]{13}[0-9a-f]{6}$")
+#: a call-log row's uid: its burst id, or ``<burst_id>:<channel>`` for a row of a broadcast
+#: reaching several channels (announcements, all-calls)
+UID_RE = re.compile(r"^[0-9]{13}[0-9a-f]{6}(:[A-Za-z0-9][A-Za-z0-9_.-]{0,63})?$")
+MAX_UID = 19 + 1 + 64
+KINDS = ("speech", "all_call", "direct", "announcement", "emergency")
 ROWID_SHIFT = 10  # 1024 rowids per millisecond
 MAX_LIMIT = 200
 
@@ -41,8 +49,9 @@ def new_burst_id(start_ms: int) -> str:
 
 
 def rowid_of(burst_id: str) -> int:
-    """The preferred rowid of a burst: its start ms, shifted, plus 10 bits of its random part."""
-    return (int(burst_id[:13]) << ROWID_SHIFT) | (int(burst_id[13:], 16) & 0x3FF)
+    """The preferred rowid of a burst: its start ms, shifted, plus 10 bits of its random part
+    (a ``<burst_id>:<channel>`` uid: of its burst id)."""
+    return (int(burst_id[:13]) << ROWID_SHIFT) | (int(burst_id[13:19], 16) & 0x3FF)
 
 
 def ms_to_rowid(ms: int) -> int:
@@ -96,6 +105,8 @@ class Utterance:
     model: str = ""
     language: str = ""
     clip: str | None = None  # path of the Ogg/Opus clip, relative to the data directory
+    kind: str = "speech"  # one of KINDS
+    broadcast_id: str | None = None  # rows of one broadcast (one per reached channel) share it
 
     def as_api(self, clip_url: str | None, tz: tzinfo | None = None) -> dict[str, Any]:
         return {
@@ -110,6 +121,7 @@ class Utterance:
             "model": self.model,
             "language": self.language,
             "clip_url": clip_url,
+            "kind": self.kind,
         }
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from voice_server.audit.log import AuditLog, AuditSubject
-from voice_server.calllog.burst import CLIPS_DIR, DONE, SPOOL_DIR, BurstMeta
+from voice_server.calllog.burst import CLIPS_DIR, DONE, SHARED_CLIPS, SPOOL_DIR, BurstMeta
 from voice_server.calllog.model import BURST_ID_RE, iso, ms_to_rowid
 from voice_server.calllog.ogg import OggError, read_ogg_opus
 from voice_server.calllog.retention import Cutoff, Rule, cutoffs, unknown_channel_cutoff
@@ -139,7 +139,7 @@ class Purger:
                 raise
             conn.execute("COMMIT")
             for r in rows:
-                done.files += self._remove(r["clip"]) + self._remove(
+                done.files += self._remove(self._unshared(conn, r["clip"])) + self._remove(
                     f"{SPOOL_DIR}/{r['uid']}{DONE}"
                 )
         cur = conn.execute(
@@ -148,6 +148,15 @@ class Purger:
         done.gaps = cur.rowcount
         done.files += self._old_clip_days(cut)
         return done
+
+    @staticmethod
+    def _unshared(conn: sqlite3.Connection, clip: str | None) -> str | None:
+        """A clip to delete with its row: a shared one (a broadcast's, ``clips/_shared/``) only
+        when no other row (another channel's, maybe on legal hold) still plays it."""
+        if clip and clip.startswith(SHARED_CLIPS + "/"):
+            if conn.execute("SELECT 1 FROM utterance WHERE clip = ? LIMIT 1", (clip,)).fetchone():
+                return None
+        return clip
 
     def _remove(self, relative: str | None) -> int:
         """Delete a file of the data directory (never outside it); 1 if it was there."""

@@ -24,6 +24,8 @@ COLUMNS = (
     "model",
     "language",
     "clip",
+    "kind",
+    "broadcast_id",
 )
 
 

@@ -35,14 +35,14 @@ __all__ = ["SqliteCallLog"]
 
 _COLUMNS = (
     "id, uid, channel, speaker_id, speaker_name, start_ms, end_ms, text, words, model, "
-    "language, clip"
+    "language, clip, kind, broadcast_id"
 )
 
 
 _INSERT = (
     "INSERT INTO utterance (id, uid, channel, speaker_id, speaker_name, start_ms, end_ms, text, "
-    "norm, words, model, language, clip, burst_end_ms, committed_ms) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "norm, words, model, language, clip, burst_end_ms, committed_ms, kind, broadcast_id) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_GRAMS = "INSERT INTO utterance_grams (rowid, grams) VALUES (?, ?)"
 _INSERT_EVENT = "INSERT INTO commit_event (kind, ref, channel, created_ms) VALUES (?, ?, ?, ?)"
@@ -71,6 +71,8 @@ def _row_values(
         u.clip,
         burst_end_ms,
         committed_ms,
+        u.kind,
+        u.broadcast_id,
     )
 
 
@@ -91,6 +93,8 @@ def _utterance(row: sqlite3.Row) -> Utterance:
         model=row["model"],
         language=row["language"],
         clip=row["clip"],
+        kind=row["kind"],
+        broadcast_id=row["broadcast_id"],
     )
 
 

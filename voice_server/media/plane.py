@@ -306,14 +306,16 @@ class MediaPlane:
         )
 
     # ------------------------------------------------------------------ server-side sources
-    def attach_source(self, source_id: str, route: Route) -> ServerSource:
+    def attach_source(self, source_id: str, route: Route, *, logged: bool = True) -> ServerSource:
         """A talker with no peer (an announcement, a relayed stream) on ``route``: its packets
-        (:meth:`ServerSource.send`) are forwarded like a participant's."""
+        (:meth:`ServerSource.send`) are forwarded like a participant's (``logged``: its bursts go
+        to the call-log tap; an announcement writes its own rows)."""
         if route.hears:
             raise ValueError("a server-side source hears nothing")
         if source_id in self.sources or source_id in self.links:
             raise ValueError("that id is in use")
         source = ServerSource(source_id, payload_type=OPUS_PT)
+        source.logged = logged
         placed = self.sources[source_id] = _Placed(source, route)
         self._place(placed)
         return source
@@ -324,6 +326,22 @@ class MediaPlane:
             raise ValueError("a server-side source hears nothing")
         placed.route = route
         self._place(placed)
+
+    def slot_free(self, channel: str) -> bool:
+        """A new talker in ``channel`` would get a slot now (no router yet: nobody holds one)."""
+        router = self.routers.get(channel)
+        return router is None or not router.table.busy
+
+    def holds_slot(self, session_id: str, channel: str) -> bool:
+        """The source or participant holds a slot of ``channel`` (confirmed or tentative)."""
+        router = self.routers.get(channel)
+        member = router.members.get(session_id) if router is not None else None
+        return member is not None and member.slot is not None
+
+    def media_connected(self, session_id: str) -> bool:
+        """The session's transport is connected (media flows)."""
+        link = self.links.get(session_id)
+        return link is not None and link.transport.state is TransportState.CONNECTED
 
     def detach_source(self, source_id: str) -> None:
         placed = self.sources.pop(source_id, None)

@@ -105,6 +105,7 @@ class Member:
         "burst",
         "detector",
         "fanout",
+        "logged",
         "onset_ns",
         "paused",
         "preempting",
@@ -137,6 +138,8 @@ class Member:
         self.paused: int | None = None  # the slot it announced and lost to a tentative cut-in
         self.burst: object | None = None  # the talk burst being tapped for the log (opaque)
         self.fanout: Fanout = router.silent  # this talker's audience here
+        # its bursts go to the call-log tap (a server-side source may log its own)
+        self.logged: bool = getattr(transport, "logged", True)
 
 
 class Consumer:
@@ -573,7 +576,7 @@ class Router:
     def _open_burst(self, member: Member, now_ms: int) -> None:
         """A confirmed talk burst starts: the log gets it from its first kept packets on,
         whether or not a slot was free (a slot_busy talker is still transcribed)."""
-        if self._tap is not None:
+        if self._tap is not None and member.logged:
             member.burst = self._tap.open(
                 member.session_id, self.channel, member.preroll.peek(), now_ms
             )

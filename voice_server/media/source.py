@@ -26,6 +26,7 @@ class ServerSource:
     """One server-side talker. ``send`` is called on the event loop, one Opus frame a call."""
 
     media_ready = False  # it never hears anything
+    logged = True  # its bursts go to the call-log tap (an announcement writes its own rows)
     remote: Address | None = None
     tx = None
 

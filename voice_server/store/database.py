@@ -188,6 +188,46 @@ MIGRATIONS: list[str] = [
         created_ms      INTEGER NOT NULL
     );
     """,
+    # 6: call-log row kinds (the console issue: speech, all_call, direct, announcement,
+    # emergency) and the broadcast a row belongs to (one row per reached channel, sharing one
+    # clip; uid ``<burst_id>:<channel>``); spoken announcements, the channels each reached and
+    # who heard it there (a member with connected media for >= 90 % of it).
+    """
+    ALTER TABLE utterance ADD COLUMN kind TEXT NOT NULL DEFAULT 'speech';
+    ALTER TABLE utterance ADD COLUMN broadcast_id TEXT;
+    CREATE INDEX utterance_broadcast ON utterance (broadcast_id) WHERE broadcast_id IS NOT NULL;
+    CREATE TABLE announcement (
+        id              TEXT PRIMARY KEY,
+        author          TEXT NOT NULL,
+        author_name     TEXT NOT NULL,
+        text            TEXT NOT NULL,
+        language        TEXT NOT NULL,
+        urgent          INTEGER NOT NULL CHECK (urgent IN (0, 1)),
+        repeat          INTEGER NOT NULL,
+        status          TEXT NOT NULL,
+        error           TEXT NOT NULL DEFAULT '',
+        seconds         REAL NOT NULL DEFAULT 0,
+        clip            TEXT,
+        created_ms      INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX announcement_created ON announcement (created_ms);
+    CREATE TABLE announcement_target (
+        announcement_id TEXT NOT NULL REFERENCES announcement (id) ON DELETE CASCADE,
+        channel         TEXT NOT NULL,
+        status          TEXT NOT NULL,
+        start_ms        INTEGER,
+        end_ms          INTEGER,
+        PRIMARY KEY (announcement_id, channel)
+    ) WITHOUT ROWID;
+    CREATE TABLE announcement_heard (
+        announcement_id TEXT NOT NULL REFERENCES announcement (id) ON DELETE CASCADE,
+        channel         TEXT NOT NULL,
+        user_name       TEXT NOT NULL,
+        heard           INTEGER NOT NULL CHECK (heard IN (0, 1)),
+        fraction        REAL NOT NULL,
+        PRIMARY KEY (announcement_id, channel, user_name)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 

@@ -20,7 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RATE", "Speech", "TtsUnavailable", "available", "kana", "synthesize", "write_wav"]
+__all__ = [
+    "RATE",
+    "Speech",
+    "TtsUnavailable",
+    "available",
+    "kana",
+    "phonemes",
+    "synthesize",
+    "write_wav",
+]
 
 RATE = 48000
 _lock = threading.Lock()  # one global Open JTalk instance inside the wheel
@@ -75,6 +84,14 @@ def kana(text: str) -> str:
     jtalk = _module()
     with _lock:
         return str(jtalk.g2p(text, kana=True))
+
+
+def phonemes(text: str) -> str:
+    """The reading as Open JTalk's phonemes (``h i n a N j o e i`` for 避難所A): empty when
+    there is nothing it can read aloud."""
+    jtalk = _module()
+    with _lock:
+        return str(jtalk.g2p(text))
 
 
 def write_wav(

@@ -28,7 +28,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse
 
 from voice_server.calllog.burst import DONE, SPOOL_DIR
-from voice_server.calllog.model import BURST_ID_RE, parse_time
+from voice_server.calllog.model import MAX_UID, UID_RE, parse_time
 from voice_server.state import AppState
 from voice_server.web.auth import app_state, authenticate
 from voice_server.web.calllog_access import Filters, clip_signature, fetch_clip, search, view
@@ -134,12 +134,12 @@ def export_utterances(
 
 
 @router.get("/utterances/{burst_id}")
-def get_utterance(burst_id: Annotated[str, PathParam(max_length=19)], request: Request) -> Any:
+def get_utterance(burst_id: Annotated[str, PathParam(max_length=MAX_UID)], request: Request) -> Any:
     """One utterance with its words and a signed clip URL (audited as a transcript view)."""
 
     def run() -> JSONResponse:
         auth = authenticate(request)
-        if not BURST_ID_RE.match(burst_id):
+        if not UID_RE.match(burst_id):
             raise HTTPException(404, {"code": "not_found", "message": "no such utterance"})
         _, hit = view(request, auth, burst_id)
         tz = app_state(request).config.zone
@@ -170,7 +170,7 @@ def get_clip(
     def run() -> FileResponse:
         state = app_state(request)
         burst_id = name.removesuffix(DONE)
-        if not BURST_ID_RE.match(burst_id):
+        if not UID_RE.match(burst_id):
             raise HTTPException(404, {"code": "not_found", "message": "no such clip"})
         signed = exp is not None and sig is not None
         if signed:
@@ -190,7 +190,7 @@ def get_clip(
         return FileResponse(
             _clip_path(state, burst_id, utterance.clip),
             media_type="audio/ogg",
-            filename=f"{burst_id}.ogg",
+            filename=f"{burst_id.replace(':', '-')}.ogg",
             headers={"Cache-Control": "private, max-age=300"},
         )
 

@@ -39,6 +39,10 @@ class Action(StrEnum):
     PLAY = "calllog.play"
     EXPORT = "calllog.export"
     LIVE = "calllog.live"
+    # members replay the last 24 h of their channel (no one else's direct talks)
+    REPLAY = "calllog.replay"
+    # spoken announcements into a channel (supervisors; admins where assigned)
+    ANNOUNCE = "announce"
 
 
 CALL_LOG_ACTIONS = frozenset({Action.SEARCH, Action.VIEW, Action.PLAY, Action.EXPORT, Action.LIVE})
@@ -171,6 +175,16 @@ def decide(
         if channel is not None and channel in actor.supervised:
             return ALLOW
         return _deny("not a channel assigned to you")
+    if action is Action.REPLAY:
+        if channel is not None and channel in actor.joinable:
+            return ALLOW
+        return _deny("not a channel you are in")
+    if action is Action.ANNOUNCE:
+        if actor.role is Role.STAFF:
+            return _deny("announcements are for supervisors")
+        if channel is not None and channel in actor.supervised:
+            return ALLOW
+        return _deny("not a channel you supervise")
     if action is Action.DASHBOARD:
         return ALLOW if actor.role is not Role.STAFF else _deny("the dashboard is for supervisors")
     if action in ADMIN_ACTIONS:
@@ -195,7 +209,7 @@ def _decide_code(actor: Actor, target: TargetUser | None) -> Decision:
 def may_any(actor: Actor | None, action: Action) -> bool:
     """May ``actor`` do ``action`` somewhere: on some channel for the per-channel call-log
     actions (what the navigation shows), else as :func:`decide` says."""
-    if action not in CALL_LOG_ACTIONS:
+    if action not in CALL_LOG_ACTIONS and action is not Action.ANNOUNCE:
         return bool(decide(actor, action))
     if actor is None or actor.role is Role.STAFF:
         return False

@@ -43,11 +43,13 @@ class NavEntry:
 NAV: list[NavEntry] = [
     NavEntry("/dashboard/search", "search", Action.SEARCH),
     NavEntry("/dashboard/live", "live", Action.LIVE),
+    NavEntry("/dashboard/announcements", "announcements", Action.ANNOUNCE),
     NavEntry("/dashboard/codes", "codes", Action.DASHBOARD),
     NavEntry("/dashboard/users", "users", Action.USERS_VIEW),
     NavEntry("/dashboard/channels", "channels", Action.CHANNELS_VIEW),
     NavEntry("/dashboard/phrases", "asr_phrases", Action.CHANNELS_VIEW),
     NavEntry("/dashboard/audit", "audit", Action.AUDIT_VIEW),
+    NavEntry("/dashboard/about", "about", Action.DASHBOARD),
 ]
 
 

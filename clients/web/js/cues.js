@@ -6,6 +6,8 @@ const CUES = {
   reconnected: [[440, 0.08], [660, 0.08], [880, 0.12]],
   busy: [[300, 0.1], [0, 0.06], [300, 0.1]],
   warning: [[880, 0.1], [0, 0.08], [880, 0.1], [0, 0.08], [880, 0.1]],
+  // before a spoken announcement (the chime of a public-address system; the clip is speech only)
+  announcement: [[523, 0.12], [659, 0.12], [784, 0.2]],
 };
 
 export function playCue(ctx, kind) {

@@ -768,8 +768,10 @@ class App {
 
   cutIn(msg, started) {
     const box = $("cut-in");
-    if (started && msg.priority >= 2) {
-      box.textContent = t("cutting_in", { name: msg.speaker.name });
+    const announcement = msg.kind === "announcement";
+    if (started && announcement) this.engine.cue("announcement");
+    if (started && (msg.priority >= 2 || announcement)) {
+      box.textContent = t(announcement ? "announcement_playing" : "cutting_in", { name: msg.speaker.name });
       box.dataset.speaker = msg.speaker.id;
       box.hidden = false;
     } else if (!started && box.dataset.speaker === msg.speaker.id) {
