@@ -35,30 +35,45 @@ def test_a_monitored_channel_is_added_to_the_live_peer_connection_without_a_gap(
 ) -> None:
     srv = e2e_server
     ops = start_client(srv, tmp_path, "ann", play=write_tone(tmp_path / "a.wav", 440, 2.0),
-                       loop=True, duration=25)  # fmt: skip
+                       loop=True, duration=300)  # fmt: skip
     hq_tone = write_tone(tmp_path / "b.wav", 660, 2.0)
-    hq = start_client(srv, tmp_path, "bea", channel="hq", play=hq_tone, loop=True, duration=25)
+    hq = start_client(srv, tmp_path, "bea", channel="hq", play=hq_tone, loop=True, duration=300)
     page = open_page(pw, device_link(srv, srv.token("sup", "ops", "hq")), audio=None)
+
+    def window_from(start: dict[str, Any]) -> dict[str, Any]:
+        """Slot 1's stats once ~3 s more of ops audio (150 packets) has arrived."""
+        return wait_for(
+            lambda: (
+                (now := slot(page, "1"))["packetsReceived"] - start["packetsReceived"] > 150 and now
+            ),
+            "ops packets",
+        )
+
     try:
         wait_for(lambda: near(page, "1", 440), "the page hearing ops on slot 1")
-        before = slot(page, "1")
+        wait_for(lambda: slot(page, "1").get("packetsReceived", 0) > 100, "steady ops audio")
+        # a control window without renegotiation: what this machine conceals anyway (a busy
+        # one starves the browser's audio thread now and then)
+        control_start = slot(page, "1")
+        before = window_from(control_start)
+        control = before["concealedSamples"] - control_start["concealedSamples"]
         page.evaluate(
             "window.voiceDiag.conn.send({type: 'route', sends: ['ops'], hears: ['ops', 'hq']})"
         )
         wait_for(lambda: "renegotiated" in kinds(page), "the renegotiation answer")
         wait_for(lambda: near(page, "4", 660), "the page hearing hq on the new slot m-lines")
-        # a stretch of ops audio through and after the renegotiation (~3 s at 50 packets/s)
-        after = wait_for(
-            lambda: (
-                (now := slot(page, "1"))["packetsReceived"] - before["packetsReceived"] > 150
-                and now
-            ),
-            "ops packets through the renegotiation",
-        )
+        after = window_from(before)  # a stretch of ops audio through and after it
         assert near(page, "1", 440)  # ops went on, on the same slot
-        # a gap would be played as concealment: allow a few lost packets' worth (60 ms)
+
+        # a gap would be played as concealment: a few lost packets' worth (60 ms) beyond what
+        # the control window concealed
+        def played(a: dict[str, Any], b: dict[str, Any]) -> float:
+            return max(1.0, (b["totalSamplesDuration"] - a["totalSamplesDuration"]) * 48_000)
+
+        rate = control / played(control_start, before)  # concealed share without renegotiation
         concealed = after["concealedSamples"] - before["concealedSamples"]
-        assert concealed < 48_000 * 0.06, (before, after)
+        allowed = 48_000 * 0.06 + 2 * rate * played(before, after)
+        assert concealed < allowed, (control, before, after)
         media = [e for e in page.evaluate("window.voiceDiag.events") if e["kind"] == "media"]
         assert [e["state"] for e in media].count("connected") == 1  # one peer connection
         assert not page.errors, page.errors

@@ -62,7 +62,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         stderr=subprocess.STDOUT,
     )
     try:
-        wait_for(lambda: metric(srv, "voice_transcriber_connected") == 1, 60, "the sidecar")
+        wait_for(lambda: metric(srv, "voice_transcription_link_up") == 1, 60, "the sidecar")
         yield srv
     finally:
         sidecar.terminate()

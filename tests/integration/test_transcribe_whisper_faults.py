@@ -25,7 +25,7 @@ def test_a_whisper_sidecar_killed_mid_burst_transcribes_it_after_restart(tmp_pat
     args = ("--engine", "whisper", "--model", str(whisper_model()), "--cpu-priority", "normal")
     with running_server(tmp_path / "srv") as server:
         with sidecar(server, *args) as first:
-            wait_for(lambda: metric(server, "voice_transcriber_connected") == 1, 60, "sidecar")
+            wait_for(lambda: metric(server, "voice_transcription_link_up") == 1, 60, "sidecar")
             talker = start_client(server, tmp_path, "kim", play=wav, duration=6, record=False)
             wait_for(
                 lambda: metric(server, "voice_transcriber_live_bursts_total") >= 1, 10, "burst"

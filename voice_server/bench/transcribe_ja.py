@@ -137,7 +137,7 @@ def _pipeline(
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             with contextlib.suppress(httpx.HTTPError):
-                if "voice_transcriber_connected 1" in httpx.get(f"{url}/metrics").text:
+                if "voice_transcription_link_up 1" in httpx.get(f"{url}/metrics").text:
                     break
             time.sleep(0.5)
         else:
