@@ -14,7 +14,6 @@ from fastapi.staticfiles import StaticFiles
 from voice_server.accounts.bundle import Accounts
 from voice_server.calllog.purge import Purger
 from voice_server.calllog.schedule import PurgeSchedule
-from voice_server.calllog.sqlite import SqliteCallLog
 from voice_server.config import Config
 from voice_server.identity.keys import load_or_create_key
 from voice_server.media.plane import MediaPlane
@@ -24,6 +23,7 @@ from voice_server.signaling.endpoint import serve_signaling
 from voice_server.signaling.hub import Hub
 from voice_server.signaling.livehub import LiveHub
 from voice_server.state import AppState
+from voice_server.store.backend import open_call_log
 from voice_server.store.channels import ChannelStore
 from voice_server.store.database import Database, migrate
 from voice_server.transcribe.link_server import LinkHub
@@ -69,7 +69,7 @@ def build_state(config: Config) -> AppState:
         token_warning_seconds=config.token_warning_seconds,
         counters=counters,
     )
-    calllog = SqliteCallLog(db)
+    calllog = open_call_log(config.database_url, config.data_dir, db)
     link = LinkHub(key)
 
     tap = BurstTap(hub.speaker, queue_limit=config.tap_queue_packets, live=link)

@@ -175,6 +175,7 @@ def _transcriber(args: argparse.Namespace) -> int:
     print(f"transcriber CPU priority: {set_to}", file=sys.stderr, flush=True)
     from voice_server.config import load_config
     from voice_server.logs import setup_logging
+    from voice_server.store.database import DatabaseError
     from voice_server.transcribe.sidecar import (
         Sidecar,
         SidecarError,
@@ -196,8 +197,15 @@ def _transcriber(args: argparse.Namespace) -> int:
         raise _Fail(str(exc), 2) from None
     factory = _factory(args)
     try:
-        sidecar = Sidecar(args.server, config.data_dir, factory, tls=tls, server_name=server_name)
-    except SidecarError as exc:
+        sidecar = Sidecar(
+            args.server,
+            config.data_dir,
+            factory,
+            tls=tls,
+            server_name=server_name,
+            database_url=config.database_url,
+        )
+    except (SidecarError, DatabaseError) as exc:
         raise _Fail(str(exc), 1) from None
     print(f"transcriber for {args.server}, data {config.data_dir.resolve()}", flush=True)
     return run_sidecar(sidecar)

@@ -1,0 +1,34 @@
+"""Stores on either backend for the tests that run on both (``sqlite``: a file in a temporary
+folder; ``postgres``: a fresh database on the session's test PostgreSQL, see conftest)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BACKENDS = ["sqlite", "postgres"]
+
+
+@contextmanager
+def call_log(kind: str, folder: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A new, empty call log (SqliteCallLog or PgCallLog)."""
+    if kind == "sqlite":
+        from voice_server.calllog.sqlite import SqliteCallLog
+        from voice_server.store.database import Database
+
+        db = Database(folder / "voice.db")
+        yield SqliteCallLog(db)
+        db.close()
+        return
+    from voice_server.calllog.postgres import PgCallLog
+    from voice_server.store.pg import PgDatabase
+
+    pg = PgDatabase(request.getfixturevalue("pg_server").new_database()).open()
+    try:
+        yield PgCallLog(pg)
+    finally:
+        pg.close()

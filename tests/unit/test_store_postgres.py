@@ -1,0 +1,85 @@
+"""The PostgreSQL store's edges: database_url parsing and redaction, one-line refusals (wrong
+password, unreachable, C locale, schema newer than the code), migrations run once, the seam."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.pgserver import PgServer
+from voice_server.config import ConfigError, load_config
+from voice_server.store.database import DatabaseError
+from voice_server.store.dburl import redact, target_of
+
+
+def test_database_url_defaults_to_sqlite_in_the_data_dir(tmp_path: Path) -> None:
+    config = load_config(None, data_dir=tmp_path)
+    assert config.database.kind == "sqlite" and config.database_path == tmp_path / "voice.db"
+    config = load_config(None, data_dir=tmp_path, database_url="sqlite:/srv/v.db")
+    assert config.database_path == Path("/srv/v.db")
+    pg = load_config(None, data_dir=tmp_path, database_url="postgresql://u:pw@db/voice")
+    assert pg.database.kind == "postgresql" and pg.database_path == tmp_path / "voice.db"
+    for bad in ("mysql://x/y", "sqlite:", "postgresql:x", "voice.db"):
+        with pytest.raises(ConfigError, match="database_url"):
+            load_config(None, data_dir=tmp_path, database_url=bad)
+
+
+def test_passwords_never_show() -> None:
+    assert (
+        redact("postgresql://voice:s3cret@db:5432/voice") == "postgresql://voice:***@db:5432/voice"
+    )
+    assert "s3cret" not in redact("postgresql:///voice?host=/run&password=s3cret&x=1")
+    assert target_of("postgresql://a:b@h/d", Path()).describe() == "postgresql://a:***@h/d"
+
+
+def _refusal(url: str) -> str:
+    from voice_server.store.backend import open_call_log
+
+    with pytest.raises(DatabaseError) as info:
+        open_call_log(url, Path("/nonexistent"))
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_a_wrong_password_or_an_unreachable_server_is_one_line(pg_server: PgServer) -> None:
+    pg_server.sql("postgres", "CREATE ROLE voice_pw LOGIN PASSWORD 'right'")
+    message = _refusal(pg_server.url("postgres", "voice_pw", "wrong"))
+    assert "password authentication failed" in message and "wrong" not in message
+    message = _refusal(f"postgresql://x:pw@/voice?host={pg_server.root}/nowhere&port=1")
+    assert message.startswith("cannot connect to postgresql://x:***@")
+
+
+def test_a_c_locale_and_a_newer_schema_are_refused(pg_server: PgServer) -> None:
+    pg_server.sql(
+        "postgres",
+        "CREATE DATABASE c_locale TEMPLATE template0 ENCODING 'UTF8' LC_CTYPE 'C' LC_COLLATE 'C'",
+    )
+    assert "LC_CTYPE is 'C'" in _refusal(pg_server.url("c_locale"))
+    import psycopg
+
+    from voice_server.store.pg_schema import MIGRATIONS
+
+    url = pg_server.new_database()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE voice_schema (id INTEGER PRIMARY KEY, version INTEGER)")
+        conn.execute("INSERT INTO voice_schema VALUES (1, %s)", (len(MIGRATIONS) + 1,))
+    assert "is newer than this program" in _refusal(url)
+
+
+def test_migrations_run_once_and_the_seam_picks_postgres(pg_url: str, tmp_path: Path) -> None:
+    from voice_server.calllog.postgres import PgCallLog
+    from voice_server.store.backend import open_call_log
+    from voice_server.store.pg import PgDatabase, check, migrate
+    from voice_server.store.pg_schema import MIGRATIONS
+
+    log = open_call_log(pg_url, tmp_path)
+    assert isinstance(log, PgCallLog)
+    db = PgDatabase(pg_url)
+    with db.connection() as conn:
+        report = check(conn)
+        assert report.schema == len(MIGRATIONS) and report.trgm and report.problems == []
+        assert migrate(conn) == len(MIGRATIONS)
+    db.close()
+    assert type(open_call_log(None, tmp_path)).__name__ == "SqliteCallLog"
