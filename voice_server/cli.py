@@ -22,6 +22,7 @@ from voice_server.config import Config, ConfigError, load_config
 from voice_server.identity.keys import KeyFileError, load_or_create_key
 from voice_server.identity.tokens import Audience, Role, issue_token
 from voice_server.loadtest import cli as loadtest_cli
+from voice_server.store import commands as db_commands
 from voice_server.store.channels import ChannelError
 from voice_server.store.database import DatabaseError
 from voice_server.transcribe import commands as transcribe_commands
@@ -58,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--tls-cert", type=Path, help="HTTPS: PEM certificate (chain) file")
     serve.add_argument("--tls-key", type=Path, help="HTTPS: PEM private key file")
+    serve.add_argument(
+        "--database-url", help="sqlite:PATH or postgresql://… (default: SQLite in the data dir)"
+    )
     serve.add_argument(
         "--demo",
         action="store_true",
@@ -105,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cert.add_argument("--force", action="store_true", help="replace an existing certificate")
 
+    db_commands.add_parser(sub, _Parser, _add_state_args)
     add_bench_parser(sub)
     loadtest_cli.add_parser(sub)
     return parser
@@ -151,6 +156,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         asr_language=args.asr_language,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
+        database_url=args.database_url,
     )
     for path in (config.tls_cert, config.tls_key):
         if path is not None and not path.is_file():
@@ -197,6 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return transcribe_commands.run(args)
         if args.command == "tls-cert":
             return _cmd_tls_cert(args)
+        if args.command == db_commands.COMMAND:
+            return db_commands.run(args, _config(args, database_url=args.database_url))
         if args.command == "bench":
             return run_bench(args)
         if args.command == "loadtest":

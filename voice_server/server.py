@@ -17,6 +17,7 @@ from voice_server.identity.keys import load_or_create_key
 from voice_server.limits import raise_fd_limit
 from voice_server.logs import setup_logging
 from voice_server.signaling.messages import MAX_MESSAGE_BYTES
+from voice_server.store.backend import verify as verify_database
 from voice_server.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ def base_url(config: Config) -> str:
 
 
 def run_server(config: Config, *, demo: bool = False) -> int:
+    verify_database(config.database_url, config.data_dir)  # one line and exit 1 when unusable
     setup_logging(config.log_level)
     raise_fd_limit()  # one descriptor per signaling WebSocket
     _check_port(config.host, config.port)

@@ -83,3 +83,69 @@ def test_migrations_run_once_and_the_seam_picks_postgres(pg_url: str, tmp_path: 
         assert migrate(conn) == len(MIGRATIONS)
     db.close()
     assert type(open_call_log(None, tmp_path)).__name__ == "SqliteCallLog"
+
+
+def _cli(*argv: str) -> tuple[int, str, str]:
+    import contextlib
+    import io
+
+    from voice_server.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_db_check_and_migrate_on_postgres(pg_server: PgServer, tmp_path: Path) -> None:
+    url = pg_server.new_database()
+    code, out, _ = _cli("db", "check", "--data-dir", str(tmp_path), "--database-url", url)
+    assert code == 0 and "pg_trgm 1." in out and "migration(s) pending" in out
+    code, out, _ = _cli("db", "migrate", "--data-dir", str(tmp_path), "--database-url", url)
+    assert code == 0 and "pending" not in out and "LC_CTYPE C.UTF-8" in out
+    code, out, _ = _cli("db", "check", "--data-dir", str(tmp_path), "--database-url", url)
+    assert code == 0 and "pending" not in out
+    pg_server.sql(
+        "postgres",
+        "CREATE DATABASE c_cli TEMPLATE template0 ENCODING 'UTF8' LC_CTYPE 'C' LC_COLLATE 'C'",
+    )
+    for action in ("check", "migrate"):
+        code, _, err = _cli("db", action, "--database-url", pg_server.url("c_cli"))
+        assert code == 1 and err.count("\n") == 1 and "LC_CTYPE is 'C'" in err, err
+    bad = pg_server.url("postgres", "nobody", "pw")
+    code, _, err = _cli("db", "check", "--database-url", bad)
+    assert code == 1 and err.count("\n") == 1 and "pw@" not in err
+
+
+def test_db_check_and_migrate_on_sqlite(tmp_path: Path) -> None:
+    code, _, err = _cli("db", "check", "--data-dir", str(tmp_path))
+    assert code == 1 and "no database at" in err
+    code, out, _ = _cli("db", "migrate", "--data-dir", str(tmp_path))
+    assert code == 0 and "pending" not in out and "sqlite:" in out
+    code, _, err = _cli("db", "check", "--database-url", "mysql://x")
+    assert code == 2 and err.count("\n") == 1
+
+
+def test_serve_refuses_an_unusable_database_before_starting_anything(
+    pg_server: PgServer, tmp_path: Path
+) -> None:
+    bad = pg_server.url("postgres", "nobody", "pw")
+    code, out, err = _cli(
+        "serve", "--port", "0", "--data-dir", str(tmp_path), "--database-url", bad
+    )
+    assert code == 1 and err.count("\n") == 1 and "listening" not in out
+    assert list(tmp_path.iterdir()) == []  # not even a signing key
+
+
+def test_sqlite_start_and_the_cli_parser_import_no_database_driver(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from voice_server.cli import build_parser; build_parser(); "
+        "from voice_server.config import load_config; from voice_server.app import build_state; "
+        f"build_state(load_config(None, data_dir={str(tmp_path)!r})); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('psycopg', 'asyncpg')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"

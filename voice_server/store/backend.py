@@ -13,7 +13,7 @@ from voice_server.calllog.store import CallLog
 from voice_server.store.database import Database
 from voice_server.store.dburl import target_of
 
-__all__ = ["open_call_log"]
+__all__ = ["open_call_log", "verify"]
 
 
 def open_call_log(
@@ -33,3 +33,14 @@ def open_call_log(
 
     assert target.path is not None
     return SqliteCallLog(sqlite if sqlite is not None else Database(target.path))
+
+
+def verify(database_url: str | None, data_dir: Path) -> None:
+    """Before a process starts anything: a PostgreSQL database is reached, checked and migrated
+    (DatabaseError, one line, when it cannot be used). SQLite is opened where it is used."""
+    target = target_of(database_url, data_dir)
+    if target.kind == "postgresql":
+        from voice_server.store.pg import PgDatabase
+
+        assert target.url is not None
+        PgDatabase(target.url).open().close()
