@@ -32,3 +32,23 @@ def call_log(kind: str, folder: Path, request: pytest.FixtureRequest) -> Iterato
         yield PgCallLog(pg)
     finally:
         pg.close()
+
+
+@contextmanager
+def database(kind: str, folder: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A new, empty, migrated database of accounts, channels and the audit chain (a ``Database``
+    on SQLite or a ``PgCompatDatabase``); ``.pg_url`` is set on PostgreSQL."""
+    from voice_server.store.backend import open_database
+
+    if kind == "sqlite":
+        db = open_database(None, folder)
+        yield db
+        db.close()
+        return
+    url = request.getfixturevalue("pg_server").new_database()
+    db = open_database(url, folder)
+    db.pg_url = url
+    try:
+        yield db
+    finally:
+        db.close()

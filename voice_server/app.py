@@ -23,9 +23,8 @@ from voice_server.signaling.endpoint import serve_signaling
 from voice_server.signaling.hub import Hub
 from voice_server.signaling.livehub import LiveHub
 from voice_server.state import AppState
-from voice_server.store.backend import open_call_log
+from voice_server.store.backend import is_postgres, open_call_log, open_database
 from voice_server.store.channels import ChannelStore
-from voice_server.store.database import Database, migrate
 from voice_server.transcribe.link_server import LinkHub
 from voice_server.transcribe.metrics import spool_families
 from voice_server.transcribe.monitor import TranscriptionMonitor
@@ -55,9 +54,7 @@ log = logging.getLogger(__name__)
 def build_state(config: Config) -> AppState:
     """Open the data directory: key, database (migrated), stores, hub."""
     key = load_or_create_key(config.data_dir)
-    db = Database(config.database_path)
-    with db.connection() as conn:
-        migrate(conn)
+    db = open_database(config.database_url, config.data_dir)
     channels = ChannelStore(db)
     accounts = Accounts.open(db)
     counters = SignalingCounters()
@@ -139,15 +136,20 @@ def create_app(config: Config) -> FastAPI:
         if supervisor is not None:
             supervisor.start()
         state.transcription.start()
-        purge = PurgeSchedule(Purger(config.data_dir, state.accounts.audit), config)
-        purge.start()
+        purge = None
+        if is_postgres(config.database_url):
+            log.warning("retention purge: not on PostgreSQL yet; nothing is purged")
+        else:
+            purge = PurgeSchedule(Purger(config.data_dir, state.accounts.audit), config)
+            purge.start()
         state.started = True
         log.info("voice server ready", extra={"data_dir": str(config.data_dir)})
         try:
             yield
         finally:
             state.stopping = True
-            await purge.stop()
+            if purge is not None:
+                await purge.stop()
             await state.transcription.stop()
             if supervisor is not None:
                 await supervisor.stop()

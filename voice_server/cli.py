@@ -23,6 +23,7 @@ from voice_server.identity.keys import KeyFileError, load_or_create_key
 from voice_server.identity.tokens import Audience, Role, issue_token
 from voice_server.loadtest import cli as loadtest_cli
 from voice_server.store import commands as db_commands
+from voice_server.store.backend import is_postgres
 from voice_server.store.channels import ChannelError
 from voice_server.store.database import DatabaseError
 from voice_server.transcribe import commands as transcribe_commands
@@ -170,6 +171,8 @@ def _cmd_purge(args: argparse.Namespace) -> int:
     from voice_server.store.database import Database
 
     config = _config(args)
+    if is_postgres(config.database_url):
+        raise CliError("voice-server purge: the retention purge is not on PostgreSQL yet", 1)
     audit = AuditLog(Database(config.database_path))
     purger = Purger(config.data_dir, audit)
     report = purger.run(int(time.time() * 1000), actor=cli_admin.cli_caller(), dry_run=args.dry_run)

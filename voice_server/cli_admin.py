@@ -23,7 +23,7 @@ from voice_server.accounts.validate import AccountError
 from voice_server.audit.export import AUDIT_COLUMNS, csv_document, json_document
 from voice_server.config import Config
 from voice_server.identity.tokens import Role
-from voice_server.store.database import Database
+from voice_server.store.backend import open_database
 
 AddState = Callable[[argparse.ArgumentParser], None]
 
@@ -129,7 +129,7 @@ def cli_caller() -> Caller:
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
-    accounts = Accounts.open(Database(config.database_path))
+    accounts = Accounts.open(open_database(config.database_url, config.data_dir))
     if args.command == "users":
         return _users(args, accounts)
     if args.command == "channels":

@@ -17,8 +17,8 @@ from voice_server.identity.keys import load_or_create_key
 from voice_server.limits import raise_fd_limit
 from voice_server.logs import setup_logging
 from voice_server.signaling.messages import MAX_MESSAGE_BYTES
+from voice_server.store.backend import open_database
 from voice_server.store.backend import verify as verify_database
-from voice_server.store.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,8 @@ def run_server(config: Config, *, demo: bool = False) -> int:
     _check_port(config.host, config.port)
     if demo:
         ensure_demo_organisation(
-            Accounts.open(Database(config.database_path)), load_or_create_key(config.data_dir)
+            Accounts.open(open_database(config.database_url, config.data_dir)),
+            load_or_create_key(config.data_dir),
         )
     app = create_app(config)
     url = base_url(config)

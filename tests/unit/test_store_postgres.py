@@ -149,3 +149,26 @@ def test_sqlite_start_and_the_cli_parser_import_no_database_driver(tmp_path: Pat
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_server_state_and_the_admin_cli_use_postgres_for_every_store_on_main(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from voice_server.app import build_state
+    from voice_server.calllog.postgres import PgCallLog
+    from voice_server.store.pgcompat import PgCompatDatabase
+
+    monkeypatch.setenv("VOICE_DATABASE_URL", pg_url)
+    code, out, err = _cli("channels", "add", "ops", "--data-dir", str(tmp_path))
+    assert code == 0, err
+    code, out, err = _cli("audit", "verify", "--data-dir", str(tmp_path))
+    assert code == 0 and "1" in out, (out, err)
+    assert not (tmp_path / "voice.db").exists()  # nothing went to SQLite
+    state = build_state(load_config(None, data_dir=tmp_path))
+    try:
+        assert isinstance(state.calllog, PgCallLog) and isinstance(state.db, PgCompatDatabase)
+        assert [c.name for c in state.channels.list()] == ["ops"]
+        assert state.accounts.audit.count() == 1 and state.accounts.audit.verify().ok
+    finally:
+        state.db.close()
+    assert not (tmp_path / "voice.db").exists()

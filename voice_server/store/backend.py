@@ -1,8 +1,10 @@
-"""The store seam: which backend serves a store, from ``database_url``.
+"""The store seam: which backend serves each store, from ``database_url``.
 
 SQLite (the default, ``make run``) needs nothing more; PostgreSQL is imported only here, and only
-when a ``postgresql://`` URL is configured. On PostgreSQL today: the call log. Accounts, channels
-and the audit chain follow the same seam (README "PostgreSQL": what is there yet).
+when a ``postgresql://`` URL is configured. On PostgreSQL: the call log
+(:class:`~voice_server.calllog.postgres.PgCallLog`), and accounts, channels and the audit chain
+(their SQLite stores' own code over :class:`~voice_server.store.pgcompat.PgCompatDatabase`).
+Not yet: the retention purge, clips and the transcription job queue (README "PostgreSQL").
 """
 
 from __future__ import annotations
@@ -10,29 +12,49 @@ from __future__ import annotations
 from pathlib import Path
 
 from voice_server.calllog.store import CallLog
-from voice_server.store.database import Database
+from voice_server.store.database import Database, migrate
 from voice_server.store.dburl import target_of
 
-__all__ = ["open_call_log", "verify"]
+__all__ = ["is_postgres", "open_call_log", "open_database", "verify"]
 
 
-def open_call_log(
-    database_url: str | None, data_dir: Path, sqlite: Database | None = None
-) -> CallLog:
-    """The call log of this deployment. On PostgreSQL the database is reached, checked and
-    migrated here (DatabaseError, one line, when it cannot be used); on SQLite ``sqlite`` is
-    reused when given."""
+def is_postgres(database_url: str | None) -> bool:
+    return target_of(database_url, Path()).kind == "postgresql"
+
+
+def open_database(database_url: str | None, data_dir: Path) -> Database:
+    """The database of accounts, channels and the audit chain, migrated. On PostgreSQL it is
+    reached, checked and migrated here (DatabaseError, one line, when it cannot be used)."""
+    target = target_of(database_url, data_dir)
+    if target.kind == "postgresql":
+        from voice_server.store.pg import PgDatabase
+        from voice_server.store.pgcompat import PgCompatDatabase
+
+        assert target.url is not None
+        return PgCompatDatabase(PgDatabase(target.url).open())
+    assert target.path is not None
+    db = Database(target.path)
+    with db.connection() as conn:
+        migrate(conn)
+    return db
+
+
+def open_call_log(database_url: str | None, data_dir: Path, db: Database | None = None) -> CallLog:
+    """The call log of this deployment, sharing ``db``'s connections when given."""
     target = target_of(database_url, data_dir)
     if target.kind == "postgresql":
         from voice_server.calllog.postgres import PgCallLog
         from voice_server.store.pg import PgDatabase
+        from voice_server.store.pgcompat import PgCompatDatabase
 
         assert target.url is not None
+        if isinstance(db, PgCompatDatabase):
+            return PgCallLog(db.pg)
         return PgCallLog(PgDatabase(target.url).open())
     from voice_server.calllog.sqlite import SqliteCallLog
 
     assert target.path is not None
-    return SqliteCallLog(sqlite if sqlite is not None else Database(target.path))
+    return SqliteCallLog(db if db is not None else Database(target.path))
 
 
 def verify(database_url: str | None, data_dir: Path) -> None:

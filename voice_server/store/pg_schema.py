@@ -71,4 +71,96 @@ MIGRATIONS: list[str] = [
         created_ms      BIGINT NOT NULL
     );
     """,
+    # 2: channels, accounts, channel assignments, web sessions, sign-in codes, login throttle and
+    # the audit log: the tables of SQLite migrations 1 and 3, column for column (0/1 integers
+    # stay integers, REAL times double precision), served through store/pgcompat.py. The
+    # directory revision and the append-only audit log keep their triggers.
+    """
+    CREATE TABLE channel (
+        name            TEXT PRIMARY KEY,
+        display_name    TEXT NOT NULL,
+        created_at      TEXT NOT NULL,
+        retention_days  INTEGER,
+        legal_hold      INTEGER NOT NULL DEFAULT 0,
+        settings        TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE users (
+        name            TEXT PRIMARY KEY,
+        display_name    TEXT NOT NULL,
+        role            TEXT NOT NULL CHECK (role IN ('staff', 'supervisor', 'admin')),
+        password_hash   TEXT,
+        enabled         INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
+        created_at      TEXT NOT NULL,
+        updated_at      TEXT NOT NULL
+    );
+    CREATE TABLE channel_member (
+        channel         TEXT NOT NULL REFERENCES channel(name) ON DELETE CASCADE,
+        user_name       TEXT NOT NULL REFERENCES users(name),
+        PRIMARY KEY (channel, user_name)
+    );
+    CREATE INDEX channel_member_user ON channel_member(user_name);
+    CREATE TABLE channel_supervisor (
+        channel         TEXT NOT NULL REFERENCES channel(name) ON DELETE CASCADE,
+        user_name       TEXT NOT NULL REFERENCES users(name),
+        PRIMARY KEY (channel, user_name)
+    );
+    CREATE INDEX channel_supervisor_user ON channel_supervisor(user_name);
+    CREATE TABLE directory_revision (
+        id              INTEGER PRIMARY KEY CHECK (id = 1),
+        n               BIGINT NOT NULL
+    );
+    INSERT INTO directory_revision (id, n) VALUES (1, 0);
+    CREATE FUNCTION directory_revision_bump() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN UPDATE directory_revision SET n = n + 1; RETURN NULL; END $$;
+    CREATE TRIGGER users_revision AFTER INSERT OR UPDATE ON users
+        FOR EACH ROW EXECUTE FUNCTION directory_revision_bump();
+    CREATE TRIGGER member_revision AFTER INSERT OR DELETE ON channel_member
+        FOR EACH ROW EXECUTE FUNCTION directory_revision_bump();
+    CREATE TRIGGER supervisor_revision AFTER INSERT OR DELETE ON channel_supervisor
+        FOR EACH ROW EXECUTE FUNCTION directory_revision_bump();
+    CREATE TABLE web_session (
+        id_hash         TEXT PRIMARY KEY,
+        user_name       TEXT NOT NULL REFERENCES users(name),
+        csrf            TEXT NOT NULL,
+        via             TEXT NOT NULL,
+        address         TEXT NOT NULL,
+        created_at      DOUBLE PRECISION NOT NULL,
+        expires_at      DOUBLE PRECISION NOT NULL,
+        revoked         INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX web_session_user ON web_session(user_name);
+    CREATE TABLE signin_code (
+        code_hash       TEXT PRIMARY KEY,
+        user_name       TEXT NOT NULL REFERENCES users(name),
+        created_by      TEXT NOT NULL,
+        created_at      DOUBLE PRECISION NOT NULL,
+        expires_at      DOUBLE PRECISION NOT NULL,
+        used_at         DOUBLE PRECISION
+    );
+    CREATE TABLE login_throttle (
+        key             TEXT PRIMARY KEY,
+        failures        INTEGER NOT NULL,
+        last_failure    DOUBLE PRECISION NOT NULL,
+        locked_until    DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE audit_log (
+        seq             BIGINT PRIMARY KEY,
+        at              TEXT NOT NULL,
+        actor           TEXT NOT NULL,
+        actor_role      TEXT NOT NULL,
+        action          TEXT NOT NULL,
+        target          TEXT NOT NULL,
+        result          TEXT NOT NULL,
+        address         TEXT NOT NULL,
+        details         TEXT NOT NULL,
+        prev_hash       TEXT NOT NULL,
+        hash            TEXT NOT NULL
+    );
+    CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'audit_log is append-only'; END $$;
+    CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log
+        FOR EACH ROW EXECUTE FUNCTION audit_log_append_only();
+    CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
+        FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
+    """,
 ]
