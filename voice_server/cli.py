@@ -207,7 +207,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "tls-cert":
             return _cmd_tls_cert(args)
         if args.command == db_commands.COMMAND:
-            return db_commands.run(args, _config(args, database_url=args.database_url))
+            return db_commands.run(
+                args, _config(args, database_url=getattr(args, "database_url", None))
+            )
         if args.command == "bench":
             return run_bench(args)
         if args.command == "loadtest":

@@ -36,9 +36,15 @@ def add_parser(
         p = dsub.add_parser(action, help=text)
         state(p)
         p.add_argument("--database-url", help="sqlite:PATH or postgresql://… (default: config)")
+    cp = dsub.add_parser("copy", help="copy a SQLite deployment into an empty PostgreSQL database")
+    state(cp)
+    cp.add_argument("--from", dest="source", required=True, help="sqlite:PATH")
+    cp.add_argument("--to", dest="target", required=True, help="postgresql://…")
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
+    if args.action == "copy":
+        return _copy(args.source, args.target)
     target = config.database
     print(f"database {target.describe()}")
     if target.kind == "sqlite":
@@ -93,4 +99,29 @@ def _schema_line(version: int, code: int) -> int:
         else ""
     )
     print(f"schema version {version} (this program: {code}){pending}")
+    return 0
+
+
+def _copy(source: str, target: str) -> int:
+    from pathlib import Path
+
+    from voice_server.store.copy import copy_sqlite_to_postgres
+    from voice_server.store.dburl import target_of
+    from voice_server.store.pg import PgDatabase
+
+    try:
+        src, dst = target_of(source, Path()), target_of(target, Path())
+    except ValueError as exc:
+        raise DatabaseError(f"db copy: {exc}") from None
+    if src.kind != "sqlite" or dst.kind != "postgresql":
+        raise DatabaseError("db copy: --from sqlite:PATH --to postgresql://…")
+    assert src.path is not None and dst.url is not None
+    pg = PgDatabase(dst.url).open()
+    try:
+        report = copy_sqlite_to_postgres(src.path, pg)
+    finally:
+        pg.close()
+    print(f"copied {src.describe()} to {dst.describe()}")
+    for table, n in report.rows.items():
+        print(f"  {table}: {n} rows")
     return 0
