@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.pgserver import PgServer, find_bindir, running_postgres
+from voice_server.bench.pgserver import PgServer, find_bindir, running_postgres
 
 
 @pytest.fixture(scope="session")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.pgserver import PgServer
 from voice_server.accounts.bundle import Accounts
 from voice_server.accounts.service import Caller
+from voice_server.bench.pgserver import PgServer
 from voice_server.bench.search_data import TERMS, Corpus
 from voice_server.calllog.model import Gap, SearchQuery, new_burst_id
 from voice_server.calllog.postgres import PgCallLog

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.pgserver import PgServer
+from voice_server.bench.pgserver import PgServer
 
 
 def test_a_fresh_database_has_a_utf8_ctype_and_japanese_trigrams(pg_url: str) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pgserver import PgServer
+from voice_server.bench.pgserver import PgServer
 from voice_server.config import ConfigError, load_config
 from voice_server.store.database import DatabaseError
 from voice_server.store.dburl import redact, target_of

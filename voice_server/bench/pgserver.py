@@ -1,10 +1,11 @@
-"""A throwaway PostgreSQL for the tests: Debian's binaries, a temporary data directory, a private
-socket directory (no TCP), ``fsync=off``, the ``C.UTF-8`` locale (pg_trgm needs a UTF-8
-``LC_CTYPE`` for Japanese). initdb and pg_ctl refuse root, so as root they run as the
-``postgres`` user. ``pg_trgm`` is created in ``template1``: every database made afterwards has it.
+"""A throwaway PostgreSQL for the tests and the benchmarks: Debian's binaries, a temporary data
+directory, a private socket directory (no TCP), ``fsync=off``, the ``C.UTF-8`` locale (pg_trgm
+needs a UTF-8 ``LC_CTYPE`` for Japanese). initdb and pg_ctl refuse root, so as root they run as
+the ``postgres`` user. ``pg_trgm`` is created in ``template1``: every database made afterwards
+has it.
 
 Authentication: the superuser ``postgres`` by trust on the socket; any other role by password
-(scram), so a wrong password can be tested. The bench reuses this module.
+(scram), so a wrong password can be tested.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ class PgServer:
             pass
 
     def sql(self, dbname: str, statement: str) -> None:
-        import psycopg
+        import psycopg  # the [postgres] extra
 
         with psycopg.connect(self.url(dbname), autocommit=True) as conn:
             conn.execute(statement.encode())
