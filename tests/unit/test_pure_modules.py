@@ -34,6 +34,10 @@ PURE = [
     "voice_server.transcribe.catalogue",
     "voice_server.media.route",
     "voice_server.media.negotiation",
+    "voice_server.store.dburl",
+    "voice_server.store.pg_schema",
+    "voice_server.calllog.pgsearch",
+    "voice_server.calllog.rows",
 ]
 FORBIDDEN = {
     "asyncio",
@@ -44,6 +48,7 @@ FORBIDDEN = {
     "starlette",
     "uvicorn",
     "sqlite3",
+    "psycopg",
     "vosk",
     "websockets",
 }
