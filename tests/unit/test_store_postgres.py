@@ -172,3 +172,59 @@ def test_the_server_state_and_the_admin_cli_use_postgres_for_every_store_on_main
     finally:
         state.db.close()
     assert not (tmp_path / "voice.db").exists()
+
+
+def test_concurrent_writers_commit_each_burst_once_with_events_in_commit_order(
+    pg_url: str,
+) -> None:
+    """Four handles (as four processes would hold) commit the same 40 bursts in different
+    orders: each burst is committed once, and its event appears once, seqs increasing."""
+    import random
+    import threading
+
+    from voice_server.calllog.model import Utterance, new_burst_id
+    from voice_server.calllog.postgres import PgCallLog
+    from voice_server.store.pg import PgDatabase
+
+    t0 = 1_780_000_000_000
+    items = [
+        Utterance(new_burst_id(t0 + i), "ops", "s", "S", t0 + i, t0 + i + 5, f"報告 {i}")
+        for i in range(40)
+    ]
+    handles = [PgDatabase(pg_url).open() for _ in range(4)]
+    wins: list[str] = []
+    lock = threading.Lock()
+
+    def commit(db: PgDatabase, seed: int) -> None:
+        log = PgCallLog(db)
+        order = items[:]
+        random.Random(seed).shuffle(order)
+        for u in order:
+            if log.add_utterance(u, committed_ms=t0):
+                with lock:
+                    wins.append(u.id)
+
+    threads = [threading.Thread(target=commit, args=(db, n)) for n, db in enumerate(handles)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert sorted(wins) == sorted(u.id for u in items)
+    events = PgCallLog(handles[0]).events_after(0, limit=1000)
+    assert sorted(e.ref for e in events) == sorted(wins)
+    assert [e.seq for e in events] == sorted({e.seq for e in events})
+    for db in handles:
+        db.close()
+
+
+def test_the_supervised_transcriber_gets_the_database_url_in_its_environment(
+    tmp_path: Path,
+) -> None:
+    from voice_server.transcribe.supervise import TranscriberSupervisor
+
+    url = "postgresql://voice:s3cret@db/voice"
+    config = load_config(None, data_dir=tmp_path, transcriber=True, database_url=url)
+    supervisor = TranscriberSupervisor.from_config(config)
+    assert supervisor is not None and supervisor.env is not None
+    assert supervisor.env["VOICE_DATABASE_URL"] == url
+    assert not any("s3cret" in arg for arg in supervisor.argv)
