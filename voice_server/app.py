@@ -23,7 +23,7 @@ from voice_server.signaling.endpoint import serve_signaling
 from voice_server.signaling.hub import Hub
 from voice_server.signaling.livehub import LiveHub
 from voice_server.state import AppState
-from voice_server.store.backend import is_postgres, open_call_log, open_database
+from voice_server.store.backend import open_call_log, open_database, purge_store
 from voice_server.store.channels import ChannelStore
 from voice_server.transcribe.link_server import LinkHub
 from voice_server.transcribe.metrics import spool_families
@@ -136,20 +136,16 @@ def create_app(config: Config) -> FastAPI:
         if supervisor is not None:
             supervisor.start()
         state.transcription.start()
-        purge = None
-        if is_postgres(config.database_url):
-            log.warning("retention purge: not on PostgreSQL yet; nothing is purged")
-        else:
-            purge = PurgeSchedule(Purger(config.data_dir, state.accounts.audit), config)
-            purge.start()
+        purger = Purger(config.data_dir, state.accounts.audit, purge_store(state.db))
+        purge = PurgeSchedule(purger, config)
+        purge.start()
         state.started = True
         log.info("voice server ready", extra={"data_dir": str(config.data_dir)})
         try:
             yield
         finally:
             state.stopping = True
-            if purge is not None:
-                await purge.stop()
+            await purge.stop()
             await state.transcription.stop()
             if supervisor is not None:
                 await supervisor.stop()

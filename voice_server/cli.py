@@ -23,7 +23,7 @@ from voice_server.identity.keys import KeyFileError, load_or_create_key
 from voice_server.identity.tokens import Audience, Role, issue_token
 from voice_server.loadtest import cli as loadtest_cli
 from voice_server.store import commands as db_commands
-from voice_server.store.backend import is_postgres
+from voice_server.store.backend import open_database, purge_store
 from voice_server.store.channels import ChannelError
 from voice_server.store.database import DatabaseError
 from voice_server.transcribe import commands as transcribe_commands
@@ -168,13 +168,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_purge(args: argparse.Namespace) -> int:
     from voice_server.audit.log import AuditLog
     from voice_server.calllog.purge import Purger
-    from voice_server.store.database import Database
 
     config = _config(args)
-    if is_postgres(config.database_url):
-        raise CliError("voice-server purge: the retention purge is not on PostgreSQL yet", 1)
-    audit = AuditLog(Database(config.database_path))
-    purger = Purger(config.data_dir, audit)
+    db = open_database(config.database_url, config.data_dir)
+    purger = Purger(config.data_dir, AuditLog(db), purge_store(db))
     report = purger.run(int(time.time() * 1000), actor=cli_admin.cli_caller(), dry_run=args.dry_run)
     print(json.dumps(report.as_dict(), ensure_ascii=False, indent=1))
     return 0

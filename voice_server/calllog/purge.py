@@ -13,7 +13,9 @@ until a merge rewrites them: about 1-2 s per index at 1 M rows); then
 blocked): not used.
 
 Runs on its own connection, in short transactions (1000 rows), off the event loop: scheduled by
-the server every ``purge_interval_seconds`` and by ``voice-server purge [--dry-run]``.
+the server every ``purge_interval_seconds`` and by ``voice-server purge [--dry-run]``. The
+database side is a :class:`~voice_server.calllog.purge_store.PurgeStore` (SQLite by default; on
+PostgreSQL :mod:`.purge_pg`, which cannot scrub freed bytes: see there).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import contextlib
 import os
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,9 +34,8 @@ from voice_server.audit.log import AuditLog, AuditSubject
 from voice_server.calllog.burst import CLIPS_DIR, DONE, SPOOL_DIR, BurstMeta
 from voice_server.calllog.model import BURST_ID_RE, iso, ms_to_rowid
 from voice_server.calllog.ogg import OggError, read_ogg_opus
-from voice_server.calllog.retention import Cutoff, Rule, cutoffs, unknown_channel_cutoff
-from voice_server.calllog.sqlite import SqliteCallLog
-from voice_server.store.database import connect
+from voice_server.calllog.purge_store import PurgeStore, SqlitePurgeStore
+from voice_server.calllog.retention import Cutoff, cutoffs, unknown_channel_cutoff
 
 __all__ = ["ChannelPurge", "PurgeReport", "Purger"]
 
@@ -69,23 +71,25 @@ class PurgeReport:
 
 
 class Purger:
-    def __init__(self, data_dir: Path, audit: AuditLog) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        audit: AuditLog,
+        store: Callable[[], PurgeStore] | None = None,
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.db_path = self.data_dir / "voice.db"
         self._audit = audit
+        self._open = store or (lambda: SqlitePurgeStore(self.db_path))
 
     def run(
         self, now_ms: int, *, actor: AuditSubject | str = "system:purge", dry_run: bool = False
     ) -> PurgeReport:
         started = time.monotonic()
         report = PurgeReport(dry_run=dry_run)
-        conn = connect(self.db_path)
+        conn = self._open()
         try:
-            conn.execute("PRAGMA secure_delete=ON")
-            rules = [
-                Rule(r["name"], r["retention_days"], bool(r["legal_hold"]))
-                for r in conn.execute("SELECT name, retention_days, legal_hold FROM channel")
-            ]
+            rules = conn.rules()
             cuts = cutoffs(rules, now_ms)
             for cut in cuts:
                 done = self._channel(conn, cut, dry_run)
@@ -105,47 +109,27 @@ class Purger:
             report.spool_files = self._unknown(conn, unknown_channel_cutoff(rules, now_ms), dry_run)
             report.spool_files += self._spool(cuts, dry_run)
             if not dry_run and any(c.utterances or c.gaps for c in report.channels):
-                report.scrubbed, report.wal_truncated = True, scrub(conn)
+                report.scrubbed, report.wal_truncated = True, conn.scrub()
         finally:
             conn.close()
         report.seconds = round(time.monotonic() - started, 3)
         return report
 
     # ------------------------------------------------------------------ one channel
-    def _channel(self, conn: sqlite3.Connection, cut: Cutoff, dry_run: bool) -> ChannelPurge:
+    def _channel(self, conn: PurgeStore, cut: Cutoff, dry_run: bool) -> ChannelPurge:
         done = ChannelPurge(cut.channel, iso(cut.before_ms))
         before = ms_to_rowid(cut.before_ms)
-        where = "FROM utterance INDEXED BY utterance_channel WHERE channel = ? AND id < ?"
         if dry_run:
-            done.utterances = conn.execute(
-                f"SELECT count(*) {where}", (cut.channel, before)
-            ).fetchone()[0]
-            done.gaps = conn.execute(
-                "SELECT count(*) FROM gap WHERE channel = ? AND start_ms < ?",
-                (cut.channel, cut.before_ms),
-            ).fetchone()[0]
+            done.utterances, done.gaps = conn.count(cut.channel, before, cut.before_ms)
             return done
         while True:
-            rows = conn.execute(
-                f"SELECT uid, clip {where} ORDER BY id LIMIT {BATCH}", (cut.channel, before)
-            ).fetchall()
+            rows = conn.oldest(cut.channel, before, BATCH)
             if not rows:
                 break
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                done.utterances += SqliteCallLog.delete_in(conn, [r["uid"] for r in rows])
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            for r in rows:
-                done.files += self._remove(r["clip"]) + self._remove(
-                    f"{SPOOL_DIR}/{r['uid']}{DONE}"
-                )
-        cur = conn.execute(
-            "DELETE FROM gap WHERE channel = ? AND start_ms < ?", (cut.channel, cut.before_ms)
-        )
-        done.gaps = cur.rowcount
+            done.utterances += conn.delete([uid for uid, _ in rows])
+            for uid, clip in rows:
+                done.files += self._remove(clip) + self._remove(f"{SPOOL_DIR}/{uid}{DONE}")
+        done.gaps = conn.delete_gaps(cut.channel, cut.before_ms)
         done.files += self._old_clip_days(cut)
         return done
 
@@ -182,7 +166,7 @@ class Purger:
         return removed
 
     # ------------------------------------------------------------------ no channel known
-    def _unknown(self, conn: sqlite3.Connection, before_ms: int | None, dry_run: bool) -> int:
+    def _unknown(self, conn: PurgeStore, before_ms: int | None, dry_run: bool) -> int:
         """Gaps and damaged spool files whose channel is unknown (see ``retention``)."""
         if before_ms is None:
             return 0
@@ -196,9 +180,7 @@ class Purger:
                         with contextlib.suppress(OSError):
                             f.unlink()
         if not dry_run:
-            conn.execute(
-                "DELETE FROM gap WHERE channel = ? AND start_ms < ?", (UNKNOWN_CHANNEL, before_ms)
-            )
+            conn.delete_gaps(UNKNOWN_CHANNEL, before_ms)
         return removed
 
     def _spool(self, cuts: list[Cutoff], dry_run: bool) -> int:

@@ -3,19 +3,22 @@
 SQLite (the default, ``make run``) needs nothing more; PostgreSQL is imported only here, and only
 when a ``postgresql://`` URL is configured. On PostgreSQL: the call log
 (:class:`~voice_server.calllog.postgres.PgCallLog`), and accounts, channels and the audit chain
-(their SQLite stores' own code over :class:`~voice_server.store.pgcompat.PgCompatDatabase`).
-Not yet: the retention purge, clips and the transcription job queue (README "PostgreSQL").
+(their SQLite stores' own code over :class:`~voice_server.store.pgcompat.PgCompatDatabase`),
+and the retention purge's database side. Not yet: clips and the transcription job queue
+(README "PostgreSQL").
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+from voice_server.calllog.purge_store import PurgeStore
 from voice_server.calllog.store import CallLog
 from voice_server.store.database import Database, migrate
 from voice_server.store.dburl import target_of
 
-__all__ = ["is_postgres", "open_call_log", "open_database", "verify"]
+__all__ = ["is_postgres", "open_call_log", "open_database", "purge_store", "verify"]
 
 
 def is_postgres(database_url: str | None) -> bool:
@@ -55,6 +58,21 @@ def open_call_log(database_url: str | None, data_dir: Path, db: Database | None 
 
     assert target.path is not None
     return SqliteCallLog(db if db is not None else Database(target.path))
+
+
+def purge_store(db: Database) -> Callable[[], PurgeStore]:
+    """The retention purge's database side for ``db`` (a new connection per run)."""
+    from voice_server.store.pgcompat import PgCompatDatabase
+
+    if isinstance(db, PgCompatDatabase):
+        from voice_server.calllog.purge_pg import PgPurgeStore
+
+        pg = db.pg
+        return lambda: PgPurgeStore(pg)
+    from voice_server.calllog.purge_store import SqlitePurgeStore
+
+    path = db.path
+    return lambda: SqlitePurgeStore(path)
 
 
 def verify(database_url: str | None, data_dir: Path) -> None:
