@@ -1,4 +1,4 @@
-"""A call-log search as one PostgreSQL statement (pure).
+"""A call-log search on PostgreSQL as two bounded statements (pure).
 
 Terms are the normalized query split at spaces (:func:`~voice_server.calllog.normalize.
 split_terms`). A term of 3+ characters is ``norm LIKE '%term%'``, which pg_trgm's GIN index
@@ -6,9 +6,20 @@ split_terms`). A term of 3+ characters is ``norm LIKE '%term%'``, which pg_trgm'
 ``grams @> ARRAY[term]``, served by the GIN index of the grams array, plus ``strpos(norm, term)
 > 0``: always rechecked against the normalized text. Channel, speaker and time filters are plain
 conditions (the time range and the page cursor are one id range, as on SQLite: id order is time
-order); newest first is ``ORDER BY id DESC`` with one row more than the page to tell whether
-another page follows. The planner picks among the indexes (both GIN indexes, ``(channel, id)``,
-``(speaker_id, id)``, the primary key read backwards).
+order); one row more than the page tells whether another page follows.
+
+Left to itself the planner mis-guesses how often a term occurs (pg_trgm and array selectivities
+are rough): it walks the primary key backwards through the whole log for a rare term, or sorts
+every hit of a common one. So the executor (:class:`~voice_server.calllog.postgres.PgCallLog`)
+runs, like the SQLite race (:mod:`.plan`), a cheap exact step first:
+
+1. :func:`bound_sql`: the id of the :data:`WINDOW`-th newest row in the range (primary key,
+   index only); the *window* is everything newer.
+2. :func:`search_sql` on the window only: the newest matches there. ``limit + 1`` of them settle
+   the page: every row newer than the window's end was checked.
+3. Otherwise :func:`search_sql` on the rest of the range with index scans disabled for that
+   statement (``SET LOCAL enable_indexscan = off``): the term's GIN index (or the channel or
+   speaker index) as a bitmap, hits sorted — few, since the term was rare in the newest rows.
 """
 
 from __future__ import annotations
@@ -18,7 +29,7 @@ from typing import Any
 from voice_server.calllog.model import SearchQuery, since_until_rowids
 from voice_server.calllog.normalize import split_terms
 
-__all__ = ["COLUMNS", "like_pattern", "search_sql"]
+__all__ = ["COLUMNS", "WINDOW", "bound_sql", "id_range", "like_pattern", "search_sql"]
 
 COLUMNS = (
     "id, uid, channel, speaker_id, speaker_name, start_ms, end_ms, text, words, model, "
@@ -32,13 +43,29 @@ def like_pattern(term: str) -> str:
     return f"%{escaped}%"
 
 
-def search_sql(query: SearchQuery) -> tuple[str, list[Any]] | None:
-    """The statement and its parameters; None when nothing can match."""
+WINDOW = 10_000
+
+
+def id_range(query: SearchQuery) -> tuple[int, int] | None:
+    """The ids the query may return (time range and cursor); None when nothing can match."""
     lo, hi = since_until_rowids(query.since_ms, query.until_ms)
     if query.before_rowid is not None:
         hi = min(hi, query.before_rowid - 1)
     if lo > hi or (query.channels is not None and not query.channels):
         return None
+    return lo, hi
+
+
+def bound_sql(lo: int, hi: int, window: int = WINDOW) -> tuple[str, list[Any]]:
+    """The id of the ``window + 1``-th newest row in ``[lo, hi]`` (no row: fewer than that)."""
+    return (
+        "SELECT id FROM utterance WHERE id BETWEEN %s AND %s ORDER BY id DESC OFFSET %s LIMIT 1",
+        [lo, hi, window],
+    )
+
+
+def search_sql(query: SearchQuery, lo: int, hi: int, want: int) -> tuple[str, list[Any]]:
+    """The newest ``want`` rows in ``[lo, hi]`` that match the whole query."""
     where = ["id BETWEEN %s AND %s"]
     args: list[Any] = [lo, hi]
     for term in split_terms(query.q or ""):
@@ -55,4 +82,4 @@ def search_sql(query: SearchQuery) -> tuple[str, list[Any]] | None:
         where.append("channel = ANY(%s::text[])")
         args.append(sorted(query.channels))
     sql = f"SELECT {COLUMNS} FROM utterance WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT %s"
-    return sql, [*args, query.limit + 1]
+    return sql, [*args, want]

@@ -24,7 +24,7 @@ from voice_server.calllog.model import (
     rowid_of,
 )
 from voice_server.calllog.normalize import short_grams
-from voice_server.calllog.pgsearch import search_sql
+from voice_server.calllog.pgsearch import WINDOW, bound_sql, id_range, search_sql
 from voice_server.calllog.rows import GAP_COLUMNS, NORM, gap_values, row_values, utterance_of
 from voice_server.store.pg import PgDatabase
 from voice_server.store.pg_schema import COMMIT_CHANNEL, COMMIT_LOCK
@@ -49,8 +49,9 @@ def _dict(names: list[str], row: tuple[Any, ...]) -> dict[str, Any]:
 
 
 class PgCallLog:
-    def __init__(self, db: PgDatabase) -> None:
+    def __init__(self, db: PgDatabase, *, window: int = WINDOW) -> None:
         self._db = db
+        self.window = window  # newest rows checked before the indexes (pgsearch)
 
     # ------------------------------------------------------------------ writes
     def add_utterance(
@@ -177,14 +178,20 @@ class PgCallLog:
         return [int(r[0]) for r in rows]
 
     def search(self, query: SearchQuery) -> SearchPage:
-        built = search_sql(query)
-        if built is None:
+        """Newest first: the newest rows, then the rest by index (:mod:`.pgsearch`)."""
+        span = id_range(query)
+        if span is None:
             return SearchPage()
-        sql, args = built
-        with self._db.connection() as conn:
-            cur = conn.execute(sql, args)
-            names = [d.name for d in cur.description or ()]
-            rows = cur.fetchall()
+        lo, hi = span
+        want = query.limit + 1
+        with self._db.transaction() as conn:
+            row = conn.execute(*bound_sql(lo, hi, self.window)).fetchone()
+            bound = int(row[0]) + 1 if row else lo
+            names, rows = self._rows(conn, *search_sql(query, bound, hi, want))
+            if len(rows) < want and bound > lo:
+                conn.execute("SET LOCAL enable_indexscan = off")
+                _, older = self._rows(conn, *search_sql(query, lo, bound - 1, want - len(rows)))
+                rows += older
         more = len(rows) > query.limit
         rows = rows[: query.limit]
         rowids = tuple(int(r[0]) for r in rows)
@@ -193,3 +200,8 @@ class PgCallLog:
             rowids[-1] if more and rowids else None,
             rowids,
         )
+
+    @staticmethod
+    def _rows(conn: Any, sql: str, args: list[Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
+        cur = conn.execute(sql, args)
+        return [d.name for d in cur.description or ()], list(cur.fetchall())
