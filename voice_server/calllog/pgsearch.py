@@ -14,7 +14,8 @@ every hit of a common one. So the executor (:class:`~voice_server.calllog.postgr
 runs, like the SQLite race (:mod:`.plan`), a cheap exact step first:
 
 1. :func:`bound_sql`: the id of the :data:`WINDOW`-th newest row in the range (primary key,
-   index only); the *window* is everything newer.
+   index only; with a speaker or up to 8 channels, the newest of theirs, from their index); the
+   *window* is everything newer.
 2. :func:`search_sql` on the window only: the newest matches there. ``limit + 1`` of them settle
    the page: every row newer than the window's end was checked.
 3. Otherwise :func:`search_sql` on the rest of the range with index scans disabled for that
@@ -28,6 +29,7 @@ from typing import Any
 
 from voice_server.calllog.model import SearchQuery, since_until_rowids
 from voice_server.calllog.normalize import split_terms
+from voice_server.calllog.plan import MAX_CHANNEL_STREAM
 
 __all__ = ["COLUMNS", "WINDOW", "bound_sql", "id_range", "like_pattern", "search_sql"]
 
@@ -43,7 +45,8 @@ def like_pattern(term: str) -> str:
     return f"%{escaped}%"
 
 
-WINDOW = 10_000
+WINDOW = 10_000  # newest rows checked first; a channel's or a speaker's: WINDOW // FILTERED
+FILTERED = 5
 
 
 def id_range(query: SearchQuery) -> tuple[int, int] | None:
@@ -56,8 +59,23 @@ def id_range(query: SearchQuery) -> tuple[int, int] | None:
     return lo, hi
 
 
-def bound_sql(lo: int, hi: int, window: int = WINDOW) -> tuple[str, list[Any]]:
-    """The id of the ``window + 1``-th newest row in ``[lo, hi]`` (no row: fewer than that)."""
+def bound_sql(query: SearchQuery, lo: int, hi: int, window: int = WINDOW) -> tuple[str, list[Any]]:
+    """Where the window ends: the id of the ``window + 1``-th newest row in ``[lo, hi]`` — of
+    the speaker, or (the largest of) each channel's, when the query names them, read from their
+    ``(…, id)`` index; NULL when there are not that many."""
+    if query.speaker is not None:
+        return (
+            "SELECT id FROM utterance WHERE speaker_id = %s AND id BETWEEN %s AND %s "
+            "ORDER BY id DESC OFFSET %s LIMIT 1",
+            [query.speaker, lo, hi, window // FILTERED],
+        )
+    if query.channels is not None and len(query.channels) <= MAX_CHANNEL_STREAM:
+        return (
+            "SELECT max(b.id) FROM unnest(%s::text[]) AS c(name), LATERAL (SELECT id FROM "
+            "utterance WHERE channel = c.name AND id BETWEEN %s AND %s ORDER BY id DESC "
+            "OFFSET %s LIMIT 1) AS b",
+            [sorted(query.channels), lo, hi, window // FILTERED],
+        )
     return (
         "SELECT id FROM utterance WHERE id BETWEEN %s AND %s ORDER BY id DESC OFFSET %s LIMIT 1",
         [lo, hi, window],

@@ -185,8 +185,8 @@ class PgCallLog:
         lo, hi = span
         want = query.limit + 1
         with self._db.transaction() as conn:
-            row = conn.execute(*bound_sql(lo, hi, self.window)).fetchone()
-            bound = int(row[0]) + 1 if row else lo
+            row = conn.execute(*bound_sql(query, lo, hi, self.window)).fetchone()
+            bound = int(row[0]) + 1 if row and row[0] is not None else lo
             names, rows = self._rows(conn, *search_sql(query, bound, hi, want))
             if len(rows) < want and bound > lo:
                 conn.execute("SET LOCAL enable_indexscan = off")
