@@ -16,8 +16,10 @@ runs, like the SQLite race (:mod:`.plan`), a cheap exact step first:
 1. :func:`bound_sql`: the id of the :data:`WINDOW`-th newest row in the range (primary key,
    index only; with a speaker or up to 8 channels, the newest of theirs, from their index); the
    *window* is everything newer.
-2. :func:`search_sql` on the window only: the newest matches there. ``limit + 1`` of them settle
-   the page: every row newer than the window's end was checked.
+2. :func:`window_sql` on the window only, with bitmap and sequential scans disabled for that
+   statement (the window is read in id order from the primary key or the channel/speaker index:
+   the planner cannot choose a big bitmap): the newest matches there. ``limit + 1`` of them
+   settle the page: every row newer than the window's end was checked.
 3. Otherwise :func:`search_sql` on the rest of the range with index scans disabled for that
    statement (``SET LOCAL enable_indexscan = off``): the term's GIN index (or the channel or
    speaker index) as a bitmap, hits sorted — few, since the term was rare in the newest rows.
@@ -31,7 +33,15 @@ from voice_server.calllog.model import SearchQuery, since_until_rowids
 from voice_server.calllog.normalize import split_terms
 from voice_server.calllog.plan import MAX_CHANNEL_STREAM
 
-__all__ = ["COLUMNS", "WINDOW", "bound_sql", "id_range", "like_pattern", "search_sql"]
+__all__ = [
+    "COLUMNS",
+    "WINDOW",
+    "bound_sql",
+    "id_range",
+    "like_pattern",
+    "search_sql",
+    "window_sql",
+]
 
 COLUMNS = (
     "id, uid, channel, speaker_id, speaker_name, start_ms, end_ms, text, words, model, "
@@ -82,6 +92,25 @@ def bound_sql(query: SearchQuery, lo: int, hi: int, window: int = WINDOW) -> tup
     )
 
 
+def window_sql(query: SearchQuery, lo: int, hi: int, want: int) -> tuple[str, list[Any]]:
+    """:func:`search_sql` for the window, in the shape an ordered index serves: one arm per
+    channel (each the ``(channel, id)`` index read backwards), merged."""
+    channels = sorted(query.channels or ())
+    if query.speaker is not None or not channels or len(channels) > MAX_CHANNEL_STREAM:
+        return search_sql(query, lo, hi, want)
+    arms: list[str] = []
+    args: list[Any] = []
+    for channel in channels:
+        one = SearchQuery(q=query.q, channels=frozenset({channel}), limit=query.limit)
+        sql, arm_args = search_sql(one, lo, hi, want)
+        arms.append(f"({sql})")
+        args += arm_args
+    return f"SELECT * FROM ({' UNION ALL '.join(arms)}) AS w ORDER BY id DESC LIMIT %s", [
+        *args,
+        want,
+    ]
+
+
 def search_sql(query: SearchQuery, lo: int, hi: int, want: int) -> tuple[str, list[Any]]:
     """The newest ``want`` rows in ``[lo, hi]`` that match the whole query."""
     where = ["id BETWEEN %s AND %s"]
@@ -96,7 +125,10 @@ def search_sql(query: SearchQuery, lo: int, hi: int, want: int) -> tuple[str, li
     if query.speaker is not None:
         where.append("speaker_id = %s")
         args.append(query.speaker)
-    if query.channels is not None:
+    if query.channels is not None and len(query.channels) == 1:
+        where.append("channel = %s")
+        args.append(next(iter(query.channels)))
+    elif query.channels is not None:
         where.append("channel = ANY(%s::text[])")
         args.append(sorted(query.channels))
     sql = f"SELECT {COLUMNS} FROM utterance WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT %s"

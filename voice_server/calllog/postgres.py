@@ -24,7 +24,7 @@ from voice_server.calllog.model import (
     rowid_of,
 )
 from voice_server.calllog.normalize import short_grams
-from voice_server.calllog.pgsearch import WINDOW, bound_sql, id_range, search_sql
+from voice_server.calllog.pgsearch import WINDOW, bound_sql, id_range, search_sql, window_sql
 from voice_server.calllog.rows import GAP_COLUMNS, NORM, gap_values, row_values, utterance_of
 from voice_server.store.pg import PgDatabase
 from voice_server.store.pg_schema import COMMIT_CHANNEL, COMMIT_LOCK
@@ -187,8 +187,12 @@ class PgCallLog:
         with self._db.transaction() as conn:
             row = conn.execute(*bound_sql(query, lo, hi, self.window)).fetchone()
             bound = int(row[0]) + 1 if row and row[0] is not None else lo
-            names, rows = self._rows(conn, *search_sql(query, bound, hi, want))
+            conn.execute("SET LOCAL enable_bitmapscan = off")
+            conn.execute("SET LOCAL enable_seqscan = off")
+            names, rows = self._rows(conn, *window_sql(query, bound, hi, want))
             if len(rows) < want and bound > lo:
+                conn.execute("SET LOCAL enable_bitmapscan = on")
+                conn.execute("SET LOCAL enable_seqscan = on")
                 conn.execute("SET LOCAL enable_indexscan = off")
                 _, older = self._rows(conn, *search_sql(query, lo, bound - 1, want - len(rows)))
                 rows += older
