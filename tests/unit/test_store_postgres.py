@@ -228,3 +228,29 @@ def test_the_supervised_transcriber_gets_the_database_url_in_its_environment(
     assert supervisor is not None and supervisor.env is not None
     assert supervisor.env["VOICE_DATABASE_URL"] == url
     assert not any("s3cret" in arg for arg in supervisor.argv)
+
+
+def test_nodes_starting_together_migrate_once(pg_url: str) -> None:
+    import threading
+
+    from voice_server.store.pg import PgDatabase, check
+    from voice_server.store.pg_schema import MIGRATIONS
+
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            PgDatabase(pg_url).open().close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    db = PgDatabase(pg_url)
+    with db.connection() as conn:
+        assert check(conn).schema == len(MIGRATIONS)
+    db.close()

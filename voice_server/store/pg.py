@@ -119,7 +119,8 @@ def migrate(conn: psycopg.Connection[Any]) -> int:
     if report.problems:
         raise DatabaseError(report.problems[0])
     try:
-        with conn.transaction():
+        with conn.transaction():  # under the lock: CREATE … IF NOT EXISTS races otherwise
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS voice_schema ("
                 "id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)"
