@@ -254,3 +254,21 @@ def test_nodes_starting_together_migrate_once(pg_url: str) -> None:
     with db.connection() as conn:
         assert check(conn).schema == len(MIGRATIONS)
     db.close()
+
+
+def test_the_sqlite_statements_of_the_stores_translate_to_postgres() -> None:
+    from voice_server.store.pgcompat import translate
+
+    assert translate("SELECT * FROM t WHERE a = ? AND b LIKE 'x%?'") == (
+        "SELECT * FROM t WHERE a = %s AND b LIKE 'x%%?'"
+    )
+    assert translate("INSERT OR IGNORE INTO m (channel, user_name) VALUES (?, ?)") == (
+        "INSERT INTO m (channel, user_name) VALUES (%s, %s) ON CONFLICT DO NOTHING"
+    )
+    assert translate("INSERT OR REPLACE INTO login_throttle (key, failures) VALUES (?, ?);") == (
+        "INSERT INTO login_throttle (key, failures) VALUES (%s, %s) "
+        "ON CONFLICT (key) DO UPDATE SET failures = EXCLUDED.failures"
+    )
+    assert "sqlite_sequence" not in translate(
+        "SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'"
+    )
