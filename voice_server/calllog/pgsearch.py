@@ -13,9 +13,11 @@ are rough): it walks the primary key backwards through the whole log for a rare 
 every hit of a common one. So the executor (:class:`~voice_server.calllog.postgres.PgCallLog`)
 runs, like the SQLite race (:mod:`.plan`), a cheap exact step first:
 
-1. :func:`bound_sql`: the id of the :data:`WINDOW`-th newest row in the range (primary key,
-   index only; with a speaker or up to 8 channels, the newest of theirs, from their index); the
-   *window* is everything newer.
+1. :func:`bound_sql`: the id of the 1,000th newest row in the range (primary key, index only;
+   with a speaker or up to 8 channels, the newest of theirs, from their index); the *window* is
+   everything newer. When the window holds too few matches to promise a full page at
+   :data:`WINDOW` rows (:func:`worth_widening`), the term is rare: straight to step 3; else the
+   window grows to :data:`WINDOW` rows first.
 2. :func:`window_sql` on the window only, with bitmap and sequential scans disabled for that
    statement (the window is read in id order from the primary key or the channel/speaker index:
    the planner cannot choose a big bitmap): the newest matches there. ``limit + 1`` of them
@@ -40,7 +42,9 @@ __all__ = [
     "id_range",
     "like_pattern",
     "search_sql",
+    "window_sizes",
     "window_sql",
+    "worth_widening",
 ]
 
 COLUMNS = (
@@ -57,6 +61,7 @@ def like_pattern(term: str) -> str:
 
 WINDOW = 10_000  # newest rows checked first; a channel's or a speaker's: WINDOW // FILTERED
 FILTERED = 5
+GROWTH = 10  # the small window is WINDOW // GROWTH
 
 
 def id_range(query: SearchQuery) -> tuple[int, int] | None:
@@ -67,6 +72,17 @@ def id_range(query: SearchQuery) -> tuple[int, int] | None:
     if lo > hi or (query.channels is not None and not query.channels):
         return None
     return lo, hi
+
+
+def window_sizes(window: int) -> tuple[int, int]:
+    """The two windows: a tenth of ``window`` first, then ``window`` (each at least 1)."""
+    return max(1, window // GROWTH), max(1, window)
+
+
+def worth_widening(found: int, want: int) -> bool:
+    """After the small window: read the large one only when, at the rate seen, it would fill the
+    page; a rarer term goes to the indexes at once."""
+    return found * GROWTH >= want
 
 
 def bound_sql(query: SearchQuery, lo: int, hi: int, window: int = WINDOW) -> tuple[str, list[Any]]:

@@ -24,7 +24,15 @@ from voice_server.calllog.model import (
     rowid_of,
 )
 from voice_server.calllog.normalize import short_grams
-from voice_server.calllog.pgsearch import WINDOW, bound_sql, id_range, search_sql, window_sql
+from voice_server.calllog.pgsearch import (
+    WINDOW,
+    bound_sql,
+    id_range,
+    search_sql,
+    window_sizes,
+    window_sql,
+    worth_widening,
+)
 from voice_server.calllog.rows import GAP_COLUMNS, NORM, gap_values, row_values, utterance_of
 from voice_server.store.pg import PgDatabase
 from voice_server.store.pg_schema import COMMIT_CHANNEL, COMMIT_LOCK
@@ -184,17 +192,27 @@ class PgCallLog:
             return SearchPage()
         lo, hi = span
         want = query.limit + 1
+        rows: list[tuple[Any, ...]] = []
+        names: list[str] = []
+        top = hi  # everything above top has been checked
         with self._db.transaction() as conn:
-            row = conn.execute(*bound_sql(query, lo, hi, self.window)).fetchone()
-            bound = int(row[0]) + 1 if row and row[0] is not None else lo
             conn.execute("SET LOCAL enable_bitmapscan = off")
             conn.execute("SET LOCAL enable_seqscan = off")
-            names, rows = self._rows(conn, *window_sql(query, bound, hi, want))
-            if len(rows) < want and bound > lo:
+            small, large = window_sizes(self.window)
+            for size in (small, large):
+                row = conn.execute(*bound_sql(query, lo, hi, size)).fetchone()
+                bound = int(row[0]) + 1 if row and row[0] is not None else lo
+                if bound <= top:
+                    names, got = self._rows(conn, *window_sql(query, bound, top, want - len(rows)))
+                    rows += got
+                    top = bound - 1
+                if len(rows) >= want or top < lo or not worth_widening(len(rows), want):
+                    break
+            if len(rows) < want and top >= lo:
                 conn.execute("SET LOCAL enable_bitmapscan = on")
                 conn.execute("SET LOCAL enable_seqscan = on")
                 conn.execute("SET LOCAL enable_indexscan = off")
-                _, older = self._rows(conn, *search_sql(query, lo, bound - 1, want - len(rows)))
+                names, older = self._rows(conn, *search_sql(query, lo, top, want - len(rows)))
                 rows += older
         more = len(rows) > query.limit
         rows = rows[: query.limit]
