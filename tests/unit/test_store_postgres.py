@@ -104,7 +104,7 @@ def test_db_check_and_migrate_on_postgres(pg_server: PgServer, tmp_path: Path) -
     code, out, _ = _cli("db", "migrate", "--data-dir", str(tmp_path), "--database-url", url)
     assert code == 0 and "pending" not in out and "LC_CTYPE C.UTF-8" in out
     code, out, _ = _cli("db", "check", "--data-dir", str(tmp_path), "--database-url", url)
-    assert code == 0 and "pending" not in out
+    assert code == 0 and "pending" not in out and "Japanese trigrams ok" in out
     pg_server.sql(
         "postgres",
         "CREATE DATABASE c_cli TEMPLATE template0 ENCODING 'UTF8' LC_CTYPE 'C' LC_COLLATE 'C'",

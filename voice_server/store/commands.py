@@ -80,7 +80,10 @@ def _postgres(action: str, url: str) -> int:
         if action == "migrate":
             migrate(conn)  # refuses what check would (one line)
             report = check(conn)
-        print(f"pg_trgm {report.trgm or 'not installed'}")
+        japanese = ""
+        if report.japanese_trigrams is not None:
+            japanese = ", Japanese trigrams " + ("ok" if report.japanese_trigrams else "none")
+        print(f"pg_trgm {report.trgm or 'not installed'}{japanese}")
         if report.problems:
             raise DatabaseError(report.problems[0])
     finally:

@@ -72,6 +72,7 @@ class CheckReport:
     trgm: str | None  # pg_trgm's version in this database (None: not installed)
     schema: int  # migrations applied
     code: int  # migrations this program knows
+    japanese_trigrams: bool | None = None  # show_trgm('会議室') non-empty (None: no pg_trgm)
 
     @property
     def problems(self) -> list[str]:
@@ -90,6 +91,11 @@ class CheckReport:
             )
         elif self.schema > 0 and self.trgm is None:
             out.append("extension pg_trgm is missing: run voice-server db migrate")
+        elif self.japanese_trigrams is False and not out:
+            out.append(
+                f"pg_trgm finds no trigrams in Japanese text with LC_CTYPE {self.ctype!r}: "
+                "create the database with LC_CTYPE 'C.UTF-8' (README PostgreSQL)"
+            )
         return out
 
 
@@ -101,6 +107,10 @@ def check(conn: psycopg.Connection[Any]) -> CheckReport:
     ).fetchone()
     assert row is not None
     trgm = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'pg_trgm'").fetchone()
+    japanese = None
+    if trgm:
+        got = conn.execute("SELECT cardinality(show_trgm('会議室'))").fetchone()
+        japanese = bool(got and got[0])
     return CheckReport(
         server_version=str(row[0]),
         ctype=str(row[1]),
@@ -108,6 +118,7 @@ def check(conn: psycopg.Connection[Any]) -> CheckReport:
         trgm=str(trgm[0]) if trgm else None,
         schema=schema_version(conn),
         code=len(MIGRATIONS),
+        japanese_trigrams=japanese,
     )
 
 
