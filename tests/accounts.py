@@ -41,7 +41,7 @@ def password(name: str) -> str:
 
 
 def build_org(data_dir: Path, database_url: str | None = None) -> None:
-    from voice_server.store.backend import open_database
+    from voice_server.backends.seam import open_database
 
     db = Database(data_dir / "voice.db") if database_url is None else None
     accounts = Accounts.open(db or open_database(database_url, data_dir))

@@ -38,7 +38,7 @@ def call_log(kind: str, folder: Path, request: pytest.FixtureRequest) -> Iterato
 def database(kind: str, folder: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
     """A new, empty, migrated database of accounts, channels and the audit chain (a ``Database``
     on SQLite or a ``PgCompatDatabase``); ``.pg_url`` is set on PostgreSQL."""
-    from voice_server.store.backend import open_database
+    from voice_server.backends.seam import open_database
 
     if kind == "sqlite":
         db = open_database(None, folder)

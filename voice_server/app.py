@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 
 from voice_server.accounts.bundle import Accounts
+from voice_server.backends.seam import open_call_log, open_database, purge_store
 from voice_server.calllog.purge import Purger
 from voice_server.calllog.schedule import PurgeSchedule
 from voice_server.config import Config
@@ -23,7 +24,6 @@ from voice_server.signaling.endpoint import serve_signaling
 from voice_server.signaling.hub import Hub
 from voice_server.signaling.livehub import LiveHub
 from voice_server.state import AppState
-from voice_server.store.backend import open_call_log, open_database, purge_store
 from voice_server.store.channels import ChannelStore
 from voice_server.transcribe.link_server import LinkHub
 from voice_server.transcribe.metrics import spool_families

@@ -17,13 +17,13 @@ from typing import Any
 
 from voice_server import __version__, cli_admin
 from voice_server.accounts.validate import AccountError
+from voice_server.backends import commands as db_commands
+from voice_server.backends.seam import open_database, purge_store
 from voice_server.bench.cli import add_bench_parser, run_bench
 from voice_server.config import Config, ConfigError, load_config
 from voice_server.identity.keys import KeyFileError, load_or_create_key
 from voice_server.identity.tokens import Audience, Role, issue_token
 from voice_server.loadtest import cli as loadtest_cli
-from voice_server.store import commands as db_commands
-from voice_server.store.backend import open_database, purge_store
 from voice_server.store.channels import ChannelError
 from voice_server.store.database import DatabaseError
 from voice_server.transcribe import commands as transcribe_commands

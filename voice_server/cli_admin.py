@@ -21,9 +21,9 @@ from voice_server.accounts.service import Caller
 from voice_server.accounts.users import Assignment
 from voice_server.accounts.validate import AccountError
 from voice_server.audit.export import AUDIT_COLUMNS, csv_document, json_document
+from voice_server.backends.seam import open_database
 from voice_server.config import Config
 from voice_server.identity.tokens import Role
-from voice_server.store.backend import open_database
 
 AddState = Callable[[argparse.ArgumentParser], None]
 

@@ -11,14 +11,14 @@ import uvicorn
 
 from voice_server.accounts.bundle import Accounts
 from voice_server.app import create_app
+from voice_server.backends.seam import open_database
+from voice_server.backends.seam import verify as verify_database
 from voice_server.config import Config
 from voice_server.demo import demo_credentials, ensure_demo_organisation
 from voice_server.identity.keys import load_or_create_key
 from voice_server.limits import raise_fd_limit
 from voice_server.logs import setup_logging
 from voice_server.signaling.messages import MAX_MESSAGE_BYTES
-from voice_server.store.backend import open_database
-from voice_server.store.backend import verify as verify_database
 
 log = logging.getLogger(__name__)
 

@@ -203,7 +203,7 @@ def test_writers_on_two_connections_keep_one_audit_chain(
     from voice_server.audit.log import AuditLog
 
     with database("postgres", tmp_path, request) as first:
-        from voice_server.store.backend import open_database
+        from voice_server.backends.seam import open_database
 
         others = [open_database(first.pg_url, tmp_path) for _ in range(3)]
         logs = [AuditLog(db) for db in (first, *others)]

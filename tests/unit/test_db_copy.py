@@ -9,13 +9,13 @@ import pytest
 
 from voice_server.accounts.bundle import Accounts
 from voice_server.accounts.service import Caller
+from voice_server.backends.copy import copy_sqlite_to_postgres
+from voice_server.backends.seam import open_database
 from voice_server.bench.pgserver import PgServer
 from voice_server.bench.search_data import TERMS, Corpus
 from voice_server.calllog.model import Gap, SearchQuery, new_burst_id
 from voice_server.calllog.postgres import PgCallLog
 from voice_server.calllog.sqlite import SqliteCallLog
-from voice_server.store.backend import open_database
-from voice_server.store.copy import copy_sqlite_to_postgres
 from voice_server.store.database import Database, DatabaseError
 from voice_server.store.pg import PgDatabase
 

@@ -126,8 +126,8 @@ def test_the_purge_on_postgres_removes_expired_rows_and_files_and_keeps_the_held
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     from tests.backends import database
+    from voice_server.backends.seam import purge_store
     from voice_server.calllog.postgres import PgCallLog
-    from voice_server.store.backend import purge_store
 
     with database("postgres", tmp_path, request) as db:
         channels = ChannelStore(db)

@@ -34,7 +34,7 @@ def test_passwords_never_show() -> None:
 
 
 def _refusal(url: str) -> str:
-    from voice_server.store.backend import open_call_log
+    from voice_server.backends.seam import open_call_log
 
     with pytest.raises(DatabaseError) as info:
         open_call_log(url, Path("/nonexistent"))
@@ -69,8 +69,8 @@ def test_a_c_locale_and_a_newer_schema_are_refused(pg_server: PgServer) -> None:
 
 
 def test_migrations_run_once_and_the_seam_picks_postgres(pg_url: str, tmp_path: Path) -> None:
+    from voice_server.backends.seam import open_call_log
     from voice_server.calllog.postgres import PgCallLog
-    from voice_server.store.backend import open_call_log
     from voice_server.store.pg import PgDatabase, check, migrate
     from voice_server.store.pg_schema import MIGRATIONS
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -40,7 +39,6 @@ from voice_server.calllog.retention import Cutoff, cutoffs, unknown_channel_cuto
 __all__ = ["ChannelPurge", "PurgeReport", "Purger"]
 
 BATCH = 1000
-FTS_TABLES = ("utterance_fts", "utterance_grams")
 UNKNOWN_CHANNEL = "?"
 
 
@@ -205,16 +203,3 @@ class Purger:
                     with contextlib.suppress(OSError):
                         os.unlink(f)
         return removed
-
-
-def scrub(conn: sqlite3.Connection, attempts: int = 20) -> bool:
-    """Rewrite both FTS5 indexes without the deleted entries, then empty the WAL. True when the
-    WAL was truncated (a long reader elsewhere can hold it; the next purge tries again)."""
-    for table in FTS_TABLES:
-        conn.execute(f"INSERT INTO {table} ({table}) VALUES ('optimize')")
-    for _ in range(attempts):
-        busy, _log, _done = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        if busy == 0:
-            return True
-        time.sleep(0.1)
-    return False

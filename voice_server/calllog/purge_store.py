@@ -3,17 +3,21 @@
 The purge itself (cutoffs, batches, files, audit rows) is the same for every backend; a
 :class:`PurgeStore` reads the channels' rules, counts and deletes expired rows and scrubs what is
 left of them. SQLite: deletes with ``secure_delete``, both FTS5 indexes optimized and the WAL
-truncated (:func:`~voice_server.calllog.purge.scrub`). PostgreSQL: :mod:`.purge_pg`.
+truncated (:func:`scrub`). PostgreSQL: :mod:`.purge_pg`.
 """
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 from typing import Protocol
 
 from voice_server.calllog.retention import Rule
 
-__all__ = ["PurgeStore", "SqlitePurgeStore"]
+__all__ = ["FTS_TABLES", "PurgeStore", "SqlitePurgeStore", "scrub"]
+
+FTS_TABLES = ("utterance_fts", "utterance_grams")
 
 
 class PurgeStore(Protocol):
@@ -89,9 +93,20 @@ class SqlitePurgeStore:
         return int(cur.rowcount)
 
     def scrub(self) -> bool:
-        from voice_server.calllog.purge import scrub
-
         return scrub(self._conn)
 
     def close(self) -> None:
         self._conn.close()
+
+
+def scrub(conn: sqlite3.Connection, attempts: int = 20) -> bool:
+    """Rewrite both FTS5 indexes without the deleted entries, then empty the WAL. True when the
+    WAL was truncated (a long reader elsewhere can hold it; the next purge tries again)."""
+    for table in FTS_TABLES:
+        conn.execute(f"INSERT INTO {table} ({table}) VALUES ('optimize')")
+    for _ in range(attempts):
+        busy, _log, _done = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy == 0:
+            return True
+        time.sleep(0.1)
+    return False

@@ -23,11 +23,11 @@ from urllib.parse import urlsplit, urlunsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from voice_server.backends.seam import open_call_log, open_database
 from voice_server.calllog.burst import BurstMeta
 from voice_server.calllog.model import Utterance
 from voice_server.identity.derived import LINK_PURPOSE, derive_key, mac_hex
 from voice_server.identity.keys import KEY_FILE, load_or_create_key
-from voice_server.store.backend import open_call_log, open_database
 from voice_server.store.channels import NAME_RE, ChannelStore
 from voice_server.transcribe import phrases as phrase_lists
 from voice_server.transcribe.catchup import CatchUp

@@ -108,7 +108,7 @@ def _schema_line(version: int, code: int) -> int:
 def _copy(source: str, target: str) -> int:
     from pathlib import Path
 
-    from voice_server.store.copy import copy_sqlite_to_postgres
+    from voice_server.backends.copy import copy_sqlite_to_postgres
     from voice_server.store.dburl import target_of
     from voice_server.store.pg import PgDatabase
 
