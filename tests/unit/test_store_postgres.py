@@ -272,3 +272,12 @@ def test_the_sqlite_statements_of_the_stores_translate_to_postgres() -> None:
     assert "sqlite_sequence" not in translate(
         "SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'"
     )
+
+
+def test_a_transcriber_with_an_unusable_database_url_says_so_in_one_line(
+    pg_server: PgServer, tmp_path: Path
+) -> None:
+    bad = pg_server.url("postgres", "nobody", "pw")
+    argv = ("transcriber", "--server", "http://127.0.0.1:9", "--data-dir", str(tmp_path))
+    code, _, err = _cli(*argv, "--database-url", bad)
+    assert code == 1 and "password authentication failed" in err and "pw@" not in err
