@@ -281,3 +281,30 @@ def test_a_transcriber_with_an_unusable_database_url_says_so_in_one_line(
     argv = ("transcriber", "--server", "http://127.0.0.1:9", "--data-dir", str(tmp_path))
     code, _, err = _cli(*argv, "--database-url", bad)
     assert code == 1 and "password authentication failed" in err and "pw@" not in err
+
+
+def test_a_reader_waiting_for_commit_events_is_woken_by_another_writers_notify(
+    pg_url: str,
+) -> None:
+    import threading
+    import time
+
+    from voice_server.calllog.model import Utterance, new_burst_id
+    from voice_server.calllog.postgres import PgCallLog
+    from voice_server.store.pg import PgDatabase
+
+    reader_db, writer_db = PgDatabase(pg_url).open(), PgDatabase(pg_url).open()
+    reader, writer = PgCallLog(reader_db), PgCallLog(writer_db)
+    t0 = 1_780_000_000_000
+    u = Utterance(new_burst_id(t0), "ops", "s", "S", t0, t0 + 5, "到着 しました")
+    assert reader.wait_events(0, 0.05) == []  # nothing: back after the timeout
+    timer = threading.Timer(0.5, lambda: writer.add_utterance(u, committed_ms=t0))
+    timer.start()
+    started = time.monotonic()
+    got = reader.wait_events(0, 60)
+    waited = time.monotonic() - started
+    timer.join()
+    assert [e.ref for e in got] == [u.id]
+    assert waited < 30  # woken by the commit, not by the 60 s timeout
+    reader_db.close()
+    writer_db.close()

@@ -34,7 +34,7 @@ from voice_server.calllog.pgsearch import (
     worth_widening,
 )
 from voice_server.calllog.rows import GAP_COLUMNS, NORM, gap_values, row_values, utterance_of
-from voice_server.store.pg import PgDatabase
+from voice_server.store.pg import PgDatabase, connect
 from voice_server.store.pg_schema import COMMIT_CHANNEL, COMMIT_LOCK
 
 __all__ = ["PgCallLog"]
@@ -138,6 +138,25 @@ class PgCallLog:
                 (seq, max(1, min(limit, 1000))),
             ).fetchall()
         return [CommitEvent(*r) for r in rows]
+
+    def wait_events(self, seq: int, timeout_s: float, limit: int = 100) -> list[CommitEvent]:
+        """:meth:`events_after`, waiting up to ``timeout_s`` for a commit when there is none yet:
+        woken by the NOTIFY of any writer on any machine (LISTEN on a connection of its own;
+        the events are read again after LISTEN, so a commit in between is not missed)."""
+        got = self.events_after(seq, limit)
+        if got or timeout_s <= 0:
+            return got
+        listener = connect(self._db.url)
+        try:
+            listener.execute(f"LISTEN {COMMIT_CHANNEL}")
+            got = self.events_after(seq, limit)
+            if got:
+                return got
+            for _ in listener.notifies(timeout=timeout_s, stop_after=1):
+                break
+        finally:
+            listener.close()
+        return self.events_after(seq, limit)
 
     def last_event_seq(self) -> int:
         with self._db.connection() as conn:
