@@ -308,3 +308,22 @@ def test_a_reader_waiting_for_commit_events_is_woken_by_another_writers_notify(
     assert waited < 30  # woken by the commit, not by the 60 s timeout
     reader_db.close()
     writer_db.close()
+
+
+def test_a_lost_connection_fails_one_call_and_the_next_reconnects(pg_url: str) -> None:
+    import psycopg
+
+    from voice_server.calllog.model import SearchQuery
+    from voice_server.calllog.postgres import PgCallLog
+    from voice_server.store.pg import PgDatabase
+
+    db = PgDatabase(pg_url).open()
+    log = PgCallLog(db)
+    with db.connection() as conn:
+        pid = conn.info.backend_pid
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    with pytest.raises(psycopg.OperationalError):
+        log.search(SearchQuery())
+    assert log.search(SearchQuery()).items == ()
+    db.close()

@@ -172,7 +172,11 @@ class PgDatabase:
 
     def _conn(self) -> psycopg.Connection[Any]:
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
-        if conn is not None and conn.closed:
+        if conn is not None and (conn.closed or conn.broken):
+            with self._lock:  # a server restart or a killed backend: a new connection
+                if conn in self._all:
+                    self._all.remove(conn)
+            conn.close()
             conn = None
         if conn is None:
             conn = connect(self.url)
