@@ -40,8 +40,11 @@ def password(name: str) -> str:
     return f"pw-{name}-1234"
 
 
-def build_org(data_dir: Path) -> None:
-    accounts = Accounts.open(Database(data_dir / "voice.db"))
+def build_org(data_dir: Path, database_url: str | None = None) -> None:
+    from voice_server.backends.seam import open_database
+
+    db = Database(data_dir / "voice.db") if database_url is None else None
+    accounts = Accounts.open(db or open_database(database_url, data_dir))
     svc = accounts.service
     svc.add_channel(BY, "ops", display_name="運用")
     svc.add_channel(BY, "hq", display_name="本部")
@@ -55,13 +58,18 @@ def build_org(data_dir: Path) -> None:
 
 
 @contextlib.contextmanager
-def org_server(data_dir: Path, env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
-    build_org(data_dir)
+def org_server(
+    data_dir: Path, env: dict[str, str] | None = None, database_url: str | None = None
+) -> Iterator[ServerProcess]:
+    """The test organisation's server (on PostgreSQL when ``database_url`` is given: the server
+    and every ``server.cli`` get it as VOICE_DATABASE_URL)."""
+    build_org(data_dir, database_url)
+    env = {**(env or {}), **({"VOICE_DATABASE_URL": database_url} if database_url else {})}
     server = ServerProcess(
         data_dir,
         free_port(),
         free_port(socket.SOCK_DGRAM),
-        {"VOICE_GRACE_SECONDS": "1", **(env or {})},
+        {"VOICE_GRACE_SECONDS": "1", **env},
     )
     server.start()
     try:

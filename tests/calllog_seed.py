@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from voice_server.calllog.burst import BurstMeta, clip_path
 from voice_server.calllog.model import Utterance, Word, new_burst_id
@@ -57,11 +58,15 @@ def utterance(
     )
 
 
-def seed(data_dir: Path, utterances: list[Utterance]) -> list[Utterance]:
-    """Store ``utterances`` and write their clips; returns them."""
-    db = Database(data_dir / "voice.db")
-    SqliteCallLog(db).add_many(utterances, committed_ms=int(time.time() * 1000))
-    db.close()
+def seed(data_dir: Path, utterances: list[Utterance], log: Any = None) -> list[Utterance]:
+    """Store ``utterances`` (in ``log``, default the data directory's SQLite) and write their
+    clips; returns them."""
+    if log is not None:
+        log.add_many(utterances, committed_ms=int(time.time() * 1000))
+    else:
+        db = Database(data_dir / "voice.db")
+        SqliteCallLog(db).add_many(utterances, committed_ms=int(time.time() * 1000))
+        db.close()
     for u in utterances:
         if u.clip:
             write_clip(data_dir / u.clip, tags=meta_of(u).tags())

@@ -66,6 +66,7 @@ class ServerProcess:
             capture_output=True,
             text=True,
             check=True,
+            env={**os.environ, **self.env},
         )
         return out.stdout.strip()
 

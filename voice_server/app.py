@@ -16,9 +16,9 @@ from voice_server.accounts.users import Assignment
 from voice_server.announce.service import Announcer
 from voice_server.announce.stage import PlaneStage
 from voice_server.announce.store import AnnouncementStore
+from voice_server.backends.seam import open_call_log, open_database, purge_store
 from voice_server.calllog.purge import Purger
 from voice_server.calllog.schedule import PurgeSchedule
-from voice_server.calllog.sqlite import SqliteCallLog
 from voice_server.config import Config
 from voice_server.identity.keys import load_or_create_key
 from voice_server.media.plane import MediaPlane
@@ -29,7 +29,6 @@ from voice_server.signaling.hub import Hub
 from voice_server.signaling.livehub import LiveHub
 from voice_server.state import AppState
 from voice_server.store.channels import ChannelStore
-from voice_server.store.database import Database, migrate
 from voice_server.transcribe.link_server import LinkHub
 from voice_server.transcribe.metrics import spool_families
 from voice_server.transcribe.monitor import TranscriptionMonitor
@@ -60,9 +59,7 @@ log = logging.getLogger(__name__)
 def build_state(config: Config) -> AppState:
     """Open the data directory: key, database (migrated), stores, hub."""
     key = load_or_create_key(config.data_dir)
-    db = Database(config.database_path)
-    with db.connection() as conn:
-        migrate(conn)
+    db = open_database(config.database_url, config.data_dir)
     channels = ChannelStore(db)
     accounts = Accounts.open(db)
     counters = SignalingCounters()
@@ -74,7 +71,7 @@ def build_state(config: Config) -> AppState:
         token_warning_seconds=config.token_warning_seconds,
         counters=counters,
     )
-    calllog = SqliteCallLog(db)
+    calllog = open_call_log(config.database_url, config.data_dir, db)
     link = LinkHub(key)
 
     tap = BurstTap(hub.speaker, queue_limit=config.tap_queue_packets, live=link)
@@ -155,7 +152,8 @@ def create_app(config: Config) -> FastAPI:
         if supervisor is not None:
             supervisor.start()
         state.transcription.start()
-        purge = PurgeSchedule(Purger(config.data_dir, state.accounts.audit), config)
+        purger = Purger(config.data_dir, state.accounts.audit, purge_store(state.db))
+        purge = PurgeSchedule(purger, config)
         purge.start()
         state.started = True
         log.info("voice server ready", extra={"data_dir": str(config.data_dir)})

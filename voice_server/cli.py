@@ -17,6 +17,8 @@ from typing import Any
 
 from voice_server import __version__, cli_admin
 from voice_server.accounts.validate import AccountError
+from voice_server.backends import commands as db_commands
+from voice_server.backends.seam import open_database, purge_store
 from voice_server.bench.cli import add_bench_parser, run_bench
 from voice_server.config import Config, ConfigError, load_config
 from voice_server.identity.keys import KeyFileError, load_or_create_key
@@ -65,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-cert", type=Path, help="HTTPS: PEM certificate (chain) file")
     serve.add_argument("--tls-key", type=Path, help="HTTPS: PEM private key file")
     serve.add_argument(
+        "--database-url", help="sqlite:PATH or postgresql://… (default: SQLite in the data dir)"
+    )
+    serve.add_argument(
         "--demo",
         action="store_true",
         help="create the demo organisation and print demo credentials",
@@ -111,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cert.add_argument("--force", action="store_true", help="replace an existing certificate")
 
+    db_commands.add_parser(sub, _Parser, _add_state_args)
     add_bench_parser(sub)
     loadtest_cli.add_parser(sub)
     return parser
@@ -158,6 +164,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         asr_language=args.asr_language,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
+        database_url=args.database_url,
     )
     for path in (config.tls_cert, config.tls_key):
         if path is not None and not path.is_file():
@@ -168,11 +175,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_purge(args: argparse.Namespace) -> int:
     from voice_server.audit.log import AuditLog
     from voice_server.calllog.purge import Purger
-    from voice_server.store.database import Database
 
     config = _config(args)
-    audit = AuditLog(Database(config.database_path))
-    purger = Purger(config.data_dir, audit)
+    db = open_database(config.database_url, config.data_dir)
+    purger = Purger(config.data_dir, AuditLog(db), purge_store(db))
     report = purger.run(int(time.time() * 1000), actor=cli_admin.cli_caller(), dry_run=args.dry_run)
     print(json.dumps(report.as_dict(), ensure_ascii=False, indent=1))
     return 0
@@ -204,6 +210,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return transcribe_commands.run(args)
         if args.command == "tls-cert":
             return _cmd_tls_cert(args)
+        if args.command == db_commands.COMMAND:
+            return db_commands.run(
+                args, _config(args, database_url=getattr(args, "database_url", None))
+            )
         if args.command == "bench":
             return run_bench(args)
         if args.command == "loadtest":

@@ -21,9 +21,9 @@ from voice_server.accounts.service import Caller
 from voice_server.accounts.users import Assignment
 from voice_server.accounts.validate import AccountError
 from voice_server.audit.export import AUDIT_COLUMNS, csv_document, json_document
+from voice_server.backends.seam import open_database
 from voice_server.config import Config
 from voice_server.identity.tokens import Role
-from voice_server.store.database import Database
 from voice_server.talk.priority import duck_db, listeners, overrides
 
 AddState = Callable[[argparse.ArgumentParser], None]
@@ -144,7 +144,7 @@ def cli_caller() -> Caller:
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
-    accounts = Accounts.open(Database(config.database_path))
+    accounts = Accounts.open(open_database(config.database_url, config.data_dir))
     if args.command == "users":
         return _users(args, accounts)
     if args.command == "channels":

@@ -19,6 +19,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from voice_server.store.dburl import DatabaseTarget, check_url, target_of
+
 
 class ConfigError(Exception):
     """The configuration cannot be used; the message is one line for the CLI."""
@@ -34,6 +36,8 @@ class Config(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     data_dir: Path = Path("./data")
+    # None: SQLite in data_dir (voice.db); sqlite:PATH; postgresql://… (README "PostgreSQL")
+    database_url: str | None = None
     public_url: str | None = None
     log_level: str = "info"
     # HTTPS: PEM certificate (chain) and private key; both or neither
@@ -107,6 +111,11 @@ class Config(BaseSettings):
             raise ValueError(f"unknown time zone {value!r} (e.g. Asia/Tokyo)") from None
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        return check_url(value) if value is not None and value.strip() else None
+
     @field_validator("asr_engine")
     @classmethod
     def _engine(cls, value: str) -> str:
@@ -132,8 +141,15 @@ class Config(BaseSettings):
         return self.tls_cert is not None
 
     @property
+    def database(self) -> DatabaseTarget:
+        return target_of(self.database_url, self.data_dir)
+
+    @property
     def database_path(self) -> Path:
-        return self.data_dir / "voice.db"
+        """The SQLite file: the store itself, or (while only the call log is on PostgreSQL)
+        accounts, channels and the audit chain."""
+        target = self.database
+        return target.path if target.path is not None else self.data_dir / "voice.db"
 
     @property
     def zone(self) -> ZoneInfo:

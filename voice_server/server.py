@@ -11,13 +11,14 @@ import uvicorn
 
 from voice_server.accounts.bundle import Accounts
 from voice_server.app import create_app
+from voice_server.backends.seam import open_database
+from voice_server.backends.seam import verify as verify_database
 from voice_server.config import Config
 from voice_server.demo import demo_credentials, ensure_demo_organisation
 from voice_server.identity.keys import load_or_create_key
 from voice_server.limits import raise_fd_limit
 from voice_server.logs import setup_logging
 from voice_server.signaling.messages import MAX_MESSAGE_BYTES
-from voice_server.store.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +44,14 @@ def base_url(config: Config) -> str:
 
 
 def run_server(config: Config, *, demo: bool = False) -> int:
+    verify_database(config.database_url, config.data_dir)  # one line and exit 1 when unusable
     setup_logging(config.log_level)
     raise_fd_limit()  # one descriptor per signaling WebSocket
     _check_port(config.host, config.port)
     if demo:
         ensure_demo_organisation(
-            Accounts.open(Database(config.database_path)), load_or_create_key(config.data_dir)
+            Accounts.open(open_database(config.database_url, config.data_dir)),
+            load_or_create_key(config.data_dir),
         )
     app = create_app(config)
     url = base_url(config)

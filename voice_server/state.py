@@ -16,7 +16,7 @@ from voice_server.signaling.hub import Hub
 from voice_server.signaling.livehub import LiveHub
 from voice_server.signaling.sessions import SessionState
 from voice_server.store.channels import ChannelStore
-from voice_server.store.database import Database
+from voice_server.store.database import Database, DatabaseError
 from voice_server.transcribe.link_server import LinkHub
 from voice_server.transcribe.monitor import TranscriptionMonitor
 from voice_server.transcribe.spool import SpoolWriter
@@ -62,7 +62,7 @@ class AppState:
             with self.db.connection() as conn:
                 conn.execute("SELECT 1").fetchone()
             db_ok = True
-        except sqlite3.Error:
+        except (sqlite3.Error, DatabaseError):  # DatabaseError: PostgreSQL unreachable
             db_ok = False
         return {"started": self.started, "database": db_ok, "accepting": not self.stopping}
 

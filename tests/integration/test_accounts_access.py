@@ -1,12 +1,13 @@
 """Every cell of the access table (docs/security.md), over HTTP with sessions and ``aud=api``
 tokens, and over the signaling and live-view WebSockets; live sessions end within 2 s when the
 directory stops allowing them. The call-log rows (search, view, play, export, live) run against
-utterances seeded into the server's store."""
+utterances seeded into the server's store. All of it on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ import pytest
 import websockets
 
 from tests.accounts import client, org_server, pre_csrf, signin, token
+from tests.backends import BACKENDS
 from tests.calllog_seed import seed, utterance
 from tests.servers import ServerProcess
 from tests.wsclient import Peer
@@ -40,14 +42,24 @@ class Caller:
         return self.c.request(method, path, json=body, headers=headers, follow_redirects=False)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+@pytest.fixture(scope="module", params=BACKENDS)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
     data = tmp_path_factory.mktemp("access")
-    with org_server(data) as srv:
-        seed(
-            data, [utterance("東 門 で 水 漏れ", burst_id=OPS_ID), utterance("本部", channel="hq")]
-        )
+    url = request.getfixturevalue("pg_server").new_database() if request.param != "sqlite" else None
+    log = None
+    if url is not None:
+        from voice_server.calllog.postgres import PgCallLog
+        from voice_server.store.pg import PgDatabase
+
+        log = PgCallLog(PgDatabase(url))
+    with org_server(data, database_url=url) as srv:
+        items = [utterance("東 門 で 水 漏れ", burst_id=OPS_ID), utterance("本部", channel="hq")]
+        seed(data, items, log)
         yield srv
+    if log is not None:
+        log._db.close()
 
 
 OPS_MS = 1_780_000_000_000
@@ -278,6 +290,7 @@ def cli(server: ServerProcess, *args: str) -> None:
         [sys.executable, "-m", "voice_server.cli", *args, "--data-dir", str(server.data_dir)],
         check=True,
         capture_output=True,
+        env={**os.environ, **server.env},
     )
 
 

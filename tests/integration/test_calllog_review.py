@@ -20,11 +20,13 @@ import pytest
 import websockets
 
 from tests.accounts import BY, build_org, client, signin, token
+from tests.backends import BACKENDS
 from tests.calllog_seed import files_with, seed, spool, utterance
 from tests.servers import ServerProcess, free_port
 from tests.wsclient import Peer
 from voice_server.accounts.bundle import Accounts
 from voice_server.accounts.users import Assignment
+from voice_server.backends.seam import open_database
 from voice_server.identity.derived import LINK_PURPOSE, derive_key, mac_hex
 from voice_server.identity.keys import load_or_create_key
 from voice_server.identity.tokens import Audience, Role
@@ -43,17 +45,33 @@ def start(data: Path, env: dict[str, str] | None = None) -> ServerProcess:
     return server
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+@pytest.fixture(scope="module", params=BACKENDS)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """The review server on SQLite and on PostgreSQL (the call log seeded into its store)."""
     data = tmp_path_factory.mktemp("review")
-    build_org(data)
-    srv = start(data, {"VOICE_GRACE_SECONDS": "1"})
+    url = request.getfixturevalue("pg_server").new_database() if request.param != "sqlite" else None
+    build_org(data, url)
+    env = {"VOICE_GRACE_SECONDS": "1", **({"VOICE_DATABASE_URL": url} if url else {})}
+    srv = start(data, env)
     now = int(time.time() * 1000)
-    seed(data, [utterance(f"東 門 で 水 漏れ {i}", start_ms=now - i * 60_000) for i in range(3)])
+    items = [utterance(f"東 門 で 水 漏れ {i}", start_ms=now - i * 60_000) for i in range(3)]
+    pg = None
+    if url is not None:
+        from voice_server.calllog.postgres import PgCallLog
+        from voice_server.store.pg import PgDatabase
+
+        pg = PgDatabase(url)
+        seed(data, items, PgCallLog(pg))
+    else:
+        seed(data, items)
     try:
         yield srv
     finally:
         srv.stop()
+        if pg is not None:
+            pg.close()
 
 
 def audit_rows(server: ServerProcess) -> list[dict[str, Any]]:
@@ -178,7 +196,8 @@ async def test_the_live_view_shows_presence_captions_and_commits(server: ServerP
 async def test_the_live_view_ends_within_2s_when_the_viewer_loses_the_channel(
     server: ServerProcess,
 ) -> None:
-    accounts = Accounts.open(Database(server.data_dir / "voice.db"))
+    url = server.env.get("VOICE_DATABASE_URL")
+    accounts = Accounts.open(open_database(url, server.data_dir))
     accounts.service.assign(BY, "hq", "boss", Assignment.SUPERVISOR)
     watch = await viewer(server, "boss", "hq")
     await next_of(watch, "presence")

@@ -172,3 +172,36 @@ def test_the_link_refuses_a_sidecar_without_the_deployment_key(asr_server: Serve
     assert asyncio.run(attempt()) == 4401
     assert metric(asr_server, "voice_transcriber_link_auth_failures_total") == before + 1
     assert metric(asr_server, "voice_transcription_link_up") == 1  # the real one stays
+
+
+def test_on_postgres_the_supervised_transcriber_commits_into_the_shared_store(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """The server and its sidecar on one PostgreSQL database (database_url handed to the sidecar
+    in its environment): a spoken burst is committed there, with its commit event."""
+    from voice_server.calllog.postgres import PgCallLog
+    from voice_server.store.pg import PgDatabase
+
+    env = {"VOICE_DATABASE_URL": pg_url}
+    (tmp_path / "srv").mkdir()
+    with running_server(tmp_path / "srv", env=env, extra_args=["--transcriber"]) as srv:
+        wait_for(lambda: metric(srv, "voice_transcription_link_up") == 1, 60, "the sidecar")
+        wav = speech_wav(tmp_path / "speech.wav", SENTENCES[:1])
+        talker = start_client(srv, tmp_path, "kim", play=wav, duration=7, record=False)
+        assert talker.wait() == 0, talker.stderr
+        token = api_token(srv, "ops")
+        wait_for(
+            lambda: [u for u in utterances(srv, token).json()["items"] if u["speaker_id"] == "kim"],
+            30,
+            "the utterance",
+        )
+    db = PgDatabase(pg_url)
+    try:
+        log = PgCallLog(db)
+        events = log.events_after(0)
+        assert [e.kind for e in events] == ["utterance"]
+        got = log.get(events[0].ref)
+        assert got is not None and got.speaker_id == "kim" and got.channel == "ops"
+    finally:
+        db.close()
+    assert not (tmp_path / "srv" / "voice.db").exists()  # nothing in SQLite

@@ -1,28 +1,32 @@
 """Accounts, assignments, the directory, sessions, codes, throttling and the audit log on a real
-SQLite file (no server)."""
+SQLite file and on PostgreSQL (no server)."""
 
 import sqlite3
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.backends import BACKENDS, database
 from voice_server.accounts.bundle import Accounts
 from voice_server.accounts.service import Caller
 from voice_server.accounts.users import Assignment
 from voice_server.accounts.validate import AccountError
 from voice_server.identity.principal import DirectoryRefusal, still_allowed
 from voice_server.identity.tokens import Role
-from voice_server.store.database import Database
+from voice_server.store.channels import ChannelError, ChannelStore
 
 BY = Caller("cli:test", "cli", "local")
 
 
-@pytest.fixture
-def accounts(tmp_path: Path) -> Accounts:
-    acc = Accounts.open(Database(tmp_path / "voice.db"))
-    acc.service.add_channel(BY, "ops", display_name="運用")
-    acc.service.add_channel(BY, "hq")
-    return acc
+@pytest.fixture(params=BACKENDS)
+def accounts(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Accounts]:
+    with database(request.param, tmp_path, request) as db:
+        acc = Accounts.open(db)
+        acc.service.add_channel(BY, "ops", display_name="運用")
+        acc.service.add_channel(BY, "hq")
+        yield acc
 
 
 def test_the_directory_trusts_tokens_until_the_first_account(accounts: Accounts) -> None:
@@ -157,12 +161,71 @@ def test_n_admin_changes_give_exactly_n_audit_rows(accounts: Accounts) -> None:
 
 
 def test_the_audit_table_refuses_update_and_delete(accounts: Accounts, tmp_path: Path) -> None:
+    accounts.audit.record("boss", "x", "y")
+    pg_url = getattr(accounts.audit._db, "pg_url", None)
+    if pg_url is not None:
+        import psycopg
+
+        with psycopg.connect(pg_url, autocommit=True) as pg:
+            for statement in (
+                "UPDATE audit_log SET actor = 'mallory'",
+                "DELETE FROM audit_log",
+                "TRUNCATE audit_log",
+            ):
+                with pytest.raises(psycopg.Error, match="append-only"):
+                    pg.execute(statement)
+        return
     conn = sqlite3.connect(tmp_path / "voice.db")
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
         conn.execute("UPDATE audit_log SET actor = 'mallory'")
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
         conn.execute("DELETE FROM audit_log")
     conn.close()
+
+
+def test_channels_keep_japanese_names_and_refuse_duplicates(accounts: Accounts) -> None:
+    store = ChannelStore(accounts.audit._db)
+    assert store.get("ops") is not None and store.get("ops").display_name == "運用"  # type: ignore[union-attr]
+    with pytest.raises(ChannelError, match="already exists"):
+        store.add("ops")
+    store.add("extra", "追加")  # the failed insert left the database usable
+    assert [c.name for c in store.list()] == ["extra", "hq", "ops"]
+    store.remove("extra")
+    with pytest.raises(ChannelError, match="no channel"):
+        store.remove("extra")
+
+
+def test_writers_on_two_connections_keep_one_audit_chain(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Four threads, each with its own database handle (as separate processes would be), append
+    concurrently: every entry is there once and the chain verifies."""
+    from voice_server.audit.log import AuditLog
+
+    with database("postgres", tmp_path, request) as first:
+        from voice_server.backends.seam import open_database
+
+        others = [open_database(first.pg_url, tmp_path) for _ in range(3)]
+        logs = [AuditLog(db) for db in (first, *others)]
+        errors: list[BaseException] = []
+
+        def write(log: AuditLog, n: int) -> None:
+            try:
+                for i in range(25):
+                    log.record(f"w{n}", "test.append", f"item:{i}")
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=write, args=(log, n)) for n, log in enumerate(logs)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not errors and logs[0].count() == 100
+        assert [e.seq for e in logs[0].iter_all()] == list(range(1, 101))
+        assert logs[0].verify().ok
+        for db in others:
+            db.close()
 
 
 def test_audit_record_is_the_api_for_later_call_log_reads(accounts: Accounts) -> None:

@@ -42,3 +42,25 @@ def test_purge_dry_run_from_the_command_line(
     report = json.loads(capsys.readouterr().out)
     assert report["dry_run"] is True
     assert [(c["channel"], c["utterances"]) for c in report["channels"]] == [("ops", 0)]
+
+
+def test_bench_search_on_postgres_starts_its_own_server_and_reports_the_same_classes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from voice_server.bench.pgserver import find_bindir
+
+    if find_bindir() is None:
+        pytest.skip("PostgreSQL server not installed (scripts/install-test-deps.sh installs it)")
+    pytest.importorskip("psycopg", reason="pip extra [postgres]")
+    out = tmp_path / "pg.json"
+    argv = ["bench", "search", "--backend", "postgres", "--rows", "400", "--runs", "2"]
+    assert main([*argv, "--json", str(out)]) == 0
+    capsys.readouterr()
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report["backend"] == "postgres" and report["insert_rows_per_second"] > 0
+    assert len(report["classes"]) == len(TERMS) * 3 * len(FILTERS)
+    for name, figures in report["classes"].items():
+        if "/none/" in name:
+            assert figures["hits_per_page"] == 0, name
+    assert report["utterance_trgm_bytes"] > 0 and report["utterance_grams_bytes"] > 0
+    assert report["targets_p95_ms"] == {"1": 50.0, "2": 50.0, "3+": 50.0}

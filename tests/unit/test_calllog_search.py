@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import random
 import re
-from functools import cache
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.backends import BACKENDS, call_log
 from voice_server.bench.search_data import TERMS, Corpus
 from voice_server.calllog.model import SearchQuery, Utterance, new_burst_id
 from voice_server.calllog.normalize import gram_token, normalize, split_terms
+from voice_server.calllog.pgsearch import id_range, like_pattern, search_sql
 from voice_server.calllog.plan import MAX_CHANNEL_STREAM, first_chunk, next_step, plan
 from voice_server.calllog.search import chunk_sql, rows_sql
 from voice_server.calllog.sqlite import SqliteCallLog
@@ -26,11 +30,8 @@ CHANNELS = ["a", "b", "c", "d"]
 SPEAKERS = ["s1", "s2", "s3"]
 
 
-@cache
-def corpus() -> tuple[SqliteCallLog, tuple[Utterance, ...]]:
-    """1,500 utterances of a tiny alphabet (so short and long terms both hit), once."""
-    import tempfile
-
+def corpus_items() -> tuple[Utterance, ...]:
+    """1,500 utterances of a tiny alphabet (so short and long terms both hit)."""
     rng = random.Random(7)
     items = []
     for i in range(1500):
@@ -48,9 +49,28 @@ def corpus() -> tuple[SqliteCallLog, tuple[Utterance, ...]]:
                 language="ja",
             )
         )
-    log = SqliteCallLog(Database(Path(tempfile.mkdtemp()) / "voice.db"))
-    log.add_many(items, committed_ms=T0)
-    return log, tuple(items)
+    return tuple(items)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def corpus(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Any, tuple[Utterance, ...]]]:
+    """The generated corpus on each backend, loaded once per module."""
+    items = corpus_items()
+    with call_log(request.param, tmp_path_factory.mktemp("corpus"), request) as log:
+        log.add_many(items, committed_ms=T0)
+        if hasattr(log, "window"):  # PostgreSQL: pages that end in the window and beyond it
+            log.window = 97
+        yield log, items
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    with call_log(request.param, tmp_path, request) as log:
+        if hasattr(log, "window"):  # PostgreSQL: past the window too
+            log.window = 500
+        yield log
 
 
 def brute(items: tuple[Utterance, ...], query: SearchQuery) -> list[str]:
@@ -67,7 +87,7 @@ def brute(items: tuple[Utterance, ...], query: SearchQuery) -> list[str]:
     return [u.id for u in sorted(out, key=lambda u: u.start_ms, reverse=True)]
 
 
-def all_pages(log: SqliteCallLog, query: SearchQuery) -> list[str]:
+def all_pages(log: Any, query: SearchQuery) -> list[str]:
     ids: list[str] = []
     before = None
     while True:
@@ -102,13 +122,15 @@ queries = st.builds(
 
 @given(queries)
 @settings(max_examples=150, deadline=None)
-def test_every_page_of_every_query_is_exactly_the_brute_force_answer(query: SearchQuery) -> None:
-    log, items = corpus()
+def test_every_page_of_every_query_is_exactly_the_brute_force_answer(
+    corpus: tuple[Any, tuple[Utterance, ...]], query: SearchQuery
+) -> None:
+    log, items = corpus
     assert all_pages(log, query) == brute(items, query)
 
 
-def test_japanese_terms_of_one_two_and_three_plus_characters(tmp_path: Path) -> None:
-    log = SqliteCallLog(Database(tmp_path / "voice.db"))
+def test_japanese_terms_of_one_two_and_three_plus_characters(empty_log: Any) -> None:
+    log = empty_log
     c = Corpus(3000, end_ms=T0, seed=3, rare_rate=0.01)
     log.add_many(list(c.utterances()), committed_ms=T0)
     items = tuple(c.utterances())  # same seed: same texts and times (ids differ)
@@ -213,3 +235,32 @@ def test_migration_4_carries_the_old_side_index_over(tmp_path: Path) -> None:
     assert log.delete([found.id]) == 1 and log.search(SearchQuery(q="漏")).items == ()
     check = sqlite3.connect(path)
     check.execute("INSERT INTO utterance_grams (utterance_grams) VALUES ('integrity-check')")
+
+
+def test_postgres_search_statement_rechecks_every_term_and_escapes_like() -> None:
+    query = SearchQuery(q="水漏れ xy a%_", channels=frozenset({"b", "a"}), speaker="s")
+    assert id_range(query) == (0, (1 << 63) - 1)
+    sql, args = search_sql(query, 5, 9, 51)
+    assert "norm LIKE %s" in sql and "grams @> ARRAY[%s]::text[] AND strpos(norm, %s) > 0" in sql
+    assert args == [5, 9, "%水漏れ%", "xy", "xy", "%a\\%\\_%", "s", ["a", "b"], 51]
+    assert like_pattern("a\\b") == "%a\\\\b%"
+    assert id_range(SearchQuery(channels=frozenset())) is None
+    assert id_range(SearchQuery(since_ms=T0, until_ms=T0 - 1)) is None
+    assert id_range(SearchQuery(before_rowid=100)) == (0, 99)
+
+
+def test_postgres_serves_rare_one_two_and_three_plus_character_terms_from_its_indexes(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """EXPLAIN of the step after the window (index scans off, as PgCallLog runs it): a rare 3+
+    character term reads the trigram GIN index, a rare 1-2 character term the grams GIN index."""
+    with call_log("postgres", tmp_path, request) as log:
+        c = Corpus(8000, end_ms=T0, seed=5, rare_rate=0.003)
+        log.add_many(list(c.utterances()), committed_ms=T0)
+        with log._db.transaction() as conn:
+            conn.execute("ANALYZE utterance")
+            conn.execute("SET LOCAL enable_indexscan = off")
+            for length, index in (("1", "grams"), ("2", "grams"), ("3+", "trgm")):
+                sql, args = search_sql(SearchQuery(q=TERMS[length]["rare"]), 0, 1 << 62, 51)
+                lines = [r[0] for r in conn.execute("EXPLAIN " + sql, args).fetchall()]
+                assert any(f"Bitmap Index Scan on utterance_{index}" in ln for ln in lines), lines

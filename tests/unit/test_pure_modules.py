@@ -40,6 +40,10 @@ PURE = [
     "voice_server.signaling.diagnostics",
     "voice_server.announce.request",
     "voice_server.announce.heard",
+    "voice_server.store.dburl",
+    "voice_server.store.pg_schema",
+    "voice_server.calllog.pgsearch",
+    "voice_server.calllog.rows",
 ]
 FORBIDDEN = {
     "asyncio",
@@ -50,6 +54,7 @@ FORBIDDEN = {
     "starlette",
     "uvicorn",
     "sqlite3",
+    "psycopg",
     "vosk",
     "websockets",
 }

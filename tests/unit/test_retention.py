@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.calllog_seed import files_with, seed, spool, utterance, write_clip
 from voice_server.audit.log import AuditLog
 from voice_server.calllog.model import Gap, SearchQuery
@@ -118,3 +120,50 @@ def test_after_a_purge_the_canary_is_in_no_file_of_the_data_directory(tmp_path: 
     assert files_with(tmp_path, CANARY) == []
     assert files_with(tmp_path, "ホタルイカ") == []
     assert (tmp_path / "voice.db-wal").stat().st_size == 0
+
+
+def test_the_purge_on_postgres_removes_expired_rows_and_files_and_keeps_the_held(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    from tests.backends import database
+    from voice_server.backends.seam import purge_store
+    from voice_server.calllog.postgres import PgCallLog
+
+    with database("postgres", tmp_path, request) as db:
+        channels = ChannelStore(db)
+        for name, days, hold in (("a", 30, False), ("b", 30, True)):
+            channels.add(name)
+            with db.transaction() as conn:
+                channels.update(conn, name, display_name=name, retention_days=days, legal_hold=hold)
+        log = PgCallLog(db.pg)
+        old, recent = NOW - 40 * DAY_MS, NOW - DAY_MS
+        expired = seed(
+            tmp_path,
+            [utterance(f"{CANARY} {i}", channel="a", start_ms=old + i) for i in range(3)],
+            log,
+        )
+        kept = seed(
+            tmp_path,
+            [
+                utterance(f"最近 {CANARY}", channel="a", start_ms=recent),
+                utterance(f"{KEPT} 保全", channel="b", start_ms=old),
+            ],
+            log,
+        )
+        log.add_gap(Gap("1" * 13 + "abcdef", "a", "s", "S", old, old + 5, "x"), created_ms=old)
+        audit = AuditLog(db)
+        purger = Purger(tmp_path, audit, purge_store(db))
+        dry = purger.run(NOW, dry_run=True)
+        assert [(c.channel, c.utterances, c.gaps) for c in dry.channels] == [("a", 3, 1)]
+        report = purger.run(NOW, actor="cli:test")
+        assert [(c.channel, c.utterances, c.gaps, c.files) for c in report.channels] == [
+            ("a", 3, 1, 3)
+        ]
+        assert report.scrubbed and not report.wal_truncated  # PostgreSQL keeps its own WAL
+        left = log.search(SearchQuery(limit=200)).items
+        assert sorted(u.id for u in left) == sorted(u.id for u in kept)
+        assert [u.id for u in log.search(SearchQuery(q="ホタルイカ")).items] == [kept[0].id]
+        assert all(not (tmp_path / str(u.clip)).exists() for u in expired)
+        assert log.gaps(channels=None, since_ms=None, until_ms=None) == []
+        assert [e.target for e in audit.iter_all() if e.action == "calllog.purge"] == ["channel:a"]
+        assert audit.verify().ok

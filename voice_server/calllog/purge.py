@@ -13,15 +13,17 @@ until a merge rewrites them: about 1-2 s per index at 1 M rows); then
 blocked): not used.
 
 Runs on its own connection, in short transactions (1000 rows), off the event loop: scheduled by
-the server every ``purge_interval_seconds`` and by ``voice-server purge [--dry-run]``.
+the server every ``purge_interval_seconds`` and by ``voice-server purge [--dry-run]``. The
+database side is a :class:`~voice_server.calllog.purge_store.PurgeStore` (SQLite by default; on
+PostgreSQL :mod:`.purge_pg`, which cannot scrub freed bytes: see there).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,14 +33,12 @@ from voice_server.audit.log import AuditLog, AuditSubject
 from voice_server.calllog.burst import CLIPS_DIR, DONE, SHARED_CLIPS, SPOOL_DIR, BurstMeta
 from voice_server.calllog.model import BURST_ID_RE, iso, ms_to_rowid
 from voice_server.calllog.ogg import OggError, read_ogg_opus
-from voice_server.calllog.retention import Cutoff, Rule, cutoffs, unknown_channel_cutoff
-from voice_server.calllog.sqlite import SqliteCallLog
-from voice_server.store.database import connect
+from voice_server.calllog.purge_store import PurgeStore, SqlitePurgeStore
+from voice_server.calllog.retention import Cutoff, cutoffs, unknown_channel_cutoff
 
 __all__ = ["ChannelPurge", "PurgeReport", "Purger"]
 
 BATCH = 1000
-FTS_TABLES = ("utterance_fts", "utterance_grams")
 UNKNOWN_CHANNEL = "?"
 
 
@@ -69,23 +69,25 @@ class PurgeReport:
 
 
 class Purger:
-    def __init__(self, data_dir: Path, audit: AuditLog) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        audit: AuditLog,
+        store: Callable[[], PurgeStore] | None = None,
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.db_path = self.data_dir / "voice.db"
         self._audit = audit
+        self._open = store or (lambda: SqlitePurgeStore(self.db_path))
 
     def run(
         self, now_ms: int, *, actor: AuditSubject | str = "system:purge", dry_run: bool = False
     ) -> PurgeReport:
         started = time.monotonic()
         report = PurgeReport(dry_run=dry_run)
-        conn = connect(self.db_path)
+        conn = self._open()
         try:
-            conn.execute("PRAGMA secure_delete=ON")
-            rules = [
-                Rule(r["name"], r["retention_days"], bool(r["legal_hold"]))
-                for r in conn.execute("SELECT name, retention_days, legal_hold FROM channel")
-            ]
+            rules = conn.rules()
             cuts = cutoffs(rules, now_ms)
             for cut in cuts:
                 done = self._channel(conn, cut, dry_run)
@@ -105,57 +107,38 @@ class Purger:
             report.spool_files = self._unknown(conn, unknown_channel_cutoff(rules, now_ms), dry_run)
             report.spool_files += self._spool(cuts, dry_run)
             if not dry_run and any(c.utterances or c.gaps for c in report.channels):
-                report.scrubbed, report.wal_truncated = True, scrub(conn)
+                report.scrubbed, report.wal_truncated = True, conn.scrub()
         finally:
             conn.close()
         report.seconds = round(time.monotonic() - started, 3)
         return report
 
     # ------------------------------------------------------------------ one channel
-    def _channel(self, conn: sqlite3.Connection, cut: Cutoff, dry_run: bool) -> ChannelPurge:
+    def _channel(self, conn: PurgeStore, cut: Cutoff, dry_run: bool) -> ChannelPurge:
         done = ChannelPurge(cut.channel, iso(cut.before_ms))
         before = ms_to_rowid(cut.before_ms)
-        where = "FROM utterance INDEXED BY utterance_channel WHERE channel = ? AND id < ?"
         if dry_run:
-            done.utterances = conn.execute(
-                f"SELECT count(*) {where}", (cut.channel, before)
-            ).fetchone()[0]
-            done.gaps = conn.execute(
-                "SELECT count(*) FROM gap WHERE channel = ? AND start_ms < ?",
-                (cut.channel, cut.before_ms),
-            ).fetchone()[0]
+            done.utterances, done.gaps = conn.count(cut.channel, before, cut.before_ms)
             return done
         while True:
-            rows = conn.execute(
-                f"SELECT uid, clip {where} ORDER BY id LIMIT {BATCH}", (cut.channel, before)
-            ).fetchall()
+            rows = conn.oldest(cut.channel, before, BATCH)
             if not rows:
                 break
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                done.utterances += SqliteCallLog.delete_in(conn, [r["uid"] for r in rows])
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            for r in rows:
-                done.files += self._remove(self._unshared(conn, r["clip"])) + self._remove(
-                    f"{SPOOL_DIR}/{r['uid']}{DONE}"
+            done.utterances += conn.delete([uid for uid, _ in rows])
+            for uid, clip in rows:
+                done.files += self._remove(self._unshared(conn, clip)) + self._remove(
+                    f"{SPOOL_DIR}/{uid}{DONE}"
                 )
-        cur = conn.execute(
-            "DELETE FROM gap WHERE channel = ? AND start_ms < ?", (cut.channel, cut.before_ms)
-        )
-        done.gaps = cur.rowcount
+        done.gaps = conn.delete_gaps(cut.channel, cut.before_ms)
         done.files += self._old_clip_days(cut)
         return done
 
     @staticmethod
-    def _unshared(conn: sqlite3.Connection, clip: str | None) -> str | None:
+    def _unshared(conn: PurgeStore, clip: str | None) -> str | None:
         """A clip to delete with its row: a shared one (a broadcast's, ``clips/_shared/``) only
         when no other row (another channel's, maybe on legal hold) still plays it."""
-        if clip and clip.startswith(SHARED_CLIPS + "/"):
-            if conn.execute("SELECT 1 FROM utterance WHERE clip = ? LIMIT 1", (clip,)).fetchone():
-                return None
+        if clip and clip.startswith(SHARED_CLIPS + "/") and conn.clip_in_use(clip):
+            return None
         return clip
 
     def _remove(self, relative: str | None) -> int:
@@ -191,7 +174,7 @@ class Purger:
         return removed
 
     # ------------------------------------------------------------------ no channel known
-    def _unknown(self, conn: sqlite3.Connection, before_ms: int | None, dry_run: bool) -> int:
+    def _unknown(self, conn: PurgeStore, before_ms: int | None, dry_run: bool) -> int:
         """Gaps and damaged spool files whose channel is unknown (see ``retention``)."""
         if before_ms is None:
             return 0
@@ -205,9 +188,7 @@ class Purger:
                         with contextlib.suppress(OSError):
                             f.unlink()
         if not dry_run:
-            conn.execute(
-                "DELETE FROM gap WHERE channel = ? AND start_ms < ?", (UNKNOWN_CHANNEL, before_ms)
-            )
+            conn.delete_gaps(UNKNOWN_CHANNEL, before_ms)
         return removed
 
     def _spool(self, cuts: list[Cutoff], dry_run: bool) -> int:
@@ -232,16 +213,3 @@ class Purger:
                     with contextlib.suppress(OSError):
                         os.unlink(f)
         return removed
-
-
-def scrub(conn: sqlite3.Connection, attempts: int = 20) -> bool:
-    """Rewrite both FTS5 indexes without the deleted entries, then empty the WAL. True when the
-    WAL was truncated (a long reader elsewhere can hold it; the next purge tries again)."""
-    for table in FTS_TABLES:
-        conn.execute(f"INSERT INTO {table} ({table}) VALUES ('optimize')")
-    for _ in range(attempts):
-        busy, _log, _done = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        if busy == 0:
-            return True
-        time.sleep(0.1)
-    return False

@@ -12,7 +12,6 @@ ranges, and searches read indexes newest first without sorting hits (:mod:`.plan
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterable
 from typing import Any
@@ -23,11 +22,11 @@ from voice_server.calllog.model import (
     SearchPage,
     SearchQuery,
     Utterance,
-    Word,
     rowid_of,
 )
-from voice_server.calllog.normalize import gram_tokens, normalize
+from voice_server.calllog.normalize import gram_tokens
 from voice_server.calllog.plan import plan
+from voice_server.calllog.rows import GAP_COLUMNS, NORM, gap_values, row_values, utterance_of
 from voice_server.calllog.search import run_plan
 from voice_server.store.database import Database
 
@@ -46,56 +45,6 @@ _INSERT = (
 )
 _INSERT_GRAMS = "INSERT INTO utterance_grams (rowid, grams) VALUES (?, ?)"
 _INSERT_EVENT = "INSERT INTO commit_event (kind, ref, channel, created_ms) VALUES (?, ?, ?, ?)"
-
-
-def _row_values(
-    rowid: int, u: Utterance, burst_end_ms: int | None, committed_ms: int
-) -> tuple[Any, ...]:
-    words = json.dumps(
-        [{"word": w.word, "start": w.start, "end": w.end, "conf": w.conf} for w in u.words],
-        ensure_ascii=False,
-    )
-    return (
-        rowid,
-        u.id,
-        u.channel,
-        u.speaker_id,
-        u.speaker_name,
-        u.start_ms,
-        u.end_ms,
-        u.text,
-        normalize(u.text, u.language),
-        words,
-        u.model,
-        u.language,
-        u.clip,
-        burst_end_ms,
-        committed_ms,
-        u.kind,
-        u.broadcast_id,
-    )
-
-
-def _utterance(row: sqlite3.Row) -> Utterance:
-    words = tuple(
-        Word(str(w["word"]), float(w["start"]), float(w["end"]), float(w["conf"]))
-        for w in json.loads(row["words"] or "[]")
-    )
-    return Utterance(
-        id=row["uid"],
-        channel=row["channel"],
-        speaker_id=row["speaker_id"],
-        speaker_name=row["speaker_name"],
-        start_ms=row["start_ms"],
-        end_ms=row["end_ms"],
-        text=row["text"],
-        words=words,
-        model=row["model"],
-        language=row["language"],
-        clip=row["clip"],
-        kind=row["kind"],
-        broadcast_id=row["broadcast_id"],
-    )
 
 
 class SqliteCallLog:
@@ -124,9 +73,9 @@ class SqliteCallLog:
                 while rowid in taken:
                     rowid += 1
                 taken.add(rowid)
-                row = _row_values(rowid, u, None, committed_ms)
+                row = row_values(rowid, u, None, committed_ms)
                 rows.append(row)
-                grams.append((rowid, gram_tokens(row[8])))
+                grams.append((rowid, gram_tokens(row[NORM])))
             conn.executemany(_INSERT, rows)
             conn.executemany(_INSERT_GRAMS, grams)
         return len(rows)
@@ -138,9 +87,9 @@ class SqliteCallLog:
         rowid = rowid_of(u.id)
         while conn.execute("SELECT 1 FROM utterance WHERE id = ?", (rowid,)).fetchone():
             rowid += 1  # same millisecond and same 10 random bits: take the next rowid
-        row = _row_values(rowid, u, burst_end_ms, committed_ms)
+        row = row_values(rowid, u, burst_end_ms, committed_ms)
         conn.execute(_INSERT, row)
-        conn.execute(_INSERT_GRAMS, (rowid, gram_tokens(row[8])))
+        conn.execute(_INSERT_GRAMS, (rowid, gram_tokens(row[NORM])))
         conn.execute(_INSERT_EVENT, ("utterance", u.id, u.channel, committed_ms))
 
     # ------------------------------------------------------------------ commit events
@@ -163,19 +112,8 @@ class SqliteCallLog:
             if self._is_done(conn, gap.id):
                 return False
             conn.execute(
-                "INSERT INTO gap (uid, channel, speaker_id, speaker_name, start_ms, end_ms, "
-                "reason, detail, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    gap.id,
-                    gap.channel,
-                    gap.speaker_id,
-                    gap.speaker_name,
-                    gap.start_ms,
-                    gap.end_ms,
-                    gap.reason,
-                    gap.detail[:500],
-                    created_ms,
-                ),
+                f"INSERT INTO gap ({GAP_COLUMNS}) VALUES ({', '.join(['?'] * 9)})",
+                gap_values(gap, created_ms),
             )
         return True
 
@@ -230,7 +168,7 @@ class SqliteCallLog:
             row = conn.execute(
                 f"SELECT {_COLUMNS} FROM utterance WHERE uid = ?", (burst_id,)
             ).fetchone()
-        return _utterance(row) if row else None
+        return utterance_of(row) if row else None
 
     def gaps(
         self, *, channels: frozenset[str] | None, since_ms: int | None, until_ms: int | None
@@ -270,5 +208,5 @@ class SqliteCallLog:
             rows, more = run_plan(conn, plan(query))
         rowids = tuple(int(r["id"]) for r in rows)
         return SearchPage(
-            tuple(_utterance(r) for r in rows), rowids[-1] if more and rowids else None, rowids
+            tuple(utterance_of(r) for r in rows), rowids[-1] if more and rowids else None, rowids
         )

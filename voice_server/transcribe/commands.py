@@ -53,6 +53,11 @@ def add_parsers(sub: Any, state_args: Any) -> None:
         help="the name to check in the server's certificate when it is not --server's host",
     )
     state_args(t)
+    t.add_argument(
+        "--database-url",
+        help="the shared store (postgresql://…; default: the config's, else SQLite in the data "
+        "directory); VOICE_DATABASE_URL keeps a password out of the process list",
+    )
     _model_args(t)
     t.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
     t.add_argument(
@@ -173,8 +178,10 @@ def lower_priority(policy: str) -> str:
 def _transcriber(args: argparse.Namespace) -> int:
     set_to = lower_priority(args.cpu_priority)
     print(f"transcriber CPU priority: {set_to}", file=sys.stderr, flush=True)
+    from voice_server.backends.seam import verify as verify_database
     from voice_server.config import load_config
     from voice_server.logs import setup_logging
+    from voice_server.store.database import DatabaseError
     from voice_server.transcribe.sidecar import (
         Sidecar,
         SidecarError,
@@ -184,7 +191,7 @@ def _transcriber(args: argparse.Namespace) -> int:
     )
 
     setup_logging(args.log_level)
-    config = load_config(args.config, data_dir=args.data_dir)
+    config = load_config(args.config, data_dir=args.data_dir, database_url=args.database_url)
     if args.model is None and config.model:
         args.model = config.model
     args.engine = args.engine or config.asr_engine
@@ -194,10 +201,21 @@ def _transcriber(args: argparse.Namespace) -> int:
         tls, server_name = client_tls(args.server, args.ca_file, args.tls_server_name)
     except ValueError as exc:
         raise _Fail(str(exc), 2) from None
+    try:  # the shared store before the model: a bad URL is one line at once
+        verify_database(config.database_url, config.data_dir)
+    except DatabaseError as exc:
+        raise _Fail(str(exc), 1) from None
     factory = _factory(args)
     try:
-        sidecar = Sidecar(args.server, config.data_dir, factory, tls=tls, server_name=server_name)
-    except SidecarError as exc:
+        sidecar = Sidecar(
+            args.server,
+            config.data_dir,
+            factory,
+            tls=tls,
+            server_name=server_name,
+            database_url=config.database_url,
+        )
+    except (SidecarError, DatabaseError) as exc:
         raise _Fail(str(exc), 1) from None
     print(f"transcriber for {args.server}, data {config.data_dir.resolve()}", flush=True)
     return run_sidecar(sidecar)

@@ -23,13 +23,12 @@ from urllib.parse import urlsplit, urlunsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from voice_server.backends.seam import open_call_log, open_database
 from voice_server.calllog.burst import BurstMeta
 from voice_server.calllog.model import Utterance
-from voice_server.calllog.sqlite import SqliteCallLog
 from voice_server.identity.derived import LINK_PURPOSE, derive_key, mac_hex
 from voice_server.identity.keys import KEY_FILE, load_or_create_key
 from voice_server.store.channels import NAME_RE, ChannelStore
-from voice_server.store.database import Database
 from voice_server.transcribe import phrases as phrase_lists
 from voice_server.transcribe.catchup import CatchUp
 from voice_server.transcribe.engine import Engine, Job
@@ -93,6 +92,7 @@ class Sidecar:
         *,
         tls: ssl.SSLContext | None = None,
         server_name: str | None = None,
+        database_url: str | None = None,
     ) -> None:
         if not (data_dir / KEY_FILE).is_file():
             raise SidecarError(
@@ -103,8 +103,8 @@ class Sidecar:
         self.server_name = server_name
         self.data_dir = data_dir
         self.key = derive_key(load_or_create_key(data_dir), LINK_PURPOSE)
-        db = Database(data_dir / "voice.db")
-        self.calllog = SqliteCallLog(db)
+        db = open_database(database_url, data_dir)
+        self.calllog = open_call_log(database_url, data_dir, db)
         self.channels = ChannelStore(db)
         self.factory = factory
         self._phrases: dict[str, tuple[float, list[str] | None]] = {}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -56,8 +57,9 @@ def link_target(config: Config) -> list[str]:
 
 
 class TranscriberSupervisor:
-    def __init__(self, argv: list[str]) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str] | None = None) -> None:
         self.argv = argv
+        self.env = env  # None: this process's environment
         self.proc: asyncio.subprocess.Process | None = None
         self._task: asyncio.Task[None] | None = None
         self.restarts = 0
@@ -89,7 +91,10 @@ class TranscriberSupervisor:
         argv += ["--engine", config.asr_engine]
         if config.asr_language:
             argv += ["--language", config.asr_language]
-        return cls(argv)
+        env = None
+        if config.database_url:  # in the environment, not argv: a URL may hold a password
+            env = {**os.environ, "VOICE_DATABASE_URL": config.database_url}
+        return cls(argv, env)
 
     @property
     def running(self) -> bool:
@@ -109,7 +114,7 @@ class TranscriberSupervisor:
     async def _run(self) -> None:
         delay = 1.0
         while True:
-            self.proc = await asyncio.create_subprocess_exec(*self.argv)
+            self.proc = await asyncio.create_subprocess_exec(*self.argv, env=self.env)
             self.started_at = time.monotonic()
             log.info("transcriber started", extra={"pid": self.proc.pid})
             code = await self.proc.wait()

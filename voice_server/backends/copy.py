@@ -1,0 +1,95 @@
+"""``voice-server db copy``: move a SQLite deployment into an empty PostgreSQL database.
+
+Every table of the store is copied row for row in one PostgreSQL transaction (COPY), ids and
+sequence numbers kept: the audit chain verifies after the copy as before, and commit event seqs
+go on from where they were. The call log's side index is rebuilt from the normalized text (the
+grams array; SQLite's FTS5 tables are not copied, pg_trgm indexes the text itself). A target
+that holds any row of these tables is refused: a copy never merges.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from voice_server.calllog.normalize import short_grams
+from voice_server.store.database import Database, DatabaseError
+from voice_server.store.pg import PgDatabase
+
+__all__ = ["TABLES", "CopyReport", "copy_sqlite_to_postgres"]
+
+# parents before children (foreign keys); with each, the sequence its id column feeds, if any
+TABLES: list[tuple[str, str | None]] = [
+    ("channel", None),
+    ("users", None),
+    ("channel_member", None),
+    ("channel_supervisor", None),
+    ("web_session", None),
+    ("signin_code", None),
+    ("login_throttle", None),
+    ("audit_log", None),
+    ("utterance", None),
+    ("gap", "id"),
+    ("commit_event", "seq"),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class CopyReport:
+    rows: dict[str, int]
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> list[str]:
+    return [str(r[1]) for r in conn.execute(f"PRAGMA table_info({table})").fetchall()]
+
+
+def _refuse_non_empty(pg: Any) -> None:
+    for table, _ in TABLES:
+        if pg.execute(f"SELECT EXISTS (SELECT 1 FROM {table})").fetchone()[0]:
+            raise DatabaseError(
+                f"the target database is not empty (table {table} has rows): "
+                "db copy only fills an empty database"
+            )
+
+
+def copy_sqlite_to_postgres(source: Path, target: PgDatabase) -> CopyReport:
+    if not source.is_file():
+        raise DatabaseError(f"no SQLite database at {source}")
+    src = Database(source)  # migrated to this program's schema first, as the server would
+    counts: dict[str, int] = {}
+    with src.connection() as lite, target.transaction() as pg:
+        pg.execute("LOCK TABLE " + ", ".join(t for t, _ in TABLES) + " IN EXCLUSIVE MODE")
+        _refuse_non_empty(pg)
+        for table, serial in TABLES:
+            cols = _columns(lite, table)
+            grams = table == "utterance"
+            norm = cols.index("norm") if grams else -1
+            names = [*cols, "grams"] if grams else cols
+            n = 0
+            with pg.cursor().copy(f"COPY {table} ({', '.join(names)}) FROM STDIN") as out:
+                for row in lite.execute(f"SELECT {', '.join(cols)} FROM {table}"):
+                    values = list(row)
+                    if grams:
+                        values.append(sorted(short_grams(values[norm])))
+                    out.write_row(values)
+                    n += 1
+            counts[table] = n
+            if serial is not None:
+                seq = lite.execute(
+                    "SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)
+                ).fetchone()
+                top = max(int(seq[0]) if seq else 0, n and _max(lite, table, serial))
+                if top:
+                    pg.execute(
+                        "SELECT setval(pg_get_serial_sequence(%s, %s), %s)", (table, serial, top)
+                    )
+        revision = lite.execute("SELECT n FROM directory_revision").fetchone()
+        pg.execute("UPDATE directory_revision SET n = greatest(n, %s)", (int(revision[0]),))
+    src.close()
+    return CopyReport(counts)
+
+
+def _max(conn: sqlite3.Connection, table: str, column: str) -> int:
+    return int(conn.execute(f"SELECT max({column}) FROM {table}").fetchone()[0] or 0)

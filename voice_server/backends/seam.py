@@ -1,0 +1,86 @@
+"""The store seam: which backend serves each store, from ``database_url``.
+
+SQLite (the default, ``make run``) needs nothing more; PostgreSQL is imported only here, and only
+when a ``postgresql://`` URL is configured. On PostgreSQL: the call log
+(:class:`~voice_server.calllog.postgres.PgCallLog`), and accounts, channels and the audit chain
+(their SQLite stores' own code over :class:`~voice_server.store.pgcompat.PgCompatDatabase`),
+and the retention purge's database side. Not yet: clips and the transcription job queue
+(README "PostgreSQL").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from voice_server.calllog.purge_store import PurgeStore
+from voice_server.calllog.store import CallLog
+from voice_server.store.database import Database, migrate
+from voice_server.store.dburl import target_of
+
+__all__ = ["is_postgres", "open_call_log", "open_database", "purge_store", "verify"]
+
+
+def is_postgres(database_url: str | None) -> bool:
+    return target_of(database_url, Path()).kind == "postgresql"
+
+
+def open_database(database_url: str | None, data_dir: Path) -> Database:
+    """The database of accounts, channels and the audit chain, migrated. On PostgreSQL it is
+    reached, checked and migrated here (DatabaseError, one line, when it cannot be used)."""
+    target = target_of(database_url, data_dir)
+    if target.kind == "postgresql":
+        from voice_server.store.pg import PgDatabase
+        from voice_server.store.pgcompat import PgCompatDatabase
+
+        assert target.url is not None
+        return PgCompatDatabase(PgDatabase(target.url).open())
+    assert target.path is not None
+    db = Database(target.path)
+    with db.connection() as conn:
+        migrate(conn)
+    return db
+
+
+def open_call_log(database_url: str | None, data_dir: Path, db: Database | None = None) -> CallLog:
+    """The call log of this deployment, sharing ``db``'s connections when given."""
+    target = target_of(database_url, data_dir)
+    if target.kind == "postgresql":
+        from voice_server.calllog.postgres import PgCallLog
+        from voice_server.store.pg import PgDatabase
+        from voice_server.store.pgcompat import PgCompatDatabase
+
+        assert target.url is not None
+        if isinstance(db, PgCompatDatabase):
+            return PgCallLog(db.pg)
+        return PgCallLog(PgDatabase(target.url).open())
+    from voice_server.calllog.sqlite import SqliteCallLog
+
+    assert target.path is not None
+    return SqliteCallLog(db if db is not None else Database(target.path))
+
+
+def purge_store(db: Database) -> Callable[[], PurgeStore]:
+    """The retention purge's database side for ``db`` (a new connection per run)."""
+    from voice_server.store.pgcompat import PgCompatDatabase
+
+    if isinstance(db, PgCompatDatabase):
+        from voice_server.calllog.purge_pg import PgPurgeStore
+
+        pg = db.pg
+        return lambda: PgPurgeStore(pg)
+    from voice_server.calllog.purge_store import SqlitePurgeStore
+
+    path = db.path
+    return lambda: SqlitePurgeStore(path)
+
+
+def verify(database_url: str | None, data_dir: Path) -> None:
+    """Before a process starts anything: a PostgreSQL database is reached, checked and migrated
+    (DatabaseError, one line, when it cannot be used). SQLite is opened where it is used."""
+    target = target_of(database_url, data_dir)
+    if target.kind == "postgresql":
+        from voice_server.store.pg import PgDatabase
+
+        assert target.url is not None
+        PgDatabase(target.url).open().close()
