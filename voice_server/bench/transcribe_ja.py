@@ -44,8 +44,7 @@ import wave
 from pathlib import Path
 from typing import Any
 
-import httpx
-
+from voice_server.bench.httpsync import HttpError, get_text
 from voice_server.bench.japanese import phrase_list, sentences
 from voice_server.bench.stats import percentile
 from voice_server.bench.transcribe_speech import opus_packets
@@ -136,8 +135,8 @@ def _pipeline(
     with _process(serve, work / "server.log"), _process(side, work / "sidecar.log"):
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if "voice_transcription_link_up 1" in httpx.get(f"{url}/metrics").text:
+            with contextlib.suppress(HttpError):
+                if "voice_transcription_link_up 1" in get_text(f"{url}/metrics")[1]:
                     break
             time.sleep(0.5)
         else:
