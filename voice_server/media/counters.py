@@ -49,6 +49,8 @@ class MediaCounters:
     rtcp_in: int = 0
     rtcp_out: int = 0
     rtcp_receiver_reports: int = 0
+    fec_packets_in: int = 0  # talkers' Opus packets carrying in-band FEC (LBRR)
+    rtcp_talker_reports: int = 0  # receiver reports sent to talkers about their uplink
     slot_busy_bursts: int = 0
     stun_requests: int = 0
     talk_bursts: int = 0
@@ -92,6 +94,8 @@ class MediaCounters:
             ("rtcp_in", "RTCP packets received"),
             ("rtcp_out", "RTCP packets sent"),
             ("rtcp_receiver_reports", "RTCP receiver report blocks read"),
+            ("fec_packets_in", "Talkers' Opus packets carrying in-band FEC (LBRR)"),
+            ("rtcp_talker_reports", "RTCP receiver reports sent to talkers about their uplink"),
             ("stun_requests", "STUN binding requests answered"),
             ("dtls_handshakes", "DTLS handshakes completed"),
             ("dtls_failures", "DTLS handshakes failed"),

@@ -22,7 +22,9 @@ import pylibsrtp
 from voice_server.limits import SO_RCVBUFFORCE, SO_SNDBUFFORCE, size_buffer
 from voice_server.media.counters import MediaCounters
 from voice_server.media.errors import PacketError
+from voice_server.media.opus_fec import has_fec
 from voice_server.media.rtcp import ReceiverReport, SenderReport, parse_compound
+from voice_server.media.rtp import read_header
 from voice_server.media.rxtime import ANC_SIZE, arrival_ns, enable_timestamps
 from voice_server.media.stun import is_stun
 from voice_server.media.stun import parse as parse_stun
@@ -203,6 +205,16 @@ class MediaEndpoint:
                     return
                 self.counters.packets_in += 1
                 self.counters.bytes_in += len(data)
+                try:
+                    _pt, _m, seq, ts, ssrc, hlen = read_header(plain)
+                except PacketError:
+                    pass  # the router counts it
+                else:
+                    reception = transport.reception
+                    reception.packet(seq, ts, ssrc, t0 / 1e9)
+                    if has_fec(memoryview(plain)[hlen:]):
+                        reception.fec_packets += 1
+                        self.counters.fec_packets_in += 1
                 sink = transport.sink
                 if sink is not None:
                     sink(plain, t0)
@@ -296,6 +308,13 @@ class MediaEndpoint:
             self.counters.drop_bad_rtcp += 1
             return
         self.counters.rtcp_in += 1
+        now = _perf_ns() / 1e9
         for packet in packets:
             if isinstance(packet, ReceiverReport | SenderReport):
                 self.counters.rtcp_receiver_reports += len(packet.reports)
+                reception = transport.reception
+                if isinstance(packet, SenderReport) and packet.ssrc == reception.ssrc:
+                    reception.sender_report(packet.ntp_timestamp, now)
+                if packet.reports:  # how it hears us: kept for the talkers' reports
+                    transport.downlink_fraction = max(b.fraction_lost for b in packet.reports)
+                    transport.downlink_at = now

@@ -33,7 +33,7 @@ from voice_server.media.errors import PacketError
 from voice_server.media.negotiation import Block, Negotiation, mids, slot_ssrcs
 from voice_server.media.route import Route
 from voice_server.media.router import Member, Peer, Router, TalkEvents, Tap
-from voice_server.media.rtcp import build_sender_report
+from voice_server.media.rtcp import build_receiver_report, build_sender_report
 from voice_server.media.sdp import (
     OfferParams,
     SdpError,
@@ -58,6 +58,12 @@ RTCP_SECONDS = 2.0
 # listeners in each: one pass over a thousand listeners (a protect and a send each) held the event
 # loop for ~20 ms, and voice queued in the socket behind it.
 RTCP_ROUNDS = 40
+#: receiver reports to each talker about its uplink, in RTCP_ROUNDS rounds per period
+TALKER_REPORT_SECONDS = 1.0
+#: a listener's own reports count towards the talkers' reported loss for this long
+DOWNLINK_FRESH_SECONDS = 10.0
+#: a talker whose last packet is older than this gets no more reports
+TALKER_QUIET_SECONDS = 10.0
 CONSENT_TIMEOUT = 30.0
 
 
@@ -146,6 +152,9 @@ class MediaPlane:
         self._tasks: list[asyncio.Task[None]] = []
         self._sdp_version = 1
         self._rtcp_round = 0
+        self._talker_round = 0
+        #: the SSRC our receiver reports come from (we send no media from it)
+        self._report_ssrc = secrets.randbits(32) or 1
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -166,6 +175,10 @@ class MediaPlane:
             asyncio.create_task(self._every(TICK_SECONDS, self._tick), name="media-tick"),
             asyncio.create_task(
                 self._every(RTCP_SECONDS / RTCP_ROUNDS, self._send_reports), name="media-rtcp"
+            ),
+            asyncio.create_task(
+                self._every(TALKER_REPORT_SECONDS / RTCP_ROUNDS, self._send_talker_reports),
+                name="media-rtcp-talkers",
             ),
             asyncio.create_task(self._every(5.0, self._check_consent), name="media-consent"),
         ]
@@ -506,6 +519,54 @@ class MediaPlane:
                         self.counters.rtcp_out += 1
                     except Exception:
                         self.counters.drop_send_error += 1
+
+    def _send_talker_reports(self) -> None:
+        """One round of receiver reports to talkers (each talker every
+        ``TALKER_REPORT_SECONDS``): the loss, jitter and LSR/DLSR of its microphone stream as
+        the server receives it, so its encoder turns Opus in-band FEC on when loss appears. The
+        reported *fraction* is raised to the worst fresh downlink loss among the listeners of
+        its channels (their FEC protects the whole path); the cumulative count and the highest
+        sequence number stay the uplink's own."""
+        k = self._talker_round = (self._talker_round + 1) % RTCP_ROUNDS
+        now = time.perf_counter()
+        worst: dict[str, int] = {}
+        for link in list(self.links.values())[k::RTCP_ROUNDS]:
+            tr = link.transport
+            reception = tr.reception
+            if (
+                not tr.media_ready
+                or tr.tx is None
+                or tr.remote is None
+                or reception.ssrc is None
+                or now - reception.last_packet_at > TALKER_QUIET_SECONDS
+            ):
+                continue
+            fold = 0
+            for channel in link.channels:
+                if channel not in worst:
+                    worst[channel] = self._worst_downlink(channel, now)
+                fold = max(fold, worst[channel])
+            block = reception.block(now, fold)
+            if block is None:
+                continue
+            report = build_receiver_report(ssrc=self._report_ssrc, reports=(block,), cname=CNAME)
+            try:
+                self.endpoint.sendto(tr.tx.protect_rtcp(report), tr.remote)
+                self.counters.rtcp_out += 1
+                self.counters.rtcp_talker_reports += 1
+            except Exception:
+                self.counters.drop_send_error += 1
+
+    def _worst_downlink(self, channel: str, now: float) -> int:
+        router = self.routers.get(channel)
+        if router is None:
+            return 0
+        worst = 0
+        for consumer in router.consumers.values():
+            peer = consumer.transport
+            if isinstance(peer, Transport) and now - peer.downlink_at < DOWNLINK_FRESH_SECONDS:
+                worst = max(worst, peer.downlink_fraction)
+        return worst
 
     def _check_consent(self) -> None:
         now = time.monotonic()

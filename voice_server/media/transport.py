@@ -18,6 +18,7 @@ import pylibsrtp
 
 from voice_server.media.dtls import Certificate, DtlsServer, DtlsState
 from voice_server.media.errors import PacketError
+from voice_server.media.reception import Reception
 from voice_server.media.sdp import Answer
 from voice_server.media.srtp import make_sessions
 from voice_server.media.stun import (
@@ -76,6 +77,11 @@ class Transport:
     #: where its decrypted RTP goes: the router member(s) it talks into, bound by the plane
     #: (mediasoup binds a producer to its router); None while it talks into no channel
     sink: Callable[[bytes, int], None] | None = None
+    #: what the server receives from its microphone (RFC 3550 statistics for receiver reports)
+    reception: Reception = field(default_factory=Reception)
+    #: the highest fraction lost (1/256) its own receiver reports gave for what it hears, and when
+    downlink_fraction: int = 0
+    downlink_at: float = 0.0
 
     def __post_init__(self) -> None:
         self.dtls = DtlsServer(self.certificate)
