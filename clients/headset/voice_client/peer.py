@@ -19,11 +19,11 @@ import fractions
 import logging
 import time
 from array import array
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import av
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from voice_client.gate import Gate, OnsetDetector
@@ -225,10 +225,18 @@ class ClientPeer:
     """
 
     def __init__(
-        self, mic: MediaStreamTrack, on_slot: Callable[[str, MediaStreamTrack], None]
+        self,
+        mic: MediaStreamTrack,
+        on_slot: Callable[[str, MediaStreamTrack], None],
+        ice_servers: Sequence[dict[str, Any]] = (),
     ) -> None:
-        # iceServers=[]: never a public STUN server (aiortc's default is Google's).
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        # Only the TURN relay the server names (joined.ice_servers), never a public STUN
+        # server (aiortc's default when none is given is Google's: an empty list, not None).
+        servers = [
+            RTCIceServer(urls=list(s["urls"]), username=s["username"], credential=s["credential"])
+            for s in ice_servers
+        ]
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
         self._mic = mic
         self._on_slot = on_slot
         self._slots_seen: set[str] = set()

@@ -18,6 +18,7 @@ import contextlib
 import json
 import random
 import signal
+import ssl
 import sys
 import time
 from collections.abc import Coroutine
@@ -50,6 +51,7 @@ from voice_client.signaling import (
     SessionState,
     Warn,
 )
+from voice_client.turntls import client_context, turn_tls_context
 from voice_client.vad import GateMode, VadGate, VadRules
 from voice_client.wavio import Mix, write_wav
 
@@ -97,6 +99,7 @@ class Options:
     reconnect: bool = True
     report_onsets: bool = False  # print "onset" events (latency benchmark)
     low_latency: bool = True  # skip aiortc's 80 ms audio jitter buffer
+    ca_file: Path | None = None  # --ca-file: also trust this CA (wss:// and turns: relays)
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
 
@@ -132,6 +135,12 @@ class _Client:
         self.end: End | None = None
         self.leaving = False
         self.media_connected = False
+        try:
+            self.tls = client_context(opts.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ClientError(
+                f"--ca-file {opts.ca_file}: no CA certificate read ({exc})", 2
+            ) from None
 
     # ------------------------------------------------------------ output
 
@@ -219,7 +228,7 @@ class _Client:
         if self.peer is not None:  # a new offer: the server lost our transport, start over
             old, self.peer = self.peer, None
             await old.close()
-        self.peer = ClientPeer(self.mic, self.start_recorder)
+        self.peer = ClientPeer(self.mic, self.start_recorder, self.session.ice_servers)
         peer = self.peer
         peer.pc.on("connectionstatechange", lambda: self.on_media_state(peer))
         try:
@@ -319,7 +328,8 @@ class _Client:
     async def open_socket(self) -> ClientConnection:
         opts = self.opts
         try:
-            return await connect(opts.url, open_timeout=OPEN_TIMEOUT, max_size=1 << 20)
+            tls = self.tls if opts.url.startswith("wss:") else None
+            return await connect(opts.url, open_timeout=OPEN_TIMEOUT, max_size=1 << 20, ssl=tls)
         except InvalidURI as exc:
             raise ClientError(f"bad server URL {opts.url}: {exc}", 2) from None
         except InvalidHandshake as exc:
@@ -467,4 +477,6 @@ async def run(opts: Options) -> int:
             stack.enter_context(speech_opus(opts.opus_bitrate))
         if opts.low_latency:
             stack.enter_context(low_latency_audio())
-        return await _Client(opts).run()
+        client = _Client(opts)
+        stack.enter_context(turn_tls_context(client.tls))
+        return await client.run()
