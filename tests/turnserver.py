@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import json
 import shutil
 import socket
 import ssl
@@ -93,6 +94,15 @@ class Turn:
     def allocations(self) -> int:
         """Relay allocations coturn granted so far (its log)."""
         return self.log().count("ALLOCATE processed, success")
+
+    def server_env(self, **extra: str) -> dict[str, str]:
+        """Environment for a voice server that hands out this relay (and ``extra``)."""
+        return {
+            "VOICE_GRACE_SECONDS": "4",
+            "VOICE_TURN_URLS": json.dumps([self.url]),
+            "VOICE_TURN_SECRET": self.secret,
+            **extra,
+        }
 
     @property
     def chromium_args(self) -> tuple[str, ...]:

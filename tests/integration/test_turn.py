@@ -10,7 +10,6 @@ relay (127.0.0.3) is the only way in, as on a network that allows only HTTPS."""
 from __future__ import annotations
 
 import asyncio
-import json
 import ssl
 import time
 from collections.abc import Iterator
@@ -58,12 +57,7 @@ def turn(namespace: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 @pytest.fixture(scope="module")
 def turn_server(turn: Turn, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    env = {
-        "VOICE_GRACE_SECONDS": "4",
-        "VOICE_TURN_URLS": json.dumps([turn.url]),
-        "VOICE_TURN_SECRET": SECRET,
-        "VOICE_TURN_TTL_SECONDS": "600",
-    }
+    env = turn.server_env(VOICE_TURN_TTL_SECONDS="600")
     with running_server(tmp_path_factory.mktemp("srv"), env=env) as srv:
         nft(ONLY_THE_RELAY.format(media=srv.media_port))
         yield srv
