@@ -124,8 +124,8 @@ def test_an_https_only_phone_and_a_headset_client_talk_and_hear_through_coturn(
         wait_for(lambda: connected(phone), "the HTTPS-only phone joined with media", 90)
         wait_for(lambda: hears(phone, FREQ_HEADSET), "the phone hearing the headset", 60)
         wait_for(
-            lambda: metric(server, 'voice_participants_by_path{path="turn-tls"}') >= 1,
-            "the phone reporting the TURN path",
+            lambda: metric(server, 'voice_participants_by_path{path="turn-tls"}') == 2,
+            "the phone and the headset client reporting the TURN path",
         )
         assert headset.wait(90) == 0, headset.stderr
         samples, rate = read_mono(headset.record)  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from aioice.stun import TransactionFailed
 from aioice.turn import create_turn_endpoint
@@ -84,6 +85,12 @@ def test_joined_carries_a_time_limited_turn_credential(
     assert server["credential"] == credential_for(SECRET, server["username"])
 
 
+def _by_path(server: ServerProcess, path: str) -> float:
+    needle = f'voice_participants_by_path{{path="{path}"}} '
+    text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    return sum(float(line.split(" ")[-1]) for line in text.splitlines() if line.startswith(needle))
+
+
 def _allocate(turn: Turn, username: str, password: str) -> None:
     async def go() -> None:
         context = ssl.create_default_context(cafile=str(turn.ca))
@@ -123,6 +130,10 @@ def test_headset_clients_talk_and_hear_through_the_relay_over_tls(
     b = start_client(
         turn_server, tmp_path, "ben", play=b_tone, loop=True, duration=14, extra_args=ca
     )
+    deadline = time.monotonic() + 60  # each reports its path (`stats`, every 5 s)
+    while _by_path(turn_server, "turn-tls") < 2:
+        assert time.monotonic() < deadline, "the headset clients did not report turn-tls"
+        time.sleep(0.2)
     assert a.wait(90) == 0, a.stderr
     assert b.wait(90) == 0, b.stderr
     for client in (a, b):

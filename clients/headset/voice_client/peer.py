@@ -27,6 +27,8 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSession
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from voice_client.gate import Gate, OnsetDetector
+from voice_client.netreport import Counters
+from voice_client.turntls import relay_selected
 from voice_client.wavio import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE, Mix, frames_20ms
 
 __all__ = ["MIC_MID", "ClientPeer", "DeviceMicTrack", "MicTrack", "SlotRecorder", "pcm_frame"]
@@ -265,6 +267,22 @@ class ClientPeer:
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
         return str(self.pc.localDescription.sdp)
+
+    async def counters(self) -> Counters:
+        """What aiortc counts now, for the ``stats`` report (voice_client.netreport)."""
+        stats = await self.pc.getStats()
+        received = lost = 0
+        jitter: float | None = None
+        rtt: float | None = None
+        for s in stats.values():
+            if s.type == "inbound-rtp" and s.kind == "audio":
+                received += s.packetsReceived
+                lost += max(0, s.packetsLost)
+                seconds = s.jitter / SAMPLE_RATE  # RTP timestamp units (Opus: 48 kHz)
+                jitter = seconds if jitter is None else max(jitter, seconds)
+            elif s.type == "remote-inbound-rtp" and s.kind == "audio":
+                rtt = s.roundTripTime if rtt is None else max(rtt, s.roundTripTime)
+        return Counters(relay_selected(self.pc), received, lost, jitter, rtt)
 
     async def close(self) -> None:
         await self.pc.close()

@@ -36,6 +36,8 @@ from voice_client.ducking import Ducking
 from voice_client.gate import Gate
 from voice_client.jitter import low_latency_audio
 from voice_client.loopback import is_loopback_host, loopback_candidates
+from voice_client.netreport import INTERVAL, Counters
+from voice_client.netreport import report as network_report
 from voice_client.opus import speech_opus
 from voice_client.peer import ClientPeer, DeviceMicTrack, MicTrack, SlotRecorder
 from voice_client.ptt import PttState, evdev_reader, terminal_keys
@@ -317,6 +319,19 @@ class _Client:
             await asyncio.sleep(PING_INTERVAL)
             await self.do(self.session.ping())
 
+    async def report_network(self) -> None:
+        """Every INTERVAL seconds while media is up: the ``stats`` report (netreport)."""
+        before: tuple[ClientPeer, Counters] | None = None
+        while True:
+            await asyncio.sleep(INTERVAL)
+            peer = self.peer
+            if peer is None or peer.connection_state != "connected":
+                continue
+            now = await peer.counters()
+            previous = before[1] if before is not None and before[0] is peer else None
+            await self.do(self.session.stats(network_report(now, previous)))
+            before = (peer, now)
+
     async def ptt_device(self, path: str) -> None:
         try:
             await evdev_reader(path, _evdev_keys(), lambda p: self.ptt.set("evdev", p))
@@ -399,6 +414,7 @@ class _Client:
                 keys.enter_context(terminal_keys(key, lambda: self.ptt.toggle("key")))
             if opts.mode is GateMode.PTT and opts.ptt_device:
                 self.spawn(self.ptt_device(opts.ptt_device))
+            self.spawn(self.report_network())
             while ws is not None:
                 why = await self.session_on(ws, stop, deadline)
                 end = self.end

@@ -179,6 +179,12 @@ class ClientSession:
             return []
         return [Send({"v": PROTOCOL_VERSION, "type": "refresh", "token": token})]
 
+    def stats(self, fields: dict[str, Any]) -> list[Action]:
+        """Network diagnostics for the server (``path``, ``rtt_ms``, ``loss``, ``jitter_ms``)."""
+        if self.state is not SessionState.JOINED:
+            return []
+        return [Send({"v": PROTOCOL_VERSION, "type": "stats", **fields})]
+
     def ping(self) -> list[Action]:
         if self.state is not SessionState.JOINED:
             return []

@@ -26,7 +26,13 @@ import aiortc.rtcicetransport
 
 from voice_client.pinned import require_version
 
-__all__ = ["SUPPORTED_AIORTC", "check_aiortc", "client_context", "turn_tls_context"]
+__all__ = [
+    "SUPPORTED_AIORTC",
+    "check_aiortc",
+    "client_context",
+    "relay_selected",
+    "turn_tls_context",
+]
 
 SUPPORTED_AIORTC = "1.16.0"
 _PATCHED = "connection_kwargs"
@@ -63,6 +69,18 @@ def _replacement(
         return kwargs
 
     return connection_kwargs
+
+
+def relay_selected(pc: Any) -> bool:
+    """Whether ``pc``'s media goes through the TURN relay: the local candidate of the pair aioice
+    nominated is a relay candidate (aioice internals, same pin; False when unknown)."""
+    for transceiver in pc.getTransceivers():
+        ice = getattr(getattr(transceiver.sender, "transport", None), "transport", None)
+        connection = getattr(getattr(ice, "iceGatherer", None), "_connection", None)
+        pair = getattr(connection, "_nominated", {}).get(1)
+        if pair is not None:
+            return getattr(pair.local_candidate, "type", "") == "relay"
+    return False
 
 
 @contextmanager
