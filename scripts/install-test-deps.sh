@@ -4,10 +4,11 @@ set -euo pipefail
 # iproute2: network namespaces for the browser tests; chromium: the browser Playwright drives;
 # pulseaudio(+utils), libportaudio2, libasound2-plugins: voice-client's audio device test;
 # espeak-ng: speech for the transcription tests; docker-compose: checks docker-compose.yml;
-# nftables: blocks UDP in the ICE-TCP tests' namespaces;
+# nftables: blocks UDP in the ICE-TCP tests' namespaces; coturn: the TURN relay (over TLS) the
+# TURN tests start in their namespaces;
 # postgresql: the store tests start their own server from its binaries (tests/pgserver.py).
 packages=(iproute2 docker-compose chromium espeak-ng pulseaudio pulseaudio-utils libportaudio2
-  libasound2-plugins nftables postgresql)
+  libasound2-plugins nftables postgresql coturn)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import ipaddress
 from pathlib import Path
 
 from cryptography import x509
@@ -15,8 +16,11 @@ def _name(cn: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
-def issue_certificate(directory: Path, names: list[str]) -> tuple[Path, Path]:
-    """``(chain.pem, key.pem)`` for ``names`` signed by a new CA (its cert: ``ca.pem``)."""
+def issue_certificate(
+    directory: Path, names: list[str], ips: list[str] | None = None
+) -> tuple[Path, Path]:
+    """``(chain.pem, key.pem)`` for ``names`` (and IP addresses ``ips``) signed by a new CA (its
+    cert: ``ca.pem``)."""
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (
@@ -40,7 +44,11 @@ def issue_certificate(directory: Path, names: list[str]) -> tuple[Path, Path]:
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
+            x509.SubjectAlternativeName(
+                [x509.DNSName(n) for n in names]
+                + [x509.IPAddress(ipaddress.ip_address(a)) for a in ips or []]
+            ),
+            critical=False,
         )
         .sign(ca_key, hashes.SHA256())
     )

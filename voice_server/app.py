@@ -70,6 +70,7 @@ def build_state(config: Config) -> AppState:
         grace_seconds=config.grace_seconds,
         token_warning_seconds=config.token_warning_seconds,
         counters=counters,
+        turn=config.turn,
     )
     calllog = open_call_log(config.database_url, config.data_dir, db)
     link = LinkHub(key)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -19,6 +19,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from voice_server.identity.turncreds import TurnCredentials
+from voice_server.identity.turncreds import check_url as check_turn_url
 from voice_server.store.dburl import DatabaseTarget, check_url, target_of
 
 
@@ -53,6 +55,12 @@ class Config(BaseSettings):
     # port's number on TCP, 0 = off
     media_tcp_port: int | None = Field(None, ge=0, le=65535)
     announce_ip: str | None = None
+    # TURN relay (coturn, README "Networks that block UDP"): URLs sent to clients with
+    # time-limited credentials (TURN REST API, the secret shared with coturn's
+    # static-auth-secret); empty: no relay
+    turn_urls: list[str] = Field(default_factory=list)
+    turn_secret: SecretStr | None = None
+    turn_ttl_seconds: int = Field(86400, ge=60, le=7 * 86400)
     slots: int = Field(3, ge=1, le=8)
 
     # sessions and signaling limits
@@ -102,6 +110,13 @@ class Config(BaseSettings):
                 raise ValueError(f"not a network: {net!r}") from None
         return value
 
+    @field_validator("turn_urls")
+    @classmethod
+    def _turn_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            check_turn_url(url)
+        return value
+
     @field_validator("display_timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
@@ -134,7 +149,18 @@ class Config(BaseSettings):
     def _tls_pair(self) -> Config:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key must be given together")
+        if self.turn_urls and not (self.turn_secret and self.turn_secret.get_secret_value()):
+            raise ValueError("turn_urls needs turn_secret (coturn's static-auth-secret)")
         return self
+
+    @property
+    def turn(self) -> TurnCredentials | None:
+        """What mints each participant's TURN credential; None without ``turn_urls``."""
+        if not self.turn_urls or self.turn_secret is None:
+            return None
+        return TurnCredentials(
+            tuple(self.turn_urls), self.turn_secret.get_secret_value(), self.turn_ttl_seconds
+        )
 
     @property
     def tls(self) -> bool:

@@ -5,10 +5,7 @@ participant per path."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,49 +13,35 @@ from typing import Any
 import pytest
 
 from tests.audio import write_bursts
+from tests.e2e.asuser import NOBODY, chromium_as, missing
 from tests.e2e.conftest import device_link, open_page, wait_for
 from tests.e2e.test_web_client import FREQ_A, FREQ_B, connected, hears
 from tests.e2e.test_web_tcp import metric
 from tests.servers import ServerProcess
-from voice_server.bench.browser import find_chromium
+from tests.turnserver import nft
 
 pytestmark = pytest.mark.e2e
 
-NOBODY = 65534
 BLOCK_NOBODY_UDP = f"""
 table inet voice_test_mixed {{
   chain out {{ type filter hook output priority 0; policy accept;
     meta l4proto udp meta skuid {NOBODY} counter drop; }}
 }}
 """
-# Playwright makes the profile folder as root: hand it over, then drop to nobody
-WRAPPER = """#!/bin/sh
-for a in "$@"; do
-  case "$a" in --user-data-dir=*) chown -R {uid}:{uid} "${{a#--user-data-dir=}}";; esac
-done
-export HOME={home}
-exec setpriv --reuid={uid} --regid={uid} --clear-groups {chromium} "$@"
-"""
 
 
 @pytest.fixture(scope="module")
 def nobody_browser(namespace: None) -> Iterator[tuple[str, Path]]:
     """A Chromium wrapper running as nobody, and a folder nobody can read (its WAV)."""
-    nft, setpriv, chromium = shutil.which("nft"), shutil.which("setpriv"), find_chromium()
-    if nft is None or setpriv is None or chromium is None:
-        pytest.skip("needs nftables, setpriv (util-linux) and chromium")
-    subprocess.run([nft, "-f", "-"], input=BLOCK_NOBODY_UDP, text=True, check=True)
-    home = Path(tempfile.mkdtemp(prefix="voice-nobody-"))
-    os.chmod(home, 0o755)
-    os.chown(home, NOBODY, NOBODY)
-    wrapper = home / "chromium-as-nobody"
-    wrapper.write_text(WRAPPER.format(uid=NOBODY, home=home, chromium=chromium))
-    wrapper.chmod(0o755)
+    reason = missing()
+    if reason:
+        pytest.skip(reason)
+    nft(BLOCK_NOBODY_UDP)
     try:
-        yield str(wrapper), home
+        with chromium_as(NOBODY) as found:
+            yield found
     finally:
-        shutil.rmtree(home, ignore_errors=True)
-        subprocess.run([nft, "delete", "table", "inet", "voice_test_mixed"], check=False)
+        subprocess.run(["nft", "delete", "table", "inet", "voice_test_mixed"], check=False)
 
 
 @pytest.fixture(scope="module")

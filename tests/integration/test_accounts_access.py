@@ -120,6 +120,7 @@ TABLE: list[tuple[str, str, dict[str, Any] | None, list[int]]] = [
     ("GET", "/dashboard/channels/ops", None, [LOGIN, NO, NO, NO, OK, OK, OK, NO]),
     ("GET", "/dashboard/audit", None, [LOGIN, NO, NO, NO, OK, OK, OK, NO]),
     ("GET", "/dashboard/audit/export?format=csv", None, [LOGIN, NO, NO, NO, OK, OK, OK, NO]),
+    ("GET", "/dashboard/admin/network", None, [LOGIN, NO, NO, NO, OK, OK, OK, NO]),
     # the call log: supervisors of the channel; admins only where also assigned (root2: ops);
     # without a channel filter, every channel the caller supervises (boss2: hq)
     ("GET", "/dashboard/search", None, [LOGIN, NO, OK, OK, OK, OK, OK, OK]),  # the empty form
@@ -282,6 +283,28 @@ async def test_a_join_token_from_a_session_joins_and_shows_the_directory_name(
     peer = await Peer.connect(server.ws_url)
     joined = await peer.join(tok, channel="ops")
     assert joined["you"]["sub"] == "sato" and joined["you"]["name"] == "Sato"
+    await peer.close()
+
+
+async def test_the_network_page_shows_each_participants_reported_path(
+    server: ServerProcess, callers: dict[str, Caller]
+) -> None:
+    tok = await asyncio.to_thread(token, server, "sato", "ops")
+    peer = await Peer.connect(server.ws_url)
+    await peer.join(tok, channel="ops", device_id="phone-net")
+    await peer.send(type="stats", path="tcp", rtt_ms=42.4, loss=0.012, jitter_ms=3.2)
+
+    def page() -> str:
+        return callers["admin"].request("GET", "/dashboard/admin/network", None).text
+
+    deadline = time.monotonic() + 20
+    while 'data-path="tcp"' not in (html := await asyncio.to_thread(page)):
+        assert time.monotonic() < deadline, html
+        await asyncio.sleep(0.1)
+    row = html[html.index('data-sub="sato"') :]
+    assert "<code>tcp</code>" in row and ">42<" in row and ">1.2<" in row
+    assert "<code>phone-net</code>" in row and ">Sato<" in row
+    assert '<li data-path="tcp"><code>tcp</code>: <span class="count">1</span>' in html
     await peer.close()
 
 

@@ -262,3 +262,19 @@ def test_server_url_becomes_the_websocket_url(server: str, url: str) -> None:
 def test_bad_server_urls_are_rejected(server: str) -> None:
     with pytest.raises(ValueError, match="bad server URL"):
         websocket_url(server)
+
+
+def test_joined_keeps_the_turn_relays_for_the_peer_connection() -> None:
+    s = ClientSession(token="tok", channel="ops", device_id="hs-1")
+    s.start()
+    msg = json.loads(joined())
+    server = {"urls": ["turns:10.0.0.5:443?transport=tcp"], "username": "9:u1", "credential": "c"}
+    msg["ice_servers"] = [server]
+    s.receive(json.dumps(msg))
+    assert s.ice_servers == [server]
+    # a relay that is not turn:/turns: (a public STUN server, say) is refused, not used
+    s2 = ClientSession(token="tok", channel="ops", device_id="hs-1")
+    s2.start()
+    msg["ice_servers"] = [{**server, "urls": ["stun:stun.example:3478"]}]
+    s2.receive(json.dumps(msg))
+    assert s2.state is SessionState.JOINED and s2.ice_servers == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,18 @@ def add_bench_parser(sub: Any) -> None:
     )
     lat.add_argument("--json", type=argparse.FileType("w"), help="also write the figures as JSON")
     _add_forward(bsub)
+    net = bsub.add_parser(
+        "network",
+        help="mouth-to-ear browser -> browser per media path (UDP, ICE-TCP, TURN over TLS) at "
+        "0 %% and 2 %% loss (needs root, Chromium, coturn, nftables)",
+    )
+    net.add_argument("--bursts", type=positive_int, default=20, help="per condition (20)")
+    net.add_argument("--period", type=positive_float, default=2.5, help="seconds per burst (2.5)")
+    net.add_argument(
+        "--paths", default="udp,tcp,turn-tls", help="comma-separated (default udp,tcp,turn-tls)"
+    )
+    net.add_argument("--loss", default="0,2", help="loss percentages, comma-separated (0,2)")
+    net.add_argument("--json", type=Path, help="write the result as JSON to this file")
     pri = bsub.add_parser(
         "priority",
         help="a supervisor cutting in with every slot busy: onset to first copy and to duck",
@@ -126,6 +139,35 @@ def _run_priority(args: argparse.Namespace) -> int:
     return _report(result, format_summary(result), args.json)
 
 
+def _run_network(args: argparse.Namespace) -> int:
+    from voice_server.bench.network import PATHS, NetworkOptions, format_summary, run_network
+
+    paths = tuple(p.strip() for p in args.paths.split(",") if p.strip())
+    try:
+        losses = tuple(float(x) / 100 for x in args.loss.split(",") if x.strip())
+    except ValueError:
+        losses = ()
+    if not paths or any(p not in PATHS for p in paths) or not losses:
+        print(
+            "voice-server bench network: --paths takes udp,tcp,turn-tls; --loss percentages",
+            file=sys.stderr,
+        )
+        return 2
+    if any(not 0 <= x <= 0.5 for x in losses) or args.period < 2.2:
+        print(
+            "voice-server bench network: --loss within 0..50, --period at least 2.2 s",
+            file=sys.stderr,
+        )
+        return 2
+    opts = NetworkOptions(bursts=args.bursts, period=args.period, paths=paths, losses=losses)
+    try:
+        result = run_network(opts)
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+        print(f"voice-server bench network: {exc}".splitlines()[0], file=sys.stderr)
+        return 1
+    return _report(result, format_summary(result), args.json)
+
+
 def _report(result: dict[str, Any], summary: str, path: Path | None) -> int:
     print(summary)
     if path is not None:
@@ -149,6 +191,8 @@ def run_bench(args: argparse.Namespace) -> int:
         )
     if args.bench == "forward":
         return _run_forward(args)
+    if args.bench == "network":
+        return _run_network(args)
     if args.bench == "priority":
         return _run_priority(args)
     if args.bench == "announce":

@@ -41,7 +41,19 @@ from typing import IO, Any
 from voice_server.bench import browser, netns, pulse
 from voice_server.bench.httpsync import HttpError, get_text
 
-__all__ = ["LatencyOptions", "main_latency", "match_onsets", "percentile", "run_latency"]
+__all__ = [
+    "LatencyOptions",
+    "bench_server",
+    "connected",
+    "join_token",
+    "main_latency",
+    "match_onsets",
+    "open_page",
+    "percentile",
+    "run_latency",
+    "wait_until",
+    "write_bursts",
+]
 
 MOUTH_TO_EAR_P95_MS = 150.0
 ONSET_TO_FORWARD_P95_MS = 100.0
@@ -103,7 +115,7 @@ def match_onsets(
     return latencies, missed
 
 
-def _write_bursts(path: Path, tone_ms: int, period: float, freq: float = 1000.0) -> None:
+def write_bursts(path: Path, tone_ms: int, period: float, freq: float = 1000.0) -> None:
     rate = 48000
     on = rate * tone_ms // 1000
     total = int(rate * period)
@@ -122,8 +134,15 @@ def _free_port(kind: int) -> int:
 
 
 @contextlib.contextmanager
-def _server(data_dir: Path) -> Iterator[str]:
-    port, media = _free_port(socket.SOCK_STREAM), _free_port(socket.SOCK_DGRAM)
+def bench_server(
+    data_dir: Path,
+    env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
+    media_port: int | None = None,
+) -> Iterator[str]:
+    """A ``serve`` process on free ports (or ``media_port``; ``env``, ``args`` added); its
+    base URL."""
+    port, media = _free_port(socket.SOCK_STREAM), media_port or _free_port(socket.SOCK_DGRAM)
     base = [sys.executable, "-m", "voice_server.cli"]
     subprocess.run(
         [*base, "channels", "add", CHANNEL, "--data-dir", str(data_dir)],
@@ -132,8 +151,10 @@ def _server(data_dir: Path) -> Iterator[str]:
     )
     log = (data_dir / "server.log").open("wb")
     cmd = [*base, "serve", "--data-dir", str(data_dir), "--port", str(port)]
-    cmd += ["--media-port", str(media), "--log-level", "warning"]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    cmd += ["--media-port", str(media), "--log-level", "warning", *args]
+    proc = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 20
@@ -156,7 +177,7 @@ def _server(data_dir: Path) -> Iterator[str]:
         log.close()
 
 
-def _token(data_dir: Path, name: str) -> str:
+def join_token(data_dir: Path, name: str) -> str:
     from voice_server.identity.keys import load_or_create_key
     from voice_server.identity.tokens import Audience, Role, issue_token
 
@@ -214,14 +235,15 @@ class _Headset:
             self.proc.kill()
 
 
-def _page(pw: Any, url: str, token: str, audio: Path) -> Any:
-    b = browser.launch_chromium(pw, audio_file=audio)
+def open_page(pw: Any, url: str, token: str, audio: Path, args: tuple[str, ...] = ()) -> Any:
+    """A Chromium page joined to the bench channel with diagnostics on."""
+    b = browser.launch_chromium(pw, audio_file=audio, extra_args=args)
     page = b.new_page()
     page.goto(f"{url}/#channel={CHANNEL}&token={token}&autojoin=1&diag=1")
     return page
 
 
-def _connected(page: Any) -> bool:
+def connected(page: Any) -> bool:
     return bool(
         page.evaluate(
             "document.body.dataset.state === 'joined'"
@@ -230,7 +252,7 @@ def _connected(page: Any) -> bool:
     )
 
 
-def _wait(cond: Any, timeout: float, what: str) -> None:
+def wait_until(cond: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > deadline:
@@ -282,23 +304,23 @@ def run_latency(opts: LatencyOptions, log: IO[str] = sys.stderr) -> dict[str, An
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp_name, netns.isolated():
         tmp = Path(tmp_name)
         bursts, silence = tmp / "bursts.wav", tmp / "silence.wav"
-        _write_bursts(bursts, opts.tone_ms, opts.period)
-        _write_bursts(silence, 0, 1.0)
+        write_bursts(bursts, opts.tone_ms, opts.period)
+        write_bursts(silence, 0, 1.0)
         data = tmp / "data"
         data.mkdir()
         with contextlib.ExitStack() as stack:
-            url = stack.enter_context(_server(data))
+            url = stack.enter_context(bench_server(data))
             env = None
             if device:
                 env = stack.enter_context(pulse.pulse_server(tmp / "pulse", ("headset",)))
                 env = {**env, "PULSE_SINK": "headset"}
-            headset = _Headset(url, _token(data, "headset"), env, device)
+            headset = _Headset(url, join_token(data, "headset"), env, device)
             stack.callback(headset.stop)
             pw = stack.enter_context(sync_playwright())
-            listener = _page(pw, url, _token(data, "listener"), silence)
-            talker = _page(pw, url, _token(data, "talker"), bursts)
-            _wait(lambda: _connected(listener) and _connected(talker), 30, "both browsers")
-            _wait(headset.connected.is_set, 30, "the headset client")
+            listener = open_page(pw, url, join_token(data, "listener"), silence)
+            talker = open_page(pw, url, join_token(data, "talker"), bursts)
+            wait_until(lambda: connected(listener) and connected(talker), 30, "both browsers")
+            wait_until(headset.connected.is_set, 30, "the headset client")
             time.sleep(opts.settle)
             start_ms = time.time() * 1000.0
             print(

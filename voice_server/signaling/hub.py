@@ -25,6 +25,7 @@ from voice_server.identity.principal import (
     still_allowed,
 )
 from voice_server.identity.tokens import Audience, TokenError, verify_token
+from voice_server.identity.turncreds import TurnCredentials
 from voice_server.media.route import Route
 from voice_server.metrics import SignalingCounters
 from voice_server.signaling.diagnostics import Diagnostics, Report
@@ -35,6 +36,7 @@ from voice_server.signaling.messages import (
     ClientRefresh,
     ClientRoute,
     ClientStats,
+    IceServer,
     Participant,
     ServerDuck,
     ServerError,
@@ -149,8 +151,11 @@ class Hub:
         counters: SignalingCounters,
         media: MediaPort | None = None,
         clock: Callable[[], float] = time.time,
+        turn: TurnCredentials | None = None,
     ) -> None:
         self._key = key
+        #: mints each participant's TURN credential for ``joined.ice_servers`` (None: no relay)
+        self.turn = turn
         self._channels = channels
         self._directory = directory
         self._token_warning = token_warning_seconds
@@ -254,6 +259,7 @@ class Hub:
                 id=msg.id,
                 talk_right="listener" if session.listener else "talker",
                 priority=session.level,
+                ice_servers=self.ice_servers(session),
             ),
         )
         if not opened.resumed:
@@ -272,6 +278,12 @@ class Hub:
             extra={"session": session.id, "sub": session.sub, "channel": session.channel},
         )
         return session
+
+    def ice_servers(self, session: Session) -> list[IceServer]:
+        """The TURN relays for ``session``'s peer connection, with fresh credentials."""
+        if self.turn is None:
+            return []
+        return [IceServer.model_validate(self.turn.for_user(session.sub, self._clock()))]
 
     def answer(self, session: Session, sdp: str, revision: int | None = None) -> None:
         if self.media is None or not self.media.has_transport(session.id):

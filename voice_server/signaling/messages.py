@@ -149,6 +149,16 @@ class ChannelInfo(BaseModel):
     display_name: str
 
 
+class IceServer(BaseModel):
+    """A TURN relay and this participant's time-limited credential for it (identity.turncreds)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    urls: list[str]
+    username: str
+    credential: str
+
+
 class ServerJoined(_Msg):
     type: Literal["joined"] = "joined"
     session_id: str
@@ -162,6 +172,8 @@ class ServerJoined(_Msg):
     #: what this member may do in the channel: ``talker`` or ``listener`` (listen only)
     talk_right: Literal["talker", "listener"] = "talker"
     priority: int = 1  # this member's level (README, "Priority")
+    #: TURN relays for the peer connection (none when the server has no ``turn_urls``)
+    ice_servers: list[IceServer] = Field(default_factory=list)
 
 
 class ServerOffer(_Msg):

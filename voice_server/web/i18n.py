@@ -53,6 +53,23 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "channel": ("チャンネル", "Channel"),
     "audit": ("監査ログ", "Audit log"),
+    "network": ("通信状況", "Network"),
+    "network_help": (
+        "各参加者の端末が約5秒ごとに報告する通信経路と品質です(端末の自己申告)。"
+        "UDP が最良、TCP と TURN(TLS) は UDP が通らないネットワーク用です。",
+        "The path and quality each participant's device reports every ~5 s (as the device "
+        "says). UDP is best; TCP and TURN (TLS) are for networks that block UDP.",
+    ),
+    "net_path": ("経路", "Path"),
+    "net_rtt": ("往復遅延", "Round trip"),
+    "net_loss": ("損失", "Loss"),
+    "net_jitter": ("揺らぎ", "Jitter"),
+    "net_concealed": ("補間", "Concealed"),
+    "net_age": ("報告から", "Reported"),
+    "net_none": ("未報告", "no report yet"),
+    "net_by_path": ("経路ごとの参加者数", "Participants per path"),
+    "no_participants": ("参加者はいません。", "Nobody is connected."),
+    "device": ("端末", "Device"),
     "codes": ("サインインコード", "Sign-in codes"),
     "announcements": ("一斉放送", "Announcements"),
     "announce_text": ("放送する文章", "Text to announce"),

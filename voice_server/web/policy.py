@@ -33,6 +33,7 @@ class Action(StrEnum):
     RETENTION_MANAGE = "retention.manage"
     AUDIT_VIEW = "audit.view"
     AUDIT_EXPORT = "audit.export"
+    NETWORK_VIEW = "network.view"  # every participant's reported media path and quality
     # the call log (routes come later; per channel)
     SEARCH = "calllog.search"
     VIEW = "calllog.view"
@@ -56,6 +57,7 @@ ADMIN_ACTIONS = frozenset(
         Action.RETENTION_MANAGE,
         Action.AUDIT_VIEW,
         Action.AUDIT_EXPORT,
+        Action.NETWORK_VIEW,
     }
 )
 

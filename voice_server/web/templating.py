@@ -49,6 +49,7 @@ NAV: list[NavEntry] = [
     NavEntry("/dashboard/channels", "channels", Action.CHANNELS_VIEW),
     NavEntry("/dashboard/phrases", "asr_phrases", Action.CHANNELS_VIEW),
     NavEntry("/dashboard/audit", "audit", Action.AUDIT_VIEW),
+    NavEntry("/dashboard/admin/network", "network", Action.NETWORK_VIEW),
     NavEntry("/dashboard/about", "about", Action.DASHBOARD),
 ]
 

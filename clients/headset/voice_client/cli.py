@@ -164,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="playout: no aiortc receive buffering, jitter absorbed by the output buffer "
         "(default); aiortc: aiortc's own ~80 ms buffer",
     )
+    p.add_argument(
+        "--ca-file",
+        type=Path,
+        metavar="CA.pem",
+        help="also trust this CA (PEM) for the server's wss:// and its TURN relay's turns:",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log aiortc/aioice to stderr")
     return p
 
@@ -230,6 +236,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ValueError as exc:
         return _fail(str(exc), EXIT_USAGE)
+    if args.ca_file is not None and not args.ca_file.is_file():
+        return _fail(f"--ca-file: no such file: {args.ca_file}", EXIT_USAGE)
+    opts.ca_file = args.ca_file
     if not 0 <= args.playout_ms <= 500:
         return _fail("--playout-ms must be within 0..500", EXIT_USAGE)
     try:

@@ -25,6 +25,8 @@ from contextlib import contextmanager
 import aioice
 import aioice.ice
 
+from voice_client.pinned import require_version
+
 __all__ = [
     "SUPPORTED_AIOICE",
     "check_aioice",
@@ -39,12 +41,9 @@ _PATCHED = "get_host_addresses"
 
 def check_aioice() -> None:
     """Raise RuntimeError unless the installed aioice has the internals this seam replaces."""
-    version = getattr(aioice, "__version__", None)
-    if version != SUPPORTED_AIOICE:
-        raise RuntimeError(
-            f"voice_client.loopback supports aioice {SUPPORTED_AIOICE} only, found {version}: "
-            "re-check aioice.ice.get_host_addresses and update the seam"
-        )
+    require_version(
+        aioice, SUPPORTED_AIOICE, "voice_client.loopback", "aioice.ice.get_host_addresses"
+    )
     original = getattr(aioice.ice, _PATCHED, None)
     if not callable(original):
         raise RuntimeError("aioice.ice.get_host_addresses is gone: update voice_client.loopback")

@@ -28,6 +28,8 @@ import aiortc.codecs
 import aiortc.codecs.opus
 import av
 
+from voice_client.pinned import require_version
+
 __all__ = ["DEFAULT_BITRATE", "SUPPORTED_AIORTC", "check_aiortc", "speech_opus"]
 
 SUPPORTED_AIORTC = "1.16.0"
@@ -37,12 +39,9 @@ _PATCHED = "OpusEncoder"  # the name aiortc.codecs.get_encoder looks up
 
 def check_aiortc() -> None:
     """Raise RuntimeError unless the installed aiortc has the internals this seam replaces."""
-    version = getattr(aiortc, "__version__", None)
-    if version != SUPPORTED_AIORTC:
-        raise RuntimeError(
-            f"voice_client.opus supports aiortc {SUPPORTED_AIORTC} only, found {version}: "
-            "re-check aiortc.codecs.get_encoder / OpusEncoder and update the seam"
-        )
+    require_version(
+        aiortc, SUPPORTED_AIORTC, "voice_client.opus", "aiortc.codecs.get_encoder / OpusEncoder"
+    )
     if getattr(aiortc.codecs, _PATCHED, None) is None:
         raise RuntimeError("aiortc.codecs.OpusEncoder is gone: update voice_client.opus")
 

@@ -19,14 +19,16 @@ import fractions
 import logging
 import time
 from array import array
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import av
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from voice_client.gate import Gate, OnsetDetector
+from voice_client.netreport import Counters
+from voice_client.turntls import relay_selected
 from voice_client.wavio import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE, Mix, frames_20ms
 
 __all__ = ["MIC_MID", "ClientPeer", "DeviceMicTrack", "MicTrack", "SlotRecorder", "pcm_frame"]
@@ -225,10 +227,18 @@ class ClientPeer:
     """
 
     def __init__(
-        self, mic: MediaStreamTrack, on_slot: Callable[[str, MediaStreamTrack], None]
+        self,
+        mic: MediaStreamTrack,
+        on_slot: Callable[[str, MediaStreamTrack], None],
+        ice_servers: Sequence[dict[str, Any]] = (),
     ) -> None:
-        # iceServers=[]: never a public STUN server (aiortc's default is Google's).
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        # Only the TURN relay the server names (joined.ice_servers), never a public STUN
+        # server (aiortc's default when none is given is Google's: an empty list, not None).
+        servers = [
+            RTCIceServer(urls=list(s["urls"]), username=s["username"], credential=s["credential"])
+            for s in ice_servers
+        ]
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
         self._mic = mic
         self._on_slot = on_slot
         self._slots_seen: set[str] = set()
@@ -257,6 +267,22 @@ class ClientPeer:
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
         return str(self.pc.localDescription.sdp)
+
+    async def counters(self) -> Counters:
+        """What aiortc counts now, for the ``stats`` report (voice_client.netreport)."""
+        stats = await self.pc.getStats()
+        received = lost = 0
+        jitter: float | None = None
+        rtt: float | None = None
+        for s in stats.values():
+            if s.type == "inbound-rtp" and s.kind == "audio":
+                received += s.packetsReceived
+                lost += max(0, s.packetsLost)
+                seconds = s.jitter / SAMPLE_RATE  # RTP timestamp units (Opus: 48 kHz)
+                jitter = seconds if jitter is None else max(jitter, seconds)
+            elif s.type == "remote-inbound-rtp" and s.kind == "audio":
+                rtt = s.roundTripTime if rtt is None else max(rtt, s.roundTripTime)
+        return Counters(relay_selected(self.pc), received, lost, jitter, rtt)
 
     async def close(self) -> None:
         await self.pc.close()

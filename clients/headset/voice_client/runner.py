@@ -18,6 +18,7 @@ import contextlib
 import json
 import random
 import signal
+import ssl
 import sys
 import time
 from collections.abc import Coroutine
@@ -35,6 +36,8 @@ from voice_client.ducking import Ducking
 from voice_client.gate import Gate
 from voice_client.jitter import low_latency_audio
 from voice_client.loopback import is_loopback_host, loopback_candidates
+from voice_client.netreport import INTERVAL, Counters
+from voice_client.netreport import report as network_report
 from voice_client.opus import speech_opus
 from voice_client.peer import ClientPeer, DeviceMicTrack, MicTrack, SlotRecorder
 from voice_client.ptt import PttState, evdev_reader, terminal_keys
@@ -50,6 +53,7 @@ from voice_client.signaling import (
     SessionState,
     Warn,
 )
+from voice_client.turntls import client_context, turn_tls_context
 from voice_client.vad import GateMode, VadGate, VadRules
 from voice_client.wavio import Mix, write_wav
 
@@ -97,6 +101,7 @@ class Options:
     reconnect: bool = True
     report_onsets: bool = False  # print "onset" events (latency benchmark)
     low_latency: bool = True  # skip aiortc's 80 ms audio jitter buffer
+    ca_file: Path | None = None  # --ca-file: also trust this CA (wss:// and turns: relays)
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
 
@@ -132,6 +137,12 @@ class _Client:
         self.end: End | None = None
         self.leaving = False
         self.media_connected = False
+        try:
+            self.tls = client_context(opts.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ClientError(
+                f"--ca-file {opts.ca_file}: no CA certificate read ({exc})", 2
+            ) from None
 
     # ------------------------------------------------------------ output
 
@@ -219,7 +230,7 @@ class _Client:
         if self.peer is not None:  # a new offer: the server lost our transport, start over
             old, self.peer = self.peer, None
             await old.close()
-        self.peer = ClientPeer(self.mic, self.start_recorder)
+        self.peer = ClientPeer(self.mic, self.start_recorder, self.session.ice_servers)
         peer = self.peer
         peer.pc.on("connectionstatechange", lambda: self.on_media_state(peer))
         try:
@@ -308,6 +319,19 @@ class _Client:
             await asyncio.sleep(PING_INTERVAL)
             await self.do(self.session.ping())
 
+    async def report_network(self) -> None:
+        """Every INTERVAL seconds while media is up: the ``stats`` report (netreport)."""
+        before: tuple[ClientPeer, Counters] | None = None
+        while True:
+            await asyncio.sleep(INTERVAL)
+            peer = self.peer
+            if peer is None or peer.connection_state != "connected":
+                continue
+            now = await peer.counters()
+            previous = before[1] if before is not None and before[0] is peer else None
+            await self.do(self.session.stats(network_report(now, previous)))
+            before = (peer, now)
+
     async def ptt_device(self, path: str) -> None:
         try:
             await evdev_reader(path, _evdev_keys(), lambda p: self.ptt.set("evdev", p))
@@ -319,7 +343,8 @@ class _Client:
     async def open_socket(self) -> ClientConnection:
         opts = self.opts
         try:
-            return await connect(opts.url, open_timeout=OPEN_TIMEOUT, max_size=1 << 20)
+            tls = self.tls if opts.url.startswith("wss:") else None
+            return await connect(opts.url, open_timeout=OPEN_TIMEOUT, max_size=1 << 20, ssl=tls)
         except InvalidURI as exc:
             raise ClientError(f"bad server URL {opts.url}: {exc}", 2) from None
         except InvalidHandshake as exc:
@@ -389,6 +414,7 @@ class _Client:
                 keys.enter_context(terminal_keys(key, lambda: self.ptt.toggle("key")))
             if opts.mode is GateMode.PTT and opts.ptt_device:
                 self.spawn(self.ptt_device(opts.ptt_device))
+            self.spawn(self.report_network())
             while ws is not None:
                 why = await self.session_on(ws, stop, deadline)
                 end = self.end
@@ -467,4 +493,6 @@ async def run(opts: Options) -> int:
             stack.enter_context(speech_opus(opts.opus_bitrate))
         if opts.low_latency:
             stack.enter_context(low_latency_audio())
-        return await _Client(opts).run()
+        client = _Client(opts)
+        stack.enter_context(turn_tls_context(client.tls))
+        return await client.run()

@@ -133,6 +133,8 @@ class ClientSession:
     token_expires_at: int | None = None
     grace_seconds: float | None = None
     answered: bool = False
+    #: TURN relays from the last ``joined`` (``{urls, username, credential}``; never printed)
+    ice_servers: list[dict[str, Any]] = field(default_factory=list)
 
     # -------------------------------------------------------- things the user does
 
@@ -176,6 +178,12 @@ class ClientSession:
         if self.state is not SessionState.JOINED:
             return []
         return [Send({"v": PROTOCOL_VERSION, "type": "refresh", "token": token})]
+
+    def stats(self, fields: dict[str, Any]) -> list[Action]:
+        """Network diagnostics for the server (``path``, ``rtt_ms``, ``loss``, ``jitter_ms``)."""
+        if self.state is not SessionState.JOINED:
+            return []
+        return [Send({"v": PROTOCOL_VERSION, "type": "stats", **fields})]
 
     def ping(self) -> list[Action]:
         if self.state is not SessionState.JOINED:
@@ -244,6 +252,7 @@ class ClientSession:
         self.participants = {p["id"]: p for p in map(_participant, msg["participants"])}
         self.token_expires_at = int(msg["token_expires_at"])
         self.grace_seconds = float(msg["grace_seconds"])
+        self.ice_servers = _ice_servers(msg.get("ice_servers"))
         self.state = SessionState.JOINED
         channel = msg["channel"]
         return [
@@ -356,6 +365,23 @@ def _str(value: Any) -> str:
     if not isinstance(value, str):
         raise TypeError(f"expected a string, got {type(value).__name__}")
     return value
+
+
+def _ice_servers(raw: Any) -> list[dict[str, Any]]:
+    """The well-formed TURN relays of ``joined.ice_servers`` (at most 2); anything else (a STUN
+    or public server, a malformed entry) is left out, never used."""
+    found: list[dict[str, Any]] = []
+    for entry in raw if isinstance(raw, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        urls, user, cred = entry.get("urls"), entry.get("username"), entry.get("credential")
+        if not (
+            isinstance(urls, list) and urls and isinstance(user, str) and isinstance(cred, str)
+        ):
+            continue
+        if all(isinstance(u, str) and u.startswith(("turn:", "turns:")) for u in urls):
+            found.append({"urls": urls[:4], "username": user, "credential": cred})
+    return found[:2]
 
 
 def _participant(raw: Any) -> dict[str, Any]:

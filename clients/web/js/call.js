@@ -4,12 +4,15 @@
 // hear. A later plain offer means "start over" (the server lost our transport): the old
 // connection is closed first. An offer with renegotiate: true (more slot m-lines for another
 // channel heard) is applied to the live connection instead: audio already flowing goes on, and
-// the answer echoes its revision. iceServers is empty on purpose: no public STUN server is ever
+// the answer echoes its revision. iceServers holds only the TURN relay the server names in
+// `joined.ice_servers` (its own coturn, time-limited credentials): no public STUN server is ever
 // contacted.
 //
 // Events: "answer" {sdp, revision}, "track" {mid, track}, "media" {state}, "failed" {}.
 
 const GATHER_TIMEOUT_MS = 2000;
+// with a TURN relay: its TLS handshake and allocation come before the relay candidate
+const RELAY_GATHER_TIMEOUT_MS = 6000;
 const DISCONNECTED_GRACE_MS = 5000;
 // The receive jitter buffer's requested hold time (ms) for every talk slot. In Chromium's WebRTC
 // this is a floor under NetEq's own target (the "base minimum delay"), not a cap: NetEq still
@@ -30,10 +33,10 @@ export function lowerJitterBuffer(receiver, targetMs = RECEIVE_JITTER_TARGET_MS)
   }
 }
 
-function gathered(pc) {
+function gathered(pc, timeoutMs) {
   if (pc.iceGatheringState === "complete") return Promise.resolve();
   return new Promise((resolve) => {
-    const timer = setTimeout(done, GATHER_TIMEOUT_MS);
+    const timer = setTimeout(done, timeoutMs);
     function done() {
       clearTimeout(timer);
       pc.removeEventListener("icegatheringstatechange", check);
@@ -53,6 +56,18 @@ export class Call extends EventTarget {
     this.generation = 0;
     this.sendTrack = null;
     this.disconnectTimer = null;
+    this.iceServers = [];
+  }
+
+  // The TURN relays of `joined.ice_servers` for the next peer connection: well-formed entries
+  // only ({urls: [turn:/turns: URL], username, credential}).
+  setIceServers(list) {
+    const ok = (u) => typeof u === "string" && /^turns?:/.test(u);
+    this.iceServers = (Array.isArray(list) ? list : [])
+      .filter((s) => s && Array.isArray(s.urls) && s.urls.every(ok)
+        && typeof s.username === "string" && typeof s.credential === "string")
+      .map((s) => ({ urls: s.urls.slice(0, 4), username: s.username, credential: s.credential }))
+      .slice(0, 2);
   }
 
   setSendTrack(track) {
@@ -71,8 +86,9 @@ export class Call extends EventTarget {
     if (renegotiate && this.pc) return this.renegotiate(sdp, revision);
     this.close();
     const generation = ++this.generation;
+    const iceServers = this.iceServers;
     const pc = new RTCPeerConnection({
-      iceServers: [],
+      iceServers,
       bundlePolicy: "max-bundle",
       rtcpMuxPolicy: "require",
     });
@@ -94,7 +110,7 @@ export class Call extends EventTarget {
     }
     const answer = await pc.createAnswer();
     await pc.setLocalDescription(answer);
-    await gathered(pc);
+    await gathered(pc, iceServers.length ? RELAY_GATHER_TIMEOUT_MS : GATHER_TIMEOUT_MS);
     if (generation !== this.generation) return;
     this.emit("answer", { sdp: pc.localDescription.sdp });
   }

@@ -545,6 +545,7 @@ class App {
   }
 
   joined(msg, reconnected) {
+    this.call.setIceServers(msg.ice_servers); // the server's TURN relay, fresh credentials
     const name = msg.channel ? msg.channel.display_name || msg.channel.name : "";
     $("channel-name").textContent = name;
     this.blocks = [msg.channel ? msg.channel.name : ""];

@@ -1,0 +1,61 @@
+"""`bench network`'s pure parts: the nftables table forcing a path and dropping a share of the
+access leg's packets, and the summary against the issue's targets; bad flags exit 2."""
+
+from __future__ import annotations
+
+import pytest
+
+from voice_server.bench.network import rules, summarize
+from voice_server.cli import main
+
+
+def test_udp_drops_tcp_and_the_relay_at_the_media_port_and_no_loss_rule_at_zero() -> None:
+    table = rules("udp", 0.0, 40000)
+    assert "tcp dport 40000 drop;" in table
+    assert "ip saddr 127.0.0.3 udp dport 40000 drop;" in table
+    assert "numgen" not in table and "hook input" in table
+
+
+def test_tcp_drops_all_udp_to_the_media_port_and_loses_its_tcp_both_ways() -> None:
+    table = rules("tcp", 0.02, 40000)
+    assert "udp dport 40000 drop;" in table
+    assert "tcp dport 40000 numgen random mod 1000 < 20 counter drop;" in table
+    assert "tcp sport 40000 numgen random mod 1000 < 20 counter drop;" in table
+
+
+def test_turn_lets_only_the_relay_reach_the_media_port_and_loses_on_443() -> None:
+    table = rules("turn-tls", 0.02, 40000)
+    assert "ip saddr != 127.0.0.3 udp dport 40000 drop;" in table
+    assert "tcp dport 40000 drop;" in table
+    assert "tcp dport 443 numgen random mod 1000 < 20 counter drop;" in table
+    assert "tcp sport 443 numgen random mod 1000 < 20 counter drop;" in table
+
+
+def test_summary_compares_each_path_with_udp_at_the_same_loss() -> None:
+    rows = [
+        {"path": "udp", "loss": 0.0, "p95_ms": 90.0},
+        {"path": "tcp", "loss": 0.0, "p95_ms": 110.0},
+        {"path": "turn-tls", "loss": 0.0, "p95_ms": 130.0},
+        {"path": "udp", "loss": 0.02, "p95_ms": 100.0},
+        {"path": "tcp", "loss": 0.02, "p95_ms": 200.0},
+        {"path": "turn-tls", "loss": 0.02, "p95_ms": None},
+    ]
+    assert summarize(rows) == {
+        "tcp_over_udp_p95_ms_at_0pct": 20.0,
+        "tcp_over_udp_p95_target_met_at_0pct": True,
+        "turn-tls_over_udp_p95_ms_at_0pct": 40.0,
+        "turn-tls_over_udp_p95_target_met_at_0pct": False,
+        "tcp_over_udp_p95_ms_at_2pct": 100.0,
+        "tcp_over_udp_p95_target_met_at_2pct": False,
+    }
+
+
+@pytest.mark.parametrize(
+    "args", [["--paths", "udp,quic"], ["--loss", "x"], ["--loss", "80"], ["--period", "1"]]
+)
+def test_bad_flags_are_one_line_and_exit_2(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["bench", "network", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("voice-server bench network:") and "\n" not in err

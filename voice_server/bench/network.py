@@ -1,0 +1,227 @@
+"""``voice-server bench network``: mouth-to-ear latency browser -> browser over each media path
+(UDP, ICE-TCP, TURN over TLS) at 0 % and 2 % loss, in one run.
+
+Set-up (a private network namespace, :mod:`voice_server.bench.netns`): the server with its
+ICE-TCP candidate, coturn on 127.0.0.3:443 (TLS, a self-signed certificate whose key Chromium
+gets pinned) handing out credentials through ``joined.ice_servers``, and per condition a fresh
+talking and a fresh listening Chromium, timed as ``bench latency`` does (the talker's gate stamps
+each burst's onset, the listener's probe stamps it as played; one wall clock).
+
+Each condition's path is forced with nftables in the input hook (a dropped check looks like a
+lost packet to ICE): *udp* drops TCP to the media port and the relay's UDP; *tcp* drops all UDP
+to the media port (the relay's too); *turn-tls* lets only the relay (127.0.0.3) reach the media
+port. Loss is random (``numgen random``, no tc/netem needed) on the phone's access leg only, both
+directions: the media port's packets for udp and tcp, TCP port 443 (phone <-> relay) for
+turn-tls. Each row says the path both browsers reported (``stats``), so a wrong path shows.
+
+Targets (issue #21): at 0 % loss TCP and TURN-TLS p95 within +30 ms of UDP; at 2 % loss TCP
+within +80 ms of UDP (head-of-line blocking).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from voice_server.bench import browser, netns, turnrelay
+from voice_server.bench.latency import (
+    PathResult,
+    bench_server,
+    connected,
+    join_token,
+    match_onsets,
+    open_page,
+    wait_until,
+    write_bursts,
+)
+
+__all__ = ["PATHS", "NetworkOptions", "format_summary", "rules", "run_network", "summarize"]
+
+PATHS = ("udp", "tcp", "turn-tls")
+RELAY = "127.0.0.3"
+TURN_PORT = 443
+TABLE = "voice_bench_network"
+TARGET_0 = 30.0  # ms over UDP's p95 at 0 % loss, TCP and TURN-TLS
+TARGET_LOSS_TCP = 80.0  # ms over UDP's p95 at 2 % loss, TCP
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkOptions:
+    bursts: int = 20
+    period: float = 2.5
+    tone_ms: int = 1000
+    paths: tuple[str, ...] = PATHS
+    losses: tuple[float, ...] = (0.0, 0.02)
+    settle: float = 3.0
+
+
+def rules(path: str, loss: float, media: int) -> str:
+    """The nftables table forcing ``path`` and dropping ``loss`` of the access leg's packets."""
+    force = {
+        "udp": [f"tcp dport {media} drop", f"ip saddr {RELAY} udp dport {media} drop"],
+        "tcp": [f"udp dport {media} drop"],
+        "turn-tls": [f"ip saddr != {RELAY} udp dport {media} drop", f"tcp dport {media} drop"],
+    }[path]
+    permille = round(loss * 1000)
+    lossy: list[str] = []
+    if permille > 0:
+        proto, port = ("tcp", TURN_PORT) if path == "turn-tls" else (path, media)
+        lossy = [
+            f"{proto} {way} {port} numgen random mod 1000 < {permille} counter drop"
+            for way in ("dport", "sport")
+        ]
+    body = "".join(f"    {rule};\n" for rule in [*force, *lossy])
+    return (
+        f"table inet {TABLE} {{\n  chain inp {{ type filter hook input priority 0; "
+        f"policy accept;\n{body}  }}\n}}\n"
+    )
+
+
+def _apply(ruleset: str) -> None:
+    subprocess.run(["nft", "delete", "table", "inet", TABLE], capture_output=True, check=False)
+    turnrelay.nft(ruleset)
+
+
+def _path_of(page: Any) -> str | None:
+    report = page.evaluate("window.voiceDiag.call.networkReport()")
+    return report.get("path") if report else None
+
+
+def _condition(
+    pw: Any,
+    url: str,
+    data: Path,
+    files: tuple[Path, Path],
+    args: tuple[str, ...],
+    opts: NetworkOptions,
+    path: str,
+) -> dict[str, Any]:
+    """One (path, loss) condition: a fresh talker and listener, timed; the row's figures."""
+    bursts, silence = files
+    listener = open_page(pw, url, join_token(data, "listener"), silence, args)
+    talker = open_page(pw, url, join_token(data, "talker"), bursts, args)
+    try:
+        wait_until(lambda: connected(listener) and connected(talker), 90, "both browsers")
+        observed: list[str | None] = [None, None]
+
+        def settled() -> bool:
+            observed[:] = [_path_of(talker), _path_of(listener)]
+            return observed[0] == observed[1] == path
+
+        with contextlib.suppress(RuntimeError):  # reported in the row, not fatal
+            wait_until(settled, 60, f"both browsers on {path}")
+        time.sleep(opts.settle)
+        start_ms = time.time() * 1000.0
+        time.sleep(opts.bursts * opts.period + 1.5)
+        sent = sorted(t for t in talker.evaluate("window.voiceDiag.txOnsets") if t >= start_ms)
+        rx = listener.evaluate("Object.values(window.voiceDiag.rxOnsets).flat()")
+        result = PathResult("browser -> browser")
+        result.latencies_ms, result.missed = match_onsets(sent[: opts.bursts], rx)
+        row = result.summary()
+        row.pop("path")
+        return {"observed_paths": observed, **row}
+    finally:
+        for page in (talker, listener):
+            with contextlib.suppress(Exception):
+                page.context.browser.close()
+
+
+def run_network(opts: NetworkOptions, log: IO[str] = sys.stderr) -> dict[str, Any]:
+    """Run every (path, loss) condition in one namespace; the rows and their summary."""
+    reason = netns.available() or browser.missing() or turnrelay.missing()
+    if reason:
+        raise RuntimeError(reason)
+    from playwright.sync_api import sync_playwright
+
+    from voice_server.tlscert import ensure_self_signed
+
+    load_before = os.getloadavg()
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-network-") as tmp_name, netns.isolated():
+        tmp = Path(tmp_name)
+        files = (tmp / "bursts.wav", tmp / "silence.wav")
+        write_bursts(files[0], opts.tone_ms, opts.period)
+        write_bursts(files[1], 0, 1.0)
+        data = tmp / "data"
+        data.mkdir()
+        tls = ensure_self_signed(tmp / "turn", [RELAY])
+        with contextlib.ExitStack() as stack:
+            turn = stack.enter_context(
+                turnrelay.running_turn(
+                    tmp / "turn", tls.cert, tls.key, tls.cert, address=RELAY, port=TURN_PORT
+                )
+            )
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.bind(("127.0.0.1", 0))
+                media = int(s.getsockname()[1])
+            url = stack.enter_context(bench_server(data, turn.server_env(), media_port=media))
+            pw = stack.enter_context(sync_playwright())
+            for path in opts.paths:
+                for loss in opts.losses:
+                    _apply(rules(path, loss, media))
+                    print(f"bench network: {path}, {loss:.0%} loss", file=log, flush=True)
+                    args = turn.chromium_args
+                    measured = _condition(pw, url, data, files, args, opts, path)
+                    rows.append(
+                        {
+                            "path": path,
+                            "loss": loss,
+                            "pattern": "random",
+                            "receiver": "browser",
+                            **measured,
+                        }
+                    )
+    return {
+        "bursts_per_row": opts.bursts,
+        "period_s": opts.period,
+        "tone_ms": opts.tone_ms,
+        "load": {"before": list(load_before), "after": list(os.getloadavg())},
+        "cpus": os.cpu_count(),
+        "rows": rows,
+        "summary": summarize(rows),
+    }
+
+
+def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Each path's p95 over UDP's at the same loss, and the issue's targets met or not."""
+    p95 = {(r["path"], r["loss"]): r.get("p95_ms") for r in rows}
+    out: dict[str, Any] = {}
+    for (path, loss), value in sorted(p95.items()):
+        udp = p95.get(("udp", loss))
+        if path == "udp" or value is None or udp is None:
+            continue
+        over = round(value - udp, 1)
+        key = f"{path}_over_udp_p95_ms_at_{round(loss * 100)}pct"
+        out[key] = over
+        target = TARGET_0 if loss == 0 else TARGET_LOSS_TCP if path == "tcp" else None
+        if target is not None:
+            out[key.replace("_ms_", "_target_met_")] = over <= target
+    return out
+
+
+def format_summary(result: dict[str, Any]) -> str:
+    lines = [f"{'path':<10} {'loss':>5} {'bursts':>6} {'missed':>6} {'p50 ms':>8} {'p95 ms':>8}"]
+    for r in result["rows"]:
+        fmt = {k: "-" if r.get(k) is None else f"{r[k]:.1f}" for k in ("p50_ms", "p95_ms")}
+        seen = "" if set(r["observed_paths"]) == {r["path"]} else f"  (seen: {r['observed_paths']})"
+        lines.append(
+            f"{r['path']:<10} {r['loss']:>5.0%} {r['bursts']:>6} {r['missed']:>6} "
+            f"{fmt['p50_ms']:>8} {fmt['p95_ms']:>8}{seen}"
+        )
+    for key, value in result["summary"].items():
+        lines.append(f"{key}: {value}")
+    load = result["load"]
+    lines.append(
+        f"load average before {load['before'][0]:.2f}, after {load['after'][0]:.2f} "
+        f"({result['cpus']} CPUs)"
+    )
+    return "\n".join(lines)
