@@ -1,0 +1,171 @@
+"""The dispatcher console with a real server: monitor/unmonitor answered on the same peer
+connection with a slots map, presence (``monitoring: true``), the console's error codes, and
+real aiortc peers (`voice-client --console`) hearing a different tone from each channel while
+its own talk reaches only the selected channel."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.audio import goertzel_power, read_mono, write_tone
+from tests.servers import ServerProcess, running_server
+from tests.voiceclients import ClientRun, start_client
+from tests.wsclient import Peer
+
+pytestmark = pytest.mark.integration
+
+CHANNELS = ("ops", "hq", "yard")
+TONES = {"ops": 440.0, "hq": 660.0, "yard": 880.0}
+CONSOLE_TONE = 1200.0
+
+
+def sup_token(server: ServerProcess, *channels: str) -> str:
+    return server.token("sup", *channels, role="supervisor")
+
+
+def test_console_signaling_presence_and_errors(tmp_path: Path) -> None:
+    extra = tuple(f"c{i}" for i in range(1, 8))  # ops + hq + 7 = 9 channels: one over the cap
+    with running_server(tmp_path / "srv", channels=(*CHANNELS, "secret", *extra)) as server:
+        asyncio.run(_signaling(server, extra))
+
+
+async def _signaling(server: ServerProcess, extra: tuple[str, ...]) -> None:
+    url = server.ws_url
+    bea = await Peer.connect(url)
+    await bea.join(server.token("bea", "hq"), channel="hq", device_id="bea-1")
+    con = await Peer.connect(url)
+    await con.join(sup_token(server, *CHANNELS, *extra), channel="ops", device_id="console")
+    await con.expect("offer")
+
+    # monitor: the console's channels now, in m-line order; hq's members see it arrive
+    await con.send(type="monitor", channels=["hq", "yard"], id="m1")
+    mon = await con.expect("monitored", id="m1")
+    assert mon["channels"] == ["ops", "hq", "yard"]
+    seen = await bea.expect("participant_joined")
+    assert seen["participant"]["sub"] == "sup" and seen["participant"]["monitoring"] is True
+    # a member joining yard later finds it among the participants
+    cid = await Peer.connect(url)
+    joined = await cid.join(server.token("cid", "yard"), channel="yard", device_id="cid-1")
+    monitors = [p for p in joined["participants"] if p["monitoring"]]
+    assert [p["sub"] for p in monitors] == ["sup"]
+
+    # errors: stable codes, nothing changed
+    async def error(code: str, rid: str, **msg: Any) -> None:
+        await con.send(id=rid, **msg)
+        err = await con.expect("error", id=rid)
+        assert err["code"] == code, err
+        assert err["fatal"] is False
+
+    await error("channel_not_supervised", "e1", type="monitor", channels=["secret"])
+    await error("too_many_channels", "e2", type="monitor", channels=list(extra))
+    await error("invalid_field", "e3", type="monitor", channels=[f"x{i}" for i in range(9)])
+    await error("invalid_field", "e4", type="monitor", channels="hq")
+    await error("empty_target", "e5", type="talk_target", channels=[])
+    await error("empty_target", "e6", type="talk_target")
+    await error("target_offline", "e7", type="talk_target", user="nobody")
+    await error("channel_not_supervised", "e8", type="talk_target", channels=["secret"])
+    await error("invalid_field", "e9", type="talk_target", channels=["hq"], user="bea")
+    await con.send(type="monitor", channels=["hq"], id="m2")
+    assert (await con.expect("monitored", id="m2"))["channels"] == ["ops", "hq", "yard"]
+
+    # a staff member has no console
+    await bea.send(type="monitor", channels=["hq"], id="s1")
+    assert (await bea.expect("error", id="s1"))["code"] == "channel_not_supervised"
+
+    # talk targets: one channel, an all-call, one person (direct)
+    await con.send(type="talk_target", channels=["hq"], id="t1")
+    t1 = await con.expect("talk_target_set", id="t1")
+    assert (t1["channels"], t1["kind"], t1["user"]) == (["hq"], "speech", None)
+    await con.send(type="talk_target", channels=["hq", "yard"], id="t2")
+    assert (await con.expect("talk_target_set", id="t2"))["kind"] == "all_call"
+    await con.send(type="talk_target", user="bea", id="t3")
+    t3 = await con.expect("talk_target_set", id="t3")
+    assert (t3["channels"], t3["kind"], t3["user"]) == (["hq"], "direct", "bea")
+
+    # unmonitor: hq's members see it go; the console keeps its own channel
+    await con.send(type="unmonitor", channels=["hq"], id="u1")
+    assert (await con.expect("monitored", id="u1"))["channels"] == ["ops", "yard"]
+    gone = await bea.expect("participant_left")
+    assert gone["participant"]["sub"] == "sup" and gone["reason"] == "unmonitored"
+    await error("invalid_field", "u2", type="unmonitor", channels=["ops"])
+
+    # the console leaves: yard's members see the monitor go
+    await con.send(type="leave", id="bye")
+    await con.expect("left", id="bye")
+    left = await cid.expect("participant_left")
+    assert left["participant"]["sub"] == "sup" and left["participant"]["monitoring"] is True
+    for p in (bea, con, cid):
+        await p.close()
+
+
+def power(samples: list[int], rate: int, freq: float, t0: float, t1: float) -> float:
+    part = samples[int(t0 * rate) : int(t1 * rate)]
+    return goertzel_power(part, rate, freq) / max(1, len(part))
+
+
+def _console(server: ServerProcess, tmp_path: Path, *args: str, **kw: Any) -> ClientRun:
+    token = sup_token(server, *CHANNELS)
+    return start_client(
+        server,
+        tmp_path,
+        "sup",
+        extra_args=["--console", "--monitor", "hq", "--monitor", "yard", "--token", token,
+                    *args],
+        **kw,
+    )  # fmt: skip
+
+
+def test_console_hears_each_channel_and_talks_only_into_its_target(tmp_path: Path) -> None:
+    with running_server(tmp_path / "srv", channels=CHANNELS) as server:
+        talkers = {
+            ch: start_client(
+                server, tmp_path, f"in-{ch}", channel=ch, duration=30, loop=True,
+                play=write_tone(tmp_path / f"{ch}.wav", TONES[ch], 2.0),
+            )
+            for ch in CHANNELS
+        }  # fmt: skip
+        for c in talkers.values():
+            c.wait_event("media", state="connected", timeout=60)
+        console = _console(
+            server,
+            tmp_path,
+            "--mode", "ptt", "--talk-target", "hq",
+            play=write_tone(tmp_path / "console.wav", CONSOLE_TONE, 2.0), loop=True, duration=20,
+        )  # fmt: skip
+        slots = console.wait_event("slots_map", timeout=60)
+        console.wait_event("talk_target_set", timeout=60)
+        hq_talk = console.wait_event("talk_started", timeout=60, channel="hq")
+        yard_talk = console.wait_event("talk_started", timeout=60, channel="yard")
+        assert console.wait(90) == 0, console.stderr
+        for c in talkers.values():
+            c.proc.terminate()
+            c.wait(30)
+    # one peer connection: the renegotiation appended hq's and yard's slots (mids 4..9)
+    mapped = slots["slots_map"]
+    assert [mapped[str(m)]["channel"] for m in range(1, 10)] == ["ops"] * 3 + ["hq"] * 3 + [
+        "yard"
+    ] * 3
+    assert len(console.of("media")) >= 1 and not [e for e in console.of("media")
+                                                  if e["state"] == "failed"]  # fmt: skip
+    # talk events carry the session's slot: hq's slot 1 is mid 4, yard's mid 7
+    assert mapped[str(hq_talk["slot"])]["channel"] == "hq"
+    assert mapped[str(yard_talk["slot"])]["channel"] == "yard"
+    samples, rate = read_mono(console.record)  # type: ignore[arg-type]
+    t0, t1 = max(hq_talk["t"], yard_talk["t"]) + 1.0, console.of("talk_started")[-1]["t"] + 4.0
+    heard = {ch: power(samples, rate, f, t0, t1) for ch, f in TONES.items()}
+    noise = power(samples, rate, 1500.0, t0, t1)
+    for ch, p in heard.items():
+        assert p > 20 * max(noise, 1.0), (ch, heard, noise)
+    # the console's own talk reached hq and no other channel
+    got, starts = {}, {}
+    for ch, c in talkers.items():
+        s, r = read_mono(c.record)  # type: ignore[arg-type]
+        got[ch] = power(s, r, CONSOLE_TONE, 0, len(s) / r)
+        starts[ch] = [e for e in c.of("talk_started") if e["speaker"]["sub"] == "sup"]
+    assert starts["hq"] and starts["hq"][0]["kind"] == "speech"
+    assert starts["ops"] == [] and starts["yard"] == []
+    assert got["hq"] > 100 * max(got["ops"], got["yard"], 1.0), got
