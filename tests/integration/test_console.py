@@ -6,6 +6,7 @@ its own talk reaches only the selected channel."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from tests.audio import goertzel_power, read_mono, write_tone
 from tests.servers import ServerProcess, running_server
 from tests.voiceclients import ClientRun, start_client
 from tests.wsclient import Peer
+from voice_server.calllog.ogg import read_ogg_opus
 
 pytestmark = pytest.mark.integration
 
@@ -169,3 +171,90 @@ def test_console_hears_each_channel_and_talks_only_into_its_target(tmp_path: Pat
     assert starts["hq"] and starts["hq"][0]["kind"] == "speech"
     assert starts["ops"] == [] and starts["yard"] == []
     assert got["hq"] > 100 * max(got["ops"], got["yard"], 1.0), got
+
+
+def _listeners(
+    server: ServerProcess, tmp_path: Path, who: dict[str, tuple[str, str]]
+) -> dict[str, ClientRun]:
+    """Listening voice-clients: key -> (user, channel); device ids are the keys."""
+    out = {
+        key: start_client(server, tmp_path, key, channel=ch, duration=60, device_id=key,
+                          extra_args=["--token", server.token(user, ch)])
+        for key, (user, ch) in who.items()
+    }  # fmt: skip
+    for c in out.values():
+        c.wait_event("media", state="connected", timeout=60)
+    return out
+
+
+def _console_bursts(server: ServerProcess) -> list[dict[str, str]]:
+    """The tags of the console's closed spool files (waits until none is still being written)."""
+    spool = server.data_dir / "spool"
+    deadline = time.monotonic() + 30
+    while any(spool.glob("*.ogg.part")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    tags = [read_ogg_opus(p.read_bytes()).tags for p in sorted(spool.glob("*.ogg"))]
+    return [t for t in tags if t["VOICE_SPEAKER_ID"] == "sup"]
+
+
+def _heard_console(c: ClientRun) -> tuple[float, list[dict[str, Any]]]:
+    c.proc.terminate()
+    c.wait(30)
+    s, r = read_mono(c.record)  # type: ignore[arg-type]
+    starts = [e for e in c.of("talk_started") if e["speaker"]["sub"] == "sup"]
+    return power(s, r, CONSOLE_TONE, 0, len(s) / r), starts
+
+
+def _talk_from_console(
+    tmp_path: Path, who: dict[str, tuple[str, str]], args: list[str], kind: str, reached: list[str]
+) -> tuple[dict[str, Any], dict[str, tuple[float, list[dict[str, Any]]]], list[dict[str, str]]]:
+    """Listeners ``who``, then a push-to-talk console (``args``: its target) talking a tone until
+    those ``reached`` got its ``talk_started`` of ``kind``: its ``talk_target_set``, what each
+    listener heard of it, and the tags of its spool files."""
+    with running_server(tmp_path / "srv", channels=CHANNELS) as server:
+        listeners = _listeners(server, tmp_path, who)
+        console = _console(
+            server, tmp_path, "--mode", "ptt", *args,
+            play=write_tone(tmp_path / "console.wav", CONSOLE_TONE, 2.0), loop=True, duration=12,
+        )  # fmt: skip
+        target = console.wait_event("talk_target_set", timeout=60)
+        for key in reached:
+            listeners[key].wait_event("talk_started", timeout=60, kind=kind)
+        assert console.wait(90) == 0, console.stderr
+        heard = {key: _heard_console(c) for key, c in listeners.items()}
+        return target, heard, _console_bursts(server)
+
+
+def test_an_all_call_reaches_every_target_channel_and_no_other_as_one_burst(
+    tmp_path: Path,
+) -> None:
+    who = {"lo": ("lo", "ops"), "cid": ("cid", "hq"), "yo": ("yo", "yard")}
+    args = ["--talk-target", "hq", "--talk-target", "yard"]
+    target, heard, bursts = _talk_from_console(tmp_path, who, args, "all_call", ["cid", "yo"])
+    assert (target["channels"], target["kind"]) == (["hq", "yard"], "all_call")
+    for key in ("cid", "yo"):
+        starts = heard[key][1]
+        assert starts and {e["priority"] for e in starts} == {2}, (key, starts)
+    got_ops, starts_ops = heard["lo"]
+    assert starts_ops == []
+    assert min(heard["cid"][0], heard["yo"][0]) > 100 * max(got_ops, 1.0), heard
+    # one burst in the call log's spool, tapped in hq, naming yard as also reached
+    assert bursts and all(
+        (t["VOICE_CHANNEL"], t.get("VOICE_ALSO"), t.get("VOICE_KIND")) == ("hq", "yard", "all_call")
+        for t in bursts
+    ), bursts
+
+
+def test_a_direct_talk_reaches_every_device_of_one_person_only(tmp_path: Path) -> None:
+    who = {"bea-phone": ("bea", "hq"), "bea-headset": ("bea", "yard"), "cid": ("cid", "hq")}
+    devices = ["bea-phone", "bea-headset"]
+    target, heard, bursts = _talk_from_console(
+        tmp_path, who, ["--talk-to-user", "bea"], "direct", devices
+    )
+    assert (target["user"], target["kind"], target["channels"]) == ("bea", "direct", ["hq", "yard"])
+    got_cid, starts_cid = heard["cid"]
+    assert starts_cid == []
+    assert min(heard["bea-phone"][0], heard["bea-headset"][0]) > 100 * max(got_cid, 1.0), heard
+    assert bursts and all(
+        (t.get("VOICE_KIND"), t.get("VOICE_TARGET")) == ("direct", "bea") for t in bursts
+    ), bursts

@@ -77,6 +77,8 @@ def test_slots_map_and_session_slots() -> None:
     assert c.session_slot(blocks, "ops", 1) == 7  # the channel's newest block
     assert c.session_slot(blocks, "yard", 1) is None
     assert c.session_slot(blocks, "hq", 4) is None
+    # a channel heard whose block the next offer appends (before the first answer)
+    assert c.session_slot(blocks, "yard", 2, ("ops", "hq", "gate", "yard")) == 14
 
 
 @pytest.mark.parametrize(

@@ -183,14 +183,28 @@ def slots_map(blocks: tuple[Block, ...]) -> list[SlotEntry]:
     return out
 
 
-def session_slot(blocks: tuple[Block, ...], channel: str, slot: int) -> int | None:
+def session_slot(
+    blocks: tuple[Block, ...], channel: str, slot: int, heard: tuple[str, ...] = ()
+) -> int | None:
     """The session slot (mid) of ``channel``'s slot ``slot``: in its latest block (a channel
-    whose slot streams were renewed has a newer block; the older one is unused); None when the
-    peer connection has no m-line for it."""
+    whose slot streams were renewed has a newer block; the older one is unused); for a channel
+    of ``heard`` with no block yet, where the next offer appends it (before the first answer no
+    renegotiation is offered yet); None when the peer connection will have no m-line for it."""
     offset = 0
     found: int | None = None
+    names = set()
     for name, ssrcs in blocks:
+        names.add(name)
         if name == channel and 1 <= slot <= len(ssrcs):
             found = offset + slot
         offset += len(ssrcs)
-    return found
+    if found is not None or not blocks:
+        return found
+    per_block = len(blocks[0][1])
+    for name in heard:
+        if name in names:
+            continue
+        if name == channel:
+            return offset + slot if 1 <= slot <= per_block else None
+        offset += per_block
+    return None

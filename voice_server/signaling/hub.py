@@ -122,6 +122,10 @@ class MediaPort(Protocol):
 
     def has_transport(self, session_id: str) -> bool: ...
 
+    def route_of(self, session_id: str) -> Route | None:
+        """The route of a session or a server-side source, as placed."""
+        ...
+
     def blocks(self, session_id: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
         """The session's slot m-lines, channel by channel (the offer out, else answered)."""
         ...
@@ -539,7 +543,8 @@ class Hub:
         slot = getattr(message, "slot", None)
         if channel is None or slot is None:
             return message
-        mapped = consoles.session_slot(self.media.blocks(session.id), channel, slot)
+        heard = self.console_of(session).heard
+        mapped = consoles.session_slot(self.media.blocks(session.id), channel, slot, heard)
         if mapped == slot:
             return message
         return message.model_copy(update={"slot": mapped})
@@ -627,6 +632,20 @@ class Hub:
             kind = talk_priority.Kind.ALL_CALL
         return max(route.priority, int(talk_priority.KIND_LEVEL[kind])), kind.value
 
+    def burst_route(self, session_id: str, channel: str) -> tuple[str, tuple[str, ...], str | None]:
+        """A tapped burst's kind, the other channels it reaches (an all-call's: a call-log row
+        in each) and a direct talk's target (the call-log tap asks, at each burst's start)."""
+        session = self.registry.get(session_id)
+        route = self.route(session) if session is not None else None
+        if route is None and self.media is not None:  # a server-side source
+            route = self.media.route_of(session_id)
+        if route is None:
+            return (talk_priority.Kind.SPEECH.value, (), None)
+        _, kind = self.level_and_kind(session_id)
+        console = self.consoles.get(session_id)
+        target = console.target.user if console is not None and console.target else None
+        return (kind, tuple(c for c in route.sends if c != channel), target)
+
     def _talk(self, session_id: str, channel: str, slot: int, *, started: bool) -> None:
         session = self.registry.get(session_id)
         if session is not None and channel == session.channel:
@@ -649,19 +668,32 @@ class Hub:
             if (channel, slot) in self._ducking:
                 self._ducking.discard((channel, slot))
                 duck = 0
-        self._to_hearers(channel, message)
+        route = self.route(session) if session is not None else None
+        only = route.only | {session_id} if route is not None and route.only is not None else None
+        self._to_hearers(channel, message, only=only)
         if duck is not None:  # after talk_started / talk_stopped: the client knows the slot
-            self._to_hearers(
-                channel, ServerDuck(db=duck, slot=slot, channel=channel), exclude=session
-            )
+            duck_msg = ServerDuck(db=duck, slot=slot, channel=channel)
+            self._to_hearers(channel, duck_msg, exclude=session, only=only)
 
     def _to_hearers(
-        self, channel: str, message: ServerMessage, exclude: Session | None = None
+        self,
+        channel: str,
+        message: ServerMessage,
+        exclude: Session | None = None,
+        only: frozenset[str] | None = None,
     ) -> None:
-        """The channel's sessions and the sessions of other channels hearing it."""
-        self.broadcast(channel, message, exclude=exclude)
+        """The channel's sessions and the sessions of other channels hearing it (``only``: a
+        direct talk's, just these sessions and the talker hear of it; the live view too)."""
+        if only is not None:
+            for sid in sorted(only):
+                member = self.registry.get(sid)
+                if member is not None and member is not exclude and member.channel == channel:
+                    self._send(member, message)
+            self.broadcast(channel, message, exclude=exclude, sessions=False)
+        else:
+            self.broadcast(channel, message, exclude=exclude)
         for monitor in self._monitoring(channel):
-            if monitor is not exclude:
+            if monitor is not exclude and (only is None or monitor.id in only):
                 self._send(monitor, self._for_console(monitor, message))
 
     def preempted(self, session_id: str, channel: str, slot: int, by: str) -> None:
@@ -693,10 +725,16 @@ class Hub:
             self._overflow(session, outbox)
 
     def broadcast(
-        self, channel: str, message: ServerMessage, exclude: Session | None = None
+        self,
+        channel: str,
+        message: ServerMessage,
+        exclude: Session | None = None,
+        *,
+        sessions: bool = True,
     ) -> None:
+        """To the channel's sessions (``sessions``) and its watchers (the live view)."""
         text = encode(message)
-        for session in self.registry.in_channel(channel):
+        for session in self.registry.in_channel(channel) if sessions else ():
             if session is exclude:
                 continue
             outbox = self._outboxes.get(session.id)

@@ -111,9 +111,8 @@ class ClientTalkTarget(_Msg):
     direct talk to every connected device of one person); exactly one of the two."""
 
     type: Literal["talk_target"]
-    channels: Annotated[list[Annotated[str, Field(pattern=_NAME)]], Field(max_length=8)] | None = (
-        None
-    )
+    #: at most 16 (a route's limit): an all-call may reach more channels than a console hears
+    channels: _CHANNELS | None = None
     user: _SUB | None = None
     id: _REQ_ID | None = None
 

@@ -18,7 +18,12 @@ from markupsafe import Markup
 
 from voice_server.accounts.codes import code_id, display
 from voice_server.identity.tokens import Role
-from voice_server.web import dashboard_admin, dashboard_announce, dashboard_calllog
+from voice_server.web import (
+    dashboard_admin,
+    dashboard_announce,
+    dashboard_calllog,
+    dashboard_console,
+)
 from voice_server.web.api_audit import export_response, page
 from voice_server.web.api_auth import base_url
 from voice_server.web.auth import Auth, app_state, authenticate, client_address, csrf
@@ -32,6 +37,7 @@ router = APIRouter(include_in_schema=False)
 router.include_router(dashboard_admin.router)
 router.include_router(dashboard_calllog.router)
 router.include_router(dashboard_announce.router)
+router.include_router(dashboard_console.router)
 AuthDep = Annotated[Auth, Depends(authenticate)]
 CsrfField = Annotated[str, Form(alias="csrf", max_length=128)]
 
