@@ -65,6 +65,10 @@ class ClientRun:
         self.events = self._parse()
         return self.proc.returncode
 
+    def seen(self, event: str) -> list[dict[str, Any]]:
+        """The ``event`` events printed so far (while the client runs)."""
+        return [e for e in self._parse() if e.get("event") == event]
+
     def of(self, event: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e.get("event") == event]
 

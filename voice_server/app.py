@@ -75,7 +75,9 @@ def build_state(config: Config) -> AppState:
     calllog = open_call_log(config.database_url, config.data_dir, db)
     link = LinkHub(key)
 
-    tap = BurstTap(hub.speaker, queue_limit=config.tap_queue_packets, live=link)
+    tap = BurstTap(
+        hub.speaker, queue_limit=config.tap_queue_packets, live=link, route_of=hub.burst_route
+    )
     spool = SpoolWriter(config.data_dir, tap, calllog, config.spool_quota_mb * 1024 * 1024)
     media = MediaPlane(
         tap=tap if config.call_log else None,

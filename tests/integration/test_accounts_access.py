@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -23,6 +24,7 @@ from tests.backends import BACKENDS
 from tests.calllog_seed import seed, utterance
 from tests.servers import ServerProcess
 from tests.wsclient import Peer
+from voice_server.calllog.burst import BurstMeta, clip_path, rows_of
 from voice_server.calllog.model import new_burst_id
 from voice_server.identity.tokens import Audience, Role
 
@@ -56,6 +58,7 @@ def server(
         log = PgCallLog(PgDatabase(url))
     with org_server(data, database_url=url) as srv:
         items = [utterance("東 門 で 水 漏れ", burst_id=OPS_ID), utterance("本部", channel="hq")]
+        items += console_rows()
         seed(data, items, log)
         yield srv
     if log is not None:
@@ -64,6 +67,17 @@ def server(
 
 OPS_MS = 1_780_000_000_000
 OPS_ID = new_burst_id(OPS_MS)
+ALL_ID = new_burst_id(OPS_MS + 5_000)  # an all-call into ops and hq: a row in each
+DIRECT_ID = new_burst_id(OPS_MS + 9_000)  # a direct talk to sato, under ops
+
+
+def console_rows() -> list[Any]:
+    """The console's row kinds: an all-call's two rows (one shared clip) and a direct talk."""
+    base = utterance("全 体 へ", burst_id=ALL_ID, speaker="boss")
+    meta = BurstMeta(ALL_ID, "ops", "boss", "Boss", "s", OPS_MS + 5_000, "all_call", ("hq",))
+    direct = utterance("直 接", burst_id=DIRECT_ID, speaker="boss")
+    dmeta = BurstMeta(DIRECT_ID, "ops", "boss", "Boss", "s", OPS_MS + 9_000, "direct", (), "sato")
+    return [*rows_of(meta, replace(base, clip=clip_path(meta))), *rows_of(dmeta, direct)]
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +160,13 @@ TABLE: list[tuple[str, str, dict[str, Any] | None, list[int]]] = [
         [ANON, NO, OK, NO, NO, OK, NO, OK],
     ),
     ("GET", f"/api/v1/clips/{OPS_ID}.ogg", None, [ANON, NO, OK, NO, NO, OK, NO, OK]),
+    # the console's rows: an all-call's row per channel (each readable where the channel is),
+    # a direct talk's under the target's channel (its supervisors; staff have no call log)
+    ("GET", f"/api/v1/utterances/{ALL_ID}:ops", None, [ANON, NO, OK, NO, NO, OK, NO, OK]),
+    ("GET", f"/api/v1/utterances/{ALL_ID}:hq", None, [ANON, NO, NO, OK, NO, NO, NO, NO]),
+    ("GET", f"/api/v1/clips/{ALL_ID}:hq.ogg", None, [ANON, NO, NO, OK, NO, NO, NO, NO]),
+    ("GET", f"/dashboard/utterances/{ALL_ID}:ops", None, [LOGIN, NO, OK, NO, NO, OK, NO, OK]),
+    ("GET", f"/api/v1/utterances/{DIRECT_ID}", None, [ANON, NO, OK, NO, NO, OK, NO, OK]),
     # /metrics: as configured (loopback), whoever asks
     ("GET", "/metrics", None, [OK] * 8),
 ]
@@ -165,6 +186,18 @@ def test_access_table_over_http(
 ) -> None:
     got = [callers[a].request(method, path, body).status_code for a in ACTORS]
     assert dict(zip(ACTORS, got, strict=True)) == dict(zip(ACTORS, expected, strict=True))
+
+
+def test_an_all_call_row_does_not_say_which_other_channels_it_reached(
+    callers: dict[str, Caller],
+) -> None:
+    row = callers["sup"].request("GET", f"/api/v1/utterances/{ALL_ID}:ops", None).json()
+    assert row["kind"] == "all_call" and row["channel"] == "ops"
+    assert "hq" not in json.dumps(row) and "broadcast_id" not in row
+    found = callers["sup_other"].request("GET", "/api/v1/utterances?q=全", None).json()
+    assert [i["id"] for i in found["items"]] == [f"{ALL_ID}:hq"]
+    direct = callers["sup"].request("GET", f"/api/v1/utterances/{DIRECT_ID}", None).json()
+    assert (direct["kind"], direct["target_sub"]) == ("direct", "sato")
 
 
 def test_talk_rules_over_rest_raise_a_member_and_refuse_bad_levels(

@@ -63,6 +63,16 @@ def add_bench_parser(sub: Any) -> None:
     pri.add_argument("--cutins", type=positive_int, default=50, help="cut-ins (default 50)")
     pri.add_argument("--talk-ms", type=positive_int, default=400, help="each cut-in's length")
     pri.add_argument("--json", type=Path, help="write the result as JSON to this file")
+    con = bsub.add_parser(
+        "console",
+        help="the dispatcher console: all-call vs plain forwarding per copy; monitor -> audio",
+    )
+    con.add_argument("--channels", type=positive_int, default=10, help="all-call channels")
+    con.add_argument("--members", type=positive_int, default=20, help="listeners per channel")
+    con.add_argument("--seconds", type=positive_float, default=10.0, help="each window")
+    con.add_argument("--rounds", type=positive_int, default=3, help="windows of each mode")
+    con.add_argument("--monitors", type=positive_int, default=20, help="monitor samples")
+    con.add_argument("--json", type=Path, help="write the result as JSON to this file")
     ann = bsub.add_parser(
         "announce", help="a typed announcement: to its first packet at a listener, and TTS RTF"
     )
@@ -195,6 +205,18 @@ def run_bench(args: argparse.Namespace) -> int:
         return _run_network(args)
     if args.bench == "priority":
         return _run_priority(args)
+    if args.bench == "console":
+        from voice_server.bench.console import format_summary as console_summary
+        from voice_server.bench.console import run_console_bench
+
+        try:
+            result = run_console_bench(
+                args.channels, args.members, args.seconds, args.rounds, args.monitors
+            )
+        except RuntimeError as exc:
+            print(f"voice-server bench console: {exc}".splitlines()[0], file=sys.stderr)
+            return 1
+        return _report(result, console_summary(result), args.json)
     if args.bench == "announce":
         from voice_server.bench.announce import format_summary, run_announce_bench
 

@@ -109,13 +109,19 @@ class ServerChild:
         return f"ws://{HOST}:{self.port}/ws"
 
     def token(
-        self, sub: str, ttl_seconds: int = 3600, channel: str | None = None, role: str = "staff"
+        self,
+        sub: str,
+        ttl_seconds: int = 3600,
+        channel: str | None = None,
+        role: str = "staff",
+        channels: Sequence[str] = (),
     ) -> str:
+        """A join token for ``channel`` (default: the first), or for ``channels``."""
         return issue_token(
             self._key,
             sub=sub,
             name=sub,
-            channels=[channel or self.channel],
+            channels=list(channels) or [channel or self.channel],
             ttl_seconds=ttl_seconds,
             now=int(time.time()),
             role=Role(role),

@@ -9,12 +9,12 @@ transcribed after an outage.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from voice_server.calllog.model import BURST_ID_RE
+from voice_server.calllog.model import BURST_ID_RE, Utterance
 
-__all__ = ["BurstMeta", "clip_path", "spool_name"]
+__all__ = ["BurstMeta", "clip_path", "rows_of", "spool_name"]
 
 SPOOL_DIR = "spool"
 CLIPS_DIR = "clips"
@@ -31,9 +31,17 @@ class BurstMeta:
     speaker_name: str
     session_id: str
     start_ms: int  # wall clock of the first packet (pre-roll included)
+    kind: str = "speech"  # speech | all_call | direct (talk.priority.Kind)
+    also: tuple[str, ...] = ()  # the other channels it reached (an all-call): a row in each
+    target_sub: str | None = None  # a direct talk's: the person talked to
+
+    @property
+    def shared(self) -> bool:
+        """It reached several channels: one clip, a row per channel (``<id>:<channel>``)."""
+        return bool(self.also)
 
     def tags(self) -> dict[str, str]:
-        return {
+        tags = {
             "VOICE_BURST": self.id,
             "VOICE_CHANNEL": self.channel,
             "VOICE_SPEAKER_ID": self.speaker_id,
@@ -41,6 +49,13 @@ class BurstMeta:
             "VOICE_SESSION": self.session_id,
             "VOICE_START_MS": str(self.start_ms),
         }
+        if self.kind != "speech":
+            tags["VOICE_KIND"] = self.kind
+        if self.also:
+            tags["VOICE_ALSO"] = ",".join(self.also)
+        if self.target_sub is not None:
+            tags["VOICE_TARGET"] = self.target_sub
+        return tags
 
     @classmethod
     def from_tags(cls, tags: dict[str, str]) -> BurstMeta:
@@ -52,6 +67,9 @@ class BurstMeta:
                 speaker_name=tags.get("VOICE_SPEAKER_NAME", tags["VOICE_SPEAKER_ID"]),
                 session_id=tags.get("VOICE_SESSION", ""),
                 start_ms=int(tags["VOICE_START_MS"]),
+                kind=tags.get("VOICE_KIND", "speech"),
+                also=tuple(c for c in tags.get("VOICE_ALSO", "").split(",") if c),
+                target_sub=tags.get("VOICE_TARGET"),
             )
         except (KeyError, ValueError):
             raise ValueError("the file's tags do not describe a burst") from None
@@ -65,8 +83,25 @@ def spool_name(burst_id: str, *, part: bool = False) -> str:
 
 
 def clip_path(meta: BurstMeta) -> str:
+    """A channel's burst: under the channel's day folder; a burst of several channels: one
+    shared clip (deleted with its last row)."""
+    if meta.shared:
+        return f"{SHARED_CLIPS}/{meta.id}{DONE}"
     day = datetime.fromtimestamp(meta.start_ms / 1000, tz=UTC).strftime("%Y-%m-%d")
     return f"{CLIPS_DIR}/{meta.channel}/{day}/{meta.id}{DONE}"
+
+
+def rows_of(meta: BurstMeta, utterance: Utterance) -> list[Utterance]:
+    """The call-log rows of a transcribed burst: one; or, for a burst that reached several
+    channels, one per channel (uid ``<burst id>:<channel>``, the burst id as broadcast id, the
+    same clip and text). Each keeps the burst's kind and target."""
+    base = replace(utterance, kind=meta.kind, target_sub=meta.target_sub)
+    if not meta.shared:
+        return [base]
+    return [
+        replace(base, id=f"{meta.id}:{channel}", channel=channel, broadcast_id=meta.id)
+        for channel in (meta.channel, *meta.also)
+    ]
 
 
 def burst_id_of(filename: str) -> str | None:

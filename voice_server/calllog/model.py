@@ -107,6 +107,7 @@ class Utterance:
     clip: str | None = None  # path of the Ogg/Opus clip, relative to the data directory
     kind: str = "speech"  # one of KINDS
     broadcast_id: str | None = None  # rows of one broadcast (one per reached channel) share it
+    target_sub: str | None = None  # a direct talk's: the person talked to
 
     def as_api(self, clip_url: str | None, tz: tzinfo | None = None) -> dict[str, Any]:
         return {
@@ -122,6 +123,7 @@ class Utterance:
             "language": self.language,
             "clip_url": clip_url,
             "kind": self.kind,
+            "target_sub": self.target_sub,  # a direct talk's: the person talked to
         }
 
 

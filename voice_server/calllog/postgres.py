@@ -41,9 +41,9 @@ __all__ = ["PgCallLog"]
 
 _FIELDS = (
     "id, uid, channel, speaker_id, speaker_name, start_ms, end_ms, text, norm, words, model, "
-    "language, clip, burst_end_ms, committed_ms, kind, broadcast_id, grams"
+    "language, clip, burst_end_ms, committed_ms, kind, broadcast_id, target_sub, grams"
 )
-_INSERT = f"INSERT INTO utterance ({_FIELDS}) VALUES ({', '.join(['%s'] * 18)})"
+_INSERT = f"INSERT INTO utterance ({_FIELDS}) VALUES ({', '.join(['%s'] * 19)})"
 _NAMES = [n.strip() for n in _FIELDS.split(",")]
 
 
@@ -169,8 +169,9 @@ class PgCallLog:
         with self._db.connection() as conn:
             rows = conn.execute(
                 "SELECT uid FROM utterance WHERE uid = ANY(%s::text[]) "
-                "UNION SELECT uid FROM gap WHERE uid = ANY(%s::text[])",
-                (ids, ids),
+                "UNION SELECT uid FROM gap WHERE uid = ANY(%s::text[]) "
+                "UNION SELECT broadcast_id FROM utterance WHERE broadcast_id = ANY(%s::text[])",
+                (ids, ids, ids),
             ).fetchall()
         return {r[0] for r in rows}
 

@@ -34,14 +34,14 @@ __all__ = ["SqliteCallLog"]
 
 _COLUMNS = (
     "id, uid, channel, speaker_id, speaker_name, start_ms, end_ms, text, words, model, "
-    "language, clip, kind, broadcast_id"
+    "language, clip, kind, broadcast_id, target_sub"
 )
 
 
 _INSERT = (
     "INSERT INTO utterance (id, uid, channel, speaker_id, speaker_name, start_ms, end_ms, text, "
-    "norm, words, model, language, clip, burst_end_ms, committed_ms, kind, broadcast_id) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "norm, words, model, language, clip, burst_end_ms, committed_ms, kind, broadcast_id, "
+    "target_sub) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_GRAMS = "INSERT INTO utterance_grams (rowid, grams) VALUES (?, ?)"
 _INSERT_EVENT = "INSERT INTO commit_event (kind, ref, channel, created_ms) VALUES (?, ?, ?, ?)"
@@ -161,6 +161,12 @@ class SqliteCallLog:
                         f"SELECT uid FROM {table} WHERE uid IN ({marks})", chunk
                     ).fetchall()
                     found.update(r[0] for r in rows)
+                # a burst into several channels: its rows carry it as their broadcast id
+                rows = conn.execute(
+                    f"SELECT DISTINCT broadcast_id FROM utterance WHERE broadcast_id IN ({marks})",
+                    chunk,
+                ).fetchall()
+                found.update(r[0] for r in rows)
         return found
 
     def get(self, burst_id: str) -> Utterance | None:

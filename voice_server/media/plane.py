@@ -76,6 +76,7 @@ class Renegotiation:
 
     sdp: str
     revision: int
+    blocks: tuple[Block, ...] = ()  # its slot m-lines, channel by channel
 
 
 @dataclass(eq=False, slots=True)
@@ -304,6 +305,15 @@ class MediaPlane:
         self._place(link)
         return self._renegotiate(link)
 
+    def blocks(self, session_id: str) -> tuple[Block, ...]:
+        """The session's slot m-lines, channel by channel: those of the offer out, else of the
+        offer answered (blocks are only ever appended, so a mid keeps its meaning)."""
+        link = self.links.get(session_id)
+        if link is None:
+            return ()
+        pending = link.sdp.pending
+        return pending[1] if pending is not None else link.sdp.blocks
+
     def route_of(self, session_id: str) -> Route | None:
         placed = self.links.get(session_id) or self.sources.get(session_id)
         return placed.route if placed is not None else None
@@ -436,7 +446,7 @@ class MediaPlane:
         blocks = link.sdp.propose(link.route.hears, self._ssrcs)
         if blocks is None:
             return None
-        return Renegotiation(self._offer(link, blocks), link.sdp.revision)
+        return Renegotiation(self._offer(link, blocks), link.sdp.revision, blocks)
 
     def _ssrcs(self, channel: str) -> tuple[int, ...]:
         return self._router(channel).slot_ssrcs

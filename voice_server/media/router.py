@@ -575,8 +575,9 @@ class Router:
 
     def _open_burst(self, member: Member, now_ms: int) -> None:
         """A confirmed talk burst starts: the log gets it from its first kept packets on,
-        whether or not a slot was free (a slot_busy talker is still transcribed)."""
-        if self._tap is not None and member.logged:
+        whether or not a slot was free (a slot_busy talker is still transcribed). A talker into
+        several channels is tapped once, in the first (its rows for the others come from it)."""
+        if self._tap is not None and member.logged and member.route.sends[0] == self.channel:
             member.burst = self._tap.open(
                 member.session_id, self.channel, member.preroll.peek(), now_ms
             )

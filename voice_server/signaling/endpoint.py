@@ -29,10 +29,13 @@ from voice_server.signaling.messages import (
     ClientJoin,
     ClientLeave,
     ClientMessage,
+    ClientMonitor,
     ClientPing,
     ClientRefresh,
     ClientRoute,
     ClientStats,
+    ClientTalkTarget,
+    ClientUnmonitor,
     ServerError,
     ServerPong,
     encode,
@@ -221,6 +224,20 @@ async def _handle(
     elif isinstance(msg, ClientRoute):
         route = await asyncio.to_thread(hub.verify_route, session, msg)
         hub.set_route(session, route, msg.id)
+    elif isinstance(msg, ClientMonitor):
+        await asyncio.to_thread(hub.verify_console, session, msg.channels, msg.id)
+        hub.monitor(session, msg.channels, add=True, request_id=msg.id)
+    elif isinstance(msg, ClientUnmonitor):  # no check: one may always stop hearing
+        hub.monitor(session, msg.channels, add=False, request_id=msg.id)
+    elif isinstance(msg, ClientTalkTarget):
+        if msg.channels is not None and msg.user is not None:
+            raise ProtocolError(
+                ErrorCode.INVALID_FIELD, "name channels or a user, not both", request_id=msg.id
+            )
+        supervised = await asyncio.to_thread(
+            hub.verify_console, session, msg.channels or [], msg.id
+        )
+        hub.set_talk_target(session, msg.channels, msg.user, supervised, msg.id)
     elif isinstance(msg, ClientStats):
         hub.stats(session, msg)
     elif isinstance(msg, ClientRefresh):

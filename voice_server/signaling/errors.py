@@ -35,6 +35,11 @@ class ErrorCode(StrEnum):
     # talk rights and priority (README, "Priority")
     LISTEN_ONLY = "listen_only"  # a listener asked to talk into a channel
     NOT_SUPERVISOR = "not_supervisor"  # what only level 2 may do (talk into several channels)
+    # the dispatcher console (monitor, unmonitor, talk_target; signaling.console)
+    CHANNEL_NOT_SUPERVISED = "channel_not_supervised"  # a channel the user does not supervise
+    TOO_MANY_CHANNELS = "too_many_channels"  # a console would hear more than MAX_MONITORED
+    EMPTY_TARGET = "empty_target"  # a talk target naming no channel
+    TARGET_OFFLINE = "target_offline"  # a direct-talk user with no live session in one's channels
     # session life
     REPLACED = "replaced"
     SESSION_EXPIRED = "session_expired"

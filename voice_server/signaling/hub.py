@@ -28,6 +28,7 @@ from voice_server.identity.tokens import Audience, TokenError, verify_token
 from voice_server.identity.turncreds import TurnCredentials
 from voice_server.media.route import Route
 from voice_server.metrics import SignalingCounters
+from voice_server.signaling import console as consoles
 from voice_server.signaling.diagnostics import Diagnostics, Report
 from voice_server.signaling.errors import ErrorCode, ProtocolError
 from voice_server.signaling.messages import (
@@ -43,6 +44,7 @@ from voice_server.signaling.messages import (
     ServerJoined,
     ServerLeft,
     ServerMessage,
+    ServerMonitored,
     ServerOffer,
     ServerParticipantJoined,
     ServerParticipantLeft,
@@ -53,6 +55,7 @@ from voice_server.signaling.messages import (
     ServerTalkRight,
     ServerTalkStarted,
     ServerTalkStopped,
+    ServerTalkTargetSet,
     ServerTokenExpiring,
     encode,
 )
@@ -121,6 +124,14 @@ class MediaPort(Protocol):
 
     def has_transport(self, session_id: str) -> bool: ...
 
+    def route_of(self, session_id: str) -> Route | None:
+        """The route of a session or a server-side source, as placed."""
+        ...
+
+    def blocks(self, session_id: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        """The session's slot m-lines, channel by channel (the offer out, else answered)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Verified:
@@ -128,14 +139,15 @@ class Verified:
     channel: Channel
 
 
-def participant(session: Session) -> Participant:
+def participant(session: Session, *, monitoring: bool = False) -> Participant:
     return Participant(
         id=session.id,
         sub=session.sub,
         name=session.name,
         device_id=session.device_id,
-        talking=session.talking_slot is not None,
-        slot=session.talking_slot,
+        talking=session.talking_slot is not None and not monitoring,
+        slot=None if monitoring else session.talking_slot,
+        monitoring=monitoring,
     )
 
 
@@ -164,6 +176,8 @@ class Hub:
         self.registry = SessionRegistry(grace_seconds)
         self.routes: dict[str, Route] = {}  # session id -> its route, when not its channel's
         self._monitors: dict[str, set[str]] = {}  # channel -> sessions of another that hear it
+        #: dispatcher consoles (sessions that sent ``monitor`` or ``talk_target``), by session id
+        self.consoles: dict[str, consoles.Console] = {}
         #: server-side sources (announcements, relays) by id -> display name, for talk events
         self.sources: dict[str, str] = {}
         self.source_levels: dict[str, int] = {}  # their levels when not 1 (urgent: 2)
@@ -244,6 +258,11 @@ class Hub:
         else:
             self.counters.joins += 1
         others = [s for s in self.registry.in_channel(session.channel) if s is not session]
+        watching = [
+            participant(m, monitoring=True)
+            for m in self._monitoring(session.channel)
+            if m is not session
+        ]
         self._send(
             session,
             ServerJoined(
@@ -253,7 +272,7 @@ class Hub:
                     name=verified.channel.name, display_name=verified.channel.display_name
                 ),
                 you=participant(session),
-                participants=[participant(s) for s in others],
+                participants=[participant(s) for s in others] + watching,
                 grace_seconds=self.registry.grace_seconds,
                 token_expires_at=session.token_expires_at,
                 id=msg.id,
@@ -271,7 +290,7 @@ class Hub:
         if not opened.resumed:
             self._forget_route(session)
         if self.media is not None and not (opened.resumed and self.media.has_transport(session.id)):
-            self._send(session, ServerOffer(sdp=self.media.open(session.id, self.route(session))))
+            self._open_media(session)
         log.info(
             "session %s",
             "resumed" if opened.resumed else "joined",
@@ -350,35 +369,197 @@ class Hub:
         carries, through a renegotiation offer for new channels heard."""
         if session.state is SessionState.CLOSED:
             return
-        self._forget_route(session)
-        if route != self.default_route(session):
-            self.routes[session.id] = route
-            for channel in route.hears:
-                if channel != session.channel:
-                    self._monitors.setdefault(channel, set()).add(session.id)
-        reoffer = None
-        if self.media is not None and self.media.has_transport(session.id):
-            reoffer = self.media.set_route(session.id, route)
+        self.consoles.pop(session.id, None)  # a plain route ends the console's own
+        reoffer = self._apply_route(session, route)
         self._send(
             session, ServerRouted(sends=list(route.sends), hears=list(route.hears), id=request_id)
         )
         self._reoffer(session, reoffer)
 
-    def _forget_route(self, session: Session) -> None:
+    def _apply_route(self, session: Session, route: Route) -> Reoffer | None:
+        """Put ``route`` in force; the channels it now hears from elsewhere see it arrive
+        (``participant_joined`` with ``monitoring: true``), those it no longer hears see it go."""
+        before = self._heard_elsewhere(session)
+        self._forget_route(session, announce=False)
+        if route != self.default_route(session):
+            self.routes[session.id] = route
+            for channel in route.hears:
+                if channel != session.channel:
+                    self._monitors.setdefault(channel, set()).add(session.id)
+        after = self._heard_elsewhere(session)
+        for channel in after - before:
+            joined = ServerParticipantJoined(participant=participant(session, monitoring=True))
+            self.broadcast(channel, joined)
+        for channel in sorted(before - after):
+            self._monitor_left(session, channel, "unmonitored")
+        if self.media is not None and self.media.has_transport(session.id):
+            return self.media.set_route(session.id, route)
+        return None
+
+    def _heard_elsewhere(self, session: Session) -> set[str]:
+        route = self.routes.get(session.id)
+        return {c for c in route.hears if c != session.channel} if route is not None else set()
+
+    def _monitoring(self, channel: str) -> list[Session]:
+        """Sessions of other channels hearing ``channel``."""
+        found = (self.registry.get(sid) for sid in self._monitors.get(channel, ()))
+        return [s for s in found if s is not None]
+
+    def _monitor_left(self, session: Session, channel: str, reason: str) -> None:
+        left = participant(session, monitoring=True)
+        self.broadcast(channel, ServerParticipantLeft(participant=left, reason=reason))
+
+    def _forget_route(self, session: Session, *, announce: bool = True, reason: str = "") -> None:
         old = self.routes.pop(session.id, None)
         for channel in old.hears if old is not None else ():
             monitors = self._monitors.get(channel)
-            if monitors is not None:
+            if monitors is not None and session.id in monitors:
                 monitors.discard(session.id)
                 if not monitors:
                     del self._monitors[channel]
+                if announce:
+                    self._monitor_left(session, channel, reason or "unmonitored")
 
     def _reoffer(self, session: Session, reoffer: Reoffer | None) -> None:
         if reoffer is not None:
+            blocks = getattr(reoffer, "blocks", ())
             self._send(
                 session,
-                ServerOffer(sdp=reoffer.sdp, renegotiate=True, revision=reoffer.revision),
+                ServerOffer(
+                    sdp=reoffer.sdp,
+                    renegotiate=True,
+                    revision=reoffer.revision,
+                    slots_map=consoles.slots_map(blocks) if session.id in self.consoles else None,
+                ),
             )
+
+    def _open_media(self, session: Session) -> None:
+        """A new peer connection for the session (a console's offer has its slots map)."""
+        assert self.media is not None
+        sdp = self.media.open(session.id, self.route(session))
+        slots_map = None
+        if session.id in self.consoles:
+            slots_map = consoles.slots_map(self.media.blocks(session.id))
+        self._send(session, ServerOffer(sdp=sdp, slots_map=slots_map))
+
+    # ------------------------------------------------------------------ the console
+    def verify_console(
+        self, session: Session, channels: list[str], request_id: str | None
+    ) -> consoles.Supervision:
+        """Check channels a console names (blocking look-ups: call from a worker thread): each
+        must exist and be one the user supervises. Returns what the user supervises."""
+        try:
+            record = self._directory.lookup(session.sub)
+        except DirectoryRefusal as exc:
+            raise ProtocolError(
+                _REFUSAL_CODES[exc.reason], exc.message, request_id=request_id
+            ) from None
+        supervised = consoles.supervision(session.principal, record)
+        consoles.check_supervised(channels, supervised, request_id)
+        for name in sorted(set(channels)):
+            if self._channels.get(name) is None:
+                raise ProtocolError(
+                    ErrorCode.CHANNEL_NOT_FOUND, f"no channel {name!r}", request_id=request_id
+                )
+        return supervised
+
+    def console_of(self, session: Session) -> consoles.Console:
+        return self.consoles.get(session.id) or consoles.Console(session.channel)
+
+    def monitor(
+        self, session: Session, channels: list[str], *, add: bool, request_id: str | None
+    ) -> None:
+        """``monitor`` (add) or ``unmonitor`` on a verified list (event loop): answered with
+        ``monitored`` and, when channels need slot m-lines, a renegotiation offer."""
+        if session.state is SessionState.CLOSED:
+            return
+        console = self.console_of(session)
+        change = consoles.monitor if add else consoles.unmonitor
+        self._set_console(session, change(console, channels, request_id))
+        blocks = self.media.blocks(session.id) if self.media is not None else ()
+        self._send_monitored(session, blocks, request_id)
+        for channel in dict.fromkeys(channels) if add else ():
+            if channel not in console.heard:
+                self._talking_now(session, channel)
+
+    def _talking_now(self, console: Session, channel: str) -> None:
+        """Who talks in a channel a console starts hearing (their talk began before)."""
+        for member in self.registry.in_channel(channel):
+            if member.talking_slot is None or member is console:
+                continue
+            level, kind = self.level_and_kind(member.id)
+            started = ServerTalkStarted(
+                speaker=participant(member),
+                slot=member.talking_slot,
+                channel=channel,
+                priority=level,
+                kind=kind,
+            )
+            self._send(console, self._for_console(console, started))
+
+    def set_talk_target(
+        self,
+        session: Session,
+        channels: list[str] | None,
+        user: str | None,
+        supervised: consoles.Supervision,
+        request_id: str | None,
+    ) -> None:
+        """``talk_target`` on verified channels (event loop): a direct talk reaches the user's
+        sessions in channels the console's user supervises (``target_offline`` when none)."""
+        if session.state is SessionState.CLOSED:
+            return
+        if user is not None:
+            devices = {
+                s.id: s.channel
+                for s in self.registry
+                if s.sub == user
+                and s is not session
+                and s.state is not SessionState.CLOSED
+                and s.channel in supervised
+            }
+            target = consoles.direct_target(user, devices, request_id)
+        else:
+            target = consoles.channel_target(channels or [], request_id)
+        console = self.console_of(session)
+        self._set_console(session, consoles.Console(console.channel, console.monitored, target))
+        self._send(
+            session,
+            ServerTalkTargetSet(
+                channels=list(target.channels), user=target.user, kind=target.kind.value,
+                id=request_id,
+            ),
+        )  # fmt: skip
+
+    def _set_console(self, session: Session, console: consoles.Console) -> None:
+        self.consoles[session.id] = console
+        route = consoles.console_route(console, session.level, session.listener)
+        self._reoffer(session, self._apply_route(session, route))
+
+    def _send_monitored(
+        self, session: Session, blocks: tuple[tuple[str, tuple[int, ...]], ...], rid: str | None
+    ) -> None:
+        console = self.console_of(session)
+        self._send(
+            session,
+            ServerMonitored(
+                channels=list(console.heard), slots_map=consoles.slots_map(blocks), id=rid
+            ),
+        )
+
+    def _for_console(self, session: Session, message: ServerMessage) -> ServerMessage:
+        """A talk, duck or preempted event as a console gets it: with its session slot."""
+        if session.id not in self.consoles or self.media is None:
+            return message
+        channel = getattr(message, "channel", None)
+        slot = getattr(message, "slot", None)
+        if channel is None or slot is None:
+            return message
+        heard = self.console_of(session).heard
+        mapped = consoles.session_slot(self.media.blocks(session.id), channel, slot, heard)
+        if mapped == slot:
+            return message
+        return message.model_copy(update={"slot": mapped})
 
     def speaker(self, session_id: str) -> tuple[str, str] | None:
         """(sub, display name) of a session or a server-side source."""
@@ -463,6 +644,20 @@ class Hub:
             kind = talk_priority.Kind.ALL_CALL
         return max(route.priority, int(talk_priority.KIND_LEVEL[kind])), kind.value
 
+    def burst_route(self, session_id: str, channel: str) -> tuple[str, tuple[str, ...], str | None]:
+        """A tapped burst's kind, the other channels it reaches (an all-call's: a call-log row
+        in each) and a direct talk's target (the call-log tap asks, at each burst's start)."""
+        session = self.registry.get(session_id)
+        route = self.route(session) if session is not None else None
+        if route is None and self.media is not None:  # a server-side source
+            route = self.media.route_of(session_id)
+        if route is None:
+            return (talk_priority.Kind.SPEECH.value, (), None)
+        _, kind = self.level_and_kind(session_id)
+        console = self.consoles.get(session_id)
+        target = console.target.user if console is not None and console.target else None
+        return (kind, tuple(c for c in route.sends if c != channel), target)
+
     def _talk(self, session_id: str, channel: str, slot: int, *, started: bool) -> None:
         session = self.registry.get(session_id)
         if session is not None and channel == session.channel:
@@ -485,27 +680,40 @@ class Hub:
             if (channel, slot) in self._ducking:
                 self._ducking.discard((channel, slot))
                 duck = 0
-        self._to_hearers(channel, message)
+        route = self.route(session) if session is not None else None
+        only = route.only | {session_id} if route is not None and route.only is not None else None
+        self._to_hearers(channel, message, only=only)
         if duck is not None:  # after talk_started / talk_stopped: the client knows the slot
-            self._to_hearers(
-                channel, ServerDuck(db=duck, slot=slot, channel=channel), exclude=session
-            )
+            duck_msg = ServerDuck(db=duck, slot=slot, channel=channel)
+            self._to_hearers(channel, duck_msg, exclude=session, only=only)
 
     def _to_hearers(
-        self, channel: str, message: ServerMessage, exclude: Session | None = None
+        self,
+        channel: str,
+        message: ServerMessage,
+        exclude: Session | None = None,
+        only: frozenset[str] | None = None,
     ) -> None:
-        """The channel's sessions and the sessions of other channels hearing it."""
-        self.broadcast(channel, message, exclude=exclude)
-        for sid in list(self._monitors.get(channel, ())):
-            monitor = self.registry.get(sid)
-            if monitor is not None and monitor is not exclude:
-                self._send(monitor, message)
+        """The channel's sessions and the sessions of other channels hearing it (``only``: a
+        direct talk's, just these sessions and the talker hear of it; the live view too)."""
+        if only is not None:
+            for sid in sorted(only):
+                member = self.registry.get(sid)
+                if member is not None and member is not exclude and member.channel == channel:
+                    self._send(member, message)
+            self.broadcast(channel, message, exclude=exclude, sessions=False)
+        else:
+            self.broadcast(channel, message, exclude=exclude)
+        for monitor in self._monitoring(channel):
+            if monitor is not exclude and (only is None or monitor.id in only):
+                self._send(monitor, self._for_console(monitor, message))
 
     def preempted(self, session_id: str, channel: str, slot: int, by: str) -> None:
         session = self.registry.get(session_id)
         speaker = self._speaker(by)
         if session is not None and speaker is not None:
-            self._send(session, ServerPreempted(slot=slot, channel=channel, by=speaker))
+            message = ServerPreempted(slot=slot, channel=channel, by=speaker)
+            self._send(session, self._for_console(session, message))
 
     def media_lost(self, session_id: str) -> None:
         """The session's transport died (ICE consent expired, DTLS failed): offer a new one."""
@@ -515,7 +723,7 @@ class Hub:
         if session.talking_slot is not None:
             self.talk_stopped(session_id, session.channel, session.talking_slot)
         if session.id in self._outboxes:
-            self._send(session, ServerOffer(sdp=self.media.open(session.id, self.route(session))))
+            self._open_media(session)
 
     def slot_busy(self, session_id: str, channel: str, slots: int) -> None:
         session = self.registry.get(session_id)
@@ -529,10 +737,16 @@ class Hub:
             self._overflow(session, outbox)
 
     def broadcast(
-        self, channel: str, message: ServerMessage, exclude: Session | None = None
+        self,
+        channel: str,
+        message: ServerMessage,
+        exclude: Session | None = None,
+        *,
+        sessions: bool = True,
     ) -> None:
+        """To the channel's sessions (``sessions``) and its watchers (the live view)."""
         text = encode(message)
-        for session in self.registry.in_channel(channel):
+        for session in self.registry.in_channel(channel) if sessions else ():
             if session is exclude:
                 continue
             outbox = self._outboxes.get(session.id)
@@ -580,7 +794,8 @@ class Hub:
         self._warned.pop(session.id, None)
         if not self.registry.close(session):
             return
-        self._forget_route(session)
+        self.consoles.pop(session.id, None)
+        self._forget_route(session, reason=reason)
         self.diagnostics.forget(session.id)
         if self.media is not None:
             self.media.close(session.id)

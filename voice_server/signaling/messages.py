@@ -82,6 +82,41 @@ class ClientRoute(_Msg):
     priority: Any = Field(default=None, exclude=True)  # ignored, as in join
 
 
+_CONSOLE_CHANNELS = Annotated[
+    list[Annotated[str, Field(pattern=_NAME)]], Field(min_length=1, max_length=8)
+]
+_SUB = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$")]
+
+
+class ClientMonitor(_Msg):
+    """A console hears these channels too (each one the user supervises; at most 8 heard in
+    all). Answered with ``monitored`` and, when a channel needs slot m-lines, a renegotiation
+    ``offer`` carrying the ``slots_map``."""
+
+    type: Literal["monitor"]
+    channels: _CONSOLE_CHANNELS
+    id: _REQ_ID | None = None
+
+
+class ClientUnmonitor(_Msg):
+    """A console stops hearing these channels (their m-lines stay, unused)."""
+
+    type: Literal["unmonitor"]
+    channels: _CONSOLE_CHANNELS
+    id: _REQ_ID | None = None
+
+
+class ClientTalkTarget(_Msg):
+    """What a console talks into: ``channels`` (one, or several: an all-call) or ``user`` (a
+    direct talk to every connected device of one person); exactly one of the two."""
+
+    type: Literal["talk_target"]
+    #: at most 16 (a route's limit): an all-call may reach more channels than a console hears
+    channels: _CHANNELS | None = None
+    user: _SUB | None = None
+    id: _REQ_ID | None = None
+
+
 class ClientRefresh(_Msg):
     """A fresh token for the same user, sent before the current one expires."""
 
@@ -119,10 +154,26 @@ ClientMessage = Annotated[
     | ClientRefresh
     | ClientPing
     | ClientRoute
-    | ClientStats,
+    | ClientStats
+    | ClientMonitor
+    | ClientUnmonitor
+    | ClientTalkTarget,
     Field(discriminator="type"),
 ]
-CLIENT_TYPES = frozenset({"join", "leave", "answer", "refresh", "ping", "route", "stats"})
+CLIENT_TYPES = frozenset(
+    {
+        "join",
+        "leave",
+        "answer",
+        "refresh",
+        "ping",
+        "route",
+        "stats",
+        "monitor",
+        "unmonitor",
+        "talk_target",
+    }
+)
 _client_adapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
 
 
@@ -140,6 +191,19 @@ class Participant(BaseModel):
     device_id: str
     talking: bool = False
     slot: int | None = None
+    #: a console hearing this channel from elsewhere (its presence in a channel it monitors)
+    monitoring: bool = False
+
+
+class SlotEntry(BaseModel):
+    """One slot m-line of a console's peer connection: which channel's slot it plays. The
+    session's slot number (in its talk, duck and preempted events) is the mid's number."""
+
+    model_config = ConfigDict(frozen=True)
+
+    mid: str
+    channel: str
+    channel_slot: int
 
 
 class ChannelInfo(BaseModel):
@@ -184,6 +248,8 @@ class ServerOffer(_Msg):
     sdp: str
     renegotiate: bool = False
     revision: int | None = None
+    #: a console's offers: which m-line plays which channel's slot (None for a phone)
+    slots_map: list[SlotEntry] | None = None
 
 
 class ServerRouted(_Msg):
@@ -192,6 +258,27 @@ class ServerRouted(_Msg):
     type: Literal["routed"] = "routed"
     sends: list[str]
     hears: list[str]
+    id: str | None = None
+
+
+class ServerMonitored(_Msg):
+    """A console's channels heard now, in m-line order, and its slot m-lines (the answer to
+    ``monitor`` and ``unmonitor``)."""
+
+    type: Literal["monitored"] = "monitored"
+    channels: list[str]
+    slots_map: list[SlotEntry]
+    id: str | None = None
+
+
+class ServerTalkTargetSet(_Msg):
+    """A console's talk target now (the answer to ``talk_target``): the channels talked into,
+    and for a direct talk the user; ``kind`` what its bursts are."""
+
+    type: Literal["talk_target_set"] = "talk_target_set"
+    channels: list[str]
+    user: str | None = None
+    kind: str = "speech"
     id: str | None = None
 
 
@@ -227,7 +314,7 @@ class ServerPreempted(_Msg):
     forwarded but still reaches the call log; it gets a slot again when one frees)."""
 
     type: Literal["preempted"] = "preempted"
-    slot: int
+    slot: int | None  # None: a console's slot of a channel it does not hear
     channel: str
     by: Participant
 
@@ -294,6 +381,8 @@ ServerMessage = (
     ServerJoined
     | ServerOffer
     | ServerRouted
+    | ServerMonitored
+    | ServerTalkTargetSet
     | ServerParticipantJoined
     | ServerParticipantLeft
     | ServerTalkStarted

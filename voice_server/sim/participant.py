@@ -37,7 +37,7 @@ from websockets.asyncio.client import ClientConnection
 
 from voice_server.histogram import LatencyHistogram
 from voice_server.media.dtls import Certificate, DtlsState
-from voice_server.media.sdp import new_ice_credentials
+from voice_server.media.sdp import IceCredentials, new_ice_credentials
 from voice_server.media.srtp import make_sessions
 from voice_server.media.srtp_fast import SrtpCodec, fast_session
 from voice_server.sim.answer import OfferInfo, build_answer, parse_offer
@@ -105,6 +105,8 @@ class SimParticipant:
         self.srtp_errors = 0
         self.not_ready = 0
         self.reoffers = 0  # offers after the first: the server replaced the transport
+        self.renegotiations = 0  # renegotiation offers answered on the same transport
+        self._creds: IceCredentials | None = None
         #: authenticate and decrypt 1 received packet in this many (1: every one)
         self.verify_every = 1
         self.srtp_verified = 0
@@ -177,7 +179,7 @@ class SimParticipant:
     async def _start_media(self, ws: ClientConnection, offer_sdp: str) -> None:
         """Answer ``offer_sdp`` and start ICE (then DTLS) on a new socket."""
         self.offer = offer = parse_offer(offer_sdp)
-        creds = new_ice_credentials()
+        self._creds = creds = new_ice_credentials()
         self._open_socket(offer)
         self._dtls = DtlsClient(self.certificate, expected_fingerprint=offer.fingerprint)
         answer = build_answer(
@@ -196,7 +198,9 @@ class SimParticipant:
         with contextlib.suppress(websockets.ConnectionClosed):
             async for raw in ws:
                 msg = self._count(raw)
-                if msg.get("type") == "offer" and self.offer is not None:
+                if msg.get("type") == "offer" and msg.get("renegotiate") and self.offer:
+                    await self._renegotiate(ws, str(msg["sdp"]), msg.get("revision"))
+                elif msg.get("type") == "offer" and self.offer is not None:
                     self.reoffers += 1
                     self._stop_media()
                     self._ready = None
@@ -206,6 +210,18 @@ class SimParticipant:
                         self._ready.set_exception(
                             RuntimeError(f"server error: {msg.get('code')}: {msg.get('message')}")
                         )
+
+    async def _renegotiate(self, ws: ClientConnection, sdp: str, revision: Any) -> None:
+        """More slot m-lines on the same peer connection (a console's ``monitor``): answered
+        with the same ICE credentials and certificate, media going on."""
+        self.offer = offer = parse_offer(sdp)
+        assert self._creds is not None
+        answer = build_answer(
+            offer, credentials=self._creds, fingerprint=self.certificate.fingerprint, ssrc=self.ssrc
+        )
+        msg = {"v": 1, "type": "answer", "sdp": answer, "revision": revision}
+        await ws.send(json.dumps(msg))
+        self.renegotiations += 1
 
     def _open_socket(self, offer: OfferInfo) -> None:
         if self.shared is not None and ":" not in offer.ip:

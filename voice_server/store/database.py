@@ -228,6 +228,11 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (announcement_id, channel, user_name)
     ) WITHOUT ROWID;
     """,
+    # 7: a direct talk's target (the console issue: ``kind = 'direct'`` rows name the person
+    # talked to; readable by supervisors of the channel and the two parties, never replayed)
+    """
+    ALTER TABLE utterance ADD COLUMN target_sub TEXT;
+    """,
 ]
 
 

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from voice_server.calllog.burst import DONE, SPOOL_DIR, BurstMeta, burst_id_of
-from voice_server.calllog.model import Gap
+from voice_server.calllog.model import Gap, Utterance
 from voice_server.calllog.ogg import OggError, read_ogg_opus
 from voice_server.calllog.store import CallLog
 from voice_server.store.channels import NAME_RE
@@ -60,7 +60,7 @@ class CatchUp:
         try:
             parsed = read_ogg_opus(path.read_bytes())
             meta = BurstMeta.from_tags(parsed.tags)
-            if not NAME_RE.match(meta.channel):
+            if not all(NAME_RE.match(c) for c in (meta.channel, *meta.also)):
                 raise ValueError("bad channel name in tags")
         except FileNotFoundError:
             return None
@@ -77,7 +77,7 @@ class CatchUp:
     def move(self, burst_id: str) -> None:
         """Move a committed burst's spool file to its clip path (idempotent)."""
         src = self.spool / f"{burst_id}{DONE}"
-        utterance = self.calllog.get(burst_id)
+        utterance = self.calllog.get(burst_id) or self._shared_row(src)
         if utterance is None or not utterance.clip:
             if self.calllog.done([burst_id]):  # a gap (e.g. no_speech): no clip to keep
                 with contextlib.suppress(OSError):
@@ -93,6 +93,15 @@ class CatchUp:
             return
         except OSError as exc:
             log.warning("could not move a clip", extra={"burst": burst_id, "error": exc.strerror})
+
+    def _shared_row(self, src: Path) -> Utterance | None:
+        """A burst into several channels has rows ``<id>:<channel>``: its first (the tags of its
+        spool file say which)."""
+        try:
+            meta = BurstMeta.from_tags(read_ogg_opus(src.read_bytes()).tags)
+        except (OSError, OggError, ValueError):
+            return None
+        return self.calllog.get(f"{meta.id}:{meta.channel}") if meta.shared else None
 
     def _damaged(self, path: Path, burst_id: str, why: str) -> None:
         self.damaged += 1

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from voice_server.calllog.burst import BurstMeta, clip_path
+from voice_server.calllog.burst import BurstMeta, clip_path, rows_of
 from voice_server.calllog.model import Gap, Utterance
 from voice_server.calllog.store import CallLog
 from voice_server.media.errors import PacketError
@@ -249,15 +249,16 @@ class Engine:
             language=self.factory.language,
             clip=clip_path(meta),
         )
-        added = self.calllog.add_utterance(
-            utterance, burst_end_ms=job.ended_ms, committed_ms=_now_ms()
-        )
+        added = False
+        for row in rows_of(meta, utterance):  # several for a burst into several channels
+            if self.calllog.add_utterance(row, burst_end_ms=job.ended_ms, committed_ms=_now_ms()):
+                added = True
+                job.committed = job.committed or row
+                if self.on_committed is not None:
+                    self.on_committed(row)
         self.counters.audio_seconds += job.samples / 48000
         if added:
             self.counters.committed += 1
-            job.committed = utterance
-            if self.on_committed is not None:
-                self.on_committed(utterance)
         else:
             self.counters.already_done += 1
         self._finish(job)

@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 OPEN, PACKET, CLOSE = 0, 1, 2
 SpeakerOf = Callable[[str], tuple[str, str] | None]  # session id -> (sub, display name)
+#: (session id, channel tapped) -> the burst's kind, the other channels it reaches, and a direct
+#: talk's target
+BurstRouteOf = Callable[[str, str], tuple[str, tuple[str, ...], str | None]]
 
 
 class BurstHandle:
@@ -81,8 +84,10 @@ class BurstTap:
         queue_limit: int = 50_000,
         live: LiveSink | None = None,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        route_of: BurstRouteOf | None = None,
     ) -> None:
         self._speaker_of = speaker_of
+        self._route_of = route_of
         self.queue: deque[Item] = deque()
         self.queue_limit = queue_limit
         self.wake = threading.Event()
@@ -103,8 +108,19 @@ class BurstTap:
         first = preroll[0][1] if preroll else now_ms
         start_ms = self._clock_ms() - max(0, now_ms - first)
         self._next_no = (self._next_no + 1) & 0xFFFFFFFF
+        kind, also, target = (
+            self._route_of(session_id, channel) if self._route_of else ("speech", (), None)
+        )
         meta = BurstMeta(
-            new_burst_id(start_ms), channel, speaker[0], speaker[1], session_id, start_ms
+            new_burst_id(start_ms),
+            channel,
+            speaker[0],
+            speaker[1],
+            session_id,
+            start_ms,
+            kind,
+            also,
+            target,
         )
         handle = BurstHandle(meta, self._next_no)
         packets = [p for p, _ in preroll]

@@ -183,22 +183,33 @@ def post_codes(body: CodeCreateIn, request: Request, auth: AuthDep) -> CodeOut:
 
 @router.post("/join-token", response_model=JoinTokenOut)
 def post_join_token(body: JoinTokenIn, request: Request, auth: AuthDep) -> JoinTokenOut:
-    """A short-lived ``aud=join`` token for one channel the caller may join (send it in the
-    WebSocket ``join``; ask again before it expires and send it as ``refresh``)."""
+    """A short-lived ``aud=join`` token for one channel the caller may join, or several
+    (``channels``: a console joins the first and monitors the others); send it in the WebSocket
+    ``join``; ask again before it expires and send it as ``refresh``."""
     csrf(request, auth)
     state = app_state(request)
     if auth.actor is None:
         ended = session_end(state, request)
         raise unauthorized("sign in first", ended or "unauthorized")
-    try:
-        actor = require(request, auth, Action.JOIN, channel=body.channel)
-    except HTTPException as exc:
+    if (body.channel is None) == (body.channels is None):
         raise HTTPException(
-            exc.status_code,
-            detail={"code": "channel_forbidden", "message": "not a member of this channel"},
-        ) from None
-    if state.channels.get(body.channel) is None:
-        raise HTTPException(404, detail={"code": "channel_not_found", "message": "no such channel"})
+            422, detail={"code": "invalid_field", "message": "give channel or channels, not both"}
+        )
+    channels = list(dict.fromkeys(body.channels or [body.channel or ""]))
+    actor = auth.actor
+    for name in channels:
+        try:
+            actor = require(request, auth, Action.JOIN, channel=name)
+        except HTTPException as exc:
+            raise HTTPException(
+                exc.status_code,
+                detail={"code": "channel_forbidden", "message": f"not a member of {name}"},
+            ) from None
+    for name in channels:
+        if state.channels.get(name) is None:
+            raise HTTPException(
+                404, detail={"code": "channel_not_found", "message": f"no channel {name}"}
+            )
     now = int(time.time())
     ttl = state.config.join_token_ttl_seconds
     if auth.session is not None:
@@ -209,10 +220,12 @@ def post_join_token(body: JoinTokenIn, request: Request, auth: AuthDep) -> JoinT
         state.key,
         sub=actor.sub,
         name=actor.name[:128],
-        channels=[body.channel],
+        channels=channels,
         role=actor.role,
         aud=Audience.JOIN,
         ttl_seconds=ttl,
         now=now,
     )
-    return JoinTokenOut(token=token, channel=body.channel, expires_at=now + ttl, expires_in=ttl)
+    return JoinTokenOut(
+        token=token, channel=channels[0], channels=channels, expires_at=now + ttl, expires_in=ttl
+    )

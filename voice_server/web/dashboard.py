@@ -22,6 +22,7 @@ from voice_server.web import (
     dashboard_admin,
     dashboard_announce,
     dashboard_calllog,
+    dashboard_console,
     dashboard_network,
 )
 from voice_server.web.api_audit import export_response, page
@@ -38,6 +39,7 @@ router.include_router(dashboard_admin.router)
 router.include_router(dashboard_calllog.router)
 router.include_router(dashboard_announce.router)
 router.include_router(dashboard_network.router)
+router.include_router(dashboard_console.router)
 AuthDep = Annotated[Auth, Depends(authenticate)]
 CsrfField = Annotated[str, Form(alias="csrf", max_length=128)]
 

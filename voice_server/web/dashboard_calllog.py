@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse
 
 from voice_server.calllog.localtime import day_end_ms, day_start_ms, local_text
-from voice_server.calllog.model import iso
+from voice_server.calllog.model import UID_RE, iso
 from voice_server.state import AppState
 from voice_server.web.auth import Auth, app_state, authenticate
 from voice_server.web.calllog_access import Filters, Hit, search, view
@@ -174,7 +174,7 @@ def search_export(
 def utterance_page(burst_id: str, request: Request, auth: AuthDep, q: Text = "") -> HTMLResponse:
     actor = guard(request, auth, Action.DASHBOARD)
     state = app_state(request)
-    if len(burst_id) > 19:
+    if not UID_RE.match(burst_id):  # a burst id, or a broadcast's row ``<id>:<channel>``
         raise _refusal(request, auth, HTTPException(404))
     _, hit = _guarded(request, auth, lambda: view(request, auth, burst_id))
     names = {c.name: c.display_name for c in state.channels.list()}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -39,12 +39,18 @@ class CodeOut(BaseModel):
 
 
 class JoinTokenIn(Strict):
-    channel: str = Field(pattern=NAME)
+    """One channel (a phone) or several (a console: ``channels``, at most 8); not both."""
+
+    channel: str | None = Field(default=None, pattern=NAME)
+    channels: list[Annotated[str, Field(pattern=NAME)]] | None = Field(
+        default=None, min_length=1, max_length=8
+    )
 
 
 class JoinTokenOut(BaseModel):
     token: str
-    channel: str
+    channel: str  # the first (the one to join)
+    channels: list[str]
     expires_at: int
     expires_in: int  # seconds (the phone's clock may be off: renew by this)
 

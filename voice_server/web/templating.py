@@ -43,6 +43,7 @@ class NavEntry:
 NAV: list[NavEntry] = [
     NavEntry("/dashboard/search", "search", Action.SEARCH),
     NavEntry("/dashboard/live", "live", Action.LIVE),
+    NavEntry("/dashboard/console", "console", Action.LIVE),
     NavEntry("/dashboard/announcements", "announcements", Action.ANNOUNCE),
     NavEntry("/dashboard/codes", "codes", Action.DASHBOARD),
     NavEntry("/dashboard/users", "users", Action.USERS_VIEW),

@@ -77,6 +77,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="also hear this channel (repeatable; asked for once media is up)",
     )
     p.add_argument(
+        "--console",
+        action="store_true",
+        help="a dispatcher console: --monitor channels one supervises (monitor, slots map)",
+    )
+    p.add_argument(
+        "--talk-target",
+        action="append",
+        default=[],
+        metavar="CHANNEL",
+        help="with --console: talk into this channel (repeat for an all-call)",
+    )
+    p.add_argument(
+        "--talk-to-user", metavar="USER", help="with --console: talk to this user (direct talk)"
+    )
+    p.add_argument(
         "--list-devices", action="store_true", help="list audio devices (PortAudio) and exit"
     )
     tok = p.add_mutually_exclusive_group()
@@ -209,6 +224,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         url=url,
         channel=args.channel,
         monitor=tuple(args.monitor),
+        console=args.console,
+        talk_target=tuple(args.talk_target),
+        talk_user=args.talk_to_user,
         device_id=args.device_id or _default_device_id(),
         token=args.token,
         token_file=args.token_file,

@@ -23,8 +23,9 @@ class Ducking:
             return None
         return str(self.channels.index(channel) * self.slots + slot)
 
-    def set(self, channel: str, slot: int, db: int) -> None:
-        mid = self.mid(channel, slot)
+    def set(self, channel: str, slot: int, db: int, mid: str | None = None) -> None:
+        """A duck of ``channel``'s ``slot`` (``mid``: a console's, the m-line already known)."""
+        mid = mid if mid is not None else self.mid(channel, slot)
         if mid is None:
             return
         if db < 0:

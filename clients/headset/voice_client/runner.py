@@ -84,6 +84,9 @@ class Options:
     device_id: str
     token: str | None = None
     monitor: tuple[str, ...] = ()  # channels also heard (a route asked for once media is up)
+    console: bool = False  # monitor as a console (``monitor``, ``talk_target``), not a route
+    talk_target: tuple[str, ...] = ()  # a console's channels to talk into
+    talk_user: str | None = None  # a console's direct talk to this user
     token_file: Path | None = None
     pcm: bytes = b""  # what to say, PCM48 mono
     loop: bool = False
@@ -215,8 +218,10 @@ class _Client:
                 await self.do(self.session.answer(sdp, action.revision))
             elif isinstance(action, Emit):
                 self.emit(action.event)
+                if action.event["event"] == "talk_target_set" and self.opts.mode is GateMode.PTT:
+                    self.ptt.set("talk_target", True)  # a console in ptt mode talks from then on
             elif isinstance(action, Duck):
-                self.ducking.set(action.channel, action.slot, action.db)
+                self.ducking.set(action.channel, action.slot, action.db, action.mid)
             elif isinstance(action, Warn):
                 self.warn(action.text)
             elif isinstance(action, NeedToken):
@@ -253,14 +258,28 @@ class _Client:
         state = peer.connection_state
         self.emit({"event": "media", "state": state})
         if state == "connected":
-            if not self.media_connected and self.opts.monitor:
-                channel = self.opts.channel
-                route = self.session.route([channel], [channel, *self.opts.monitor])
-                self.spawn(self.do(route))
+            if not self.media_connected:
+                self.spawn(self.do(self.first_route()))
             self.media_connected = True
         if state == "failed" and not self.leaving and not self.opts.reconnect:
             self.end = End(ok=False, reason="media connection failed")
             self.ended.set()
+
+    def first_route(self) -> list[Action]:
+        """What to ask once media is up: a route (``--monitor``), or a console's monitor and
+        talk target (``--console``)."""
+        opts, out = self.opts, []
+        if opts.console:
+            if opts.monitor:
+                out += self.session.monitor(list(opts.monitor))
+            if opts.talk_user is not None:
+                out += self.session.talk_target(user=opts.talk_user)
+            elif opts.talk_target:
+                out += self.session.talk_target(list(opts.talk_target))
+        elif opts.monitor:
+            channel = opts.channel
+            out += self.session.route([channel], [channel, *opts.monitor])
+        return out
 
     def start_recorder(self, mid: str, track: MediaStreamTrack) -> None:
         playout = self.playout

@@ -102,6 +102,7 @@ class Duck:
     db: int
     slot: int
     channel: str
+    mid: str | None = None  # a console's: the slot m-line itself (its session slot)
 
 
 Action = Send | AnswerOffer | Emit | Warn | NeedToken | End | Duck
@@ -135,6 +136,9 @@ class ClientSession:
     answered: bool = False
     #: TURN relays from the last ``joined`` (``{urls, username, credential}``; never printed)
     ice_servers: list[dict[str, Any]] = field(default_factory=list)
+    #: a console's slot m-lines (mid -> (channel, channel slot)) once the server sent them: its
+    #: talk and duck events then carry session slots (the mid's number)
+    slots_map: dict[str, tuple[str, int]] | None = None
 
     # -------------------------------------------------------- things the user does
 
@@ -171,6 +175,27 @@ class ClientSession:
         if self.state is not SessionState.JOINED:
             return []
         return [Send({"v": PROTOCOL_VERSION, "type": "route", "sends": sends, "hears": hears})]
+
+    def monitor(self, channels: list[str], *, add: bool = True) -> list[Action]:
+        """A console hears ``channels`` too (``add`` False: no longer); the server answers
+        ``monitored`` and, for new channels, a renegotiation ``offer`` with a ``slots_map``."""
+        if self.state is not SessionState.JOINED:
+            return []
+        mtype = "monitor" if add else "unmonitor"
+        return [Send({"v": PROTOCOL_VERSION, "type": mtype, "channels": channels})]
+
+    def talk_target(
+        self, channels: list[str] | None = None, user: str | None = None
+    ) -> list[Action]:
+        """A console talks into ``channels`` (several: an all-call) or to ``user`` (direct)."""
+        if self.state is not SessionState.JOINED:
+            return []
+        msg: dict[str, Any] = {"v": PROTOCOL_VERSION, "type": "talk_target"}
+        if user is not None:
+            msg["user"] = user
+        else:
+            msg["channels"] = channels or []
+        return [Send(msg)]
 
     def refresh(self, token: str) -> list[Action]:
         """Hand the server a fresh token for the same user."""
@@ -274,13 +299,37 @@ class ClientSession:
         if self.state is not SessionState.JOINED:
             return [Warn("ignored an 'offer' outside a joined session")]
         revision = msg.get("revision")
+        out: list[Action] = []
+        if isinstance(msg.get("slots_map"), list):
+            out.append(self._slots_map(msg["slots_map"]))
         return [
+            *out,
             AnswerOffer(
                 _str(msg["sdp"]),
                 renegotiate=msg.get("renegotiate") is True,
                 revision=revision if isinstance(revision, int) else None,
-            )
+            ),
         ]
+
+    def _slots_map(self, entries: list[Any]) -> Emit:
+        self.slots_map = {
+            _str(e["mid"]): (_str(e["channel"]), int(e["channel_slot"])) for e in entries
+        }
+        mapped = {mid: {"channel": c, "slot": s} for mid, (c, s) in self.slots_map.items()}
+        return Emit({"event": "slots_map", "slots_map": mapped})
+
+    def _on_monitored(self, msg: dict[str, Any]) -> list[Action]:
+        channels = [_str(c) for c in msg["channels"]]
+        return [Emit({"event": "monitored", "channels": channels})]
+
+    def _on_talk_target_set(self, msg: dict[str, Any]) -> list[Action]:
+        event = {
+            "event": "talk_target_set",
+            "channels": [_str(c) for c in msg["channels"]],
+            "user": msg.get("user"),
+            "kind": _str(msg.get("kind", "speech")),
+        }
+        return [Emit(event)]
 
     def _on_routed(self, msg: dict[str, Any]) -> list[Action]:
         return [
@@ -322,7 +371,12 @@ class ClientSession:
 
     def _on_preempted(self, msg: dict[str, Any]) -> list[Action]:
         by = _participant(msg["by"])
-        event = {"slot": int(msg["slot"]), "channel": _str(msg["channel"]), "by": by}
+        slot = msg.get("slot")
+        event = {
+            "slot": int(slot) if slot is not None else None,
+            "channel": _str(msg["channel"]),
+            "by": by,
+        }
         return [Emit({"event": "preempted", **event})]
 
     def _on_talk_right(self, msg: dict[str, Any]) -> list[Action]:
@@ -332,7 +386,8 @@ class ClientSession:
     def _on_duck(self, msg: dict[str, Any]) -> list[Action]:
         db, slot, channel = int(msg["db"]), int(msg["slot"]), _str(msg["channel"])
         event = {"event": "duck", "db": db, "slot": slot, "channel": channel}
-        return [Duck(db, slot, channel), Emit(event)]
+        mid = str(slot) if self.slots_map is not None else None
+        return [Duck(db, slot, channel, mid), Emit(event)]
 
     def _on_slot_busy(self, msg: dict[str, Any]) -> list[Action]:
         return [Emit({"event": "slot_busy", "slots": int(msg["slots"])})]
@@ -395,6 +450,7 @@ def _participant(raw: Any) -> dict[str, Any]:
         "device_id": str(raw.get("device_id", "")),
         "talking": bool(raw.get("talking", False)),
         "slot": int(slot) if slot is not None else None,
+        "monitoring": bool(raw.get("monitoring", False)),
     }
 
 
@@ -402,6 +458,8 @@ _HANDLERS = {
     "joined": ClientSession._on_joined,
     "offer": ClientSession._on_offer,
     "routed": ClientSession._on_routed,
+    "monitored": ClientSession._on_monitored,
+    "talk_target_set": ClientSession._on_talk_target_set,
     "participant_joined": ClientSession._on_participant_joined,
     "participant_left": ClientSession._on_participant_left,
     "talk_started": ClientSession._on_talk,

@@ -34,7 +34,8 @@ export class AudioEngine extends EventTarget {
       // 48 kHz like WebRTC's Opus: no resampling between the microphone, the gate and the encoder
       this.ctx = new Ctx({ latencyHint: "interactive", sampleRate: 48000 });
       this.ctx.onstatechange = () => this.gestureChanged();
-      await this.ctx.audioWorklet.addModule("js/gate-worklet.js");
+      // next to this module, whichever page imports it (the phone app, the dashboard console)
+      await this.ctx.audioWorklet.addModule(new URL("./gate-worklet.js", import.meta.url));
     }
     await this.openMic(noiseSuppression);
     this.gestureChanged();

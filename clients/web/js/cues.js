@@ -8,6 +8,8 @@ const CUES = {
   warning: [[880, 0.1], [0, 0.08], [880, 0.1], [0, 0.08], [880, 0.1]],
   // before a spoken announcement (the chime of a public-address system; the clip is speech only)
   announcement: [[523, 0.12], [659, 0.12], [784, 0.2]],
+  // before a direct talk from a console (to this person alone): two quick high notes
+  direct: [[988, 0.07], [0, 0.05], [988, 0.07]],
 };
 
 export function playCue(ctx, kind) {

@@ -770,9 +770,11 @@ class App {
   cutIn(msg, started) {
     const box = $("cut-in");
     const announcement = msg.kind === "announcement";
-    if (started && announcement) this.engine.cue("announcement");
-    if (started && (msg.priority >= 2 || announcement)) {
-      box.textContent = t(announcement ? "announcement_playing" : "cutting_in", { name: msg.speaker.name });
+    const direct = msg.kind === "direct"; // a supervisor's console talking to us alone
+    if (started && (announcement || direct)) this.engine.cue(msg.kind);
+    if (started && (msg.priority >= 2 || announcement || direct)) {
+      const key = announcement ? "announcement_playing" : direct ? "direct_talk" : "cutting_in";
+      box.textContent = t(key, { name: msg.speaker.name });
       box.dataset.speaker = msg.speaker.id;
       box.hidden = false;
     } else if (!started && box.dataset.speaker === msg.speaker.id) {

@@ -1,0 +1,144 @@
+"""The dispatcher console in Debian's Chromium (Playwright, private network namespace, the page's
+real CSP): a supervisor signs in, opens /dashboard/console monitoring three channels on one peer
+connection, hears a different tone from each (per-track analysers), sets volume and mute per
+channel, and holding the space bar talks into the selected channel only (real `voice-client`
+peers in each channel record what they hear)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.accounts import BY, build_org, password
+from tests.audio import goertzel_power, read_mono, write_tone
+from tests.e2e.conftest import wait_for
+from tests.servers import ServerProcess, running_server
+from tests.voiceclients import ClientRun, start_client
+from voice_server.accounts.bundle import Accounts
+from voice_server.accounts.users import Assignment
+from voice_server.bench.browser import launch_chromium
+from voice_server.store.database import Database
+
+pytestmark = pytest.mark.e2e
+
+TONES = {"ops": 440.0, "hq": 660.0, "yard": 880.0}
+TALKERS = {"ops": "sato", "hq": "mori", "yard": "yuki"}
+CONSOLE_TONE = 1200.0
+
+
+@pytest.fixture(scope="module")
+def server(namespace: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    data = tmp_path_factory.mktemp("console-e2e")
+    build_org(data)
+    svc = Accounts.open(Database(data / "voice.db")).service
+    svc.add_channel(BY, "yard", display_name="資材置場")
+    svc.add_user(BY, "yuki", "staff", display_name="Yuki", password=password("yuki"))
+    svc.assign(BY, "yard", "yuki", Assignment.MEMBER)
+    for channel in ("hq", "yard"):
+        svc.assign(BY, channel, "boss", Assignment.SUPERVISOR)
+    with running_server(data, channels=()) as srv:  # channels and accounts made above
+        yield srv
+
+
+def near(page: Any, mid: str, freq: float) -> bool:
+    hz = page.evaluate(f"window.consoleDiag.dominantHz('{mid}')")
+    return hz is not None and abs(hz - freq) < 20
+
+
+def mids_of(page: Any, channel: str) -> list[str]:
+    slots: dict[str, Any] = page.evaluate("window.consoleDiag.slotsMap")
+    return sorted((m for m, e in slots.items() if e["channel"] == channel), key=int)
+
+
+SENT = """async () => {
+  let n = 0;
+  (await window.consoleDiag.call.pc.getStats()).forEach((r) => {
+    if (r.type === "outbound-rtp") n = r.packetsSent;
+  });
+  return n;
+}"""
+
+
+def sent(page: Any) -> int:
+    return int(page.evaluate(SENT))
+
+
+def boss_talks(c: ClientRun) -> list[dict[str, Any]]:
+    return [e for e in c.seen("talk_started") if e["speaker"]["sub"] == "boss"]
+
+
+def kinds(page: Any) -> list[str]:
+    return [e["kind"] for e in page.evaluate("window.consoleDiag.events")]
+
+
+def test_the_console_hears_three_channels_and_talks_only_into_the_selected_one(
+    pw: Any, server: ServerProcess, tmp_path: Path
+) -> None:
+    talkers: dict[str, ClientRun] = {
+        ch: start_client(server, tmp_path, name, channel=ch, loop=True, duration=300,
+                         play=write_tone(tmp_path / f"{ch}.wav", TONES[ch], 2.0))
+        for ch, name in TALKERS.items()
+    }  # fmt: skip
+    browser = launch_chromium(pw, audio_file=write_tone(tmp_path / "mic.wav", CONSOLE_TONE, 4.0))
+    try:
+        for c in talkers.values():
+            c.wait_event("media", state="connected", timeout=60)
+        page = browser.new_page(locale="ja-JP")
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{server.url}/signin?next=/dashboard/console")
+        page.fill("input[name=name]", "boss")
+        page.fill("input[name=password]", password("boss"))
+        page.click("#password-form button[type=submit]")
+        page.wait_for_url("**/dashboard/console")
+        names = page.eval_on_selector_all(
+            ".console-channel .display-name", "e => e.map(x => x.textContent)"
+        )
+        assert names == ["本部", "運用", "資材置場"]  # fmt: skip
+        page.check(".console-channel[data-channel=hq] input[name=target]")
+        page.uncheck("#ns")  # a steady test tone is what noise suppression removes
+        page.click("#console-start")
+        wait_for(lambda: len(page.evaluate("window.consoleDiag.slotsMap")) == 9, "9 slot m-lines")
+        # one peer connection hears each channel on its own m-lines: a tone per channel
+        for ch, freq in TONES.items():
+            wait_for(lambda ch=ch, freq=freq: any(near(page, m, freq) for m in mids_of(page, ch)),
+                     f"{ch}'s tone on its slots", timeout=60)  # fmt: skip
+        media = [e for e in page.evaluate("window.consoleDiag.events") if e["kind"] == "media"]
+        assert [e["state"] for e in media].count("connected") == 1
+        # volume and mute per channel
+        page.fill(".console-channel[data-channel=hq] .volume", "30")
+        page.check(".console-channel[data-channel=yard] .mute")
+        volumes: dict[str, float] = page.evaluate("window.consoleDiag.volumes()")
+        assert {volumes[m] for m in mids_of(page, "hq")} == {0.3}
+        assert {volumes[m] for m in mids_of(page, "yard")} == {0.0}
+        assert {volumes[m] for m in mids_of(page, "ops")} == {1.0}
+        # the members and the talker of each channel are shown
+        wait_for(lambda: "Mori" in page.inner_text(".console-channel[data-channel=hq] .members"),
+                 "hq's members")  # fmt: skip
+        # hold the space bar: the talk reaches hq only
+        wait_for(
+            lambda: "talk_target_set" in kinds(page),
+            f"the talk target {page.evaluate('window.consoleDiag.events')}",
+        )
+        wait_for(lambda: not page.is_disabled("#talk"), "the talk button")
+        assert not boss_talks(talkers["hq"])  # push-to-talk: nothing before the space bar
+        page.keyboard.down("Space")
+        wait_for(lambda: boss_talks(talkers["hq"]), "hq hearing the console", timeout=60)
+        first = sent(page)
+        wait_for(lambda: sent(page) - first > 150, "3 s more of the console's voice sent")
+        page.keyboard.up("Space")
+        assert not errors, errors
+    finally:
+        browser.close()
+        for c in talkers.values():
+            c.proc.terminate()
+            c.wait(30)
+    heard = {}
+    for ch, c in talkers.items():
+        s, r = read_mono(c.record)  # type: ignore[arg-type]
+        heard[ch] = goertzel_power(s, r, CONSOLE_TONE) / max(1, len(s))
+        assert bool(boss_talks(c)) == (ch == "hq"), ch
+    assert heard["hq"] > 100 * max(heard["ops"], heard["yard"], 1.0), heard
