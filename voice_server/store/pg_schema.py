@@ -200,4 +200,50 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (announcement_id, channel, user_name)
     );
     """,
+    # 4: alerts, as SQLite's 7 (alert_event.seq a sequence)
+    """
+    CREATE TABLE alert (
+        id              TEXT PRIMARY KEY,
+        kind            TEXT NOT NULL CHECK (kind IN ('emergency', 'keyword', 'transcription')),
+        channel         TEXT NOT NULL,
+        state           TEXT NOT NULL CHECK (state IN ('raised', 'acknowledged', 'resolved')),
+        dedupe          TEXT UNIQUE,
+        raised_ms       BIGINT NOT NULL,
+        raised_by       TEXT NOT NULL,
+        subject         TEXT NOT NULL DEFAULT '',
+        subject_name    TEXT NOT NULL DEFAULT '',
+        keyword         TEXT NOT NULL DEFAULT '',
+        utterance       TEXT NOT NULL DEFAULT '',
+        detail          TEXT NOT NULL DEFAULT '{}',
+        acked_ms        BIGINT,
+        acked_by        TEXT NOT NULL DEFAULT '',
+        acked_by_name   TEXT NOT NULL DEFAULT '',
+        resolved_ms     BIGINT,
+        resolved_by     TEXT NOT NULL DEFAULT '',
+        resolved_by_name TEXT NOT NULL DEFAULT '',
+        resolution      TEXT NOT NULL DEFAULT '',
+        note            TEXT NOT NULL DEFAULT '',
+        escalated       INTEGER NOT NULL DEFAULT 0,
+        updated_ms      BIGINT NOT NULL
+    );
+    CREATE INDEX alert_raised ON alert (raised_ms);
+    CREATE INDEX alert_channel ON alert (channel, raised_ms);
+    CREATE INDEX alert_open ON alert (state) WHERE state != 'resolved';
+    CREATE TABLE alert_event (
+        seq             BIGSERIAL PRIMARY KEY,
+        alert_id        TEXT NOT NULL,
+        created_ms      BIGINT NOT NULL
+    );
+    CREATE TABLE alert_keyword (
+        scope           TEXT NOT NULL,
+        norm            TEXT NOT NULL,
+        text            TEXT NOT NULL,
+        position        INTEGER NOT NULL,
+        PRIMARY KEY (scope, norm)
+    );
+    CREATE TABLE alert_cursor (
+        name            TEXT PRIMARY KEY,
+        seq             BIGINT NOT NULL
+    );
+    """,
 ]
