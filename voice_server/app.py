@@ -13,6 +13,8 @@ from fastapi.staticfiles import StaticFiles
 
 from voice_server.accounts.bundle import Accounts
 from voice_server.accounts.users import Assignment
+from voice_server.alerts.service import AlertService
+from voice_server.alerts.store import AlertStore
 from voice_server.announce.service import Announcer
 from voice_server.announce.stage import PlaneStage
 from voice_server.announce.store import AnnouncementStore
@@ -38,11 +40,14 @@ from voice_server.transcribe.tap import BurstTap
 from voice_server.web import (
     api,
     api_admin,
+    api_alerts,
     api_announce,
     api_audit,
     api_auth,
     asr_phrases,
     dashboard,
+    dashboard_alerts,
+    events_ws,
     health,
     signin_pages,
 )
@@ -125,6 +130,11 @@ def build_state(config: Config) -> AppState:
         members=lambda ch: accounts.users.assignments(ch)[Assignment.MEMBER],
         data_dir=config.data_dir,
     )
+    state.alerts = AlertService(
+        AlertStore(db), accounts.audit, calllog if config.call_log else None
+    )
+    link.on_committed.append(state.alerts.commit_seen)
+    state.metrics.register(state.alerts.families)
     state.metrics.register(counters.families)
     state.metrics.register(state.collect_sessions)
     state.metrics.register(media.families)
@@ -152,6 +162,8 @@ def create_app(config: Config) -> FastAPI:
         if supervisor is not None:
             supervisor.start()
         state.transcription.start()
+        if state.alerts is not None:
+            await state.alerts.start(lambda: state.transcription.state.value)
         purger = Purger(config.data_dir, state.accounts.audit, purge_store(state.db))
         purge = PurgeSchedule(purger, config)
         purge.start()
@@ -162,6 +174,8 @@ def create_app(config: Config) -> FastAPI:
         finally:
             state.stopping = True
             await purge.stop()
+            if state.alerts is not None:
+                await state.alerts.stop()
             if state.announcer is not None:
                 await state.announcer.stop()
             await state.transcription.stop()
@@ -191,10 +205,13 @@ def create_app(config: Config) -> FastAPI:
     app.include_router(api_audit.router)
     app.include_router(signin_pages.router)
     app.include_router(dashboard.router)
+    app.include_router(dashboard_alerts.router)
     app.mount("/dashboard/static", StaticFiles(directory=STATIC_DIR), name="dashboard-static")
     app.include_router(api_announce.router)
+    app.include_router(api_alerts.router)
     app.include_router(api.router)
     app.include_router(live_ws.router)
+    app.include_router(events_ws.router)
 
     @app.websocket("/internal/transcription")
     async def transcription_link(ws: WebSocket) -> None:

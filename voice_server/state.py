@@ -7,6 +7,7 @@ import sqlite3
 from dataclasses import dataclass, field
 
 from voice_server.accounts.bundle import Accounts
+from voice_server.alerts.service import AlertService
 from voice_server.announce.service import Announcer
 from voice_server.calllog.store import CallLog
 from voice_server.config import Config
@@ -42,6 +43,7 @@ class AppState:
     transcription: TranscriptionMonitor  # up / degraded / stopped, for pages and /readyz
     supervisor: TranscriberSupervisor | None = None  # `serve --transcriber`'s child
     announcer: Announcer | None = None  # spoken announcements (set by app.build_state)
+    alerts: AlertService | None = None  # emergencies, keyword and transcription alerts
     metrics: MetricsRegistry = field(default_factory=MetricsRegistry)
     started: bool = False
     stopping: bool = False

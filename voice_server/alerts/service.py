@@ -24,6 +24,7 @@ from voice_server.audit.log import AuditLog, AuditSubject
 from voice_server.calllog.model import Utterance
 from voice_server.calllog.normalize import normalize
 from voice_server.calllog.store import CallLog
+from voice_server.metrics import Family
 
 __all__ = ["AlertService", "Handler", "transcription_step"]
 
@@ -94,6 +95,25 @@ class AlertService:
                 await task
         self._tasks.clear()
         await self.feed.stop()
+
+    def families(self) -> list[Family]:
+        c = self.feed.counters
+        return [
+            Family(
+                "voice_alert_keyword_matches_total", "counter", "Keyword alerts raised here"
+            ).add(self.matched),
+            Family("voice_alert_events_total", "counter", "Alert events read by the feed").add(
+                c.events
+            ),
+            Family(
+                "voice_alert_feed_dropped_total",
+                "counter",
+                "Alert messages dropped for event-stream readers too slow to keep up",
+            ).add(c.dropped),
+            Family("voice_alert_subscribers", "gauge", "Open alert event streams").add(
+                len(self.feed.subscribers)
+            ),
+        ]
 
     def _changed(self) -> None:
         """Wake the feed (from any thread)."""
