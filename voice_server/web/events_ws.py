@@ -27,17 +27,17 @@ from voice_server.alerts.model import Alert
 from voice_server.audit.chain import Result
 from voice_server.web import security
 from voice_server.web.alerts_access import alert_json, may_see, scope
-from voice_server.web.auth import app_state, authenticate, client_address
+from voice_server.web.auth import app_state, client_address
 from voice_server.web.live import (
     CLOSE_BAD_HELLO,
     CLOSE_FORBIDDEN,
     CLOSE_SLOW,
-    CLOSE_UNAUTHORIZED,
     RECHECK_SECONDS,
     SEND_TIMEOUT,
     Refused,
+    identify,
+    read_hello,
 )
-from voice_server.web.live import _hello as read_hello  # the live view's own first step
 from voice_server.web.policy import Action, Actor, decide
 
 __all__ = ["router"]
@@ -50,18 +50,7 @@ MAX_MESSAGE = 4096
 def _check(ws: WebSocket, csrf: str | None, *, first: bool) -> Actor:
     """Who is asking and whether they may use the dashboard (blocking: worker thread)."""
     state = app_state(ws)
-    auth = authenticate(ws)
-    actor = auth.actor
-    if actor is None:
-        raise Refused(CLOSE_UNAUTHORIZED, "sign in first")
-    if actor.via == "session":
-        if not security.same_origin(state.config, ws):
-            raise Refused(CLOSE_FORBIDDEN, "cross-origin")
-        if first:
-            try:
-                security.check_csrf(auth.csrf_expected, csrf)
-            except Exception:
-                raise Refused(CLOSE_FORBIDDEN, "missing or wrong CSRF token") from None
+    _, actor = identify(ws, csrf, first=first)
     decision = decide(actor, Action.DASHBOARD)
     if not decision:
         state.accounts.audit.record(
