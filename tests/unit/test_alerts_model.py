@@ -114,6 +114,10 @@ def test_the_japanese_keywords_match_normalised_text() -> None:
     assert [k.text for k in matches(normalize("ｶﾞｽ漏れです"), ks)] == ["ガス漏れ"]
     assert matches(normalize("がす漏れ"), ks) == []
     assert [k.text for k in matches(normalize("FIRE here"), parse_list(["Fire"]))] == ["Fire"]
+    # a Japanese utterance is matched without spaces, a keyword's included
+    spaced = parse_list(["gas leak"])
+    assert matches(normalize("the gas leak", "ja"), spaced, "ja") == spaced
+    assert matches(normalize("the gasleak"), spaced) == []
 
 
 @pytest.mark.parametrize(

@@ -60,10 +60,14 @@ def parse_list(items: object) -> list[Keyword]:
     return out
 
 
-def matches(norm_text: str, keywords: Iterable[Keyword]) -> list[Keyword]:
-    """The keywords found in an utterance's normalised text, each once, in list order."""
+def matches(norm_text: str, keywords: Iterable[Keyword], language: str = "") -> list[Keyword]:
+    """The keywords found in an utterance's normalised text, each once, in list order. A
+    Japanese utterance is normalised without any space (``normalize``), so a keyword's spaces
+    do not count there either."""
+    spaceless = language.lower().startswith("ja")
     found: dict[str, Keyword] = {}
     for k in keywords:
-        if k.norm and k.norm in norm_text and k.norm not in found:
+        needle = k.norm.replace(" ", "") if spaceless else k.norm
+        if needle and needle in norm_text and k.norm not in found:
             found[k.norm] = k
     return list(found.values())

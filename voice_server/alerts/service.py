@@ -239,7 +239,8 @@ class AlertService:
                 utterance = calllog.get(event.ref)
                 if utterance is None or not utterance.text:
                     continue
-                for k in matches(normalize(utterance.text, utterance.language), keywords):
+                lang = utterance.language
+                for k in matches(normalize(utterance.text, lang), keywords, lang):
                     alert = _keyword_alert(utterance, k, event.created_ms)
                     if self.store.insert(conn, alert):
                         self.audit.record(
