@@ -13,6 +13,8 @@ from fastapi.staticfiles import StaticFiles
 
 from voice_server.accounts.bundle import Accounts
 from voice_server.accounts.users import Assignment
+from voice_server.alerts.emergency import EmergencyAlerts
+from voice_server.alerts.model import Alert, AlertKind
 from voice_server.alerts.service import AlertService
 from voice_server.alerts.store import AlertStore
 from voice_server.announce.service import Announcer
@@ -26,6 +28,7 @@ from voice_server.identity.keys import load_or_create_key
 from voice_server.media.plane import MediaPlane
 from voice_server.metrics import Family, SignalingCounters
 from voice_server.process_metrics import GC, process_families
+from voice_server.signaling.emergency import EmergencyChange, EmergencyDesk
 from voice_server.signaling.endpoint import serve_signaling
 from voice_server.signaling.hub import Hub
 from voice_server.signaling.livehub import LiveHub
@@ -44,6 +47,7 @@ from voice_server.web import (
     api_announce,
     api_audit,
     api_auth,
+    api_emergency,
     asr_phrases,
     dashboard,
     dashboard_alerts,
@@ -80,6 +84,7 @@ def build_state(config: Config) -> AppState:
     link = LinkHub(key)
 
     tap = BurstTap(hub.speaker, queue_limit=config.tap_queue_packets, live=link)
+    tap.kind_of = lambda sid: "emergency" if sid in hub.holds else "speech"
     spool = SpoolWriter(config.data_dir, tap, calllog, config.spool_quota_mb * 1024 * 1024)
     media = MediaPlane(
         tap=tap if config.call_log else None,
@@ -134,6 +139,9 @@ def build_state(config: Config) -> AppState:
         AlertStore(db), accounts.audit, calllog if config.call_log else None
     )
     link.on_committed.append(state.alerts.commit_seen)
+    state.emergencies = EmergencyAlerts(state.alerts, config.emergency_escalate_seconds)
+    desk = hub.emergency = EmergencyDesk(hub, state.emergencies, config.emergency_window_seconds)
+    state.alerts.feed.listeners.append(lambda alert: _to_desk(desk, alert))
     state.metrics.register(state.alerts.families)
     state.metrics.register(counters.families)
     state.metrics.register(state.collect_sessions)
@@ -150,6 +158,17 @@ def build_state(config: Config) -> AppState:
     return state
 
 
+def _to_desk(desk: EmergencyDesk, alert: Alert) -> None:
+    """The alert feed's emergencies, to the sessions of their channel."""
+    if alert.kind is not AlertKind.EMERGENCY:
+        return
+    by = alert.resolved_by or alert.acked_by or alert.raised_by
+    desk.on_alert(
+        EmergencyChange(alert.id, alert.channel, alert.state.value, by, alert.subject,
+                        alert.resolution)
+    )  # fmt: skip
+
+
 def create_app(config: Config) -> FastAPI:
     state = build_state(config)
 
@@ -164,6 +183,8 @@ def create_app(config: Config) -> FastAPI:
         state.transcription.start()
         if state.alerts is not None:
             await state.alerts.start(lambda: state.transcription.state.value)
+        if state.emergencies is not None:
+            state.emergencies.start()
         purger = Purger(config.data_dir, state.accounts.audit, purge_store(state.db))
         purge = PurgeSchedule(purger, config)
         purge.start()
@@ -174,6 +195,8 @@ def create_app(config: Config) -> FastAPI:
         finally:
             state.stopping = True
             await purge.stop()
+            if state.emergencies is not None:
+                await state.emergencies.stop()
             if state.alerts is not None:
                 await state.alerts.stop()
             if state.announcer is not None:
@@ -209,6 +232,7 @@ def create_app(config: Config) -> FastAPI:
     app.mount("/dashboard/static", StaticFiles(directory=STATIC_DIR), name="dashboard-static")
     app.include_router(api_announce.router)
     app.include_router(api_alerts.router)
+    app.include_router(api_emergency.router)
     app.include_router(api.router)
     app.include_router(live_ws.router)
     app.include_router(events_ws.router)

@@ -7,6 +7,7 @@ import sqlite3
 from dataclasses import dataclass, field
 
 from voice_server.accounts.bundle import Accounts
+from voice_server.alerts.emergency import EmergencyAlerts
 from voice_server.alerts.service import AlertService
 from voice_server.announce.service import Announcer
 from voice_server.calllog.store import CallLog
@@ -44,6 +45,7 @@ class AppState:
     supervisor: TranscriberSupervisor | None = None  # `serve --transcriber`'s child
     announcer: Announcer | None = None  # spoken announcements (set by app.build_state)
     alerts: AlertService | None = None  # emergencies, keyword and transcription alerts
+    emergencies: EmergencyAlerts | None = None  # raise, cancel, escalate (with ``alerts``)
     metrics: MetricsRegistry = field(default_factory=MetricsRegistry)
     started: bool = False
     stopping: bool = False

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from voice_server.calllog.model import BURST_ID_RE
+from voice_server.calllog.model import BURST_ID_RE, KINDS
 
 __all__ = ["BurstMeta", "clip_path", "spool_name"]
 
@@ -31,9 +31,10 @@ class BurstMeta:
     speaker_name: str
     session_id: str
     start_ms: int  # wall clock of the first packet (pre-roll included)
+    kind: str = "speech"  # the call-log row kind (talk.priority.Kind): emergency audio is marked
 
     def tags(self) -> dict[str, str]:
-        return {
+        tags = {
             "VOICE_BURST": self.id,
             "VOICE_CHANNEL": self.channel,
             "VOICE_SPEAKER_ID": self.speaker_id,
@@ -41,6 +42,9 @@ class BurstMeta:
             "VOICE_SESSION": self.session_id,
             "VOICE_START_MS": str(self.start_ms),
         }
+        if self.kind != "speech":
+            tags["VOICE_KIND"] = self.kind
+        return tags
 
     @classmethod
     def from_tags(cls, tags: dict[str, str]) -> BurstMeta:
@@ -52,12 +56,19 @@ class BurstMeta:
                 speaker_name=tags.get("VOICE_SPEAKER_NAME", tags["VOICE_SPEAKER_ID"]),
                 session_id=tags.get("VOICE_SESSION", ""),
                 start_ms=int(tags["VOICE_START_MS"]),
+                kind=_kind(tags.get("VOICE_KIND", "speech")),
             )
         except (KeyError, ValueError):
             raise ValueError("the file's tags do not describe a burst") from None
         if not BURST_ID_RE.match(meta.id):
             raise ValueError("bad burst id in the file's tags")
         return meta
+
+
+def _kind(value: str) -> str:
+    if value not in KINDS:
+        raise ValueError("unknown burst kind")
+    return value
 
 
 def spool_name(burst_id: str, *, part: bool = False) -> str:

@@ -35,6 +35,10 @@ class ErrorCode(StrEnum):
     # talk rights and priority (README, "Priority")
     LISTEN_ONLY = "listen_only"  # a listener asked to talk into a channel
     NOT_SUPERVISOR = "not_supervisor"  # what only level 2 may do (talk into several channels)
+    # emergencies (README, "Alerts")
+    EMERGENCY_OPEN = "emergency_open"  # a second emergency while one's own is open
+    EMERGENCY_NONE = "emergency_none"  # cancel with no open emergency of one's own
+    EMERGENCY_UNAVAILABLE = "emergency_unavailable"  # this server keeps no alerts
     # session life
     REPLACED = "replaced"
     SESSION_EXPIRED = "session_expired"

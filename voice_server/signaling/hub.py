@@ -28,6 +28,7 @@ from voice_server.identity.tokens import Audience, TokenError, verify_token
 from voice_server.media.route import Route
 from voice_server.metrics import SignalingCounters
 from voice_server.signaling.diagnostics import Diagnostics, Report
+from voice_server.signaling.emergency import EmergencyDesk
 from voice_server.signaling.errors import ErrorCode, ProtocolError
 from voice_server.signaling.messages import (
     ChannelInfo,
@@ -158,6 +159,9 @@ class Hub:
         self.media = media
         self.registry = SessionRegistry(grace_seconds)
         self.routes: dict[str, Route] = {}  # session id -> its route, when not its channel's
+        #: session id -> its open emergency's level-3 hold (signaling.emergency), over any route
+        self.holds: dict[str, Route] = {}
+        self.emergency: EmergencyDesk | None = None  # set by the app when alerts are kept
         self._monitors: dict[str, set[str]] = {}  # channel -> sessions of another that hear it
         #: server-side sources (announcements, relays) by id -> display name, for talk events
         self.sources: dict[str, str] = {}
@@ -286,7 +290,9 @@ class Hub:
     def route(self, session: Session) -> Route:
         """The session's route: its channel both ways (a listener: hearing only) at its level,
         unless it asked for another."""
-        return self.routes.get(session.id) or self.default_route(session)
+        return (
+            self.holds.get(session.id) or self.routes.get(session.id) or self.default_route(session)
+        )
 
     @staticmethod
     def default_route(session: Session) -> Route:
@@ -346,7 +352,8 @@ class Hub:
                     self._monitors.setdefault(channel, set()).add(session.id)
         reoffer = None
         if self.media is not None and self.media.has_transport(session.id):
-            reoffer = self.media.set_route(session.id, route)
+            reoffer = self.media.set_route(session.id, self.route(session))  # an open
+            # emergency's hold stays over the new route until its window ends
         self._send(
             session, ServerRouted(sends=list(route.sends), hears=list(route.hears), id=request_id)
         )
@@ -445,7 +452,9 @@ class Hub:
             return int(level), talk_priority.Kind.ANNOUNCEMENT.value
         route = self.route(session)
         kind = talk_priority.Kind.SPEECH
-        if route.only is not None:
+        if route.hold:
+            kind = talk_priority.Kind.EMERGENCY
+        elif route.only is not None:
             kind = talk_priority.Kind.DIRECT
         elif len(route.sends) > 1:
             kind = talk_priority.Kind.ALL_CALL
@@ -478,6 +487,13 @@ class Hub:
             self._to_hearers(
                 channel, ServerDuck(db=duck, slot=slot, channel=channel), exclude=session
             )
+
+    def reoffer(self, session: Session, reoffer: Reoffer | None) -> None:
+        self._reoffer(session, reoffer)
+
+    def to_hearers(self, channel: str, message: ServerMessage) -> None:
+        """Send ``message`` to the channel's sessions and to those hearing it from another."""
+        self._to_hearers(channel, message)
 
     def _to_hearers(
         self, channel: str, message: ServerMessage, exclude: Session | None = None
@@ -569,6 +585,7 @@ class Hub:
         if not self.registry.close(session):
             return
         self._forget_route(session)
+        self.holds.pop(session.id, None)
         self.diagnostics.forget(session.id)
         if self.media is not None:
             self.media.close(session.id)

@@ -248,6 +248,7 @@ class Engine:
             model=self.factory.name,
             language=self.factory.language,
             clip=clip_path(meta),
+            kind=meta.kind,
         )
         added = self.calllog.add_utterance(
             utterance, burst_end_ms=job.ended_ms, committed_ms=_now_ms()

@@ -83,6 +83,9 @@ class BurstTap:
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         self._speaker_of = speaker_of
+        #: the call-log kind of a session's burst now (the app: ``emergency`` while its
+        #: emergency window holds a slot); None: every burst is speech
+        self.kind_of: Callable[[str], str] | None = None
         self.queue: deque[Item] = deque()
         self.queue_limit = queue_limit
         self.wake = threading.Event()
@@ -103,8 +106,9 @@ class BurstTap:
         first = preroll[0][1] if preroll else now_ms
         start_ms = self._clock_ms() - max(0, now_ms - first)
         self._next_no = (self._next_no + 1) & 0xFFFFFFFF
+        kind = self.kind_of(session_id) if self.kind_of is not None else "speech"
         meta = BurstMeta(
-            new_burst_id(start_ms), channel, speaker[0], speaker[1], session_id, start_ms
+            new_burst_id(start_ms), channel, speaker[0], speaker[1], session_id, start_ms, kind
         )
         handle = BurstHandle(meta, self._next_no)
         packets = [p for p, _ in preroll]

@@ -35,11 +35,14 @@ __all__ = [
     "acknowledge",
     "error",
     "find",
+    "handler",
+    "json_body",
     "keyword_lists",
     "resolve",
     "router",
     "service",
     "set_keywords",
+    "signed_in",
 ]
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
@@ -187,7 +190,7 @@ def set_keywords(request: Request, actor: Actor, channel: Any, items: Any) -> li
 
 
 # ---------------------------------------------------------------------- routes
-async def _json_body(request: Request) -> Any:
+async def json_body(request: Request) -> Any:
     raw = await request.body()
     if len(raw) > MAX_BODY:
         raise AlertError("too_large", "the body is too large", 413)
@@ -197,7 +200,7 @@ async def _json_body(request: Request) -> Any:
         raise AlertError("bad_request", "the body is not JSON") from None
 
 
-def _signed_in(request: Request, auth: Auth, *, write: bool) -> Actor:
+def signed_in(request: Request, auth: Auth, *, write: bool) -> Actor:
     if auth.actor is None:
         raise AlertError("unauthorized", "sign in first", 401)
     if write:
@@ -220,7 +223,7 @@ def list_alerts(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Any:
     try:
-        actor = _signed_in(request, auth, write=False)
+        actor = signed_in(request, auth, write=False)
         app = app_state(request)
         items = find(
             app, actor, kind=kind, status=state, channel=channel, since=since, until=until,
@@ -234,7 +237,7 @@ def list_alerts(
 @router.get("/alerts/{alert_id}")
 def get_alert(alert_id: str, request: Request, auth: AuthDep) -> Any:
     try:
-        actor = _signed_in(request, auth, write=False)
+        actor = signed_in(request, auth, write=False)
         alert = _visible(request, actor, alert_id[:32], "alert.view")
     except AlertError as exc:
         return error(exc.status, exc.code, exc.message)
@@ -244,7 +247,7 @@ def get_alert(alert_id: str, request: Request, auth: AuthDep) -> Any:
 @router.post("/alerts/{alert_id}/acknowledge")
 async def post_acknowledge(alert_id: str, request: Request, auth: AuthDep) -> Any:
     try:
-        actor = _signed_in(request, auth, write=True)
+        actor = signed_in(request, auth, write=True)
         alert = await asyncio.to_thread(acknowledge, request, actor, alert_id[:32])
     except AlertError as exc:
         return error(exc.status, exc.code, exc.message)
@@ -254,8 +257,8 @@ async def post_acknowledge(alert_id: str, request: Request, auth: AuthDep) -> An
 @router.post("/alerts/{alert_id}/resolve")
 async def post_resolve(alert_id: str, request: Request, auth: AuthDep) -> Any:
     try:
-        actor = _signed_in(request, auth, write=True)
-        body = await _json_body(request)
+        actor = signed_in(request, auth, write=True)
+        body = await json_body(request)
         if not isinstance(body, dict):
             raise AlertError("bad_request", 'send {"resolution", "note"}')
         alert = await asyncio.to_thread(
@@ -269,7 +272,7 @@ async def post_resolve(alert_id: str, request: Request, auth: AuthDep) -> Any:
 @router.get("/alert-keywords")
 def get_keywords(request: Request, auth: AuthDep) -> Any:
     try:
-        actor = _signed_in(request, auth, write=False)
+        actor = signed_in(request, auth, write=False)
         if actor.role is not Role.ADMIN:
             raise AlertError("forbidden", "admins only", 403)
         return keyword_lists(app_state(request))
@@ -280,8 +283,8 @@ def get_keywords(request: Request, auth: AuthDep) -> Any:
 @router.put("/alert-keywords")
 async def put_keywords(request: Request, auth: AuthDep) -> Any:
     try:
-        actor = _signed_in(request, auth, write=True)
-        body = await _json_body(request)
+        actor = signed_in(request, auth, write=True)
+        body = await json_body(request)
         if not isinstance(body, dict) or "keywords" not in body:
             raise AlertError("bad_request", 'send {"channel": null | name, "keywords": [...]}')
         kept = await asyncio.to_thread(
