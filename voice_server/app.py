@@ -48,6 +48,7 @@ from voice_server.web import (
     api_audit,
     api_auth,
     api_emergency,
+    api_webhooks,
     asr_phrases,
     dashboard,
     dashboard_alerts,
@@ -61,6 +62,8 @@ from voice_server.web.pages import PageExit, page_exit_handler
 from voice_server.web.security import SecurityHeaders
 from voice_server.web.static import find_web_dir, web_files
 from voice_server.web.templating import STATIC_DIR
+from voice_server.webhooks.dispatch import Dispatcher, Outbox
+from voice_server.webhooks.store import WebhookStore
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +145,13 @@ def build_state(config: Config) -> AppState:
     state.emergencies = EmergencyAlerts(state.alerts, config.emergency_escalate_seconds)
     desk = hub.emergency = EmergencyDesk(hub, state.emergencies, config.emergency_window_seconds)
     state.alerts.feed.listeners.append(lambda alert: _to_desk(desk, alert))
+    state.webhooks = WebhookStore(db)
+    state.dispatcher = Dispatcher(
+        state.webhooks, accounts.audit, tuple(config.webhook_backoff_seconds)
+    )
+    state.alerts.outbox.append(Outbox(state.webhooks, config.public_url).on_alert)
+    state.alerts.committed.append(state.dispatcher.nudge)
+    state.metrics.register(state.dispatcher.families)
     state.metrics.register(state.alerts.families)
     state.metrics.register(counters.families)
     state.metrics.register(state.collect_sessions)
@@ -185,6 +195,8 @@ def create_app(config: Config) -> FastAPI:
             await state.alerts.start(lambda: state.transcription.state.value)
         if state.emergencies is not None:
             state.emergencies.start()
+        if state.dispatcher is not None:
+            state.dispatcher.start()
         purger = Purger(config.data_dir, state.accounts.audit, purge_store(state.db))
         purge = PurgeSchedule(purger, config)
         purge.start()
@@ -195,6 +207,8 @@ def create_app(config: Config) -> FastAPI:
         finally:
             state.stopping = True
             await purge.stop()
+            if state.dispatcher is not None:
+                await state.dispatcher.stop()
             if state.emergencies is not None:
                 await state.emergencies.stop()
             if state.alerts is not None:
@@ -233,6 +247,7 @@ def create_app(config: Config) -> FastAPI:
     app.include_router(api_announce.router)
     app.include_router(api_alerts.router)
     app.include_router(api_emergency.router)
+    app.include_router(api_webhooks.router)
     app.include_router(api.router)
     app.include_router(live_ws.router)
     app.include_router(events_ws.router)

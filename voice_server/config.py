@@ -91,6 +91,12 @@ class Config(BaseSettings):
     # escalates to every supervisor and admin
     emergency_window_seconds: float = Field(10.0, ge=1, le=120)
     emergency_escalate_seconds: float = Field(30.0, ge=1, le=3600)
+    # signed webhooks: seconds before each retry (10 over about an hour), then dead-lettered
+    webhook_backoff_seconds: list[int] = Field(
+        default_factory=lambda: [10, 30, 60, 120, 300, 420, 600, 600, 600, 660],
+        min_length=1,
+        max_length=30,
+    )
 
     # who may read /metrics: client address networks
     metrics_allow: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from voice_server.alerts import model
 from voice_server.alerts.feed import AlertFeed
@@ -33,6 +34,11 @@ MATCH_CURSOR = "keywords"
 MATCH_BATCH = 200
 WATCH_SECONDS = 2.0
 TRANSCRIPTION_DEDUPE = "transcription"
+TRANSITIONS = {
+    "alert.acknowledge": "acknowledged",
+    "alert.resolve": "resolved",
+    "alert.escalate": "escalated",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +74,11 @@ class AlertService:
         self.audit = audit
         self.calllog = calllog
         self.feed = AlertFeed(store)
+        #: called inside every alert transition's transaction with (conn, alert, transition:
+        #: raised | acknowledged | resolved | escalated): the webhook outbox
+        self.outbox: list[Callable[[Any, Alert, str], None]] = []
+        #: called (from any thread) after a transition committed: the webhook dispatcher's nudge
+        self.committed: list[Callable[[], None]] = []
         self.matched = 0  # keyword alerts raised here
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -115,8 +126,14 @@ class AlertService:
             ),
         ]
 
+    def _in_commit(self, conn: Any, alert: Alert, transition: str) -> None:
+        for hook in self.outbox:
+            hook(conn, alert, transition)
+
     def _changed(self) -> None:
         """Wake the feed (from any thread)."""
+        for hook in self.committed:
+            hook()
         loop = self._loop
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
@@ -138,6 +155,7 @@ class AlertService:
             self.audit.record(
                 sub, "alert.raise", f"alert:{alert.id}", _details(alert), address=address, conn=conn
             )
+            self._in_commit(conn, alert, "raised")
         self._changed()
         return alert
 
@@ -186,6 +204,7 @@ class AlertService:
                     address=by.address,
                     conn=conn,
                 )
+                self._in_commit(conn, after, TRANSITIONS[action])
         if refused is not None:  # audited after the (empty) transaction
             error, state = refused
             self.audit.record(
@@ -250,6 +269,7 @@ class AlertService:
                             _details(alert),
                             conn=conn,
                         )
+                        self._in_commit(conn, alert, "raised")
                         raised.append(alert)
             self.store.set_cursor(conn, MATCH_CURSOR, events[-1].seq)
         if raised:

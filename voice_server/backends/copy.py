@@ -37,6 +37,8 @@ TABLES: list[tuple[str, str | None]] = [
     ("alert_event", "seq"),
     ("alert_keyword", None),
     ("alert_cursor", None),
+    ("webhook_endpoint", None),
+    ("webhook_delivery", "id"),
 ]
 
 

@@ -278,6 +278,38 @@ MIGRATIONS: list[str] = [
         seq             INTEGER NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 8: signed webhooks (voice_server/webhooks/store.py): endpoints (their whsec_ secret, the
+    # event types they take, an optional CA file) and one delivery row per (endpoint, event):
+    # queued (next_at_ms: when it is due, a claimed one is pushed on by a lease), delivered, or
+    # dead (retries exhausted, or the queue was full: the dead-letter list admins redeliver).
+    """
+    CREATE TABLE webhook_endpoint (
+        id              TEXT PRIMARY KEY,
+        url             TEXT NOT NULL,
+        events          TEXT NOT NULL,
+        secret          TEXT NOT NULL,
+        ca_file         TEXT,
+        enabled         INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
+        created_by      TEXT NOT NULL,
+        created_ms      INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE webhook_delivery (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        endpoint_id     TEXT NOT NULL REFERENCES webhook_endpoint (id) ON DELETE CASCADE,
+        msg_id          TEXT NOT NULL,
+        event_type      TEXT NOT NULL,
+        body            TEXT NOT NULL,
+        state           TEXT NOT NULL CHECK (state IN ('queued', 'delivered', 'dead')),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_at_ms      INTEGER NOT NULL,
+        last_status     INTEGER,
+        last_error      TEXT NOT NULL DEFAULT '',
+        created_ms      INTEGER NOT NULL,
+        updated_ms      INTEGER NOT NULL,
+        UNIQUE (endpoint_id, msg_id)
+    );
+    CREATE INDEX webhook_delivery_due ON webhook_delivery (state, next_at_ms);
+    """,
 ]
 
 

@@ -246,4 +246,33 @@ MIGRATIONS: list[str] = [
         seq             BIGINT NOT NULL
     );
     """,
+    # 5: signed webhooks, as SQLite's 8
+    """
+    CREATE TABLE webhook_endpoint (
+        id              TEXT PRIMARY KEY,
+        url             TEXT NOT NULL,
+        events          TEXT NOT NULL,
+        secret          TEXT NOT NULL,
+        ca_file         TEXT,
+        enabled         INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
+        created_by      TEXT NOT NULL,
+        created_ms      BIGINT NOT NULL
+    );
+    CREATE TABLE webhook_delivery (
+        id              BIGSERIAL PRIMARY KEY,
+        endpoint_id     TEXT NOT NULL REFERENCES webhook_endpoint (id) ON DELETE CASCADE,
+        msg_id          TEXT NOT NULL,
+        event_type      TEXT NOT NULL,
+        body            TEXT NOT NULL,
+        state           TEXT NOT NULL CHECK (state IN ('queued', 'delivered', 'dead')),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_at_ms      BIGINT NOT NULL,
+        last_status     INTEGER,
+        last_error      TEXT NOT NULL DEFAULT '',
+        created_ms      BIGINT NOT NULL,
+        updated_ms      BIGINT NOT NULL,
+        UNIQUE (endpoint_id, msg_id)
+    );
+    CREATE INDEX webhook_delivery_due ON webhook_delivery (state, next_at_ms);
+    """,
 ]
