@@ -32,6 +32,7 @@ __all__ = ["AlertService", "Handler", "transcription_step"]
 log = logging.getLogger(__name__)
 MATCH_CURSOR = "keywords"
 MATCH_BATCH = 200
+MATCH_POLL_S = 0.25  # commits by another process (the sidecar's catch-up) are looked for this often
 WATCH_SECONDS = 2.0
 TRANSCRIPTION_DEDUPE = "transcription"
 TRANSITIONS = {
@@ -224,7 +225,7 @@ class AlertService:
         assert self._match_nudge is not None
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._match_nudge.wait(), self.feed.poll_seconds)
+                await asyncio.wait_for(self._match_nudge.wait(), MATCH_POLL_S)
             self._match_nudge.clear()
             try:
                 while await asyncio.to_thread(self.match_once) == MATCH_BATCH:
