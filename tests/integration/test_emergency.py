@@ -143,6 +143,17 @@ async def test_an_emergency_raised_by_api_escalates_to_every_supervisor_when_una
     with api(server, "mori", "hq") as c:  # the raiser cancels their own
         r = c.post(f"/api/v1/emergencies/{alert['id']}/cancel")
         assert r.status_code == 200 and r.json()["resolved"]["resolution"] == "false_alarm"
+    # a supervisor of the channel may cancel anyone's emergency there
+    with api(server, "sato") as c:
+        r = c.post("/api/v1/emergencies", json={"channel": "ops"})
+        assert r.status_code == 201
+        sato_id = r.json()["id"]
+    r = boss.http.post(f"/api/v1/emergencies/{sato_id}/cancel", headers={"X-CSRF-Token": boss.csrf})
+    assert r.status_code == 200 and r.json()["resolved"]["note"] == "cancelled by Boss"
+    r = boss2.http.post(
+        f"/api/v1/emergencies/{sato_id}/cancel", headers={"X-CSRF-Token": boss2.csrf}
+    )
+    assert r.status_code == 403  # not hq's: refused before its state matters
     await boss.close()
     await boss2.close()
     escalations = audit_rows(server, "alert.escalate")
