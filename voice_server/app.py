@@ -52,6 +52,7 @@ from voice_server.web import (
     asr_phrases,
     dashboard,
     dashboard_alerts,
+    dashboard_webhooks,
     events_ws,
     health,
     signin_pages,
@@ -243,6 +244,7 @@ def create_app(config: Config) -> FastAPI:
     app.include_router(signin_pages.router)
     app.include_router(dashboard.router)
     app.include_router(dashboard_alerts.router)
+    app.include_router(dashboard_webhooks.router)
     app.mount("/dashboard/static", StaticFiles(directory=STATIC_DIR), name="dashboard-static")
     app.include_router(api_announce.router)
     app.include_router(api_alerts.router)

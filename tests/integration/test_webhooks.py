@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.accounts import client, org_server, signin, token
+from tests.accounts import client, form_csrf, org_server, signin, token
 from tests.calllog_seed import utterance
 from tests.integration.test_alerts import audit_rows, commit, details
 from tests.servers import ServerProcess
@@ -164,3 +164,31 @@ def test_a_failing_receiver_is_retried_dead_lettered_and_redelivered(
     assert attempts == ["retry", "retry", "retry", "dead", "delivered"]
     assert [r["actor"] for r in audit_rows(server, "webhook.redeliver")] == ["root"]
     assert "intact" in server.cli("audit", "verify")
+
+
+def test_the_dashboard_page_registers_shows_the_secret_once_and_removes(
+    server: ServerProcess, admin: Any
+) -> None:
+    c, _ = admin
+    page = c.get("/dashboard/webhooks")
+    assert page.status_code == 200
+    csrf = form_csrf(page.text)
+    url = "https://incident.example/hook?<script>alert(1)</script>"
+    r = c.post(
+        "/dashboard/webhooks",
+        data={"url": url, "events": ["emergency.raised", "transcription.stopped"], "csrf": csrf},
+    )
+    assert r.status_code == 201
+    assert 'id="webhook-secret">whsec_' in r.text
+    assert "&lt;script&gt;" in r.text and "<script>alert(1)" not in r.text
+    listed = c.get("/dashboard/webhooks")
+    assert "whsec_" not in listed.text  # shown once
+    (ep,) = [e for e in c.get("/api/v1/webhooks").json()["items"] if e["url"] == url]
+    bad = c.post("/dashboard/webhooks", data={"url": "ftp://x/", "events": [], "csrf": csrf})
+    assert bad.status_code == 400
+    r = c.post(f"/dashboard/webhooks/{ep['id']}/remove", data={"csrf": csrf})
+    assert r.status_code in (200, 303)
+    assert all(e["id"] != ep["id"] for e in c.get("/api/v1/webhooks").json()["items"])
+    with client(server) as boss:
+        signin(boss, "boss")
+        assert boss.get("/dashboard/webhooks").status_code == 403

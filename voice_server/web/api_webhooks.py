@@ -25,7 +25,13 @@ from voice_server.webhooks import sign
 from voice_server.webhooks.rules import MAX_ENDPOINTS, WebhookError, check_events, check_url
 from voice_server.webhooks.store import WebhookStore
 
-__all__ = ["own_addresses", "router"]
+__all__ = [
+    "create_webhook_endpoint",
+    "own_addresses",
+    "redeliver_delivery",
+    "remove_webhook_endpoint",
+    "router",
+]
 
 router = APIRouter(prefix="/api/v1", tags=["webhooks"])
 AuthDep = Annotated[Auth, Depends(authenticate)]
@@ -82,7 +88,7 @@ async def list_webhooks(request: Request, auth: AuthDep) -> Any:
     return {"items": [e.public() for e in items], "deliveries": counts}
 
 
-def _create(request: Request, actor: Actor, body: Any) -> dict[str, Any]:
+def create_webhook_endpoint(request: Request, actor: Actor, body: Any) -> dict[str, Any]:
     state = app_state(request)
     store = _store(state)
     if not isinstance(body, dict):
@@ -119,7 +125,7 @@ async def create_webhook(request: Request, auth: AuthDep) -> Any:
             body = await json_body(request)
         except AlertError as exc:
             raise WebhookError(exc.code, exc.message, exc.status) from None
-        created = await asyncio.to_thread(_create, request, actor, body)
+        created = await asyncio.to_thread(create_webhook_endpoint, request, actor, body)
     except WebhookError as exc:
         await asyncio.to_thread(_audit_failure, request, auth, "webhook.create", exc)
         return _fail(exc)
@@ -139,7 +145,7 @@ def _audit_failure(request: Request, auth: Auth, action: str, exc: WebhookError)
     )
 
 
-def _remove(request: Request, actor: Actor, endpoint_id: str) -> bool:
+def remove_webhook_endpoint(request: Request, actor: Actor, endpoint_id: str) -> bool:
     state = app_state(request)
     store = _store(state)
     with state.db.transaction() as conn:
@@ -159,7 +165,7 @@ def _remove(request: Request, actor: Actor, endpoint_id: str) -> bool:
 async def remove_webhook(endpoint_id: str, request: Request, auth: AuthDep) -> Any:
     try:
         actor = await _admin(request, auth, write=True, action="webhook.remove")
-        gone = await asyncio.to_thread(_remove, request, actor, endpoint_id[:64])
+        gone = await asyncio.to_thread(remove_webhook_endpoint, request, actor, endpoint_id[:64])
     except WebhookError as exc:
         return _fail(exc)
     if not gone:
@@ -178,7 +184,7 @@ async def dead_letters(request: Request, auth: AuthDep) -> Any:
     return {"items": [d.public() for d in items]}
 
 
-def _redeliver(request: Request, actor: Actor, delivery_id: int) -> None:
+def redeliver_delivery(request: Request, actor: Actor, delivery_id: int) -> None:
     state = app_state(request)
     store = _store(state)
     found = store.get(delivery_id)
@@ -203,7 +209,7 @@ def _redeliver(request: Request, actor: Actor, delivery_id: int) -> None:
 async def redeliver(delivery_id: int, request: Request, auth: AuthDep) -> Any:
     try:
         actor = await _admin(request, auth, write=True, action="webhook.redeliver")
-        await asyncio.to_thread(_redeliver, request, actor, delivery_id)
+        await asyncio.to_thread(redeliver_delivery, request, actor, delivery_id)
     except WebhookError as exc:
         return _fail(exc)
     return {"id": delivery_id, "state": "queued"}

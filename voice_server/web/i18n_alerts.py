@@ -48,4 +48,20 @@ ALERT_MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "alert_keywords_deployment": ("全チャンネル共通", "Every channel"),
     "alert_save": ("保存", "Save"),
+    "webhooks": ("Webhook", "Webhooks"),
+    "webhook_events": ("送るイベント", "Events"),
+    "webhook_ca_file": (
+        "信頼するCA証明書のファイル(サーバー上、任意)",
+        "CA file to trust (on the server, optional)",
+    ),
+    "webhook_add": ("登録", "Register"),
+    "webhook_endpoints": ("登録済みの送信先", "Endpoints"),
+    "webhook_remove": ("削除", "Remove"),
+    "webhook_dead": ("配信できなかったもの", "Dead letters"),
+    "webhook_no_dead": ("ありません。", "None."),
+    "webhook_redeliver": ("再送", "Redeliver"),
+    "webhook_secret_once": (
+        "署名の秘密鍵です。この画面でしか表示されません。受信側に設定してください。",
+        "The signing secret: shown only now. Configure it at the receiver.",
+    ),
 }

@@ -50,6 +50,7 @@ NAV: list[NavEntry] = [
     NavEntry("/dashboard/channels", "channels", Action.CHANNELS_VIEW),
     NavEntry("/dashboard/phrases", "asr_phrases", Action.CHANNELS_VIEW),
     NavEntry("/dashboard/alert-keywords", "alert_keywords", Action.CHANNELS_MANAGE),
+    NavEntry("/dashboard/webhooks", "webhooks", Action.CHANNELS_MANAGE),
     NavEntry("/dashboard/audit", "audit", Action.AUDIT_VIEW),
     NavEntry("/dashboard/about", "about", Action.DASHBOARD),
 ]
