@@ -240,6 +240,9 @@ class AlertService:
         running this raise each alert once. Returns how many events were read."""
         calllog = self.calllog
         assert calllog is not None
+        seen = self.store.cursor(MATCH_CURSOR)
+        if seen is not None and calllog.last_event_seq() <= seen:
+            return 0  # nothing new: no write transaction (it would take the write lock)
         raised: list[Alert] = []
         with self.store.db.transaction() as conn:
             seq = self.store.cursor(MATCH_CURSOR, conn)

@@ -184,6 +184,14 @@ class WebhookStore:
 
     def claim_due(self, now_ms: int, limit: int = 20) -> list[Delivery]:
         """Due deliveries, leased to the caller (see the module's note)."""
+        with self.db.connection() as conn:
+            due = conn.execute(
+                "SELECT 1 FROM webhook_delivery WHERE state = 'queued' AND next_at_ms <= ? "
+                "LIMIT 1",
+                (now_ms,),
+            ).fetchone()
+        if due is None:
+            return []  # nothing due: no write transaction (it would take the write lock)
         with self.db.transaction() as conn:
             rows = conn.execute(
                 f"SELECT {_DELIVERY} FROM webhook_delivery WHERE state = 'queued' "
