@@ -186,8 +186,7 @@ class WebhookStore:
         """Due deliveries, leased to the caller (see the module's note)."""
         with self.db.connection() as conn:
             due = conn.execute(
-                "SELECT 1 FROM webhook_delivery WHERE state = 'queued' AND next_at_ms <= ? "
-                "LIMIT 1",
+                "SELECT 1 FROM webhook_delivery WHERE state = 'queued' AND next_at_ms <= ? LIMIT 1",
                 (now_ms,),
             ).fetchone()
         if due is None:
