@@ -18,6 +18,7 @@ import pytest
 import websockets
 
 from tests.accounts import build_org, client, org_server, signin
+from tests.backends import BACKENDS
 from tests.calllog_seed import meta_of, utterance, write_clip
 from tests.integration.test_calllog_review import link  # a stand-in transcriber
 from tests.servers import ServerProcess, free_port
@@ -29,9 +30,13 @@ pytestmark = pytest.mark.integration
 KEYWORDS = ["火事", "救急", "不審者", "ガス漏れ", "<img src=x onerror=alert(1)>"]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    with org_server(tmp_path_factory.mktemp("alerts")) as srv:
+@pytest.fixture(scope="module", params=BACKENDS)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """The alerts server on SQLite and on PostgreSQL."""
+    url = request.getfixturevalue("pg_server").new_database() if request.param != "sqlite" else None
+    with org_server(tmp_path_factory.mktemp("alerts"), database_url=url) as srv:
         yield srv
 
 
@@ -62,12 +67,22 @@ class Stream:
         self.http.close()
 
 
-def commit(data_dir: Path, u: Utterance) -> None:
+def commit(data_dir: Path, u: Utterance, database_url: str | None = None) -> None:
     """Commit ``u`` as the transcriber sidecar does (another process writing the store: the
     commit event sequence gets its entry), its clip where the sidecar puts it."""
-    db = Database(data_dir / "voice.db")
-    assert SqliteCallLog(db).add_utterance(u, committed_ms=int(time.time() * 1000))
-    db.close()
+    if database_url is not None:
+        from voice_server.calllog.postgres import PgCallLog
+        from voice_server.store.pg import PgDatabase
+
+        pg = PgDatabase(database_url).open()
+        try:
+            assert PgCallLog(pg).add_utterance(u, committed_ms=int(time.time() * 1000))
+        finally:
+            pg.close()
+    else:
+        db = Database(data_dir / "voice.db")
+        assert SqliteCallLog(db).add_utterance(u, committed_ms=int(time.time() * 1000))
+        db.close()
     assert u.clip
     write_clip(data_dir / u.clip, tags=meta_of(u).tags())
 
@@ -137,7 +152,7 @@ async def test_a_keyword_alert_reaches_the_channels_supervisors_from_both_commit
     boss2, _ = await stream(server, "boss2")
     # 1. no transcriber linked: the sidecar's spool catch-up commits straight into the store
     fire = utterance("東 門 で 火事 です", speaker="sato")
-    commit(server.data_dir, fire)
+    commit(server.data_dir, fire, server.env.get("VOICE_DATABASE_URL"))
     got = await boss.next(kind="keyword", utterance=fire.id)
     assert (got["keyword"], got["channel"], got["subject_name"], got["state"]) == (
         "火事",
@@ -149,7 +164,7 @@ async def test_a_keyword_alert_reaches_the_channels_supervisors_from_both_commit
     # 2. the live link: the commit notification wakes the matcher at once
     side = await link(server)
     gas = utterance("ガス漏れ の 疑い", channel="hq", speaker="mori")
-    commit(server.data_dir, gas)
+    commit(server.data_dir, gas, server.env.get("VOICE_DATABASE_URL"))
     committed = gas.as_api(None)
     await side.send(json.dumps({"type": "committed", "utterance": committed}))
     got2 = await boss2.next(kind="keyword", utterance=gas.id)
