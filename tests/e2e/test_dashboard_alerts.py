@@ -114,10 +114,17 @@ def test_a_keyword_alert_sounds_on_any_page_until_acknowledged_and_silencing_is_
     quiet.wait_for_selector(f"#alert-list li[data-id='{fire}'][data-state=acknowledged]")
     boss.click(f"#alert-list li[data-id='{xss}'] button.alert-ack")
     boss.wait_for_function("document.getElementById('alert-banner').dataset.sound === 'ready'")
-    # resolving on the alert's page (one click plays its audio there) clears the banner
-    boss.goto(f"{server.url}/dashboard/alerts/{fire}")
+    # one click in the inbox opens the alert with its audio playing; resolving it there clears
+    # the banner
+    boss.goto(f"{server.url}/dashboard/alerts?kind=keyword")
+    boss.click(f"#alert-inbox tr[data-id='{fire}'] a.open")
+    boss.wait_for_url(f"**/dashboard/alerts/{fire}?play=1")
     assert boss.text_content("#alert-text mark") == "火事"
-    boss.click("#alert-audio")  # the player is there and playable
+    boss.wait_for_function(
+        "(() => { const a = document.getElementById('alert-audio');"
+        " return a && (a.currentTime > 0 || a.ended); })()",
+        timeout=20_000,
+    )
     boss.check("input[value=false_alarm]")
     boss.fill("textarea[name=note]", XSS)
     boss.click("#resolve-form button[type=submit]")

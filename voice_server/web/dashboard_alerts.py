@@ -132,6 +132,7 @@ def _detail(
         utterance=utterance,
         error=error,
         done=request.query_params.get("done") == "1",
+        play=request.query_params.get("play") == "1",  # the inbox's one click plays the clip
         zone=app.config.display_timezone,
     )
 

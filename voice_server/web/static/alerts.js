@@ -133,7 +133,7 @@
       add("acked", `${text("acked")}: ${a.acknowledged.name}`);
     }
     const link = document.createElement("a");
-    link.href = `/dashboard/alerts/${encodeURIComponent(a.id)}`;
+    link.href = `/dashboard/alerts/${encodeURIComponent(a.id)}${a.utterance ? "?play=1" : ""}`;
     link.textContent = text("open");
     li.appendChild(link);
     return li;
