@@ -352,8 +352,8 @@ class Hub:
                     self._monitors.setdefault(channel, set()).add(session.id)
         reoffer = None
         if self.media is not None and self.media.has_transport(session.id):
-            reoffer = self.media.set_route(session.id, self.route(session))  # an open
-            # emergency's hold stays over the new route until its window ends
+            # self.route: an open emergency's hold stays over the new route until it ends
+            reoffer = self.media.set_route(session.id, self.route(session))
         self._send(
             session, ServerRouted(sends=list(route.sends), hears=list(route.hears), id=request_id)
         )
