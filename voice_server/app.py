@@ -13,6 +13,10 @@ from fastapi.staticfiles import StaticFiles
 
 from voice_server.accounts.bundle import Accounts
 from voice_server.accounts.users import Assignment
+from voice_server.alerts.emergency import EmergencyAlerts
+from voice_server.alerts.model import Alert, AlertKind
+from voice_server.alerts.service import AlertService
+from voice_server.alerts.store import AlertStore
 from voice_server.announce.service import Announcer
 from voice_server.announce.stage import PlaneStage
 from voice_server.announce.store import AnnouncementStore
@@ -24,6 +28,7 @@ from voice_server.identity.keys import load_or_create_key
 from voice_server.media.plane import MediaPlane
 from voice_server.metrics import Family, SignalingCounters
 from voice_server.process_metrics import GC, process_families
+from voice_server.signaling.emergency import EmergencyChange, EmergencyDesk
 from voice_server.signaling.endpoint import serve_signaling
 from voice_server.signaling.hub import Hub
 from voice_server.signaling.livehub import LiveHub
@@ -38,11 +43,17 @@ from voice_server.transcribe.tap import BurstTap
 from voice_server.web import (
     api,
     api_admin,
+    api_alerts,
     api_announce,
     api_audit,
     api_auth,
+    api_emergency,
+    api_webhooks,
     asr_phrases,
     dashboard,
+    dashboard_alerts,
+    dashboard_webhooks,
+    events_ws,
     health,
     signin_pages,
 )
@@ -52,6 +63,8 @@ from voice_server.web.pages import PageExit, page_exit_handler
 from voice_server.web.security import SecurityHeaders
 from voice_server.web.static import find_web_dir, web_files
 from voice_server.web.templating import STATIC_DIR
+from voice_server.webhooks.dispatch import Dispatcher, Outbox
+from voice_server.webhooks.store import WebhookStore
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +91,7 @@ def build_state(config: Config) -> AppState:
     tap = BurstTap(
         hub.speaker, queue_limit=config.tap_queue_packets, live=link, route_of=hub.burst_route
     )
+    tap.kind_of = lambda sid: "emergency" if sid in hub.holds else "speech"
     spool = SpoolWriter(config.data_dir, tap, calllog, config.spool_quota_mb * 1024 * 1024)
     media = MediaPlane(
         tap=tap if config.call_log else None,
@@ -128,6 +142,21 @@ def build_state(config: Config) -> AppState:
         members=lambda ch: accounts.users.assignments(ch)[Assignment.MEMBER],
         data_dir=config.data_dir,
     )
+    state.alerts = AlertService(
+        AlertStore(db), accounts.audit, calllog if config.call_log else None
+    )
+    link.on_committed.append(state.alerts.commit_seen)
+    state.emergencies = EmergencyAlerts(state.alerts, config.emergency_escalate_seconds)
+    desk = hub.emergency = EmergencyDesk(hub, state.emergencies, config.emergency_window_seconds)
+    state.alerts.feed.listeners.append(lambda alert: _to_desk(desk, alert))
+    state.webhooks = WebhookStore(db)
+    state.dispatcher = Dispatcher(
+        state.webhooks, accounts.audit, tuple(config.webhook_backoff_seconds)
+    )
+    state.alerts.outbox.append(Outbox(state.webhooks, config.public_url).on_alert)
+    state.alerts.committed.append(state.dispatcher.nudge)
+    state.metrics.register(state.dispatcher.families)
+    state.metrics.register(state.alerts.families)
     state.metrics.register(counters.families)
     state.metrics.register(state.collect_sessions)
     state.metrics.register(media.families)
@@ -143,6 +172,17 @@ def build_state(config: Config) -> AppState:
     return state
 
 
+def _to_desk(desk: EmergencyDesk, alert: Alert) -> None:
+    """The alert feed's emergencies, to the sessions of their channel."""
+    if alert.kind is not AlertKind.EMERGENCY:
+        return
+    by = alert.resolved_by or alert.acked_by or alert.raised_by
+    desk.on_alert(
+        EmergencyChange(alert.id, alert.channel, alert.state.value, by, alert.subject,
+                        alert.resolution)
+    )  # fmt: skip
+
+
 def create_app(config: Config) -> FastAPI:
     state = build_state(config)
 
@@ -155,6 +195,12 @@ def create_app(config: Config) -> FastAPI:
         if supervisor is not None:
             supervisor.start()
         state.transcription.start()
+        if state.alerts is not None:
+            await state.alerts.start(lambda: state.transcription.state.value)
+        if state.emergencies is not None:
+            state.emergencies.start()
+        if state.dispatcher is not None:
+            state.dispatcher.start()
         purger = Purger(config.data_dir, state.accounts.audit, purge_store(state.db))
         purge = PurgeSchedule(purger, config)
         purge.start()
@@ -165,6 +211,12 @@ def create_app(config: Config) -> FastAPI:
         finally:
             state.stopping = True
             await purge.stop()
+            if state.dispatcher is not None:
+                await state.dispatcher.stop()
+            if state.emergencies is not None:
+                await state.emergencies.stop()
+            if state.alerts is not None:
+                await state.alerts.stop()
             if state.announcer is not None:
                 await state.announcer.stop()
             await state.transcription.stop()
@@ -194,10 +246,16 @@ def create_app(config: Config) -> FastAPI:
     app.include_router(api_audit.router)
     app.include_router(signin_pages.router)
     app.include_router(dashboard.router)
+    app.include_router(dashboard_alerts.router)
+    app.include_router(dashboard_webhooks.router)
     app.mount("/dashboard/static", StaticFiles(directory=STATIC_DIR), name="dashboard-static")
     app.include_router(api_announce.router)
+    app.include_router(api_alerts.router)
+    app.include_router(api_emergency.router)
+    app.include_router(api_webhooks.router)
     app.include_router(api.router)
     app.include_router(live_ws.router)
+    app.include_router(events_ws.router)
 
     @app.websocket("/internal/transcription")
     async def transcription_link(ws: WebSocket) -> None:

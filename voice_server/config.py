@@ -95,6 +95,17 @@ class Config(BaseSettings):
     live_queue: int = Field(256, ge=8, le=65536)  # messages buffered per live viewer
     purge_interval_seconds: float = Field(3600.0, ge=0)  # retention purge; 0: never scheduled
 
+    # alerts (README "Alerts"): an emergency's open window and when an unacknowledged one
+    # escalates to every supervisor and admin
+    emergency_window_seconds: float = Field(10.0, ge=1, le=120)
+    emergency_escalate_seconds: float = Field(30.0, ge=1, le=3600)
+    # signed webhooks: seconds before each retry (10 over about an hour), then dead-lettered
+    webhook_backoff_seconds: list[int] = Field(
+        default_factory=lambda: [10, 30, 60, 120, 300, 420, 600, 600, 600, 660],
+        min_length=1,
+        max_length=30,
+    )
+
     # who may read /metrics: client address networks
     metrics_allow: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
     # leak tests: /metrics also counts live instances of the server's classes (walks the heap)

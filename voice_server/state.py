@@ -7,6 +7,8 @@ import sqlite3
 from dataclasses import dataclass, field
 
 from voice_server.accounts.bundle import Accounts
+from voice_server.alerts.emergency import EmergencyAlerts
+from voice_server.alerts.service import AlertService
 from voice_server.announce.service import Announcer
 from voice_server.calllog.store import CallLog
 from voice_server.config import Config
@@ -21,6 +23,8 @@ from voice_server.transcribe.link_server import LinkHub
 from voice_server.transcribe.monitor import TranscriptionMonitor
 from voice_server.transcribe.spool import SpoolWriter
 from voice_server.transcribe.supervise import TranscriberSupervisor
+from voice_server.webhooks.dispatch import Dispatcher
+from voice_server.webhooks.store import WebhookStore
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -42,6 +46,10 @@ class AppState:
     transcription: TranscriptionMonitor  # up / degraded / stopped, for pages and /readyz
     supervisor: TranscriberSupervisor | None = None  # `serve --transcriber`'s child
     announcer: Announcer | None = None  # spoken announcements (set by app.build_state)
+    alerts: AlertService | None = None  # emergencies, keyword and transcription alerts
+    emergencies: EmergencyAlerts | None = None  # raise, cancel, escalate (with ``alerts``)
+    webhooks: WebhookStore | None = None  # signed webhook endpoints and their queue
+    dispatcher: Dispatcher | None = None  # sends the queue's due deliveries
     metrics: MetricsRegistry = field(default_factory=MetricsRegistry)
     started: bool = False
     stopping: bool = False

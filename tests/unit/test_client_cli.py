@@ -289,3 +289,18 @@ def test_server_and_channel_are_required_unless_listing_devices(
         main(["--token", "t"])
     assert exc.value.code == 2
     assert "--server, --channel" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--emergency-key", "!!"], "--emergency-key must be one key"),
+        (["--mode", "ptt", "--ptt-key", "!", "--emergency-key", "!"], "must differ"),
+    ],
+)
+def test_emergency_key_mistakes_are_one_line_and_exit_2(
+    extra: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["--server", "http://127.0.0.1:1", "--channel", "ops", "--token", "t", *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1

@@ -117,3 +117,19 @@ def test_error_rates_after_normalization() -> None:
     assert s.cer == 0.0
     s = score("물이 새고 있습니다", "물이 세고 있습니다", "ko")
     assert s.char_errors == 1 and s.word_errors == 1 and s.words == 3
+
+
+def test_an_emergency_burst_is_committed_as_kind_emergency(tmp_path: Path) -> None:
+    committed: list[Utterance] = []
+    eng, log = engine(tmp_path, FakeFactory(), on_committed=committed.append)
+    m = BurstMeta(new_burst_id(START), "ops", "sato", "佐藤", "s1", START, "emergency")
+    job = eng.job(m, live=True)
+    assert job is not None
+    for i, p in enumerate(opus_tone(1.0)):
+        eng.push_rtp(job, rtp(100 + i, p))
+    eng.end(job, START + 1200)
+    assert job.finished.wait(10)
+    eng.close()
+    (u,) = committed
+    stored = log.get(m.id)
+    assert u.kind == "emergency" and stored is not None and stored.kind == "emergency"

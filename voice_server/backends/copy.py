@@ -33,6 +33,12 @@ TABLES: list[tuple[str, str | None]] = [
     ("utterance", None),
     ("gap", "id"),
     ("commit_event", "seq"),
+    ("alert", None),
+    ("alert_event", "seq"),
+    ("alert_keyword", None),
+    ("alert_cursor", None),
+    ("webhook_endpoint", None),
+    ("webhook_delivery", "id"),
 ]
 
 

@@ -78,6 +78,13 @@ def add_bench_parser(sub: Any) -> None:
     )
     ann.add_argument("--sentences", type=positive_int, default=20, help="(default 20, at most 20)")
     ann.add_argument("--json", type=Path, help="write the result as JSON to this file")
+    alerts = bsub.add_parser(
+        "alerts",
+        help="emergency and spoken keyword to a dashboard's alert stream (vs 1 s polling) and "
+        "to a signed webhook",
+    )
+    alerts.add_argument("--rounds", type=positive_int, default=30, help="of each (default 30)")
+    alerts.add_argument("--json", type=Path, help="write the result as JSON to this file")
     from voice_server.bench import search, transcribe
 
     transcribe.add_parser(bsub)
@@ -226,6 +233,16 @@ def run_bench(args: argparse.Namespace) -> int:
             print(f"voice-server bench announce: {exc}".splitlines()[0], file=sys.stderr)
             return 1
         return _report(result, format_summary(result), args.json)
+    if args.bench == "alerts":
+        from voice_server.bench.alerts import format_summary as alerts_summary
+        from voice_server.bench.alerts import run_alerts_bench
+
+        try:
+            figures = run_alerts_bench(args.rounds)
+        except RuntimeError as exc:
+            print(f"voice-server bench alerts: {exc}".splitlines()[0], file=sys.stderr)
+            return 1
+        return _report(figures, alerts_summary(figures), args.json)
     if args.bench == "transcribe":
         from voice_server.bench import transcribe
 

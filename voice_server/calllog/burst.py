@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from voice_server.calllog.model import BURST_ID_RE, Utterance
+from voice_server.calllog.model import BURST_ID_RE, KINDS, Utterance
 
 __all__ = ["BurstMeta", "clip_path", "rows_of", "spool_name"]
 
@@ -31,7 +31,7 @@ class BurstMeta:
     speaker_name: str
     session_id: str
     start_ms: int  # wall clock of the first packet (pre-roll included)
-    kind: str = "speech"  # speech | all_call | direct (talk.priority.Kind)
+    kind: str = "speech"  # the call-log row kind (talk.priority.Kind)
     also: tuple[str, ...] = ()  # the other channels it reached (an all-call): a row in each
     target_sub: str | None = None  # a direct talk's: the person talked to
 
@@ -67,7 +67,7 @@ class BurstMeta:
                 speaker_name=tags.get("VOICE_SPEAKER_NAME", tags["VOICE_SPEAKER_ID"]),
                 session_id=tags.get("VOICE_SESSION", ""),
                 start_ms=int(tags["VOICE_START_MS"]),
-                kind=tags.get("VOICE_KIND", "speech"),
+                kind=_kind(tags.get("VOICE_KIND", "speech")),
                 also=tuple(c for c in tags.get("VOICE_ALSO", "").split(",") if c),
                 target_sub=tags.get("VOICE_TARGET"),
             )
@@ -76,6 +76,12 @@ class BurstMeta:
         if not BURST_ID_RE.match(meta.id):
             raise ValueError("bad burst id in the file's tags")
         return meta
+
+
+def _kind(value: str) -> str:
+    if value not in KINDS:
+        raise ValueError("unknown burst kind")
+    return value
 
 
 def spool_name(burst_id: str, *, part: bool = False) -> str:

@@ -38,6 +38,9 @@ class Route:
     hears: tuple[str, ...]  # channels heard (each needs its slot m-lines in the peer connection)
     only: frozenset[str] | None = None  # listener filter: only these session ids hear it
     priority: int = 0  # higher wins a contended slot (used by the channel arbiter)
+    #: every packet counts as voiced whatever its audio level: an open emergency's window,
+    #: during which the raiser holds a slot however quiet their microphone is
+    hold: bool = False
 
     def __post_init__(self) -> None:
         if len(set(self.sends)) != len(self.sends) or len(set(self.hears)) != len(self.hears):

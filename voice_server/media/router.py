@@ -39,6 +39,7 @@ _STARTED = TalkEvent.STARTED
 _STOPPED = TalkEvent.STOPPED
 _perf_ns = time.perf_counter_ns
 PREROLL_LEAD_MS = 40
+_LOUDEST = (True, 0)  # an RFC 6464 (voice activity, level) of 0 dBov
 NEVER_PREEMPTED = 3  # level 3 (an open emergency) is never pre-empted
 NO_VICTIM = 1 << 30
 
@@ -323,6 +324,8 @@ class Router:
             return
         now_ms = t0_ns // 1_000_000
         detector = member.detector
+        if member.route.hold:  # an open emergency: heard whatever the level
+            level = _LOUDEST
         event = detector.feed(now_ms, None if level is None else level[1])
         burst = member.burst
         if burst is not None:  # the whole burst goes to the log, slot or not

@@ -26,6 +26,7 @@ from voice_server.signaling.hub import (
 from voice_server.signaling.messages import (
     MAX_MESSAGE_BYTES,
     ClientAnswer,
+    ClientEmergency,
     ClientJoin,
     ClientLeave,
     ClientMessage,
@@ -240,6 +241,12 @@ async def _handle(
         hub.set_talk_target(session, msg.channels, msg.user, supervised, msg.id)
     elif isinstance(msg, ClientStats):
         hub.stats(session, msg)
+    elif isinstance(msg, ClientEmergency):
+        if hub.emergency is None:
+            raise ProtocolError(
+                ErrorCode.EMERGENCY_UNAVAILABLE, "this server keeps no alerts", request_id=msg.id
+            )
+        await hub.emergency.handle(session, msg)
     elif isinstance(msg, ClientRefresh):
         principal = await asyncio.to_thread(hub.verify_refresh, session, msg)
         hub.refresh(session, principal, msg.id)

@@ -40,6 +40,10 @@ class ErrorCode(StrEnum):
     TOO_MANY_CHANNELS = "too_many_channels"  # a console would hear more than MAX_MONITORED
     EMPTY_TARGET = "empty_target"  # a talk target naming no channel
     TARGET_OFFLINE = "target_offline"  # a direct-talk user with no live session in one's channels
+    # emergencies (README, "Alerts")
+    EMERGENCY_OPEN = "emergency_open"  # a second emergency while one's own is open
+    EMERGENCY_NONE = "emergency_none"  # cancel with no open emergency of one's own
+    EMERGENCY_UNAVAILABLE = "emergency_unavailable"  # this server keeps no alerts
     # session life
     REPLACED = "replaced"
     SESSION_EXPIRED = "session_expired"

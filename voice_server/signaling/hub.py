@@ -30,6 +30,7 @@ from voice_server.media.route import Route
 from voice_server.metrics import SignalingCounters
 from voice_server.signaling import console as consoles
 from voice_server.signaling.diagnostics import Diagnostics, Report
+from voice_server.signaling.emergency import EmergencyDesk
 from voice_server.signaling.errors import ErrorCode, ProtocolError
 from voice_server.signaling.messages import (
     ChannelInfo,
@@ -175,6 +176,9 @@ class Hub:
         self.media = media
         self.registry = SessionRegistry(grace_seconds)
         self.routes: dict[str, Route] = {}  # session id -> its route, when not its channel's
+        #: session id -> its open emergency's level-3 hold (signaling.emergency), over any route
+        self.holds: dict[str, Route] = {}
+        self.emergency: EmergencyDesk | None = None  # set by the app when alerts are kept
         self._monitors: dict[str, set[str]] = {}  # channel -> sessions of another that hear it
         #: dispatcher consoles (sessions that sent ``monitor`` or ``talk_target``), by session id
         self.consoles: dict[str, consoles.Console] = {}
@@ -317,7 +321,9 @@ class Hub:
     def route(self, session: Session) -> Route:
         """The session's route: its channel both ways (a listener: hearing only) at its level,
         unless it asked for another."""
-        return self.routes.get(session.id) or self.default_route(session)
+        return (
+            self.holds.get(session.id) or self.routes.get(session.id) or self.default_route(session)
+        )
 
     @staticmethod
     def default_route(session: Session) -> Route:
@@ -393,7 +399,8 @@ class Hub:
         for channel in sorted(before - after):
             self._monitor_left(session, channel, "unmonitored")
         if self.media is not None and self.media.has_transport(session.id):
-            return self.media.set_route(session.id, route)
+            # self.route: an open emergency's hold stays over the new route until it ends
+            return self.media.set_route(session.id, self.route(session))
         return None
 
     def _heard_elsewhere(self, session: Session) -> set[str]:
@@ -638,7 +645,9 @@ class Hub:
             return int(level), talk_priority.Kind.ANNOUNCEMENT.value
         route = self.route(session)
         kind = talk_priority.Kind.SPEECH
-        if route.only is not None:
+        if route.hold:
+            kind = talk_priority.Kind.EMERGENCY
+        elif route.only is not None:
             kind = talk_priority.Kind.DIRECT
         elif len(route.sends) > 1:
             kind = talk_priority.Kind.ALL_CALL
@@ -686,6 +695,13 @@ class Hub:
         if duck is not None:  # after talk_started / talk_stopped: the client knows the slot
             duck_msg = ServerDuck(db=duck, slot=slot, channel=channel)
             self._to_hearers(channel, duck_msg, exclude=session, only=only)
+
+    def reoffer(self, session: Session, reoffer: Reoffer | None) -> None:
+        self._reoffer(session, reoffer)
+
+    def to_hearers(self, channel: str, message: ServerMessage) -> None:
+        """Send ``message`` to the channel's sessions and to those hearing it from another."""
+        self._to_hearers(channel, message)
 
     def _to_hearers(
         self,
@@ -796,6 +812,7 @@ class Hub:
             return
         self.consoles.pop(session.id, None)
         self._forget_route(session, reason=reason)
+        self.holds.pop(session.id, None)
         self.diagnostics.forget(session.id)
         if self.media is not None:
             self.media.close(session.id)

@@ -130,6 +130,27 @@ class ClientPing(_Msg):
     id: _REQ_ID | None = None
 
 
+class Location(BaseModel):
+    """Where the phone is (browser Geolocation, opt-in per device): shown to supervisors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lat: Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
+    lon: Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
+    accuracy: Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)] | None = None
+
+
+class ClientEmergency(_Msg):
+    """Raise an emergency in this session's channel (after the client's countdown) or cancel
+    one's own open emergency. Answered ``emergency_update``; a second raise while one's own is
+    open is refused ``emergency_open``."""
+
+    type: Literal["emergency"]
+    action: Literal["raise", "cancel"]
+    location: Location | None = None
+    id: _REQ_ID | None = None
+
+
 _MS = Annotated[float, Field(ge=0, le=60_000, allow_inf_nan=False)]
 _RATIO = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 
@@ -157,7 +178,8 @@ ClientMessage = Annotated[
     | ClientStats
     | ClientMonitor
     | ClientUnmonitor
-    | ClientTalkTarget,
+    | ClientTalkTarget
+    | ClientEmergency,
     Field(discriminator="type"),
 ]
 CLIENT_TYPES = frozenset(
@@ -172,6 +194,7 @@ CLIENT_TYPES = frozenset(
         "monitor",
         "unmonitor",
         "talk_target",
+        "emergency",
     }
 )
 _client_adapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
@@ -302,6 +325,21 @@ class ServerTalkStarted(_Msg):
     kind: str = "speech"  # speech | all_call | direct | announcement | emergency (talk.priority)
 
 
+class ServerEmergencyUpdate(_Msg):
+    """An emergency of this channel changed: ``state`` raised | acknowledged | resolved,
+    ``by`` the user who changed it (the raiser when raised), ``subject`` whose emergency it is;
+    ``window_s`` while the raiser's microphone is held open (raised only)."""
+
+    type: Literal["emergency_update"] = "emergency_update"
+    id: str
+    state: str
+    by: str
+    subject: str = ""
+    resolution: str | None = None
+    window_s: float | None = None
+    request_id: str | None = None
+
+
 class ServerTalkStopped(_Msg):
     type: Literal["talk_stopped"] = "talk_stopped"
     speaker: Participant
@@ -395,6 +433,7 @@ ServerMessage = (
     | ServerRefreshed
     | ServerLeft
     | ServerPong
+    | ServerEmergencyUpdate
     | ServerError
 )
 

@@ -233,6 +233,88 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE utterance ADD COLUMN target_sub TEXT;
     """,
+    # 8: alerts (voice_server/alerts/store.py): one row per alert whatever its kind; ``dedupe``
+    # is unique while set (one open emergency per user, one open transcription alert, one
+    # keyword alert per utterance and keyword, for ever); the alert event sequence every
+    # process's dashboard feed reads; keyword lists (scope '' = the whole deployment, else a
+    # channel); named cursors (the keyword matcher's place in the commit event sequence).
+    """
+    CREATE TABLE alert (
+        id              TEXT PRIMARY KEY,
+        kind            TEXT NOT NULL CHECK (kind IN ('emergency', 'keyword', 'transcription')),
+        channel         TEXT NOT NULL,
+        state           TEXT NOT NULL CHECK (state IN ('raised', 'acknowledged', 'resolved')),
+        dedupe          TEXT UNIQUE,
+        raised_ms       INTEGER NOT NULL,
+        raised_by       TEXT NOT NULL,
+        subject         TEXT NOT NULL DEFAULT '',
+        subject_name    TEXT NOT NULL DEFAULT '',
+        keyword         TEXT NOT NULL DEFAULT '',
+        utterance       TEXT NOT NULL DEFAULT '',
+        detail          TEXT NOT NULL DEFAULT '{}',
+        acked_ms        INTEGER,
+        acked_by        TEXT NOT NULL DEFAULT '',
+        acked_by_name   TEXT NOT NULL DEFAULT '',
+        resolved_ms     INTEGER,
+        resolved_by     TEXT NOT NULL DEFAULT '',
+        resolved_by_name TEXT NOT NULL DEFAULT '',
+        resolution      TEXT NOT NULL DEFAULT '',
+        note            TEXT NOT NULL DEFAULT '',
+        escalated       INTEGER NOT NULL DEFAULT 0,
+        updated_ms      INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX alert_raised ON alert (raised_ms);
+    CREATE INDEX alert_channel ON alert (channel, raised_ms);
+    CREATE INDEX alert_open ON alert (state) WHERE state != 'resolved';
+    CREATE TABLE alert_event (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        alert_id        TEXT NOT NULL,
+        created_ms      INTEGER NOT NULL
+    );
+    CREATE TABLE alert_keyword (
+        scope           TEXT NOT NULL,
+        norm            TEXT NOT NULL,
+        text            TEXT NOT NULL,
+        position        INTEGER NOT NULL,
+        PRIMARY KEY (scope, norm)
+    ) WITHOUT ROWID;
+    CREATE TABLE alert_cursor (
+        name            TEXT PRIMARY KEY,
+        seq             INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
+    # 9: signed webhooks (voice_server/webhooks/store.py): endpoints (their whsec_ secret, the
+    # event types they take, an optional CA file) and one delivery row per (endpoint, event):
+    # queued (next_at_ms: when it is due, a claimed one is pushed on by a lease), delivered, or
+    # dead (retries exhausted, or the queue was full: the dead-letter list admins redeliver).
+    """
+    CREATE TABLE webhook_endpoint (
+        id              TEXT PRIMARY KEY,
+        url             TEXT NOT NULL,
+        events          TEXT NOT NULL,
+        secret          TEXT NOT NULL,
+        ca_file         TEXT,
+        enabled         INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
+        created_by      TEXT NOT NULL,
+        created_ms      INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE webhook_delivery (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        endpoint_id     TEXT NOT NULL REFERENCES webhook_endpoint (id) ON DELETE CASCADE,
+        msg_id          TEXT NOT NULL,
+        event_type      TEXT NOT NULL,
+        body            TEXT NOT NULL,
+        state           TEXT NOT NULL CHECK (state IN ('queued', 'delivered', 'dead')),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_at_ms      INTEGER NOT NULL,
+        last_status     INTEGER,
+        last_error      TEXT NOT NULL DEFAULT '',
+        created_ms      INTEGER NOT NULL,
+        updated_ms      INTEGER NOT NULL,
+        UNIQUE (endpoint_id, msg_id)
+    );
+    CREATE INDEX webhook_delivery_due ON webhook_delivery (state, next_at_ms);
+    """,
 ]
 
 

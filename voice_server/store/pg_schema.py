@@ -204,4 +204,79 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE utterance ADD COLUMN target_sub TEXT;
     """,
+    # 5: alerts, as SQLite's 8 (alert_event.seq a sequence)
+    """
+    CREATE TABLE alert (
+        id              TEXT PRIMARY KEY,
+        kind            TEXT NOT NULL CHECK (kind IN ('emergency', 'keyword', 'transcription')),
+        channel         TEXT NOT NULL,
+        state           TEXT NOT NULL CHECK (state IN ('raised', 'acknowledged', 'resolved')),
+        dedupe          TEXT UNIQUE,
+        raised_ms       BIGINT NOT NULL,
+        raised_by       TEXT NOT NULL,
+        subject         TEXT NOT NULL DEFAULT '',
+        subject_name    TEXT NOT NULL DEFAULT '',
+        keyword         TEXT NOT NULL DEFAULT '',
+        utterance       TEXT NOT NULL DEFAULT '',
+        detail          TEXT NOT NULL DEFAULT '{}',
+        acked_ms        BIGINT,
+        acked_by        TEXT NOT NULL DEFAULT '',
+        acked_by_name   TEXT NOT NULL DEFAULT '',
+        resolved_ms     BIGINT,
+        resolved_by     TEXT NOT NULL DEFAULT '',
+        resolved_by_name TEXT NOT NULL DEFAULT '',
+        resolution      TEXT NOT NULL DEFAULT '',
+        note            TEXT NOT NULL DEFAULT '',
+        escalated       INTEGER NOT NULL DEFAULT 0,
+        updated_ms      BIGINT NOT NULL
+    );
+    CREATE INDEX alert_raised ON alert (raised_ms);
+    CREATE INDEX alert_channel ON alert (channel, raised_ms);
+    CREATE INDEX alert_open ON alert (state) WHERE state != 'resolved';
+    CREATE TABLE alert_event (
+        seq             BIGSERIAL PRIMARY KEY,
+        alert_id        TEXT NOT NULL,
+        created_ms      BIGINT NOT NULL
+    );
+    CREATE TABLE alert_keyword (
+        scope           TEXT NOT NULL,
+        norm            TEXT NOT NULL,
+        text            TEXT NOT NULL,
+        position        INTEGER NOT NULL,
+        PRIMARY KEY (scope, norm)
+    );
+    CREATE TABLE alert_cursor (
+        name            TEXT PRIMARY KEY,
+        seq             BIGINT NOT NULL
+    );
+    """,
+    # 6: signed webhooks, as SQLite's 9
+    """
+    CREATE TABLE webhook_endpoint (
+        id              TEXT PRIMARY KEY,
+        url             TEXT NOT NULL,
+        events          TEXT NOT NULL,
+        secret          TEXT NOT NULL,
+        ca_file         TEXT,
+        enabled         INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
+        created_by      TEXT NOT NULL,
+        created_ms      BIGINT NOT NULL
+    );
+    CREATE TABLE webhook_delivery (
+        id              BIGSERIAL PRIMARY KEY,
+        endpoint_id     TEXT NOT NULL REFERENCES webhook_endpoint (id) ON DELETE CASCADE,
+        msg_id          TEXT NOT NULL,
+        event_type      TEXT NOT NULL,
+        body            TEXT NOT NULL,
+        state           TEXT NOT NULL CHECK (state IN ('queued', 'delivered', 'dead')),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_at_ms      BIGINT NOT NULL,
+        last_status     INTEGER,
+        last_error      TEXT NOT NULL DEFAULT '',
+        created_ms      BIGINT NOT NULL,
+        updated_ms      BIGINT NOT NULL,
+        UNIQUE (endpoint_id, msg_id)
+    );
+    CREATE INDEX webhook_delivery_due ON webhook_delivery (state, next_at_ms);
+    """,
 ]

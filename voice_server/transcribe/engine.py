@@ -248,6 +248,7 @@ class Engine:
             model=self.factory.name,
             language=self.factory.language,
             clip=clip_path(meta),
+            kind=meta.kind,
         )
         added = False
         for row in rows_of(meta, utterance):  # several for a burst into several channels

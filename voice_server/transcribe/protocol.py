@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from voice_server.calllog.burst import BurstMeta
-from voice_server.calllog.model import BURST_ID_RE
+from voice_server.calllog.model import BURST_ID_RE, KINDS
 
 __all__ = ["LinkError", "pack_packets", "parse_json", "unpack_packets"]
 
@@ -78,6 +78,7 @@ def burst_start(no: int, meta: BurstMeta) -> str:
             "speaker_id": meta.speaker_id,
             "speaker_name": meta.speaker_name,
             "start_ms": meta.start_ms,
+            **({"kind": meta.kind} if meta.kind != "speech" else {}),
         }
     )
 
@@ -120,9 +121,12 @@ def parse_burst_start(msg: dict[str, Any]) -> tuple[int, BurstMeta]:
             speaker_name=str(msg["speaker_name"]),
             session_id="",
             start_ms=int(msg["start_ms"]),
+            kind=str(msg.get("kind", "speech")),
         )
     except (KeyError, ValueError, TypeError):
         raise LinkError("bad burst_start") from None
+    if meta.kind not in KINDS:
+        raise LinkError("bad burst kind")
     if not BURST_ID_RE.match(meta.id):
         raise LinkError("bad burst id")
     return no, meta

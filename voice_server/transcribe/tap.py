@@ -88,6 +88,9 @@ class BurstTap:
     ) -> None:
         self._speaker_of = speaker_of
         self._route_of = route_of
+        #: the call-log kind of a session's burst now (the app: ``emergency`` while its
+        #: emergency window holds a slot); None: every burst is speech
+        self.kind_of: Callable[[str], str] | None = None
         self.queue: deque[Item] = deque()
         self.queue_limit = queue_limit
         self.wake = threading.Event()
@@ -111,6 +114,8 @@ class BurstTap:
         kind, also, target = (
             self._route_of(session_id, channel) if self._route_of else ("speech", (), None)
         )
+        if kind == "speech" and self.kind_of is not None:
+            kind = self.kind_of(session_id)  # an emergency's window
         meta = BurstMeta(
             new_burst_id(start_ms),
             channel,

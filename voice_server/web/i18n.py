@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from voice_server.web.i18n_alerts import ALERT_MESSAGES
+
 LANGS = ("ja", "en")
 DEFAULT = "ja"
 
@@ -231,6 +233,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "live_closed": ("接続が切れました", "Disconnected"),
     "live_dropped": ("表示が追いつかず省略されたメッセージ:", "Messages skipped (slow display):"),
 }
+
+MESSAGES.update(ALERT_MESSAGES)
 
 
 def negotiate(accept_language: str | None, cookie: str | None = None) -> str:

@@ -27,9 +27,9 @@ from voice_server.audit.chain import Result
 from voice_server.signaling.livehub import LiveHub, Viewer
 from voice_server.web import security
 from voice_server.web.auth import Auth, app_state, authenticate, client_address
-from voice_server.web.policy import Action, decide
+from voice_server.web.policy import Action, Actor, decide
 
-__all__ = ["router"]
+__all__ = ["identify", "read_hello", "router"]
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -64,21 +64,28 @@ async def _hello(ws: WebSocket) -> str | None:
     return csrf if isinstance(csrf, str) and len(csrf) <= 128 else None
 
 
-def _check(ws: WebSocket, channel: str, csrf: str | None, *, first: bool) -> Auth:
-    """Who is asking and whether they may watch ``channel`` (blocking: worker thread)."""
-    state = app_state(ws)
+def identify(ws: WebSocket, csrf: str | None, *, first: bool) -> tuple[Auth, Actor]:
+    """The signed-in caller of a dashboard WebSocket: a session needs our origin and, on the
+    first check, the session's CSRF token in its hello (blocking: worker thread)."""
     auth = authenticate(ws)
     actor = auth.actor
     if actor is None:
         raise Refused(CLOSE_UNAUTHORIZED, "sign in first")
     if actor.via == "session":
-        if not security.same_origin(state.config, ws):
+        if not security.same_origin(app_state(ws).config, ws):
             raise Refused(CLOSE_FORBIDDEN, "cross-origin")
         if first:
             try:
                 security.check_csrf(auth.csrf_expected, csrf)
             except Exception:
                 raise Refused(CLOSE_FORBIDDEN, "missing or wrong CSRF token") from None
+    return auth, actor
+
+
+def _check(ws: WebSocket, channel: str, csrf: str | None, *, first: bool) -> Auth:
+    """Who is asking and whether they may watch ``channel`` (blocking: worker thread)."""
+    state = app_state(ws)
+    auth, actor = identify(ws, csrf, first=first)
     decision = decide(actor, Action.LIVE, channel=channel)
     if not decision:
         state.accounts.audit.record(
@@ -97,6 +104,9 @@ def _check(ws: WebSocket, channel: str, csrf: str | None, *, first: bool) -> Aut
             actor, Action.LIVE.value, f"channel:{channel}", address=client_address(ws)
         )
     return auth
+
+
+read_hello = _hello
 
 
 async def _pump(ws: WebSocket, viewer: Viewer, hub: LiveHub) -> None:

@@ -28,7 +28,8 @@ CSP = (
     "frame-ancestors 'none'"
 )
 
-PERMISSIONS = "microphone=(self), camera=(), geolocation=(), payment=()"
+# geolocation: the emergency control sends the location when the user opted in (per device)
+PERMISSIONS = "microphone=(self), camera=(), geolocation=(self), payment=()"
 
 
 def find_web_dir(configured: Path | None = None) -> Path | None:

@@ -41,6 +41,7 @@ class NavEntry:
 # The dashboard's navigation, in order; an entry shows when the policy allows its action (the
 # call-log entries: on at least one channel, ``policy.may_any``).
 NAV: list[NavEntry] = [
+    NavEntry("/dashboard/alerts", "alerts", Action.DASHBOARD),
     NavEntry("/dashboard/search", "search", Action.SEARCH),
     NavEntry("/dashboard/live", "live", Action.LIVE),
     NavEntry("/dashboard/console", "console", Action.LIVE),
@@ -49,6 +50,8 @@ NAV: list[NavEntry] = [
     NavEntry("/dashboard/users", "users", Action.USERS_VIEW),
     NavEntry("/dashboard/channels", "channels", Action.CHANNELS_VIEW),
     NavEntry("/dashboard/phrases", "asr_phrases", Action.CHANNELS_VIEW),
+    NavEntry("/dashboard/alert-keywords", "alert_keywords", Action.CHANNELS_MANAGE),
+    NavEntry("/dashboard/webhooks", "webhooks", Action.CHANNELS_MANAGE),
     NavEntry("/dashboard/audit", "audit", Action.AUDIT_VIEW),
     NavEntry("/dashboard/admin/network", "network", Action.NETWORK_VIEW),
     NavEntry("/dashboard/about", "about", Action.DASHBOARD),

@@ -161,6 +161,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="/dev/input/eventN",
         help="hold-to-talk with a headset or keyboard button through evdev",
     )
+    emergency = p.add_argument_group("emergency")
+    emergency.add_argument(
+        "--emergency-key",
+        metavar="KEY",
+        help="terminal key that raises an emergency: press it twice within 3 s, then a 5 s "
+        "countdown that one more press cancels; while it is open the microphone is sent "
+        "whatever the gate says",
+    )
+    emergency.add_argument(
+        "--emergency-device",
+        metavar="/dev/input/eventN",
+        help="raise an emergency by holding a headset or keyboard button 2 s (evdev), then "
+        "the countdown",
+    )
     p.add_argument(
         "--no-reconnect",
         action="store_true",
@@ -242,6 +256,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         playout_ms=args.playout_ms,
         ptt_key=args.ptt_key or None,
         ptt_device=args.ptt_device,
+        emergency_key=args.emergency_key or None,
+        emergency_device=args.emergency_device,
         reconnect=not args.no_reconnect,
         report_onsets=args.report_onsets,
         low_latency=args.jitter_buffer == "playout",
@@ -257,6 +273,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.ca_file is not None and not args.ca_file.is_file():
         return _fail(f"--ca-file: no such file: {args.ca_file}", EXIT_USAGE)
     opts.ca_file = args.ca_file
+    for flag, key in (("--emergency-key", args.emergency_key), ("--ptt-key", args.ptt_key)):
+        if key is not None and len(key) > 1:
+            return _fail(f"{flag} must be one key (one character)", EXIT_USAGE)
+    if args.emergency_key and args.emergency_key == args.ptt_key and args.mode == "ptt":
+        return _fail("--emergency-key and --ptt-key must differ", EXIT_USAGE)
     if not 0 <= args.playout_ms <= 500:
         return _fail("--playout-ms must be within 0..500", EXIT_USAGE)
     try:

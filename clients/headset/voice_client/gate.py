@@ -78,7 +78,7 @@ class Gate:
                 self._on_change(self.vad.open)
             out.extend(self._apply(self._delayed))
             self._delayed = block
-        if any(out):
+        if any(out) or self.vad.forced:  # an open emergency sends even digital silence
             self._quiet_frames = 0
         else:
             self._quiet_frames += 1

@@ -17,10 +17,16 @@ import os
 import sys
 import termios
 import tty
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TextIO
 
-__all__ = ["DEFAULT_EVDEV_KEYS", "PttState", "evdev_reader", "terminal_keys"]
+__all__ = [
+    "DEFAULT_EVDEV_KEYS",
+    "PttState",
+    "evdev_reader",
+    "terminal_key_map",
+    "terminal_keys",
+]
 
 # Keys a headset or a Bluetooth remote sends for its main button.
 DEFAULT_EVDEV_KEYS = ("KEY_PLAYPAUSE", "KEY_MEDIA", "KEY_PHONE", "KEY_PLAYCD", "BTN_0")
@@ -57,8 +63,18 @@ def terminal_keys(
     """While the block runs, each press of ``key`` on the terminal calls ``on_key``.
 
     Yields False (and does nothing) when standard input is not a terminal."""
+    with terminal_key_map({key: on_key}, stream) as active:
+        yield active
+
+
+@contextlib.contextmanager
+def terminal_key_map(
+    keys: Mapping[str, Callable[[], None]], stream: TextIO | None = None
+) -> Iterator[bool]:
+    """:func:`terminal_keys` for several keys at once (push-to-talk and emergency share the
+    terminal: one reader per file descriptor)."""
     stream = stream or sys.stdin
-    if not stream.isatty():
+    if not keys or not stream.isatty():
         yield False
         return
     fd = stream.fileno()
@@ -67,8 +83,10 @@ def terminal_keys(
 
     def readable() -> None:
         data = os.read(fd, 64).decode(errors="ignore")
-        if key in data:
-            on_key()
+        for ch in data:
+            action = keys.get(ch)
+            if action is not None:
+                action()
 
     tty.setcbreak(fd)
     loop.add_reader(fd, readable)

@@ -21,7 +21,7 @@ import signal
 import ssl
 import sys
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -33,6 +33,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from voice_client.devices import AudioDeviceError, Capture, Playout, pick
 from voice_client.ducking import Ducking
+from voice_client.emergency_control import EmergencyControl
 from voice_client.gate import Gate
 from voice_client.jitter import low_latency_audio
 from voice_client.loopback import is_loopback_host, loopback_candidates
@@ -40,12 +41,13 @@ from voice_client.netreport import INTERVAL, Counters
 from voice_client.netreport import report as network_report
 from voice_client.opus import speech_opus
 from voice_client.peer import ClientPeer, DeviceMicTrack, MicTrack, SlotRecorder
-from voice_client.ptt import PttState, evdev_reader, terminal_keys
+from voice_client.ptt import PttState, evdev_reader, terminal_key_map
 from voice_client.signaling import (
     Action,
     AnswerOffer,
     ClientSession,
     Duck,
+    EmergencyWindow,
     Emit,
     End,
     NeedToken,
@@ -101,6 +103,8 @@ class Options:
     playout_ms: int = 20  # output prebuffer (jitter absorption)
     ptt_key: str | None = " "  # terminal key toggling push-to-talk (None: none)
     ptt_device: str | None = None  # evdev device for a hold-to-talk button
+    emergency_key: str | None = None  # terminal key: two presses within 3 s, then a countdown
+    emergency_device: str | None = None  # evdev device: hold its button 2 s, then a countdown
     reconnect: bool = True
     report_onsets: bool = False  # print "onset" events (latency benchmark)
     low_latency: bool = True  # skip aiortc's 80 ms audio jitter buffer
@@ -130,6 +134,7 @@ class _Client:
         self.ducking = Ducking([opts.channel, *opts.monitor])
         self.gate = Gate(VadGate(opts.vad, opts.mode), self.gate_changed)
         self.ptt = PttState(self.ptt_changed)
+        self.emergency = EmergencyControl(self.gate.vad, self.emit, self.send_emergency)
         self.capture: Capture | None = None
         self.playout: Playout | None = None
         self.mic: MediaStreamTrack = MicTrack(opts.pcm, loop=opts.loop, gate=self.gate)
@@ -220,6 +225,8 @@ class _Client:
                 self.emit(action.event)
                 if action.event["event"] == "talk_target_set" and self.opts.mode is GateMode.PTT:
                     self.ptt.set("talk_target", True)  # a console in ptt mode talks from then on
+            elif isinstance(action, EmergencyWindow):
+                self.emergency.window(action.seconds)
             elif isinstance(action, Duck):
                 self.ducking.set(action.channel, action.slot, action.db, action.mid)
             elif isinstance(action, Warn):
@@ -351,6 +358,15 @@ class _Client:
             await self.do(self.session.stats(network_report(now, previous)))
             before = (peer, now)
 
+    async def send_emergency(self) -> None:
+        await self.do(self.session.emergency("raise"))
+
+    async def emergency_device(self, path: str) -> None:
+        try:
+            await evdev_reader(path, _evdev_keys(), self.emergency.hold)
+        except RuntimeError as exc:
+            self.warn(str(exc))
+
     async def ptt_device(self, path: str) -> None:
         try:
             await evdev_reader(path, _evdev_keys(), lambda p: self.ptt.set("evdev", p))
@@ -428,12 +444,19 @@ class _Client:
                 self.loop.add_signal_handler(sig, stop.set)
         keys = contextlib.ExitStack()
         try:
+            pressed: dict[str, Callable[[], None]] = {}
             if opts.mode is GateMode.PTT and opts.ptt_key:
-                key = opts.ptt_key
-                keys.enter_context(terminal_keys(key, lambda: self.ptt.toggle("key")))
+                pressed[opts.ptt_key] = lambda: self.ptt.toggle("key")
+            if opts.emergency_key:
+                pressed[opts.emergency_key] = self.emergency.press
+            keys.enter_context(terminal_key_map(pressed))
             if opts.mode is GateMode.PTT and opts.ptt_device:
                 self.spawn(self.ptt_device(opts.ptt_device))
             self.spawn(self.report_network())
+            if opts.emergency_key or opts.emergency_device:
+                self.spawn(self.emergency.tick_forever())
+            if opts.emergency_device:
+                self.spawn(self.emergency_device(opts.emergency_device))
             while ws is not None:
                 why = await self.session_on(ws, stop, deadline)
                 end = self.end

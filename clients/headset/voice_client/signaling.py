@@ -105,7 +105,15 @@ class Duck:
     mid: str | None = None  # a console's: the slot m-line itself (its session slot)
 
 
-Action = Send | AnswerOffer | Emit | Warn | NeedToken | End | Duck
+@dataclass(frozen=True, slots=True)
+class EmergencyWindow:
+    """Our emergency is open: send the microphone for ``seconds`` whatever the gate says
+    (0: the window is over)."""
+
+    seconds: float
+
+
+Action = Send | AnswerOffer | Emit | Warn | NeedToken | End | Duck | EmergencyWindow
 
 
 class SessionState(Enum):
@@ -209,6 +217,13 @@ class ClientSession:
         if self.state is not SessionState.JOINED:
             return []
         return [Send({"v": PROTOCOL_VERSION, "type": "stats", **fields})]
+
+    def emergency(self, action: str) -> list[Action]:
+        """Raise an emergency in our channel, or cancel our own (``emergency_update`` follows;
+        ``emergency_open`` when ours is still open)."""
+        if self.state is not SessionState.JOINED:
+            return [Warn("not in a channel: no emergency was sent")]
+        return [Send({"v": PROTOCOL_VERSION, "type": "emergency", "action": action})]
 
     def ping(self) -> list[Action]:
         if self.state is not SessionState.JOINED:
@@ -407,6 +422,26 @@ class ClientSession:
     def _on_pong(self, msg: dict[str, Any]) -> list[Action]:
         return []
 
+    def _on_emergency_update(self, msg: dict[str, Any]) -> list[Action]:
+        state = _str(msg["state"])
+        subject = str(msg.get("subject", ""))
+        event = {
+            "event": "emergency_update",
+            "id": _str(msg["id"]),
+            "state": state,
+            "by": str(msg.get("by", "")),
+            "subject": subject,
+        }
+        if msg.get("resolution"):
+            event["resolution"] = str(msg["resolution"])
+        out: list[Action] = [Emit(event)]
+        mine = self.you is not None and subject == self.you.get("sub")
+        if mine and state == "raised" and msg.get("window_s"):
+            out.append(EmergencyWindow(float(msg["window_s"])))
+        elif mine and state == "resolved":
+            out.append(EmergencyWindow(0.0))
+        return out
+
     def _on_error(self, msg: dict[str, Any]) -> list[Action]:
         code = _str(msg["code"])
         text = str(msg.get("message", ""))
@@ -472,6 +507,7 @@ _HANDLERS = {
     "refreshed": ClientSession._on_refreshed,
     "left": ClientSession._on_left,
     "pong": ClientSession._on_pong,
+    "emergency_update": ClientSession._on_emergency_update,
     "error": ClientSession._on_error,
 }
 

@@ -67,6 +67,7 @@ class VadGate:
     __slots__ = (
         "confirmed",
         "floor_db",
+        "forced",
         "last_voiced",
         "mode",
         "open",
@@ -90,6 +91,7 @@ class VadGate:
         self.last_voiced = -1
         self.quiet_in_run = 0
         self.released_at = -1
+        self.forced = False  # an open emergency: always open, whatever the level
 
     def set_mode(self, mode: GateMode) -> None:
         self.mode = mode
@@ -117,6 +119,9 @@ class VadGate:
 
         if self.mode is GateMode.OPEN:
             return False
+        if self.forced:
+            self.open = self.confirmed = True
+            return self.open != before
         if self.mode is GateMode.PTT:
             if self.ptt:
                 self.open = self.confirmed = True

@@ -58,7 +58,7 @@ export class AudioEngine extends EventTarget {
         numberOfInputs: 1,
         numberOfOutputs: 1,
         outputChannelCount: [1],
-        processorOptions: { mode: this.mode },
+        processorOptions: { mode: this.mode, forced: !!this.forced },
       });
       this.gate.port.onmessage = (e) => this.fromGate(e.data);
       const dest = this.ctx.createMediaStreamDestination();
@@ -82,6 +82,12 @@ export class AudioEngine extends EventTarget {
 
   setPtt(pressed) {
     if (this.gate) this.gate.port.postMessage({ type: "ptt", pressed });
+  }
+
+  // An open emergency: the microphone is sent whatever the gate says (the server holds a slot).
+  setForced(on) {
+    this.forced = on;
+    if (this.gate) this.gate.port.postMessage({ type: "force", on });
   }
 
   setDiag(on) {

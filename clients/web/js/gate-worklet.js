@@ -39,6 +39,7 @@ class VadGateProcessor extends AudioWorkletProcessor {
     this.block = Math.round(sampleRate / 100);
     this.gate = new VadGate(o.vad || {});
     if (o.mode) this.gate.setMode(o.mode);
+    this.forced = !!o.forced;
     this.delay = new Float32Array(this.block * 2);
     this.w = 0;
     this.filled = 0;
@@ -58,6 +59,7 @@ class VadGateProcessor extends AudioWorkletProcessor {
     if (msg.type === "mode") this.gate.setMode(msg.mode);
     else if (msg.type === "ptt") this.gate.setPtt(!!msg.pressed);
     else if (msg.type === "vad") this.gate.configure(msg.options || {});
+    else if (msg.type === "force") this.forced = !!msg.on; // an open emergency: always send
     else if (msg.type === "diag") this.diag = msg.on ? new OnsetDetector(sampleRate) : null;
   }
 
@@ -75,7 +77,7 @@ class VadGateProcessor extends AudioWorkletProcessor {
       if (this.filled < this.block) this.filled++;
       this.acc[this.accN++] = x;
       if (this.accN === this.block) this.endBlock();
-      const target = this.gate.open ? 1 : 0;
+      const target = this.gate.open || this.forced ? 1 : 0;
       if (this.gain < target) this.gain = Math.min(target, this.gain + this.step);
       else if (this.gain > target) this.gain = Math.max(target, this.gain - this.step);
       out[i] = delayed * this.gain;

@@ -11,6 +11,7 @@ import { AudioEngine } from "./audio.js";
 import { Call } from "./call.js";
 import { Connection, signalingUrl } from "./connection.js";
 import { Diagnostics } from "./diag.js";
+import { EmergencyControl } from "./emergency.js";
 import { applyTranslations, language, pickLanguage, setLanguage, t } from "./i18n.js";
 import { readDeviceLink, tokenClaims, validChannel } from "./link.js";
 import { People } from "./people.js";
@@ -153,6 +154,25 @@ class App {
         $("ptt").classList.toggle("pressed", pressed);
       },
       isActive: () => this.inCall && this.mode === "ptt",
+    });
+
+    this.emergency = new EmergencyControl({
+      els: {
+        button: $("emergency"),
+        countdown: $("emergency-countdown"),
+        count: $("emergency-count"),
+        state: $("emergency-state"),
+        cancelOwn: $("emergency-cancel-own"),
+        location: $("emergency-location"),
+      },
+      send: (message) => {
+        if (this.conn) this.conn.send(message);
+      },
+      force: (on) => this.engine.setForced(on),
+      t,
+      me: () => (this.people.you ? this.people.you.sub : null),
+      isActive: () => this.inCall,
+      cue: (name) => this.engine.cue(name),
     });
 
     this.engine.addEventListener("gesture", (e) => {
@@ -632,7 +652,11 @@ class App {
         this.engine.stopRemote();
         this.people.clear();
         break;
+      case "emergency_update":
+        this.emergency.update(msg);
+        break;
       case "error":
+        if (msg.code && msg.code.startsWith("emergency_")) this.emergency.refused(msg.code);
         this.warn(t("error_generic", { message: msg.message || msg.code }), 6000);
         break;
       default:
@@ -727,6 +751,7 @@ class App {
     for (const id of ["signin", "channels", "call"]) $(id).hidden = id !== name;
     document.body.dataset.screen = name;
     this.inCall = name === "call";
+    if (!this.inCall && this.emergency) this.emergency.reset();
   }
 
   showSignin({ notice = "", error = "" } = {}) {
