@@ -134,8 +134,10 @@ def _condition(
         start_ms = time.time() * 1000.0
         time.sleep(opts.bursts * opts.period + 1.5)
         sent = sorted(t for t in talker.evaluate("window.voiceDiag.txOnsets") if t >= start_ms)
-        rx = listener.evaluate("Object.values(window.voiceDiag.rxOnsets).flat()")
-        receivers = [("browser", rx, observed)]
+        rx: list[float] = listener.evaluate("Object.values(window.voiceDiag.rxOnsets).flat()")
+        receivers: list[tuple[str, list[float], list[str | None] | None]] = [
+            ("browser", rx, observed)
+        ]
         if headset is not None:  # the rules leave it no other path
             receivers.append(("headset", headset.onsets_ms, None))
         rows = []
