@@ -55,7 +55,7 @@ class Config(BaseSettings):
     # port's number on TCP, 0 = off
     media_tcp_port: int | None = Field(None, ge=0, le=65535)
     announce_ip: str | None = None
-    # TURN relay (coturn, README "Networks that block UDP"): URLs sent to clients with
+    # TURN relay (coturn, README "Networks that allow only HTTPS"): URLs sent to clients with
     # time-limited credentials (TURN REST API, the secret shared with coturn's
     # static-auth-secret); empty: no relay
     turn_urls: list[str] = Field(default_factory=list)

@@ -32,7 +32,7 @@ def test_turn_lets_only_the_relay_reach_the_media_port_and_loses_on_443() -> Non
 
 
 def test_summary_compares_each_path_with_udp_at_the_same_loss() -> None:
-    rows = [
+    browser = [
         {"path": "udp", "loss": 0.0, "p95_ms": 90.0},
         {"path": "tcp", "loss": 0.0, "p95_ms": 110.0},
         {"path": "turn-tls", "loss": 0.0, "p95_ms": 130.0},
@@ -40,6 +40,8 @@ def test_summary_compares_each_path_with_udp_at_the_same_loss() -> None:
         {"path": "tcp", "loss": 0.02, "p95_ms": 200.0},
         {"path": "turn-tls", "loss": 0.02, "p95_ms": None},
     ]
+    headset = [{"path": "udp", "loss": 0.0, "p95_ms": 10.0, "receiver": "headset"}]
+    rows = [{**r, "receiver": "browser"} for r in browser] + headset
     assert summarize(rows) == {
         "tcp_over_udp_p95_ms_at_0pct": 20.0,
         "tcp_over_udp_p95_target_met_at_0pct": True,

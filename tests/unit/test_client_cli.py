@@ -304,3 +304,18 @@ def test_emergency_key_mistakes_are_one_line_and_exit_2(
     code = main(["--server", "http://127.0.0.1:1", "--channel", "ops", "--token", "t", *extra])
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_missing_or_unreadable_ca_file_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["--server", "https://127.0.0.1:9", "--channel", "ops", "--token", "t"]
+    assert main([*base, "--ca-file", str(tmp_path / "none.pem")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"voice-client: error: --ca-file: no such file: {tmp_path / 'none.pem'}"
+    )
+    garbage = tmp_path / "ca.pem"
+    garbage.write_text("not a certificate")
+    assert main([*base, "--ca-file", str(garbage)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"voice-client: error: --ca-file {garbage}:") and "\n" not in err

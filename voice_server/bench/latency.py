@@ -42,6 +42,7 @@ from voice_server.bench import browser, netns, pulse
 from voice_server.bench.httpsync import HttpError, get_text
 
 __all__ = [
+    "Headset",
     "LatencyOptions",
     "bench_server",
     "connected",
@@ -193,12 +194,19 @@ def join_token(data_dir: Path, name: str) -> str:
     )
 
 
-class _Headset:
+class Headset:
     """A ``voice-client`` listening with --report-onsets; its onset events read on a thread."""
 
-    def __init__(self, url: str, token: str, env: dict[str, str] | None, device: bool) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        env: dict[str, str] | None,
+        device: bool,
+        args: tuple[str, ...] = (),
+    ) -> None:
         cmd = [sys.executable, "-m", "voice_client.cli", "--server", url, "--channel", CHANNEL]
-        cmd += ["--token", token, "--device-id", "bench-headset", "--report-onsets"]
+        cmd += ["--token", token, "--device-id", "bench-headset", "--report-onsets", *args]
         if device:
             cmd += ["--output"]
         self.proc = subprocess.Popen(
@@ -314,7 +322,7 @@ def run_latency(opts: LatencyOptions, log: IO[str] = sys.stderr) -> dict[str, An
             if device:
                 env = stack.enter_context(pulse.pulse_server(tmp / "pulse", ("headset",)))
                 env = {**env, "PULSE_SINK": "headset"}
-            headset = _Headset(url, join_token(data, "headset"), env, device)
+            headset = Headset(url, join_token(data, "headset"), env, device)
             stack.callback(headset.stop)
             pw = stack.enter_context(sync_playwright())
             listener = open_page(pw, url, join_token(data, "listener"), silence)

@@ -1,11 +1,13 @@
-"""``voice-server bench network``: mouth-to-ear latency browser -> browser over each media path
-(UDP, ICE-TCP, TURN over TLS) at 0 % and 2 % loss, in one run.
+"""``voice-server bench network``: mouth-to-ear latency browser -> browser and browser -> headset
+client over each media path (UDP, ICE-TCP, TURN over TLS; the headset has no ICE-TCP) at 0 % and
+2 % loss, in one run.
 
 Set-up (a private network namespace, :mod:`voice_server.bench.netns`): the server with its
 ICE-TCP candidate, coturn on 127.0.0.3:443 (TLS, a self-signed certificate whose key Chromium
-gets pinned) handing out credentials through ``joined.ice_servers``, and per condition a fresh
-talking and a fresh listening Chromium, timed as ``bench latency`` does (the talker's gate stamps
-each burst's onset, the listener's probe stamps it as played; one wall clock).
+gets pinned, the headset client ``--ca-file``) handing out credentials through
+``joined.ice_servers``, and per condition a fresh talking and a fresh listening Chromium and a
+listening ``voice-client``, timed as ``bench latency`` does (the talker's gate stamps each burst's
+onset, the listener's probe stamps it as played, the headset as handed to playout; one clock).
 
 Each condition's path is forced with nftables in the input hook (a dropped check looks like a
 lost packet to ICE): *udp* drops TCP to the media port and the relay's UDP; *tcp* drops all UDP
@@ -34,6 +36,7 @@ from typing import IO, Any
 
 from voice_server.bench import browser, netns, turnrelay
 from voice_server.bench.latency import (
+    Headset,
     PathResult,
     bench_server,
     connected,
@@ -104,13 +107,21 @@ def _condition(
     args: tuple[str, ...],
     opts: NetworkOptions,
     path: str,
-) -> dict[str, Any]:
-    """One (path, loss) condition: a fresh talker and listener, timed; the row's figures."""
+    ca: Path,
+) -> list[dict[str, Any]]:
+    """One (path, loss) condition: a fresh talker, listener and (but on TCP, which aiortc lacks)
+    listening headset client, timed; the rows' figures (browser, then headset)."""
     bursts, silence = files
+    headset = None
+    if path != "tcp":
+        token = join_token(data, "headset")
+        headset = Headset(url, token, None, False, ("--ca-file", str(ca)))
     listener = open_page(pw, url, join_token(data, "listener"), silence, args)
     talker = open_page(pw, url, join_token(data, "talker"), bursts, args)
     try:
         wait_until(lambda: connected(listener) and connected(talker), 90, "both browsers")
+        if headset is not None:
+            wait_until(headset.connected.is_set, 90, "the headset client")
         observed: list[str | None] = [None, None]
 
         def settled() -> bool:
@@ -123,16 +134,26 @@ def _condition(
         start_ms = time.time() * 1000.0
         time.sleep(opts.bursts * opts.period + 1.5)
         sent = sorted(t for t in talker.evaluate("window.voiceDiag.txOnsets") if t >= start_ms)
-        rx = listener.evaluate("Object.values(window.voiceDiag.rxOnsets).flat()")
-        result = PathResult("browser -> browser")
-        result.latencies_ms, result.missed = match_onsets(sent[: opts.bursts], rx)
-        row = result.summary()
-        row.pop("path")
-        return {"observed_paths": observed, **row}
+        rx: list[float] = listener.evaluate("Object.values(window.voiceDiag.rxOnsets).flat()")
+        receivers: list[tuple[str, list[float], list[str | None] | None]] = [
+            ("browser", rx, observed)
+        ]
+        if headset is not None:  # the rules leave it no other path
+            receivers.append(("headset", headset.onsets_ms, None))
+        rows = []
+        for receiver, played, seen in receivers:
+            result = PathResult(receiver)
+            result.latencies_ms, result.missed = match_onsets(sent[: opts.bursts], played)
+            row = result.summary()
+            row.pop("path")
+            rows.append({"receiver": receiver, "observed_paths": seen, **row})
+        return rows
     finally:
         for page in (talker, listener):
             with contextlib.suppress(Exception):
                 page.context.browser.close()
+        if headset is not None:
+            headset.stop()
 
 
 def run_network(opts: NetworkOptions, log: IO[str] = sys.stderr) -> dict[str, Any]:
@@ -170,16 +191,8 @@ def run_network(opts: NetworkOptions, log: IO[str] = sys.stderr) -> dict[str, An
                     _apply(rules(path, loss, media))
                     print(f"bench network: {path}, {loss:.0%} loss", file=log, flush=True)
                     args = turn.chromium_args
-                    measured = _condition(pw, url, data, files, args, opts, path)
-                    rows.append(
-                        {
-                            "path": path,
-                            "loss": loss,
-                            "pattern": "random",
-                            "receiver": "browser",
-                            **measured,
-                        }
-                    )
+                    for row in _condition(pw, url, data, files, args, opts, path, tls.cert):
+                        rows.append({"path": path, "loss": loss, "pattern": "random", **row})
     return {
         "bursts_per_row": opts.bursts,
         "period_s": opts.period,
@@ -193,7 +206,7 @@ def run_network(opts: NetworkOptions, log: IO[str] = sys.stderr) -> dict[str, An
 
 def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Each path's p95 over UDP's at the same loss, and the issue's targets met or not."""
-    p95 = {(r["path"], r["loss"]): r.get("p95_ms") for r in rows}
+    p95 = {(r["path"], r["loss"]): r.get("p95_ms") for r in rows if r["receiver"] == "browser"}
     out: dict[str, Any] = {}
     for (path, loss), value in sorted(p95.items()):
         udp = p95.get(("udp", loss))
@@ -209,13 +222,17 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def format_summary(result: dict[str, Any]) -> str:
-    lines = [f"{'path':<10} {'loss':>5} {'bursts':>6} {'missed':>6} {'p50 ms':>8} {'p95 ms':>8}"]
+    lines = [
+        f"{'path':<10} {'loss':>5} {'receiver':<8} {'bursts':>6} {'missed':>6} "
+        f"{'p50 ms':>8} {'p95 ms':>8}"
+    ]
     for r in result["rows"]:
         fmt = {k: "-" if r.get(k) is None else f"{r[k]:.1f}" for k in ("p50_ms", "p95_ms")}
-        seen = "" if set(r["observed_paths"]) == {r["path"]} else f"  (seen: {r['observed_paths']})"
+        paths = r["observed_paths"]
+        seen = "" if paths is None or set(paths) == {r["path"]} else f"  (seen: {paths})"
         lines.append(
-            f"{r['path']:<10} {r['loss']:>5.0%} {r['bursts']:>6} {r['missed']:>6} "
-            f"{fmt['p50_ms']:>8} {fmt['p95_ms']:>8}{seen}"
+            f"{r['path']:<10} {r['loss']:>5.0%} {r['receiver']:<8} {r['bursts']:>6} "
+            f"{r['missed']:>6} {fmt['p50_ms']:>8} {fmt['p95_ms']:>8}{seen}"
         )
     for key, value in result["summary"].items():
         lines.append(f"{key}: {value}")

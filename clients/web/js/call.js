@@ -60,7 +60,7 @@ export class Call extends EventTarget {
   }
 
   // The TURN relays of `joined.ice_servers` for the next peer connection: well-formed entries
-  // only ({urls: [turn:/turns: URL], username, credential}).
+  // only ({urls: [TURN URLs], username, credential}).
   setIceServers(list) {
     const ok = (u) => typeof u === "string" && /^turns?:/.test(u);
     this.iceServers = (Array.isArray(list) ? list : [])
