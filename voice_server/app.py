@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -24,6 +25,8 @@ from voice_server.identity.keys import load_or_create_key
 from voice_server.media.plane import MediaPlane
 from voice_server.metrics import Family, SignalingCounters
 from voice_server.process_metrics import GC, process_families
+from voice_server.replay.presence import PresenceLog
+from voice_server.replay.sampler import PresenceSampler
 from voice_server.signaling.endpoint import serve_signaling
 from voice_server.signaling.hub import Hub
 from voice_server.signaling.livehub import LiveHub
@@ -41,6 +44,7 @@ from voice_server.web import (
     api_announce,
     api_audit,
     api_auth,
+    api_replay,
     asr_phrases,
     dashboard,
     health,
@@ -125,6 +129,11 @@ def build_state(config: Config) -> AppState:
         members=lambda ch: accounts.users.assignments(ch)[Assignment.MEMBER],
         data_dir=config.data_dir,
     )
+    state.presence = PresenceLog(started_ms=time.time_ns() // 1_000_000)
+    state.presence_sampler = PresenceSampler(
+        state.presence,
+        lambda: [(s.channel, s.sub) for s in hub.registry if media.media_connected(s.id)],
+    )
     state.metrics.register(counters.families)
     state.metrics.register(state.collect_sessions)
     state.metrics.register(media.families)
@@ -148,6 +157,8 @@ def create_app(config: Config) -> FastAPI:
         await asyncio.to_thread(state.spool.start)  # completes .part files a crash left
         await state.media.start()
         state.hub.start()
+        if state.presence_sampler is not None:
+            state.presence_sampler.start()
         supervisor = state.supervisor
         if supervisor is not None:
             supervisor.start()
@@ -164,6 +175,8 @@ def create_app(config: Config) -> FastAPI:
             await purge.stop()
             if state.announcer is not None:
                 await state.announcer.stop()
+            if state.presence_sampler is not None:
+                await state.presence_sampler.stop()
             await state.transcription.stop()
             if supervisor is not None:
                 await supervisor.stop()
@@ -194,6 +207,7 @@ def create_app(config: Config) -> FastAPI:
     app.mount("/dashboard/static", StaticFiles(directory=STATIC_DIR), name="dashboard-static")
     app.include_router(api_announce.router)
     app.include_router(api.router)
+    app.include_router(api_replay.router)
     app.include_router(live_ws.router)
 
     @app.websocket("/internal/transcription")

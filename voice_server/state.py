@@ -12,6 +12,8 @@ from voice_server.calllog.store import CallLog
 from voice_server.config import Config
 from voice_server.media.plane import MediaPlane
 from voice_server.metrics import Family, MetricsRegistry, SignalingCounters
+from voice_server.replay.presence import PresenceLog
+from voice_server.replay.sampler import PresenceSampler
 from voice_server.signaling.hub import Hub
 from voice_server.signaling.livehub import LiveHub
 from voice_server.signaling.sessions import SessionState
@@ -42,6 +44,8 @@ class AppState:
     transcription: TranscriptionMonitor  # up / degraded / stopped, for pages and /readyz
     supervisor: TranscriberSupervisor | None = None  # `serve --transcriber`'s child
     announcer: Announcer | None = None  # spoken announcements (set by app.build_state)
+    presence: PresenceLog | None = None  # who had connected media where (missed-message replay)
+    presence_sampler: PresenceSampler | None = None
     metrics: MetricsRegistry = field(default_factory=MetricsRegistry)
     started: bool = False
     stopping: bool = False

@@ -107,6 +107,7 @@ class Utterance:
     clip: str | None = None  # path of the Ogg/Opus clip, relative to the data directory
     kind: str = "speech"  # one of KINDS
     broadcast_id: str | None = None  # rows of one broadcast (one per reached channel) share it
+    target_sub: str | None = None  # a direct talk's one listener (kind = direct)
 
     def as_api(self, clip_url: str | None, tz: tzinfo | None = None) -> dict[str, Any]:
         return {

@@ -49,7 +49,7 @@ __all__ = [
 
 COLUMNS = (
     "id, uid, channel, speaker_id, speaker_name, start_ms, end_ms, text, words, model, "
-    "language, clip, kind, broadcast_id"
+    "language, clip, kind, broadcast_id, target_sub"
 )
 
 

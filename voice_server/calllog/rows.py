@@ -17,7 +17,7 @@ def row_values(
     rowid: int, u: Utterance, burst_end_ms: int | None, committed_ms: int
 ) -> tuple[Any, ...]:
     """id, uid, channel, speaker_id, speaker_name, start_ms, end_ms, text, norm, words, model,
-    language, clip, burst_end_ms, committed_ms, kind, broadcast_id."""
+    language, clip, burst_end_ms, committed_ms, kind, broadcast_id, target_sub."""
     words = json.dumps(
         [{"word": w.word, "start": w.start, "end": w.end, "conf": w.conf} for w in u.words],
         ensure_ascii=False,
@@ -40,6 +40,7 @@ def row_values(
         committed_ms,
         u.kind,
         u.broadcast_id,
+        u.target_sub,
     )
 
 
@@ -63,6 +64,7 @@ def utterance_of(row: Any) -> Utterance:
         clip=row["clip"],
         kind=row["kind"],
         broadcast_id=row["broadcast_id"],
+        target_sub=row["target_sub"],
     )
 
 

@@ -26,6 +26,7 @@ COLUMNS = (
     "clip",
     "kind",
     "broadcast_id",
+    "target_sub",
 )
 
 

@@ -26,6 +26,7 @@ from voice_server.calllog.model import (
 )
 from voice_server.calllog.normalize import gram_tokens
 from voice_server.calllog.plan import plan
+from voice_server.calllog.replay import replay_args, replay_page, replay_sql
 from voice_server.calllog.rows import GAP_COLUMNS, NORM, gap_values, row_values, utterance_of
 from voice_server.calllog.search import run_plan
 from voice_server.store.database import Database
@@ -34,14 +35,14 @@ __all__ = ["SqliteCallLog"]
 
 _COLUMNS = (
     "id, uid, channel, speaker_id, speaker_name, start_ms, end_ms, text, words, model, "
-    "language, clip, kind, broadcast_id"
+    "language, clip, kind, broadcast_id, target_sub"
 )
 
 
 _INSERT = (
     "INSERT INTO utterance (id, uid, channel, speaker_id, speaker_name, start_ms, end_ms, text, "
-    "norm, words, model, language, clip, burst_end_ms, committed_ms, kind, broadcast_id) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "norm, words, model, language, clip, burst_end_ms, committed_ms, kind, broadcast_id, "
+    "target_sub) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_GRAMS = "INSERT INTO utterance_grams (rowid, grams) VALUES (?, ?)"
 _INSERT_EVENT = "INSERT INTO commit_event (kind, ref, channel, created_ms) VALUES (?, ?, ?, ?)"
@@ -210,3 +211,17 @@ class SqliteCallLog:
         return SearchPage(
             tuple(utterance_of(r) for r in rows), rowids[-1] if more and rowids else None, rowids
         )
+
+    def replay(
+        self,
+        channel: str,
+        viewer: str,
+        *,
+        since_ms: int,
+        before_rowid: int | None = None,
+        limit: int = 50,
+    ) -> SearchPage:
+        args = replay_args(channel, viewer, since_ms, before_rowid, limit)
+        with self._db.connection() as conn:
+            rows = conn.execute(replay_sql(_COLUMNS), args).fetchall()
+        return replay_page(rows, limit, utterance_of)

@@ -228,6 +228,11 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (announcement_id, channel, user_name)
     ) WITHOUT ROWID;
     """,
+    # 7: a direct talk's one listener (kind = direct): members replay their channel's last 24 h
+    # without other people's direct talks (calllog/replay.py)
+    """
+    ALTER TABLE utterance ADD COLUMN target_sub TEXT;
+    """,
 ]
 
 

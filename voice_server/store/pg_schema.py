@@ -200,4 +200,8 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (announcement_id, channel, user_name)
     );
     """,
+    # 4: a direct talk's one listener, as SQLite's 7
+    """
+    ALTER TABLE utterance ADD COLUMN target_sub TEXT;
+    """,
 ]

@@ -28,7 +28,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse
 
 from voice_server.calllog.burst import DONE, SPOOL_DIR
-from voice_server.calllog.model import MAX_UID, UID_RE, parse_time
+from voice_server.calllog.model import BURST_ID_RE, MAX_UID, UID_RE, parse_time
 from voice_server.state import AppState
 from voice_server.web.auth import app_state, authenticate
 from voice_server.web.calllog_access import Filters, clip_signature, fetch_clip, search, view
@@ -181,6 +181,11 @@ def get_clip(
                 raise HTTPException(403, {"code": "forbidden", "message": "bad URL signature"})
         auth = None if signed else authenticate(request)
         utterance = state.calllog.get(burst_id)
+        if utterance is None and signed and BURST_ID_RE.match(burst_id):
+            # a burst a replay listed before the transcriber committed it: still in the spool
+            spooled = Path(state.config.data_dir) / SPOOL_DIR / f"{burst_id}{DONE}"
+            if spooled.is_file():
+                return FileResponse(spooled, media_type="audio/ogg", filename=f"{burst_id}.ogg")
         if utterance is None or not utterance.clip:
             if auth is not None and auth.actor is None:
                 raise HTTPException(401, {"code": "unauthorized", "message": "sign in first"})
