@@ -2,7 +2,7 @@
 // every request for the app's own files goes to the server, and the cached copy is used only
 // when the server cannot be reached, so an update is picked up on the next load (never stuck
 // on an old version). The signaling socket, the API and the metrics are never cached.
-const CACHE = "voice-shell-v3";
+const CACHE = "voice-shell-v4";
 const SHELL = [
   "./",
   "index.html",
@@ -23,6 +23,7 @@ const SHELL = [
   "js/wakelock.js",
   "js/people.js",
   "js/diag.js",
+  "js/replay.js",
 ];
 
 self.addEventListener("install", (event) => {
