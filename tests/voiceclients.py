@@ -81,6 +81,7 @@ def start_client(
     loop: bool = False,
     device_id: str | None = None,
     extra_args: list[str] | None = None,
+    stdin: int | None = None,
 ) -> ClientRun:
     token = server.token(name, channel)
     rec = workdir / f"{name}.wav" if record else None
@@ -106,5 +107,7 @@ def start_client(
     if rec is not None:
         cmd += ["--record", str(rec)]
     cmd += extra_args or []
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     return ClientRun(name, proc, rec)

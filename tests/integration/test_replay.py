@@ -4,7 +4,10 @@ someone else's direct talk is never listed; a non-member is refused; each replay
 
 from __future__ import annotations
 
+import os
+import pty
 import sqlite3
+import struct
 import time
 import wave
 from pathlib import Path
@@ -13,9 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.audio import write_bursts
+from tests.audio import goertzel_power, loud_part, read_mono, write_bursts
 from tests.servers import ServerProcess, running_server
 from tests.voiceclients import start_client
+from voice_client.replay import chime_pcm, http_base, missed_in_order
 from voice_server.calllog.model import Utterance, new_burst_id
 from voice_server.calllog.sqlite import SqliteCallLog
 from voice_server.store.database import Database
@@ -120,3 +124,50 @@ def test_a_member_who_was_away_gets_the_missed_bursts_but_no_one_elses_direct_ta
     assert len([r for r in rows if r[0] == "bob" and r[2] == "ok"]) >= 4
     assert next(r for r in rows if r[0] == "carol")[2] == "denied"
     assert all("direct to" not in r[3] for r in rows)
+
+
+def test_the_headset_replay_key_plays_what_was_missed_oldest_first(tmp_path: Path) -> None:
+    with running_server(tmp_path / "srv") as server:
+        alice = start_client(server, tmp_path, "alice", play=two_bursts(tmp_path / "a.wav"))
+        assert alice.wait() == 0, alice.stderr  # said while bob had no device connected
+        bob_token = server.token("bob", "ops")
+        missed = sorted(
+            (i for i in wait_items(server, bob_token, 2)["items"] if i["missed"]),
+            key=lambda i: i["start"],
+        )
+        assert len(missed) == 2
+        master, slave = pty.openpty()  # the replay key is a terminal key
+        try:
+            bob = start_client(server, tmp_path, "bob", duration=30, stdin=slave)
+            bob.wait_event("media", state="connected", timeout=45)
+            os.write(master, b"r")
+            done = bob.wait_event("replay_done", timeout=45)
+            assert done["played"] == 2
+            assert bob.wait() == 0, bob.stderr
+        finally:
+            os.close(master)
+            os.close(slave)
+        assert [e["id"] for e in bob.of("replay")] == [m["id"] for m in missed]
+        assert all(e["speaker"] == "alice" and e["text"] is None for e in bob.of("replay"))
+        samples, rate = read_mono(bob.record)  # type: ignore[arg-type]
+        part = loud_part(samples, rate)
+        assert goertzel_power(part, rate, 440.0) > 20 * goertzel_power(part, rate, 550.0)
+
+
+def test_the_headset_chime_is_two_short_notes() -> None:
+    pcm = chime_pcm()
+    samples = list(struct.unpack(f"<{len(pcm) // 2}h", pcm))
+    half = len(samples) // 2
+    assert len(samples) == 2 * int(48000 * 0.15) and max(samples) > 3000
+    assert goertzel_power(samples[:half], 48000, 1318.5) > 20 * goertzel_power(
+        samples[:half], 48000, 1046.5
+    )
+    assert http_base("wss://h:8443/voice/ws") == "https://h:8443/voice"
+    body = {
+        "items": [
+            {"id": "b", "missed": True, "clip_url": "/2"},
+            {"id": "a", "missed": True, "clip_url": "/1"},
+            {"id": "c", "missed": False, "clip_url": "/0"},
+        ]
+    }
+    assert [i["id"] for i in missed_in_order(body)] == ["a", "b"]

@@ -52,9 +52,10 @@ class PttState:
 
 @contextlib.contextmanager
 def terminal_keys(
-    key: str, on_key: Callable[[], None], stream: TextIO | None = None
+    keys: dict[str, Callable[[], None]], stream: TextIO | None = None
 ) -> Iterator[bool]:
-    """While the block runs, each press of ``key`` on the terminal calls ``on_key``.
+    """While the block runs, each press of a key of ``keys`` on the terminal calls its function
+    (push-to-talk, replay).
 
     Yields False (and does nothing) when standard input is not a terminal."""
     stream = stream or sys.stdin
@@ -67,8 +68,9 @@ def terminal_keys(
 
     def readable() -> None:
         data = os.read(fd, 64).decode(errors="ignore")
-        if key in data:
-            on_key()
+        for key, on_key in keys.items():
+            if key in data:
+                on_key()
 
     tty.setcbreak(fd)
     loop.add_reader(fd, readable)

@@ -20,7 +20,7 @@ import random
 import signal
 import sys
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -38,6 +38,16 @@ from voice_client.loopback import is_loopback_host, loopback_candidates
 from voice_client.opus import speech_opus
 from voice_client.peer import ClientPeer, DeviceMicTrack, MicTrack, SlotRecorder
 from voice_client.ptt import PttState, evdev_reader, terminal_keys
+from voice_client.replay import (
+    RATE,
+    chime_pcm,
+    decode_clip,
+    fetch_bytes,
+    fetch_json,
+    http_base,
+    missed_in_order,
+    replay_url,
+)
 from voice_client.signaling import (
     Action,
     AnswerOffer,
@@ -57,6 +67,7 @@ __all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_REFUSED", "ClientError", "Options", "r
 
 EXIT_OK = 0
 EXIT_ERROR = 1  # could not connect, connection lost, media failed, cannot write the recording
+LOCAL_MID = "local"  # the playout's stream for cues and replayed clips
 EXIT_REFUSED = 3  # the server refused or ended the session with an error code
 
 PING_INTERVAL = 10.0
@@ -94,6 +105,7 @@ class Options:
     playout_ms: int = 20  # output prebuffer (jitter absorption)
     ptt_key: str | None = " "  # terminal key toggling push-to-talk (None: none)
     ptt_device: str | None = None  # evdev device for a hold-to-talk button
+    replay_key: str | None = "r"  # terminal key: play what was missed (None: none)
     reconnect: bool = True
     report_onsets: bool = False  # print "onset" events (latency benchmark)
     low_latency: bool = True  # skip aiortc's 80 ms audio jitter buffer
@@ -132,6 +144,7 @@ class _Client:
         self.end: End | None = None
         self.leaving = False
         self.media_connected = False
+        self.replaying: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ output
 
@@ -204,6 +217,9 @@ class _Client:
                 await self.do(self.session.answer(sdp, action.revision))
             elif isinstance(action, Emit):
                 self.emit(action.event)
+                event = action.event
+                if event["event"] == "talk_started" and event.get("kind") == "announcement":
+                    self.spawn(self.play_local(chime_pcm()))  # the clip holds speech only
             elif isinstance(action, Duck):
                 self.ducking.set(action.channel, action.slot, action.db)
             elif isinstance(action, Warn):
@@ -250,6 +266,54 @@ class _Client:
         if state == "failed" and not self.leaving and not self.opts.reconnect:
             self.end = End(ok=False, reason="media connection failed")
             self.ended.set()
+
+    # ------------------------------------------------------------ replay and cues
+
+    async def play_local(self, pcm: bytes) -> None:
+        """Play PCM48 that did not come from the server (a cue, a replayed clip) into the
+        recording and, paced in 20 ms frames, the output (whose buffer stays short)."""
+        if self.mix is not None:
+            self.mix.add(int((time.monotonic() - self.t0) * RATE), pcm)
+        frame = RATE // 50 * 2
+        start = time.monotonic()
+        for n, pos in enumerate(range(0, len(pcm), frame)):
+            if self.playout is not None:
+                self.playout.push(LOCAL_MID, pcm[pos : pos + frame])
+            await asyncio.sleep(max(0.0, start + (n + 1) * 0.02 - time.monotonic()))
+
+    def replay_pressed(self) -> None:
+        if self.replaying is None or self.replaying.done():
+            self.replaying = self.spawn(self.replay_missed())
+
+    async def replay_missed(self) -> None:
+        """Fetch what was missed in the channel and play it, oldest first."""
+        url = replay_url(self.opts.url, self.opts.channel)
+        try:
+            body = await asyncio.to_thread(fetch_json, url, self.session.token)
+        except (OSError, ValueError) as exc:
+            self.warn(f"replay failed: {exc}")
+            return
+        items = missed_in_order(body)
+        self.emit({"event": "replay_list", "missed": len(items)})
+        base = http_base(self.opts.url)
+        for item in items:
+            try:
+                data = await asyncio.to_thread(fetch_bytes, base + item["clip_url"])
+                pcm = await asyncio.to_thread(decode_clip, data)
+            except Exception as exc:  # one bad clip: say so and go on with the next
+                self.warn(f"replay of {item['id']} failed: {exc}")
+                continue
+            self.emit(
+                {
+                    "event": "replay",
+                    "id": item["id"],
+                    "speaker": item["speaker_name"],
+                    "start": item["start"],
+                    "text": item["text"],
+                }
+            )
+            await self.play_local(pcm)  # one message after the other
+        self.emit({"event": "replay_done", "played": len(items)})
 
     def start_recorder(self, mid: str, track: MediaStreamTrack) -> None:
         playout = self.playout
@@ -384,9 +448,13 @@ class _Client:
                 self.loop.add_signal_handler(sig, stop.set)
         keys = contextlib.ExitStack()
         try:
+            pressed: dict[str, Callable[[], None]] = {}
             if opts.mode is GateMode.PTT and opts.ptt_key:
-                key = opts.ptt_key
-                keys.enter_context(terminal_keys(key, lambda: self.ptt.toggle("key")))
+                pressed[opts.ptt_key] = lambda: self.ptt.toggle("key")
+            if opts.replay_key:
+                pressed[opts.replay_key] = self.replay_pressed
+            if pressed:
+                keys.enter_context(terminal_keys(pressed))
             if opts.mode is GateMode.PTT and opts.ptt_device:
                 self.spawn(self.ptt_device(opts.ptt_device))
             while ws is not None:
