@@ -14,9 +14,12 @@ from fastapi.staticfiles import StaticFiles
 
 from voice_server.accounts.bundle import Accounts
 from voice_server.accounts.users import Assignment
-from voice_server.announce.service import Announcer
+from voice_server.announce.request import AnnounceRequest
+from voice_server.announce.schedule_store import ScheduleStore
+from voice_server.announce.scheduler import Scheduler
+from voice_server.announce.service import Announcer, Author
 from voice_server.announce.stage import PlaneStage
-from voice_server.announce.store import AnnouncementStore
+from voice_server.announce.store import Announcement, AnnouncementStore
 from voice_server.backends.seam import open_call_log, open_database, purge_store
 from voice_server.calllog.purge import Purger
 from voice_server.calllog.schedule import PurgeSchedule
@@ -45,6 +48,7 @@ from voice_server.web import (
     api_audit,
     api_auth,
     api_replay,
+    api_schedules,
     asr_phrases,
     dashboard,
     health,
@@ -129,6 +133,13 @@ def build_state(config: Config) -> AppState:
         members=lambda ch: accounts.users.assignments(ch)[Assignment.MEMBER],
         data_dir=config.data_dir,
     )
+    state.schedules = ScheduleStore(db)
+    announcer = state.announcer
+
+    async def fire(author: str, name: str, request: AnnounceRequest) -> Announcement:
+        return await announcer.announce(Author(author, name), request, request.channels or ())
+
+    state.scheduler = Scheduler(state.schedules, fire)
     state.presence = PresenceLog(started_ms=time.time_ns() // 1_000_000)
     state.presence_sampler = PresenceSampler(
         state.presence,
@@ -159,6 +170,8 @@ def create_app(config: Config) -> FastAPI:
         state.hub.start()
         if state.presence_sampler is not None:
             state.presence_sampler.start()
+        if state.scheduler is not None:
+            state.scheduler.start()
         supervisor = state.supervisor
         if supervisor is not None:
             supervisor.start()
@@ -177,6 +190,8 @@ def create_app(config: Config) -> FastAPI:
                 await state.announcer.stop()
             if state.presence_sampler is not None:
                 await state.presence_sampler.stop()
+            if state.scheduler is not None:
+                await state.scheduler.stop()
             await state.transcription.stop()
             if supervisor is not None:
                 await supervisor.stop()
@@ -205,6 +220,7 @@ def create_app(config: Config) -> FastAPI:
     app.include_router(signin_pages.router)
     app.include_router(dashboard.router)
     app.mount("/dashboard/static", StaticFiles(directory=STATIC_DIR), name="dashboard-static")
+    app.include_router(api_schedules.router)  # before /announcements/{id}
     app.include_router(api_announce.router)
     app.include_router(api.router)
     app.include_router(api_replay.router)

@@ -7,6 +7,8 @@ import sqlite3
 from dataclasses import dataclass, field
 
 from voice_server.accounts.bundle import Accounts
+from voice_server.announce.schedule_store import ScheduleStore
+from voice_server.announce.scheduler import Scheduler
 from voice_server.announce.service import Announcer
 from voice_server.calllog.store import CallLog
 from voice_server.config import Config
@@ -44,6 +46,8 @@ class AppState:
     transcription: TranscriptionMonitor  # up / degraded / stopped, for pages and /readyz
     supervisor: TranscriberSupervisor | None = None  # `serve --transcriber`'s child
     announcer: Announcer | None = None  # spoken announcements (set by app.build_state)
+    schedules: ScheduleStore | None = None  # scheduled announcements
+    scheduler: Scheduler | None = None  # fires them (one winner per fire per deployment)
     presence: PresenceLog | None = None  # who had connected media where (missed-message replay)
     presence_sampler: PresenceSampler | None = None
     metrics: MetricsRegistry = field(default_factory=MetricsRegistry)

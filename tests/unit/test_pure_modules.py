@@ -47,6 +47,7 @@ PURE = [
     "voice_server.calllog.replay",
     "voice_server.replay.presence",
     "voice_server.replay.listing",
+    "voice_server.announce.schedule",
 ]
 FORBIDDEN = {
     "asyncio",

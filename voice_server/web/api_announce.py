@@ -5,10 +5,9 @@ target channel's fate and who has not heard it. Errors are ``{"error", "message"
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 
@@ -20,7 +19,8 @@ from voice_server.announce.store import Announcement
 from voice_server.audit.chain import Result
 from voice_server.calllog.model import BURST_ID_RE, iso
 from voice_server.state import AppState
-from voice_server.web.auth import Auth, app_state, authenticate, client_address, csrf
+from voice_server.web.announce_schedule import create_scheduled, json_body
+from voice_server.web.auth import Auth, app_state, authenticate, client_address
 from voice_server.web.policy import Action, Actor, channels_for
 
 __all__ = ["announcement_json", "create", "router"]
@@ -117,19 +117,26 @@ async def create(request: Request, auth: Auth, body: Any) -> Announcement:
 @router.post("/announcements", status_code=201)
 async def post_announcement(request: Request, auth: AuthDep) -> Any:
     """Speak ``text`` into ``channels`` (default: all one supervises): 201 ``{"id", ...}``."""
-    if auth.actor is None:
-        return _error(401, "unauthorized", "sign in first")
     try:
-        csrf(request, auth)
-    except HTTPException as exc:
-        return _error(exc.status_code, "csrf", "missing or wrong CSRF token")
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        return _error(413, "too_large", "the body is too large")
-    try:
-        body = json.loads(raw or b"null")
-    except (ValueError, UnicodeDecodeError):
-        return _error(400, "bad_request", "the body is not JSON")
+        body = await json_body(request, auth)
+    except AnnounceError as exc:
+        return _error(exc.status, exc.code, exc.message)
+    if isinstance(body, dict) and "schedule" in body:
+        try:
+            s = await create_scheduled(request, auth, body)
+        except AnnounceError as exc:
+            return _error(exc.status, exc.code, exc.message)
+        state = app_state(request)
+        return JSONResponse(
+            {
+                "id": s.id,
+                "status": "scheduled",
+                "channels": list(s.request.channels or ()),
+                "schedule": s.schedule.as_json(),
+                "next": iso(s.next_ms, state.config.zone) if s.next_ms is not None else None,
+            },
+            status_code=201,
+        )
     try:
         a = await create(request, auth, body)
     except AnnounceError as exc:
