@@ -212,3 +212,50 @@ def test_payloads_as_announcement_text_render_as_text_and_never_run(
         page.goto(f"{server.url}/dashboard/about")
         assert "CC BY 3.0" in (page.text_content("#credit-mei") or "")
         browser.close()
+
+
+def test_scheduled_announcements_are_listed_as_text_edited_and_cancelled_in_the_dashboard(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    payload = next(p for p in PAYLOADS if "<" in p and any(c.isalpha() for c in p))
+    with playwright_api.sync_playwright() as pw:
+        browser = launch_chromium(pw)
+        context = browser.new_context(bypass_csp=True, locale="ja-JP")
+        context.add_init_script(INIT)
+        page = context.new_page()
+        page.goto(f"{server.url}/signin")
+        page.fill("input[name=name]", "root")
+        page.fill("input[name=password]", password("root"))
+        page.click("#password-form button[type=submit]")
+        page.wait_for_url(f"{server.url}/dashboard")
+        page.goto(f"{server.url}/dashboard/announcements")
+        # a time in the past is refused with a message, nothing stored
+        page.fill("textarea[name=text]", payload)
+        page.check("#announce-form input[name=when][value=at]")
+        page.fill("#announce-form input[name=at]", "2020-01-01T17:00")
+        page.click("#announce-form button[type=submit]")
+        page.wait_for_selector("#announce-error")
+        assert page.locator("#schedules li").count() == 0
+        page.fill("textarea[name=text]", payload)
+        page.check("#announce-form input[name=when][value=daily]")
+        page.fill("#announce-form input[name=daily_at]", "17:00")
+        page.uncheck("#announce-form input[name=days][value=sun]")
+        page.click("#announce-form button[type=submit]")
+        page.wait_for_selector("#announce-scheduled, #announce-error")
+        assert page.locator("#announce-error").count() == 0, page.text_content("#announce-error")
+        item = page.locator("#schedules li.schedule").first
+        assert item.locator(".announcement-text").text_content() == payload
+        assert item.get_attribute("data-status") == "active"
+        item.locator("summary").click()
+        item.locator("form.schedule-edit textarea").fill("避難所Aは18時に閉鎖します")
+        item.locator("form.schedule-edit input[name=daily_at]").fill("18:00")
+        item.locator("form.schedule-edit button[type=submit]").click()
+        page.wait_for_load_state()
+        item = page.locator("#schedules li.schedule").first
+        assert item.locator(".announcement-text").text_content() == "避難所Aは18時に閉鎖します"
+        assert "18:00" in (item.text_content() or "")
+        item.locator("form.schedule-cancel button").click()
+        page.wait_for_selector("#schedules li.schedule[data-status=cancelled]")
+        assert page.evaluate("window.__xss") == []
+        page.screenshot(path=str(tmp_path / "schedules.png"), full_page=True)
+        browser.close()
