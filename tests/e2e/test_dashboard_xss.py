@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -166,6 +167,20 @@ def test_payloads_as_display_names_render_as_text_and_never_run(
         browser.close()
 
 
+def root_page(pw: Any, server: ServerProcess) -> tuple[Any, Any]:
+    """Chromium signed in as root on the dashboard (Japanese, the XSS probe installed)."""
+    browser = launch_chromium(pw)
+    context = browser.new_context(bypass_csp=True, locale="ja-JP")
+    context.add_init_script(INIT)
+    page = context.new_page()
+    page.goto(f"{server.url}/signin")
+    page.fill("input[name=name]", "root")
+    page.fill("input[name=password]", password("root"))
+    page.click("#password-form button[type=submit]")
+    page.wait_for_url(f"{server.url}/dashboard")
+    return browser, page
+
+
 def test_payloads_as_announcement_text_render_as_text_and_never_run(
     server: ServerProcess, tmp_path: Path
 ) -> None:
@@ -184,15 +199,7 @@ def test_payloads_as_announcement_text_render_as_text_and_never_run(
         )
         assert r.status_code == 201, r.text
     with playwright_api.sync_playwright() as pw:
-        browser = launch_chromium(pw)
-        context = browser.new_context(bypass_csp=True, locale="ja-JP")
-        context.add_init_script(INIT)
-        page = context.new_page()
-        page.goto(f"{server.url}/signin")
-        page.fill("input[name=name]", "root")
-        page.fill("input[name=password]", password("root"))
-        page.click("#password-form button[type=submit]")
-        page.wait_for_url(f"{server.url}/dashboard")
+        browser, page = root_page(pw, server)
         page.goto(f"{server.url}/dashboard/announcements")
         page.fill("textarea[name=text]", spoken[0])
         page.click("#announce-form button[type=submit]")
@@ -219,15 +226,7 @@ def test_scheduled_announcements_are_listed_as_text_edited_and_cancelled_in_the_
 ) -> None:
     payload = next(p for p in PAYLOADS if "<" in p and any(c.isalpha() for c in p))
     with playwright_api.sync_playwright() as pw:
-        browser = launch_chromium(pw)
-        context = browser.new_context(bypass_csp=True, locale="ja-JP")
-        context.add_init_script(INIT)
-        page = context.new_page()
-        page.goto(f"{server.url}/signin")
-        page.fill("input[name=name]", "root")
-        page.fill("input[name=password]", password("root"))
-        page.click("#password-form button[type=submit]")
-        page.wait_for_url(f"{server.url}/dashboard")
+        browser, page = root_page(pw, server)
         page.goto(f"{server.url}/dashboard/announcements")
         # a time in the past is refused with a message, nothing stored
         page.fill("textarea[name=text]", payload)
