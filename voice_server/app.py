@@ -47,6 +47,7 @@ from voice_server.web import (
     api_announce,
     api_audit,
     api_auth,
+    api_recorded,
     api_replay,
     api_schedules,
     asr_phrases,
@@ -222,6 +223,7 @@ def create_app(config: Config) -> FastAPI:
     app.mount("/dashboard/static", StaticFiles(directory=STATIC_DIR), name="dashboard-static")
     app.include_router(api_schedules.router)  # before /announcements/{id}
     app.include_router(api_announce.router)
+    app.include_router(api_recorded.router)
     app.include_router(api.router)
     app.include_router(api_replay.router)
     app.include_router(live_ws.router)

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
+from tests.announcing import boss_of_a
 from tests.servers import running_server
 from tests.voiceclients import start_client
 
@@ -34,11 +35,7 @@ def test_schedules_are_checked_survive_a_restart_fire_once_and_can_be_edited_and
     tmp_path: Path,
 ) -> None:
     with running_server(tmp_path / "srv", channels=("a", "b")) as server:
-        server.cli("users", "add", "boss", "--role", "supervisor", "--no-password")
-        server.cli("users", "add", "ma", "--role", "staff", "--no-password", "--channel", "a")
-        server.cli("channels", "assign", "a", "--supervisor", "boss")
-        token = server.token("boss", "a", "b", role="supervisor", aud="api")
-        headers = {"Authorization": f"Bearer {token}"}
+        headers = boss_of_a(server)
         url = f"{server.url}/api/v1/announcements"
 
         def post(body: dict[str, Any]) -> httpx.Response:

@@ -26,6 +26,7 @@ __all__ = [
     "cancel_scheduled",
     "create_scheduled",
     "json_body",
+    "require_csrf",
     "schedule_json",
     "update_scheduled",
     "visible_channels",
@@ -35,15 +36,20 @@ __all__ = [
 MAX_BODY = 16 * 1024
 
 
+def require_csrf(request: Request, auth: Auth, form_value: str | None = None) -> None:
+    """The CSRF check of a state-changing request (sessions only), as an AnnounceError."""
+    try:
+        csrf(request, auth, form_value)
+    except HTTPException as exc:
+        raise AnnounceError("csrf", "missing or wrong CSRF token", exc.status_code) from None
+
+
 async def json_body(request: Request, auth: Auth) -> Any:
     """The JSON body of a state-changing request by a signed-in caller (CSRF checked for
     sessions); AnnounceError 401/403/413/400 otherwise."""
     if auth.actor is None:
         raise AnnounceError("unauthorized", "sign in first", 401)
-    try:
-        csrf(request, auth)
-    except HTTPException as exc:
-        raise AnnounceError("csrf", "missing or wrong CSRF token", exc.status_code) from None
+    require_csrf(request, auth)
     raw = await request.body()
     if len(raw) > MAX_BODY:
         raise AnnounceError("too_large", "the body is too large", 413)
