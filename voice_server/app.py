@@ -14,12 +14,11 @@ from fastapi.staticfiles import StaticFiles
 
 from voice_server.accounts.bundle import Accounts
 from voice_server.accounts.users import Assignment
-from voice_server.announce.request import AnnounceRequest
 from voice_server.announce.schedule_store import ScheduleStore
 from voice_server.announce.scheduler import Scheduler
-from voice_server.announce.service import Announcer, Author
+from voice_server.announce.service import Announcer
 from voice_server.announce.stage import PlaneStage
-from voice_server.announce.store import Announcement, AnnouncementStore
+from voice_server.announce.store import AnnouncementStore
 from voice_server.backends.seam import open_call_log, open_database, purge_store
 from voice_server.calllog.purge import Purger
 from voice_server.calllog.schedule import PurgeSchedule
@@ -56,6 +55,7 @@ from voice_server.web import (
     signin_pages,
 )
 from voice_server.web import live as live_ws
+from voice_server.web.announce_schedule import fire_as_author
 from voice_server.web.common import validation_error_handler
 from voice_server.web.pages import PageExit, page_exit_handler
 from voice_server.web.security import SecurityHeaders
@@ -135,18 +135,15 @@ def build_state(config: Config) -> AppState:
         data_dir=config.data_dir,
     )
     state.schedules = ScheduleStore(db)
-    announcer = state.announcer
-
-    async def fire(author: str, name: str, request: AnnounceRequest) -> Announcement:
-        return await announcer.announce(Author(author, name), request, request.channels or ())
-
-    state.scheduler = Scheduler(state.schedules, fire)
+    state.scheduler = Scheduler(state.schedules, fire_as_author(state))
     state.presence = PresenceLog(started_ms=time.time_ns() // 1_000_000)
     state.presence_sampler = PresenceSampler(
         state.presence,
         lambda: [(s.channel, s.sub) for s in hub.registry if media.media_connected(s.id)],
     )
     state.metrics.register(counters.families)
+    state.metrics.register(state.presence_sampler.families)
+    state.metrics.register(state.scheduler.families)
     state.metrics.register(state.collect_sessions)
     state.metrics.register(media.families)
     state.metrics.register(link.families)

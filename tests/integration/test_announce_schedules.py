@@ -4,6 +4,7 @@ edited and cancelled; only supervisors of all its channels may change it."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -122,3 +123,36 @@ def test_schedules_are_checked_survive_a_restart_fire_once_and_can_be_edited_and
         assert r.json() == {"id": daily["id"], "status": "cancelled"}
         r = httpx.delete(f"{url}/schedules/{daily['id']}", headers=headers)
         assert (r.status_code, r.json()["error"]) == (409, "not_active")
+
+
+def test_a_schedule_whose_author_lost_the_channel_fails_at_fire_time_and_is_counted(
+    tmp_path: Path,
+) -> None:
+    with running_server(tmp_path / "srv", channels=("a", "b")) as server:
+        headers = boss_of_a(server)
+        url = f"{server.url}/api/v1/announcements"
+        r = httpx.post(
+            url,
+            json={"text": "点検を始めます", "channels": ["a"], "schedule": {"at": local(6)}},
+            headers=headers,
+            timeout=30,
+        )
+        assert r.status_code == 201, r.text
+        schedule_id = r.json()["id"]
+        server.cli("channels", "unassign", "a", "--supervisor", "boss")
+        deadline = time.monotonic() + 60
+        fires: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and not fires:
+            # boss no longer sees it: watch the scheduler's metric, then read the database
+            metrics = httpx.get(f"{server.url}/metrics", timeout=30).text
+            if 'voice_announcement_schedule_fires_total{result="failed"} 1' in metrics:
+                fires = [{"status": "failed"}]
+            time.sleep(0.3)
+        assert fires, "the fire never failed"
+        with sqlite3.connect(server.data_dir / "voice.db") as conn:
+            row = conn.execute(
+                "SELECT status, error, announcement_id FROM announcement_fire "
+                "WHERE schedule_id = ?",
+                (schedule_id,),
+            ).fetchone()
+        assert row[0] == "failed" and "supervises none" in row[1] and row[2] is None

@@ -19,6 +19,7 @@ from voice_server.announce.request import AnnounceRequest
 from voice_server.announce.schedule import due, next_fire
 from voice_server.announce.schedule_store import Scheduled, ScheduleStore
 from voice_server.announce.store import Announcement
+from voice_server.metrics import Family
 from voice_server.periodic import Periodic
 
 __all__ = ["POLL_SECONDS", "Scheduler"]
@@ -43,6 +44,7 @@ class Scheduler(Periodic):
         self.clock = clock
         self.fired = 0
         self.missed = 0
+        self.failed = 0
 
     async def tick(self) -> list[tuple[str, int, str]]:
         """One pass: ``(schedule id, due ms, fired|missed)`` of the fires this process won."""
@@ -75,9 +77,19 @@ class Scheduler(Periodic):
         try:
             a = await self._fire(s.author, s.author_name, s.request)
         except Exception as exc:
+            self.failed += 1
             message = getattr(exc, "message", type(exc).__name__)
             log.warning("scheduled announcement failed", extra={"schedule": s.id, "error": message})
             await asyncio.to_thread(self.store.finish_fire, s.id, due_ms, "failed", None, message)
             return
         self.fired += 1
         await asyncio.to_thread(self.store.finish_fire, s.id, due_ms, "played", a.id)
+
+    def families(self) -> list[Family]:
+        fam = Family(
+            "voice_announcement_schedule_fires_total",
+            "counter",
+            "Scheduled announcement fires this process won, by result",
+        )
+        fam.add(self.fired, result="played").add(self.missed, result="missed")
+        return [fam.add(self.failed, result="failed")]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 
+from voice_server.metrics import Family
 from voice_server.periodic import Periodic
 from voice_server.replay.presence import PresenceLog
 
@@ -23,3 +24,12 @@ class PresenceSampler(Periodic):
 
     async def sample(self) -> None:
         self.presence.sample(time.time_ns() // 1_000_000, list(self._connected()))
+
+    def families(self) -> list[Family]:
+        return [
+            Family(
+                "voice_replay_presence_dropped_total",
+                "counter",
+                "Presence intervals dropped (a user/channel pair over its bound)",
+            ).add(self.presence.dropped)
+        ]

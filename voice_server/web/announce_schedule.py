@@ -13,14 +13,17 @@ from typing import Any
 
 from fastapi import HTTPException, Request
 
-from voice_server.announce.request import AnnounceError, parse, targets
+from voice_server.announce.request import AnnounceError, AnnounceRequest, parse, targets
 from voice_server.announce.schedule import next_fire, parse_schedule
 from voice_server.announce.schedule_store import Scheduled, ScheduleStore
+from voice_server.announce.service import Author
+from voice_server.announce.store import Announcement
 from voice_server.audit.chain import Result
 from voice_server.calllog.model import BURST_ID_RE, iso, new_burst_id
+from voice_server.identity.principal import DirectoryRefusal
 from voice_server.state import AppState
 from voice_server.web.auth import Auth, app_state, client_address, csrf
-from voice_server.web.policy import Action, Actor, channels_for
+from voice_server.web.policy import Action, Actor, actor_from_record, channels_for, decide
 
 __all__ = [
     "cancel_scheduled",
@@ -221,3 +224,34 @@ async def cancel_scheduled(request: Request, auth: Auth, schedule_id: str) -> Sc
     cancelled = await asyncio.to_thread(store.get, found.id)
     assert cancelled is not None
     return cancelled
+
+
+def _still_allowed(state: AppState, author: str, channels: tuple[str, ...]) -> tuple[str, ...]:
+    """Of ``channels``, those the author may still announce into (blocking)."""
+    try:
+        record = state.accounts.directory.lookup(author)
+    except DirectoryRefusal:
+        raise AnnounceError("author_gone", "the author's account no longer exists", 403) from None
+    if record is None:  # token-only mode: nothing to check against
+        return channels
+    if not record.enabled:
+        raise AnnounceError("author_disabled", "the author's account is disabled", 403)
+    actor = actor_from_record(record)
+    return tuple(c for c in channels if decide(actor, Action.ANNOUNCE, channel=c))
+
+
+def fire_as_author(state: AppState) -> Any:
+    """The scheduler's fire: re-checks the author's rights at fire time (a supervisor who lost a
+    channel, or was disabled, no longer announces there), then plays."""
+
+    async def fire(author: str, name: str, request: AnnounceRequest) -> Announcement:
+        announcer = state.announcer
+        if announcer is None:
+            raise AnnounceError("unavailable", "announcements are off", 503)
+        asked = request.channels or ()
+        channels = await asyncio.to_thread(_still_allowed, state, author, asked)
+        if not channels:
+            raise AnnounceError("channel_not_supervised", "the author supervises none of them", 403)
+        return await announcer.announce(Author(author, name), request, channels)
+
+    return fire
