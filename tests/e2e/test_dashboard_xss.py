@@ -210,7 +210,7 @@ def test_payloads_as_announcement_text_render_as_text_and_never_run(
         page.wait_for_selector("#announce-error", timeout=60_000)
         page.goto(f"{server.url}/dashboard/announcements")
         texts = page.evaluate(
-            "[...document.querySelectorAll('.announcement-text')].map(p => p.textContent)"
+            "[...document.querySelectorAll('li.announcement .announcement-text')].map(p => p.textContent)"
         )
         assert sorted(texts) == sorted(spoken)  # the refused one was not stored
         assert page.evaluate("window.__xss") == []
@@ -257,4 +257,32 @@ def test_scheduled_announcements_are_listed_as_text_edited_and_cancelled_in_the_
         page.wait_for_selector("#schedules li.schedule[data-status=cancelled]")
         assert page.evaluate("window.__xss") == []
         page.screenshot(path=str(tmp_path / "schedules.png"), full_page=True)
+        browser.close()
+
+
+def test_a_recording_uploaded_in_the_dashboard_is_announced_with_its_title_as_text(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    from tests.audio import write_tone
+
+    payload = next(p for p in PAYLOADS if "<" in p and any(c.isalpha() for c in p))
+    wav = write_tone(tmp_path / "memo.wav", 660.0, 1.0)
+    junk = tmp_path / "memo.txt"
+    junk.write_text("not audio")
+    with playwright_api.sync_playwright() as pw:
+        browser, page = root_page(pw, server)
+        page.goto(f"{server.url}/dashboard/announcements")
+        page.set_input_files("#recorded-form input[name=file]", str(junk))
+        page.click("#recorded-form button[type=submit]")
+        page.wait_for_selector("#announce-error")
+        page.set_input_files("#recorded-form input[name=file]", str(wav))
+        page.fill("#recorded-form input[name=text]", payload)
+        page.click("#recorded-form button[type=submit]")
+        page.wait_for_selector("#announce-sent", timeout=60_000)
+        texts = page.evaluate(
+            "[...document.querySelectorAll('li.announcement .announcement-text')]"
+            ".map(p => p.textContent)"
+        )
+        assert payload in texts
+        assert page.evaluate("window.__xss") == []
         browser.close()

@@ -18,6 +18,7 @@ from voice_server.web.announce_schedule import (
     update_scheduled,
 )
 from voice_server.web.api_announce import announcement_json, create
+from voice_server.web.api_recorded import read_upload
 from voice_server.web.auth import Auth, app_state, authenticate, csrf
 from voice_server.web.pages import csrf_of, guard
 from voice_server.web.policy import Action, Actor, channels_for
@@ -113,6 +114,18 @@ def _schedule_form(when: str, at: str, daily_at: str, days: list[str] | None) ->
     if when == "daily":
         return {"daily_at": daily_at, "days": days or []}
     raise AnnounceError("bad_schedule", "choose now, once or daily", 400)
+
+
+@router.post("/dashboard/announcements/recorded", response_class=HTMLResponse)
+async def recorded_form(request: Request, auth: AuthDep) -> HTMLResponse:
+    """A recording uploaded from the dashboard (multipart, the CSRF token in the form)."""
+    actor = guard(request, auth, Action.DASHBOARD)
+    try:
+        body, data = await read_upload(request, auth)
+        await create(request, auth, body, upload=data)
+    except AnnounceError as exc:
+        return _page(request, auth, actor, exc.status, error=exc.message)
+    return _page(request, auth, actor, 201, sent=True)
 
 
 @router.post("/dashboard/announcements/schedules/{schedule_id}/edit", response_class=HTMLResponse)

@@ -70,6 +70,13 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "announce_status_playing": ("放送中", "Playing"),
     "announce_status_done": ("完了", "Done"),
     "announce_status_failed": ("失敗", "Failed"),
+    "recorded_file": ("録音ファイルを放送", "Announce a recording"),
+    "recorded_hint": (
+        "10 MB・120 秒まで。WAV、MP3、M4A、Ogg、FLAC、WebM など。",
+        "Up to 10 MB and 120 s: WAV, MP3, M4A, Ogg, FLAC, WebM…",
+    ),
+    "recorded_title": ("通話記録に残す説明(任意)", "What the call log shows (optional)"),
+    "recorded_send": ("録音を放送する", "Play the recording"),
     "announce_when": ("放送の時刻", "When"),
     "announce_now": ("今すぐ", "Now"),
     "announce_at": ("日時を指定(1回)", "Once, at"),
