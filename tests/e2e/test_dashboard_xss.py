@@ -210,7 +210,8 @@ def test_payloads_as_announcement_text_render_as_text_and_never_run(
         page.wait_for_selector("#announce-error", timeout=60_000)
         page.goto(f"{server.url}/dashboard/announcements")
         texts = page.evaluate(
-            "[...document.querySelectorAll('li.announcement .announcement-text')].map(p => p.textContent)"
+            "[...document.querySelectorAll('li.announcement .announcement-text')]"
+            ".map(p => p.textContent)"
         )
         assert sorted(texts) == sorted(spoken)  # the refused one was not stored
         assert page.evaluate("window.__xss") == []
