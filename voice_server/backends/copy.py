@@ -33,6 +33,11 @@ TABLES: list[tuple[str, str | None]] = [
     ("utterance", None),
     ("gap", "id"),
     ("commit_event", "seq"),
+    ("announcement", None),
+    ("announcement_target", None),
+    ("announcement_heard", None),
+    ("announcement_schedule", None),
+    ("announcement_fire", None),
 ]
 
 
