@@ -108,4 +108,7 @@ def test_uploaded_recordings_are_played_and_bad_files_refused_with_nothing_store
         assert stored() == (2, 2)
     samples, rate = read_mono(listener.record)  # type: ignore[arg-type]
     part = loud_part(samples, rate)
-    assert goertzel_power(part, rate, 660.0) > 20 * goertzel_power(part, rate, 550.0)
+    control = goertzel_power(part, rate, 550.0)
+    assert goertzel_power(part, rate, 660.0) > 20 * control
+    # the headset played its chime before each announcement (the clips hold no chime)
+    assert goertzel_power(part, rate, 1046.5) > 20 * control  # its second note
