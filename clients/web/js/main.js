@@ -666,7 +666,7 @@ class App {
     if (this.signedInCall) return; // capped by the session: its warning says when it ends
     const time = new Date(expiresAt * 1000).toLocaleTimeString();
     this.warn(t("token_expiring", { time }));
-    $("call").querySelector("details.settings").open = true;
+    $("settings").open = true;
   }
 
   renewToken(token) {
