@@ -1,6 +1,8 @@
 """Bursts in the spool (``spool/<id>.ogg``: accepted, not yet committed) of one channel, read
 from their Ogg tags, so a member can replay a burst from its end, before the transcriber catches
-up. At most :data:`MAX_FILES` of the newest files in the window are read per call."""
+up. At most :data:`MAX_FILES` of the newest files in the window are looked at per call, and of
+each only its head (the tags); its end is the file's modification time (the spool writer closes
+and renames it at the burst's end)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from voice_server.replay.listing import PendingBurst
 __all__ = ["MAX_FILES", "pending_bursts"]
 
 MAX_FILES = 200
-MAX_BYTES = 4 * 1024 * 1024
+HEAD_BYTES = 16 * 1024  # OpusHead and OpusTags are the first two pages
 
 
 def pending_bursts(data_dir: Path, channel: str, since_ms: int) -> list[PendingBurst]:
@@ -41,14 +43,14 @@ def pending_bursts(data_dir: Path, channel: str, since_ms: int) -> list[PendingB
 def _read(path: Path, channel: str) -> PendingBurst | None:
     try:
         with path.open("rb") as f:
-            data = f.read(MAX_BYTES)
-        ogg = read_ogg_opus(data)
-        meta = BurstMeta.from_tags(ogg.tags)
+            data = f.read(HEAD_BYTES)
+            mtime_ms = os.fstat(f.fileno()).st_mtime_ns // 1_000_000
+        meta = BurstMeta.from_tags(read_ogg_opus(data).tags)
     except (OSError, OggError, ValueError):
         return None  # moved to its clip meanwhile (committed), or not a burst
     if meta.channel != channel:
         return None
-    end_ms = meta.start_ms + ogg.granule // 48
+    end_ms = max(meta.start_ms, mtime_ms)
     return PendingBurst(
         meta.id, meta.channel, meta.speaker_id, meta.speaker_name, meta.start_ms, end_ms
     )

@@ -43,7 +43,7 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
 
 
-def _answer(handler: Callable[[], Any]) -> Any:
+def answer(handler: Callable[[], Any]) -> Any:
     """Run ``handler``; refusals (401/403 from auth and policy, 400, 404) as ``{"error",
     "message"}``."""
     try:
@@ -54,7 +54,7 @@ def _answer(handler: Callable[[], Any]) -> Any:
         return _error(exc.status_code, code, str(detail.get("message", "")))
 
 
-def _invalid(message: str) -> HTTPException:
+def invalid(message: str) -> HTTPException:
     return HTTPException(400, {"code": "invalid_parameter", "message": message})
 
 
@@ -64,7 +64,7 @@ def _time(name: str, value: str | None) -> int | None:
     try:
         return parse_time(value)
     except ValueError:
-        raise _invalid(f"{name} must be ISO 8601 with a time zone") from None
+        raise invalid(f"{name} must be ISO 8601 with a time zone") from None
 
 
 def filters_of(
@@ -97,16 +97,16 @@ def list_utterances(
         filters = filters_of(q, channel, speaker, since, until)
         text = limit or "50"
         if not text.isdigit():
-            raise _invalid("limit must be a number")
+            raise invalid("limit must be a number")
         try:
             found = search(request, auth, filters, cursor=cursor, limit=int(text))
         except ValueError as exc:
-            raise _invalid(str(exc)) from None
+            raise invalid(str(exc)) from None
         tz = app_state(request).config.zone
         items = [h.utterance.as_api(h.clip_url, tz) for h in found.hits]
         return JSONResponse({"items": items, "next_cursor": found.next_cursor})
 
-    return _answer(run)
+    return answer(run)
 
 
 @router.get(
@@ -130,7 +130,7 @@ def export_utterances(
         auth = authenticate(request)
         return export_response(request, auth, filters_of(q, channel, speaker, since, until), format)
 
-    return _answer(run)
+    return answer(run)
 
 
 @router.get("/utterances/{burst_id}")
@@ -145,7 +145,7 @@ def get_utterance(burst_id: Annotated[str, PathParam(max_length=MAX_UID)], reque
         tz = app_state(request).config.zone
         return JSONResponse(hit.utterance.as_api(hit.clip_url, tz))
 
-    return _answer(run)
+    return answer(run)
 
 
 def _clip_path(state: AppState, burst_id: str, clip: str) -> Path:
@@ -199,4 +199,4 @@ def get_clip(
             headers={"Cache-Control": "private, max-age=300"},
         )
 
-    return _answer(run)
+    return answer(run)

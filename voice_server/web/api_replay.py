@@ -26,7 +26,7 @@ from voice_server.identity.tokens import Audience, TokenError, verify_token
 from voice_server.replay.listing import ReplayItem, merge
 from voice_server.replay.pending import pending_bursts
 from voice_server.state import AppState
-from voice_server.web.api import _answer, _invalid
+from voice_server.web.api import answer, invalid
 from voice_server.web.auth import MAX_BEARER, Auth, app_state, authenticate, client_address
 from voice_server.web.calllog_access import clip_signature
 from voice_server.web.common import require
@@ -78,11 +78,11 @@ def replay(
         actor = require(request, auth, Action.REPLAY, channel=channel)
         text = limit or "50"
         if not text.isdigit() or not 1 <= int(text) <= 200:
-            raise _invalid("limit must be a number within 1..200")
+            raise invalid("limit must be a number within 1..200")
         try:
             before = decode_cursor(cursor) if cursor else None
         except ValueError as exc:
-            raise _invalid(str(exc)) from None
+            raise invalid(str(exc)) from None
         now = time.time_ns() // 1_000_000
         since = now - REPLAY_MS
         page = state.calllog.replay(
@@ -121,4 +121,4 @@ def replay(
             }
         )
 
-    return _answer(run)
+    return answer(run)
