@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,6 +18,8 @@ from voice_server.alerts.emergency import EmergencyAlerts
 from voice_server.alerts.model import Alert, AlertKind
 from voice_server.alerts.service import AlertService
 from voice_server.alerts.store import AlertStore
+from voice_server.announce.schedule_store import ScheduleStore
+from voice_server.announce.scheduler import Scheduler
 from voice_server.announce.service import Announcer
 from voice_server.announce.stage import PlaneStage
 from voice_server.announce.store import AnnouncementStore
@@ -28,6 +31,8 @@ from voice_server.identity.keys import load_or_create_key
 from voice_server.media.plane import MediaPlane
 from voice_server.metrics import Family, SignalingCounters
 from voice_server.process_metrics import GC, process_families
+from voice_server.replay.presence import PresenceLog
+from voice_server.replay.sampler import PresenceSampler
 from voice_server.signaling.emergency import EmergencyChange, EmergencyDesk
 from voice_server.signaling.endpoint import serve_signaling
 from voice_server.signaling.hub import Hub
@@ -48,6 +53,9 @@ from voice_server.web import (
     api_audit,
     api_auth,
     api_emergency,
+    api_recorded,
+    api_replay,
+    api_schedules,
     api_webhooks,
     asr_phrases,
     dashboard,
@@ -58,6 +66,7 @@ from voice_server.web import (
     signin_pages,
 )
 from voice_server.web import live as live_ws
+from voice_server.web.announce_schedule import fire_as_author
 from voice_server.web.common import validation_error_handler
 from voice_server.web.pages import PageExit, page_exit_handler
 from voice_server.web.security import SecurityHeaders
@@ -157,7 +166,16 @@ def build_state(config: Config) -> AppState:
     state.alerts.committed.append(state.dispatcher.nudge)
     state.metrics.register(state.dispatcher.families)
     state.metrics.register(state.alerts.families)
+    state.schedules = ScheduleStore(db)
+    state.scheduler = Scheduler(state.schedules, fire_as_author(state))
+    state.presence = PresenceLog(started_ms=time.time_ns() // 1_000_000)
+    state.presence_sampler = PresenceSampler(
+        state.presence,
+        lambda: [(s.channel, s.sub) for s in hub.registry if media.media_connected(s.id)],
+    )
     state.metrics.register(counters.families)
+    state.metrics.register(state.presence_sampler.families)
+    state.metrics.register(state.scheduler.families)
     state.metrics.register(state.collect_sessions)
     state.metrics.register(media.families)
     state.metrics.register(link.families)
@@ -191,6 +209,10 @@ def create_app(config: Config) -> FastAPI:
         await asyncio.to_thread(state.spool.start)  # completes .part files a crash left
         await state.media.start()
         state.hub.start()
+        if state.presence_sampler is not None:
+            state.presence_sampler.start()
+        if state.scheduler is not None:
+            state.scheduler.start()
         supervisor = state.supervisor
         if supervisor is not None:
             supervisor.start()
@@ -219,6 +241,10 @@ def create_app(config: Config) -> FastAPI:
                 await state.alerts.stop()
             if state.announcer is not None:
                 await state.announcer.stop()
+            if state.presence_sampler is not None:
+                await state.presence_sampler.stop()
+            if state.scheduler is not None:
+                await state.scheduler.stop()
             await state.transcription.stop()
             if supervisor is not None:
                 await supervisor.stop()
@@ -249,11 +275,14 @@ def create_app(config: Config) -> FastAPI:
     app.include_router(dashboard_alerts.router)
     app.include_router(dashboard_webhooks.router)
     app.mount("/dashboard/static", StaticFiles(directory=STATIC_DIR), name="dashboard-static")
+    app.include_router(api_schedules.router)  # before /announcements/{id}
     app.include_router(api_announce.router)
     app.include_router(api_alerts.router)
     app.include_router(api_emergency.router)
     app.include_router(api_webhooks.router)
+    app.include_router(api_recorded.router)
     app.include_router(api.router)
+    app.include_router(api_replay.router)
     app.include_router(live_ws.router)
     app.include_router(events_ws.router)
 

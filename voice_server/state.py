@@ -9,11 +9,15 @@ from dataclasses import dataclass, field
 from voice_server.accounts.bundle import Accounts
 from voice_server.alerts.emergency import EmergencyAlerts
 from voice_server.alerts.service import AlertService
+from voice_server.announce.schedule_store import ScheduleStore
+from voice_server.announce.scheduler import Scheduler
 from voice_server.announce.service import Announcer
 from voice_server.calllog.store import CallLog
 from voice_server.config import Config
 from voice_server.media.plane import MediaPlane
 from voice_server.metrics import Family, MetricsRegistry, SignalingCounters
+from voice_server.replay.presence import PresenceLog
+from voice_server.replay.sampler import PresenceSampler
 from voice_server.signaling.hub import Hub
 from voice_server.signaling.livehub import LiveHub
 from voice_server.signaling.sessions import SessionState
@@ -50,6 +54,10 @@ class AppState:
     emergencies: EmergencyAlerts | None = None  # raise, cancel, escalate (with ``alerts``)
     webhooks: WebhookStore | None = None  # signed webhook endpoints and their queue
     dispatcher: Dispatcher | None = None  # sends the queue's due deliveries
+    schedules: ScheduleStore | None = None  # scheduled announcements
+    scheduler: Scheduler | None = None  # fires them (one winner per fire per deployment)
+    presence: PresenceLog | None = None  # who had connected media where (missed-message replay)
+    presence_sampler: PresenceSampler | None = None
     metrics: MetricsRegistry = field(default_factory=MetricsRegistry)
     started: bool = False
     stopping: bool = False

@@ -24,6 +24,7 @@ const SHELL = [
   "js/people.js",
   "js/diag.js",
   "js/emergency.js",
+  "js/replay.js",
 ];
 
 self.addEventListener("install", (event) => {

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -166,6 +167,20 @@ def test_payloads_as_display_names_render_as_text_and_never_run(
         browser.close()
 
 
+def root_page(pw: Any, server: ServerProcess) -> tuple[Any, Any]:
+    """Chromium signed in as root on the dashboard (Japanese, the XSS probe installed)."""
+    browser = launch_chromium(pw)
+    context = browser.new_context(bypass_csp=True, locale="ja-JP")
+    context.add_init_script(INIT)
+    page = context.new_page()
+    page.goto(f"{server.url}/signin")
+    page.fill("input[name=name]", "root")
+    page.fill("input[name=password]", password("root"))
+    page.click("#password-form button[type=submit]")
+    page.wait_for_url(f"{server.url}/dashboard")
+    return browser, page
+
+
 def test_payloads_as_announcement_text_render_as_text_and_never_run(
     server: ServerProcess, tmp_path: Path
 ) -> None:
@@ -184,15 +199,7 @@ def test_payloads_as_announcement_text_render_as_text_and_never_run(
         )
         assert r.status_code == 201, r.text
     with playwright_api.sync_playwright() as pw:
-        browser = launch_chromium(pw)
-        context = browser.new_context(bypass_csp=True, locale="ja-JP")
-        context.add_init_script(INIT)
-        page = context.new_page()
-        page.goto(f"{server.url}/signin")
-        page.fill("input[name=name]", "root")
-        page.fill("input[name=password]", password("root"))
-        page.click("#password-form button[type=submit]")
-        page.wait_for_url(f"{server.url}/dashboard")
+        browser, page = root_page(pw, server)
         page.goto(f"{server.url}/dashboard/announcements")
         page.fill("textarea[name=text]", spoken[0])
         page.click("#announce-form button[type=submit]")
@@ -203,7 +210,8 @@ def test_payloads_as_announcement_text_render_as_text_and_never_run(
         page.wait_for_selector("#announce-error", timeout=60_000)
         page.goto(f"{server.url}/dashboard/announcements")
         texts = page.evaluate(
-            "[...document.querySelectorAll('.announcement-text')].map(p => p.textContent)"
+            "[...document.querySelectorAll('li.announcement .announcement-text')]"
+            ".map(p => p.textContent)"
         )
         assert sorted(texts) == sorted(spoken)  # the refused one was not stored
         assert page.evaluate("window.__xss") == []
@@ -211,4 +219,71 @@ def test_payloads_as_announcement_text_render_as_text_and_never_run(
         page.screenshot(path=str(tmp_path / "announcements.png"), full_page=True)
         page.goto(f"{server.url}/dashboard/about")
         assert "CC BY 3.0" in (page.text_content("#credit-mei") or "")
+        browser.close()
+
+
+def test_scheduled_announcements_are_listed_as_text_edited_and_cancelled_in_the_dashboard(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    payload = next(p for p in PAYLOADS if "<" in p and any(c.isalpha() for c in p))
+    with playwright_api.sync_playwright() as pw:
+        browser, page = root_page(pw, server)
+        page.goto(f"{server.url}/dashboard/announcements")
+        # a time in the past is refused with a message, nothing stored
+        page.fill("textarea[name=text]", payload)
+        page.check("#announce-form input[name=when][value=at]")
+        page.fill("#announce-form input[name=at]", "2020-01-01T17:00")
+        page.click("#announce-form button[type=submit]")
+        page.wait_for_selector("#announce-error")
+        assert page.locator("#schedules li").count() == 0
+        page.fill("textarea[name=text]", payload)
+        page.check("#announce-form input[name=when][value=daily]")
+        page.fill("#announce-form input[name=daily_at]", "17:00")
+        page.uncheck("#announce-form input[name=days][value=sun]")
+        page.click("#announce-form button[type=submit]")
+        page.wait_for_selector("#announce-scheduled, #announce-error")
+        assert page.locator("#announce-error").count() == 0, page.text_content("#announce-error")
+        item = page.locator("#schedules li.schedule").first
+        assert item.locator(".announcement-text").text_content() == payload
+        assert item.get_attribute("data-status") == "active"
+        item.locator("summary").click()
+        item.locator("form.schedule-edit textarea").fill("避難所Aは18時に閉鎖します")
+        item.locator("form.schedule-edit input[name=daily_at]").fill("18:00")
+        item.locator("form.schedule-edit button[type=submit]").click()
+        page.wait_for_load_state()
+        item = page.locator("#schedules li.schedule").first
+        assert item.locator(".announcement-text").text_content() == "避難所Aは18時に閉鎖します"
+        assert "18:00" in (item.text_content() or "")
+        item.locator("form.schedule-cancel button").click()
+        page.wait_for_selector("#schedules li.schedule[data-status=cancelled]")
+        assert page.evaluate("window.__xss") == []
+        page.screenshot(path=str(tmp_path / "schedules.png"), full_page=True)
+        browser.close()
+
+
+def test_a_recording_uploaded_in_the_dashboard_is_announced_with_its_title_as_text(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    from tests.audio import write_tone
+
+    payload = next(p for p in PAYLOADS if "<" in p and any(c.isalpha() for c in p))
+    wav = write_tone(tmp_path / "memo.wav", 660.0, 1.0)
+    junk = tmp_path / "memo.txt"
+    junk.write_text("not audio")
+    with playwright_api.sync_playwright() as pw:
+        browser, page = root_page(pw, server)
+        page.goto(f"{server.url}/dashboard/announcements")
+        page.set_input_files("#recorded-form input[name=file]", str(junk))
+        page.click("#recorded-form button[type=submit]")
+        page.wait_for_selector("#announce-error")
+        page.set_input_files("#recorded-form input[name=file]", str(wav))
+        page.fill("#recorded-form input[name=text]", payload)
+        page.click("#recorded-form button[type=submit]")
+        page.wait_for_selector("#announce-sent", timeout=60_000)
+        texts = page.evaluate(
+            "[...document.querySelectorAll('li.announcement .announcement-text')]"
+            ".map(p => p.textContent)"
+        )
+        assert payload in texts
+        assert page.evaluate("window.__xss") == []
         browser.close()

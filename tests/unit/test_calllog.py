@@ -200,3 +200,42 @@ def test_every_commit_appends_to_the_event_sequence_readable_after_a_seq(
     after = log.events_after(events[1].seq)
     assert [e.ref for e in after] == [c.id] and after[0].seq > events[1].seq
     assert log.events_after(0, limit=1) == events[:1]
+
+
+def test_replay_lists_a_channels_rows_newest_first_without_other_peoples_direct_talks(
+    log: Any,
+) -> None:
+    from dataclasses import replace
+
+    rows = [
+        utt(1, "一"),
+        utt(2, "二", channel="ops"),
+        replace(utt(3, "三", speaker="suzuki"), kind="direct", target_sub="tanaka"),
+        replace(utt(4, "四", speaker="suzuki"), kind="direct", target_sub="sato"),
+        replace(utt(5, "五"), kind="direct", target_sub="suzuki"),
+        replace(utt(6, "六"), kind="announcement", broadcast_id="b1"),
+        utt(7, "七"),
+    ]
+    for u in rows:
+        assert log.add_utterance(u, committed_ms=T0)
+    page = log.replay("facilities", "sato", since_ms=T0)
+    # suzuki's direct talk to tanaka is not sato's to hear; to sato and from sato are
+    assert [u.text for u in page.items] == ["七", "六", "五", "四", "一"]
+    assert page.items[2].target_sub == "suzuki" and page.next_rowid is None
+    assert [u.text for u in log.replay("facilities", "tanaka", since_ms=T0).items] == [
+        "七",
+        "六",
+        "三",
+        "一",
+    ]
+    # the window: nothing before since_ms; pages back with the rowid cursor
+    assert [u.text for u in log.replay("facilities", "sato", since_ms=rows[5].start_ms).items] == [
+        "七",
+        "六",
+    ]
+    first = log.replay("facilities", "sato", since_ms=T0, limit=2)
+    assert [u.text for u in first.items] == ["七", "六"] and first.next_rowid is not None
+    second = log.replay("facilities", "sato", since_ms=T0, before_rowid=first.next_rowid, limit=2)
+    assert [u.text for u in second.items] == ["五", "四"]
+    log.delete([rows[6].id])  # purged rows are gone from the replay too
+    assert next(u.text for u in log.replay("facilities", "sato", since_ms=T0).items) == "六"

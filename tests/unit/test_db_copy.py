@@ -9,6 +9,9 @@ import pytest
 
 from voice_server.accounts.bundle import Accounts
 from voice_server.accounts.service import Caller
+from voice_server.announce.request import AnnounceRequest
+from voice_server.announce.schedule import next_fire, parse_schedule
+from voice_server.announce.schedule_store import Scheduled, ScheduleStore
 from voice_server.backends.copy import copy_sqlite_to_postgres
 from voice_server.backends.seam import open_database
 from voice_server.bench.pgserver import PgServer
@@ -35,6 +38,13 @@ def _populate(path: Path) -> SqliteCallLog:
     for u in items[-3:]:  # live commits: commit events
         assert log.add_utterance(u, committed_ms=T0 + 1, burst_end_ms=T0)
     log.add_gap(Gap(new_burst_id(T0), "ch01", "s", "S", T0, T0 + 5, "spool_quota"), created_ms=T0)
+    daily = parse_schedule({"daily_at": "17:00"}, "Asia/Tokyo", T0)
+    ScheduleStore(db).create(
+        Scheduled(
+            new_burst_id(T0), "tanaka", "田中", AnnounceRequest("閉鎖します", ("ch01",)), daily,
+            next_fire(daily, T0), "active", T0,
+        )
+    )  # fmt: skip
     return log
 
 
@@ -46,6 +56,9 @@ def test_a_copied_deployment_answers_every_search_the_same(
     pg = PgDatabase(url).open()
     report = copy_sqlite_to_postgres(tmp_path / "voice.db", pg)
     assert report.rows["utterance"] == 1500 and report.rows["commit_event"] == 3
+    assert report.rows["announcement_schedule"] == 1
+    copied = ScheduleStore(open_database(url, tmp_path)).all()
+    assert [(s.request.text, s.schedule.daily_at) for s in copied] == [("閉鎖します", "17:00")]
     log = PgCallLog(pg)
     queries = [SearchQuery(q=t, limit=200) for by in TERMS.values() for t in by.values()]
     queries += [SearchQuery(), SearchQuery(channels=frozenset({"ch01", "ch02"}), limit=7)]

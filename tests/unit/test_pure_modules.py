@@ -47,6 +47,10 @@ PURE = [
     "voice_server.store.pg_schema",
     "voice_server.calllog.pgsearch",
     "voice_server.calllog.rows",
+    "voice_server.calllog.replay",
+    "voice_server.replay.presence",
+    "voice_server.replay.listing",
+    "voice_server.announce.schedule",
 ]
 FORBIDDEN = {
     "asyncio",

@@ -32,6 +32,7 @@ __all__ = ["Announcer", "Author", "prepare"]
 log = logging.getLogger(__name__)
 
 MODEL = {"ja": "tts:openjtalk-mei", "en": "tts:espeak-ng"}
+RECORDED_MODEL = "recorded"  # an uploaded recording: no synthesis, no ASR
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,11 +89,20 @@ class Announcer:
         self.tasks: set[asyncio.Task[None]] = set()
 
     async def announce(
-        self, author: Author, request: AnnounceRequest, channels: tuple[str, ...]
+        self,
+        author: Author,
+        request: AnnounceRequest,
+        channels: tuple[str, ...],
+        *,
+        recording: Clip | None = None,
     ) -> Announcement:
-        """Synthesise, store, start playing; the stored announcement (AnnounceError before
-        anything is stored when the text cannot be spoken)."""
-        clip = await asyncio.to_thread(self._prepare, request)
+        """Synthesise (or take the ``recording``), store, start playing; the stored
+        announcement (AnnounceError before anything is stored when the text cannot be
+        spoken)."""
+        clip: Clip = (
+            recording if recording is not None else await asyncio.to_thread(self._prepare, request)
+        )
+        model = RECORDED_MODEL if recording is not None else MODEL.get(request.language, "tts")
         now_ms = time.time_ns() // 1_000_000
         announcement_id = new_burst_id(now_ms)
         relative = await asyncio.to_thread(write_clip, self.data_dir, announcement_id, clip)
@@ -117,7 +127,7 @@ class Announcer:
             (self.data_dir / relative).unlink(missing_ok=True)
             raise
         task = asyncio.create_task(
-            self._run(announcement, clip), name=f"announce-{announcement_id}"
+            self._run(announcement, clip, model), name=f"announce-{announcement_id}"
         )
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -127,14 +137,14 @@ class Announcer:
         )
         return announcement
 
-    async def _run(self, a: Announcement, clip: Clip) -> None:
+    async def _run(self, a: Announcement, clip: Clip, model: str) -> None:
         level = int(Level.URGENT if a.urgent else Level.ROUTINE)
         try:
             outcomes = await asyncio.gather(
                 *(self._play(a, t.channel, clip, level) for t in a.targets)
             )
             reached = [o for o in outcomes if o.status == "played"]
-            await asyncio.to_thread(self._record, a, reached)
+            await asyncio.to_thread(self._record, a, reached, model)
             status = "done" if reached else "failed"
             error = "" if reached else "no channel had a free slot within 30 s"
             await asyncio.to_thread(self.store.finish, a.id, status, error)
@@ -170,7 +180,7 @@ class Announcer:
         )
         return outcome
 
-    def _record(self, a: Announcement, reached: list[Outcome]) -> None:
+    def _record(self, a: Announcement, reached: list[Outcome], model: str) -> None:
         """One call-log row per reached channel (shared clip, uid ``<id>:<channel>``) and who
         heard it there (blocking)."""
         now_ms = time.time_ns() // 1_000_000
@@ -185,7 +195,7 @@ class Announcer:
                     start_ms=o.start_ms,
                     end_ms=o.end_ms,
                     text=a.text,
-                    model=MODEL.get(a.language, "tts"),
+                    model=model,
                     language=a.language,
                     clip=a.clip,
                     kind=Kind.ANNOUNCEMENT.value,

@@ -16,7 +16,19 @@ from dataclasses import dataclass
 
 from voice_server.announce.request import AnnounceError
 
-__all__ = ["FRAME_SAMPLES", "HELD_DBOV", "RATE", "Clip", "encode", "levels", "render"]
+__all__ = [
+    "FRAME_SAMPLES",
+    "HELD_DBOV",
+    "MAX_UPLOAD_BYTES",
+    "MAX_UPLOAD_SECONDS",
+    "RATE",
+    "Clip",
+    "decode_upload",
+    "encode",
+    "levels",
+    "recorded",
+    "render",
+]
 
 RATE = 48000
 FRAME_SAMPLES = 960  # 20 ms
@@ -25,6 +37,8 @@ LEAD_SECONDS = 0.5  # silence before the voice: the clients' chime plays, jitter
 TAIL_SECONDS = 0.3
 GAP_SECONDS = 1.0  # between repeats
 BITRATE = 32_000
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # a recorded announcement's file
+MAX_UPLOAD_SECONDS = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,27 +97,67 @@ def _english(text: str) -> bytes:
 
 
 def _resample_wav(wav: bytes) -> bytes:
+    return _decode(wav, "wav", None)
+
+
+def _decode(data: bytes, fmt: str | None, max_seconds: float | None) -> bytes:
+    """Any audio PyAV reads -> 48 kHz mono s16; stops as soon as it is over ``max_seconds``."""
     import io
 
     import av
 
+    limit = None if max_seconds is None else int(max_seconds * RATE * 2)
     out = bytearray()
-    with av.open(io.BytesIO(wav), mode="r", format="wav") as container:
+    with av.open(io.BytesIO(data), mode="r", format=fmt) as container:
+        if not container.streams.audio:
+            raise AnnounceError("not_audio", "the file holds no audio", 415)
         resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
         for frame in container.decode(audio=0):
             for f in resampler.resample(frame):
                 out += bytes(f.planes[0])[: f.samples * 2]
+            if limit is not None and len(out) > limit:
+                raise AnnounceError(
+                    "too_long", f"a recording may last at most {max_seconds:.0f} s", 422
+                )
         for f in resampler.resample(None):
             out += bytes(f.planes[0])[: f.samples * 2]
+    if limit is not None and len(out) > limit:
+        raise AnnounceError("too_long", f"a recording may last at most {max_seconds:.0f} s", 422)
     return bytes(out)
+
+
+def decode_upload(data: bytes) -> bytes:
+    """A recorded announcement's file (any format PyAV reads: WAV, MP3, M4A/AAC, Ogg, FLAC,
+    WebM …) as 48 kHz mono PCM. AnnounceError: not audio (415), too large (413), too long or
+    silent (422)."""
+    import av
+
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise AnnounceError("too_large", "a recording may be at most 10 MB", 413)
+    try:
+        pcm = _decode(data, None, MAX_UPLOAD_SECONDS)
+    except AnnounceError:
+        raise
+    except (av.error.FFmpegError, ValueError, IndexError, EOFError) as exc:
+        raise AnnounceError(
+            "not_audio", f"the file is not audio PyAV can read ({exc})", 415
+        ) from None
+    if len(pcm) < RATE * 2 // 10:
+        raise AnnounceError("not_audio", "the recording holds less than 0.1 s of audio", 422)
+    return pcm
+
+
+def recorded(pcm: bytes, repeat: int = 1) -> bytes:
+    """The PCM of a recorded announcement, framed like a spoken one (lead, repeats, tail)."""
+    gap = b"\0\0" * int(RATE * GAP_SECONDS)
+    body = gap.join([pcm] * repeat)
+    return b"\0\0" * int(RATE * LEAD_SECONDS) + body + b"\0\0" * int(RATE * TAIL_SECONDS)
 
 
 def render(text: str, language: str = "ja", repeat: int = 1) -> bytes:
     """The PCM of the whole announcement: lead, the text ``repeat`` times with a gap, tail."""
     voice = _japanese(text) if language == "ja" else _english(text)
-    gap = b"\0\0" * int(RATE * GAP_SECONDS)
-    body = gap.join([voice] * repeat)
-    return b"\0\0" * int(RATE * LEAD_SECONDS) + body + b"\0\0" * int(RATE * TAIL_SECONDS)
+    return recorded(voice, repeat)
 
 
 def encode(pcm: bytes) -> Clip:

@@ -39,6 +39,11 @@ TABLES: list[tuple[str, str | None]] = [
     ("alert_cursor", None),
     ("webhook_endpoint", None),
     ("webhook_delivery", "id"),
+    ("announcement", None),
+    ("announcement_target", None),
+    ("announcement_heard", None),
+    ("announcement_schedule", None),
+    ("announcement_fire", None),
 ]
 
 

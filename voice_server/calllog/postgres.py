@@ -33,6 +33,7 @@ from voice_server.calllog.pgsearch import (
     window_sql,
     worth_widening,
 )
+from voice_server.calllog.replay import replay_args, replay_page, replay_sql
 from voice_server.calllog.rows import GAP_COLUMNS, NORM, gap_values, row_values, utterance_of
 from voice_server.store.pg import PgDatabase, connect
 from voice_server.store.pg_schema import COMMIT_CHANNEL, COMMIT_LOCK
@@ -242,6 +243,20 @@ class PgCallLog:
             rowids[-1] if more and rowids else None,
             rowids,
         )
+
+    def replay(
+        self,
+        channel: str,
+        viewer: str,
+        *,
+        since_ms: int,
+        before_rowid: int | None = None,
+        limit: int = 50,
+    ) -> SearchPage:
+        args = replay_args(channel, viewer, since_ms, before_rowid, limit)
+        with self._db.connection() as conn:
+            rows = conn.execute(replay_sql(_FIELDS, "%s"), args).fetchall()
+        return replay_page(rows, limit, lambda r: utterance_of(_dict(_NAMES, r)))
 
     @staticmethod
     def _rows(conn: Any, sql: str, args: list[Any]) -> tuple[list[str], list[tuple[Any, ...]]]:

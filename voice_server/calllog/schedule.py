@@ -6,12 +6,12 @@ transaction in its thread)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
 from voice_server.calllog.purge import Purger
 from voice_server.config import Config
+from voice_server.periodic import Periodic
 
 __all__ = ["PurgeSchedule"]
 
@@ -23,33 +23,24 @@ class PurgeSchedule:
     def __init__(self, purger: Purger, config: Config) -> None:
         self._purger = purger
         self._interval = config.purge_interval_seconds
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic(
+            "retention-purge",
+            self._interval,
+            self._run_once,
+            first_delay=min(FIRST_DELAY, self._interval),
+        )
         self.runs = 0
 
     def start(self) -> None:
         if self._interval > 0:
-            self._task = asyncio.create_task(self._forever(), name="retention-purge")
+            self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._periodic.stop()
 
-    async def _forever(self) -> None:
-        await asyncio.sleep(min(FIRST_DELAY, self._interval))
-        while True:
-            try:
-                report = await asyncio.to_thread(self._purger.run, int(time.time() * 1000))
-                self.runs += 1
-                removed = sum(c.utterances for c in report.channels)
-                if removed or report.spool_files:
-                    log.info(
-                        "retention purge",
-                        extra={"utterances": removed, "seconds": report.seconds},
-                    )
-                del report  # not kept alive by this frame while it sleeps
-            except Exception:  # the schedule survives one failed run (e.g. a locked database)
-                log.exception("retention purge failed")
-            await asyncio.sleep(self._interval)
+    async def _run_once(self) -> None:
+        report = await asyncio.to_thread(self._purger.run, int(time.time() * 1000))
+        self.runs += 1
+        removed = sum(c.utterances for c in report.channels)
+        if removed or report.spool_files:
+            log.info("retention purge", extra={"utterances": removed, "seconds": report.seconds})

@@ -26,6 +26,7 @@ from voice_server.calllog.model import (
 )
 from voice_server.calllog.normalize import gram_tokens
 from voice_server.calllog.plan import plan
+from voice_server.calllog.replay import replay_args, replay_page, replay_sql
 from voice_server.calllog.rows import GAP_COLUMNS, NORM, gap_values, row_values, utterance_of
 from voice_server.calllog.search import run_plan
 from voice_server.store.database import Database
@@ -216,3 +217,17 @@ class SqliteCallLog:
         return SearchPage(
             tuple(utterance_of(r) for r in rows), rowids[-1] if more and rowids else None, rowids
         )
+
+    def replay(
+        self,
+        channel: str,
+        viewer: str,
+        *,
+        since_ms: int,
+        before_rowid: int | None = None,
+        limit: int = 50,
+    ) -> SearchPage:
+        args = replay_args(channel, viewer, since_ms, before_rowid, limit)
+        with self._db.connection() as conn:
+            rows = conn.execute(replay_sql(_COLUMNS), args).fetchall()
+        return replay_page(rows, limit, utterance_of)

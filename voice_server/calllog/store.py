@@ -60,6 +60,19 @@ class CallLog(Protocol):
         """The newest commit event's seq (0 when none): where a new reader starts."""
         ...
 
+    def replay(
+        self,
+        channel: str,
+        viewer: str,
+        *,
+        since_ms: int,
+        before_rowid: int | None = None,
+        limit: int = 50,
+    ) -> SearchPage:
+        """Rows of ``channel`` since ``since_ms`` that ``viewer`` may replay (no one else's
+        direct talks), newest first, at most ``limit``; ``next_rowid`` pages back."""
+        ...
+
     def commit_latencies_ms(self, since_ms: int) -> list[int]:
         """committed − burst end of the utterances committed live since ``since_ms``."""
         ...

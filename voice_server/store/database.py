@@ -315,6 +315,31 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX webhook_delivery_due ON webhook_delivery (state, next_at_ms);
     """,
+    # 10: scheduled announcements (announce/schedule_store.py): the request and its schedule,
+    # when it fires next; each fire claimed once per deployment by its primary key
+    """
+    CREATE TABLE announcement_schedule (
+        id              TEXT PRIMARY KEY,
+        author          TEXT NOT NULL,
+        author_name     TEXT NOT NULL,
+        request         TEXT NOT NULL,
+        schedule        TEXT NOT NULL,
+        next_ms         INTEGER,
+        status          TEXT NOT NULL,
+        created_ms      INTEGER NOT NULL,
+        updated_ms      INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX announcement_schedule_next ON announcement_schedule (status, next_ms);
+    CREATE TABLE announcement_fire (
+        schedule_id     TEXT NOT NULL REFERENCES announcement_schedule (id) ON DELETE CASCADE,
+        due_ms          INTEGER NOT NULL,
+        status          TEXT NOT NULL,
+        announcement_id TEXT,
+        error           TEXT NOT NULL DEFAULT '',
+        claimed_ms      INTEGER NOT NULL,
+        PRIMARY KEY (schedule_id, due_ms)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 

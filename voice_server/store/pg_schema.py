@@ -279,4 +279,28 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX webhook_delivery_due ON webhook_delivery (state, next_at_ms);
     """,
+    # 7: scheduled announcements, as SQLite's 10
+    """
+    CREATE TABLE announcement_schedule (
+        id              TEXT PRIMARY KEY,
+        author          TEXT NOT NULL,
+        author_name     TEXT NOT NULL,
+        request         TEXT NOT NULL,
+        schedule        TEXT NOT NULL,
+        next_ms         BIGINT,
+        status          TEXT NOT NULL,
+        created_ms      BIGINT NOT NULL,
+        updated_ms      BIGINT NOT NULL
+    );
+    CREATE INDEX announcement_schedule_next ON announcement_schedule (status, next_ms);
+    CREATE TABLE announcement_fire (
+        schedule_id     TEXT NOT NULL REFERENCES announcement_schedule (id) ON DELETE CASCADE,
+        due_ms          BIGINT NOT NULL,
+        status          TEXT NOT NULL,
+        announcement_id TEXT,
+        error           TEXT NOT NULL DEFAULT '',
+        claimed_ms      BIGINT NOT NULL,
+        PRIMARY KEY (schedule_id, due_ms)
+    );
+    """,
 ]

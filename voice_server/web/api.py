@@ -28,7 +28,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse
 
 from voice_server.calllog.burst import DONE, SPOOL_DIR
-from voice_server.calllog.model import MAX_UID, UID_RE, parse_time
+from voice_server.calllog.model import BURST_ID_RE, MAX_UID, UID_RE, parse_time
 from voice_server.state import AppState
 from voice_server.web.auth import app_state, authenticate
 from voice_server.web.calllog_access import Filters, clip_signature, fetch_clip, search, view
@@ -43,7 +43,7 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
 
 
-def _answer(handler: Callable[[], Any]) -> Any:
+def answer(handler: Callable[[], Any]) -> Any:
     """Run ``handler``; refusals (401/403 from auth and policy, 400, 404) as ``{"error",
     "message"}``."""
     try:
@@ -54,7 +54,7 @@ def _answer(handler: Callable[[], Any]) -> Any:
         return _error(exc.status_code, code, str(detail.get("message", "")))
 
 
-def _invalid(message: str) -> HTTPException:
+def invalid(message: str) -> HTTPException:
     return HTTPException(400, {"code": "invalid_parameter", "message": message})
 
 
@@ -64,7 +64,7 @@ def _time(name: str, value: str | None) -> int | None:
     try:
         return parse_time(value)
     except ValueError:
-        raise _invalid(f"{name} must be ISO 8601 with a time zone") from None
+        raise invalid(f"{name} must be ISO 8601 with a time zone") from None
 
 
 def filters_of(
@@ -97,16 +97,16 @@ def list_utterances(
         filters = filters_of(q, channel, speaker, since, until)
         text = limit or "50"
         if not text.isdigit():
-            raise _invalid("limit must be a number")
+            raise invalid("limit must be a number")
         try:
             found = search(request, auth, filters, cursor=cursor, limit=int(text))
         except ValueError as exc:
-            raise _invalid(str(exc)) from None
+            raise invalid(str(exc)) from None
         tz = app_state(request).config.zone
         items = [h.utterance.as_api(h.clip_url, tz) for h in found.hits]
         return JSONResponse({"items": items, "next_cursor": found.next_cursor})
 
-    return _answer(run)
+    return answer(run)
 
 
 @router.get(
@@ -130,7 +130,7 @@ def export_utterances(
         auth = authenticate(request)
         return export_response(request, auth, filters_of(q, channel, speaker, since, until), format)
 
-    return _answer(run)
+    return answer(run)
 
 
 @router.get("/utterances/{burst_id}")
@@ -145,7 +145,7 @@ def get_utterance(burst_id: Annotated[str, PathParam(max_length=MAX_UID)], reque
         tz = app_state(request).config.zone
         return JSONResponse(hit.utterance.as_api(hit.clip_url, tz))
 
-    return _answer(run)
+    return answer(run)
 
 
 def _clip_path(state: AppState, burst_id: str, clip: str) -> Path:
@@ -181,6 +181,11 @@ def get_clip(
                 raise HTTPException(403, {"code": "forbidden", "message": "bad URL signature"})
         auth = None if signed else authenticate(request)
         utterance = state.calllog.get(burst_id)
+        if utterance is None and signed and BURST_ID_RE.match(burst_id):
+            # a burst a replay listed before the transcriber committed it: still in the spool
+            spooled = Path(state.config.data_dir) / SPOOL_DIR / f"{burst_id}{DONE}"
+            if spooled.is_file():
+                return FileResponse(spooled, media_type="audio/ogg", filename=f"{burst_id}.ogg")
         if utterance is None or not utterance.clip:
             if auth is not None and auth.actor is None:
                 raise HTTPException(401, {"code": "unauthorized", "message": "sign in first"})
@@ -194,4 +199,4 @@ def get_clip(
             headers={"Cache-Control": "private, max-age=300"},
         )
 
-    return _answer(run)
+    return answer(run)

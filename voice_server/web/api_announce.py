@@ -5,10 +5,9 @@ target channel's fate and who has not heard it. Errors are ``{"error", "message"
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 
@@ -16,14 +15,16 @@ from voice_server.accounts.users import Assignment
 from voice_server.announce.heard import not_heard
 from voice_server.announce.request import AnnounceError, parse, targets
 from voice_server.announce.service import Author
+from voice_server.announce.speech import decode_upload, encode, recorded
 from voice_server.announce.store import Announcement
 from voice_server.audit.chain import Result
 from voice_server.calllog.model import BURST_ID_RE, iso
 from voice_server.state import AppState
-from voice_server.web.auth import Auth, app_state, authenticate, client_address, csrf
+from voice_server.web.announce_schedule import create_scheduled, json_body
+from voice_server.web.auth import Auth, app_state, authenticate, client_address
 from voice_server.web.policy import Action, Actor, channels_for
 
-__all__ = ["announcement_json", "create", "router"]
+__all__ = ["announcement_json", "create", "created", "router"]
 
 router = APIRouter(prefix="/api/v1", tags=["announcements"])
 AuthDep = Annotated[Auth, Depends(authenticate)]
@@ -76,9 +77,12 @@ def _supervised(state: AppState, actor: Actor) -> frozenset[str]:
     return frozenset(channels_for(actor, Action.ANNOUNCE, known))
 
 
-async def create(request: Request, auth: Auth, body: Any) -> Announcement:
-    """Check, synthesise, store and start an announcement for the signed-in author (shared by
-    the REST route and the dashboard form). AnnounceError when refused (audited)."""
+async def create(
+    request: Request, auth: Auth, body: Any, upload: bytes | None = None
+) -> Announcement:
+    """Check, synthesise (or decode the ``upload``: a recorded announcement), store and start an
+    announcement for the signed-in author (shared by the REST routes and the dashboard form).
+    AnnounceError when refused (audited)."""
     state = app_state(request)
     actor = auth.actor
     if actor is None:
@@ -91,7 +95,13 @@ async def create(request: Request, auth: Auth, body: Any) -> Announcement:
         known = await asyncio.to_thread(lambda: [c.name for c in state.channels.list()])
         supervised = frozenset(channels_for(actor, Action.ANNOUNCE, known))
         channels = targets(req, supervised, known)
-        announcement = await announcer.announce(Author(actor.sub, actor.name), req, channels)
+        recording = None
+        if upload is not None:
+            pcm = await asyncio.to_thread(decode_upload, upload)
+            recording = await asyncio.to_thread(encode, recorded(pcm, req.repeat))
+        announcement = await announcer.announce(
+            Author(actor.sub, actor.name), req, channels, recording=recording
+        )
     except AnnounceError as exc:
         await asyncio.to_thread(
             state.accounts.audit.record,
@@ -108,7 +118,12 @@ async def create(request: Request, auth: Auth, body: Any) -> Announcement:
         actor,
         Action.ANNOUNCE.value,
         f"announcement:{announcement.id}",
-        {"channels": list(channels), "urgent": req.urgent, "characters": len(req.text)},
+        {
+            "channels": list(channels),
+            "urgent": req.urgent,
+            "characters": len(req.text),
+            "recorded": upload is not None,
+        },
         address=client_address(request),
     )
     return announcement
@@ -117,23 +132,35 @@ async def create(request: Request, auth: Auth, body: Any) -> Announcement:
 @router.post("/announcements", status_code=201)
 async def post_announcement(request: Request, auth: AuthDep) -> Any:
     """Speak ``text`` into ``channels`` (default: all one supervises): 201 ``{"id", ...}``."""
-    if auth.actor is None:
-        return _error(401, "unauthorized", "sign in first")
     try:
-        csrf(request, auth)
-    except HTTPException as exc:
-        return _error(exc.status_code, "csrf", "missing or wrong CSRF token")
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        return _error(413, "too_large", "the body is too large")
-    try:
-        body = json.loads(raw or b"null")
-    except (ValueError, UnicodeDecodeError):
-        return _error(400, "bad_request", "the body is not JSON")
+        body = await json_body(request, auth)
+    except AnnounceError as exc:
+        return _error(exc.status, exc.code, exc.message)
+    if isinstance(body, dict) and "schedule" in body:
+        try:
+            s = await create_scheduled(request, auth, body)
+        except AnnounceError as exc:
+            return _error(exc.status, exc.code, exc.message)
+        state = app_state(request)
+        return JSONResponse(
+            {
+                "id": s.id,
+                "status": "scheduled",
+                "channels": list(s.request.channels or ()),
+                "schedule": s.schedule.as_json(),
+                "next": iso(s.next_ms, state.config.zone) if s.next_ms is not None else None,
+            },
+            status_code=201,
+        )
     try:
         a = await create(request, auth, body)
     except AnnounceError as exc:
         return _error(exc.status, exc.code, exc.message)
+    return created(a)
+
+
+def created(a: Announcement) -> JSONResponse:
+    """``201 {"id", "status", "channels", "seconds"}`` of a started announcement."""
     return JSONResponse(
         {
             "id": a.id,

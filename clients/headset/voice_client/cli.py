@@ -157,6 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
         "key release, so a press starts and the next press stops)",
     )
     talk.add_argument(
+        "--replay-key",
+        default="r",
+        help="terminal key that plays what was said in the channel while you were away, "
+        "oldest first (default: r; empty: none)",
+    )
+    talk.add_argument(
         "--ptt-device",
         metavar="/dev/input/eventN",
         help="hold-to-talk with a headset or keyboard button through evdev",
@@ -258,6 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ptt_device=args.ptt_device,
         emergency_key=args.emergency_key or None,
         emergency_device=args.emergency_device,
+        replay_key=args.replay_key or None,
         reconnect=not args.no_reconnect,
         report_onsets=args.report_onsets,
         low_latency=args.jitter_buffer == "playout",

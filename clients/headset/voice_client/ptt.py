@@ -25,7 +25,6 @@ __all__ = [
     "PttState",
     "evdev_reader",
     "terminal_key_map",
-    "terminal_keys",
 ]
 
 # Keys a headset or a Bluetooth remote sends for its main button.
@@ -57,22 +56,13 @@ class PttState:
 
 
 @contextlib.contextmanager
-def terminal_keys(
-    key: str, on_key: Callable[[], None], stream: TextIO | None = None
-) -> Iterator[bool]:
-    """While the block runs, each press of ``key`` on the terminal calls ``on_key``.
-
-    Yields False (and does nothing) when standard input is not a terminal."""
-    with terminal_key_map({key: on_key}, stream) as active:
-        yield active
-
-
-@contextlib.contextmanager
 def terminal_key_map(
     keys: Mapping[str, Callable[[], None]], stream: TextIO | None = None
 ) -> Iterator[bool]:
-    """:func:`terminal_keys` for several keys at once (push-to-talk and emergency share the
-    terminal: one reader per file descriptor)."""
+    """While the block runs, each press of a key of ``keys`` on the terminal calls its function
+    (push-to-talk, emergency and replay share the terminal: one reader per file descriptor).
+
+    Yields False (and does nothing) when standard input is not a terminal."""
     stream = stream or sys.stdin
     if not keys or not stream.isatty():
         yield False

@@ -42,6 +42,16 @@ from voice_client.netreport import report as network_report
 from voice_client.opus import speech_opus
 from voice_client.peer import ClientPeer, DeviceMicTrack, MicTrack, SlotRecorder
 from voice_client.ptt import PttState, evdev_reader, terminal_key_map
+from voice_client.replay import (
+    RATE,
+    chime_pcm,
+    decode_clip,
+    fetch_bytes,
+    fetch_json,
+    http_base,
+    missed_in_order,
+    replay_url,
+)
 from voice_client.signaling import (
     Action,
     AnswerOffer,
@@ -63,6 +73,7 @@ __all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_REFUSED", "ClientError", "Options", "r
 
 EXIT_OK = 0
 EXIT_ERROR = 1  # could not connect, connection lost, media failed, cannot write the recording
+LOCAL_MID = "local"  # the playout's stream for cues and replayed clips
 EXIT_REFUSED = 3  # the server refused or ended the session with an error code
 
 PING_INTERVAL = 10.0
@@ -105,6 +116,7 @@ class Options:
     ptt_device: str | None = None  # evdev device for a hold-to-talk button
     emergency_key: str | None = None  # terminal key: two presses within 3 s, then a countdown
     emergency_device: str | None = None  # evdev device: hold its button 2 s, then a countdown
+    replay_key: str | None = "r"  # terminal key: play what was missed (None: none)
     reconnect: bool = True
     report_onsets: bool = False  # print "onset" events (latency benchmark)
     low_latency: bool = True  # skip aiortc's 80 ms audio jitter buffer
@@ -151,6 +163,7 @@ class _Client:
             raise ClientError(
                 f"--ca-file {opts.ca_file}: no CA certificate read ({exc})", 2
             ) from None
+        self.replaying: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ output
 
@@ -223,8 +236,11 @@ class _Client:
                 await self.do(self.session.answer(sdp, action.revision))
             elif isinstance(action, Emit):
                 self.emit(action.event)
-                if action.event["event"] == "talk_target_set" and self.opts.mode is GateMode.PTT:
+                event = action.event
+                if event["event"] == "talk_target_set" and self.opts.mode is GateMode.PTT:
                     self.ptt.set("talk_target", True)  # a console in ptt mode talks from then on
+                if event["event"] == "talk_started" and event.get("kind") == "announcement":
+                    self.spawn(self.play_local(chime_pcm()))  # the clip holds speech only
             elif isinstance(action, EmergencyWindow):
                 self.emergency.window(action.seconds)
             elif isinstance(action, Duck):
@@ -287,6 +303,54 @@ class _Client:
             channel = opts.channel
             out += self.session.route([channel], [channel, *opts.monitor])
         return out
+
+    # ------------------------------------------------------------ replay and cues
+
+    async def play_local(self, pcm: bytes) -> None:
+        """Play PCM48 that did not come from the server (a cue, a replayed clip) into the
+        recording and, paced in 20 ms frames, the output (whose buffer stays short)."""
+        if self.mix is not None:
+            self.mix.add(int((time.monotonic() - self.t0) * RATE), pcm)
+        frame = RATE // 50 * 2
+        start = time.monotonic()
+        for n, pos in enumerate(range(0, len(pcm), frame)):
+            if self.playout is not None:
+                self.playout.push(LOCAL_MID, pcm[pos : pos + frame])
+            await asyncio.sleep(max(0.0, start + (n + 1) * 0.02 - time.monotonic()))
+
+    def replay_pressed(self) -> None:
+        if self.replaying is None or self.replaying.done():
+            self.replaying = self.spawn(self.replay_missed())
+
+    async def replay_missed(self) -> None:
+        """Fetch what was missed in the channel and play it, oldest first."""
+        url = replay_url(self.opts.url, self.opts.channel)
+        try:
+            body = await asyncio.to_thread(fetch_json, url, self.session.token, 15.0, self.tls)
+        except (OSError, ValueError) as exc:
+            self.warn(f"replay failed: {exc}")
+            return
+        items = missed_in_order(body)
+        self.emit({"event": "replay_list", "missed": len(items)})
+        base = http_base(self.opts.url)
+        for item in items:
+            try:
+                data = await asyncio.to_thread(fetch_bytes, base + item["clip_url"], 15.0, self.tls)
+                pcm = await asyncio.to_thread(decode_clip, data)
+            except Exception as exc:  # one bad clip: say so and go on with the next
+                self.warn(f"replay of {item['id']} failed: {exc}")
+                continue
+            self.emit(
+                {
+                    "event": "replay",
+                    "id": item["id"],
+                    "speaker": item["speaker_name"],
+                    "start": item["start"],
+                    "text": item["text"],
+                }
+            )
+            await self.play_local(pcm)  # one message after the other
+        self.emit({"event": "replay_done", "played": len(items)})
 
     def start_recorder(self, mid: str, track: MediaStreamTrack) -> None:
         playout = self.playout
@@ -449,6 +513,8 @@ class _Client:
                 pressed[opts.ptt_key] = lambda: self.ptt.toggle("key")
             if opts.emergency_key:
                 pressed[opts.emergency_key] = self.emergency.press
+            if opts.replay_key:
+                pressed[opts.replay_key] = self.replay_pressed
             keys.enter_context(terminal_key_map(pressed))
             if opts.mode is GateMode.PTT and opts.ptt_device:
                 self.spawn(self.ptt_device(opts.ptt_device))

@@ -16,6 +16,7 @@ import { applyTranslations, language, pickLanguage, setLanguage, t } from "./i18
 import { readDeviceLink, tokenClaims, validChannel } from "./link.js";
 import { People } from "./people.js";
 import { bindPushToTalk } from "./ptt.js";
+import { Replay } from "./replay.js";
 import { SessionError, WebSession } from "./session.js";
 import { ScreenLock } from "./wakelock.js";
 
@@ -118,6 +119,19 @@ class App {
     this.endTimer = null;
     this.busyForm = false;
     this.sessionTokens = { refresh: () => this.renewJoinToken(true) };
+    this.replay = new Replay(
+      {
+        banner: $("replay-banner"),
+        count: $("replay-count"),
+        play: $("replay-play"),
+        now: $("replay-now"),
+        list: $("replay-list"),
+        older: $("replay-older"),
+        box: $("replay-box"),
+      },
+      () => (this.conn ? this.conn.token : ""),
+    );
+    window.voiceReplay = this.replay;
     this.bind();
   }
 
@@ -201,6 +215,10 @@ class App {
     this.call.addEventListener("media", (e) => {
       if (this.diag) this.diag.log("media", { state: e.detail.state });
       this.showStatus();
+      // media again in this channel: what was said while we were away?
+      if (e.detail.state === "connected" && this.conn && this.blocks[0]) {
+        this.replay.check(this.blocks[0]);
+      }
     });
     this.call.addEventListener("failed", () => {
       if (this.conn) this.conn.rejoin();
@@ -673,7 +691,7 @@ class App {
     if (this.signedInCall) return; // capped by the session: its warning says when it ends
     const time = new Date(expiresAt * 1000).toLocaleTimeString();
     this.warn(t("token_expiring", { time }));
-    $("call").querySelector("details.settings").open = true;
+    $("settings").open = true;
   }
 
   renewToken(token) {
@@ -689,6 +707,7 @@ class App {
 
   stopped(detail) {
     this.call.close();
+    this.replay.stop();
     this.engine.stopRemote();
     this.lock.release();
     this.ptt.reset();
