@@ -61,14 +61,16 @@ def test_a_supervisor_cuts_in_staff_are_ducked_and_a_listener_only_listens(
     with running_server(tmp_path / "srv", channels=("ops",)) as server:
         accounts(server)
         lis_tone = write_tone(tmp_path / "lis.wav", LIS_HZ, 2.0)
-        lis = client(server, tmp_path, "lis", play=lis_tone, loop=True, duration=26)
+        # the staff talk for 40 s (and the listener records 4 s longer): long enough for the
+        # window after the cut-in even when joining the four took most of a busy minute
+        lis = client(server, tmp_path, "lis", play=lis_tone, loop=True, duration=44)
         joined = lis.wait_event("joined")
         assert joined["talk_right"] == "listener"
         lis.wait_event("media", state="connected")
         staff = {}
         for name, hz in STAFF.items():
             tone = write_tone(tmp_path / f"{name}.wav", hz, 2.0)
-            staff[name] = client(server, tmp_path, name, play=tone, loop=True, duration=22)
+            staff[name] = client(server, tmp_path, name, play=tone, loop=True, duration=40)
             lis.wait_event("talk_started", timeout=40, speaker=lis_speaker(name))
         sup_file = delayed_tone(tmp_path / "sup.wav", SUP_HZ, 1.0, 4.0)
         sup = client(server, tmp_path, "sup", role="supervisor", play=sup_file, duration=12)
