@@ -81,8 +81,10 @@ function applyVolume(mid) {
   if (!el || !entry) return;
   const box = card(entry.channel);
   if (!box) return;
+  // the user's volume and mute only: a channel no longer heard simply gets no packets (changing
+  // an element's mute or volume glitches Chromium's remote audio, ~0.1-0.3 s in every channel)
+  el.muted = box.querySelector(".mute").checked;
   el.volume = Number(box.querySelector(".volume").value) / 100;
-  el.muted = box.querySelector(".mute").checked || !heard().includes(entry.channel);
 }
 
 function applyAll() {
@@ -326,7 +328,6 @@ function monitorChanged(box) {
   diag.conn.send({ type: box.checked ? "monitor" : "unmonitor", channels: [box.value], id: box.checked ? "monitor" : "unmonitor" });
   if (box.checked) openLive(box.value);
   else closeLive(box.value);
-  applyAll();
   const picked = document.querySelector('input[name="target"]:checked');
   if (picked && picked.value === "*all") sendTarget(); // the all-call follows what is heard
 }
