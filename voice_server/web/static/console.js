@@ -113,10 +113,14 @@ function attach(mid, track) {
 }
 
 function setSlotsMap(entries) {
+  const before = diag.slotsMap;
   diag.slotsMap = {};
   for (const e of entries) diag.slotsMap[e.mid] = { channel: e.channel, channel_slot: e.channel_slot };
   diag.log("slots_map", { slots: entries.length });
-  applyAll();
+  // only the m-lines whose channel changed (elements of audio playing are left alone)
+  for (const [mid, e] of Object.entries(diag.slotsMap)) {
+    if (!before[mid] || before[mid].channel !== e.channel) applyVolume(mid);
+  }
 }
 
 // ------------------------------------------------------------------ who talks, who is there
