@@ -70,6 +70,27 @@ def boss_talks(c: ClientRun) -> list[dict[str, Any]]:
     return [e for e in c.seen("talk_started") if e["speaker"]["sub"] == "boss"]
 
 
+def inbound(page: Any, mid: str) -> dict[str, Any]:
+    stats: dict[str, Any] = page.evaluate("window.consoleDiag.call.stats()")
+    return dict(stats["inbound"].get(mid) or {})
+
+
+def window_from(page: Any, mid: str, start: dict[str, Any]) -> dict[str, Any]:
+    """The slot's stats once ~3 s more of its audio (150 packets) has arrived."""
+    got: dict[str, Any] = wait_for(
+        lambda: (
+            (now := inbound(page, mid))["packetsReceived"] - start["packetsReceived"] > 150 and now
+        ),
+        "150 more packets",
+    )
+    return got
+
+
+def monitored(page: Any) -> list[str] | None:
+    events = [e for e in page.evaluate("window.consoleDiag.events") if e["kind"] == "monitored"]
+    return sorted(events[-1]["channels"]) if events else None
+
+
 def kinds(page: Any) -> list[str]:
     return [e["kind"] for e in page.evaluate("window.consoleDiag.events")]
 
@@ -79,7 +100,8 @@ def test_the_console_hears_three_channels_and_talks_only_into_the_selected_one(
 ) -> None:
     talkers: dict[str, ClientRun] = {
         ch: start_client(server, tmp_path, name, channel=ch, loop=True, duration=300,
-                         play=write_tone(tmp_path / f"{ch}.wav", TONES[ch], 2.0))
+                         play=write_tone(tmp_path / f"{ch}.wav", TONES[ch], 2.0),
+                         extra_args=["--mode", "open"])  # a steady tone: no gate to close
         for ch, name in TALKERS.items()
     }  # fmt: skip
     browser = launch_chromium(pw, audio_file=write_tone(tmp_path / "mic.wav", CONSOLE_TONE, 4.0))
@@ -108,6 +130,33 @@ def test_the_console_hears_three_channels_and_talks_only_into_the_selected_one(
                      f"{ch}'s tone on its slots", timeout=60)  # fmt: skip
         media = [e for e in page.evaluate("window.consoleDiag.events") if e["kind"] == "media"]
         assert [e["state"] for e in media].count("connected") == 1
+        # unmonitor and monitor yard again mid-call: its m-lines are reused (no new offer) and
+        # ops plays on, on its own m-lines, without a gap (concealment compared with a control
+        # window of the same call: a busy machine starves the browser's audio now and then)
+        ops_mid = next(m for m in mids_of(page, "ops") if near(page, m, TONES["ops"]))
+        control_start = inbound(page, ops_mid)
+        before = window_from(page, ops_mid, control_start)
+        offers = kinds(page).count("renegotiate")
+        page.uncheck(".console-channel[data-channel=yard] .monitor")
+        wait_for(lambda: monitored(page) == ["hq", "ops"], "yard unmonitored")
+        page.check(".console-channel[data-channel=yard] .monitor")
+        wait_for(lambda: monitored(page) == ["hq", "ops", "yard"], "yard monitored again")
+        after = window_from(page, ops_mid, before)
+        wait_for(lambda: any(near(page, m, TONES["yard"]) for m in mids_of(page, "yard")),
+                 "yard's tone again")  # fmt: skip
+        assert kinds(page).count("renegotiate") == offers
+
+        def played(a: dict[str, Any], b: dict[str, Any]) -> float:
+            return max(1.0, (b["totalSamplesDuration"] - a["totalSamplesDuration"]) * 48_000)
+
+        # on the wire, ops went on: no packet of its stream missing through the two changes
+        assert after["packetsLost"] == before["packetsLost"], (before, after)
+        # as played: Chromium conceals now and then when another stream resumes (~0.29 s seen in
+        # some runs, unexplained); bounded here, the control window says what is usual
+        control = before["concealedSamples"] - control_start["concealedSamples"]
+        rate = control / played(control_start, before)
+        concealed = after["concealedSamples"] - before["concealedSamples"]
+        assert concealed < 48_000 * 0.5 + 2 * rate * played(before, after), (control, after)
         # volume and mute per channel
         page.fill(".console-channel[data-channel=hq] .volume", "30")
         page.check(".console-channel[data-channel=yard] .mute")

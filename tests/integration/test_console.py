@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
+from tests.accounts import Role, org_server, token
 from tests.audio import goertzel_power, read_mono, write_tone
+from tests.integration.test_routes import BLOCK, longest_quiet_run, loud_blocks
 from tests.servers import ServerProcess, running_server
 from tests.voiceclients import ClientRun, start_client
 from tests.wsclient import Peer
@@ -157,6 +159,12 @@ def test_console_hears_each_channel_and_talks_only_into_its_target(tmp_path: Pat
     assert mapped[str(hq_talk["slot"])]["channel"] == "hq"
     assert mapped[str(yard_talk["slot"])]["channel"] == "yard"
     samples, rate = read_mono(console.record)  # type: ignore[arg-type]
+    # ops (its own channel) went on through the renegotiation that added hq and yard: no gap
+    # (the console asks as soon as media is up, so ops may start just before or just after it)
+    loud = loud_blocks(samples)
+    first = loud.index(True)
+    renegotiated = console.of("renegotiated")[0]["t"]
+    assert longest_quiet_run(loud, first, int((renegotiated + 3.0) * rate / BLOCK)) <= 2
     t0, t1 = max(hq_talk["t"], yard_talk["t"]) + 1.0, console.of("talk_started")[-1]["t"] + 4.0
     heard = {ch: power(samples, rate, f, t0, t1) for ch, f in TONES.items()}
     noise = power(samples, rate, 1500.0, t0, t1)
@@ -258,3 +266,31 @@ def test_a_direct_talk_reaches_every_device_of_one_person_only(tmp_path: Path) -
     assert bursts and all(
         (t.get("VOICE_KIND"), t.get("VOICE_TARGET")) == ("direct", "bea") for t in bursts
     ), bursts
+
+
+def test_a_console_stops_hearing_a_channel_its_user_no_longer_supervises(tmp_path: Path) -> None:
+    with org_server(tmp_path / "org") as server:
+        server.cli("channels", "assign", "hq", "--supervisor", "boss")
+        asyncio.run(_revoked(server))
+
+
+async def _revoked(server: ServerProcess) -> None:
+    mori = await Peer.connect(server.ws_url)
+    await mori.join(token(server, "mori", "hq"), channel="hq", device_id="mori-1")
+    con = await Peer.connect(server.ws_url)
+    await con.join(token(server, "boss", "ops", "hq", role=Role.SUPERVISOR), device_id="desk")
+    await con.send(type="monitor", channels=["hq"], id="m")
+    assert (await con.expect("monitored", id="m"))["channels"] == ["ops", "hq"]
+    await con.send(type="talk_target", channels=["ops", "hq"], id="t")
+    assert (await con.expect("talk_target_set", id="t"))["kind"] == "all_call"
+    await mori.expect("participant_joined")
+    await asyncio.to_thread(server.cli, "channels", "unassign", "hq", "--supervisor", "boss")
+    err = await con.expect("error", timeout=30)
+    assert err["code"] == "channel_not_supervised" and not err["fatal"]
+    assert (await con.expect("monitored", timeout=30))["channels"] == ["ops"]
+    gone = await mori.expect("participant_left", timeout=30)
+    assert gone["participant"]["sub"] == "boss" and gone["reason"] == "unmonitored"
+    await con.send(type="monitor", channels=["hq"], id="again")
+    assert (await con.expect("error", id="again"))["code"] == "channel_not_supervised"
+    for p in (mori, con):
+        await p.close()

@@ -77,6 +77,8 @@ def test_slots_map_and_session_slots() -> None:
     assert c.session_slot(blocks, "ops", 1) == 7  # the channel's newest block
     assert c.session_slot(blocks, "yard", 1) is None
     assert c.session_slot(blocks, "hq", 4) is None
+    assert not c.too_many_mlines(blocks)
+    assert c.too_many_mlines(tuple((f"c{i}", (1, 2, 3)) for i in range(22)))  # 67 m-lines
     # a channel heard whose block the next offer appends (before the first answer)
     assert c.session_slot(blocks, "yard", 2, ("ops", "hq", "gate", "yard")) == 14
 

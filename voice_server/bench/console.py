@@ -83,7 +83,8 @@ async def _window(server: ServerChild, talker: SimParticipant, seconds: float) -
         "copies": copies,
         "cpu_us_per_copy": (u1 + s1 - u0 - s0) * 1e6 / copies,
         "p50_ms": hist.percentile(50) / 1000,
-        "p99_ms": hist.percentile(99) / 1000,
+        "p95_ms": hist.percentile(95) / 1000,
+        "p99_ms": hist.percentile(99) / 1000,  # the top bucket's bound (50 ms) when above it
     }
 
 
@@ -113,7 +114,11 @@ async def _monitor_times(console: SimParticipant, channels: list[str]) -> list[f
         before = seen["n"]
         t0 = time.perf_counter()
         await _send(console, type="monitor", channels=[channel])
-        await _wait(lambda before=before: seen["n"] > before, 10.0, f"{channel}'s audio")
+        await _wait(
+            lambda before=before: seen["n"] > before,
+            10.0,
+            f"{channel}'s audio (console got {dict(console.messages)})",
+        )
         out.append((time.perf_counter() - t0) * 1000)
         await _send(console, type="unmonitor", channels=[channel])
     return out
@@ -185,6 +190,7 @@ def _result(
             "cpu_us_per_copy": round(_median(ws, "cpu_us_per_copy"), 3),
             "added_latency_ms": {
                 "p50": round(_median(ws, "p50_ms"), 3),
+                "p95": round(_median(ws, "p95_ms"), 3),
                 "p99": round(_median(ws, "p99_ms"), 3),
             },
             "copies_per_window": round(_median(ws, "copies")),

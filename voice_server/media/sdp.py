@@ -14,8 +14,9 @@ When the server also listens on TCP, each m-line carries a second host candidate
 ICE-TCP one (RFC 6544, ``tcptype passive``, RFC 4571 framing) of lower priority: a browser on a
 network that drops UDP connects to it; aiortc has no ICE-TCP and ignores it.
 
-The answer is client input (at most 32 KiB): :func:`parse_answer` bounds line length, line and
-m-line counts and raises :class:`SdpError` with a readable message on anything it cannot use.
+The answer is client input (at most 60,000 characters): :func:`parse_answer` bounds line
+length, line and m-line counts and raises :class:`SdpError` with a readable message on anything
+it cannot use.
 """
 
 from __future__ import annotations
@@ -47,10 +48,10 @@ HOST_PRIORITY = 2130706431  # RFC 8445 5.1.2.1: type pref 126, local pref 65535,
 # << 13 | other 8191), component 1
 TCP_HOST_PRIORITY = (90 << 24) | (((2 << 13) | 8191) << 8) | 255
 
-MAX_SDP_LENGTH = 32768
+MAX_SDP_LENGTH = 60000  # a console's answer: up to MAX_MEDIA m-lines (~500 bytes each)
 MAX_LINE_LENGTH = 1024
-MAX_LINES = 1000
-MAX_MEDIA = 16
+MAX_LINES = 3000
+MAX_MEDIA = 64  # the microphone and slot m-lines; a console past it gets a new peer connection
 DIRECTIONS = frozenset({"sendrecv", "sendonly", "recvonly", "inactive"})
 
 _ICE_CHARS = string.ascii_letters + string.digits + "+/"

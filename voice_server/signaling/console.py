@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from voice_server.identity.principal import Principal, UserRecord
 from voice_server.identity.tokens import ALL_CHANNELS, Role
 from voice_server.media.route import Route
+from voice_server.media.sdp import MAX_MEDIA
 from voice_server.signaling.errors import ErrorCode, ProtocolError
 from voice_server.signaling.messages import SlotEntry
 from voice_server.talk.priority import Kind
@@ -34,6 +35,7 @@ __all__ = [
     "session_slot",
     "slots_map",
     "supervision",
+    "too_many_mlines",
     "unmonitor",
 ]
 
@@ -170,6 +172,11 @@ def console_route(console: Console, level: int, listener: bool) -> Route:
     if target.kind is Kind.ALL_CALL:
         level = max(level, 2)
     return Route(sends, console.heard, target.sessions, level)
+
+
+def too_many_mlines(blocks: tuple[Block, ...]) -> bool:
+    """An offer with these blocks would pass the SDP limit on m-lines (``MAX_MEDIA``)."""
+    return 1 + sum(len(ssrcs) for _, ssrcs in blocks) > MAX_MEDIA
 
 
 def slots_map(blocks: tuple[Block, ...]) -> list[SlotEntry]:

@@ -502,7 +502,7 @@ class Hub:
                 priority=level,
                 kind=kind,
             )
-            self._send(console, self._for_console(console, started))
+            self._send_console(console, started)
 
     def set_talk_target(
         self,
@@ -541,7 +541,13 @@ class Hub:
     def _set_console(self, session: Session, console: consoles.Console) -> None:
         self.consoles[session.id] = console
         route = consoles.console_route(console, session.level, session.listener)
-        self._reoffer(session, self._apply_route(session, route))
+        reoffer = self._apply_route(session, route)
+        if reoffer is not None and consoles.too_many_mlines(getattr(reoffer, "blocks", ())):
+            # blocks are only ever appended: after much monitor churn, a fresh peer connection
+            # with just the channels heard now (a plain offer; a short gap in each)
+            self._open_media(session)
+        else:
+            self._reoffer(session, reoffer)
 
     def _send_monitored(
         self, session: Session, blocks: tuple[tuple[str, tuple[int, ...]], ...], rid: str | None
@@ -554,8 +560,9 @@ class Hub:
             ),
         )
 
-    def _for_console(self, session: Session, message: ServerMessage) -> ServerMessage:
-        """A talk, duck or preempted event as a console gets it: with its session slot."""
+    def _for_console(self, session: Session, message: ServerMessage) -> ServerMessage | None:
+        """A talk, duck or preempted event as a console gets it: with its session slot (None:
+        a talk or duck event of a slot it has no m-line for, not sent)."""
         if session.id not in self.consoles or self.media is None:
             return message
         channel = getattr(message, "channel", None)
@@ -566,7 +573,14 @@ class Hub:
         mapped = consoles.session_slot(self.media.blocks(session.id), channel, slot, heard)
         if mapped == slot:
             return message
+        if mapped is None and not isinstance(message, ServerPreempted):
+            return None
         return message.model_copy(update={"slot": mapped})
+
+    def _send_console(self, session: Session, message: ServerMessage) -> None:
+        out = self._for_console(session, message)
+        if out is not None:
+            self._send(session, out)
 
     def speaker(self, session_id: str) -> tuple[str, str] | None:
         """(sub, display name) of a session or a server-side source."""
@@ -722,14 +736,13 @@ class Hub:
             self.broadcast(channel, message, exclude=exclude)
         for monitor in self._monitoring(channel):
             if monitor is not exclude and (only is None or monitor.id in only):
-                self._send(monitor, self._for_console(monitor, message))
+                self._send_console(monitor, message)
 
     def preempted(self, session_id: str, channel: str, slot: int, by: str) -> None:
         session = self.registry.get(session_id)
         speaker = self._speaker(by)
         if session is not None and speaker is not None:
-            message = ServerPreempted(slot=slot, channel=channel, by=speaker)
-            self._send(session, self._for_console(session, message))
+            self._send_console(session, ServerPreempted(slot=slot, channel=channel, by=speaker))
 
     def media_lost(self, session_id: str) -> None:
         """The session's transport died (ICE consent expired, DTLS failed): offer a new one."""
@@ -852,9 +865,33 @@ class Hub:
         if subs:
             verdicts = await asyncio.to_thread(lookup_all, self._directory, subs)
             self.apply_directory(verdicts)
+            self.apply_console_rights(verdicts)
             names = {s.channel for s in self.registry}
             found = await asyncio.to_thread(lambda: {n: self._channels.get(n) for n in names})
             self.apply_talk_rules({n: c.settings for n, c in found.items() if c is not None})
+
+    def apply_console_rights(self, verdicts: dict[str, UserRecord | str | None]) -> None:
+        """A console whose user no longer supervises a channel stops hearing it and talking
+        into it at once (it is told with ``channel_not_supervised`` and ``monitored``)."""
+        for sid, console in list(self.consoles.items()):
+            session = self.registry.get(sid)
+            verdict = verdicts.get(session.sub) if session is not None else None
+            if session is None or isinstance(verdict, str):
+                continue  # gone, or ended by apply_directory
+            allowed = consoles.supervision(session.principal, verdict)
+            lost = [c for c in console.monitored if c not in allowed]
+            target = console.target
+            if target is not None and any(c not in allowed for c in target.channels):
+                lost += [c for c in target.channels if c not in allowed and c not in lost]
+                target = None
+            if not lost:
+                continue
+            kept = tuple(c for c in console.monitored if c not in lost)
+            self._set_console(session, consoles.Console(console.channel, kept, target))
+            err = ProtocolError(ErrorCode.CHANNEL_NOT_SUPERVISED, f"no longer yours: {lost}")
+            self.send_error(session, err)
+            blocks = self.media.blocks(session.id) if self.media is not None else ()
+            self._send_monitored(session, blocks, None)
 
     def apply_talk_rules(self, settings: dict[str, dict[str, object]]) -> None:
         """A channel's levels or talk rights changed (an admin, live): sessions in it get their

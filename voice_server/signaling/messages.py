@@ -62,7 +62,7 @@ class ClientAnswer(_Msg):
     renegotiation offer's (optional: without it the answer is for the latest offer)."""
 
     type: Literal["answer"]
-    sdp: Annotated[str, Field(min_length=1, max_length=32768)]
+    sdp: Annotated[str, Field(min_length=1, max_length=60000)]
     revision: Annotated[int, Field(ge=0, le=2**31)] | None = None
     id: _REQ_ID | None = None
 

@@ -81,8 +81,10 @@ function applyVolume(mid) {
   if (!el || !entry) return;
   const box = card(entry.channel);
   if (!box) return;
+  // the user's volume and mute only: a channel no longer heard simply gets no packets (changing
+  // an element's mute or volume glitches Chromium's remote audio, ~0.1-0.3 s in every channel)
+  el.muted = box.querySelector(".mute").checked;
   el.volume = Number(box.querySelector(".volume").value) / 100;
-  el.muted = box.querySelector(".mute").checked || !heard().includes(entry.channel);
 }
 
 function applyAll() {
@@ -111,10 +113,14 @@ function attach(mid, track) {
 }
 
 function setSlotsMap(entries) {
+  const before = diag.slotsMap;
   diag.slotsMap = {};
   for (const e of entries) diag.slotsMap[e.mid] = { channel: e.channel, channel_slot: e.channel_slot };
   diag.log("slots_map", { slots: entries.length });
-  applyAll();
+  // only the m-lines whose channel changed (elements of audio playing are left alone)
+  for (const [mid, e] of Object.entries(diag.slotsMap)) {
+    if (!before[mid] || before[mid].channel !== e.channel) applyVolume(mid);
+  }
 }
 
 // ------------------------------------------------------------------ who talks, who is there
@@ -327,7 +333,6 @@ function monitorChanged(box) {
   diag.conn.send({ type: box.checked ? "monitor" : "unmonitor", channels: [box.value], id: box.checked ? "monitor" : "unmonitor" });
   if (box.checked) openLive(box.value);
   else closeLive(box.value);
-  applyAll();
   const picked = document.querySelector('input[name="target"]:checked');
   if (picked && picked.value === "*all") sendTarget(); // the all-call follows what is heard
 }
