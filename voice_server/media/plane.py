@@ -272,6 +272,7 @@ class MediaPlane:
         if parsed.audio_level_id is not None:
             transport.level_ext_id = parsed.audio_level_id
         transport.mic_enabled = parsed.can_talk
+        transport.red = parsed.red_heard
         self.counters.renegotiations += 1
         self._place(link)
         return self._renegotiate(link)

@@ -32,6 +32,7 @@ __all__ = [
     "RedError",
     "Redundancy",
     "build_payload",
+    "log_packets",
     "parse_payload",
     "primary_packet",
     "recovered",
@@ -156,4 +157,17 @@ def recovered(
         head[1] = payload_type
         struct.pack_into("!HI", head, 2, (seq - back) & 0xFFFF, (ts - offset) & 0xFFFFFFFF)
         out.append(bytes(head) + bytes(packet[b0:b1]))
+    return out
+
+
+def log_packets(packet: bytes | bytearray, last_seq: int | None) -> list[bytes]:
+    """What the call log gets for the RED packet ``packet`` (already checked): the frames its
+    redundancy recovers of the packets lost since ``last_seq`` (the last sequence number the
+    log got, None: none yet), then its primary frame; each a plain Opus packet."""
+    out: list[bytes] = []
+    if last_seq is not None:
+        missing = (((packet[2] << 8) | packet[3]) - last_seq - 1) & 0xFFFF
+        if 0 < missing <= MAX_BLOCKS:
+            out = recovered(packet, missing)
+    out.append(primary_packet(packet))
     return out

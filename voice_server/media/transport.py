@@ -73,6 +73,9 @@ class Transport:
     # audio-level extension id the participant uses (fixed by our offer; kept by answerers)
     level_ext_id: int = 1
     mic_enabled: bool = True
+    #: its answer kept audio RED on its listening slots: it gets talkers' RED as sent (the
+    #: others get the primary frame alone)
+    red: bool = False
     created_at: float = field(default_factory=time.monotonic)
     #: where its decrypted RTP goes: the router member(s) it talks into, bound by the plane
     #: (mediasoup binds a producer to its router); None while it talks into no channel
@@ -163,6 +166,7 @@ class Transport:
         if answer.audio_level_id is not None:
             self.level_ext_id = answer.audio_level_id
         self.mic_enabled = answer.can_talk
+        self.red = answer.red_heard
         self.answered = True
         if self.dtls.state is DtlsState.CONNECTED:
             self._maybe_connected()
