@@ -53,6 +53,7 @@ class MediaCounters:
     rtcp_receiver_reports: int = 0
     fec_packets_in: int = 0  # talkers' Opus packets carrying in-band FEC (LBRR)
     red_packets_in: int = 0  # talkers' audio RED packets (RFC 2198)
+    red_routed: int = 0  # of those, forwarded as RED (to listeners that negotiated it)
     red_recovered: int = 0  # frames the call log got from RED redundancy (a lost packet's)
     rtcp_talker_reports: int = 0  # receiver reports sent to talkers about their uplink
     slot_busy_bursts: int = 0
@@ -100,6 +101,7 @@ class MediaCounters:
             ("rtcp_receiver_reports", "RTCP receiver report blocks read"),
             ("fec_packets_in", "Talkers' Opus packets carrying in-band FEC (LBRR)"),
             ("red_packets_in", "Talkers' audio RED packets (RFC 2198)"),
+            ("red_routed", "Talkers' RED packets forwarded as RED (to listeners with RED)"),
             ("red_recovered", "Lost frames the call log got from RED redundancy"),
             ("rtcp_talker_reports", "RTCP receiver reports sent to talkers about their uplink"),
             ("stun_requests", "STUN binding requests answered"),

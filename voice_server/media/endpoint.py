@@ -23,6 +23,7 @@ from voice_server.limits import SO_RCVBUFFORCE, SO_SNDBUFFORCE, size_buffer
 from voice_server.media.counters import MediaCounters
 from voice_server.media.errors import PacketError
 from voice_server.media.opus_fec import has_fec
+from voice_server.media.red import RED_PT, parse_payload
 from voice_server.media.rtcp import ReceiverReport, SenderReport, parse_compound
 from voice_server.media.rtp import read_header
 from voice_server.media.rxtime import ANC_SIZE, arrival_ns, enable_timestamps
@@ -206,13 +207,16 @@ class MediaEndpoint:
                 self.counters.packets_in += 1
                 self.counters.bytes_in += len(data)
                 try:
-                    _pt, _m, seq, ts, ssrc, hlen = read_header(plain)
+                    pt, _m, seq, ts, ssrc, hlen = read_header(plain)
+                    end = len(plain)
+                    if pt == RED_PT:  # the primary frame's LBRR flag
+                        hlen, end = parse_payload(plain, hlen)[1]
                 except PacketError:
                     pass  # the router counts it
                 else:
                     reception = transport.reception
                     reception.packet(seq, ts, ssrc, t0 / 1e9)
-                    if has_fec(memoryview(plain)[hlen:]):
+                    if has_fec(memoryview(plain)[hlen:end]):
                         reception.fec_packets += 1
                         self.counters.fec_packets_in += 1
                 sink = transport.sink

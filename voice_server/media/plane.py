@@ -31,6 +31,7 @@ from voice_server.media.dtls import Certificate
 from voice_server.media.endpoint import MediaEndpoint
 from voice_server.media.errors import PacketError
 from voice_server.media.negotiation import Block, Negotiation, mids, slot_ssrcs
+from voice_server.media.red import RED_PT
 from voice_server.media.route import Route
 from voice_server.media.router import Member, Peer, Router, TalkEvents, Tap
 from voice_server.media.rtcp import build_receiver_report, build_sender_report
@@ -128,8 +129,11 @@ class MediaPlane:
         rules: TalkRules | None = None,
         preroll_packets: int = 5,
         tap: Tap[Any] | None = None,
+        red: bool = True,
     ) -> None:
         self.tap = tap
+        #: audio RED offered (RFC 2198, :mod:`voice_server.media.red`)
+        self.red = red
         self.host = host
         self.port = port
         #: ICE-TCP passive candidate's port: None = the UDP port's number, 0 = no ICE-TCP
@@ -459,6 +463,7 @@ class MediaPlane:
                 cname=CNAME,
                 slots=len(ssrcs),
                 tcp_port=self.tcp_port or None,
+                red_payload_type=RED_PT if self.red else None,
             )
         )
 

@@ -419,6 +419,8 @@ class Router:
         self.stream_last_ns[index] = t0_ns
         if src.fanout.size:
             src.fanout.send(data, src.transport, t0_ns)
+            if red:
+                self._counters.red_routed += 1
         if src.fanout_plain.size:
             src.fanout_plain.send(primary, src.transport, t0_ns)
 
