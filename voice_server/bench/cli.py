@@ -56,6 +56,13 @@ def add_bench_parser(sub: Any) -> None:
     )
     net.add_argument("--loss", default="0,2", help="loss percentages, comma-separated (0,2)")
     net.add_argument("--json", type=Path, help="write the result as JSON to this file")
+    red = bsub.add_parser(
+        "red", help="forwarding CPU per copy with audio RED on (two variants) against off"
+    )
+    red.add_argument("--listeners", type=positive_int, default=200, help="per mode (200)")
+    red.add_argument("--packets", type=positive_int, default=100, help="per block (100)")
+    red.add_argument("--rounds", type=positive_int, default=10, help="blocks per mode (10)")
+    red.add_argument("--json", type=Path, help="write the result as JSON to this file")
     pri = bsub.add_parser(
         "priority",
         help="a supervisor cutting in with every slot busy: onset to first copy and to duck",
@@ -195,6 +202,12 @@ def run_bench(args: argparse.Namespace) -> int:
         return _run_network(args)
     if args.bench == "priority":
         return _run_priority(args)
+    if args.bench == "red":
+        from voice_server.bench.red import format_summary as red_summary
+        from voice_server.bench.red import run_red_bench
+
+        result = run_red_bench(args.listeners, packets=args.packets, rounds=args.rounds)
+        return _report(result, red_summary(result), args.json)
     if args.bench == "announce":
         from voice_server.bench.announce import format_summary, run_announce_bench
 
