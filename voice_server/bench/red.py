@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from voice_server.bench.floor import drain, loopback_sockets
 from voice_server.histogram import LatencyHistogram
 from voice_server.media.counters import MediaCounters
 from voice_server.media.red import OPUS_PT, RED_PT, build_payload
@@ -84,13 +85,8 @@ def run_red_bench(
     from voice_server.sim.audio import opus_frames
 
     frames = opus_frames()
-    receivers = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2 * listeners)]
-    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender, receivers = loopback_sockets(2 * listeners)
     try:
-        for r in receivers:
-            r.bind(("127.0.0.1", 0))
-            r.setblocking(False)
-        sender.setblocking(False)
         addrs = [r.getsockname() for r in receivers]
         modes = {
             "off": _router(sender, addrs[:listeners], 0.0),
@@ -117,7 +113,7 @@ def run_red_bench(
                     c0 = time.process_time()
                     _router_.on_rtp(talker, packet, t0)
                     cpu += time.process_time() - c0
-                    _drain(receivers)
+                    drain(receivers)
                     time.sleep(max(0.0, period - (time.perf_counter_ns() - t0) / 1e9))
                 copies = counters.packets_out - before
                 per_copy[mode].append(cpu * 1e6 / max(1, copies))
@@ -143,15 +139,6 @@ def run_red_bench(
     result["target_ratio"] = TARGET_RATIO
     result["load"] = os.getloadavg()
     return result
-
-
-def _drain(receivers: list[socket.socket]) -> None:
-    for r in receivers:
-        try:
-            while r.recv(2048):
-                pass
-        except BlockingIOError:
-            continue
 
 
 def format_summary(result: dict[str, Any]) -> str:
