@@ -62,10 +62,14 @@ class _Events:
 
 def _router(sender: socket.socket, addrs: list[tuple[str, int]], red_share: float) -> Any:
     counters = MediaCounters()
+
+    def sendto(data: bytes, addr: tuple[str, int]) -> None:
+        sender.sendto(data, addr)
+
     router = Router(
         "bench", slot_ssrcs=(1,), payload_type=OPUS_PT,
         rules=TalkRules(attack_ms=40, hangover_ms=600), preroll_packets=5, events=_Events(),
-        sendto=sender.sendto, counters=counters, histogram=LatencyHistogram(),
+        sendto=sendto, counters=counters, histogram=LatencyHistogram(),
         fileno=sender.fileno,
     )  # fmt: skip
     red_count = round(len(addrs) * red_share)
