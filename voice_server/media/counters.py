@@ -48,6 +48,7 @@ class MediaCounters:
     preemptions: int = 0  # cut-ins that paused a lower-level holder (clicks included)
     renegotiations: int = 0
     renegotiations_ignored: int = 0
+    ice_restarts: int = 0  # ICE restart offers (a participant's network changed)
     rtcp_in: int = 0
     rtcp_out: int = 0
     rtcp_receiver_reports: int = 0
@@ -113,6 +114,7 @@ class MediaCounters:
             ("transports_closed_consent", "Transports closed after ICE consent expired"),
             ("renegotiations", "Renegotiation answers applied on a live peer connection"),
             ("renegotiations_ignored", "Renegotiation answers ignored (stale or mismatched)"),
+            ("ice_restarts", "ICE restarts offered on a live peer connection (network change)"),
             ("tcp_accepted", "ICE-TCP connections accepted"),
             ("tcp_refused", "ICE-TCP connections refused (pending limits)"),
             ("tcp_expired", "ICE-TCP connections closed: no valid ICE check in time"),

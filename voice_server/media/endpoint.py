@@ -163,9 +163,15 @@ class MediaEndpoint:
     def register(self, transport: Transport) -> None:
         self.by_ufrag[transport.ufrag] = transport
 
+    def restart_ice(self, transport: Transport, ufrag: str, pwd: str) -> None:
+        """New local ICE credentials for ``transport`` (its old ufrag stays routed to it while
+        the transport answers checks with it)."""
+        transport.restart_ice(ufrag, pwd)
+        self.by_ufrag[ufrag] = transport
+
     def unregister(self, transport: Transport) -> None:
-        if self.by_ufrag.get(transport.ufrag) is transport:
-            del self.by_ufrag[transport.ufrag]
+        for ufrag in [u for u, t in self.by_ufrag.items() if t is transport]:
+            del self.by_ufrag[ufrag]
         for addr in transport.valid_addrs:
             if self.by_addr.get(addr) is transport:
                 del self.by_addr[addr]
@@ -243,6 +249,11 @@ class MediaEndpoint:
             return
         ufrag = parse_stun_username(msg)
         transport = self.by_ufrag.get(ufrag) if ufrag is not None else None
+        if transport is not None and ufrag != transport.ufrag:
+            old = transport.previous
+            if old is None or old[0] != ufrag:  # a generation an ICE restart retired
+                del self.by_ufrag[ufrag]  # type: ignore[arg-type]
+                transport = None
         if transport is None:
             self.counters.drop_bad_stun += 1
             return

@@ -265,13 +265,16 @@ class MediaPlane:
         except (SdpError, PacketError):
             self.counters.renegotiations_ignored += 1
             return None
+        restart = transport.restarting  # every offer since an ICE restart has new credentials
         if (
-            parsed.ice_ufrag != transport.remote_ufrag
+            (parsed.ice_ufrag != transport.remote_ufrag and not restart)
             or transport.remote_fingerprint is None
             or parsed.fingerprint.lower() != transport.remote_fingerprint.lower()
         ):
             self.counters.renegotiations_ignored += 1  # a renegotiation keeps ICE and DTLS
             return None
+        if restart:
+            transport.ice_restarted(parsed.ice_ufrag)
         link.sdp.settle()
         if parsed.audio_level_id is not None:
             transport.level_ext_id = parsed.audio_level_id
@@ -432,6 +435,20 @@ class MediaPlane:
         return any(channel in p.route.channels for p in self.links.values()) or any(
             channel in p.route.channels for p in self.sources.values()
         )
+
+    def ice_restart(self, session_id: str) -> Renegotiation:
+        """An ICE restart of the session's own transport (the network changed): new local ICE
+        credentials on the same transport, which keeps its DTLS and SRTP state, its routes and
+        slots; returns the offer (``offer {"renegotiate": true, "restart": true}``). Raises
+        ValueError when the session has no answered transport."""
+        link = self.links.get(session_id)
+        if link is None or not link.transport.answered:
+            raise ValueError("no connected transport for this session")
+        creds = new_ice_credentials()
+        self.endpoint.restart_ice(link.transport, creds.ufrag, creds.pwd)
+        blocks = link.sdp.restart_ice()
+        self.counters.ice_restarts += 1
+        return Renegotiation(self._offer(link, blocks), link.sdp.revision)
 
     def _renegotiate(self, link: _Link) -> Renegotiation | None:
         """A renegotiation offer when the route hears a channel without its m-lines (after the

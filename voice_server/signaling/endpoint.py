@@ -26,6 +26,7 @@ from voice_server.signaling.hub import (
 from voice_server.signaling.messages import (
     MAX_MESSAGE_BYTES,
     ClientAnswer,
+    ClientIceRestart,
     ClientJoin,
     ClientLeave,
     ClientMessage,
@@ -223,6 +224,8 @@ async def _handle(
         hub.set_route(session, route, msg.id)
     elif isinstance(msg, ClientStats):
         hub.stats(session, msg)
+    elif isinstance(msg, ClientIceRestart):
+        hub.ice_restart(session, msg.id)
     elif isinstance(msg, ClientRefresh):
         principal = await asyncio.to_thread(hub.verify_refresh, session, msg)
         hub.refresh(session, principal, msg.id)

@@ -95,6 +95,15 @@ class ClientPing(_Msg):
     id: _REQ_ID | None = None
 
 
+class ClientIceRestart(_Msg):
+    """The phone's network changed (``online``, a new connection type, a media stall): restart
+    ICE on its own peer connection (there is no session field: only the sender's). Answered by
+    ``offer {"renegotiate": true, "restart": true}``, or ``error`` ``ice_restart_too_often``."""
+
+    type: Literal["ice_restart"]
+    id: _REQ_ID | None = None
+
+
 _MS = Annotated[float, Field(ge=0, le=60_000, allow_inf_nan=False)]
 _RATIO = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 
@@ -119,10 +128,13 @@ ClientMessage = Annotated[
     | ClientRefresh
     | ClientPing
     | ClientRoute
-    | ClientStats,
+    | ClientStats
+    | ClientIceRestart,
     Field(discriminator="type"),
 ]
-CLIENT_TYPES = frozenset({"join", "leave", "answer", "refresh", "ping", "route", "stats"})
+CLIENT_TYPES = frozenset(
+    {"join", "leave", "answer", "refresh", "ping", "route", "stats", "ice_restart"}
+)
 _client_adapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
 
 
@@ -184,6 +196,8 @@ class ServerOffer(_Msg):
     sdp: str
     renegotiate: bool = False
     revision: int | None = None
+    #: an ICE restart (``renegotiate`` too): new ICE credentials for the same peer connection
+    restart: bool = False
 
 
 class ServerRouted(_Msg):
