@@ -55,6 +55,9 @@ def add_bench_parser(sub: Any) -> None:
         "--paths", default="udp,tcp,turn-tls", help="comma-separated (default udp,tcp,turn-tls)"
     )
     net.add_argument("--loss", default="0,2", help="loss percentages, comma-separated (0,2)")
+    net.add_argument(
+        "--red", default="on", help="audio RED per condition: on, off or on,off (default on)"
+    )
     net.add_argument("--json", type=Path, help="write the result as JSON to this file")
     red = bsub.add_parser(
         "red", help="forwarding CPU per copy with audio RED on (two variants) against off"
@@ -166,7 +169,13 @@ def _run_network(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    opts = NetworkOptions(bursts=args.bursts, period=args.period, paths=paths, losses=losses)
+    reds = tuple(x.strip() == "on" for x in args.red.split(",") if x.strip())
+    if not reds or any(x.strip() not in ("on", "off") for x in args.red.split(",")):
+        print("voice-server bench network: --red takes on, off or on,off", file=sys.stderr)
+        return 2
+    opts = NetworkOptions(
+        bursts=args.bursts, period=args.period, paths=paths, losses=losses, reds=reds
+    )
     try:
         result = run_network(opts)
     except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
