@@ -174,8 +174,6 @@ def run_network(opts: NetworkOptions, log: IO[str] = sys.stderr) -> dict[str, An
         files = (tmp / "bursts.wav", tmp / "silence.wav")
         write_bursts(files[0], opts.tone_ms, opts.period)
         write_bursts(files[1], 0, 1.0)
-        data = tmp / "data"
-        data.mkdir()
         tls = ensure_self_signed(tmp / "turn", [RELAY])
         with contextlib.ExitStack() as stack:
             turn = stack.enter_context(
@@ -189,6 +187,8 @@ def run_network(opts: NetworkOptions, log: IO[str] = sys.stderr) -> dict[str, An
             pw = stack.enter_context(sync_playwright())
             for red in opts.reds:
                 env = {**turn.server_env(), "VOICE_AUDIO_RED": "true" if red else "false"}
+                data = tmp / ("data-red" if red else "data-nored")  # a server of its own
+                data.mkdir()
                 with bench_server(data, env, media_port=media) as url:
                     for path in opts.paths:
                         for loss in opts.losses:
