@@ -111,6 +111,7 @@ def build_state(config: Config) -> AppState:
         slots=config.slots,
         events=hub,
         on_transport_lost=hub.media_lost,
+        red=config.audio_red,
     )
     hub.media = media
     live = LiveHub(hub, config.zone, config.live_queue)

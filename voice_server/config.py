@@ -62,6 +62,9 @@ class Config(BaseSettings):
     turn_secret: SecretStr | None = None
     turn_ttl_seconds: int = Field(86400, ge=60, le=7 * 86400)
     slots: int = Field(3, ge=1, le=8)
+    # audio RED (RFC 2198) offered first on every m-line (Chromium sends and hears it; the
+    # others get the primary frame): false offers Opus alone
+    audio_red: bool = True
 
     # sessions and signaling limits
     grace_seconds: float = Field(10.0, ge=0, le=300)

@@ -279,3 +279,34 @@ async def test_stats_reports_are_kept_per_participant_and_counted_per_path(
         assert time.monotonic() < deadline, "the report outlived its session"
         await asyncio.sleep(0.1)
     await a.close()
+
+
+async def test_ice_restart_gives_new_credentials_on_the_same_peer_connection_rate_limited(
+    server: ServerProcess,
+) -> None:
+    from voice_server.media.dtls import Certificate
+    from voice_server.media.sdp import new_ice_credentials
+    from voice_server.sim.answer import build_answer, parse_offer
+
+    p = await Peer.connect(server.ws_url)
+    await p.join(tok(server, "rita"))
+    first = await p.expect("offer")
+    await p.send(type="ice_restart", id="early")  # nothing answered yet: nothing to restart
+    assert (await p.expect("error", id="early"))["code"] == "no_offer"
+    offer = parse_offer(first["sdp"])
+    answer = build_answer(offer, credentials=new_ice_credentials(),
+                          fingerprint=Certificate.generate().fingerprint, ssrc=42)  # fmt: skip
+    await p.send(type="answer", sdp=answer)
+    await p.send(type="ice_restart", id="r1")
+    restart = await p.expect("offer", renegotiate=True, restart=True)
+    again = parse_offer(restart["sdp"])
+    assert (again.ice_ufrag, again.ice_pwd) != (offer.ice_ufrag, offer.ice_pwd)
+    assert again.fingerprint == offer.fingerprint and again.mids == offer.mids  # same DTLS
+    assert again.slot_ssrcs == offer.slot_ssrcs and isinstance(restart["revision"], int)
+    await p.send(type="ice_restart", id="r2")  # too soon after the first
+    err = await p.expect("error", id="r2")
+    assert (err["code"], err["fatal"]) == ("ice_restart_too_often", False)
+    # the message has no session field: naming another session is malformed, never obeyed
+    await p.send(type="ice_restart", id="other", session_id="someone-else")
+    assert (await p.expect("error", id="other"))["code"] in {"invalid_field", "bad_message"}
+    await p.close()

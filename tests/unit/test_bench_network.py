@@ -31,6 +31,15 @@ def test_turn_lets_only_the_relay_reach_the_media_port_and_loses_on_443() -> Non
     assert "tcp sport 443 numgen random mod 1000 < 20 counter drop;" in table
 
 
+def test_summary_compares_red_on_rows_only() -> None:
+    rows = [
+        {"path": "udp", "loss": 0.1, "p95_ms": 90.0, "red": True},
+        {"path": "udp", "loss": 0.1, "p95_ms": 500.0, "red": False},
+        {"path": "tcp", "loss": 0.1, "p95_ms": 100.0, "red": True},
+    ]
+    assert summarize(rows)["tcp_over_udp_p95_ms_at_10pct"] == 10.0
+
+
 def test_summary_compares_each_path_with_udp_at_the_same_loss() -> None:
     browser = [
         {"path": "udp", "loss": 0.0, "p95_ms": 90.0},
@@ -53,7 +62,14 @@ def test_summary_compares_each_path_with_udp_at_the_same_loss() -> None:
 
 
 @pytest.mark.parametrize(
-    "args", [["--paths", "udp,quic"], ["--loss", "x"], ["--loss", "80"], ["--period", "1"]]
+    "args",
+    [
+        ["--paths", "udp,quic"],
+        ["--loss", "x"],
+        ["--loss", "80"],
+        ["--period", "1"],
+        ["--red", "maybe"],
+    ],
 )
 def test_bad_flags_are_one_line_and_exit_2(
     args: list[str], capsys: pytest.CaptureFixture[str]

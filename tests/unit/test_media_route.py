@@ -89,11 +89,12 @@ def built_audience(plane: MediaPlane, talker: str) -> list[tuple[str, str]]:
         member = router.members.get(talker)
         if member is None:
             continue
-        for chunk in member.fanout._chunks:
-            for key, _protect, _addr in chunk:
-                sid = key.session_id  # type: ignore[attr-defined]
-                if sid != talker:
-                    out.append((sid, channel))
+        for fanout in (member.fanout, member.fanout_plain):  # with RED, without
+            for chunk in fanout._chunks:
+                for key, _protect, _addr in chunk:
+                    sid = key.session_id  # type: ignore[attr-defined]
+                    if sid != talker:
+                        out.append((sid, channel))
     return out
 
 

@@ -52,7 +52,7 @@ def test_offer_layout() -> None:
     blocks = _mline_blocks(offer)
     assert len(blocks) == 4
     for mid, block in enumerate(blocks):
-        assert block[0] == "m=audio 40000 UDP/TLS/RTP/SAVPF 111"
+        assert block[0] == "m=audio 40000 UDP/TLS/RTP/SAVPF 63 111"  # RED first
         for line in (
             "c=IN IP4 127.0.0.1",
             "a=rtcp:40000 IN IP4 127.0.0.1",
@@ -63,6 +63,8 @@ def test_offer_layout() -> None:
             f"a=mid:{mid}",
             "a=rtcp-mux",
             "a=rtpmap:111 opus/48000/2",
+            "a=rtpmap:63 red/48000/2",
+            "a=fmtp:63 111/111",
             "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level",
             "a=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host",
             "a=end-of-candidates",
@@ -77,7 +79,12 @@ def test_offer_layout() -> None:
         assert f"a=ssrc:{ssrc} cname:voice-server" in blocks[mid]
         assert f"a=ssrc:{ssrc} msid:slot{mid} slot{mid}-audio" in blocks[mid]
         assert f"a=msid:slot{mid} slot{mid}-audio" in blocks[mid]
-    assert "red/" not in offer.lower() and "a=rtcp-fb" not in offer
+    assert "a=rtcp-fb" not in offer
+
+
+def test_offer_without_red() -> None:
+    offer = sdp.build_offer(_params(red_payload_type=None))
+    assert "red/" not in offer.lower() and "m=audio 40000 UDP/TLS/RTP/SAVPF 111\r\n" in offer
 
 
 def test_offer_slot_count_and_ipv6() -> None:
@@ -142,7 +149,7 @@ async def test_aiortc_answers_the_offer() -> None:
     fp = re.search(r"a=fingerprint:sha-256 (\S+)", text)
     assert fp is not None and answer.fingerprint == fp.group(1)
     assert answer.payload_type == 111 and answer.audio_level_id == 1
-    assert answer.can_talk
+    assert answer.can_talk and not answer.red_heard  # aiortc has no RED: it hears primaries
     assert answer.media[0].direction == "sendonly" and len(answer.media[0].ssrcs) == 1
     assert [m.direction for m in answer.media[1:]] == ["recvonly"] * 3
     assert all(m.payload_type == 111 and m.audio_level_id == 1 for m in answer.media)
@@ -222,6 +229,18 @@ def test_chromium_answer_parses() -> None:
     assert answer.can_talk and answer.payload_type == 111 and answer.audio_level_id == 1
     assert answer.media[0].ssrcs == (2873044915,)
     assert [m.direction for m in answer.media] == ["sendonly", "recvonly", "recvonly", "recvonly"]
+    assert not answer.red_heard and not answer.media[0].red
+
+
+def test_chromium_answer_with_red() -> None:
+    text = CHROMIUM_ANSWER.replace("SAVPF 111", "SAVPF 63 111").replace(
+        "a=rtpmap:111 opus/48000/2", "a=rtpmap:63 red/48000/2\r\na=rtpmap:111 opus/48000/2"
+    )
+    answer = sdp.parse_answer(text, 4)
+    assert answer.red_heard and all(m.red for m in answer.media)
+    dropped = text.replace("SAVPF 63 111", "SAVPF 111", 2)  # mid 0 and slot 1 without it
+    answer = sdp.parse_answer(dropped, 4)
+    assert not answer.red_heard and not answer.media[0].red and answer.media[2].red
 
 
 def _replace(old: str, new: str, count: int = -1) -> str:

@@ -55,7 +55,17 @@ def add_bench_parser(sub: Any) -> None:
         "--paths", default="udp,tcp,turn-tls", help="comma-separated (default udp,tcp,turn-tls)"
     )
     net.add_argument("--loss", default="0,2", help="loss percentages, comma-separated (0,2)")
+    net.add_argument(
+        "--red", default="on", help="audio RED per condition: on, off or on,off (default on)"
+    )
     net.add_argument("--json", type=Path, help="write the result as JSON to this file")
+    red = bsub.add_parser(
+        "red", help="forwarding CPU per copy with audio RED on (two variants) against off"
+    )
+    red.add_argument("--listeners", type=positive_int, default=200, help="per mode (200)")
+    red.add_argument("--packets", type=positive_int, default=100, help="per block (100)")
+    red.add_argument("--rounds", type=positive_int, default=10, help="blocks per mode (10)")
+    red.add_argument("--json", type=Path, help="write the result as JSON to this file")
     pri = bsub.add_parser(
         "priority",
         help="a supervisor cutting in with every slot busy: onset to first copy and to duck",
@@ -176,7 +186,13 @@ def _run_network(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    opts = NetworkOptions(bursts=args.bursts, period=args.period, paths=paths, losses=losses)
+    reds = tuple(x.strip() == "on" for x in args.red.split(",") if x.strip())
+    if not reds or any(x.strip() not in ("on", "off") for x in args.red.split(",")):
+        print("voice-server bench network: --red takes on, off or on,off", file=sys.stderr)
+        return 2
+    opts = NetworkOptions(
+        bursts=args.bursts, period=args.period, paths=paths, losses=losses, reds=reds
+    )
     try:
         result = run_network(opts)
     except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
@@ -224,6 +240,13 @@ def run_bench(args: argparse.Namespace) -> int:
             print(f"voice-server bench console: {exc}".splitlines()[0], file=sys.stderr)
             return 1
         return _report(result, console_summary(result), args.json)
+
+    if args.bench == "red":
+        from voice_server.bench.red import format_summary as red_summary
+        from voice_server.bench.red import run_red_bench
+
+        result = run_red_bench(args.listeners, packets=args.packets, rounds=args.rounds)
+        return _report(result, red_summary(result), args.json)
     if args.bench == "announce":
         from voice_server.bench.announce import format_summary, run_announce_bench
 

@@ -20,20 +20,33 @@ from typing import Any
 from voice_server.media.srtp import SRTP_AEAD_AES_128_GCM, make_sessions
 from voice_server.sim.audio import opus_frames, rtp_packet
 
-__all__ = ["measure_floor"]
+__all__ = ["drain", "loopback_sockets", "measure_floor"]
+
+
+def loopback_sockets(receivers: int) -> tuple[socket.socket, list[socket.socket]]:
+    """A non-blocking sender and ``receivers`` non-blocking sockets bound on 127.0.0.1."""
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender.setblocking(False)
+    out = []
+    try:
+        for _ in range(receivers):
+            r = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            out.append(r)
+            r.bind(("127.0.0.1", 0))
+            r.setblocking(False)
+    except OSError:
+        for r in [sender, *out]:
+            r.close()
+        raise
+    return sender, out
 
 
 def measure_floor(
     listeners: int = 200, bursts: int = 200, bursts_per_second: float = 100.0
 ) -> dict[str, Any]:
     """Protect + sendto per copy, paced like the server; see the module docstring."""
-    receivers = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(listeners)]
-    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender, receivers = loopback_sockets(listeners)
     try:
-        for r in receivers:
-            r.bind(("127.0.0.1", 0))
-            r.setblocking(False)
-        sender.setblocking(False)
         targets = [
             (make_sessions(SRTP_AEAD_AES_128_GCM, (os.urandom(28), os.urandom(28)))[1], addr)
             for addr in (r.getsockname() for r in receivers)
@@ -64,7 +77,7 @@ def measure_floor(
             busy_ns += time.perf_counter_ns() - t0
             cpu += time.process_time() - c0
             if k % 10 == 9:
-                _drain(receivers)
+                drain(receivers)
             time.sleep(max(0.0, period - (time.perf_counter_ns() - t0) / 1e9))
     finally:
         sender.close()
@@ -78,7 +91,7 @@ def measure_floor(
     }
 
 
-def _drain(receivers: list[socket.socket]) -> None:
+def drain(receivers: list[socket.socket]) -> None:
     for r in receivers:
         try:
             while True:

@@ -18,6 +18,13 @@ turn-tls. Each row says the path both browsers reported (``stats``), so a wrong 
 
 Targets (issue #21): at 0 % loss TCP and TURN-TLS p95 within +30 ms of UDP; at 2 % loss TCP
 within +80 ms of UDP (head-of-line blocking).
+
+Loss (issue #22): ``--loss 0,5,10,20`` adds rows at those random losses and ``--red on,off``
+runs every condition with audio RED offered and without (a server with ``VOICE_AUDIO_RED=false``,
+same run); each row has ``red`` and ``quality.concealed_ratio``: the listener's concealed samples
+over the samples it received during the timed window (Chromium's ``inbound-rtp`` stats). Only
+random loss on both directions of the access leg (no bursty/Gilbert rows, no jitter, no headset
+receiver, no STOI yet); the path summary compares RED-on rows only.
 """
 
 from __future__ import annotations
@@ -65,6 +72,19 @@ class NetworkOptions:
     paths: tuple[str, ...] = PATHS
     losses: tuple[float, ...] = (0.0, 0.02)
     settle: float = 3.0
+    reds: tuple[bool, ...] = (True,)  # audio RED offered (VOICE_AUDIO_RED), per condition
+
+
+CONCEALMENT = """async () => {
+  const pc = window.voiceDiag.call.pc;
+  let concealed = 0, samples = 0;
+  if (pc) (await pc.getStats()).forEach((s) => {
+    if (s.type === "inbound-rtp" && s.kind === "audio") {
+      concealed += s.concealedSamples || 0; samples += s.totalSamplesReceived || 0;
+    }
+  });
+  return [concealed, samples];
+}"""
 
 
 def rules(path: str, loss: float, media: int) -> str:
@@ -132,21 +152,24 @@ def _condition(
             wait_until(settled, 60, f"both browsers on {path}")
         time.sleep(opts.settle)
         start_ms = time.time() * 1000.0
+        c0, n0 = listener.evaluate(CONCEALMENT)
         time.sleep(opts.bursts * opts.period + 1.5)
+        c1, n1 = listener.evaluate(CONCEALMENT)
         sent = sorted(t for t in talker.evaluate("window.voiceDiag.txOnsets") if t >= start_ms)
         rx: list[float] = listener.evaluate("Object.values(window.voiceDiag.rxOnsets).flat()")
-        receivers: list[tuple[str, list[float], list[str | None] | None]] = [
-            ("browser", rx, observed)
+        ratio = round((c1 - c0) / (n1 - n0), 4) if n1 > n0 else None
+        receivers: list[tuple[str, list[float], list[str | None] | None, Any]] = [
+            ("browser", rx, observed, {"concealed_ratio": ratio})
         ]
         if headset is not None:  # the rules leave it no other path
-            receivers.append(("headset", headset.onsets_ms, None))
+            receivers.append(("headset", headset.onsets_ms, None, None))
         rows = []
-        for receiver, played, seen in receivers:
+        for receiver, played, seen, quality in receivers:
             result = PathResult(receiver)
             result.latencies_ms, result.missed = match_onsets(sent[: opts.bursts], played)
             row = result.summary()
             row.pop("path")
-            rows.append({"receiver": receiver, "observed_paths": seen, **row})
+            rows.append({"receiver": receiver, "observed_paths": seen, **row, "quality": quality})
         return rows
     finally:
         for page in (talker, listener):
@@ -172,8 +195,6 @@ def run_network(opts: NetworkOptions, log: IO[str] = sys.stderr) -> dict[str, An
         files = (tmp / "bursts.wav", tmp / "silence.wav")
         write_bursts(files[0], opts.tone_ms, opts.period)
         write_bursts(files[1], 0, 1.0)
-        data = tmp / "data"
-        data.mkdir()
         tls = ensure_self_signed(tmp / "turn", [RELAY])
         with contextlib.ExitStack() as stack:
             turn = stack.enter_context(
@@ -184,15 +205,23 @@ def run_network(opts: NetworkOptions, log: IO[str] = sys.stderr) -> dict[str, An
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
                 s.bind(("127.0.0.1", 0))
                 media = int(s.getsockname()[1])
-            url = stack.enter_context(bench_server(data, turn.server_env(), media_port=media))
             pw = stack.enter_context(sync_playwright())
-            for path in opts.paths:
-                for loss in opts.losses:
-                    _apply(rules(path, loss, media))
-                    print(f"bench network: {path}, {loss:.0%} loss", file=log, flush=True)
-                    args = turn.chromium_args
-                    for row in _condition(pw, url, data, files, args, opts, path, tls.cert):
-                        rows.append({"path": path, "loss": loss, "pattern": "random", **row})
+            for red in opts.reds:
+                env = {**turn.server_env(), "VOICE_AUDIO_RED": "true" if red else "false"}
+                data = tmp / ("data-red" if red else "data-nored")  # a server of its own
+                data.mkdir()
+                with bench_server(data, env, media_port=media) as url:
+                    for path in opts.paths:
+                        for loss in opts.losses:
+                            _apply(rules(path, loss, media))
+                            print(f"bench network: {path}, {loss:.0%} loss, RED {red}",
+                                  file=log, flush=True)  # fmt: skip
+                            args = turn.chromium_args
+                            for row in _condition(pw, url, data, files, args, opts, path, tls.cert):
+                                rows.append(
+                                    {"path": path, "loss": loss, "pattern": "random", "red": red,
+                                     **row}
+                                )  # fmt: skip
     return {
         "bursts_per_row": opts.bursts,
         "period_s": opts.period,
@@ -206,7 +235,11 @@ def run_network(opts: NetworkOptions, log: IO[str] = sys.stderr) -> dict[str, An
 
 def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Each path's p95 over UDP's at the same loss, and the issue's targets met or not."""
-    p95 = {(r["path"], r["loss"]): r.get("p95_ms") for r in rows if r["receiver"] == "browser"}
+    p95 = {
+        (r["path"], r["loss"]): r.get("p95_ms")
+        for r in rows
+        if r["receiver"] == "browser" and r.get("red", True)
+    }
     out: dict[str, Any] = {}
     for (path, loss), value in sorted(p95.items()):
         udp = p95.get(("udp", loss))
@@ -223,16 +256,19 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def format_summary(result: dict[str, Any]) -> str:
     lines = [
-        f"{'path':<10} {'loss':>5} {'receiver':<8} {'bursts':>6} {'missed':>6} "
-        f"{'p50 ms':>8} {'p95 ms':>8}"
+        f"{'path':<10} {'loss':>5} {'RED':>4} {'receiver':<8} {'bursts':>6} {'missed':>6} "
+        f"{'p50 ms':>8} {'p95 ms':>8} {'concealed':>9}"
     ]
     for r in result["rows"]:
         fmt = {k: "-" if r.get(k) is None else f"{r[k]:.1f}" for k in ("p50_ms", "p95_ms")}
         paths = r["observed_paths"]
         seen = "" if paths is None or set(paths) == {r["path"]} else f"  (seen: {paths})"
+        concealed = (r.get("quality") or {}).get("concealed_ratio")
+        red = "on" if r.get("red", True) else "off"
         lines.append(
-            f"{r['path']:<10} {r['loss']:>5.0%} {r['receiver']:<8} {r['bursts']:>6} "
-            f"{r['missed']:>6} {fmt['p50_ms']:>8} {fmt['p95_ms']:>8}{seen}"
+            f"{r['path']:<10} {r['loss']:>5.0%} {red:>4} {r['receiver']:<8} {r['bursts']:>6} "
+            f"{r['missed']:>6} {fmt['p50_ms']:>8} {fmt['p95_ms']:>8} "
+            f"{'-' if concealed is None else f'{concealed:.2%}':>9}{seen}"
         )
     for key, value in result["summary"].items():
         lines.append(f"{key}: {value}")

@@ -11,6 +11,7 @@ _DROPS = {
     "unknown_source": "drop_unknown_source",
     "bad_srtp": "drop_bad_srtp",
     "bad_rtp": "drop_bad_rtp",
+    "bad_red": "drop_bad_red",
     "bad_rtcp": "drop_bad_rtcp",
     "bad_stun": "drop_bad_stun",
     "not_ready": "drop_not_ready",
@@ -29,6 +30,7 @@ class MediaCounters:
     bytes_out: int = 0
     drop_bad_rtcp: int = 0
     drop_bad_rtp: int = 0
+    drop_bad_red: int = 0  # audio RED with inconsistent block lengths or timestamps
     drop_bad_srtp: int = 0
     drop_bad_stun: int = 0
     drop_listen_only: int = 0  # RTP of a member whose route sends nowhere (a listener)
@@ -46,10 +48,14 @@ class MediaCounters:
     preemptions: int = 0  # cut-ins that paused a lower-level holder (clicks included)
     renegotiations: int = 0
     renegotiations_ignored: int = 0
+    ice_restarts: int = 0  # ICE restart offers (a participant's network changed)
     rtcp_in: int = 0
     rtcp_out: int = 0
     rtcp_receiver_reports: int = 0
     fec_packets_in: int = 0  # talkers' Opus packets carrying in-band FEC (LBRR)
+    red_packets_in: int = 0  # talkers' audio RED packets (RFC 2198)
+    red_routed: int = 0  # of those, forwarded as RED (to listeners that negotiated it)
+    red_recovered: int = 0  # frames the call log got from RED redundancy (a lost packet's)
     rtcp_talker_reports: int = 0  # receiver reports sent to talkers about their uplink
     slot_busy_bursts: int = 0
     stun_requests: int = 0
@@ -95,6 +101,9 @@ class MediaCounters:
             ("rtcp_out", "RTCP packets sent"),
             ("rtcp_receiver_reports", "RTCP receiver report blocks read"),
             ("fec_packets_in", "Talkers' Opus packets carrying in-band FEC (LBRR)"),
+            ("red_packets_in", "Talkers' audio RED packets (RFC 2198)"),
+            ("red_routed", "Talkers' RED packets forwarded as RED (to listeners with RED)"),
+            ("red_recovered", "Lost frames the call log got from RED redundancy"),
             ("rtcp_talker_reports", "RTCP receiver reports sent to talkers about their uplink"),
             ("stun_requests", "STUN binding requests answered"),
             ("dtls_handshakes", "DTLS handshakes completed"),
@@ -105,6 +114,7 @@ class MediaCounters:
             ("transports_closed_consent", "Transports closed after ICE consent expired"),
             ("renegotiations", "Renegotiation answers applied on a live peer connection"),
             ("renegotiations_ignored", "Renegotiation answers ignored (stale or mismatched)"),
+            ("ice_restarts", "ICE restarts offered on a live peer connection (network change)"),
             ("tcp_accepted", "ICE-TCP connections accepted"),
             ("tcp_refused", "ICE-TCP connections refused (pending limits)"),
             ("tcp_expired", "ICE-TCP connections closed: no valid ICE check in time"),

@@ -23,6 +23,7 @@ from voice_server.limits import SO_RCVBUFFORCE, SO_SNDBUFFORCE, size_buffer
 from voice_server.media.counters import MediaCounters
 from voice_server.media.errors import PacketError
 from voice_server.media.opus_fec import has_fec
+from voice_server.media.red import RED_PT, parse_payload
 from voice_server.media.rtcp import ReceiverReport, SenderReport, parse_compound
 from voice_server.media.rtp import read_header
 from voice_server.media.rxtime import ANC_SIZE, arrival_ns, enable_timestamps
@@ -162,9 +163,15 @@ class MediaEndpoint:
     def register(self, transport: Transport) -> None:
         self.by_ufrag[transport.ufrag] = transport
 
+    def restart_ice(self, transport: Transport, ufrag: str, pwd: str) -> None:
+        """New local ICE credentials for ``transport`` (its old ufrag stays routed to it while
+        the transport answers checks with it)."""
+        transport.restart_ice(ufrag, pwd)
+        self.by_ufrag[ufrag] = transport
+
     def unregister(self, transport: Transport) -> None:
-        if self.by_ufrag.get(transport.ufrag) is transport:
-            del self.by_ufrag[transport.ufrag]
+        for ufrag in [u for u, t in self.by_ufrag.items() if t is transport]:
+            del self.by_ufrag[ufrag]
         for addr in transport.valid_addrs:
             if self.by_addr.get(addr) is transport:
                 del self.by_addr[addr]
@@ -206,13 +213,16 @@ class MediaEndpoint:
                 self.counters.packets_in += 1
                 self.counters.bytes_in += len(data)
                 try:
-                    _pt, _m, seq, ts, ssrc, hlen = read_header(plain)
+                    pt, _m, seq, ts, ssrc, hlen = read_header(plain)
+                    end = len(plain)
+                    if pt == RED_PT:  # the primary frame's LBRR flag
+                        hlen, end = parse_payload(plain, hlen)[1]
                 except PacketError:
                     pass  # the router counts it
                 else:
                     reception = transport.reception
                     reception.packet(seq, ts, ssrc, t0 / 1e9)
-                    if has_fec(memoryview(plain)[hlen:]):
+                    if has_fec(memoryview(plain)[hlen:end]):
                         reception.fec_packets += 1
                         self.counters.fec_packets_in += 1
                 sink = transport.sink
@@ -239,6 +249,11 @@ class MediaEndpoint:
             return
         ufrag = parse_stun_username(msg)
         transport = self.by_ufrag.get(ufrag) if ufrag is not None else None
+        if transport is not None and ufrag != transport.ufrag:
+            old = transport.previous
+            if old is None or old[0] != ufrag:  # a generation an ICE restart retired
+                del self.by_ufrag[ufrag]  # type: ignore[arg-type]
+                transport = None
         if transport is None:
             self.counters.drop_bad_stun += 1
             return

@@ -35,6 +35,7 @@ class Negotiation:
     blocks: tuple[Block, ...]  # as in the offer answered (or the first offer)
     pending: tuple[int, tuple[Block, ...]] | None = None  # a renegotiation offer out
     revision: int = 0
+    restart: int | None = None  # the revision of an ICE restart offer not yet answered
 
     def heard(self, hears: Iterable[str], ssrcs_of: SsrcsOf) -> set[str]:
         """The channels of ``hears`` this peer connection can hear now: a block with the
@@ -58,6 +59,15 @@ class Negotiation:
         self.pending = (self.revision, blocks)
         return blocks
 
+    def restart_ice(self) -> tuple[Block, ...]:
+        """The blocks of an ICE restart offer (those of the offer out, or the answered ones),
+        with the next revision: it supersedes any offer out."""
+        blocks = self.pending[1] if self.pending is not None else self.blocks
+        self.revision += 1
+        self.pending = (self.revision, blocks)
+        self.restart = self.revision
+        return blocks
+
     def expects(self, revision: int | None) -> tuple[Block, ...] | None:
         """The blocks an answer with ``revision`` (None: the latest) must match; None when it
         is stale (no offer out, or a superseded one)."""
@@ -69,3 +79,4 @@ class Negotiation:
         """The answer to the offer out was applied."""
         if self.pending is not None:
             self.blocks, self.pending = self.pending[1], None
+        self.restart = None

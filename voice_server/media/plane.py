@@ -31,6 +31,7 @@ from voice_server.media.dtls import Certificate
 from voice_server.media.endpoint import MediaEndpoint
 from voice_server.media.errors import PacketError
 from voice_server.media.negotiation import Block, Negotiation, mids, slot_ssrcs
+from voice_server.media.red import RED_PT
 from voice_server.media.route import Route
 from voice_server.media.router import Member, Peer, Router, TalkEvents, Tap
 from voice_server.media.rtcp import build_receiver_report, build_sender_report
@@ -129,8 +130,11 @@ class MediaPlane:
         rules: TalkRules | None = None,
         preroll_packets: int = 5,
         tap: Tap[Any] | None = None,
+        red: bool = True,
     ) -> None:
         self.tap = tap
+        #: audio RED offered (RFC 2198, :mod:`voice_server.media.red`)
+        self.red = red
         self.host = host
         self.port = port
         #: ICE-TCP passive candidate's port: None = the UDP port's number, 0 = no ICE-TCP
@@ -262,17 +266,21 @@ class MediaPlane:
         except (SdpError, PacketError):
             self.counters.renegotiations_ignored += 1
             return None
+        restart = transport.restarting  # every offer since an ICE restart has new credentials
         if (
-            parsed.ice_ufrag != transport.remote_ufrag
+            (parsed.ice_ufrag != transport.remote_ufrag and not restart)
             or transport.remote_fingerprint is None
             or parsed.fingerprint.lower() != transport.remote_fingerprint.lower()
         ):
             self.counters.renegotiations_ignored += 1  # a renegotiation keeps ICE and DTLS
             return None
+        if restart:
+            transport.ice_restarted(parsed.ice_ufrag)
         link.sdp.settle()
         if parsed.audio_level_id is not None:
             transport.level_ext_id = parsed.audio_level_id
         transport.mic_enabled = parsed.can_talk
+        transport.red = parsed.red_heard
         self.counters.renegotiations += 1
         self._place(link)
         return self._renegotiate(link)
@@ -438,6 +446,20 @@ class MediaPlane:
             channel in p.route.channels for p in self.sources.values()
         )
 
+    def ice_restart(self, session_id: str) -> Renegotiation:
+        """An ICE restart of the session's own transport (the network changed): new local ICE
+        credentials on the same transport, which keeps its DTLS and SRTP state, its routes and
+        slots; returns the offer (``offer {"renegotiate": true, "restart": true}``). Raises
+        ValueError when the session has no answered transport."""
+        link = self.links.get(session_id)
+        if link is None or not link.transport.answered:
+            raise ValueError("no connected transport for this session")
+        creds = new_ice_credentials()
+        self.endpoint.restart_ice(link.transport, creds.ufrag, creds.pwd)
+        blocks = link.sdp.restart_ice()
+        self.counters.ice_restarts += 1
+        return Renegotiation(self._offer(link, blocks), link.sdp.revision)
+
     def _renegotiate(self, link: _Link) -> Renegotiation | None:
         """A renegotiation offer when the route hears a channel without its m-lines (after the
         first answer only: the first offer/answer goes on undisturbed)."""
@@ -468,6 +490,7 @@ class MediaPlane:
                 cname=CNAME,
                 slots=len(ssrcs),
                 tcp_port=self.tcp_port or None,
+                red_payload_type=RED_PT if self.red else None,
             )
         )
 

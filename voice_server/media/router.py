@@ -27,8 +27,9 @@ from voice_server.histogram import LatencyHistogram
 from voice_server.media.counters import MediaCounters
 from voice_server.media.errors import PacketError
 from voice_server.media.fanout import Fanout, SendTo
+from voice_server.media.red import RED_PT, RedError, log_packets, parse_payload, primary_packet
 from voice_server.media.route import PLAIN, AudienceKey, Route, audience, audience_key
-from voice_server.media.rtp import audio_level
+from voice_server.media.rtp import audio_level, read_header
 from voice_server.media.slot_stream import PreRoll, SlotStream
 from voice_server.media.srtp_fast import SrtpCodec, fast_session
 from voice_server.media.transport import Address
@@ -106,6 +107,8 @@ class Member:
         "burst",
         "detector",
         "fanout",
+        "fanout_plain",
+        "log_seq",
         "logged",
         "onset_ns",
         "paused",
@@ -138,7 +141,9 @@ class Member:
         self.preempting: Member | None = None  # the holder it paused, until its burst confirms
         self.paused: int | None = None  # the slot it announced and lost to a tentative cut-in
         self.burst: object | None = None  # the talk burst being tapped for the log (opaque)
-        self.fanout: Fanout = router.silent  # this talker's audience here
+        self.fanout: Fanout = router.silent  # this talker's audience here (RED as sent)
+        self.fanout_plain: Fanout = router.silent  # those of it without RED (primary only)
+        self.log_seq: int | None = None  # the last sequence number the call log got
         # its bursts go to the call-log tap (a server-side source may log its own)
         self.logged: bool = getattr(transport, "logged", True)
 
@@ -192,7 +197,7 @@ class Router:
         self._listeners: list[Consumer] = []
         #: an audience of nobody (a member's until the first refresh)
         self.silent = Fanout([], sendto=sendto, counters=counters, histogram=histogram)
-        self._fanouts: dict[AudienceKey, Fanout] = {}
+        self._fanouts: dict[AudienceKey, tuple[Fanout, Fanout]] = {}
         self._waiting: list[Member] = []
         #: the lowest level of a holder that may be pre-empted (NO_VICTIM: none may): a talker
         #: above it gets a slot although every slot is busy (updated on slot events only)
@@ -252,7 +257,7 @@ class Router:
         if member.paused is not None:
             self._unpause(member, restore=False)
         self._end_burst(member)
-        member.fanout = self.silent
+        member.fanout = member.fanout_plain = self.silent
 
     @property
     def empty(self) -> bool:
@@ -273,6 +278,7 @@ class Router:
         comes or goes, a route changes, or a transport's state or media address changes)."""
         listeners = []
         targets: dict[str, tuple[object, SrtpCodec, Address]] = {}
+        red: set[str] = set()  # listeners whose answer kept audio RED
         for c in self.consumers.values():
             tr = c.transport
             if not tr.media_ready or tr.remote is None or tr.tx is None:
@@ -281,25 +287,31 @@ class Router:
                 c.srtp = fast_session(tr.tx)
             listeners.append(c)
             targets[c.session_id] = (tr, c.srtp, tr.remote)
+            if getattr(tr, "red", False):
+                red.add(c.session_id)
         self._listeners = listeners
         heard = [(c.session_id, c.route) for c in listeners]
-        fanouts: dict[AudienceKey, Fanout] = {}
+        fanouts: dict[AudienceKey, tuple[Fanout, Fanout]] = {}
         fd = self._fileno() if self._fileno is not None else None
         for m in self.members.values():
             key = audience_key(self.channel, m.route)
-            fanout = fanouts.get(key)
-            if fanout is None:
+            pair = fanouts.get(key)
+            if pair is None:
                 who = [c.session_id for c in listeners] if key == PLAIN else audience(key, heard)
-                fanout = fanouts[key] = Fanout(
-                    [targets[sid] for sid in who],
-                    sendto=self._sendto,
-                    counters=self._counters,
-                    histogram=self._hist,
-                    fd=fd,
+                pair = fanouts[key] = (
+                    self._fanout([targets[sid] for sid in who if sid in red], fd),
+                    self._fanout([targets[sid] for sid in who if sid not in red], fd),
                 )
-            m.fanout = fanout
+            m.fanout, m.fanout_plain = pair
         self._fanouts = fanouts
         self._holders_changed()  # a route change may change a holder's level
+
+    def _fanout(self, targets: list[tuple[object, SrtpCodec, Address]], fd: int | None) -> Fanout:
+        if not targets:
+            return self.silent
+        return Fanout(
+            targets, sendto=self._sendto, counters=self._counters, histogram=self._hist, fd=fd
+        )
 
     @property
     def listeners(self) -> int:
@@ -319,6 +331,11 @@ class Router:
         """One decrypted RTP packet from ``member``'s microphone."""
         try:
             level = audio_level(plain, member.transport.level_ext_id)
+            if plain[1] & 0x7F == RED_PT:
+                self._check_red(plain)
+        except RedError:
+            self._counters.drop_bad_red += 1
+            return
         except PacketError:
             self._counters.drop_bad_rtp += 1
             return
@@ -332,7 +349,7 @@ class Router:
             if event == _STOPPED:
                 self._end_burst(member)
             else:
-                self._tap.packet(burst, plain)  # type: ignore[union-attr]
+                self._log(member, burst, plain)
         if member.slot is not None:
             if member.tentative:
                 member.preroll.push(plain, now_ms)  # what the burst began with, until confirmed
@@ -363,18 +380,52 @@ class Router:
             elif member.route.priority > self._low:
                 self._cut_in(member, t0_ns)
 
+    def _check_red(self, plain: bytes) -> None:
+        """Raise RedError (a PacketError) when the RED packet ``plain`` is malformed."""
+        hlen = read_header(plain)[5]
+        end = len(plain) - (plain[-1] if plain[0] & 0x20 else 0)
+        if end < hlen:
+            raise RedError("RTP padding longer than the payload")
+        parse_payload(plain, hlen, end)
+        self._counters.red_packets_in += 1
+
+    def _log(self, member: Member, burst: object, plain: bytes) -> None:
+        """The call log gets plain Opus: a RED packet's primary frame, after the frames its
+        redundancy recovers of packets lost since the log's last one."""
+        tap = self._tap
+        assert tap is not None
+        if plain[1] & 0x7F == RED_PT:
+            packets = log_packets(plain, member.log_seq)
+            self._counters.red_recovered += len(packets) - 1
+            for packet in packets:
+                tap.packet(burst, packet)
+        else:
+            tap.packet(burst, plain)
+        member.log_seq = (plain[2] << 8) | plain[3]
+
     def _forward(self, src: Member, buf: bytearray, now_ms: int, t0_ns: int) -> None:
         slot = src.slot
         assert slot is not None
         index = slot - 1
-        if not self.streams[index].rewrite(buf, src.session_id, now_ms):
+        red = buf[1] & 0x7F == RED_PT
+        if not self.streams[index].rewrite(buf, src.session_id, now_ms):  # payload type: Opus
             self._counters.drop_stale += 1
             return
-        data = bytes(buf)
+        if red:  # two variants, built once per packet: RED as sent, and its primary frame
+            primary = primary_packet(buf)
+            buf[1] = (buf[1] & 0x80) | RED_PT
+            data = bytes(buf)
+        else:
+            data = primary = bytes(buf)
         self._counters.packets_routed += 1
         self.stream_octets[index] += len(data) - 12
         self.stream_last_ns[index] = t0_ns
-        src.fanout.send(data, src.transport, t0_ns)
+        if src.fanout.size:
+            src.fanout.send(data, src.transport, t0_ns)
+            if red:
+                self._counters.red_routed += 1
+        if src.fanout_plain.size:
+            src.fanout_plain.send(primary, src.transport, t0_ns)
 
     # ------------------------------------------------------------------ talk bursts
     # A burst is *confirmed* (talk_started) after the detector's attack, but its audio is
@@ -581,9 +632,15 @@ class Router:
         whether or not a slot was free (a slot_busy talker is still transcribed). A talker into
         several channels is tapped once, in the first (its rows for the others come from it)."""
         if self._tap is not None and member.logged and member.route.sends[0] == self.channel:
-            member.burst = self._tap.open(
-                member.session_id, self.channel, member.preroll.peek(), now_ms
-            )
+            preroll: list[tuple[bytes, int]] = []
+            member.log_seq = None
+            for packet, arrival_ms in member.preroll.peek():  # plain Opus only, like _log
+                if packet[1] & 0x7F == RED_PT:
+                    preroll += [(p, arrival_ms) for p in log_packets(packet, member.log_seq)]
+                else:
+                    preroll.append((packet, arrival_ms))
+                member.log_seq = (packet[2] << 8) | packet[3]
+            member.burst = self._tap.open(member.session_id, self.channel, preroll, now_ms)
 
     def _end_burst(self, member: Member) -> None:
         burst = member.burst

@@ -26,6 +26,8 @@ import secrets
 import string
 from dataclasses import dataclass
 
+from voice_server.media.red import RED_PT
+
 __all__ = [
     "Answer",
     "IceCredentials",
@@ -108,6 +110,8 @@ class OfferParams:
     tcp_port: int | None = None
     slots: int = 3
     payload_type: int = OPUS_PT
+    #: audio RED (RFC 2198) of Opus offered first on every m-line; None offers Opus alone
+    red_payload_type: int | None = RED_PT
     audio_level_id: int = AUDIO_LEVEL_ID
     max_average_bitrate: int = 32000
     #: ``a=ptime`` (packet duration hint, the Opus default 20 ms); None leaves it out
@@ -159,9 +163,11 @@ def build_offer(params: OfferParams) -> str:
         "a=msid-semantic: WMS *",
     ]
     pt = p.payload_type
+    red = p.red_payload_type
+    formats = f"{pt}" if red is None else f"{red} {pt}"
     for mid in range(p.slots + 1):
         lines += [
-            f"m=audio {p.port} {PROTO} {pt}",
+            f"m=audio {p.port} {PROTO} {formats}",
             f"c=IN {family} {p.ip}",
             f"a=rtcp:{p.port} IN {family} {p.ip}",
             f"a=ice-ufrag:{p.ice_ufrag}",
@@ -175,6 +181,8 @@ def build_offer(params: OfferParams) -> str:
             f"a=rtpmap:{pt} opus/48000/2",
             f"a=fmtp:{pt} {OPUS_FMTP};maxaveragebitrate={p.max_average_bitrate}",
         ]
+        if red is not None:  # first: Chromium sends the first format of the list
+            lines += [f"a=rtpmap:{red} red/48000/2", f"a=fmtp:{red} {pt}/{pt}"]
         if p.ptime is not None:
             lines.append(f"a=ptime:{p.ptime}")
         if mid > 0:
@@ -214,6 +222,8 @@ class MediaAnswer:
     audio_level_id: int | None
     #: SSRCs announced with ``a=ssrc`` (the participant's microphone on mid 0)
     ssrcs: tuple[int, ...]
+    #: the answer kept audio RED (``red/48000`` on the offered RED payload type)
+    red: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +246,12 @@ class Answer:
     @property
     def payload_type(self) -> int | None:
         return self.media[0].payload_type
+
+    @property
+    def red_heard(self) -> bool:
+        """The participant accepts audio RED on its listening slots (every accepted one)."""
+        slots = [m for m in self.media[1:] if m.accepted]
+        return bool(slots) and all(m.red for m in slots)
 
     @property
     def audio_level_id(self) -> int | None:
@@ -334,7 +350,11 @@ def _media(section: _Section, index: int, payload_type: int) -> MediaAnswer:
         ssrc = _int(line.split(" ", 1)[0], "ssrc", 0, 0xFFFFFFFF)
         if ssrc not in ssrcs:
             ssrcs.append(ssrc)
-    return MediaAnswer(mid, True, direction, payload_type, level_id, tuple(ssrcs))
+    red = str(RED_PT) in m[3:] and any(
+        v.split(" ", 1)[0] == str(RED_PT) and v.partition(" ")[2].lower().startswith("red/48000")
+        for v in section.all("rtpmap")
+    )
+    return MediaAnswer(mid, True, direction, payload_type, level_id, tuple(ssrcs), red)
 
 
 def parse_answer(sdp: str, offer_mids: int, *, payload_type: int = OPUS_PT) -> Answer:

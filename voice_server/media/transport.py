@@ -73,12 +73,19 @@ class Transport:
     # audio-level extension id the participant uses (fixed by our offer; kept by answerers)
     level_ext_id: int = 1
     mic_enabled: bool = True
+    #: its answer kept audio RED on its listening slots: it gets talkers' RED as sent (the
+    #: others get the primary frame alone)
+    red: bool = False
     created_at: float = field(default_factory=time.monotonic)
     #: where its decrypted RTP goes: the router member(s) it talks into, bound by the plane
     #: (mediasoup binds a producer to its router); None while it talks into no channel
     sink: Callable[[bytes, int], None] | None = None
     #: what the server receives from its microphone (RFC 3550 statistics for receiver reports)
     reception: Reception = field(default_factory=Reception)
+    #: ICE restart: the credentials before it (still answered until a check with the new ones
+    #: nominates a pair), and whether the answer with the peer's new ufrag is still awaited
+    previous: tuple[str, str] | None = None
+    restarting: bool = False
     #: the highest fraction lost (1/256) its own receiver reports gave for what it hears, and when
     downlink_fraction: int = 0
     downlink_at: float = 0.0
@@ -100,17 +107,25 @@ class Transport:
         """Answer a binding request addressed to our ufrag (already looked up by USERNAME)."""
         if msg.message_class is not StunClass.REQUEST:
             return StunResult(None, error="not a request")
-        if not msg.verify_integrity(self.pwd.encode()):
+        parts = msg.username_parts
+        pwd, remote_ufrag = self.pwd, self.remote_ufrag
+        old = self.previous
+        if old is not None and parts is not None and parts[0] == old[0]:
+            pwd = old[1]  # the generation before an ICE restart, until the new one is nominated
+        elif self.restarting:
+            remote_ufrag = None  # the peer's new ufrag comes with its answer (our pwd checks)
+        if not msg.verify_integrity(pwd.encode()):
             return StunResult(
                 build_binding_error(msg.transaction_id, 401), error="bad message integrity"
             )
         if msg.fingerprint is not None and not msg.verify_fingerprint():
             return StunResult(None, error="bad fingerprint")
-        parts = msg.username_parts
-        if parts is not None and self.remote_ufrag is not None and parts[1] != self.remote_ufrag:
+        if parts is not None and remote_ufrag is not None and parts[1] != remote_ufrag:
             return StunResult(
                 build_binding_error(msg.transaction_id, 401), error="remote ufrag mismatch"
             )
+        if msg.use_candidate and pwd is self.pwd:
+            self.previous = None  # the new generation has a nominated pair
         self.last_check = now
         newly = addr not in self.valid_addrs
         if newly:
@@ -124,6 +139,20 @@ class Transport:
             self.state = TransportState.CONNECTING
         reply = build_binding_success(msg.transaction_id, addr, self.pwd.encode())
         return StunResult(reply, newly_valid=newly)
+
+    def restart_ice(self, ufrag: str, pwd: str) -> None:
+        """New local ICE credentials for the same transport (DTLS and SRTP are kept): checks
+        with the old ones are answered until a new pair is nominated; the peer's new ufrag is
+        taken from its answer (:meth:`ice_restarted`)."""
+        if self.previous is None:
+            self.previous = (self.ufrag, self.pwd)
+        self.ufrag, self.pwd = ufrag, pwd
+        self.restarting = True
+
+    def ice_restarted(self, remote_ufrag: str) -> None:
+        """The answer to the restart offer: the peer's new ufrag."""
+        self.remote_ufrag = remote_ufrag
+        self.restarting = False
 
     # ------------------------------------------------------------------ DTLS
     def on_dtls(self, data: bytes, addr: Address) -> list[bytes]:
@@ -163,6 +192,7 @@ class Transport:
         if answer.audio_level_id is not None:
             self.level_ext_id = answer.audio_level_id
         self.mic_enabled = answer.can_talk
+        self.red = answer.red_heard
         self.answered = True
         if self.dtls.state is DtlsState.CONNECTED:
             self._maybe_connected()

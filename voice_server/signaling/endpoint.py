@@ -27,6 +27,7 @@ from voice_server.signaling.messages import (
     MAX_MESSAGE_BYTES,
     ClientAnswer,
     ClientEmergency,
+    ClientIceRestart,
     ClientJoin,
     ClientLeave,
     ClientMessage,
@@ -247,6 +248,8 @@ async def _handle(
                 ErrorCode.EMERGENCY_UNAVAILABLE, "this server keeps no alerts", request_id=msg.id
             )
         await hub.emergency.handle(session, msg)
+    elif isinstance(msg, ClientIceRestart):
+        hub.ice_restart(session, msg.id)
     elif isinstance(msg, ClientRefresh):
         principal = await asyncio.to_thread(hub.verify_refresh, session, msg)
         hub.refresh(session, principal, msg.id)

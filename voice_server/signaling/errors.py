@@ -30,6 +30,7 @@ class ErrorCode(StrEnum):
     # media negotiation
     NO_OFFER = "no_offer"
     BAD_ANSWER = "bad_answer"
+    ICE_RESTART_TOO_OFTEN = "ice_restart_too_often"
     # routes (what a session talks into and hears)
     ROUTE_FORBIDDEN = "route_forbidden"
     # talk rights and priority (README, "Priority")

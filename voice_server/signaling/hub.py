@@ -75,6 +75,8 @@ _TOKEN_CODES = {
 _REFUSAL_CODES = {"disabled": ErrorCode.USER_DISABLED, "unknown": ErrorCode.USER_UNKNOWN}
 
 # WebSocket close codes (documented in docs/signaling.md)
+#: a session's ICE restarts: at most one per this many seconds (a flapping network, a loop)
+ICE_RESTART_MIN_SECONDS = 3.0
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
@@ -119,6 +121,10 @@ class MediaPort(Protocol):
 
     def set_route(self, session_id: str, route: Route) -> Reoffer | None:
         """Change the session's route now; a renegotiation offer when it needs new m-lines."""
+        ...
+
+    def ice_restart(self, session_id: str) -> Reoffer:
+        """New ICE credentials on the session's transport; raise ValueError without one."""
         ...
 
     def close(self, session_id: str) -> None: ...
@@ -189,6 +195,7 @@ class Hub:
         self._ducking: set[tuple[str, int]] = set()  # (channel, slot) held by level >= 2
         self._outboxes: dict[str, Outbox] = {}
         self._warned: dict[str, int] = {}
+        self._ice_restarted: dict[str, float] = {}  # session id -> its last ICE restart
         self._clock = clock
         self._reaper: asyncio.Task[None] | None = None
         self._directory_revision: int | None = None
@@ -426,6 +433,29 @@ class Hub:
                     del self._monitors[channel]
                 if announce:
                     self._monitor_left(session, channel, reason or "unmonitored")
+
+    def ice_restart(self, session: Session, request_id: str | None = None) -> None:
+        """Restart ICE on the sender's own transport (``ice_restart``): at most one per
+        ICE_RESTART_MIN_SECONDS, refused with ``ice_restart_too_often``."""
+        if self.media is None or not self.media.has_transport(session.id):
+            raise ProtocolError(ErrorCode.NO_OFFER, "no media transport to restart")
+        now = self._clock()
+        last = self._ice_restarted.get(session.id)
+        if last is not None and now - last < ICE_RESTART_MIN_SECONDS:
+            raise ProtocolError(
+                ErrorCode.ICE_RESTART_TOO_OFTEN,
+                f"at most one ICE restart per {ICE_RESTART_MIN_SECONDS:g} s",
+                request_id=request_id,
+            )
+        try:
+            offer = self.media.ice_restart(session.id)
+        except ValueError as exc:
+            raise ProtocolError(ErrorCode.NO_OFFER, str(exc)[:200], request_id=request_id) from None
+        self._ice_restarted[session.id] = now
+        self._send(
+            session,
+            ServerOffer(sdp=offer.sdp, renegotiate=True, restart=True, revision=offer.revision),
+        )
 
     def _reoffer(self, session: Session, reoffer: Reoffer | None) -> None:
         if reoffer is not None:
@@ -821,6 +851,7 @@ class Hub:
             outbox.send(encode(ServerLeft(reason=reason)))
             outbox.close(close_code, reason)
         self._warned.pop(session.id, None)
+        self._ice_restarted.pop(session.id, None)
         if not self.registry.close(session):
             return
         self.consoles.pop(session.id, None)

@@ -151,6 +151,15 @@ class ClientEmergency(_Msg):
     id: _REQ_ID | None = None
 
 
+class ClientIceRestart(_Msg):
+    """The phone's network changed (``online``, a new connection type, a media stall): restart
+    ICE on its own peer connection (there is no session field: only the sender's). Answered by
+    ``offer {"renegotiate": true, "restart": true}``, or ``error`` ``ice_restart_too_often``."""
+
+    type: Literal["ice_restart"]
+    id: _REQ_ID | None = None
+
+
 _MS = Annotated[float, Field(ge=0, le=60_000, allow_inf_nan=False)]
 _RATIO = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 
@@ -179,7 +188,8 @@ ClientMessage = Annotated[
     | ClientMonitor
     | ClientUnmonitor
     | ClientTalkTarget
-    | ClientEmergency,
+    | ClientEmergency
+    | ClientIceRestart,
     Field(discriminator="type"),
 ]
 CLIENT_TYPES = frozenset(
@@ -195,6 +205,7 @@ CLIENT_TYPES = frozenset(
         "unmonitor",
         "talk_target",
         "emergency",
+        "ice_restart",
     }
 )
 _client_adapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
@@ -273,6 +284,8 @@ class ServerOffer(_Msg):
     revision: int | None = None
     #: a console's offers: which m-line plays which channel's slot (None for a phone)
     slots_map: list[SlotEntry] | None = None
+    #: an ICE restart (``renegotiate`` too): new ICE credentials for the same peer connection
+    restart: bool = False
 
 
 class ServerRouted(_Msg):

@@ -96,7 +96,10 @@ def parse_offer(sdp: str) -> OfferInfo:
 
     if not formats[0]:
         raise OfferError("offer's first m-line has no payload type")
-    payload_type = int(formats[0][0])
+    opus = [
+        v.split(" ", 1)[0] for v in first.get("rtpmap", []) if " opus/48000" in v.lower()
+    ]  # not the first format: audio RED comes first
+    payload_type = int(opus[0] if opus and opus[0] in formats[0] else formats[0][0])
     level_id: int | None = None
     for ext in first.get("extmap", []):
         ident, _, uri = ext.partition(" ")

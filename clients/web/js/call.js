@@ -8,12 +8,23 @@
 // `joined.ice_servers` (its own coturn, time-limited credentials): no public STUN server is ever
 // contacted.
 //
-// Events: "answer" {sdp, revision}, "track" {mid, track}, "media" {state}, "failed" {}.
+// Network changes (Wi-Fi -> LTE, a moved address): the call asks the server for an ICE restart
+// ("restart" {why}; the server answers with offer {renegotiate, restart}: new ICE credentials
+// applied to the same connection, DTLS kept) on `online`, on a connection-type change, when ICE
+// reports disconnected/failed, and on a media stall (we send audio but nothing at all has come
+// back for STALL_MS: the server reports on a talker's uplink every second). At most one request
+// per RESTART_MIN_MS (the server refuses more often with ice_restart_too_often).
+//
+// Events: "answer" {sdp, revision}, "track" {mid, track}, "media" {state}, "failed" {},
+// "restart" {why}.
 
 const GATHER_TIMEOUT_MS = 2000;
 // with a TURN relay: its TLS handshake and allocation come before the relay candidate
 const RELAY_GATHER_TIMEOUT_MS = 6000;
 const DISCONNECTED_GRACE_MS = 5000;
+const STALL_MS = 1500;
+const WATCH_MS = 250;
+export const RESTART_MIN_MS = 3000;
 // The receive jitter buffer's requested hold time (ms) for every talk slot. In Chromium's WebRTC
 // this is a floor under NetEq's own target (the "base minimum delay"), not a cap: NetEq still
 // raises its target when packets arrive with real jitter (Wi-Fi, LTE). 0 asks for no extra
@@ -57,6 +68,45 @@ export class Call extends EventTarget {
     this.sendTrack = null;
     this.disconnectTimer = null;
     this.iceServers = [];
+    this.lastRestart = 0;
+    this.watch = { sent: 0, received: 0, since: 0 };
+    this.onNetwork = () => this.requestRestart("network");
+    window.addEventListener("online", this.onNetwork);
+    if (navigator.connection) navigator.connection.addEventListener("change", this.onNetwork);
+    setInterval(() => this.watchStall(), WATCH_MS);
+  }
+
+  requestRestart(why) {
+    if (!this.pc || this.pc.connectionState === "new") return;
+    const now = Date.now();
+    if (now - this.lastRestart < RESTART_MIN_MS) return;
+    this.lastRestart = now;
+    this.emit("restart", { why });
+  }
+
+  // A media stall: our microphone's packets go out but no byte at all comes back.
+  async watchStall() {
+    const pc = this.pc;
+    if (!pc || pc.connectionState === "new") return;
+    let sent = 0;
+    let received = 0;
+    try {
+      (await pc.getStats()).forEach((s) => {
+        if (s.type === "outbound-rtp" && s.kind === "audio") sent += s.packetsSent || 0;
+        if (s.type === "transport") received += s.bytesReceived || 0;
+      });
+    } catch (_) {
+      return;
+    }
+    const w = this.watch;
+    const now = Date.now();
+    if (received !== w.received || sent === w.sent) w.since = now;
+    w.sent = sent;
+    w.received = received;
+    if (now - w.since >= STALL_MS) {
+      w.since = now;
+      this.requestRestart("stall");
+    }
   }
 
   // The TURN relays of `joined.ice_servers` for the next peer connection: well-formed entries
@@ -100,6 +150,11 @@ export class Call extends EventTarget {
       this.emit("track", { mid, track: ev.track });
     };
     pc.onconnectionstatechange = () => this.stateChanged(pc, generation);
+    pc.oniceconnectionstatechange = () => {
+      if (generation !== this.generation) return;
+      const state = pc.iceConnectionState;
+      if (state === "disconnected" || state === "failed") this.requestRestart(`ice-${state}`);
+    };
     await pc.setRemoteDescription({ type: "offer", sdp });
     const mic = pc.getTransceivers().find((x) => x.mid === "0");
     if (mic && this.sendTrack) {
@@ -115,7 +170,8 @@ export class Call extends EventTarget {
     this.emit("answer", { sdp: pc.localDescription.sdp });
   }
 
-  // Same ICE and DTLS, more m-lines: the browser fires "track" for the new slots only.
+  // Same DTLS, more m-lines (the browser fires "track" for the new slots only) or, after an
+  // ICE restart, new ICE credentials: the browser checks the server again from where it is now.
   async renegotiate(sdp, revision) {
     const pc = this.pc;
     const generation = this.generation;
@@ -224,6 +280,7 @@ export class Call extends EventTarget {
     if (this.pc) {
       this.pc.ontrack = null;
       this.pc.onconnectionstatechange = null;
+      this.pc.oniceconnectionstatechange = null;
       this.pc.close();
       this.pc = null;
     }

@@ -223,6 +223,11 @@ class App {
     this.call.addEventListener("failed", () => {
       if (this.conn) this.conn.rejoin();
     });
+    this.call.addEventListener("restart", (e) => {
+      if (!this.conn || this.conn.state !== "joined") return;
+      if (this.diag) this.diag.log("ice_restart", { why: e.detail.why });
+      this.conn.send({ type: "ice_restart" });
+    });
     // network diagnostics for the administrators' live view, every 5 s while media flows
     setInterval(() => this.reportNetwork(), STATS_MS);
   }
@@ -675,6 +680,7 @@ class App {
         break;
       case "error":
         if (msg.code && msg.code.startsWith("emergency_")) this.emergency.refused(msg.code);
+        if (msg.code === "ice_restart_too_often") break; // the next network event asks again
         this.warn(t("error_generic", { message: msg.message || msg.code }), 6000);
         break;
       default:

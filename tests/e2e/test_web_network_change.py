@@ -1,0 +1,123 @@
+"""A network change mid-talk: the phones' address moves (the namespace's veth loses 127.0.0.2
+and gets 127.0.0.5, as a phone moving from Wi-Fi to LTE gets a new address). The phone app asks
+for an ICE restart (`ice_restart` on a stall or ICE disconnect), the server answers with new ICE
+credentials on the same transport, the browser checks again from its new address, and audio
+resumes on the same session with the same DTLS (no new handshake, no rejoin). The old path is cut
+with nftables as the address goes (127.0.0.0/8 stays local on ``lo``, so the kernel would still
+deliver from the old address). The gap is
+measured at the listener (the longest time without a received packet) and printed."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import time
+from typing import Any
+
+import pytest
+
+from tests.audio import write_bursts
+from tests.e2e.conftest import device_link, open_page, wait_for
+from tests.e2e.test_web_client import connected, hears
+from tests.e2e.test_web_loss import nft
+from tests.e2e.test_web_tcp import metric
+from tests.servers import ServerProcess
+from voice_server.bench.netns import BROWSER_ADDRESS
+
+pytestmark = pytest.mark.e2e
+
+FREQ = 440.0
+NEW_ADDRESS = "127.0.0.5"
+VETH = "vsveth0"
+TABLE = "voice_test_move"
+
+RX_TIMELINE = """() => {
+  window.__rx = [];
+  setInterval(async () => {
+    const pc = window.voiceDiag.call.pc;
+    if (!pc) return;
+    let n = 0;
+    (await pc.getStats()).forEach((s) => {
+      if (s.type === "inbound-rtp" && s.kind === "audio") n += s.packetsReceived || 0;
+    });
+    window.__rx.push([Date.now(), n]);
+  }, 40);
+}"""
+
+
+def ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+def longest_gap_ms(timeline: list[list[float]], since_ms: float) -> float:
+    """The longest time between two increases of the received count after ``since_ms`` (the
+    increase before it included)."""
+    rises = [t for (t, n), (_, m) in zip(timeline[1:], timeline, strict=False) if n > m]
+    before = [t for t in rises if t < since_ms]
+    after = [t for t in rises if t >= since_ms]
+    points = before[-1:] + after
+    return max((b - a for a, b in itertools.pairwise(points)), default=float("inf"))
+
+
+def test_audio_resumes_on_the_same_session_after_the_address_moves(
+    pw: Any, e2e_server: ServerProcess, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    srv = e2e_server
+    tone = write_bursts(tmp_path_factory.mktemp("nc") / "a.wav", FREQ, on_seconds=3.0,
+                        off_seconds=0.2)  # fmt: skip
+    talker = open_page(pw, device_link(srv, srv.token("alice", "ops")), audio=tone)
+    listener = open_page(pw, device_link(srv, srv.token("bob", "ops")), audio=None)
+    try:
+        wait_for(lambda: connected(talker) and connected(listener), "both pages joined")
+        wait_for(lambda: hears(listener, FREQ), "the listener hearing the talker")
+        sessions = [p.evaluate("window.voiceDiag.conn.sessionId") for p in (talker, listener)]
+        handshakes = metric(srv, "voice_media_dtls_handshakes_total")
+        listener.evaluate(RX_TIMELINE)
+        time.sleep(1.0)  # a second of the timeline before the move (not a wait for an event)
+        moved_ms = time.time() * 1000
+        ip("addr", "add", f"{NEW_ADDRESS}/32", "dev", VETH)
+        ip("addr", "del", f"{BROWSER_ADDRESS}/32", "dev", VETH)
+        nft(f"""table inet {TABLE} {{
+  chain inbound {{ type filter hook input priority 0; policy accept;
+    ip saddr {BROWSER_ADDRESS} udp dport {srv.media_port} drop;
+  }}
+  chain outbound {{ type filter hook output priority 0; policy accept;
+    ip daddr {BROWSER_ADDRESS} udp sport {srv.media_port} drop;
+  }}
+}}
+""")  # the old address is gone from the path (127/8 stays local on lo: drop it too)
+        try:
+            wait_for(
+                lambda: metric(srv, "voice_media_ice_restarts_total") >= 1,
+                "an ICE restart asked for and offered",
+            )
+
+            def resumed() -> bool:
+                timeline = listener.evaluate("window.__rx")
+                later = [n for t, n in timeline if t > moved_ms + 200]
+                return len(later) > 10 and later[-1] > later[0] + 25  # 0.5 s of audio again
+
+            wait_for(resumed, "audio flowing again after the move", timeout=60)
+            wait_for(lambda: hears(listener, FREQ), "the listener hearing the talker again")
+            gap = longest_gap_ms(listener.evaluate("window.__rx"), moved_ms)
+            events = [p.evaluate("window.voiceDiag.events") for p in (talker, listener)]
+            asked = [
+                [(e["why"], round(e["wall"] - moved_ms)) for e in evs if e["kind"] == "ice_restart"]
+                for evs in events
+            ]
+            print(f"network change: gap {gap:.0f} ms at the listener; restarts asked (ms after "
+                  f"the move): talker {asked[0]}, listener {asked[1]}")  # fmt: skip
+            now = [p.evaluate("window.voiceDiag.conn.sessionId") for p in (talker, listener)]
+            assert now == sessions  # no rejoin
+            assert metric(srv, "voice_media_dtls_handshakes_total") == handshakes  # DTLS kept
+            for page in (talker, listener):
+                kinds = [e["kind"] for e in page.evaluate("window.voiceDiag.events")]
+                assert "lost" not in kinds, kinds
+            assert not talker.errors and not listener.errors
+        finally:
+            nft(f"delete table inet {TABLE}\n")
+            ip("addr", "add", f"{BROWSER_ADDRESS}/32", "dev", VETH)
+            ip("addr", "del", f"{NEW_ADDRESS}/32", "dev", VETH)
+    finally:
+        talker.context.browser.close()
+        listener.context.browser.close()
