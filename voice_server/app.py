@@ -22,7 +22,7 @@ from voice_server.announce.schedule_store import ScheduleStore
 from voice_server.announce.scheduler import Scheduler
 from voice_server.announce.service import Announcer
 from voice_server.announce.stage import PlaneStage
-from voice_server.announce.store import AnnouncementStore
+from voice_server.announce.store import Announcement, AnnouncementStore
 from voice_server.backends.seam import open_call_log, open_database, purge_store
 from voice_server.calllog.purge import Purger
 from voice_server.calllog.schedule import PurgeSchedule
@@ -163,7 +163,9 @@ def build_state(config: Config) -> AppState:
     state.dispatcher = Dispatcher(
         state.webhooks, accounts.audit, tuple(config.webhook_backoff_seconds)
     )
-    state.alerts.outbox.append(Outbox(state.webhooks, config.public_url).on_alert)
+    outbox = Outbox(state.webhooks, config.public_url)
+    state.alerts.outbox.append(outbox.on_alert)
+    state.announcer.on_sent.append(lambda a, reached: _announcement_sent(state, outbox, a, reached))
     state.alerts.committed.append(state.dispatcher.nudge)
     state.metrics.register(state.dispatcher.families)
     state.metrics.register(state.alerts.families)
@@ -200,6 +202,16 @@ def _to_desk(desk: EmergencyDesk, alert: Alert) -> None:
         EmergencyChange(alert.id, alert.channel, alert.state.value, by, alert.subject,
                         alert.resolution)
     )  # fmt: skip
+
+
+def _announcement_sent(
+    state: AppState, outbox: Outbox, a: Announcement, reached: list[str]
+) -> None:
+    """``announcement.sent`` to the webhooks that take it (blocking: the announcer's thread)."""
+    assert state.webhooks is not None and state.dispatcher is not None
+    with state.webhooks.db.transaction() as conn:
+        outbox.on_announcement(conn, a.id, (a.author, a.author_name), a.text, a.urgent, reached)
+    state.dispatcher.nudge()
 
 
 def create_app(config: Config) -> FastAPI:

@@ -192,3 +192,24 @@ def test_the_dashboard_page_registers_shows_the_secret_once_and_removes(
     with client(server) as boss:
         signin(boss, "boss")
         assert boss.get("/dashboard/webhooks").status_code == 403
+
+
+def test_a_played_announcement_is_sent_to_the_webhooks_that_take_it(
+    server: ServerProcess, admin: Any
+) -> None:
+    pytest.importorskip("pyopenjtalk")
+    text = "避難所Aは17時に閉鎖します"
+    with receiving() as hq, receiving() as other:
+        ep = register(admin, hq.url, ["announcement.sent"])
+        register(admin, other.url, ["emergency.raised"])
+        with client(server) as c:
+            h = {"X-CSRF-Token": signin(c, "boss")}
+            r = c.post("/api/v1/announcements", json={"text": text, "channels": ["ops"]}, headers=h)
+            assert r.status_code == 201, r.text
+            ann_id = r.json()["id"]
+        (event,) = bodies(hq, 1, ep["secret"])
+        assert not other.got  # only endpoints taking announcement.sent
+    assert event["type"] == "announcement.sent"
+    data = event["data"]
+    assert (data["announcement_id"], data["author"], data["channels"]) == (ann_id, "boss", ["ops"])
+    assert data["text"] == text and data["urgent"] is False

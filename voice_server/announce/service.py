@@ -87,6 +87,9 @@ class Announcer:
         self.data_dir = data_dir
         self._prepare = prepare_clip
         self.tasks: set[asyncio.Task[None]] = set()
+        #: called (in a worker thread) once an announcement has played in at least one channel,
+        #: with the channels it reached: the ``announcement.sent`` webhook
+        self.on_sent: list[Callable[[Announcement, list[str]], None]] = []
 
     async def announce(
         self,
@@ -148,6 +151,8 @@ class Announcer:
             status = "done" if reached else "failed"
             error = "" if reached else "no channel had a free slot within 30 s"
             await asyncio.to_thread(self.store.finish, a.id, status, error)
+            if reached:
+                await asyncio.to_thread(self._sent, a, [o.channel for o in reached])
         except asyncio.CancelledError:
             await asyncio.to_thread(self.store.finish, a.id, "failed", "server stopped")
             raise
@@ -179,6 +184,13 @@ class Announcer:
             end_ms=outcome.end_ms,
         )
         return outcome
+
+    def _sent(self, a: Announcement, channels: list[str]) -> None:
+        for listener in self.on_sent:
+            try:
+                listener(a, channels)
+            except Exception:  # the announcement was played: a webhook failure is logged only
+                log.exception("announcement.sent listener failed", extra={"id": a.id})
 
     def _record(self, a: Announcement, reached: list[Outcome], model: str) -> None:
         """One call-log row per reached channel (shared clip, uid ``<id>:<channel>``) and who

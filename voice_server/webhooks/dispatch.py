@@ -26,7 +26,13 @@ from voice_server.audit.chain import Result
 from voice_server.audit.log import AuditLog
 from voice_server.metrics import Family
 from voice_server.webhooks import sign
-from voice_server.webhooks.rules import BACKOFF_S, event_types, next_delay, payload
+from voice_server.webhooks.rules import (
+    BACKOFF_S,
+    announcement_payload,
+    event_types,
+    next_delay,
+    payload,
+)
 from voice_server.webhooks.store import Delivery, Endpoint, WebhookStore
 
 __all__ = ["CONCURRENCY", "Dispatcher", "Outbox"]
@@ -53,6 +59,26 @@ class Outbox:
                 separators=(",", ":"),
             )
             self.store.enqueue(conn, msg_id, event_type, body, now)
+
+    def on_announcement(
+        self,
+        conn: sqlite3.Connection,
+        announcement_id: str,
+        author: tuple[str, str],
+        text: str,
+        urgent: bool,
+        channels: list[str],
+    ) -> None:
+        """``announcement.sent`` once the announcement has played (inside the caller's
+        transaction)."""
+        now = int(time.time() * 1000)
+        stamp = datetime.fromtimestamp(now / 1000, UTC).isoformat(timespec="milliseconds")
+        body = announcement_payload(
+            announcement_id, author, text, urgent, channels, stamp, self.dashboard_url
+        )
+        text_body = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+        msg_id = f"msg_{announcement_id}_announcement_sent"
+        self.store.enqueue(conn, msg_id, "announcement.sent", text_body, now)
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

@@ -81,6 +81,31 @@ def payload(event_type: str, alert: Alert, timestamp: str, dashboard: str | None
     return {"type": event_type, "timestamp": timestamp, "data": data}
 
 
+def announcement_payload(
+    announcement_id: str,
+    author: tuple[str, str],
+    text: str,
+    urgent: bool,
+    channels: Iterable[str],
+    timestamp: str,
+    dashboard: str | None,
+) -> dict[str, Any]:
+    """``announcement.sent``: an announcement finished playing in ``channels`` (the ones it
+    reached). Its typed text is included: it is what the headquarters said, not a transcript
+    of staff."""
+    data: dict[str, Any] = {
+        "announcement_id": announcement_id,
+        "author": author[0],
+        "author_name": author[1],
+        "text": text,
+        "urgent": urgent,
+        "channels": sorted(channels),
+    }
+    if dashboard:
+        data["url"] = f"{dashboard.rstrip('/')}/dashboard/announcements"
+    return {"type": "announcement.sent", "timestamp": timestamp, "data": data}
+
+
 def next_delay(attempts: int, backoff: tuple[int, ...] = BACKOFF_S) -> int | None:
     """Seconds until the next try after ``attempts`` failed ones; None: give up."""
     return backoff[attempts - 1] if 1 <= attempts <= len(backoff) else None
