@@ -33,9 +33,10 @@ def test_turn_lets_only_the_relay_reach_the_media_port_and_loses_on_443() -> Non
 
 def test_summary_compares_red_on_rows_only() -> None:
     rows = [
-        {"path": "udp", "loss": 0.1, "p95_ms": 90.0, "red": True},
-        {"path": "udp", "loss": 0.1, "p95_ms": 500.0, "red": False},
-        {"path": "tcp", "loss": 0.1, "p95_ms": 100.0, "red": True},
+        {"path": "udp", "loss": 0.1, "p95_ms": 90.0, "red": True, "receiver": "browser"},
+        {"path": "udp", "loss": 0.1, "p95_ms": 500.0, "red": False, "receiver": "browser"},
+        {"path": "tcp", "loss": 0.1, "p95_ms": 100.0, "red": True, "receiver": "browser"},
+        {"path": "tcp", "loss": 0.1, "p95_ms": 20.0, "red": True, "receiver": "headset"},
     ]
     assert summarize(rows)["tcp_over_udp_p95_ms_at_10pct"] == 10.0
 
