@@ -50,6 +50,7 @@ const talkers = new Map(); // channel -> Map(speaker id -> name)
 let mic = null; // the phone app's microphone path: its gate worklet in push-to-talk mode
 const engine = new AudioEngine();
 let joinedChannel = null;
+let ownSub = null; // the console's user: not a direct-talk target
 
 function $(id) {
   return document.getElementById(id);
@@ -159,7 +160,7 @@ function showMembers(channel, list) {
   const select = $("direct-user");
   const keep = select.value;
   const people = new Map();
-  for (const ps of members.values()) for (const p of ps) people.set(p.sub, p.name);
+  for (const ps of members.values()) for (const p of ps) if (p.sub !== ownSub) people.set(p.sub, p.name);
   select.replaceChildren(
     ...[...people].map(([sub, name]) => {
       const o = document.createElement("option");
@@ -293,6 +294,7 @@ async function start() {
   conn.addEventListener("joined", (e) => {
     diag.log("joined", { resumed: e.detail.message.resumed });
     call.setIceServers(e.detail.message.ice_servers); // the server's TURN relay, if any
+    ownSub = (e.detail.message.you || {}).sub || null;
     if (!e.detail.message.resumed) {
       const others = heard().filter((c) => c !== joinedChannel);
       if (others.length) conn.send({ type: "monitor", channels: others, id: "monitor" });
