@@ -13,13 +13,21 @@ tables and columns where they can, so ``db copy`` moves rows as they are; where 
 
 from __future__ import annotations
 
-__all__ = ["AUDIT_LOCK", "COMMIT_CHANNEL", "COMMIT_LOCK", "MIGRATIONS", "MIGRATION_LOCK"]
+__all__ = [
+    "AUDIT_LOCK",
+    "COMMIT_CHANNEL",
+    "COMMIT_LOCK",
+    "JOB_CHANNEL",
+    "MIGRATIONS",
+    "MIGRATION_LOCK",
+]
 
 # pg_advisory_xact_lock keys (any constant bigint, unique within this schema)
 MIGRATION_LOCK = 0x766F696365_01  # "voice" 01
 COMMIT_LOCK = 0x766F696365_02
 AUDIT_LOCK = 0x766F696365_03
 COMMIT_CHANNEL = "voice_commit"
+JOB_CHANNEL = "voice_job"  # NOTIFYed when transcription jobs are queued or given back
 
 MIGRATIONS: list[str] = [
     # 1: the call log (voice_server/calllog/postgres.py): utterances with their trigram and
@@ -278,5 +286,19 @@ MIGRATIONS: list[str] = [
         UNIQUE (endpoint_id, msg_id)
     );
     CREATE INDEX webhook_delivery_due ON webhook_delivery (state, next_at_ms);
+    """,
+    # 7: the transcription job queue, as SQLite's 10
+    """
+    CREATE TABLE transcription_job (
+        id              TEXT PRIMARY KEY,
+        state           TEXT NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'done')),
+        ready_ms        BIGINT NOT NULL,
+        worker          TEXT NOT NULL DEFAULT '',
+        attempt         INTEGER NOT NULL DEFAULT 0,
+        lease_until_ms  BIGINT NOT NULL DEFAULT 0,
+        commits         INTEGER NOT NULL DEFAULT 0,
+        done_ms         BIGINT
+    );
+    CREATE INDEX transcription_job_ready ON transcription_job (state, ready_ms);
     """,
 ]
