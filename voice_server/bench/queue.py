@@ -23,12 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from voice_server.argtypes import positive_float, positive_int
 from voice_server.calllog.burst import DONE, SPOOL_DIR, BurstMeta
 from voice_server.calllog.model import new_burst_id
 from voice_server.calllog.ogg import OggOpusWriter
+from voice_server.transcribe.queueworker import LEASE_SECONDS
 from voice_server.transcribe.recognizer import RecResult
 
-__all__ = ["QueueRun", "run_queue", "worker_main"]
+__all__ = ["QueueRun", "add_parser", "main", "run_queue", "worker_main"]
 
 CHANNEL = "bench"
 
@@ -113,6 +115,8 @@ def worker_main(url: str, data_dir: Path, name: str, lease_s: float, work_s: flo
     engine.on_committed = lambda u: worker.catchup.move(u.id)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    queue.wait(0)  # listening before it says it is ready
+    (data_dir / f"ready-{name}").touch()
     worker.run(stop)
     engine.close()
 
@@ -139,6 +143,18 @@ def _spawn(url: str, data_dir: Path, name: str, run: QueueRun) -> subprocess.Pop
     )
 
 
+def _wait_ready(data_dir: Path, names: list[str], procs: list[subprocess.Popen[bytes]]) -> None:
+    """The first workers have started (the clock starts with every worker up, not with their
+    interpreters loading)."""
+    deadline = time.monotonic() + 120
+    while not all((data_dir / f"ready-{n}").exists() for n in names):
+        if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+            for p in procs:
+                p.kill()
+            raise RuntimeError("the queue workers did not start")
+        time.sleep(0.05)
+
+
 def run_queue(url: str, data_dir: Path, run: QueueRun) -> dict[str, Any]:
     """Produce ``run.bursts`` bursts, kill workers on the way, wait for every commit (or the
     timeout); the figures."""
@@ -151,6 +167,7 @@ def run_queue(url: str, data_dir: Path, run: QueueRun) -> dict[str, Any]:
     spool.mkdir(parents=True, exist_ok=True)
     packets = opus_packets()
     procs = [_spawn(url, data_dir, f"w{i}", run) for i in range(run.workers)]
+    _wait_ready(data_dir, [f"w{i}" for i in range(run.workers)], procs)
     ids: list[str] = []
     kills = 0
     started = time.monotonic()
@@ -228,6 +245,60 @@ def _figures(
             "max": delays[-1] if delays else None,
         },
     }
+
+
+def add_parser(bsub: Any) -> None:
+    p = bsub.add_parser(
+        "queue",
+        help="the transcription job queue under worker kills: lost, committed twice, delay",
+    )
+    p.add_argument("--bursts", type=positive_int, default=5000, help="(default 5000)")
+    p.add_argument("--workers", type=positive_int, default=3, help="(default 3)")
+    p.add_argument(
+        "--rate", type=positive_float, default=50.0, help="bursts per second (default 50)"
+    )
+    p.add_argument("--kill-every", type=positive_float, default=20.0, help="seconds (default 20)")
+    p.add_argument(
+        "--lease", type=positive_float, default=LEASE_SECONDS, help="seconds (default 30)"
+    )
+    p.add_argument(
+        "--work-ms", type=positive_float, default=20.0, help="fake recognition per burst"
+    )
+    p.add_argument("--no-baseline", action="store_true", help="skip the same run without kills")
+    p.add_argument("--database-url", help="an empty database (default: a PostgreSQL of its own)")
+    p.add_argument("--json", type=Path, help="write the figures to this file")
+
+
+def main(args: Any) -> int:
+    import json
+    import tempfile
+
+    from voice_server.bench.search_pg import database
+
+    run = QueueRun(
+        bursts=args.bursts,
+        workers=args.workers,
+        rate=args.rate,
+        kill_every_s=args.kill_every,
+        lease_s=args.lease,
+        work_ms=args.work_ms,
+        timeout_s=args.bursts / args.rate + 600,
+    )
+    result: dict[str, Any] = {"load_before": os.getloadavg()}
+    plans = [("with_kills", run)]
+    if not args.no_baseline and args.database_url is None:  # a given database is used once
+        plans.append(("no_kills", QueueRun(**{**run.__dict__, "kill_every_s": 1e9})))
+    for label, plan in plans:
+        with database(args.database_url) as url, tempfile.TemporaryDirectory() as tmp:
+            result[label] = run_queue(url, Path(tmp), plan)
+            print(f"{label}: {json.dumps(result[label])}")
+    result["load_after"] = os.getloadavg()
+    result["settings"] = run.__dict__
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.json}")
+    bad = result["with_kills"]["lost"] or result["with_kills"]["committed_twice"]
+    return 1 if bad else 0
 
 
 if __name__ == "__main__" and len(sys.argv) == 7 and sys.argv[1] == "worker":
