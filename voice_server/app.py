@@ -20,7 +20,13 @@ from voice_server.alerts.store import AlertStore
 from voice_server.announce.service import Announcer
 from voice_server.announce.stage import PlaneStage
 from voice_server.announce.store import AnnouncementStore
-from voice_server.backends.seam import open_call_log, open_database, purge_store
+from voice_server.backends.seam import (
+    is_postgres,
+    open_call_log,
+    open_database,
+    open_job_queue,
+    purge_store,
+)
 from voice_server.calllog.purge import Purger
 from voice_server.calllog.schedule import PurgeSchedule
 from voice_server.config import Config
@@ -93,6 +99,8 @@ def build_state(config: Config) -> AppState:
     )
     tap.kind_of = lambda sid: "emergency" if sid in hub.holds else "speech"
     spool = SpoolWriter(config.data_dir, tap, calllog, config.spool_quota_mb * 1024 * 1024)
+    if is_postgres(config.database_url):
+        spool.jobs = open_job_queue(db)  # a transcription job per ended burst (README)
     media = MediaPlane(
         tap=tap if config.call_log else None,
         host=config.media_host,

@@ -133,12 +133,24 @@ def test_a_server_killed_around_burst_ends_loses_no_accepted_burst(
         assert all(u["speaker_id"] == "kim" for u in items)
 
 
+def queued_jobs(url: str) -> list[tuple[str, str, int]]:
+    from voice_server.store.pg import PgDatabase
+
+    db = PgDatabase(url)
+    try:
+        with db.connection() as conn:
+            rows = conn.execute("SELECT id, state, attempt FROM transcription_job").fetchall()
+        return [tuple(r) for r in rows]
+    finally:
+        db.close()
+
+
 def test_on_postgres_two_sidecars_catch_up_through_the_job_queue_once(
     pg_url: str, tmp_path: Path
 ) -> None:
     """Server and sidecars on one PostgreSQL database: a burst spoken while no sidecar runs is
-    claimed from the job queue by one of two sidecars and committed exactly once (its job's
-    fence counter is 1, one commit event)."""
+    queued by the server when it ends, claimed by one of two sidecars and committed exactly
+    once (its job's fence counter is 1, one commit event)."""
     from voice_server.calllog.postgres import PgCallLog
     from voice_server.store.pg import PgDatabase
 
@@ -148,7 +160,11 @@ def test_on_postgres_two_sidecars_catch_up_through_the_job_queue_once(
     with running_server(tmp_path / "srv", env=env) as server:
         talker = start_client(server, tmp_path, "kim", play=wav, duration=6, record=False)
         assert talker.wait() == 0, talker.stderr
-        wait_for(lambda: list((server.data_dir / "spool").glob("*.ogg")), 60, "the spool file")
+        spooled = wait_for(
+            lambda: list((server.data_dir / "spool").glob("*.ogg")), 60, "the spool file"
+        )
+        queued = wait_for(lambda: queued_jobs(pg_url), 30, "the server to queue its job")
+        assert queued == [(spooled[0].name.removesuffix(".ogg"), "queued", 0)]
         with sidecar(server, "--database-url", pg_url), sidecar(server, "--database-url", pg_url):
             token = api_token(server, "ops")
             items = wait_for(lambda: utterances(server, token).json()["items"], 180, "catch-up")

@@ -49,7 +49,8 @@ class QueueCounts:
 
 class JobQueue(Protocol):
     def enqueue(self, jobs: Iterable[tuple[str, int]]) -> int:
-        """Queue ``(burst id, ready_ms)`` pairs (a known id is left alone); how many are new."""
+        """Queue ``(burst id, ready_ms)`` pairs, claimable from ``ready_ms`` on (oldest first;
+        a known id is left alone); how many are new."""
         ...
 
     def claim(self, worker: str, lease_s: float) -> Claim | None: ...

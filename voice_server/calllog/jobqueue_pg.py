@@ -53,8 +53,9 @@ class PgJobQueue:
             return 0
         with self._db.transaction() as conn:
             cur = conn.execute(
-                "INSERT INTO transcription_job (id, ready_ms) "
-                "SELECT * FROM unnest(%s::text[], %s::bigint[]) ON CONFLICT (id) DO NOTHING",
+                "INSERT INTO transcription_job (id, ready_ms, lease_until_ms) "
+                "SELECT i, r, r FROM unnest(%s::text[], %s::bigint[]) AS t (i, r) "
+                "ON CONFLICT (id) DO NOTHING",
                 ([r[0] for r in rows], [r[1] for r in rows]),
             )
             added = int(cur.rowcount)

@@ -38,7 +38,9 @@ class SqliteJobQueue:
         with self._db.transaction() as conn:
             before = conn.total_changes
             conn.executemany(
-                "INSERT OR IGNORE INTO transcription_job (id, ready_ms) VALUES (?, ?)", rows
+                "INSERT OR IGNORE INTO transcription_job (id, ready_ms, lease_until_ms) "
+                "VALUES (?, ?, ?)",
+                [(i, ms, ms) for i, ms in rows],
             )
             return conn.total_changes - before
 

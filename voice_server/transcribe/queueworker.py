@@ -30,6 +30,7 @@ __all__ = ["QueueWorker", "QueueWorkerCounters"]
 
 log = logging.getLogger(__name__)
 SCAN_SECONDS = 2.0
+SCAN_GRACE_MS = 15_000  # a spool file this young is left to the server's own queuing
 POLL_SECONDS = 1.0  # the polling fallback when no NOTIFY comes
 BUSY_POLL_SECONDS = 0.05  # while transcribing: how soon a finished job makes room (no query)
 LEASE_SECONDS = 30.0
@@ -147,7 +148,8 @@ class QueueWorker:
         for burst_id in done:
             if burst_id not in self.engine.active:
                 self.catchup.move(burst_id)
-        pending = [(i, ms) for i, ms in sorted(found.items()) if i not in done]
+        old = _now_ms() - SCAN_GRACE_MS  # newer files: the server queues them (live grace)
+        pending = [(i, ms) for i, ms in sorted(found.items()) if i not in done and ms < old]
         self.counters.queued += self.queue.enqueue(pending)
 
     # ------------------------------------------------------------------ one job
@@ -156,10 +158,11 @@ class QueueWorker:
         if claim.id in self.engine.active:  # transcribed live here right now
             self._release(claim)
             return
+        if self.calllog.done([claim.id]):  # committed live meanwhile: nothing to transcribe
+            self.queue.commit(claim, (), committed_ms=_now_ms())
+            return
         if not path.is_file():
-            if self.calllog.done([claim.id]):
-                self.queue.commit(claim, (), committed_ms=_now_ms())
-            elif claim.attempt >= MAX_ATTEMPTS:
+            if claim.attempt >= MAX_ATTEMPTS:
                 self.counters.missing += 1
                 start_ms = int(claim.id[:13])
                 gap = Gap(claim.id, "?", "?", "?", start_ms, start_ms, "clip_missing", "")
