@@ -10,6 +10,7 @@ from voice_server.accounts.bundle import Accounts
 from voice_server.alerts.emergency import EmergencyAlerts
 from voice_server.alerts.service import AlertService
 from voice_server.announce.service import Announcer
+from voice_server.calllog.clips import ClipStore
 from voice_server.calllog.store import CallLog
 from voice_server.config import Config
 from voice_server.media.plane import MediaPlane
@@ -50,6 +51,7 @@ class AppState:
     emergencies: EmergencyAlerts | None = None  # raise, cancel, escalate (with ``alerts``)
     webhooks: WebhookStore | None = None  # signed webhook endpoints and their queue
     dispatcher: Dispatcher | None = None  # sends the queue's due deliveries
+    clips: ClipStore | None = None  # where clips are read (files; on PostgreSQL also its table)
     metrics: MetricsRegistry = field(default_factory=MetricsRegistry)
     started: bool = False
     stopping: bool = False

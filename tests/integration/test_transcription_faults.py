@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.integration.test_transcription import api_token, metric, utterances, wait_for
@@ -171,6 +172,12 @@ def test_on_postgres_two_sidecars_catch_up_through_the_job_queue_once(
             wait_for(
                 lambda: not list((server.data_dir / "spool").glob("*.ogg")), 60, "the clip moved"
             )
+            # the clip is in the shared store too: with this node's file gone it still plays
+            (local,) = list(server.data_dir.glob("clips/**/*.ogg"))
+            data = local.read_bytes()
+            local.unlink()
+            got = httpx.get(server.url + items[0]["clip_url"], timeout=10)
+            assert got.status_code == 200 and got.content == data
     assert len(items) == 1 and items[0]["speaker_id"] == "kim" and items[0]["text"]
     db = PgDatabase(pg_url)
     try:
@@ -184,8 +191,6 @@ def test_on_postgres_two_sidecars_catch_up_through_the_job_queue_once(
 
 def link_bursts(server: ServerProcess) -> list[float]:
     """Live bursts given to each linked worker (voice_transcriber_link_live_bursts)."""
-    import httpx
-
     lines = httpx.get(f"{server.url}/metrics").text.splitlines()
     name = "voice_transcriber_link_live_bursts{"
     return sorted(float(ln.rsplit(" ", 1)[1]) for ln in lines if ln.startswith(name))

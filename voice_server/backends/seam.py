@@ -5,7 +5,7 @@ when a ``postgresql://`` URL is configured. On PostgreSQL: the call log
 (:class:`~voice_server.calllog.postgres.PgCallLog`), and accounts, channels and the audit chain
 (their SQLite stores' own code over :class:`~voice_server.store.pgcompat.PgCompatDatabase`),
 the retention purge's database side, and the transcription job queue
-(:mod:`voice_server.calllog.jobqueue`). Not yet: clips (README "PostgreSQL").
+(:mod:`voice_server.calllog.jobqueue`), and clips (:mod:`voice_server.calllog.clips`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from voice_server.calllog.clips import ClipStore
 from voice_server.calllog.jobqueue import JobQueue
 from voice_server.calllog.purge_store import PurgeStore
 from voice_server.calllog.store import CallLog
@@ -22,6 +23,7 @@ from voice_server.store.dburl import target_of
 __all__ = [
     "is_postgres",
     "open_call_log",
+    "open_clip_store",
     "open_database",
     "open_job_queue",
     "purge_store",
@@ -66,6 +68,19 @@ def open_call_log(database_url: str | None, data_dir: Path, db: Database | None 
 
     assert target.path is not None
     return SqliteCallLog(db if db is not None else Database(target.path))
+
+
+def open_clip_store(db: Database, data_dir: Path) -> ClipStore:
+    """Where clips are read from: the data directory, and on PostgreSQL its ``clip`` table."""
+    from voice_server.calllog.clips import FsClipStore
+    from voice_server.store.pgcompat import PgCompatDatabase
+
+    local = FsClipStore(data_dir)
+    if isinstance(db, PgCompatDatabase):
+        from voice_server.calllog.clips import PgClipStore
+
+        return PgClipStore(db.pg, local)
+    return local
 
 
 def open_job_queue(db: Database) -> JobQueue:

@@ -301,4 +301,12 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX transcription_job_ready ON transcription_job (state, ready_ms);
     """,
+    # 8: clips readable by every node (voice_server/calllog/clips.py; SQLite keeps files)
+    """
+    CREATE TABLE clip (
+        path            TEXT PRIMARY KEY,
+        data            BYTEA NOT NULL,
+        created_ms      BIGINT NOT NULL
+    );
+    """,
 ]

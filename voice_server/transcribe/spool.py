@@ -21,7 +21,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from voice_server.calllog.burst import DONE, PART, SPOOL_DIR, BurstMeta, burst_id_of
+from voice_server.calllog.burst import DONE, PART, SPOOL_DIR, BurstMeta, burst_id_of, clip_path
+from voice_server.calllog.clips import ClipStore
 from voice_server.calllog.jobqueue import JobQueue
 from voice_server.calllog.model import Gap
 from voice_server.calllog.ogg import OggError, OggOpusWriter, read_ogg_opus
@@ -59,6 +60,7 @@ class SpoolCounters:
     gaps: dict[str, int] = field(default_factory=dict)
     recovered: int = 0
     job_queue_errors: int = 0  # ended bursts not queued (the workers' spool scan queues them)
+    clip_upload_failures: int = 0  # ended bursts whose clip stayed on this node only
     close_latency: LatencyHistogram = field(default_factory=LatencyHistogram)
 
 
@@ -88,6 +90,7 @@ class SpoolWriter:
         self._pending_bytes = 0
         self._rescanned = 0.0
         self.jobs: JobQueue | None = None  # on PostgreSQL: queue a job per ended burst
+        self.clips: ClipStore | None = None  # on PostgreSQL: upload each ended burst's clip
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -209,12 +212,24 @@ class SpoolWriter:
             except OSError as exc:
                 self._fail(entry, f"close failed: {exc.strerror}")
             else:
+                self._upload(handle.meta)
                 self._queue_job(handle.meta.id)
         if entry.refused is not None:
             self._gap(handle.meta, handle.meta.id, end_ms, *entry.refused)
         elif handle.overflow:
             detail = f"{handle.overflow} packets dropped: spool queue full"
             self._gap(handle.meta, f"{handle.meta.id}-backlog", end_ms, "spool_backlog", detail)
+
+    def _upload(self, meta: BurstMeta) -> None:
+        """On PostgreSQL: the clip into the shared store, before its job is queued (so a worker
+        or dashboard on another node can read it)."""
+        if self.clips is None:
+            return
+        try:
+            self.clips.put(clip_path(meta), (self.dir / f"{meta.id}{DONE}").read_bytes())
+        except Exception:
+            self.counters.clip_upload_failures += 1
+            log.warning("could not upload a clip", extra={"burst": meta.id})
 
     def _queue_job(self, burst_id: str) -> None:
         """The transcription job of an ended burst (the workers' scan of the spool queues what
