@@ -215,3 +215,41 @@ def test_two_sidecars_linked_at_once_share_the_live_bursts(tmp_path: Path) -> No
         assert link_bursts(server) == [1.0, 1.0]
         assert metric(server, "voice_transcriber_live_bursts_total") == 2
     assert sorted(i["speaker_id"] for i in items) == ["kim", "lee"]
+
+
+def test_on_postgres_a_killed_nodes_burst_is_transcribed_on_another_machine(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Node A records a burst (its clip uploaded to the shared store, its job queued) and is
+    SIGKILLed; a sidecar on another machine (its own data directory: no spool file of A's)
+    claims the job, reads the clip through the ClipStore and commits it once."""
+    import shutil
+    from types import SimpleNamespace
+    from typing import cast
+
+    from voice_server.calllog.postgres import PgCallLog
+    from voice_server.identity.keys import KEY_FILE
+    from voice_server.store.pg import PgDatabase
+
+    wav = speech_wav(tmp_path / "one.wav", SENTENCES[:1], gap_seconds=0.5)
+    (tmp_path / "a").mkdir()
+    with running_server(tmp_path / "a", env={"VOICE_DATABASE_URL": pg_url}) as node_a:
+        talker = start_client(node_a, tmp_path, "kim", play=wav, duration=6, record=False)
+        assert talker.wait() == 0, talker.stderr
+        (job,) = wait_for(lambda: queued_jobs(pg_url), 60, "node A to queue its job")
+        node_a.stop(signal.SIGKILL)
+        other = tmp_path / "b"
+        other.mkdir()
+        shutil.copy(node_a.data_dir / KEY_FILE, other / KEY_FILE)  # the deployment key
+        elsewhere = cast(ServerProcess, SimpleNamespace(url=node_a.url, data_dir=other))
+        db = PgDatabase(pg_url)
+        try:
+            with sidecar(elsewhere, "--database-url", pg_url):
+                log = PgCallLog(db)
+                got = wait_for(lambda: log.get(job[0]), 180, "the burst committed elsewhere")
+            assert got.speaker_id == "kim" and got.text
+            assert [e.ref for e in log.events_after(0)] == [job[0]]
+            assert queued_jobs(pg_url) == [(job[0], "done", 1)]
+        finally:
+            db.close()
+    assert list((tmp_path / "a" / "spool").glob("*.ogg"))  # A's file never moved: read remotely

@@ -305,6 +305,7 @@ MIGRATIONS: list[str] = [
     """
     CREATE TABLE clip (
         path            TEXT PRIMARY KEY,
+        burst           TEXT NOT NULL UNIQUE,
         data            BYTEA NOT NULL,
         created_ms      BIGINT NOT NULL
     );

@@ -57,9 +57,14 @@ class CatchUp:
                 return
 
     def start(self, burst_id: str, claim: Claim | None = None) -> Job | None:
+        return self.start_from(burst_id, None, claim)
+
+    def start_from(self, burst_id: str, data: bytes | None, claim: Claim | None) -> Job | None:
+        """:meth:`start` with the burst's bytes given (read from a ClipStore), or its spool
+        file's when ``data`` is None."""
         path = self.spool / f"{burst_id}{DONE}"
         try:
-            parsed = read_ogg_opus(path.read_bytes())
+            parsed = read_ogg_opus(data if data is not None else path.read_bytes())
             meta = BurstMeta.from_tags(parsed.tags)
             if not all(NAME_RE.match(c) for c in (meta.channel, *meta.also)):
                 raise ValueError("bad channel name in tags")

@@ -3,10 +3,12 @@ catch-up path of a sidecar started with ``--database-url``.
 
 Every :data:`SCAN_SECONDS` it queues the spool's ended bursts that the call log does not have
 (the server queues them at the end of each burst too; queuing is idempotent) and moves committed
-ones to their clip path. It claims up to ``jobs`` bursts at a time under a lease of ``lease_s``,
-pushes the lease on every third of it while the engine transcribes, and gives a burst up when
-the lease is lost (another worker has it; the fenced commit would write nothing anyway). Idle,
-it sleeps in :meth:`JobQueue.wait` (PostgreSQL: woken by NOTIFY; else polling).
+ones to their clip path. A claimed burst whose spool file is not on this machine (recorded by
+another node) is read from the shared ClipStore. It claims up to ``jobs`` bursts at a time
+under a lease of ``lease_s``, pushes the lease on every third of it while the engine
+transcribes, and gives a burst up when the lease is lost (another worker has it; the fenced
+commit would write nothing anyway). Idle, it sleeps in :meth:`JobQueue.wait` (PostgreSQL:
+woken by NOTIFY; else polling).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from voice_server.calllog.burst import DONE, burst_id_of
+from voice_server.calllog.clips import ClipStore
 from voice_server.calllog.jobqueue import Claim, JobQueue
 from voice_server.calllog.model import Gap
 from voice_server.calllog.store import CallLog
@@ -61,7 +64,9 @@ class QueueWorker:
         lease_s: float = LEASE_SECONDS,
         jobs: int = 1,
         scan: bool = True,
+        clips: ClipStore | None = None,
     ) -> None:
+        self.clips = clips  # bursts of other nodes (no spool file here): the shared store
         self.catchup = CatchUp(data_dir, engine, calllog)
         self.engine = engine
         self.calllog = calllog
@@ -161,7 +166,8 @@ class QueueWorker:
         if self.calllog.done([claim.id]):  # committed live meanwhile: nothing to transcribe
             self.queue.commit(claim, (), committed_ms=_now_ms())
             return
-        if not path.is_file():
+        data = None if path.is_file() or self.clips is None else self.clips.of_burst(claim.id)
+        if not path.is_file() and data is None:
             if claim.attempt >= MAX_ATTEMPTS:
                 self.counters.missing += 1
                 start_ms = int(claim.id[:13])
@@ -170,7 +176,7 @@ class QueueWorker:
             else:
                 self._release(claim)
             return
-        job = self.catchup.start(claim.id, claim)
+        job = self.catchup.start_from(claim.id, data, claim)
         if job is None:  # damaged (a gap was recorded, the file moved aside) or live meanwhile
             if self.calllog.done([claim.id]):
                 self.queue.commit(claim, (), committed_ms=_now_ms())

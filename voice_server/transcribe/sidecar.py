@@ -28,7 +28,13 @@ from urllib.parse import urlsplit, urlunsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from voice_server.backends.seam import is_postgres, open_call_log, open_database, open_job_queue
+from voice_server.backends.seam import (
+    is_postgres,
+    open_call_log,
+    open_clip_store,
+    open_database,
+    open_job_queue,
+)
 from voice_server.calllog.burst import BurstMeta
 from voice_server.calllog.model import Utterance
 from voice_server.identity.derived import LINK_PURPOSE, derive_key, mac_hex
@@ -128,7 +134,10 @@ class Sidecar:
         self.worker: QueueWorker | None = None
         if queue is not None:
             name = f"{socket.gethostname()}:{os.getpid()}"
-            self.worker = QueueWorker(data_dir, self.engine, self.calllog, queue, name=name)
+            clips = open_clip_store(db, data_dir)
+            self.worker = QueueWorker(
+                data_dir, self.engine, self.calllog, queue, name=name, clips=clips
+            )
             self.catchup = self.worker.catchup
         self.connected = False
         self.down_reason: str | None = None  # logged once per change, not once per retry
