@@ -95,6 +95,7 @@ class SpoolWriter:
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         self.recover()
+        self.resync()
         self._thread = threading.Thread(target=self._run, name="spool-writer", daemon=True)
         self._thread.start()
 
@@ -220,6 +221,20 @@ class SpoolWriter:
             detail = f"{handle.overflow} packets dropped: spool queue full"
             self._gap(handle.meta, f"{handle.meta.id}-backlog", end_ms, "spool_backlog", detail)
 
+    def resync(self) -> None:
+        """At start-up on PostgreSQL: every ended burst still in the spool (this node died
+        before its upload or its job, or before a worker took it) is uploaded and queued again
+        (both idempotent)."""
+        if self.jobs is None and self.clips is None:
+            return
+        for path in sorted(self.dir.glob(f"*{DONE}")):
+            try:
+                meta = BurstMeta.from_tags(read_ogg_opus(path.read_bytes()).tags)
+            except (OSError, OggError, ValueError):
+                continue  # the sidecar's catch-up sets damaged files aside
+            self._upload(meta)
+            self._queue_job(meta.id)
+
     def _upload(self, meta: BurstMeta) -> None:
         """On PostgreSQL: the clip into the shared store, before its job is queued (so a worker
         or dashboard on another node can read it)."""
@@ -286,6 +301,9 @@ class SpoolWriter:
             if parsed.packets:
                 os.replace(path, self.dir / f"{meta.id}{DONE}")
                 self.counters.recovered += 1
+                end_ms = meta.start_ms + parsed.granule * 1000 // 48000
+                detail = "cut by a restart of the node that recorded it: audio up to then kept"
+                self._gap(meta, f"{meta.id}-restart", end_ms, "node_restart", detail)
             else:
                 self._gap(meta, meta.id, meta.start_ms, "server_restart", "no audio was written")
                 with contextlib.suppress(OSError):
