@@ -5,7 +5,7 @@
   (the spool writer has the file already).
 - :class:`PgClipStore` (PostgreSQL): a ``clip`` table (``bytea``) keyed by the clip path (and
   the burst id). The server's spool writer uploads each ended burst right after its fsync
-  (normally within ms; ``SpoolCounters.clip_upload_failures`` counts what it could not), so
+  (normally within ms; ``voice_spool_clip_upload_failures_total`` counts what it could not), so
   another node's dashboard plays it, and a queue worker on another machine transcribes it,
   even when this node is gone.
 """
