@@ -100,7 +100,8 @@ def write_burst(spool: Path, packets: list[bytes], start_ms: int) -> str:
 
 
 # ---------------------------------------------------------------------- a worker process
-def worker_main(url: str, data_dir: Path, name: str, lease_s: float, work_s: float) -> None:
+def worker_main(url: str | None, data_dir: Path, name: str, lease_s: float, work_s: float) -> None:
+    """One worker process (``url`` None: the SQLite database in ``data_dir``)."""
     from voice_server.backends.seam import open_call_log, open_database, open_job_queue
     from voice_server.transcribe.engine import Engine
     from voice_server.transcribe.queueworker import QueueWorker
@@ -133,8 +134,8 @@ class QueueRun:
     timeout_s: float = 300.0
 
 
-def _spawn(url: str, data_dir: Path, name: str, run: QueueRun) -> subprocess.Popen[bytes]:
-    args = [url, str(data_dir), name, str(run.lease_s), str(run.work_ms / 1000)]
+def _spawn(url: str | None, data_dir: Path, name: str, run: QueueRun) -> subprocess.Popen[bytes]:
+    args = [url or "", str(data_dir), name, str(run.lease_s), str(run.work_ms / 1000)]
     return subprocess.Popen(
         [sys.executable, "-m", "voice_server.bench.queue", "worker", *args],
         stdout=subprocess.DEVNULL,
@@ -155,7 +156,7 @@ def _wait_ready(data_dir: Path, names: list[str], procs: list[subprocess.Popen[b
         time.sleep(0.05)
 
 
-def run_queue(url: str, data_dir: Path, run: QueueRun) -> dict[str, Any]:
+def run_queue(url: str | None, data_dir: Path, run: QueueRun) -> dict[str, Any]:
     """Produce ``run.bursts`` bursts, kill workers on the way, wait for every commit (or the
     timeout); the figures."""
     from voice_server.backends.seam import open_call_log, open_database, open_job_queue
@@ -302,4 +303,6 @@ def main(args: Any) -> int:
 
 
 if __name__ == "__main__" and len(sys.argv) == 7 and sys.argv[1] == "worker":
-    worker_main(sys.argv[2], Path(sys.argv[3]), sys.argv[4], float(sys.argv[5]), float(sys.argv[6]))
+    worker_main(
+        sys.argv[2] or None, Path(sys.argv[3]), sys.argv[4], float(sys.argv[5]), float(sys.argv[6])
+    )
