@@ -126,4 +126,17 @@ def test_notify_wakes_a_waiting_worker(request: pytest.FixtureRequest, tmp_path:
         producer.enqueue([(burst(5), 1)])
         assert woke.wait(30)  # long before the 60 s timeout
         thread.join()
+        # the listener's backend killed (a database restart): a wait falls back to its timeout,
+        # the next one listens again
+        with db.pg.connection() as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE query LIKE 'LISTEN%%' AND pid <> pg_backend_pid()"
+            )
+        waiter.wait(0.2)
+        waiter.wait(0)
+        producer.enqueue([(burst(6), 1)])
+        started = time.monotonic()
+        waiter.wait(60)
+        assert time.monotonic() - started < 30
         waiter.close()

@@ -7,6 +7,8 @@ connection of its own (polling when nothing comes)."""
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -19,6 +21,7 @@ from voice_server.calllog.jobqueue import (
 )
 from voice_server.calllog.model import Gap, Utterance
 from voice_server.calllog.postgres import PgCallLog
+from voice_server.store.database import DatabaseError
 from voice_server.store.pg import PgDatabase, connect
 from voice_server.store.pg_schema import JOB_CHANNEL
 
@@ -118,11 +121,20 @@ class PgJobQueue:
         return COMMITTED if added else ALREADY_DONE
 
     def wait(self, timeout_s: float) -> None:
-        if self._listener is None or self._listener.closed:
-            self._listener = connect(self._db.url)
-            self._listener.execute(f"LISTEN {JOB_CHANNEL}")
-        for _ in self._listener.notifies(timeout=max(0.0, timeout_s), stop_after=1):
-            break
+        """Until a NOTIFY or ``timeout_s`` (the polling fallback, also while the database is
+        unreachable: the listener is opened again on the next call)."""
+        import psycopg
+
+        try:
+            if self._listener is None or self._listener.closed or self._listener.broken:
+                self.close()
+                self._listener = connect(self._db.url)
+                self._listener.execute(f"LISTEN {JOB_CHANNEL}")
+            for _ in self._listener.notifies(timeout=max(0.0, timeout_s), stop_after=1):
+                break
+        except (psycopg.Error, DatabaseError):
+            self.close()
+            time.sleep(max(0.0, timeout_s))
 
     def sweep(self, keep_s: float) -> int:
         with self._db.connection() as conn:
@@ -144,6 +156,7 @@ class PgJobQueue:
         return QueueCounts(*(int(v or 0) for v in row))
 
     def close(self) -> None:
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with contextlib.suppress(Exception):
+                listener.close()
