@@ -139,7 +139,8 @@ class Gap:
     end_ms: int
     # spool_quota | spool_error | spool_backlog | server_restart | node_restart (id
     # ``<burst>-restart``: the burst was cut by a restart, its audio up to then kept) |
-    # clip_missing (a queued burst whose audio no node had) | undecodable | no_speech |
+    # clip_missing (a queued burst whose audio no node had) | transcription_failed (its job
+    # failed or lost its worker 20 times) | undecodable | no_speech |
     # prompt_echo (the last two: the engine suppressed a hallucination)
     reason: str
     detail: str = ""

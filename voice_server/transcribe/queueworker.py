@@ -40,7 +40,7 @@ LEASE_SECONDS = 30.0
 KEEP_DONE_SECONDS = 600.0  # done jobs (with their fence counter) are swept after this
 SWEEP_SECONDS = 60.0
 RETRY_SECONDS = 2.0  # a job given back (its burst live here, its file not there yet)
-MAX_ATTEMPTS = 20  # then the burst's file is declared missing: a gap
+MAX_ATTEMPTS = 20  # then a gap: clip_missing (no audio anywhere) or transcription_failed
 
 
 @dataclass(slots=True)
@@ -50,6 +50,7 @@ class QueueWorkerCounters:
     released: int = 0
     leases_lost: int = 0
     missing: int = 0
+    failed: int = 0
 
 
 class QueueWorker:
@@ -123,6 +124,9 @@ class QueueWorker:
         for burst_id, job in list(self.current.items()):
             if job.finished.is_set():
                 del self.current[burst_id]
+                if job.outcome is None and job.claim is not None and not job.aborted:
+                    self.counters.failed += 1  # the engine failed on it: back, to retry
+                    self.queue.release(job.claim, RETRY_SECONDS)
         if not self.current or now - self._extended < self.lease_s / 3:
             return
         self._extended = now
@@ -160,6 +164,9 @@ class QueueWorker:
     # ------------------------------------------------------------------ one job
     def _start(self, claim: Claim) -> None:
         path = self.catchup.spool / f"{claim.id}{DONE}"
+        if claim.attempt > MAX_ATTEMPTS:  # failed (or its workers died) this often: give up
+            self._give_up(claim, "transcription_failed", f"{claim.attempt - 1} attempts")
+            return
         if claim.id in self.engine.active:  # transcribed live here right now
             self._release(claim)
             return
@@ -170,9 +177,7 @@ class QueueWorker:
         if not path.is_file() and data is None:
             if claim.attempt >= MAX_ATTEMPTS:
                 self.counters.missing += 1
-                start_ms = int(claim.id[:13])
-                gap = Gap(claim.id, "?", "?", "?", start_ms, start_ms, "clip_missing", "")
-                self.queue.commit(claim, (), gap, committed_ms=_now_ms())
+                self._give_up(claim, "clip_missing", "no node had its audio")
             else:
                 self._release(claim)
             return
@@ -184,6 +189,13 @@ class QueueWorker:
                 self._release(claim)
             return
         self.current[claim.id] = job
+
+    def _give_up(self, claim: Claim, reason: str, detail: str) -> None:
+        """A gap record in the burst's place (fenced like a commit)."""
+        start_ms = int(claim.id[:13])
+        gap = Gap(claim.id, "?", "?", "?", start_ms, start_ms, reason, detail)
+        self.queue.commit(claim, (), gap, committed_ms=_now_ms())
+        log.warning("transcription given up: gap recorded", extra={"burst": claim.id})
 
     def _release(self, claim: Claim) -> None:
         self.counters.released += 1
