@@ -23,7 +23,14 @@ from voice_server.announce.scheduler import Scheduler
 from voice_server.announce.service import Announcer
 from voice_server.announce.stage import PlaneStage
 from voice_server.announce.store import Announcement, AnnouncementStore
-from voice_server.backends.seam import open_call_log, open_database, purge_store
+from voice_server.backends.seam import (
+    is_postgres,
+    open_call_log,
+    open_clip_store,
+    open_database,
+    open_job_queue,
+    purge_store,
+)
 from voice_server.calllog.purge import Purger
 from voice_server.calllog.schedule import PurgeSchedule
 from voice_server.config import Config
@@ -102,6 +109,10 @@ def build_state(config: Config) -> AppState:
     )
     tap.kind_of = lambda sid: "emergency" if sid in hub.holds else "speech"
     spool = SpoolWriter(config.data_dir, tap, calllog, config.spool_quota_mb * 1024 * 1024)
+    clips = open_clip_store(db, config.data_dir)
+    if is_postgres(config.database_url):
+        spool.jobs = open_job_queue(db)  # a transcription job per ended burst (README)
+        spool.clips = clips  # uploaded after each burst's fsync
     media = MediaPlane(
         tap=tap if config.call_log else None,
         host=config.media_host,
@@ -140,6 +151,7 @@ def build_state(config: Config) -> AppState:
         link=link,
         spool=spool,
         live=live,
+        clips=clips,
         transcription=monitor,
         supervisor=supervisor,
     )

@@ -12,6 +12,7 @@ from voice_server.alerts.service import AlertService
 from voice_server.announce.schedule_store import ScheduleStore
 from voice_server.announce.scheduler import Scheduler
 from voice_server.announce.service import Announcer
+from voice_server.calllog.clips import ClipStore
 from voice_server.calllog.store import CallLog
 from voice_server.config import Config
 from voice_server.media.plane import MediaPlane
@@ -58,6 +59,7 @@ class AppState:
     scheduler: Scheduler | None = None  # fires them (one winner per fire per deployment)
     presence: PresenceLog | None = None  # who had connected media where (missed-message replay)
     presence_sampler: PresenceSampler | None = None
+    clips: ClipStore | None = None  # where clips are read (files; on PostgreSQL also its table)
     metrics: MetricsRegistry = field(default_factory=MetricsRegistry)
     started: bool = False
     stopping: bool = False

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.integration.test_transcription import api_token, metric, utterances, wait_for
@@ -131,3 +132,124 @@ def test_a_server_killed_around_burst_ends_loses_no_accepted_burst(
         assert n + gaps >= accepted >= 1
         items = utterances(server, token).json()["items"]
         assert all(u["speaker_id"] == "kim" for u in items)
+
+
+def queued_jobs(url: str) -> list[tuple[str, str, int]]:
+    from voice_server.store.pg import PgDatabase
+
+    db = PgDatabase(url)
+    try:
+        with db.connection() as conn:
+            rows = conn.execute("SELECT id, state, attempt FROM transcription_job").fetchall()
+        return [tuple(r) for r in rows]
+    finally:
+        db.close()
+
+
+def test_on_postgres_two_sidecars_catch_up_through_the_job_queue_once(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Server and sidecars on one PostgreSQL database: a burst spoken while no sidecar runs is
+    queued by the server when it ends, claimed by one of two sidecars and committed exactly
+    once (its job's fence counter is 1, one commit event)."""
+    from voice_server.calllog.postgres import PgCallLog
+    from voice_server.store.pg import PgDatabase
+
+    wav = speech_wav(tmp_path / "one.wav", SENTENCES[:1], gap_seconds=0.5)
+    (tmp_path / "srv").mkdir()
+    env = {"VOICE_DATABASE_URL": pg_url}
+    with running_server(tmp_path / "srv", env=env) as server:
+        talker = start_client(server, tmp_path, "kim", play=wav, duration=6, record=False)
+        assert talker.wait() == 0, talker.stderr
+        spooled = wait_for(
+            lambda: list((server.data_dir / "spool").glob("*.ogg")), 60, "the spool file"
+        )
+        queued = wait_for(lambda: queued_jobs(pg_url), 30, "the server to queue its job")
+        assert queued == [(spooled[0].name.removesuffix(".ogg"), "queued", 0)]
+        with sidecar(server, "--database-url", pg_url), sidecar(server, "--database-url", pg_url):
+            token = api_token(server, "ops")
+            items = wait_for(lambda: utterances(server, token).json()["items"], 180, "catch-up")
+            wait_for(
+                lambda: not list((server.data_dir / "spool").glob("*.ogg")), 60, "the clip moved"
+            )
+            # the clip is in the shared store too: with this node's file gone it still plays
+            (local,) = list(server.data_dir.glob("clips/**/*.ogg"))
+            data = local.read_bytes()
+            local.unlink()
+            got = httpx.get(server.url + items[0]["clip_url"], timeout=10)
+            assert got.status_code == 200 and got.content == data
+    assert len(items) == 1 and items[0]["speaker_id"] == "kim" and items[0]["text"]
+    db = PgDatabase(pg_url)
+    try:
+        assert [e.kind for e in PgCallLog(db).events_after(0)] == ["utterance"]
+        with db.connection() as conn:
+            jobs = conn.execute("SELECT id, state, commits FROM transcription_job").fetchall()
+        assert jobs == [(items[0]["id"], "done", 1)]
+    finally:
+        db.close()
+
+
+def link_bursts(server: ServerProcess) -> list[float]:
+    """Live bursts given to each linked worker (voice_transcriber_link_live_bursts)."""
+    lines = httpx.get(f"{server.url}/metrics").text.splitlines()
+    name = "voice_transcriber_link_live_bursts{"
+    return sorted(float(ln.rsplit(" ", 1)[1]) for ln in lines if ln.startswith(name))
+
+
+def test_two_sidecars_linked_at_once_share_the_live_bursts(tmp_path: Path) -> None:
+    """Two sidecars stay linked together (neither replaces the other); consecutive live bursts
+    go to the least loaded one, so each gets one, and both are committed."""
+    wav = speech_wav(tmp_path / "one.wav", SENTENCES[:1], gap_seconds=0.5)
+    with running_server(tmp_path / "srv") as server, sidecar(server), sidecar(server):
+        wait_for(lambda: metric(server, "voice_transcriber_links") == 2, 90, "two links")
+        for name in ("kim", "lee"):
+            talker = start_client(server, tmp_path, name, play=wav, duration=6, record=False)
+            assert talker.wait() == 0, talker.stderr
+        token = api_token(server, "ops")
+        items = wait_for(
+            lambda: (got := utterances(server, token).json()["items"]) and len(got) == 2 and got,
+            180,
+            "both utterances",
+        )
+        assert metric(server, "voice_transcriber_links") == 2  # still both
+        assert link_bursts(server) == [1.0, 1.0]
+        assert metric(server, "voice_transcriber_live_bursts_total") == 2
+    assert sorted(i["speaker_id"] for i in items) == ["kim", "lee"]
+
+
+def test_on_postgres_a_killed_nodes_burst_is_transcribed_on_another_machine(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Node A records a burst (its clip uploaded to the shared store, its job queued) and is
+    SIGKILLed; a sidecar on another machine (its own data directory: no spool file of A's)
+    claims the job, reads the clip through the ClipStore and commits it once."""
+    import shutil
+    from types import SimpleNamespace
+    from typing import cast
+
+    from voice_server.calllog.postgres import PgCallLog
+    from voice_server.identity.keys import KEY_FILE
+    from voice_server.store.pg import PgDatabase
+
+    wav = speech_wav(tmp_path / "one.wav", SENTENCES[:1], gap_seconds=0.5)
+    (tmp_path / "a").mkdir()
+    with running_server(tmp_path / "a", env={"VOICE_DATABASE_URL": pg_url}) as node_a:
+        talker = start_client(node_a, tmp_path, "kim", play=wav, duration=6, record=False)
+        assert talker.wait() == 0, talker.stderr
+        (job,) = wait_for(lambda: queued_jobs(pg_url), 60, "node A to queue its job")
+        node_a.stop(signal.SIGKILL)
+        other = tmp_path / "b"
+        other.mkdir()
+        shutil.copy(node_a.data_dir / KEY_FILE, other / KEY_FILE)  # the deployment key
+        elsewhere = cast(ServerProcess, SimpleNamespace(url=node_a.url, data_dir=other))
+        db = PgDatabase(pg_url)
+        try:
+            with sidecar(elsewhere, "--database-url", pg_url):
+                log = PgCallLog(db)
+                got = wait_for(lambda: log.get(job[0]), 180, "the burst committed elsewhere")
+            assert got.speaker_id == "kim" and got.text
+            assert [e.ref for e in log.events_after(0)] == [job[0]]
+            assert queued_jobs(pg_url) == [(job[0], "done", 1)]
+        finally:
+            db.close()
+    assert list((tmp_path / "a" / "spool").glob("*.ogg"))  # A's file never moved: read remotely

@@ -127,6 +127,7 @@ def test_the_purge_on_postgres_removes_expired_rows_and_files_and_keeps_the_held
 ) -> None:
     from tests.backends import database
     from voice_server.backends.seam import purge_store
+    from voice_server.calllog.clips import PgClipStore
     from voice_server.calllog.postgres import PgCallLog
 
     with database("postgres", tmp_path, request) as db:
@@ -150,7 +151,12 @@ def test_the_purge_on_postgres_removes_expired_rows_and_files_and_keeps_the_held
             ],
             log,
         )
-        log.add_gap(Gap("1" * 13 + "abcdef", "a", "s", "S", old, old + 5, "x"), created_ms=old)
+        gap_id = f"{old:013d}abcdef"
+        log.add_gap(Gap(gap_id, "a", "s", "S", old, old + 5, "x"), created_ms=old)
+        shared = PgClipStore(db.pg)  # the clips' shared copies go with their rows
+        for u in [*expired, *kept]:
+            shared.put(str(u.clip), (tmp_path / str(u.clip)).read_bytes())
+        shared.put(f"clips/a/x/{gap_id}.ogg", b"OggS gap burst")
         audit = AuditLog(db)
         purger = Purger(tmp_path, audit, purge_store(db))
         dry = purger.run(NOW, dry_run=True)
@@ -164,6 +170,9 @@ def test_the_purge_on_postgres_removes_expired_rows_and_files_and_keeps_the_held
         assert sorted(u.id for u in left) == sorted(u.id for u in kept)
         assert [u.id for u in log.search(SearchQuery(q="ホタルイカ")).items] == [kept[0].id]
         assert all(not (tmp_path / str(u.clip)).exists() for u in expired)
+        assert all(shared.of_burst(u.id) is None for u in expired)
+        assert all(shared.of_burst(u.id) is not None for u in kept)
+        assert shared.of_burst(gap_id) is None
         assert log.gaps(channels=None, since_ms=None, until_ms=None) == []
         assert [e.target for e in audit.iter_all() if e.action == "calllog.purge"] == ["channel:a"]
         assert audit.verify().ok

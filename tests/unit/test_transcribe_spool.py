@@ -108,6 +108,11 @@ def test_partial_files_left_by_a_crash_are_completed_at_start(tmp_path: Path) ->
     done = tmp_path / "spool" / f"{h.meta.id}.ogg"
     assert done.exists() and not part.exists()
     assert len(read_ogg_opus(done.read_bytes()).packets) >= 50  # the full pages survived
+    # the restart says so in a gap record of its own: the burst itself is still to transcribe
+    (gap,) = again.calllog.gaps(channels=None, since_ms=None, until_ms=None)
+    assert gap.reason == "node_restart" and gap.id == f"{h.meta.id}-restart"
+    assert gap.end_ms > gap.start_ms
+    assert again.calllog.done([h.meta.id]) == set()
 
 
 class FakeTransport:
@@ -174,3 +179,40 @@ def test_the_router_taps_whole_bursts_including_a_talker_who_found_every_slot_bu
         BurstMeta.from_tags(read_ogg_opus(f.read_bytes()).tags).speaker_id for f in files
     }
     assert speakers_seen == {"sato", "suzuki"}
+
+
+def test_on_postgres_an_ended_burst_is_uploaded_and_queued_and_again_after_a_restart(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """The spool writer puts each ended burst's clip into the shared store and queues its job;
+    at start-up it does both again for what is left in the spool (idempotent)."""
+    from voice_server.backends.seam import (
+        open_call_log,
+        open_clip_store,
+        open_database,
+        open_job_queue,
+    )
+    from voice_server.calllog.burst import clip_path
+
+    db = open_database(pg_url, tmp_path)
+    log = open_call_log(pg_url, tmp_path, db)
+    tap = BurstTap(speakers, queue_limit=50_000)
+    writer = SpoolWriter(tmp_path, tap, log, quota_bytes=1 << 30)
+    writer.jobs, writer.clips = open_job_queue(db), open_clip_store(db, tmp_path)
+    packets = opus_tone(0.5)
+    h = tap.open("a", "ops", [], 0)
+    for i, p in enumerate(packets):
+        tap.packet(h, rtp(i, p))
+    tap.close(h)
+    writer.drain()
+    spooled = (tmp_path / "spool" / f"{h.meta.id}.ogg").read_bytes()
+    assert writer.clips.of_burst(h.meta.id) == spooled
+    assert writer.jobs.counts().queued == 1
+    with db.pg.connection() as conn:  # type: ignore[attr-defined]
+        conn.execute("DELETE FROM clip")
+        conn.execute("DELETE FROM transcription_job")
+    writer.start()  # as after a restart
+    writer.stop()
+    assert writer.clips.get(clip_path(h.meta), h.meta.id) == spooled
+    assert writer.clips.of_burst(h.meta.id) == spooled and writer.jobs.counts().queued == 1
+    db.close()

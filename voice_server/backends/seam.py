@@ -4,8 +4,8 @@ SQLite (the default, ``make run``) needs nothing more; PostgreSQL is imported on
 when a ``postgresql://`` URL is configured. On PostgreSQL: the call log
 (:class:`~voice_server.calllog.postgres.PgCallLog`), and accounts, channels and the audit chain
 (their SQLite stores' own code over :class:`~voice_server.store.pgcompat.PgCompatDatabase`),
-and the retention purge's database side. Not yet: clips and the transcription job queue
-(README "PostgreSQL").
+the retention purge's database side, and the transcription job queue
+(:mod:`voice_server.calllog.jobqueue`), and clips (:mod:`voice_server.calllog.clips`).
 """
 
 from __future__ import annotations
@@ -13,12 +13,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from voice_server.calllog.clips import ClipStore
+from voice_server.calllog.jobqueue import JobQueue
 from voice_server.calllog.purge_store import PurgeStore
 from voice_server.calllog.store import CallLog
 from voice_server.store.database import Database, migrate
 from voice_server.store.dburl import target_of
 
-__all__ = ["is_postgres", "open_call_log", "open_database", "purge_store", "verify"]
+__all__ = [
+    "is_postgres",
+    "open_call_log",
+    "open_clip_store",
+    "open_database",
+    "open_job_queue",
+    "purge_store",
+    "verify",
+]
 
 
 def is_postgres(database_url: str | None) -> bool:
@@ -58,6 +68,32 @@ def open_call_log(database_url: str | None, data_dir: Path, db: Database | None 
 
     assert target.path is not None
     return SqliteCallLog(db if db is not None else Database(target.path))
+
+
+def open_clip_store(db: Database, data_dir: Path) -> ClipStore:
+    """Where clips are read from: the data directory, and on PostgreSQL its ``clip`` table."""
+    from voice_server.calllog.clips import FsClipStore
+    from voice_server.store.pgcompat import PgCompatDatabase
+
+    local = FsClipStore(data_dir)
+    if isinstance(db, PgCompatDatabase):
+        from voice_server.calllog.clips import PgClipStore
+
+        return PgClipStore(db.pg, local)
+    return local
+
+
+def open_job_queue(db: Database) -> JobQueue:
+    """The transcription job queue in ``db`` (from :func:`open_database`)."""
+    from voice_server.store.pgcompat import PgCompatDatabase
+
+    if isinstance(db, PgCompatDatabase):
+        from voice_server.calllog.jobqueue_pg import PgJobQueue
+
+        return PgJobQueue(db.pg)
+    from voice_server.calllog.jobqueue_sqlite import SqliteJobQueue
+
+    return SqliteJobQueue(db)
 
 
 def purge_store(db: Database) -> Callable[[], PurgeStore]:

@@ -137,7 +137,10 @@ class Gap:
     speaker_name: str
     start_ms: int
     end_ms: int
-    # spool_quota | spool_error | spool_backlog | server_restart | undecodable | no_speech |
+    # spool_quota | spool_error | spool_backlog | server_restart | node_restart (id
+    # ``<burst>-restart``: the burst was cut by a restart, its audio up to then kept) |
+    # clip_missing (a queued burst whose audio no node had) | transcription_failed (its job
+    # failed or lost its worker 20 times) | undecodable | no_speech |
     # prompt_echo (the last two: the engine suppressed a hallucination)
     reason: str
     detail: str = ""

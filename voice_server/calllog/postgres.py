@@ -67,14 +67,21 @@ class PgCallLog:
         self, utterance: Utterance, *, burst_end_ms: int | None = None, committed_ms: int
     ) -> bool:
         with self._db.transaction() as conn:
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (COMMIT_LOCK,))
-            if self._is_done(conn, utterance.id):
-                return False
-            rowid = rowid_of(utterance.id)
-            while conn.execute("SELECT 1 FROM utterance WHERE id = %s", (rowid,)).fetchone():
-                rowid += 1  # same millisecond and same 10 random bits: take the next id
-            conn.execute(_INSERT, _values(rowid, utterance, burst_end_ms, committed_ms))
-            self._event(conn, "utterance", utterance.id, utterance.channel, committed_ms)
+            return self.add_utterance_in(conn, utterance, burst_end_ms, committed_ms)
+
+    @classmethod
+    def add_utterance_in(
+        cls, conn: Any, utterance: Utterance, burst_end_ms: int | None, committed_ms: int
+    ) -> bool:
+        """:meth:`add_utterance` in the caller's transaction (the job queue's fenced commit)."""
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (COMMIT_LOCK,))
+        if cls._is_done(conn, utterance.id):
+            return False
+        rowid = rowid_of(utterance.id)
+        while conn.execute("SELECT 1 FROM utterance WHERE id = %s", (rowid,)).fetchone():
+            rowid += 1  # same millisecond and same 10 random bits: take the next id
+        conn.execute(_INSERT, _values(rowid, utterance, burst_end_ms, committed_ms))
+        cls._event(conn, "utterance", utterance.id, utterance.channel, committed_ms)
         return True
 
     @staticmethod
@@ -105,13 +112,18 @@ class PgCallLog:
 
     def add_gap(self, gap: Gap, *, created_ms: int) -> bool:
         with self._db.transaction() as conn:
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (COMMIT_LOCK,))
-            if self._is_done(conn, gap.id):
-                return False
-            conn.execute(
-                f"INSERT INTO gap ({GAP_COLUMNS}) VALUES ({', '.join(['%s'] * 9)})",
-                gap_values(gap, created_ms),
-            )
+            return self.add_gap_in(conn, gap, created_ms)
+
+    @classmethod
+    def add_gap_in(cls, conn: Any, gap: Gap, created_ms: int) -> bool:
+        """:meth:`add_gap` in the caller's transaction."""
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (COMMIT_LOCK,))
+        if cls._is_done(conn, gap.id):
+            return False
+        conn.execute(
+            f"INSERT INTO gap ({GAP_COLUMNS}) VALUES ({', '.join(['%s'] * 9)})",
+            gap_values(gap, created_ms),
+        )
         return True
 
     @staticmethod

@@ -1,6 +1,7 @@
 """The retention purge's database side on PostgreSQL (see :mod:`.purge_store`).
 
-Deleting a row removes it from both GIN indexes (they are the table's own). Scrubbing is
+Deleting a row removes it from both GIN indexes (they are the table's own) and its clip's
+shared copy (the ``clip`` table) once no remaining row uses that clip. Scrubbing is
 ``VACUUM`` of the call-log tables: dead rows and index entries are freed for reuse. Unlike
 SQLite's ``secure_delete``, PostgreSQL does not overwrite freed space, and its WAL (and any WAL
 archive or replica) keeps the deleted text until recycled: :meth:`PgPurgeStore.scrub` returns
@@ -44,12 +45,26 @@ class PgPurgeStore:
         return [(str(r[0]), r[1]) for r in rows]
 
     def delete(self, burst_ids: list[str]) -> int:
+        """The rows, and their clips' shared copies (``clip``) that no remaining row uses."""
         with self._db.transaction() as conn:
-            cur = conn.execute("DELETE FROM utterance WHERE uid = ANY(%s::text[])", (burst_ids,))
-            return int(cur.rowcount)
+            rows = conn.execute(
+                "DELETE FROM utterance WHERE uid = ANY(%s::text[]) RETURNING clip", (burst_ids,)
+            ).fetchall()
+            clips = sorted({r[0] for r in rows if r[0]})
+            conn.execute(
+                "DELETE FROM clip WHERE path = ANY(%s::text[]) "
+                "AND NOT EXISTS (SELECT 1 FROM utterance u WHERE u.clip = clip.path)",
+                (clips,),
+            )
+            return len(rows)
 
     def delete_gaps(self, channel: str, before_ms: int) -> int:
         with self._db.transaction() as conn:
+            conn.execute(  # the shared copies of bursts that ended as gaps (no speech, …)
+                "DELETE FROM clip WHERE burst IN (SELECT uid FROM gap "
+                "WHERE channel = %s AND start_ms < %s)",
+                (channel, before_ms),
+            )
             cur = conn.execute(
                 "DELETE FROM gap WHERE channel = %s AND start_ms < %s", (channel, before_ms)
             )
@@ -62,7 +77,7 @@ class PgPurgeStore:
 
     def scrub(self) -> bool:
         with self._db.connection() as conn:
-            conn.execute("VACUUM utterance, gap")
+            conn.execute("VACUUM utterance, gap, clip")
         return False
 
     def close(self) -> None:

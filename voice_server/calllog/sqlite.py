@@ -57,9 +57,20 @@ class SqliteCallLog:
         self, utterance: Utterance, *, burst_end_ms: int | None = None, committed_ms: int
     ) -> bool:
         with self._db.transaction() as conn:
-            if self._is_done(conn, utterance.id):
-                return False
-            self._insert(conn, utterance, burst_end_ms, committed_ms)
+            return self.add_utterance_in(conn, utterance, burst_end_ms, committed_ms)
+
+    @classmethod
+    def add_utterance_in(
+        cls,
+        conn: sqlite3.Connection,
+        utterance: Utterance,
+        burst_end_ms: int | None,
+        committed_ms: int,
+    ) -> bool:
+        """:meth:`add_utterance` in the caller's transaction (the job queue's fenced commit)."""
+        if cls._is_done(conn, utterance.id):
+            return False
+        cls._insert(conn, utterance, burst_end_ms, committed_ms)
         return True
 
     def add_many(self, utterances: Iterable[Utterance], *, committed_ms: int) -> int:
@@ -110,12 +121,17 @@ class SqliteCallLog:
 
     def add_gap(self, gap: Gap, *, created_ms: int) -> bool:
         with self._db.transaction() as conn:
-            if self._is_done(conn, gap.id):
-                return False
-            conn.execute(
-                f"INSERT INTO gap ({GAP_COLUMNS}) VALUES ({', '.join(['?'] * 9)})",
-                gap_values(gap, created_ms),
-            )
+            return self.add_gap_in(conn, gap, created_ms)
+
+    @classmethod
+    def add_gap_in(cls, conn: sqlite3.Connection, gap: Gap, created_ms: int) -> bool:
+        """:meth:`add_gap` in the caller's transaction."""
+        if cls._is_done(conn, gap.id):
+            return False
+        conn.execute(
+            f"INSERT INTO gap ({GAP_COLUMNS}) VALUES ({', '.join(['?'] * 9)})",
+            gap_values(gap, created_ms),
+        )
         return True
 
     @staticmethod

@@ -340,6 +340,23 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (schedule_id, due_ms)
     ) WITHOUT ROWID;
     """,
+    # 11: the transcription job queue (voice_server/calllog/jobqueue.py): a job per ended burst,
+    # claimed under a lease (worker, attempt, lease_until_ms); the commit is fenced on all three
+    # and bumps ``commits`` (a counter that proves no burst passed the fence twice); done jobs
+    # are swept after a while.
+    """
+    CREATE TABLE transcription_job (
+        id              TEXT PRIMARY KEY,
+        state           TEXT NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'done')),
+        ready_ms        INTEGER NOT NULL,
+        worker          TEXT NOT NULL DEFAULT '',
+        attempt         INTEGER NOT NULL DEFAULT 0,
+        lease_until_ms  INTEGER NOT NULL DEFAULT 0,
+        commits         INTEGER NOT NULL DEFAULT 0,
+        done_ms         INTEGER
+    ) WITHOUT ROWID;
+    CREATE INDEX transcription_job_ready ON transcription_job (state, ready_ms);
+    """,
 ]
 
 

@@ -13,13 +13,21 @@ tables and columns where they can, so ``db copy`` moves rows as they are; where 
 
 from __future__ import annotations
 
-__all__ = ["AUDIT_LOCK", "COMMIT_CHANNEL", "COMMIT_LOCK", "MIGRATIONS", "MIGRATION_LOCK"]
+__all__ = [
+    "AUDIT_LOCK",
+    "COMMIT_CHANNEL",
+    "COMMIT_LOCK",
+    "JOB_CHANNEL",
+    "MIGRATIONS",
+    "MIGRATION_LOCK",
+]
 
 # pg_advisory_xact_lock keys (any constant bigint, unique within this schema)
 MIGRATION_LOCK = 0x766F696365_01  # "voice" 01
 COMMIT_LOCK = 0x766F696365_02
 AUDIT_LOCK = 0x766F696365_03
 COMMIT_CHANNEL = "voice_commit"
+JOB_CHANNEL = "voice_job"  # NOTIFYed when transcription jobs are queued or given back
 
 MIGRATIONS: list[str] = [
     # 1: the call log (voice_server/calllog/postgres.py): utterances with their trigram and
@@ -301,6 +309,29 @@ MIGRATIONS: list[str] = [
         error           TEXT NOT NULL DEFAULT '',
         claimed_ms      BIGINT NOT NULL,
         PRIMARY KEY (schedule_id, due_ms)
+    );
+    """,
+    # 8: the transcription job queue, as SQLite's 11
+    """
+    CREATE TABLE transcription_job (
+        id              TEXT PRIMARY KEY,
+        state           TEXT NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'done')),
+        ready_ms        BIGINT NOT NULL,
+        worker          TEXT NOT NULL DEFAULT '',
+        attempt         INTEGER NOT NULL DEFAULT 0,
+        lease_until_ms  BIGINT NOT NULL DEFAULT 0,
+        commits         INTEGER NOT NULL DEFAULT 0,
+        done_ms         BIGINT
+    );
+    CREATE INDEX transcription_job_ready ON transcription_job (state, ready_ms);
+    """,
+    # 9: clips readable by every node (voice_server/calllog/clips.py; SQLite keeps files)
+    """
+    CREATE TABLE clip (
+        path            TEXT PRIMARY KEY,
+        burst           TEXT NOT NULL UNIQUE,
+        data            BYTEA NOT NULL,
+        created_ms      BIGINT NOT NULL
     );
     """,
 ]

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from voice_server.calllog.burst import DONE, SPOOL_DIR, BurstMeta, burst_id_of
+from voice_server.calllog.jobqueue import Claim
 from voice_server.calllog.model import Gap, Utterance
 from voice_server.calllog.ogg import OggError, read_ogg_opus
 from voice_server.calllog.store import CallLog
@@ -55,10 +56,15 @@ class CatchUp:
             if self.current is not None:
                 return
 
-    def start(self, burst_id: str) -> Job | None:
+    def start(self, burst_id: str, claim: Claim | None = None) -> Job | None:
+        return self.start_from(burst_id, None, claim)
+
+    def start_from(self, burst_id: str, data: bytes | None, claim: Claim | None) -> Job | None:
+        """:meth:`start` with the burst's bytes given (read from a ClipStore), or its spool
+        file's when ``data`` is None."""
         path = self.spool / f"{burst_id}{DONE}"
         try:
-            parsed = read_ogg_opus(path.read_bytes())
+            parsed = read_ogg_opus(data if data is not None else path.read_bytes())
             meta = BurstMeta.from_tags(parsed.tags)
             if not all(NAME_RE.match(c) for c in (meta.channel, *meta.also)):
                 raise ValueError("bad channel name in tags")
@@ -70,6 +76,7 @@ class CatchUp:
         job = self.engine.job(meta, live=False)
         if job is None:
             return None
+        job.claim = claim  # a queue job: its commit is fenced on the claim
         self.engine.push_opus(job, [(p, opus_samples(p)) for p in parsed.packets])
         self.engine.end(job)
         return job

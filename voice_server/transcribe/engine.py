@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from voice_server.calllog.burst import BurstMeta, clip_path, rows_of
+from voice_server.calllog.jobqueue import COMMITTED, FENCED_OUT, Claim, JobQueue
 from voice_server.calllog.model import Gap, Utterance
 from voice_server.calllog.store import CallLog
 from voice_server.media.errors import PacketError
@@ -52,6 +53,7 @@ class EngineCounters:
     aborted: int = 0
     failed: int = 0
     suppressed: int = 0  # bursts recorded as gaps because the engine suppressed its result
+    fenced_out: int = 0  # queue jobs whose lease was lost before the commit: nothing written
     audio_seconds: float = 0.0
 
 
@@ -67,6 +69,8 @@ class Job:
         self.ended_ms: int | None = None
         self.finished = threading.Event()
         self.committed: Utterance | None = None
+        self.claim: Claim | None = None  # a queue job's: the commit is fenced on it
+        self.outcome: str | None = None  # the queue's answer to the commit
         self._since_partial = 0
         self._running = False
         self._lock = threading.Lock()
@@ -85,8 +89,10 @@ class Engine:
         phrases_of: PhrasesOf = lambda channel: None,
         on_partial: OnPartial | None = None,
         on_committed: OnCommitted | None = None,
+        queue: JobQueue | None = None,
     ) -> None:
         self.factory = factory
+        self.queue = queue
         self.calllog = calllog
         self.pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="asr")
         self.phrases_of = phrases_of
@@ -231,7 +237,11 @@ class Engine:
                 reason,
                 "",
             )
-            self.calllog.add_gap(gap, created_ms=_now_ms())
+            if job.claim is not None and self.queue is not None:
+                job.outcome = self.queue.commit(job.claim, (), gap, committed_ms=_now_ms())
+                self.counters.fenced_out += job.outcome == FENCED_OUT
+            else:
+                self.calllog.add_gap(gap, created_ms=_now_ms())
             self.counters.audio_seconds += job.samples / 48000
             self.counters.suppressed += 1
             self._finish(job)
@@ -250,6 +260,9 @@ class Engine:
             clip=clip_path(meta),
             kind=meta.kind,
         )
+        if job.claim is not None and self.queue is not None:
+            self._commit_fenced(job, job.claim, self.queue, rows_of(meta, utterance))
+            return
         added = False
         for row in rows_of(meta, utterance):  # several for a burst into several channels
             if self.calllog.add_utterance(row, burst_end_ms=job.ended_ms, committed_ms=_now_ms()):
@@ -260,6 +273,25 @@ class Engine:
         self.counters.audio_seconds += job.samples / 48000
         if added:
             self.counters.committed += 1
+        else:
+            self.counters.already_done += 1
+        self._finish(job)
+
+    def _commit_fenced(
+        self, job: Job, claim: Claim, queue: JobQueue, rows: list[Utterance]
+    ) -> None:
+        """A queue job's commit: written only while this worker still holds the job's lease."""
+        job.outcome = queue.commit(claim, rows, burst_end_ms=job.ended_ms, committed_ms=_now_ms())
+        self.counters.audio_seconds += job.samples / 48000
+        if job.outcome == COMMITTED:
+            self.counters.committed += 1
+            job.committed = rows[0] if rows else None
+            if self.on_committed is not None:
+                for row in rows:
+                    self.on_committed(row)
+        elif job.outcome == FENCED_OUT:
+            self.counters.fenced_out += 1
+            log.warning("lease lost before the commit: nothing written", extra={"burst": claim.id})
         else:
             self.counters.already_done += 1
         self._finish(job)

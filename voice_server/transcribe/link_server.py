@@ -4,7 +4,10 @@ Implements :class:`~voice_server.transcribe.tap.LiveSink`. The tap appends to on
 (never awaits); a sender task drains it every 20 ms into text (burst start/end) and binary
 (packets) frames. A slow or absent sidecar never slows the voice: past ``queue_limit`` items
 the bursts in the queue lose their live stream (counted) and the sidecar transcribes them from
-the spool instead. One sidecar at a time: a newly authenticated one replaces the previous.
+the spool instead. Several transcriber workers may be linked at once (sidecars on several
+machines sharing a PostgreSQL job queue): each has its own queue and sender, and a new live burst
+goes to the least loaded one (fewest live bursts, then the shortest queue); its packets and end
+follow it there. A worker that goes away loses only its own live bursts (the spool has them).
 
 Authentication: the server sends ``challenge`` {nonce}; the sidecar answers ``hello`` with
 ``mac`` = HMAC-SHA256(derive_key(deployment key, "transcription-link"), nonce) within 5 s.
@@ -60,56 +63,78 @@ class LinkCounters:
     bad_messages: int = 0
 
 
+Item = tuple[int, BurstHandle, bytes | list[bytes] | None]
+
+
 class _Conn:
     def __init__(self, ws: WebSocket, info: dict[str, Any]) -> None:
         self.ws = ws
         self.info = info
         self.closed = asyncio.Event()
+        self.queue: deque[Item] = deque()
+        self.live: dict[int, BurstHandle] = {}  # burst no -> handle streamed to this worker
+        self.assigned = 0  # live bursts given to this worker so far (the tie-break)
 
 
 class LinkHub:
     def __init__(self, key: bytes, *, queue_limit: int = 20_000) -> None:
         self._key = derive_key(key, LINK_PURPOSE)
-        self.queue: deque[tuple[int, BurstHandle, bytes | list[bytes] | None]] = deque()
-        self.queue_limit = queue_limit
+        self.queue_limit = queue_limit  # items queued per linked worker
         self.counters = LinkCounters()
         self.on_partial: list[Hook] = []
         self.on_committed: list[Hook] = []
-        self._conn: _Conn | None = None
-        self._live: dict[int, BurstHandle] = {}
+        self._conns: list[_Conn] = []
+        self._owner: dict[int, _Conn] = {}  # burst no -> the worker it streams to
 
     # ------------------------------------------------------------------ LiveSink (event loop)
     @property
     def connected(self) -> bool:
-        return self._conn is not None
+        return bool(self._conns)
 
     @property
     def transcriber(self) -> dict[str, Any] | None:
-        return self._conn.info if self._conn is not None else None
+        return self._conns[0].info if self._conns else None
+
+    @property
+    def transcribers(self) -> list[dict[str, Any]]:
+        return [c.info for c in self._conns]
+
+    def load(self) -> list[int]:
+        """Live bursts streamed to each linked worker (in link order)."""
+        return [len(c.live) for c in self._conns]
 
     def start(self, handle: BurstHandle, packets: list[bytes]) -> bool:
-        if self._conn is None or len(self.queue) >= self.queue_limit:
+        open_conns = [c for c in self._conns if len(c.queue) < self.queue_limit]
+        if not open_conns:
             return False
-        self._live[handle.no] = handle
+        conn = min(open_conns, key=lambda c: (len(c.live), len(c.queue), c.assigned))
+        conn.assigned += 1
+        conn.live[handle.no] = handle
+        self._owner[handle.no] = conn
         self.counters.live_bursts += 1
-        self.queue.append((0, handle, packets))
+        conn.queue.append((0, handle, packets))
         return True
 
     def packet(self, handle: BurstHandle, plain: bytes) -> None:
-        if len(self.queue) >= self.queue_limit:
-            self.counters.queue_drops += 1
-            self._lose(handle)
+        conn = self._owner.get(handle.no)
+        if conn is None:
             return
-        self.queue.append((1, handle, plain))
+        if len(conn.queue) >= self.queue_limit:
+            self.counters.queue_drops += 1
+            self._lose(conn, handle)
+            return
+        conn.queue.append((1, handle, plain))
 
     def end(self, handle: BurstHandle) -> None:
-        self.queue.append((2, handle, None))
+        conn = self._owner.pop(handle.no, None)
+        if conn is not None:
+            conn.queue.append((2, handle, None))
 
-    def _lose(self, handle: BurstHandle) -> None:
+    def _lose(self, conn: _Conn, handle: BurstHandle) -> None:
         if handle.live:
             handle.live = False
             self.counters.live_lost += 1
-            self.queue.append((2, handle, None))  # the sidecar drops it and uses the spool
+            conn.queue.append((2, handle, None))  # the sidecar drops it and uses the spool
 
     # ------------------------------------------------------------------ WebSocket
     async def serve(self, ws: WebSocket) -> None:
@@ -133,13 +158,8 @@ class LinkHub:
         keys = ("model", "language", "client", "engine")
         info: dict[str, Any] = {k: str(hello.get(k, ""))[:200] for k in keys}
         info["partials"] = hello.get("partials") is not False  # Whisper: none
-        previous = self._conn
-        if previous is not None:
-            self._drop_live()
-            with contextlib.suppress(Exception):
-                await previous.ws.close(4409, "replaced")
         conn = _Conn(ws, info)
-        self._conn = conn
+        self._conns.append(conn)
         self.counters.connections += 1
         log.info("transcriber connected", extra=info)
         await ws.send_text(dumps({"type": "welcome", "v": VERSION}))
@@ -150,17 +170,19 @@ class LinkHub:
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await sender
-            if self._conn is conn:
-                self._conn = None
+            if conn in self._conns:
+                self._conns.remove(conn)
                 self.counters.disconnects += 1
-                self._drop_live()
-                log.info("transcriber disconnected")
+                self._drop_live(conn)
+                log.info("transcriber disconnected", extra=info)
 
-    def _drop_live(self) -> None:
-        for handle in self._live.values():
+    def _drop_live(self, conn: _Conn) -> None:
+        for no, handle in conn.live.items():
             handle.live = False
-        self._live.clear()
-        self.queue.clear()
+            if self._owner.get(no) is conn:
+                del self._owner[no]
+        conn.live.clear()
+        conn.queue.clear()
 
     async def _receive(self, conn: _Conn) -> None:
         while True:
@@ -197,7 +219,7 @@ class LinkHub:
             await self._flush(conn)
 
     async def _flush(self, conn: _Conn) -> None:
-        queue = self.queue
+        queue = conn.queue
         records: list[tuple[int, bytes]] = []
         size = 0
         while queue:
@@ -221,7 +243,7 @@ class LinkHub:
                     await conn.ws.send_bytes(pack_packets([(handle.no, p) for p in data]))
             else:
                 complete = handle.live
-                self._live.pop(handle.no, None)
+                conn.live.pop(handle.no, None)
                 handle.live = False
                 await conn.ws.send_text(
                     burst_end(
@@ -245,4 +267,15 @@ class LinkHub:
             ("commits", c.commits, "Utterances committed by the transcriber"),
         ]:
             fams.append(Family(f"voice_transcriber_{name}_total", "counter", text).add(value))
+        fams.append(
+            Family("voice_transcriber_links", "gauge", "Transcriber workers linked now").add(
+                len(self._conns)
+            )
+        )
+        per = Family(
+            "voice_transcriber_link_live_bursts", "gauge", "Live bursts given to each linked worker"
+        )
+        for conn in self._conns:
+            per.add(conn.assigned, worker=conn.info.get("client", "")[:80])
+        fams.append(per)
         return fams

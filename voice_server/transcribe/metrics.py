@@ -9,7 +9,7 @@ from voice_server.transcribe.spool import SpoolWriter
 def spool_families(spool: SpoolWriter) -> list[Family]:
     tap, c = spool.tap.counters, spool.counters
     gaps = Family("voice_calllog_gaps_total", "counter", "Gap records written by reason")
-    for reason in ("spool_quota", "spool_error", "spool_backlog", "server_restart"):
+    for reason in ("spool_quota", "spool_error", "spool_backlog", "server_restart", "node_restart"):
         gaps.add(c.gaps.get(reason, 0), reason=reason)
     return [
         Family("voice_tap_bursts_total", "counter", "Talk bursts tapped for the log").add(
@@ -34,6 +34,16 @@ def spool_families(spool: SpoolWriter) -> list[Family]:
         Family("voice_spool_bad_packets_total", "counter", "Unparsable packets not spooled").add(
             c.bad_packets
         ),
+        Family(
+            "voice_spool_clip_upload_failures_total",
+            "counter",
+            "Ended bursts whose clip could not be put into the shared store (PostgreSQL)",
+        ).add(c.clip_upload_failures),
+        Family(
+            "voice_spool_job_queue_errors_total",
+            "counter",
+            "Ended bursts whose transcription job could not be queued (the workers' scan does)",
+        ).add(c.job_queue_errors),
         gaps,
         c.close_latency.family(
             "voice_spool_close_seconds", "Burst end to spool file fsynced and renamed"

@@ -5,6 +5,9 @@ doubling to 5 s), authenticates with the key derived from the deployment key in 
 directory, transcribes live bursts as their packets arrive, and every 2 s catches up from the
 spool (:mod:`voice_server.transcribe.catchup`). Commits go straight to the call log in the shared
 data directory; the server is told about partial results and commits (for live captions).
+With a PostgreSQL ``--database-url`` the catch-up is a worker of the shared job queue
+(:mod:`voice_server.transcribe.queueworker`): several sidecars claim bursts under leases and
+commit them fenced, each exactly once.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import ssl
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +28,13 @@ from urllib.parse import urlsplit, urlunsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from voice_server.backends.seam import open_call_log, open_database
+from voice_server.backends.seam import (
+    is_postgres,
+    open_call_log,
+    open_clip_store,
+    open_database,
+    open_job_queue,
+)
 from voice_server.calllog.burst import BurstMeta
 from voice_server.calllog.model import Utterance
 from voice_server.identity.derived import LINK_PURPOSE, derive_key, mac_hex
@@ -41,6 +52,7 @@ from voice_server.transcribe.protocol import (
     parse_json,
     unpack_packets,
 )
+from voice_server.transcribe.queueworker import QueueWorker
 from voice_server.transcribe.recognizer import RecognizerFactory
 
 __all__ = ["Sidecar", "client_tls", "link_url"]
@@ -108,6 +120,7 @@ class Sidecar:
         self.channels = ChannelStore(db)
         self.factory = factory
         self._phrases: dict[str, tuple[float, list[str] | None]] = {}
+        queue = open_job_queue(db) if is_postgres(database_url) else None
         self.engine = Engine(
             factory,
             self.calllog,
@@ -115,8 +128,17 @@ class Sidecar:
             phrases_of=self.phrases_of,
             on_partial=self._partial,
             on_committed=self._committed,
+            queue=queue,
         )
         self.catchup = CatchUp(data_dir, self.engine, self.calllog)
+        self.worker: QueueWorker | None = None
+        if queue is not None:
+            name = f"{socket.gethostname()}:{os.getpid()}"
+            clips = open_clip_store(db, data_dir)
+            self.worker = QueueWorker(
+                data_dir, self.engine, self.calllog, queue, name=name, clips=clips
+            )
+            self.catchup = self.worker.catchup
         self.connected = False
         self.down_reason: str | None = None  # logged once per change, not once per retry
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -185,6 +207,13 @@ class Sidecar:
             await asyncio.to_thread(self.engine.close)
 
     async def _catchup_forever(self) -> None:
+        if self.worker is not None:
+            stop = threading.Event()
+            try:
+                await asyncio.to_thread(self.worker.run, stop)
+            finally:
+                stop.set()  # cancelled: the thread ends after its current wait
+            return
         while True:
             try:
                 await asyncio.to_thread(self.catchup.step)

@@ -21,7 +21,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from voice_server.calllog.burst import DONE, PART, SPOOL_DIR, BurstMeta, burst_id_of
+from voice_server.calllog.burst import DONE, PART, SPOOL_DIR, BurstMeta, burst_id_of, clip_path
+from voice_server.calllog.clips import ClipStore
+from voice_server.calllog.jobqueue import JobQueue
 from voice_server.calllog.model import Gap
 from voice_server.calllog.ogg import OggError, OggOpusWriter, read_ogg_opus
 from voice_server.calllog.store import CallLog
@@ -35,6 +37,7 @@ __all__ = ["SpoolCounters", "SpoolWriter", "fsync_dir"]
 
 log = logging.getLogger(__name__)
 QUOTA_RESCAN_SECONDS = 5.0
+LIVE_GRACE_MS = 10_000
 
 
 def fsync_dir(path: Path) -> None:
@@ -56,6 +59,8 @@ class SpoolCounters:
     bad_packets: int = 0
     gaps: dict[str, int] = field(default_factory=dict)
     recovered: int = 0
+    job_queue_errors: int = 0  # ended bursts not queued (the workers' spool scan queues them)
+    clip_upload_failures: int = 0  # ended bursts whose clip stayed on this node only
     close_latency: LatencyHistogram = field(default_factory=LatencyHistogram)
 
 
@@ -84,10 +89,13 @@ class SpoolWriter:
         self._thread: threading.Thread | None = None
         self._pending_bytes = 0
         self._rescanned = 0.0
+        self.jobs: JobQueue | None = None  # on PostgreSQL: queue a job per ended burst
+        self.clips: ClipStore | None = None  # on PostgreSQL: upload each ended burst's clip
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         self.recover()
+        self.resync()
         self._thread = threading.Thread(target=self._run, name="spool-writer", daemon=True)
         self._thread.start()
 
@@ -204,11 +212,53 @@ class SpoolWriter:
                 self.counters.close_latency.observe_us(max(0, _now_ms() - end_ms) * 1000)
             except OSError as exc:
                 self._fail(entry, f"close failed: {exc.strerror}")
+            else:
+                self._upload(handle.meta)
+                self._queue_job(handle.meta.id)
         if entry.refused is not None:
             self._gap(handle.meta, handle.meta.id, end_ms, *entry.refused)
         elif handle.overflow:
             detail = f"{handle.overflow} packets dropped: spool queue full"
             self._gap(handle.meta, f"{handle.meta.id}-backlog", end_ms, "spool_backlog", detail)
+
+    def resync(self) -> None:
+        """At start-up on PostgreSQL: every ended burst still in the spool (this node died
+        before its upload or its job, or before a worker took it) is uploaded and queued again
+        (both idempotent)."""
+        if self.jobs is None and self.clips is None:
+            return
+        for path in sorted(self.dir.glob(f"*{DONE}")):
+            try:
+                meta = BurstMeta.from_tags(read_ogg_opus(path.read_bytes()).tags)
+            except (OSError, OggError, ValueError):
+                continue  # the sidecar's catch-up sets damaged files aside
+            self._upload(meta)
+            self._queue_job(meta.id)
+
+    def _upload(self, meta: BurstMeta) -> None:
+        """On PostgreSQL: the clip into the shared store, before its job is queued (so a worker
+        or dashboard on another node can read it)."""
+        if self.clips is None:
+            return
+        try:
+            self.clips.put(clip_path(meta), (self.dir / f"{meta.id}{DONE}").read_bytes())
+        except Exception:
+            self.counters.clip_upload_failures += 1
+            log.warning("could not upload a clip", extra={"burst": meta.id})
+
+    def _queue_job(self, burst_id: str) -> None:
+        """The transcription job of an ended burst (the workers' scan of the spool queues what
+        this misses: a database that was down, a server killed in between)."""
+        if self.jobs is None:
+            return
+        try:
+            live = self.tap.live is not None and self.tap.live.connected
+            # a burst streamed live is committed by its sidecar within a second or so: the job
+            # waits LIVE_GRACE_MS so that no other worker transcribes it again from the spool
+            self.jobs.enqueue([(burst_id, _now_ms() + (LIVE_GRACE_MS if live else 0))])
+        except Exception:
+            self.counters.job_queue_errors += 1
+            log.warning("could not queue a transcription job", extra={"burst": burst_id})
 
     def _gap(self, meta: BurstMeta, gap_id: str, end_ms: int, reason: str, detail: str) -> None:
         self.counters.gaps[reason] = self.counters.gaps.get(reason, 0) + 1
@@ -251,6 +301,9 @@ class SpoolWriter:
             if parsed.packets:
                 os.replace(path, self.dir / f"{meta.id}{DONE}")
                 self.counters.recovered += 1
+                end_ms = meta.start_ms + parsed.granule * 1000 // 48000
+                detail = "cut by a restart of the node that recorded it: audio up to then kept"
+                self._gap(meta, f"{meta.id}-restart", end_ms, "node_restart", detail)
             else:
                 self._gap(meta, meta.id, meta.start_ms, "server_restart", "no audio was written")
                 with contextlib.suppress(OSError):

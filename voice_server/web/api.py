@@ -167,7 +167,7 @@ def get_clip(
 ) -> Any:
     """The Ogg/Opus audio of one utterance (signed URL, or a token/session: audited)."""
 
-    def run() -> FileResponse:
+    def run() -> Response:
         state = app_state(request)
         burst_id = name.removesuffix(DONE)
         if not UID_RE.match(burst_id):
@@ -192,11 +192,16 @@ def get_clip(
             raise HTTPException(404, {"code": "not_found", "message": "no such clip"})
         if auth is not None:
             fetch_clip(request, auth, utterance)
-        return FileResponse(
-            _clip_path(state, burst_id, utterance.clip),
-            media_type="audio/ogg",
-            filename=f"{burst_id.replace(':', '-')}.ogg",
-            headers={"Cache-Control": "private, max-age=300"},
-        )
+        filename = f"{burst_id.replace(':', '-')}.ogg"
+        headers = {"Cache-Control": "private, max-age=300"}
+        try:
+            path = _clip_path(state, burst_id, utterance.clip)
+        except HTTPException:  # not on this node: the shared store's copy (ClipStore)
+            data = state.clips.get(utterance.clip, burst_id) if state.clips is not None else None
+            if data is None:
+                raise
+            headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+            return Response(data, media_type="audio/ogg", headers=headers)
+        return FileResponse(path, media_type="audio/ogg", filename=filename, headers=headers)
 
     return answer(run)

@@ -1,0 +1,52 @@
+"""A queue worker in-process (real SQLite, real spool files, a recognizer that fails): a burst
+whose transcription keeps failing is retried, then recorded as a ``transcription_failed`` gap,
+never retried forever."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from voice_server.backends.seam import open_call_log, open_database, open_job_queue
+from voice_server.bench.queue import FakeFactory, opus_packets, write_burst
+from voice_server.calllog.burst import SPOOL_DIR
+from voice_server.transcribe import queueworker
+from voice_server.transcribe.engine import Engine
+from voice_server.transcribe.queueworker import QueueWorker
+
+
+class Broken(FakeFactory):
+    def create(self, phrases: list[str] | None = None) -> object:  # type: ignore[override]
+        raise RuntimeError("the model fell over")
+
+
+def test_a_burst_that_keeps_failing_becomes_a_gap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(queueworker, "MAX_ATTEMPTS", 3)
+    monkeypatch.setattr(queueworker, "RETRY_SECONDS", 0.01)
+    db = open_database(None, tmp_path)
+    calllog, queue = open_call_log(None, tmp_path, db), open_job_queue(db)
+    (tmp_path / SPOOL_DIR).mkdir()
+    burst = write_burst(tmp_path / SPOOL_DIR, opus_packets(0.1), int(time.time() * 1000))
+    queue.enqueue([(burst, 0)])
+    engine = Engine(Broken(), calllog, workers=1, queue=queue)
+    worker = QueueWorker(tmp_path, engine, calllog, queue, name="w", lease_s=30, scan=False)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not calllog.done([burst]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(30)
+        engine.close()
+    (gap,) = calllog.gaps(channels=None, since_ms=None, until_ms=None)
+    assert (gap.id, gap.reason, gap.detail) == (burst, "transcription_failed", "3 attempts")
+    assert worker.counters.failed == 3 and engine.counters.failed == 3
+    assert queue.counts().queued == 0 and queue.counts().twice == 0
