@@ -9,8 +9,6 @@ measured at the listener (the longest time without a received packet) and printe
 
 from __future__ import annotations
 
-import itertools
-import subprocess
 import time
 from typing import Any
 
@@ -19,44 +17,13 @@ import pytest
 from tests.audio import write_bursts
 from tests.e2e.conftest import device_link, open_page, wait_for
 from tests.e2e.test_web_client import connected, hears
-from tests.e2e.test_web_loss import nft
 from tests.e2e.test_web_tcp import metric
 from tests.servers import ServerProcess
-from voice_server.bench.netns import BROWSER_ADDRESS
+from voice_server.bench.netchange import RX_TIMELINE, longest_gap_ms, move_address, restore
 
 pytestmark = pytest.mark.e2e
 
 FREQ = 440.0
-NEW_ADDRESS = "127.0.0.5"
-VETH = "vsveth0"
-TABLE = "voice_test_move"
-
-RX_TIMELINE = """() => {
-  window.__rx = [];
-  setInterval(async () => {
-    const pc = window.voiceDiag.call.pc;
-    if (!pc) return;
-    let n = 0;
-    (await pc.getStats()).forEach((s) => {
-      if (s.type === "inbound-rtp" && s.kind === "audio") n += s.packetsReceived || 0;
-    });
-    window.__rx.push([Date.now(), n]);
-  }, 40);
-}"""
-
-
-def ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True)
-
-
-def longest_gap_ms(timeline: list[list[float]], since_ms: float) -> float:
-    """The longest time between two increases of the received count after ``since_ms`` (the
-    increase before it included)."""
-    rises = [t for (t, n), (_, m) in zip(timeline[1:], timeline, strict=False) if n > m]
-    before = [t for t in rises if t < since_ms]
-    after = [t for t in rises if t >= since_ms]
-    points = before[-1:] + after
-    return max((b - a for a, b in itertools.pairwise(points)), default=float("inf"))
 
 
 def test_audio_resumes_on_the_same_session_after_the_address_moves(
@@ -75,17 +42,7 @@ def test_audio_resumes_on_the_same_session_after_the_address_moves(
         listener.evaluate(RX_TIMELINE)
         time.sleep(1.0)  # a second of the timeline before the move (not a wait for an event)
         moved_ms = time.time() * 1000
-        ip("addr", "add", f"{NEW_ADDRESS}/32", "dev", VETH)
-        ip("addr", "del", f"{BROWSER_ADDRESS}/32", "dev", VETH)
-        nft(f"""table inet {TABLE} {{
-  chain inbound {{ type filter hook input priority 0; policy accept;
-    ip saddr {BROWSER_ADDRESS} udp dport {srv.media_port} drop;
-  }}
-  chain outbound {{ type filter hook output priority 0; policy accept;
-    ip daddr {BROWSER_ADDRESS} udp sport {srv.media_port} drop;
-  }}
-}}
-""")  # the old address is gone from the path (127/8 stays local on lo: drop it too)
+        move_address(srv.media_port)
         try:
             wait_for(
                 lambda: metric(srv, "voice_media_ice_restarts_total") >= 1,
@@ -115,9 +72,7 @@ def test_audio_resumes_on_the_same_session_after_the_address_moves(
                 assert "lost" not in kinds, kinds
             assert not talker.errors and not listener.errors
         finally:
-            nft(f"delete table inet {TABLE}\n")
-            ip("addr", "add", f"{BROWSER_ADDRESS}/32", "dev", VETH)
-            ip("addr", "del", f"{NEW_ADDRESS}/32", "dev", VETH)
+            restore()
     finally:
         talker.context.browser.close()
         listener.context.browser.close()

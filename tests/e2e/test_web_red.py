@@ -50,8 +50,10 @@ def clips(srv: ServerProcess) -> list[Path]:
 
 
 def clip_format(path: Path) -> tuple[bytes, frozenset[str], frozenset[int]]:
-    """(OpusHead, tag names, TOC configurations) of a clip; every packet must decode to one
-    20 ms frame (a RED block header in front of the Opus frame would not)."""
+    """(OpusHead, tag names, the TOC's stereo flag and frame-count code) of a clip; every
+    packet must decode to one 20 ms frame (a RED block header in front of the Opus frame would
+    not). The TOC's configuration is left out: the encoder moves between SILK, hybrid and CELT
+    with the signal, RED or not."""
     data = path.read_bytes()
     head = read_pages(data)[0].body
     ogg = read_ogg_opus(data)
@@ -59,7 +61,7 @@ def clip_format(path: Path) -> tuple[bytes, frozenset[str], frozenset[int]]:
     dec = OpusDecoder(48000)
     sizes = {len(dec.decode(p)) for p in ogg.packets if p}
     assert sizes == {960 * 2}, sizes
-    return head, frozenset(ogg.tags), frozenset(p[0] >> 3 for p in ogg.packets if p)
+    return head, frozenset(ogg.tags), frozenset(p[0] & 0x07 for p in ogg.packets if p)
 
 
 def talk_and_clip(pw: Any, srv: ServerProcess, tone: Path) -> tuple[Any, Path]:

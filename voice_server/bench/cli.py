@@ -56,6 +56,9 @@ def add_bench_parser(sub: Any) -> None:
     )
     net.add_argument("--loss", default="0,2", help="loss percentages, comma-separated (0,2)")
     net.add_argument(
+        "--moves", type=int, default=3, help="network changes mid-talk, UDP (3; 0: none)"
+    )
+    net.add_argument(
         "--red", default="on", help="audio RED per condition: on, off or on,off (default on)"
     )
     net.add_argument("--json", type=Path, help="write the result as JSON to this file")
@@ -192,7 +195,12 @@ def _run_network(args: argparse.Namespace) -> int:
         print("voice-server bench network: --red takes on, off or on,off", file=sys.stderr)
         return 2
     opts = NetworkOptions(
-        bursts=args.bursts, period=args.period, paths=paths, losses=losses, reds=reds
+        bursts=args.bursts,
+        period=args.period,
+        paths=paths,
+        losses=losses,
+        reds=reds,
+        moves=max(0, args.moves),
     )
     try:
         result = run_network(opts)

@@ -24,7 +24,9 @@ runs every condition with audio RED offered and without (a server with ``VOICE_A
 same run); each row has ``red`` and ``quality.concealed_ratio``: the listener's concealed samples
 over the samples it received during the timed window (Chromium's ``inbound-rtp`` stats). Only
 random loss on both directions of the access leg (no bursty/Gilbert rows, no jitter, no headset
-receiver, no STOI yet); the path summary compares RED-on rows only.
+receiver, no STOI yet); the path summary compares RED-on rows only. ``network_change``: with
+RED on and UDP, ``--moves`` times the phones' address moves mid-talk (:mod:`netchange`) and
+``gap_ms`` is the worst gap at the listener (``gaps_ms`` each).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from voice_server.bench import browser, netns, turnrelay
+from voice_server.bench import browser, netchange, netns, turnrelay
 from voice_server.bench.latency import (
     Headset,
     PathResult,
@@ -73,6 +75,7 @@ class NetworkOptions:
     losses: tuple[float, ...] = (0.0, 0.02)
     settle: float = 3.0
     reds: tuple[bool, ...] = (True,)  # audio RED offered (VOICE_AUDIO_RED), per condition
+    moves: int = 3  # network changes mid-talk (UDP, no loss) for network_change.gap_ms; 0: none
 
 
 CONCEALMENT = """async () => {
@@ -179,6 +182,44 @@ def _condition(
             headset.stop()
 
 
+def _network_change(
+    pw: Any, url: str, data: Path, files: tuple[Path, Path], args: tuple[str, ...], moves: int,
+    media: int,
+) -> dict[str, Any]:  # fmt: skip
+    """``moves`` address changes mid-talk (:mod:`netchange`), each gap at the listener."""
+    bursts, silence = files
+    listener = open_page(pw, url, join_token(data, "listener"), silence, args)
+    talker = open_page(pw, url, join_token(data, "talker"), bursts, args)
+    gaps: list[float] = []
+    here = netns.BROWSER_ADDRESS
+    try:
+        wait_until(lambda: connected(listener) and connected(talker), 90, "both browsers")
+        listener.evaluate(netchange.RX_TIMELINE)
+        for _ in range(moves):
+            time.sleep(4.0)  # talk on the current path (and past the restart rate limit)
+            there = (
+                netchange.NEW_ADDRESS if here == netns.BROWSER_ADDRESS else netns.BROWSER_ADDRESS
+            )
+            moved_ms = time.time() * 1000.0
+            netchange.move_address(media, old=here, new=there)
+            here = there
+            time.sleep(9.0)  # the gap is read afterwards from the timeline
+            gap = netchange.longest_gap_ms(listener.evaluate("window.__rx"), moved_ms)
+            gaps.append(round(gap, 1) if gap != float("inf") else float("inf"))
+    finally:
+        netchange.restore(current=here)
+        for page in (talker, listener):
+            with contextlib.suppress(Exception):
+                page.context.browser.close()
+    finite = [g for g in gaps if g != float("inf")]
+    return {
+        "moves": moves,
+        "gaps_ms": [g if g != float("inf") else None for g in gaps],
+        "gap_ms": max(gaps) if gaps and len(finite) == len(gaps) else None,  # the worst move
+        "resumed": len(finite),
+    }
+
+
 def run_network(opts: NetworkOptions, log: IO[str] = sys.stderr) -> dict[str, Any]:
     """Run every (path, loss) condition in one namespace; the rows and their summary."""
     reason = netns.available() or browser.missing() or turnrelay.missing()
@@ -190,6 +231,7 @@ def run_network(opts: NetworkOptions, log: IO[str] = sys.stderr) -> dict[str, An
 
     load_before = os.getloadavg()
     rows: list[dict[str, Any]] = []
+    network_change: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory(prefix="bench-network-") as tmp_name, netns.isolated():
         tmp = Path(tmp_name)
         files = (tmp / "bursts.wav", tmp / "silence.wav")
@@ -222,6 +264,12 @@ def run_network(opts: NetworkOptions, log: IO[str] = sys.stderr) -> dict[str, An
                                     {"path": path, "loss": loss, "pattern": "random", "red": red,
                                      **row}
                                 )  # fmt: skip
+                    if red and opts.moves and network_change is None:
+                        _apply(rules("udp", 0.0, media))
+                        print("bench network: network changes", file=log, flush=True)
+                        network_change = _network_change(
+                            pw, url, data, files, turn.chromium_args, opts.moves, media
+                        )
     return {
         "bursts_per_row": opts.bursts,
         "period_s": opts.period,
@@ -229,6 +277,7 @@ def run_network(opts: NetworkOptions, log: IO[str] = sys.stderr) -> dict[str, An
         "load": {"before": list(load_before), "after": list(os.getloadavg())},
         "cpus": os.cpu_count(),
         "rows": rows,
+        "network_change": network_change,
         "summary": summarize(rows),
     }
 
@@ -270,6 +319,9 @@ def format_summary(result: dict[str, Any]) -> str:
             f"{r['missed']:>6} {fmt['p50_ms']:>8} {fmt['p95_ms']:>8} "
             f"{'-' if concealed is None else f'{concealed:.2%}':>9}{seen}"
         )
+    change = result.get("network_change")
+    if change:
+        lines.append(f"network change: gaps {change['gaps_ms']} ms, worst {change['gap_ms']}")
     for key, value in result["summary"].items():
         lines.append(f"{key}: {value}")
     load = result["load"]

@@ -23,6 +23,7 @@ const GATHER_TIMEOUT_MS = 2000;
 const RELAY_GATHER_TIMEOUT_MS = 6000;
 const DISCONNECTED_GRACE_MS = 5000;
 const STALL_MS = 1500;
+const STALL_PACKETS = 60; // 1.2 s of 20 ms packets sent without a byte back
 const WATCH_MS = 250;
 export const RESTART_MIN_MS = 3000;
 // The receive jitter buffer's requested hold time (ms) for every talk slot. In Chromium's WebRTC
@@ -69,7 +70,7 @@ export class Call extends EventTarget {
     this.disconnectTimer = null;
     this.iceServers = [];
     this.lastRestart = 0;
-    this.watch = { sent: 0, received: 0, since: 0 };
+    this.watch = { sent: 0, received: 0, since: 0, unanswered: 0 };
     this.onNetwork = () => this.requestRestart("network");
     window.addEventListener("online", this.onNetwork);
     if (navigator.connection) navigator.connection.addEventListener("change", this.onNetwork);
@@ -84,7 +85,8 @@ export class Call extends EventTarget {
     this.emit("restart", { why });
   }
 
-  // A media stall: our microphone's packets go out but no byte at all comes back.
+  // A media stall: our microphone's packets go out (STALL_PACKETS of them, bursts add up) but no
+  // byte at all has come back for STALL_MS (the server reports on a talker's uplink every second).
   async watchStall() {
     const pc = this.pc;
     if (!pc || pc.connectionState === "new") return;
@@ -100,11 +102,16 @@ export class Call extends EventTarget {
     }
     const w = this.watch;
     const now = Date.now();
-    if (received !== w.received || sent === w.sent) w.since = now;
-    w.sent = sent;
-    w.received = received;
-    if (now - w.since >= STALL_MS) {
+    if (received !== w.received || !w.since) {
+      w.received = received;
       w.since = now;
+      w.unanswered = 0;
+    }
+    if (sent > w.sent) w.unanswered += sent - w.sent;
+    w.sent = sent;
+    if (now - w.since >= STALL_MS && w.unanswered >= STALL_PACKETS) {
+      w.since = now;
+      w.unanswered = 0;
       this.requestRestart("stall");
     }
   }
