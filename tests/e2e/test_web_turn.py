@@ -6,7 +6,9 @@ time-limited credentials in ``joined.ice_servers``. nftables shapes each partici
 
 - the "HTTPS-only" phone runs as ``nobody``: its sockets may open TCP to port 443 (the relay)
   and to the web server's port (which a deployment serves on 443 too), nothing else;
-- the "no UDP" phone runs as uid 65533: its UDP is dropped (it takes ICE-TCP);
+- the "no UDP" phone runs as uid 65533: its UDP is dropped and so is the relay's port (it takes
+  ICE-TCP; with the relay reachable too, a busy machine may let the relay's check win the race
+  and Chromium stays on it);
 - the headset client's host candidates (127.0.0.1) cannot reach the media port: only the relay
   (127.0.0.3) can;
 - the root phone (127.0.0.2) has the whole network: UDP.
@@ -42,6 +44,7 @@ table inet {table} {{
     meta skuid {https_only} tcp dport {{ 443, {http} }} accept;
     meta skuid {https_only} counter drop;
     meta skuid {no_udp} meta l4proto udp counter drop;
+    meta skuid {no_udp} tcp dport 443 counter drop;
     ip saddr 127.0.0.1 udp dport {media} counter drop; }}
 }}
 """

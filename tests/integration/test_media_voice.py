@@ -115,3 +115,28 @@ def test_leave_and_rejoin_then_audio_still_flows(
     samples, rate = read_mono(listener.record)  # type: ignore[arg-type]
     assert dominant(samples, rate, FREQS) == 660.0
     assert metric(media_server, "voice_media_dtls_handshakes_total") >= 3
+
+
+@pytest.mark.parametrize("how", ["terminate", "kill"])
+def test_a_talker_who_goes_mid_talk_is_heard_to_stop(
+    how: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Leaving (SIGTERM: the client says ``leave``) or vanishing (SIGKILL: the grace period
+    ends the session) while talking: the others get ``talk_stopped`` (their cut-in banners and
+    talker marks go), not a talker who talks for ever."""
+    env = {"VOICE_GRACE_SECONDS": "2"}
+    with running_server(tmp_path_factory.mktemp("gone"), env=env) as server:
+        listener = start_client(server, tmp_path, "lis", duration=60, record=False)
+        listener.wait_event("media", state="connected", timeout=60)
+        talker = start_client(
+            server, tmp_path, "tal", play=write_tone(tmp_path / "t.wav", FREQS[0], 2.0),
+            loop=True, duration=60, record=False, extra_args=["--mode", "open"],
+        )  # fmt: skip
+        started = listener.wait_event("talk_started", timeout=60)
+        assert started["speaker"]["sub"] == "tal"
+        getattr(talker.proc, how)()
+        talker.proc.wait(30)
+        stopped = listener.wait_event("talk_stopped", timeout=60)
+        assert (stopped["speaker"]["sub"], stopped["slot"]) == ("tal", started["slot"])
+        listener.proc.terminate()
+        listener.wait(30)

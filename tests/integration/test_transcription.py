@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -213,3 +214,59 @@ def test_on_postgres_the_supervised_transcriber_commits_into_the_shared_store(
     finally:
         db.close()
     assert not (tmp_path / "srv" / "voice.db").exists()  # nothing in SQLite
+
+
+def test_an_all_call_is_transcribed_once_into_a_row_per_reached_channel_sharing_one_clip(
+    asr_server: ServerProcess, tmp_path: Path
+) -> None:
+    """A console (`voice-client --console`) speaks to ops and hq at once; the transcriber the
+    server supervises commits one utterance into a row per channel (kind ``all_call``, uid
+    ``<burst>:<channel>``) playing one clip; a supervisor of ops alone sees only ops's row."""
+    speech = speech_wav(tmp_path / "s.wav", SENTENCES[:1])
+    with wave.open(str(speech), "rb") as w:  # 3 s of silence first: the target is set by then
+        rate, frames = w.getframerate(), w.readframes(w.getnframes())
+    wav = tmp_path / "all.wav"
+    with wave.open(str(wav), "wb") as out:
+        out.setnchannels(1), out.setsampwidth(2), out.setframerate(rate)
+        out.writeframes(b"\0\0" * rate * 3 + frames)
+    token = asr_server.token("boss", "ops", "hq", role="supervisor")
+    console = start_client(
+        asr_server, tmp_path, "boss", play=wav, duration=12, record=False,
+        extra_args=["--console", "--monitor", "hq", "--token", token,
+                    "--talk-target", "ops", "--talk-target", "hq"],
+    )  # fmt: skip
+    target = console.wait_event("talk_target_set", timeout=60)
+    assert target["kind"] == "all_call"
+    assert console.wait(90) == 0, console.stderr
+    both = api_token(asr_server, "ops", "hq")
+    rows = wait_for(
+        lambda: (
+            found
+            if len(
+                found := [
+                    u
+                    for u in utterances(asr_server, both).json()["items"]
+                    if u["speaker_id"] == "boss"
+                ]
+            )
+            >= 2
+            else None
+        ),
+        30,
+        "the all-call's rows",
+    )
+    assert sorted(u["channel"] for u in rows) == ["hq", "ops"]
+    assert {u["kind"] for u in rows} == {"all_call"} and len({u["text"] for u in rows}) == 1
+    burst = {u["id"].split(":")[0] for u in rows}
+    assert len(burst) == 1 and {u["id"] for u in rows} == {
+        f"{b}:{c}" for b in burst for c in ("ops", "hq")
+    }
+    clips = {httpx.get(asr_server.url + u["clip_url"], timeout=10).content for u in rows}
+    assert len(clips) == 1 and next(iter(clips))[:4] == b"OggS"
+    shared = list((asr_server.data_dir / "clips" / "_shared").glob("*.ogg"))
+    assert [p.stem for p in shared] == list(burst)
+    ops_only = [
+        u for u in utterances(asr_server, api_token(asr_server, "ops")).json()["items"]
+        if u["speaker_id"] == "boss"
+    ]  # fmt: skip
+    assert [u["channel"] for u in ops_only] == ["ops"]

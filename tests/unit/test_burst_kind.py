@@ -32,3 +32,28 @@ def test_the_kind_travels_on_the_live_link() -> None:
     assert "kind" not in json.loads(burst_start(7, meta()))
     with pytest.raises(LinkError):
         parse_burst_start({**msg, "kind": "party"})
+
+
+def test_an_all_calls_channels_and_a_direct_talks_target_travel_on_the_live_link() -> None:
+    """Without them a live commit would write an all-call as one row in one channel and a direct
+    talk as a channel-wide row (readable by everyone's replay)."""
+    start = 1_700_000_000_000
+    all_call = BurstMeta(new_burst_id(start), "ops", "boss", "Boss", "s1", 1, "all_call", ("hq",))
+    got = parse_burst_start(json.loads(burst_start(3, all_call)))[1]
+    assert (got.also, got.shared, got.target_sub) == (("hq",), True, None)
+    direct = BurstMeta(new_burst_id(start), "ops", "boss", "Boss", "s1", 1, "direct", (), "sato")
+    got = parse_burst_start(json.loads(burst_start(4, direct)))[1]
+    assert (got.kind, got.target_sub, got.also) == ("direct", "sato", ())
+    plain = json.loads(burst_start(5, meta()))
+    assert "also" not in plain and "target_sub" not in plain
+    for bad in (
+        {"also": "hq"},
+        {"also": ["hq", "hq"]},
+        {"also": ["../x"]},
+        {"also": [f"c{i}" for i in range(300)]},
+        {"target_sub": ""},
+        {"target_sub": 7},
+        {"channel": "../../etc"},
+    ):
+        with pytest.raises(LinkError):
+            parse_burst_start({**plain, **bad})

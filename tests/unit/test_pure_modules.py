@@ -6,6 +6,7 @@ import sys
 import pytest
 
 PURE = [
+    "voice_server.names",
     "voice_server.signaling.messages",
     "voice_server.signaling.sessions",
     "voice_server.signaling.ratelimit",

@@ -176,3 +176,47 @@ def test_the_purge_on_postgres_removes_expired_rows_and_files_and_keeps_the_held
         assert log.gaps(channels=None, since_ms=None, until_ms=None) == []
         assert [e.target for e in audit.iter_all() if e.action == "calllog.purge"] == ["channel:a"]
         assert audit.verify().ok
+
+
+def test_a_shared_all_call_clip_goes_with_its_last_row_and_a_legal_hold_keeps_it(
+    tmp_path: Path,
+) -> None:
+    """An all-call reached a (30 days), b (30 days, legal hold) and c (7 days): one shared clip,
+    a row per channel. Purging a and c keeps the clip (b's held row still plays it); lifting b's
+    hold purges its row and only then the clip. No channel's day folder holds the shared clip."""
+    from dataclasses import replace
+
+    db = Database(tmp_path / "voice.db")
+    channels = ChannelStore(db)
+    for name, days, hold in (("a", 30, False), ("b", 30, True), ("c", 7, False)):
+        channels.add(name)
+        with db.transaction() as conn:
+            channels.update(conn, name, display_name=name, retention_days=days, legal_hold=hold)
+    old = NOW - 40 * DAY_MS
+    burst = utterance(f"{CANARY} 全体連絡", channel="a", start_ms=old, clip=False)
+    shared = f"clips/_shared/{burst.id}.ogg"
+    rows = [
+        replace(burst, id=f"{burst.id}:{ch}", channel=ch, clip=shared, kind="all_call",
+                broadcast_id=burst.id)
+        for ch in ("a", "b", "c")
+    ]  # fmt: skip
+    seed(tmp_path, rows)  # one add: ids of one burst share a preferred rowid
+    assert (tmp_path / shared).exists()
+    audit = AuditLog(db)
+    log = SqliteCallLog(db)
+
+    report = Purger(tmp_path, audit).run(NOW)
+    assert sorted((c.channel, c.utterances) for c in report.channels) == [("a", 1), ("c", 1)]
+    assert sum(c.files for c in report.channels) == 0  # b's held row still plays the clip
+    assert [u.id for u in log.search(SearchQuery(limit=10)).items] == [f"{burst.id}:b"]
+    assert (tmp_path / shared).exists()
+
+    with db.transaction() as conn:
+        channels.update(conn, "b", display_name="b", retention_days=30, legal_hold=False)
+    report = Purger(tmp_path, audit).run(NOW)
+    assert [(c.channel, c.utterances, c.files) for c in report.channels if c.utterances] == [
+        ("b", 1, 1)
+    ]
+    assert not (tmp_path / shared).exists()
+    assert not log.search(SearchQuery(limit=10)).items
+    assert files_with(tmp_path, CANARY) == []

@@ -9,15 +9,15 @@ channel_member).
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from voice_server.names import CHANNEL_NAME_RE
 from voice_server.store.database import Database
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME_RE = CHANNEL_NAME_RE
 DISPLAY_MAX = 100
 RETENTION_MAX_DAYS = 36500
 

@@ -15,11 +15,14 @@ from typing import Any
 
 from voice_server.calllog.burst import BurstMeta
 from voice_server.calllog.model import BURST_ID_RE, KINDS
+from voice_server.names import CHANNEL_NAME_RE as NAME_RE
 
 __all__ = ["LinkError", "pack_packets", "parse_json", "unpack_packets"]
 
 VERSION = 1
 MAX_TEXT = 64 * 1024
+MAX_ALSO = 256  # channels an all-call's burst_start may name besides its own
+MAX_SUB = 128
 _RECORD = struct.Struct("!IH")
 
 
@@ -79,6 +82,8 @@ def burst_start(no: int, meta: BurstMeta) -> str:
             "speaker_name": meta.speaker_name,
             "start_ms": meta.start_ms,
             **({"kind": meta.kind} if meta.kind != "speech" else {}),
+            **({"also": list(meta.also)} if meta.also else {}),
+            **({"target_sub": meta.target_sub} if meta.target_sub is not None else {}),
         }
     )
 
@@ -122,14 +127,38 @@ def parse_burst_start(msg: dict[str, Any]) -> tuple[int, BurstMeta]:
             session_id="",
             start_ms=int(msg["start_ms"]),
             kind=str(msg.get("kind", "speech")),
+            also=_also(msg.get("also", [])),
+            target_sub=_target(msg.get("target_sub")),
         )
     except (KeyError, ValueError, TypeError):
         raise LinkError("bad burst_start") from None
     if meta.kind not in KINDS:
         raise LinkError("bad burst kind")
+    if not NAME_RE.match(meta.channel):
+        raise LinkError("bad burst channel")
     if not BURST_ID_RE.match(meta.id):
         raise LinkError("bad burst id")
     return no, meta
+
+
+def _also(value: Any) -> tuple[str, ...]:
+    """The other channels an all-call reached (a row in each): channel names, no repeats."""
+    if not isinstance(value, list) or len(value) > MAX_ALSO:
+        raise ValueError("also")
+    if not all(isinstance(c, str) and NAME_RE.match(c) for c in value) or len(set(value)) < len(
+        value
+    ):
+        raise ValueError("also")
+    return tuple(value)
+
+
+def _target(value: Any) -> str | None:
+    """A direct talk's target (a user's sub)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_SUB:
+        raise ValueError("target_sub")
+    return value
 
 
 def parse_burst_end(msg: dict[str, Any]) -> BurstEnd:

@@ -152,7 +152,9 @@ export class AudioEngine extends EventTarget {
   }
 
   cue(kind) {
-    if (this.ctx && this.ctx.state === "running") playCue(this.ctx, kind);
+    const running = Boolean(this.ctx && this.ctx.state === "running");
+    if (running) playCue(this.ctx, kind);
+    if (this.diag) this.diag.log("cue", { cue: kind, played: running });
   }
 
   stopRemote() {

@@ -634,6 +634,7 @@ class App {
         break;
       case "participant_left":
         this.people.remove(msg.participant);
+        this.cutIn({ speaker: msg.participant }, false); // a cut-in's talker who left
         break;
       case "talk_started":
       case "talk_stopped": {
