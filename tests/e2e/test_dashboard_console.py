@@ -1,8 +1,9 @@
 """The dispatcher console in Debian's Chromium (Playwright, private network namespace, the page's
-real CSP): a supervisor signs in, opens /dashboard/console monitoring three channels on one peer
-connection, hears a different tone from each (per-track analysers), sets volume and mute per
-channel, and holding the space bar talks into the selected channel only (real `voice-client`
-peers in each channel record what they hear)."""
+real CSP, the transcriber the server supervises): a supervisor signs in, opens /dashboard/console
+monitoring three channels on one peer connection, hears a different tone from each (per-track
+analysers), sets volume and mute per channel, sees a channel's last committed line, and holding
+the space bar (or pressing a headset's media button) talks into the selected channel only (real
+`voice-client` peers in each channel record what they hear)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from tests.accounts import BY, build_org, password
 from tests.audio import goertzel_power, read_mono, write_tone
 from tests.e2e.conftest import wait_for
 from tests.servers import ServerProcess, running_server
+from tests.speech import SENTENCES, speech_wav
 from tests.voiceclients import ClientRun, start_client
 from voice_server.accounts.bundle import Accounts
 from voice_server.accounts.users import Assignment
@@ -27,6 +29,15 @@ pytestmark = pytest.mark.e2e
 TONES = {"ops": 440.0, "hq": 660.0, "yard": 880.0}
 TALKERS = {"ops": "sato", "hq": "mori", "yard": "yuki"}
 CONSOLE_TONE = 1200.0
+HANDLERS = """(() => {
+  window.mediaHandlers = {};
+  if (!("mediaSession" in navigator)) return;
+  const set = navigator.mediaSession.setActionHandler.bind(navigator.mediaSession);
+  navigator.mediaSession.setActionHandler = (action, handler) => {
+    window.mediaHandlers[action] = handler;
+    set(action, handler);
+  };
+})();"""
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +50,8 @@ def server(namespace: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     svc.assign(BY, "yard", "yuki", Assignment.MEMBER)
     for channel in ("hq", "yard"):
         svc.assign(BY, channel, "boss", Assignment.SUPERVISOR)
-    with running_server(data, channels=()) as srv:  # channels and accounts made above
+    # channels and accounts made above; the transcriber as `make run` starts it
+    with running_server(data, channels=(), extra_args=["--transcriber"]) as srv:
         yield srv
 
 
@@ -91,6 +103,10 @@ def monitored(page: Any) -> list[str] | None:
     return sorted(events[-1]["channels"]) if events else None
 
 
+def ptt(page: Any) -> list[bool]:
+    return [e["pressed"] for e in page.evaluate("window.consoleDiag.events") if e["kind"] == "ptt"]
+
+
 def kinds(page: Any) -> list[str]:
     return [e["kind"] for e in page.evaluate("window.consoleDiag.events")]
 
@@ -109,6 +125,9 @@ def test_the_console_hears_three_channels_and_talks_only_into_the_selected_one(
         for c in talkers.values():
             c.wait_event("media", state="connected", timeout=60)
         page = browser.new_page(locale="ja-JP")
+        # a headset's media button: the browser calls the page's Media Session handlers; the
+        # test keeps them to call them as the browser would
+        page.add_init_script(HANDLERS)
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(f"{server.url}/signin?next=/dashboard/console")
@@ -179,6 +198,24 @@ def test_the_console_hears_three_channels_and_talks_only_into_the_selected_one(
         first = sent(page)
         wait_for(lambda: sent(page) - first > 150, "3 s more of the console's voice sent")
         page.keyboard.up("Space")
+        # the headset button: one press talks, the next stops (Media Session actions)
+        assert page.evaluate("Object.keys(window.mediaHandlers)")
+        presses = len(ptt(page))
+        page.evaluate("(window.mediaHandlers.togglemicrophone || window.mediaHandlers.play)()")
+        assert ptt(page)[presses:] == [True]
+        first = sent(page)
+        wait_for(lambda: sent(page) - first > 50, "the console sending on the headset button")
+        page.evaluate("(window.mediaHandlers.togglemicrophone || window.mediaHandlers.play)()")
+        assert ptt(page)[presses:] == [True, False]
+        # a line spoken in hq, transcribed, is hq's last line on the console
+        speaker = start_client(server, tmp_path, "mori", channel="hq", device_id="mori-2",
+                               play=speech_wav(tmp_path / "ko.wav", SENTENCES[:1]), duration=10,
+                               record=False)  # fmt: skip
+        line = ".console-channel[data-channel=hq] .last-line"
+        wait_for(lambda: page.inner_text(f"{line} .text").strip(), "hq's last line", 90)
+        assert page.inner_text(f"{line} .speaker-name") == "Mori"
+        assert page.inner_text(".console-channel[data-channel=ops] .last-line .text") == ""
+        assert speaker.wait(60) == 0, speaker.stderr
         assert not errors, errors
     finally:
         browser.close()
