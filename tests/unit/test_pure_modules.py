@@ -9,7 +9,7 @@ PURE = [
     "voice_server.names",
     "voice_server.signaling.messages",
     "voice_server.signaling.sessions",
-    "voice_server.signaling.ratelimit",
+    "voice_server.ratelimit",
     "voice_server.identity.tokens",
     "voice_server.identity.principal",
     "voice_server.metrics",

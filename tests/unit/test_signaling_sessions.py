@@ -1,6 +1,6 @@
 from voice_server.identity.principal import Principal
 from voice_server.identity.tokens import Role
-from voice_server.signaling.ratelimit import TokenBucket
+from voice_server.ratelimit import TokenBucket
 from voice_server.signaling.sessions import SessionRegistry, SessionState
 
 

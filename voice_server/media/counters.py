@@ -13,6 +13,7 @@ _DROPS = {
     "bad_rtp": "drop_bad_rtp",
     "bad_red": "drop_bad_red",
     "bad_rtcp": "drop_bad_rtcp",
+    "rtcp_flood": "drop_rtcp_flood",
     "bad_stun": "drop_bad_stun",
     "not_ready": "drop_not_ready",
     "slot_busy": "drop_slot_busy",
@@ -29,6 +30,7 @@ class MediaCounters:
     bytes_in: int = 0
     bytes_out: int = 0
     drop_bad_rtcp: int = 0
+    drop_rtcp_flood: int = 0  # RTCP over a participant's rate (RTCP_RATE, RTCP_BURST): unread
     drop_bad_rtp: int = 0
     drop_bad_red: int = 0  # audio RED with inconsistent block lengths or timestamps
     drop_bad_srtp: int = 0

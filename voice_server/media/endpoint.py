@@ -32,6 +32,7 @@ from voice_server.media.stun import parse as parse_stun
 from voice_server.media.tcp_endpoint import TcpMediaServer
 from voice_server.media.tcp_peers import TcpAddress
 from voice_server.media.transport import Address, Transport, TransportState, parse_stun_username
+from voice_server.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 _perf_ns = time.perf_counter_ns
@@ -42,6 +43,10 @@ READ_BATCH = 256
 _IP_MTU_DISCOVER = getattr(socket, "IP_MTU_DISCOVER", 10)  # Linux values
 _IP_PMTUDISC_PROBE = getattr(socket, "IP_PMTUDISC_PROBE", 3)  # DF set, path MTU not tracked
 SEND_BUFFER = 4 * 1024 * 1024
+#: RTCP a participant may send before it is dropped unread (a browser sends a few per second;
+#: a storm of valid-looking packets would otherwise cost an SRTP check each)
+RTCP_RATE = 50.0
+RTCP_BURST = 100
 
 
 OnChange = Callable[[Transport], None]
@@ -316,6 +321,13 @@ class MediaEndpoint:
         if rx is None:
             self.counters.drop_not_ready += 1
             return
+        now_s = _perf_ns() / 1e9
+        bucket = transport.rtcp_bucket
+        if bucket is None:
+            bucket = transport.rtcp_bucket = TokenBucket(RTCP_RATE, RTCP_BURST, now_s)
+        if not bucket.allow(now_s):
+            self.counters.drop_rtcp_flood += 1
+            return
         try:
             plain = rx.unprotect_rtcp(data)
             packets = parse_compound(plain)
@@ -323,7 +335,7 @@ class MediaEndpoint:
             self.counters.drop_bad_rtcp += 1
             return
         self.counters.rtcp_in += 1
-        now = _perf_ns() / 1e9
+        now = now_s
         for packet in packets:
             if isinstance(packet, ReceiverReport | SenderReport):
                 self.counters.rtcp_receiver_reports += len(packet.reports)

@@ -28,6 +28,7 @@ from voice_server.media.stun import (
     build_binding_success,
 )
 from voice_server.media.tcp_peers import TcpAddress
+from voice_server.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,8 @@ class Transport:
     sink: Callable[[bytes, int], None] | None = None
     #: what the server receives from its microphone (RFC 3550 statistics for receiver reports)
     reception: Reception = field(default_factory=Reception)
+    #: its RTCP rate (the endpoint drops a storm before the SRTP check); made on first use
+    rtcp_bucket: TokenBucket | None = None
     #: ICE restart: the credentials before it (still answered until a check with the new ones
     #: nominates a pair), and whether the answer with the peer's new ufrag is still awaited
     previous: tuple[str, str] | None = None

@@ -14,6 +14,7 @@ import time
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from voice_server.ratelimit import TokenBucket
 from voice_server.signaling.errors import ErrorCode, ProtocolError
 from voice_server.signaling.hub import (
     CLOSE_FORBIDDEN,
@@ -43,7 +44,6 @@ from voice_server.signaling.messages import (
     encode,
     parse_client_message,
 )
-from voice_server.signaling.ratelimit import TokenBucket
 from voice_server.signaling.sessions import Session
 
 log = logging.getLogger(__name__)
