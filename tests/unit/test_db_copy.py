@@ -3,10 +3,12 @@ results, accounts and a verifying audit chain; a non-empty target is refused."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from tests.calllog_seed import write_clip
 from voice_server.accounts.bundle import Accounts
 from voice_server.accounts.service import Caller
 from voice_server.announce.request import AnnounceRequest
@@ -16,6 +18,9 @@ from voice_server.backends.copy import copy_sqlite_to_postgres
 from voice_server.backends.seam import open_database
 from voice_server.bench.pgserver import PgServer
 from voice_server.bench.search_data import TERMS, Corpus
+from voice_server.calllog.burst import BurstMeta, clip_path
+from voice_server.calllog.clips import PgClipStore
+from voice_server.calllog.jobqueue_sqlite import SqliteJobQueue
 from voice_server.calllog.model import Gap, SearchQuery, new_burst_id
 from voice_server.calllog.postgres import PgCallLog
 from voice_server.calllog.sqlite import SqliteCallLog
@@ -23,6 +28,8 @@ from voice_server.store.database import Database, DatabaseError
 from voice_server.store.pg import PgDatabase
 
 T0 = 1_780_000_000_000
+SHARED = f"clips/_shared/{new_burst_id(T0 - 5)}.ogg"
+WAITING = BurstMeta(new_burst_id(T0 - 1), "ch01", "sato", "佐藤", "s", T0 - 1)
 BY = Caller("cli:test", "cli", "local")
 
 
@@ -35,8 +42,12 @@ def _populate(path: Path) -> SqliteCallLog:
     corpus = Corpus(1500, end_ms=T0, seed=11, rare_rate=0.01)
     items = list(corpus.utterances())
     log.add_many(items[:-3], committed_ms=T0)
-    for u in items[-3:]:  # live commits: commit events
-        assert log.add_utterance(u, committed_ms=T0 + 1, burst_end_ms=T0)
+    # live commits (commit events): two rows playing one shared all-call clip, and a row whose
+    # clip file is gone from the data directory
+    clips = [SHARED, SHARED, "clips/ch01/2026-06-01/gone.ogg"]
+    for u, clip in zip(items[-3:], clips, strict=True):
+        assert log.add_utterance(replace(u, clip=clip), committed_ms=T0 + 1, burst_end_ms=T0)
+    write_clip(path.parent / SHARED)
     log.add_gap(Gap(new_burst_id(T0), "ch01", "s", "S", T0, T0 + 5, "spool_quota"), created_ms=T0)
     daily = parse_schedule({"daily_at": "17:00"}, "Asia/Tokyo", T0)
     ScheduleStore(db).create(
@@ -45,6 +56,9 @@ def _populate(path: Path) -> SqliteCallLog:
             next_fire(daily, T0), "active", T0,
         )
     )  # fmt: skip
+    # the queue holds one burst still waiting for its transcript (its spool file)
+    SqliteJobQueue(db).enqueue([(WAITING.id, T0)])
+    write_clip(path.parent / "spool" / f"{WAITING.id}.ogg", tags=WAITING.tags())
     return log
 
 
@@ -56,6 +70,13 @@ def test_a_copied_deployment_answers_every_search_the_same(
     pg = PgDatabase(url).open()
     report = copy_sqlite_to_postgres(tmp_path / "voice.db", pg)
     assert report.rows["utterance"] == 1500 and report.rows["commit_event"] == 3
+    assert report.rows["transcription_job"] == 1
+    # the clips every node plays: the shared one once, the waiting burst's spool file
+    assert (report.rows["clip"], report.missing_clips) == (2, 1)
+    store = PgClipStore(pg)
+    assert store.get(SHARED, "x") == (tmp_path / SHARED).read_bytes()
+    assert store.of_burst(WAITING.id) == (tmp_path / "spool" / f"{WAITING.id}.ogg").read_bytes()
+    assert store.get(clip_path(WAITING), WAITING.id) is not None
     assert report.rows["announcement_schedule"] == 1
     copied = ScheduleStore(open_database(url, tmp_path)).all()
     assert [(s.request.text, s.schedule.daily_at) for s in copied] == [("閉鎖します", "17:00")]

@@ -127,4 +127,7 @@ def _copy(source: str, target: str) -> int:
     print(f"copied {src.describe()} to {dst.describe()}")
     for table, n in report.rows.items():
         print(f"  {table}: {n} rows")
+    if report.missing_clips:
+        print(f"  {report.missing_clips} committed rows name a clip file that is not in the data "
+              "directory: their audio cannot be played")  # fmt: skip
     return 0

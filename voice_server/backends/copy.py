@@ -3,8 +3,12 @@
 Every table of the store is copied row for row in one PostgreSQL transaction (COPY), ids and
 sequence numbers kept: the audit chain verifies after the copy as before, and commit event seqs
 go on from where they were. The call log's side index is rebuilt from the normalized text (the
-grams array; SQLite's FTS5 tables are not copied, pg_trgm indexes the text itself). A target
-that holds any row of these tables is refused: a copy never merges.
+grams array; SQLite's FTS5 tables are not copied, pg_trgm indexes the text itself). The
+transcription queue's jobs are copied; the clips go into the ``clip`` table (PostgreSQL's
+default ClipStore, so every node plays them): each committed row's clip file of the data
+directory (a shared all-call clip once), and each spool file still waiting for its transcript
+(under the clip path its tags give), in the same transaction. A clip file missing on disk is
+counted, not fatal. A target that holds any row of these tables is refused: a copy never merges.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from voice_server.calllog.burst import DONE, SPOOL_DIR, BurstMeta, clip_path
 from voice_server.calllog.normalize import short_grams
+from voice_server.calllog.ogg import read_ogg_opus
 from voice_server.store.database import Database, DatabaseError
 from voice_server.store.pg import PgDatabase
 
@@ -44,12 +50,16 @@ TABLES: list[tuple[str, str | None]] = [
     ("announcement_heard", None),
     ("announcement_schedule", None),
     ("announcement_fire", None),
+    ("transcription_job", None),
+    ("clip", None),  # filled from the data directory's files, not from a SQLite table
 ]
+FILE_TABLES = {"clip"}
 
 
 @dataclass(frozen=True, slots=True)
 class CopyReport:
     rows: dict[str, int]
+    missing_clips: int = 0  # committed rows whose clip file was not in the data directory
 
 
 def _columns(conn: sqlite3.Connection, table: str) -> list[str]:
@@ -74,6 +84,8 @@ def copy_sqlite_to_postgres(source: Path, target: PgDatabase) -> CopyReport:
         pg.execute("LOCK TABLE " + ", ".join(t for t, _ in TABLES) + " IN EXCLUSIVE MODE")
         _refuse_non_empty(pg)
         for table, serial in TABLES:
+            if table in FILE_TABLES:
+                continue
             cols = _columns(lite, table)
             grams = table == "utterance"
             norm = cols.index("norm") if grams else -1
@@ -98,8 +110,40 @@ def copy_sqlite_to_postgres(source: Path, target: PgDatabase) -> CopyReport:
                     )
         revision = lite.execute("SELECT n FROM directory_revision").fetchone()
         pg.execute("UPDATE directory_revision SET n = greatest(n, %s)", (int(revision[0]),))
+        counts["clip"], missing = _copy_clips(lite, pg, source.parent)
     src.close()
-    return CopyReport(counts)
+    return CopyReport(counts, missing)
+
+
+def _copy_clips(lite: sqlite3.Connection, pg: Any, data_dir: Path) -> tuple[int, int]:
+    """Upload the data directory's clips into ``clip``: (clips copied, committed rows' clips
+    not found)."""
+    done: set[str] = set()
+    missing = 0
+    with pg.cursor().copy("COPY clip (path, burst, data, created_ms) FROM STDIN") as out:
+        for clip, committed in lite.execute(
+            "SELECT DISTINCT clip, committed_ms FROM utterance WHERE clip IS NOT NULL"
+        ):
+            if clip in done:
+                continue
+            try:
+                data = (data_dir / clip).read_bytes()
+            except (FileNotFoundError, IsADirectoryError):
+                missing += 1
+                continue
+            done.add(clip)
+            out.write_row([clip, Path(clip).name.removesuffix(DONE), data, committed])
+        for path in sorted((data_dir / SPOOL_DIR).glob(f"*{DONE}")):
+            try:
+                data = path.read_bytes()
+                meta = BurstMeta.from_tags(read_ogg_opus(data).tags)
+            except (OSError, ValueError):
+                continue  # not a finished burst of ours: the catch-up reports it
+            clip = clip_path(meta)
+            if clip not in done:
+                done.add(clip)
+                out.write_row([clip, meta.id, data, meta.start_ms])
+    return len(done), missing
 
 
 def _max(conn: sqlite3.Connection, table: str, column: str) -> int:
