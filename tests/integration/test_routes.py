@@ -59,12 +59,18 @@ def test_a_route_naming_a_channel_the_user_may_not_hear_is_refused_and_nothing_c
     assert listener.of("routed") == [] and listener.of("renegotiated") == []
 
 
-def _monitor_client(server: ServerProcess, tmp_path: Path, name: str, **kw: Any) -> Any:
+def _monitor_client(
+    server: ServerProcess,
+    tmp_path: Path,
+    name: str,
+    extra: tuple[str, ...] | list[str] = (),
+    **kw: Any,
+) -> Any:
     """A voice-client whose token covers ops and hq, hearing both (route asked once media is
     up)."""
     token = server.token(name, "ops", "hq")
     return start_client(
-        server, tmp_path, name, extra_args=["--monitor", "hq", "--token", token], **kw
+        server, tmp_path, name, extra_args=["--monitor", "hq", "--token", token, *extra], **kw
     )
 
 
@@ -74,7 +80,10 @@ def test_renegotiation_adds_slot_m_lines_to_a_live_aiortc_peer(tmp_path: Path) -
         hq_tone = write_tone(tmp_path / "hq.wav", 660, 2.0)
         ops = start_client(server, tmp_path, "ann", play=ops_tone, loop=True, duration=18)
         ops.wait_event("media", state="connected")
-        listener = _monitor_client(server, tmp_path, "sup", duration=14)
+        # the route is asked 1.5 s after media is up: ops is heard before the renegotiation
+        listener = _monitor_client(
+            server, tmp_path, "sup", duration=15, extra=["--monitor-delay", "1.5"]
+        )
         renegotiated = listener.wait_event("renegotiated", timeout=30)
         # hq starts talking after: its talk events reach the monitor too, naming the channel
         hq = start_client(server, tmp_path, "bea", channel="hq", play=hq_tone, loop=True,

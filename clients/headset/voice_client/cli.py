@@ -77,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="also hear this channel (repeatable; asked for once media is up)",
     )
     p.add_argument(
+        "--monitor-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long after media is up before asking for --monitor / --console (0-60)",
+    )
+    p.add_argument(
         "--console",
         action="store_true",
         help="a dispatcher console: --monitor channels one supervises (monitor, slots map)",
@@ -238,12 +245,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _fail(str(exc), EXIT_USAGE)
     if args.record is not None and not args.record.parent.is_dir():
         return _fail(f"--record: no such directory: {args.record.parent}", EXIT_USAGE)
+    if not 0.0 <= args.monitor_delay <= 60.0:
+        return _fail("--monitor-delay must be within 0..60 seconds", EXIT_USAGE)
     if args.opus_bitrate != 0 and not 6_000 <= args.opus_bitrate <= 510_000:
         return _fail("--opus-bitrate must be 0 or within 6000..510000", EXIT_USAGE)
     opts = Options(
         url=url,
         channel=args.channel,
         monitor=tuple(args.monitor),
+        monitor_delay=args.monitor_delay,
         console=args.console,
         talk_target=tuple(args.talk_target),
         talk_user=args.talk_to_user,

@@ -97,6 +97,7 @@ class Options:
     device_id: str
     token: str | None = None
     monitor: tuple[str, ...] = ()  # channels also heard (a route asked for once media is up)
+    monitor_delay: float = 0.0  # seconds after media is up before the route is asked for
     console: bool = False  # monitor as a console (``monitor``, ``talk_target``), not a route
     talk_target: tuple[str, ...] = ()  # a console's channels to talk into
     talk_user: str | None = None  # a console's direct talk to this user
@@ -282,11 +283,16 @@ class _Client:
         self.emit({"event": "media", "state": state})
         if state == "connected":
             if not self.media_connected:
-                self.spawn(self.do(self.first_route()))
+                self.spawn(self.ask_first_route())
             self.media_connected = True
         if state == "failed" and not self.leaving and not self.opts.reconnect:
             self.end = End(ok=False, reason="media connection failed")
             self.ended.set()
+
+    async def ask_first_route(self) -> None:
+        if self.opts.monitor_delay > 0:
+            await asyncio.sleep(self.opts.monitor_delay)
+        await self.do(self.first_route())
 
     def first_route(self) -> list[Action]:
         """What to ask once media is up: a route (``--monitor``), or a console's monitor and
