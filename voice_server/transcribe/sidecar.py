@@ -39,7 +39,7 @@ from voice_server.calllog.burst import BurstMeta
 from voice_server.calllog.model import Utterance
 from voice_server.identity.derived import LINK_PURPOSE, derive_key, mac_hex
 from voice_server.identity.keys import KEY_FILE, load_or_create_key
-from voice_server.store.channels import NAME_RE, ChannelStore
+from voice_server.store.channels import ChannelStore
 from voice_server.transcribe import phrases as phrase_lists
 from voice_server.transcribe.catchup import CatchUp
 from voice_server.transcribe.engine import Engine, Job
@@ -304,9 +304,7 @@ class Sidecar:
         kind = msg["type"]
         try:
             if kind == "burst_start":
-                no, meta = parse_burst_start(msg)
-                if not NAME_RE.match(meta.channel):
-                    return
+                no, meta = parse_burst_start(msg)  # channel names checked there
                 job = self.engine.job(meta, live=True)
                 if job is not None:
                     self._live[no] = job
