@@ -6,6 +6,9 @@ DATA ?= ./data
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
+# test processes (pytest-xdist): each test file runs whole in one of them; media tests make their
+# own network namespace and free ports per process, so two never collide. TEST_WORKERS=0: serial.
+TEST_WORKERS ?= 2
 
 .PHONY: run test test-env smoke lint typecheck unit integration clean
 
@@ -45,7 +48,7 @@ lint: $(VENV)/.stamp-test
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-env: $(VENV)/.stamp-test
 

@@ -15,11 +15,7 @@ from pathlib import Path
 
 import httpx
 
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from voice_server.bench.ports import free_port
 
 
 @dataclass

@@ -54,9 +54,10 @@ def test_a_listener_page_shows_listen_only_and_ducks_the_other_slots(
     srv = e2e_server
     accounts(srv)
     # the staff tone must outlast the whole cut-in however slowly a busy machine runs it (it is
-    # stopped at the end)
+    # stopped at the end; sent with the gate open: a steady tone stops counting as voice after
+    # ~15 s)
     ann = client(srv, tmp_path, "s1", play=write_tone(tmp_path / "a.wav", 440, 2.0), loop=True,
-                 duration=300)  # fmt: skip
+                 duration=300, mode="open")  # fmt: skip
     page = open_page(pw, device_link(srv, srv.token("lis", "ops")), audio=None)
     try:
         wait_for(lambda: page.is_visible("#listen-only"), "the listen-only note")

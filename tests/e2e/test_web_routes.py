@@ -34,10 +34,13 @@ def test_a_monitored_channel_is_added_to_the_live_peer_connection_without_a_gap(
     pw: Any, e2e_server: ServerProcess, tmp_path: Path
 ) -> None:
     srv = e2e_server
+    # steady tones for as long as the test runs: sent with the gate open (a steady tone stops
+    # counting as voice after ~15 s)
     ops = start_client(srv, tmp_path, "ann", play=write_tone(tmp_path / "a.wav", 440, 2.0),
-                       loop=True, duration=300)  # fmt: skip
+                       loop=True, duration=300, extra_args=["--mode", "open"])  # fmt: skip
     hq_tone = write_tone(tmp_path / "b.wav", 660, 2.0)
-    hq = start_client(srv, tmp_path, "bea", channel="hq", play=hq_tone, loop=True, duration=300)
+    hq = start_client(srv, tmp_path, "bea", channel="hq", play=hq_tone, loop=True, duration=300,
+                      extra_args=["--mode", "open"])  # fmt: skip
     page = open_page(pw, device_link(srv, srv.token("sup", "ops", "hq")), audio=None)
 
     def window_from(start: dict[str, Any]) -> dict[str, Any]:

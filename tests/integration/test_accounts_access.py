@@ -25,7 +25,6 @@ from tests.calllog_seed import seed, utterance
 from tests.servers import ServerProcess
 from tests.wsclient import Peer
 from voice_server.calllog.burst import BurstMeta, clip_path, rows_of
-from voice_server.calllog.model import new_burst_id
 from voice_server.identity.tokens import Audience, Role
 
 pytestmark = pytest.mark.integration
@@ -66,9 +65,10 @@ def server(
 
 
 OPS_MS = 1_780_000_000_000
-OPS_ID = new_burst_id(OPS_MS)
-ALL_ID = new_burst_id(OPS_MS + 5_000)  # an all-call into ops and hq: a row in each
-DIRECT_ID = new_burst_id(OPS_MS + 9_000)  # a direct talk to sato, under ops
+# fixed ids: test ids name them, and every test process (pytest-xdist) must collect the same
+OPS_ID = f"{OPS_MS:013d}0a11ce"
+ALL_ID = f"{OPS_MS + 5_000:013d}0b0b05"  # an all-call into ops and hq: a row in each
+DIRECT_ID = f"{OPS_MS + 9_000:013d}0d1ec7"  # a direct talk to sato, under ops
 
 
 def console_rows() -> list[Any]:

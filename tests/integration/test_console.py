@@ -129,6 +129,7 @@ def test_console_hears_each_channel_and_talks_only_into_its_target(tmp_path: Pat
             ch: start_client(
                 server, tmp_path, f"in-{ch}", channel=ch, duration=30, loop=True,
                 play=write_tone(tmp_path / f"{ch}.wav", TONES[ch], 2.0),
+                extra_args=["--mode", "open"],  # a steady tone: no gate to close after ~15 s
             )
             for ch in CHANNELS
         }  # fmt: skip

@@ -117,14 +117,13 @@ def test_leave_and_rejoin_then_audio_still_flows(
     assert metric(media_server, "voice_media_dtls_handshakes_total") >= 3
 
 
-@pytest.mark.parametrize("how", ["kill"])
+@pytest.mark.parametrize("how", ["terminate", "kill"])
 def test_a_talker_who_goes_mid_talk_is_heard_to_stop(
     how: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """Vanishing (SIGKILL: the grace period ends the session) while talking: the others get
-    ``talk_stopped`` (their cut-in banners and talker marks go). Known open: a talker who
-    *leaves* (SIGTERM, ``leave``) mid-talk is not heard to stop (the session is closed before
-    its media; the phone hides its banner on ``participant_left``)."""
+    """Leaving (SIGTERM: the client says ``leave``) or vanishing (SIGKILL: the grace period
+    ends the session) while talking: the others get ``talk_stopped`` (their cut-in banners and
+    talker marks go), not a talker who talks for ever."""
     env = {"VOICE_GRACE_SECONDS": "2"}
     with running_server(tmp_path_factory.mktemp("gone"), env=env) as server:
         listener = start_client(server, tmp_path, "lis", duration=60, record=False)

@@ -78,7 +78,8 @@ def test_renegotiation_adds_slot_m_lines_to_a_live_aiortc_peer(tmp_path: Path) -
     with running_server(tmp_path / "srv", channels=("ops", "hq")) as server:
         ops_tone = write_tone(tmp_path / "ops.wav", 440, 2.0)
         hq_tone = write_tone(tmp_path / "hq.wav", 660, 2.0)
-        ops = start_client(server, tmp_path, "ann", play=ops_tone, loop=True, duration=18)
+        ops = start_client(server, tmp_path, "ann", play=ops_tone, loop=True, duration=18,
+                           extra_args=["--mode", "open"])  # fmt: skip
         ops.wait_event("media", state="connected")
         # the route is asked 1.5 s after media is up: ops is heard before the renegotiation
         listener = _monitor_client(

@@ -40,6 +40,7 @@ from typing import IO, Any
 
 from voice_server.bench import browser, netns, pulse
 from voice_server.bench.httpsync import HttpError, get_text
+from voice_server.bench.ports import free_port
 
 __all__ = [
     "Headset",
@@ -128,12 +129,6 @@ def write_bursts(path: Path, tone_ms: int, period: float, freq: float = 1000.0) 
         w.writeframes(struct.pack(f"<{on}h", *samples) + bytes(2 * (total - on)))
 
 
-def _free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def bench_server(
     data_dir: Path,
@@ -143,7 +138,7 @@ def bench_server(
 ) -> Iterator[str]:
     """A ``serve`` process on free ports (or ``media_port``; ``env``, ``args`` added); its
     base URL."""
-    port, media = _free_port(socket.SOCK_STREAM), media_port or _free_port(socket.SOCK_DGRAM)
+    port, media = free_port(socket.SOCK_STREAM), media_port or free_port(socket.SOCK_DGRAM)
     base = [sys.executable, "-m", "voice_server.cli"]
     subprocess.run(
         [*base, "channels", "add", CHANNEL, "--data-dir", str(data_dir)],

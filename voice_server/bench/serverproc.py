@@ -18,6 +18,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from voice_server.bench.ports import free_port
 from voice_server.identity.keys import load_or_create_key
 from voice_server.identity.tokens import Role, issue_token
 from voice_server.store.channels import ChannelStore
@@ -27,13 +28,6 @@ __all__ = ["ServerChild", "free_port", "http_get"]
 
 _ROOT = str(Path(__file__).resolve().parents[2])  # the directory holding voice_server/
 HOST = "127.0.0.1"
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port the kernel just handed out on 127.0.0.1 (TCP or UDP)."""
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 async def http_get(

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -16,16 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from voice_server.bench.httpsync import HttpError
+from voice_server.bench.ports import free_port
 from voice_server.calllog.model import SearchQuery
 from voice_server.calllog.sqlite import SqliteCallLog
 
 __all__ = ["cli", "free_port", "lossy_sender", "process", "run_utterances", "talk", "wait"]
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cli(*args: str) -> list[str]:

@@ -196,6 +196,9 @@ class Hub:
         self._outboxes: dict[str, Outbox] = {}
         self._warned: dict[str, int] = {}
         self._ice_restarted: dict[str, float] = {}  # session id -> its last ICE restart
+        #: sessions being ended: who they were and their route, for the talk_stopped that
+        #: closing their media sends (a talker who leaves mid-talk)
+        self._ending: dict[str, tuple[Participant, Route]] = {}
         self._clock = clock
         self._reaper: asyncio.Task[None] | None = None
         self._directory_revision: int | None = None
@@ -715,7 +718,8 @@ class Hub:
         session = self.registry.get(session_id)
         if session is not None and channel == session.channel:
             session.talking_slot = slot if started else None
-        speaker = self._speaker(session_id)
+        ending = self._ending.get(session_id)
+        speaker = self._speaker(session_id) or (ending[0] if ending else None)
         if speaker is None:
             return
         duck: int | None = None
@@ -733,7 +737,7 @@ class Hub:
             if (channel, slot) in self._ducking:
                 self._ducking.discard((channel, slot))
                 duck = 0
-        route = self.route(session) if session is not None else None
+        route = self.route(session) if session is not None else ending[1] if ending else None
         only = route.only | {session_id} if route is not None and route.only is not None else None
         self._to_hearers(channel, message, only=only)
         if duck is not None:  # after talk_started / talk_stopped: the client knows the slot
@@ -854,12 +858,16 @@ class Hub:
         self._ice_restarted.pop(session.id, None)
         if not self.registry.close(session):
             return
-        self.consoles.pop(session.id, None)
-        self._forget_route(session, reason=reason)
-        self.holds.pop(session.id, None)
-        self.diagnostics.forget(session.id)
-        if self.media is not None:
-            self.media.close(session.id)
+        self._ending[session.id] = (participant(session), self.route(session))
+        try:
+            self.consoles.pop(session.id, None)
+            self._forget_route(session, reason=reason)
+            self.holds.pop(session.id, None)
+            self.diagnostics.forget(session.id)
+            if self.media is not None:
+                self.media.close(session.id)  # a talk in progress ends: talk_stopped
+        finally:
+            del self._ending[session.id]
         self.broadcast(
             session.channel, ServerParticipantLeft(participant=participant(session), reason=reason)
         )
