@@ -19,7 +19,10 @@ class Receiver:
     url: str
     statuses: list[int] = field(default_factory=lambda: [200])
     location: str = ""
+    #: seconds the n-th request (from 1) waits before it is recorded and answered: a slow receiver
+    slow: dict[int, float] = field(default_factory=dict)
     got: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    arrived: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def wait(self, n: int, timeout: float = 30.0) -> list[tuple[dict[str, str], bytes]]:
@@ -42,6 +45,10 @@ def receiving(
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", 0)))
+            with receiver.lock:
+                receiver.arrived += 1
+                n = receiver.arrived
+            time.sleep(receiver.slow.get(n, 0.0))
             with receiver.lock:
                 receiver.got.append(({k.lower(): v for k, v in self.headers.items()}, body))
                 n = len(receiver.got)

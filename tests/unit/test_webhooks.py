@@ -4,6 +4,7 @@ dead-letter list, delivered by the dispatcher to a real local HTTP server (3xx n
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -164,4 +165,45 @@ def test_the_dispatcher_signs_retries_refuses_redirects_and_dead_letters(tmp_pat
             "SELECT result FROM audit_log WHERE action = 'webhook.deliver' ORDER BY seq"
         ).fetchall()
     assert sorted(r[0] for r in rows) == ["failed", "failed", "ok"]
+    db.close()
+
+
+def test_an_endpoint_gets_its_events_in_order_and_a_slow_one_holds_no_other(
+    tmp_path: Path,
+) -> None:
+    """Each endpoint's deliveries go one at a time in queue order (raised before resolved, even
+    when the receiver answers the first ones slowly); another endpoint is served meanwhile."""
+    store, db = store_at(tmp_path)
+    audit = AuditLog(db)
+    secret = sign.new_secret()
+    events = ["emergency.raised", "emergency.resolved"]
+    with receiving() as slow, receiving() as quick:
+        slow.slow = {n: 0.05 * (9 - n) for n in range(1, 9)}  # earlier requests answer later
+        with db.transaction() as conn:
+            store.add_endpoint(conn, slow.url, events, secret, None, "root", 1)
+        alerts = [alert(AlertKind.EMERGENCY) for _ in range(4)]
+        for a in alerts:
+            for transition in ("raised", "resolved"):
+                with db.transaction() as conn:
+                    Outbox(store, None).on_alert(conn, a, transition)
+        with db.transaction() as conn:  # the slow endpoint gets it too, last
+            store.add_endpoint(conn, quick.url, events, secret, None, "root", 1)
+            alerts.append(alert(AlertKind.EMERGENCY))
+            Outbox(store, None).on_alert(conn, alerts[-1], "raised")
+
+        async def run() -> None:
+            dispatcher = Dispatcher(store, audit, backoff=(0,))
+            dispatcher.start()
+            try:
+                await asyncio.to_thread(slow.wait, 9)
+            finally:
+                await dispatcher.stop()
+
+        asyncio.run(run())
+        got = [json.loads(body) for _, body in slow.got]
+        assert [(e["data"]["alert_id"], e["type"]) for e in got] == [
+            (a.id, t) for a in alerts[:4] for t in events
+        ] + [(alerts[4].id, events[0])]
+        assert len(quick.got) == 1  # not after the slow endpoint's queue: meanwhile
+        assert slow.arrived == 9
     db.close()

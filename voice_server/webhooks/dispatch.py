@@ -5,7 +5,12 @@
 made the change. :class:`Dispatcher` sends due deliveries (at most :data:`CONCURRENCY` at a
 time, in worker threads: the event loop, voice and the call log never wait on an endpoint),
 signs each attempt afresh, follows no redirect (3xx is a failure), retries on the backoff
-schedule, dead-letters the exhausted, and audits every attempt."""
+schedule, dead-letters the exhausted, and audits every attempt.
+
+Order: each endpoint has a lane; its deliveries are sent one at a time in the order they were
+queued (an emergency's ``raised`` reaches a receiver before its ``resolved``), different endpoints
+in parallel. A failed attempt does not hold the lane: later events go on while it waits for its
+retry (receivers order by the payload's ``timestamp``, and dedupe on ``webhook-id``)."""
 
 from __future__ import annotations
 
@@ -111,6 +116,16 @@ def post(endpoint: Endpoint, msg_id: str, body: bytes, now_s: int) -> tuple[int 
         return None, str(reason)[:300]
 
 
+class _Lane:
+    """One endpoint's deliveries in flight: sent one at a time, in the order they were claimed."""
+
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
 class Dispatcher:
     def __init__(
         self, store: WebhookStore, audit: AuditLog, backoff: tuple[int, ...] = BACKOFF_S
@@ -124,6 +139,8 @@ class Dispatcher:
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
+        self._lanes: dict[str, _Lane] = {}  # endpoint id -> its lane (while it has deliveries)
+        self._inflight: set[int] = set()  # delivery ids claimed and not yet finished here
 
     def nudge(self) -> None:
         """New deliveries may be due (from any thread)."""
@@ -156,12 +173,17 @@ class Dispatcher:
                 except Exception:
                     log.exception("webhook queue unreadable")
                     due = []
-                for delivery in due:
-                    await gate.acquire()
-                    task = asyncio.create_task(self._one(delivery, gate))
+                fresh = [d for d in due if d.id not in self._inflight]  # a lease ran out here
+                for delivery in fresh:
+                    self._inflight.add(delivery.id)
+                    lane = self._lanes.setdefault(delivery.endpoint_id, _Lane())
+                    lane.users += 1
+                    task = asyncio.create_task(self._one(delivery, gate, lane))
                     running.add(task)
                     task.add_done_callback(running.discard)
-                if due:
+                while len(running) >= CONCURRENCY * 4:  # bounded: claim more once some are sent
+                    await asyncio.wait(set(running), return_when=asyncio.FIRST_COMPLETED)
+                if fresh:
                     continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), IDLE_POLL_S)
@@ -170,13 +192,17 @@ class Dispatcher:
             for task in running:
                 task.cancel()
 
-    async def _one(self, delivery: Delivery, gate: asyncio.Semaphore) -> None:
+    async def _one(self, delivery: Delivery, gate: asyncio.Semaphore, lane: _Lane) -> None:
         try:
-            await asyncio.to_thread(self.deliver, delivery)
+            async with lane.lock, gate:  # the lane's lock is FIFO: queue order per endpoint
+                await asyncio.to_thread(self.deliver, delivery)
         except Exception:
             log.exception("webhook delivery failed", extra={"delivery": delivery.id})
         finally:
-            gate.release()
+            self._inflight.discard(delivery.id)
+            lane.users -= 1
+            if lane.users == 0 and self._lanes.get(delivery.endpoint_id) is lane:
+                del self._lanes[delivery.endpoint_id]
 
     def deliver(self, d: Delivery) -> str:
         """Send one claimed delivery and record what happened (blocking): delivered, retry,
