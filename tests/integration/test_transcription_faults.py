@@ -189,6 +189,42 @@ def test_on_postgres_two_sidecars_catch_up_through_the_job_queue_once(
         db.close()
 
 
+def test_on_postgres_a_live_commit_makes_its_job_done_at_once(pg_url: str, tmp_path: Path) -> None:
+    """A sidecar linked live on PostgreSQL commits a burst through the job queue: when the
+    utterance is visible its job is done already (in the same transaction), with its fence
+    counter at 1 and no worker's attempt (before, the job waited queued for a worker to find the
+    burst done)."""
+    from voice_server.calllog.postgres import PgCallLog
+    from voice_server.store.pg import PgDatabase
+
+    wav = speech_wav(tmp_path / "one.wav", SENTENCES[:1], gap_seconds=0.5)
+    (tmp_path / "srv").mkdir()
+    with (
+        running_server(tmp_path / "srv", env={"VOICE_DATABASE_URL": pg_url}) as server,
+        sidecar(server, "--database-url", pg_url),
+    ):
+        wait_for(lambda: metric(server, "voice_transcription_link_up") == 1, 90, "sidecar")
+        talker = start_client(server, tmp_path, "kim", play=wav, duration=6, record=False)
+        assert talker.wait() == 0, talker.stderr
+        db = PgDatabase(pg_url)
+        try:
+            log = PgCallLog(db)
+            (event,) = wait_for(lambda: log.events_after(0), 120, "the live commit")
+            with db.connection() as conn:
+                jobs = conn.execute(
+                    "SELECT id, state, attempt, commits FROM transcription_job"
+                ).fetchall()
+            assert [tuple(j) for j in jobs] == [(event.ref, "done", 0, 1)]
+            assert metric(server, "voice_transcriber_live_bursts_total") == 1
+            # the server queues the burst after closing its spool file (before or after the
+            # live commit): a done job is left alone, no worker claims it
+            wait_for(lambda: not list((server.data_dir / "spool").glob("*.ogg")), 60, "clip moved")
+            assert queued_jobs(pg_url) == [(event.ref, "done", 0)]
+            assert [e.ref for e in log.events_after(0)] == [event.ref]
+        finally:
+            db.close()
+
+
 def link_bursts(server: ServerProcess) -> list[float]:
     """Live bursts given to each linked worker (voice_transcriber_link_live_bursts)."""
     lines = httpx.get(f"{server.url}/metrics").text.splitlines()
