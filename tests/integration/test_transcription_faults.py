@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.backends import queuing_blocked
 from tests.integration.test_transcription import api_token, metric, utterances, wait_for
 from tests.servers import ServerProcess, running_server
 from tests.speech import SENTENCES, speech_wav
@@ -132,6 +133,58 @@ def test_a_server_killed_around_burst_ends_loses_no_accepted_burst(
         assert n + gaps >= accepted >= 1
         items = utterances(server, token).json()["items"]
         assert all(u["speaker_id"] == "kim" for u in items)
+
+
+def test_a_burst_started_while_the_spool_writer_is_stalled_survives_sigkill_as_a_gap(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """The server on PostgreSQL, its spool writer thread stalled at the end of a first burst (its
+    job's INSERT waits on a lock this test holds: a slow database): the next burst's file is on
+    disk with its metadata from the burst's start all the same (the spool's opener thread), so
+    the server SIGKILLed then comes back with a ``server_restart`` gap naming the talker, and
+    queues the first burst (its file was closed before the stall)."""
+    from voice_server.calllog.postgres import PgCallLog
+    from voice_server.store.pg import PgDatabase
+
+    wav = speech_wav(tmp_path / "two.wav", SENTENCES[:2], gap_seconds=1.5)
+    (tmp_path / "srv").mkdir()
+    spool = tmp_path / "srv" / "spool"
+    holder = PgDatabase(pg_url)
+    with running_server(tmp_path / "srv", env={"VOICE_DATABASE_URL": pg_url}) as server:
+        listener = start_client(server, tmp_path, "lis", duration=40, record=False)
+        listener.wait_event("media", state="connected", timeout=45)
+        with holder.connection() as lock_conn:
+            lock_conn.execute("BEGIN")
+            lock_conn.execute("LOCK TABLE transcription_job IN EXCLUSIVE MODE")
+            talker = start_client(server, tmp_path, "kim", play=wav, duration=40, record=False)
+            try:
+                wait_for(lambda: queuing_blocked(lock_conn), 90, "the first burst's queuing")
+                (first,) = list(spool.glob("*.ogg"))
+                begun = wait_for(
+                    lambda: [p for p in spool.glob("*.ogg.part") if p.stat().st_size > 0],
+                    90,
+                    "the second burst's file",
+                )
+                server.stop(signal.SIGKILL)
+            finally:
+                talker.proc.kill()
+                listener.proc.kill()
+                talker.proc.wait()
+                listener.proc.wait()
+                lock_conn.execute("ROLLBACK")
+        holder.close()
+        second = begun[0].name.removesuffix(".ogg.part")
+        server.start()  # the same data directory and database: recover() at start-up
+        wait_for(lambda: not list(spool.glob("*.part")), 60, "the restart's recovery")
+    db = PgDatabase(pg_url)
+    try:
+        gaps = PgCallLog(db).gaps(channels=None, since_ms=None, until_ms=None)
+        (gap,) = [g for g in gaps if g.id.removesuffix("-restart") == second]
+        assert gap.reason in ("server_restart", "node_restart")  # node_restart: a page was out
+        assert (gap.speaker_id, gap.channel) == ("kim", "ops")
+        assert (first.name.removesuffix(".ogg"), "queued", 0) in queued_jobs(pg_url)
+    finally:
+        db.close()
 
 
 def queued_jobs(url: str) -> list[tuple[str, str, int]]:
