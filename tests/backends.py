@@ -52,3 +52,15 @@ def database(kind: str, folder: Path, request: pytest.FixtureRequest) -> Iterato
         yield db
     finally:
         db.close()
+
+
+def queuing_blocked(conn: Any) -> bool:
+    """Whether a backend waits on a lock to queue a transcription job (a fresh snapshot: in a
+    transaction, pg_stat_activity is read once otherwise)."""
+    conn.execute("SELECT pg_stat_clear_snapshot()")
+    return bool(
+        conn.execute(
+            "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND query LIKE 'INSERT INTO transcription_job%%'"
+        ).fetchone()
+    )

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.backends import queuing_blocked
 from tests.integration.test_transcription import api_token, metric, utterances, wait_for
 from tests.servers import ServerProcess, running_server
 from tests.speech import SENTENCES, speech_wav
@@ -134,6 +135,58 @@ def test_a_server_killed_around_burst_ends_loses_no_accepted_burst(
         assert all(u["speaker_id"] == "kim" for u in items)
 
 
+def test_a_burst_started_while_the_spool_writer_is_stalled_survives_sigkill_as_a_gap(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """The server on PostgreSQL, its spool writer thread stalled at the end of a first burst (its
+    job's INSERT waits on a lock this test holds: a slow database): the next burst's file is on
+    disk with its metadata from the burst's start all the same (the spool's opener thread), so
+    the server SIGKILLed then comes back with a ``server_restart`` gap naming the talker, and
+    queues the first burst (its file was closed before the stall)."""
+    from voice_server.calllog.postgres import PgCallLog
+    from voice_server.store.pg import PgDatabase
+
+    wav = speech_wav(tmp_path / "two.wav", SENTENCES[:2], gap_seconds=1.5)
+    (tmp_path / "srv").mkdir()
+    spool = tmp_path / "srv" / "spool"
+    holder = PgDatabase(pg_url)
+    with running_server(tmp_path / "srv", env={"VOICE_DATABASE_URL": pg_url}) as server:
+        listener = start_client(server, tmp_path, "lis", duration=40, record=False)
+        listener.wait_event("media", state="connected", timeout=45)
+        with holder.connection() as lock_conn:
+            lock_conn.execute("BEGIN")
+            lock_conn.execute("LOCK TABLE transcription_job IN EXCLUSIVE MODE")
+            talker = start_client(server, tmp_path, "kim", play=wav, duration=40, record=False)
+            try:
+                wait_for(lambda: queuing_blocked(lock_conn), 90, "the first burst's queuing")
+                (first,) = list(spool.glob("*.ogg"))
+                begun = wait_for(
+                    lambda: [p for p in spool.glob("*.ogg.part") if p.stat().st_size > 0],
+                    90,
+                    "the second burst's file",
+                )
+                server.stop(signal.SIGKILL)
+            finally:
+                talker.proc.kill()
+                listener.proc.kill()
+                talker.proc.wait()
+                listener.proc.wait()
+                lock_conn.execute("ROLLBACK")
+        holder.close()
+        second = begun[0].name.removesuffix(".ogg.part")
+        server.start()  # the same data directory and database: recover() at start-up
+        wait_for(lambda: not list(spool.glob("*.part")), 60, "the restart's recovery")
+    db = PgDatabase(pg_url)
+    try:
+        gaps = PgCallLog(db).gaps(channels=None, since_ms=None, until_ms=None)
+        (gap,) = [g for g in gaps if g.id.removesuffix("-restart") == second]
+        assert gap.reason in ("server_restart", "node_restart")  # node_restart: a page was out
+        assert (gap.speaker_id, gap.channel) == ("kim", "ops")
+        assert (first.name.removesuffix(".ogg"), "queued", 0) in queued_jobs(pg_url)
+    finally:
+        db.close()
+
+
 def queued_jobs(url: str) -> list[tuple[str, str, int]]:
     from voice_server.store.pg import PgDatabase
 
@@ -187,6 +240,42 @@ def test_on_postgres_two_sidecars_catch_up_through_the_job_queue_once(
         assert jobs == [(items[0]["id"], "done", 1)]
     finally:
         db.close()
+
+
+def test_on_postgres_a_live_commit_makes_its_job_done_at_once(pg_url: str, tmp_path: Path) -> None:
+    """A sidecar linked live on PostgreSQL commits a burst through the job queue: when the
+    utterance is visible its job is done already (in the same transaction), with its fence
+    counter at 1 and no worker's attempt (before, the job waited queued for a worker to find the
+    burst done)."""
+    from voice_server.calllog.postgres import PgCallLog
+    from voice_server.store.pg import PgDatabase
+
+    wav = speech_wav(tmp_path / "one.wav", SENTENCES[:1], gap_seconds=0.5)
+    (tmp_path / "srv").mkdir()
+    with (
+        running_server(tmp_path / "srv", env={"VOICE_DATABASE_URL": pg_url}) as server,
+        sidecar(server, "--database-url", pg_url),
+    ):
+        wait_for(lambda: metric(server, "voice_transcription_link_up") == 1, 90, "sidecar")
+        talker = start_client(server, tmp_path, "kim", play=wav, duration=6, record=False)
+        assert talker.wait() == 0, talker.stderr
+        db = PgDatabase(pg_url)
+        try:
+            log = PgCallLog(db)
+            (event,) = wait_for(lambda: log.events_after(0), 120, "the live commit")
+            with db.connection() as conn:
+                jobs = conn.execute(
+                    "SELECT id, state, attempt, commits FROM transcription_job"
+                ).fetchall()
+            assert [tuple(j) for j in jobs] == [(event.ref, "done", 0, 1)]
+            assert metric(server, "voice_transcriber_live_bursts_total") == 1
+            # the server queues the burst after closing its spool file (before or after the
+            # live commit): a done job is left alone, no worker claims it
+            wait_for(lambda: not list((server.data_dir / "spool").glob("*.ogg")), 60, "clip moved")
+            assert queued_jobs(pg_url) == [(event.ref, "done", 0)]
+            assert [e.ref for e in log.events_after(0)] == [event.ref]
+        finally:
+            db.close()
 
 
 def link_bursts(server: ServerProcess) -> list[float]:

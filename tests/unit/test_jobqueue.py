@@ -1,12 +1,15 @@
 """The transcription job queue on both backends (real SQLite and PostgreSQL): one claim takes
 one job, a lease keeps it, a lost lease fences the commit out (nothing written), commits are
-idempotent, done jobs are swept, NOTIFY wakes a waiting worker (PostgreSQL)."""
+idempotent, done jobs are swept, NOTIFY wakes a waiting worker (PostgreSQL); a live commit passes
+the same fence: before or after the burst's job is queued, while a worker holds it, racing it —
+each burst is written once and no job's ``commits`` exceeds 1."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +143,103 @@ def test_notify_wakes_a_waiting_worker(request: pytest.FixtureRequest, tmp_path:
         waiter.wait(60)
         assert time.monotonic() - started < 30
         waiter.close()
+
+
+def events(calllog: Any) -> int:
+    return len(calllog.events_after(0, 1000))
+
+
+def test_a_live_commit_before_the_job_is_queued_leaves_nothing_to_claim(
+    stores: tuple[Any, Any, Any],
+) -> None:
+    _, calllog, queue = stores
+    row = utterance(burst(10))
+    assert queue.commit_live(burst(10), [row], burst_end_ms=3, committed_ms=5) == COMMITTED
+    assert calllog.get(burst(10)) is not None
+    assert queue.enqueue([(burst(10), 3)]) == 0  # the server's enqueue after its spool close
+    assert queue.claim("w1", 30) is None  # no worker transcribes it again
+    assert queue.commit_live(burst(10), [row], committed_ms=6) == ALREADY_DONE
+    counts = queue.counts()
+    assert (counts.queued, counts.done, counts.twice) == (0, 1, 0)
+    assert events(calllog) == 1
+
+
+def test_a_live_commit_of_a_queued_job_makes_it_done(stores: tuple[Any, Any, Any]) -> None:
+    _, calllog, queue = stores
+    queue.enqueue([(burst(11), 1), (burst(12), 2)])
+    gap = Gap(burst(11), "ops", "u1", "Ueda", 1, 2, "no_speech", "")
+    assert queue.commit_live(burst(11), [], gap, committed_ms=5) == COMMITTED  # a gap too
+    claim = queue.claim("w1", 30)
+    assert claim is not None and claim.id == burst(12)  # the live one is not offered
+    assert calllog.done([burst(11), burst(12)]) == {burst(11)}
+    counts = queue.counts()
+    assert (counts.queued, counts.done, counts.twice) == (1, 1, 0)
+
+
+def test_a_worker_commit_then_a_live_one_writes_once(stores: tuple[Any, Any, Any]) -> None:
+    _, calllog, queue = stores
+    queue.enqueue([(burst(13), 1)])
+    claim = queue.claim("w1", 30)
+    assert queue.commit(claim, [utterance(burst(13))], committed_ms=5) == COMMITTED
+    late = replace(utterance(burst(13)), text="遅い")
+    assert queue.commit_live(burst(13), [late], committed_ms=6) == ALREADY_DONE
+    assert calllog.get(burst(13)).text == "了解" and events(calllog) == 1
+    assert queue.counts().twice == 0
+
+
+def test_a_live_commit_takes_the_job_from_the_worker_leasing_it(
+    stores: tuple[Any, Any, Any],
+) -> None:
+    """The rule: a live commit while a worker holds a running lease is the burst's one pass
+    through the fence; the holder's extend and commit (rows or gap) are refused after it."""
+    _, calllog, queue = stores
+    queue.enqueue([(burst(14), 1)])
+    held = queue.claim("w1", 30)
+    assert held is not None and queue.counts().leased == 1
+    assert queue.commit_live(burst(14), [utterance(burst(14))], committed_ms=5) == COMMITTED
+    assert not queue.extend(held, 30)
+    assert queue.commit(held, [utterance(burst(14))], committed_ms=6) == FENCED_OUT
+    gap = Gap(burst(14), "ops", "u1", "Ueda", 1, 2, "no_speech", "")
+    assert queue.commit(held, [], gap, committed_ms=7) == FENCED_OUT
+    assert not queue.release(held)
+    assert events(calllog) == 1 and calllog.gaps(channels=None, since_ms=None, until_ms=None) == []
+    counts = queue.counts()
+    assert (counts.queued, counts.done, counts.twice) == (0, 1, 0)
+
+
+def test_live_and_worker_commits_racing_write_each_burst_once(
+    stores: tuple[Any, Any, Any],
+) -> None:
+    """Both commits of each burst start together (a barrier) on their own connections: one of
+    them writes, the other is told ALREADY_DONE or FENCED_OUT; ``twice`` stays 0."""
+    _, calllog, queue = stores
+    n = 20
+    queue.enqueue([(burst(100 + i), i) for i in range(n)])
+    claims = [queue.claim("w1", 60) for _ in range(n)]
+    assert all(c is not None for c in claims)
+    outcomes: dict[str, list[str]] = {c.id: [] for c in claims}
+    barrier = threading.Barrier(2)
+
+    def worker() -> None:
+        for c in claims:
+            barrier.wait(30)
+            outcomes[c.id].append(queue.commit(c, [utterance(c.id)], committed_ms=5))
+
+    def live() -> None:
+        for c in claims:
+            barrier.wait(30)
+            outcomes[c.id].append(queue.commit_live(c.id, [utterance(c.id)], committed_ms=5))
+
+    threads = [threading.Thread(target=worker), threading.Thread(target=live)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    for burst_id, got in outcomes.items():
+        assert sorted(got) in (
+            [ALREADY_DONE, COMMITTED],  # the worker first: the live commit finds it done
+            [COMMITTED, FENCED_OUT],  # the live commit first: the worker's fence is refused
+        ), (burst_id, got)
+    assert events(calllog) == n
+    counts = queue.counts()
+    assert (counts.queued, counts.done, counts.twice) == (0, n, 0)

@@ -1,14 +1,19 @@
 """The transcriber engine with a fake recognizer: a live burst and a spool burst give the same
 recognizer input, commit once with the right times, report partials; aborted bursts commit
-nothing."""
+nothing; with a job queue (both backends) a live commit passes its fence."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
+import pytest
+
+from tests.backends import BACKENDS, database
 from tests.transcribe_helpers import FakeFactory, opus_tone, rtp
+from voice_server.backends.seam import open_call_log, open_job_queue
 from voice_server.calllog.burst import BurstMeta
+from voice_server.calllog.jobqueue import ALREADY_DONE, COMMITTED, FENCED_OUT
 from voice_server.calllog.model import Utterance, new_burst_id
 from voice_server.calllog.sqlite import SqliteCallLog
 from voice_server.store.database import Database
@@ -133,3 +138,36 @@ def test_an_emergency_burst_is_committed_as_kind_emergency(tmp_path: Path) -> No
     (u,) = committed
     stored = log.get(m.id)
     assert u.kind == "emergency" and stored is not None and stored.kind == "emergency"
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_with_a_job_queue_a_live_burst_commits_through_it(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A burst transcribed live while a worker holds its job: the live commit makes the job done
+    (its one pass through the fence), the worker's fenced commit is refused; the same burst
+    live again writes nothing."""
+    with database(kind, tmp_path, request) as db:
+        log = open_call_log(getattr(db, "pg_url", None), tmp_path, db)
+        queue = open_job_queue(db)
+        committed: list[Utterance] = []
+        eng = Engine(FakeFactory(), log, workers=2, queue=queue, on_committed=committed.append)
+        m = meta()
+        queue.enqueue([(m.id, START)])
+        held = queue.claim("w1", 30)
+        assert held is not None and held.id == m.id
+        for outcome in (COMMITTED, ALREADY_DONE):
+            job = eng.job(m, live=True)
+            assert job is not None
+            for i, p in enumerate(opus_tone(0.6)):
+                eng.push_rtp(job, rtp(100 + i, p))
+            eng.end(job, START + 800)
+            assert job.finished.wait(10) and job.outcome == outcome
+        eng.close()
+        assert [u.id for u in committed] == [m.id] and log.get(m.id) is not None
+        assert (eng.counters.committed, eng.counters.already_done) == (1, 1)
+        assert queue.commit(held, committed, committed_ms=START) == FENCED_OUT
+        counts = queue.counts()
+        assert (counts.queued, counts.done, counts.twice) == (0, 1, 0)
+        assert len(log.events_after(0)) == 1
+        queue.close()

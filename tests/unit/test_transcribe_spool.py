@@ -1,16 +1,20 @@
 """Tap and spool writer: every burst (pre-roll and slot_busy talkers included) is written as
 Ogg/Opus, fsynced and renamed at its end; quota, backlog and crashes give gap records or
-recovered files, never silence."""
+recovered files, never silence: a burst is on disk from its start even while the writer thread
+is stalled (SIGKILL then gives a gap record)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import av
 
+from tests.backends import queuing_blocked
 from tests.transcribe_helpers import opus_tone, rtp
 from voice_server.calllog.burst import BurstMeta
+from voice_server.calllog.model import new_burst_id
 from voice_server.calllog.ogg import read_ogg_opus
 from voice_server.calllog.sqlite import SqliteCallLog
 from voice_server.histogram import LatencyHistogram
@@ -33,11 +37,15 @@ def setup(tmp_path: Path, **kw: int) -> tuple[BurstTap, SpoolWriter, SqliteCallL
     return tap, writer, log
 
 
-def wait_path(path: Path, what: str, timeout: float = 30.0) -> None:
+def wait_until(check: Callable[[], object], what: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
-    while not path.exists():
+    while not check():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.002)
+
+
+def wait_path(path: Path, what: str, timeout: float = 30.0) -> None:
+    wait_until(path.exists, what, timeout)
 
 
 def test_a_burst_becomes_a_closed_ogg_opus_file(tmp_path: Path) -> None:
@@ -113,6 +121,25 @@ def test_partial_files_left_by_a_crash_are_completed_at_start(tmp_path: Path) ->
     assert gap.reason == "node_restart" and gap.id == f"{h.meta.id}-restart"
     assert gap.end_ms > gap.start_ms
     assert again.calllog.done([h.meta.id]) == set()
+
+
+def test_an_empty_file_left_by_a_crash_still_gives_a_gap(tmp_path: Path) -> None:
+    """Killed between creating a burst's file and writing its header: the file's name is all
+    that says a burst began; the restart records a gap from it (channel and speaker unknown)."""
+    _, writer, log = setup(tmp_path)
+    burst_id = new_burst_id(1_780_000_000_000)
+    (tmp_path / "spool" / f"{burst_id}.ogg.part").touch()
+    (tmp_path / "spool" / "junk.ogg.part").write_bytes(b"not ogg")
+    writer.recover()
+    (gap,) = log.gaps(channels=None, since_ms=None, until_ms=None)
+    assert (gap.id, gap.reason, gap.channel, gap.start_ms) == (
+        burst_id,
+        "server_restart",
+        "?",
+        1_780_000_000_000,
+    )
+    damaged = sorted(p.name for p in (tmp_path / "spool" / "damaged").iterdir())
+    assert damaged == sorted([f"{burst_id}.ogg.part", "junk.ogg.part"])  # set aside, not lost
 
 
 class FakeTransport:
@@ -215,4 +242,56 @@ def test_on_postgres_an_ended_burst_is_uploaded_and_queued_and_again_after_a_res
     writer.stop()
     assert writer.clips.get(clip_path(h.meta), h.meta.id) == spooled
     assert writer.clips.of_burst(h.meta.id) == spooled and writer.jobs.counts().queued == 1
+    db.close()
+
+
+def test_a_burst_begun_while_the_writer_is_stalled_is_on_disk_and_survives_sigkill(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """The spool writer thread stalled on a slow database (the first burst's job queuing waits
+    on a table lock this test holds) does not keep the next burst off the disk: its file and
+    metadata are there at once, so when the node is SIGKILLed then, the restart records a
+    ``server_restart`` gap for a burst that had not one audio page yet."""
+    import signal
+    import subprocess
+    import sys
+
+    from voice_server.backends.seam import open_call_log, open_database
+    from voice_server.store.pg import PgDatabase
+
+    open_database(pg_url, tmp_path).close()  # migrated before the lock
+    holder = PgDatabase(pg_url)
+    with holder.connection() as lock_conn:
+        lock_conn.execute("BEGIN")
+        lock_conn.execute("LOCK TABLE transcription_job IN ACCESS EXCLUSIVE MODE")
+        node = subprocess.Popen(
+            [sys.executable, "-m", "tests.spool_node", str(tmp_path), pg_url],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        try:
+            assert node.stdout is not None
+            first, second = node.stdout.readline().decode().split()
+            # the writer thread stuck in the first burst's end (queued before the second's OPEN)
+            wait_until(lambda: queuing_blocked(lock_conn), "the writer to block on the lock")
+            # ... so the second burst's file, its header written, can only be the opener's
+            part = tmp_path / "spool" / f"{second}.ogg.part"
+            wait_until(lambda: part.exists() and part.stat().st_size > 0, "the second's file")
+            node.send_signal(signal.SIGKILL)
+            node.wait(30)
+        finally:
+            if node.poll() is None:
+                node.kill()
+                node.wait()
+            lock_conn.execute("ROLLBACK")
+    holder.close()
+    assert (tmp_path / "spool" / f"{first}.ogg").is_file()  # ended and fsynced before the kill
+    db = open_database(pg_url, tmp_path)
+    log = open_call_log(pg_url, tmp_path, db)
+    restarted = SpoolWriter(tmp_path, BurstTap(speakers), log, quota_bytes=1 << 30)
+    restarted.recover()
+    (gap,) = log.gaps(channels=None, since_ms=None, until_ms=None)
+    assert (gap.id, gap.reason, gap.channel) == (second, "server_restart", "ops")
+    assert (gap.speaker_id, gap.speaker_name) == ("suzuki", "鈴木")
+    assert not list((tmp_path / "spool").glob("*.part"))
     db.close()

@@ -11,6 +11,14 @@ protocol; SQLite: :mod:`.jobqueue_sqlite`, PostgreSQL: :mod:`.jobqueue_pg`).
   this worker *and* attempt, with its lease running; it becomes done (``commits`` + 1: a counter
   that proves no burst passed the fence twice) and the utterance rows or the gap are written
   with the call log's done-check. A lost fence writes nothing (:data:`FENCED_OUT`).
+- ``commit_live`` is the commit of a burst transcribed without a claim (live over the link, as it
+  was spoken): in one transaction, a job already done writes nothing (:data:`ALREADY_DONE`);
+  otherwise the job becomes done (``commits`` + 1; a job not queued yet — the server queues it
+  after the burst's spool file is closed — is inserted done, so that the later ``enqueue``
+  leaves it alone) and the rows or the gap are written with the call log's done-check. A job
+  leased by a worker at that moment is taken from it: the live commit is the burst's one pass
+  through the fence, and the worker's later ``extend`` and fenced ``commit`` are refused
+  (:data:`FENCED_OUT`), so no burst is written twice and ``commits`` stays at most 1.
 - done jobs are deleted by ``sweep`` after ``keep_s`` (the table stays small);
 - ``wait`` returns when jobs may have been queued (PostgreSQL: LISTEN/NOTIFY) or after the
   polling timeout.
@@ -20,11 +28,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from voice_server.calllog.model import Gap, Utterance
 
-__all__ = ["ALREADY_DONE", "COMMITTED", "FENCED_OUT", "Claim", "JobQueue", "QueueCounts"]
+__all__ = [
+    "ALREADY_DONE",
+    "COMMITTED",
+    "FENCED_OUT",
+    "Claim",
+    "JobQueue",
+    "QueueCounts",
+    "WritesInTransaction",
+    "write_in",
+]
 
 COMMITTED = "committed"
 ALREADY_DONE = "already_done"  # the fence held, the call log had the burst already
@@ -73,6 +90,19 @@ class JobQueue(Protocol):
         """:data:`COMMITTED`, :data:`ALREADY_DONE` or :data:`FENCED_OUT` (see the module doc)."""
         ...
 
+    def commit_live(
+        self,
+        burst_id: str,
+        utterances: Sequence[Utterance],
+        gap: Gap | None = None,
+        *,
+        burst_end_ms: int | None = None,
+        committed_ms: int,
+    ) -> str:
+        """An unclaimed (live) commit: :data:`COMMITTED` or :data:`ALREADY_DONE`, never
+        :data:`FENCED_OUT` (see the module doc)."""
+        ...
+
     def wait(self, timeout_s: float) -> None: ...
 
     def sweep(self, keep_s: float) -> int: ...
@@ -80,3 +110,32 @@ class JobQueue(Protocol):
     def counts(self) -> QueueCounts: ...
 
     def close(self) -> None: ...
+
+
+class WritesInTransaction(Protocol):
+    """A call log's done-checked writes in the caller's transaction (the classes
+    :class:`~voice_server.calllog.sqlite.SqliteCallLog` and
+    :class:`~voice_server.calllog.postgres.PgCallLog`)."""
+
+    def add_utterance_in(
+        self, conn: Any, utterance: Utterance, burst_end_ms: int | None, committed_ms: int, /
+    ) -> bool: ...
+
+    def add_gap_in(self, conn: Any, gap: Gap, created_ms: int, /) -> bool: ...
+
+
+def write_in(
+    log: WritesInTransaction,
+    conn: Any,
+    utterances: Sequence[Utterance],
+    gap: Gap | None,
+    burst_end_ms: int | None,
+    committed_ms: int,
+) -> bool:
+    """A commit's rows or gap in its transaction; whether anything was new."""
+    added = False
+    for row in utterances:
+        added |= log.add_utterance_in(conn, row, burst_end_ms, committed_ms)
+    if gap is not None:
+        added |= log.add_gap_in(conn, gap, committed_ms)
+    return added

@@ -1,9 +1,9 @@
 """The transcription job queue on PostgreSQL (:mod:`.jobqueue`): leases on the database's clock
 (workers on several machines), claims with ``FOR UPDATE SKIP LOCKED`` run once (the predicate is
 checked again on the row the outer ``UPDATE`` locks, so two workers never hold one job), every
-statement its own short transaction except the fenced commit; queued jobs are NOTIFYed on
-:data:`~voice_server.store.pg_schema.JOB_CHANNEL`, which :meth:`PgJobQueue.wait` LISTENs to on a
-connection of its own (polling when nothing comes)."""
+statement its own short transaction except the fenced and the live commits; queued jobs are
+NOTIFYed on :data:`~voice_server.store.pg_schema.JOB_CHANNEL`, which :meth:`PgJobQueue.wait`
+LISTENs to on a connection of its own (polling when nothing comes)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from voice_server.calllog.jobqueue import (
     FENCED_OUT,
     Claim,
     QueueCounts,
+    write_in,
 )
 from voice_server.calllog.model import Gap, Utterance
 from voice_server.calllog.postgres import PgCallLog
@@ -42,6 +43,16 @@ _CLAIM = (
     "WHERE id IN (SELECT id FROM next) "
     f"AND state = 'queued' AND lease_until_ms < {NOW} "
     "RETURNING id, attempt, ready_ms"
+)
+
+# A live commit's pass through the fence, one statement: a job not queued yet is inserted done
+# (the server's later enqueue, ON CONFLICT DO NOTHING, leaves it); a queued one (leased or not)
+# becomes done; a done one is locked, left as it is and returns no row.
+_LIVE = (
+    "INSERT INTO transcription_job AS j (id, state, ready_ms, lease_until_ms, commits, done_ms) "
+    f"VALUES (%s, 'done', %s, %s, 1, {NOW}) "
+    "ON CONFLICT (id) DO UPDATE SET state = 'done', commits = j.commits + 1, "
+    f"done_ms = {NOW} WHERE j.state = 'queued' RETURNING j.commits"
 )
 
 
@@ -113,11 +124,26 @@ class PgJobQueue:
             )
             if cur.rowcount != 1:
                 return FENCED_OUT  # nothing changed: the transaction ends empty
-            added = False
-            for row in utterances:
-                added |= PgCallLog.add_utterance_in(conn, row, burst_end_ms, committed_ms)
-            if gap is not None:
-                added |= PgCallLog.add_gap_in(conn, gap, committed_ms)
+            added = write_in(PgCallLog, conn, utterances, gap, burst_end_ms, committed_ms)
+        return COMMITTED if added else ALREADY_DONE
+
+    def commit_live(
+        self,
+        burst_id: str,
+        utterances: Sequence[Utterance],
+        gap: Gap | None = None,
+        *,
+        burst_end_ms: int | None = None,
+        committed_ms: int,
+    ) -> str:
+        ready = burst_end_ms or committed_ms
+        with self._db.transaction() as conn:
+            # the job row locked (inserted done, or a queued one made done: a worker's fenced
+            # UPDATE waits for this transaction and then finds it done); no row: already done
+            row = conn.execute(_LIVE, (burst_id, ready, ready)).fetchone()
+            if row is None:
+                return ALREADY_DONE
+            added = write_in(PgCallLog, conn, utterances, gap, burst_end_ms, committed_ms)
         return COMMITTED if added else ALREADY_DONE
 
     def wait(self, timeout_s: float) -> None:

@@ -13,6 +13,7 @@ from voice_server.calllog.jobqueue import (
     FENCED_OUT,
     Claim,
     QueueCounts,
+    write_in,
 )
 from voice_server.calllog.model import Gap, Utterance
 from voice_server.calllog.sqlite import SqliteCallLog
@@ -100,11 +101,39 @@ class SqliteJobQueue:
             )
             if cur.rowcount != 1:
                 return FENCED_OUT
-            added = False
-            for row in utterances:
-                added |= SqliteCallLog.add_utterance_in(conn, row, burst_end_ms, committed_ms)
-            if gap is not None:
-                added |= SqliteCallLog.add_gap_in(conn, gap, committed_ms)
+            added = write_in(SqliteCallLog, conn, utterances, gap, burst_end_ms, committed_ms)
+        return COMMITTED if added else ALREADY_DONE
+
+    def commit_live(
+        self,
+        burst_id: str,
+        utterances: Sequence[Utterance],
+        gap: Gap | None = None,
+        *,
+        burst_end_ms: int | None = None,
+        committed_ms: int,
+    ) -> str:
+        with self._db.transaction() as conn:  # BEGIN IMMEDIATE: no claim or commit between
+            now = _now_ms()
+            row = conn.execute(
+                "SELECT state FROM transcription_job WHERE id = ?", (burst_id,)
+            ).fetchone()
+            if row is not None and row[0] == "done":
+                return ALREADY_DONE
+            if row is None:  # before the server queued it: done, so its enqueue is a no-op
+                ready = burst_end_ms or committed_ms
+                conn.execute(
+                    "INSERT INTO transcription_job (id, state, ready_ms, lease_until_ms, "
+                    "commits, done_ms) VALUES (?, 'done', ?, ?, 1, ?)",
+                    (burst_id, ready, ready, now),
+                )
+            else:  # queued, leased or not: done now, a holder's extend and commit are refused
+                conn.execute(
+                    "UPDATE transcription_job SET state = 'done', commits = commits + 1, "
+                    "done_ms = ? WHERE id = ?",
+                    (now, burst_id),
+                )
+            added = write_in(SqliteCallLog, conn, utterances, gap, burst_end_ms, committed_ms)
         return COMMITTED if added else ALREADY_DONE
 
     def wait(self, timeout_s: float) -> None:

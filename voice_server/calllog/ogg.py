@@ -112,8 +112,9 @@ def parse_opus_tags(packet: bytes) -> dict[str, str]:
 class OggOpusWriter:
     """Writes one logical Ogg Opus stream through ``write`` (a file's write method).
 
-    :meth:`add` buffers packets; a page is written every :data:`PACKETS_PER_PAGE` packets, on
-    :meth:`flush` and on :meth:`close` (the end-of-stream page).
+    The two header pages are written at once, in one call; :meth:`add` buffers packets; a page
+    is written every :data:`PACKETS_PER_PAGE` packets, on :meth:`flush` and on :meth:`close`
+    (the end-of-stream page).
     """
 
     def __init__(
@@ -128,16 +129,20 @@ class OggOpusWriter:
         self.packets = 0
         self.bytes = 0
         self.closed = False
-        self._page([opus_head()], granule=0, flags=FLAG_BOS)
-        self._page([opus_tags(tags)], granule=0)
+        # both header pages in one write: a file cut then has the whole header or none of it
+        head = self._build([opus_head()], granule=0, flags=FLAG_BOS)
+        self._write(head + self._build([opus_tags(tags)], granule=0))
 
-    def _page(self, packets: list[bytes], *, granule: int, flags: int = 0) -> None:
+    def _build(self, packets: list[bytes], *, granule: int, flags: int = 0) -> bytes:
         page = build_page(
             packets, granule=granule, serial=self._serial, sequence=self._sequence, flags=flags
         )
         self._sequence += 1
         self.bytes += len(page)
-        self._write(page)
+        return page
+
+    def _page(self, packets: list[bytes], *, granule: int, flags: int = 0) -> None:
+        self._write(self._build(packets, granule=granule, flags=flags))
 
     def add(self, packet: bytes, samples: int) -> None:
         segments = len(packet) // 255 + 1

@@ -4,10 +4,11 @@ A job takes packets (live: RTP packets from the link, ordered by a
 :class:`~voice_server.transcribe.packets.Sequencer`; catch-up: the Opus packets of a spool file),
 decodes them once (:class:`~voice_server.transcribe.decoder.OpusDecoder`), feeds a recognizer
 borrowed from the factory's pool in fixed chunks, reports partial text about twice a second of
-audio, and at the end commits the utterance to the call log (idempotent per burst id) and only
-then reports it done; the recognizer goes back to the pool when the job commits, is aborted or
-fails (always from the worker that used it). A job runs on at most one worker at a time;
-different bursts run in parallel.
+audio, and at the end commits the utterance to the call log (idempotent per burst id; with a job
+queue, fenced on a worker's claim or, live, through :meth:`JobQueue.commit_live`, which marks the
+burst's job done in the same transaction) and only then reports it done; the recognizer goes
+back to the pool when the job commits, is aborted or fails (always from the worker that used it).
+A job runs on at most one worker at a time; different bursts run in parallel.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from voice_server.calllog.burst import BurstMeta, clip_path, rows_of
-from voice_server.calllog.jobqueue import COMMITTED, FENCED_OUT, Claim, JobQueue
+from voice_server.calllog.jobqueue import ALREADY_DONE, COMMITTED, FENCED_OUT, Claim, JobQueue
 from voice_server.calllog.model import Gap, Utterance
 from voice_server.calllog.store import CallLog
 from voice_server.media.errors import PacketError
@@ -220,6 +221,23 @@ class Engine:
             return []
         return job.sequencer.push(seq, ts, payload)
 
+    def _write(self, job: Job, rows: list[Utterance], gap: Gap | None) -> str:
+        """The burst's rows or gap: fenced on the job's claim (a queue worker's); through the
+        queue's live commit when there is a queue (the job done in the same transaction: no
+        worker transcribes the burst again); else with the call log's done-check alone."""
+        now = _now_ms()
+        queue, end_ms = self.queue, job.ended_ms
+        if queue is not None and job.claim is not None:
+            return queue.commit(job.claim, rows, gap, burst_end_ms=end_ms, committed_ms=now)
+        if queue is not None:
+            return queue.commit_live(job.meta.id, rows, gap, burst_end_ms=end_ms, committed_ms=now)
+        added = False
+        for row in rows:
+            added |= self.calllog.add_utterance(row, burst_end_ms=end_ms, committed_ms=now)
+        if gap is not None:
+            added |= self.calllog.add_gap(gap, created_ms=now)
+        return COMMITTED if added else ALREADY_DONE
+
     def _commit(self, job: Job, result: object) -> None:
         meta = job.meta
         text = getattr(result, "text", "")
@@ -237,11 +255,8 @@ class Engine:
                 reason,
                 "",
             )
-            if job.claim is not None and self.queue is not None:
-                job.outcome = self.queue.commit(job.claim, (), gap, committed_ms=_now_ms())
-                self.counters.fenced_out += job.outcome == FENCED_OUT
-            else:
-                self.calllog.add_gap(gap, created_ms=_now_ms())
+            job.outcome = self._write(job, [], gap)
+            self.counters.fenced_out += job.outcome == FENCED_OUT
             self.counters.audio_seconds += job.samples / 48000
             self.counters.suppressed += 1
             self._finish(job)
@@ -260,28 +275,8 @@ class Engine:
             clip=clip_path(meta),
             kind=meta.kind,
         )
-        if job.claim is not None and self.queue is not None:
-            self._commit_fenced(job, job.claim, self.queue, rows_of(meta, utterance))
-            return
-        added = False
-        for row in rows_of(meta, utterance):  # several for a burst into several channels
-            if self.calllog.add_utterance(row, burst_end_ms=job.ended_ms, committed_ms=_now_ms()):
-                added = True
-                job.committed = job.committed or row
-                if self.on_committed is not None:
-                    self.on_committed(row)
-        self.counters.audio_seconds += job.samples / 48000
-        if added:
-            self.counters.committed += 1
-        else:
-            self.counters.already_done += 1
-        self._finish(job)
-
-    def _commit_fenced(
-        self, job: Job, claim: Claim, queue: JobQueue, rows: list[Utterance]
-    ) -> None:
-        """A queue job's commit: written only while this worker still holds the job's lease."""
-        job.outcome = queue.commit(claim, rows, burst_end_ms=job.ended_ms, committed_ms=_now_ms())
+        rows = rows_of(meta, utterance)  # several for a burst into several channels
+        job.outcome = self._write(job, rows, None)
         self.counters.audio_seconds += job.samples / 48000
         if job.outcome == COMMITTED:
             self.counters.committed += 1
@@ -291,7 +286,11 @@ class Engine:
                     self.on_committed(row)
         elif job.outcome == FENCED_OUT:
             self.counters.fenced_out += 1
-            log.warning("lease lost before the commit: nothing written", extra={"burst": claim.id})
+            log.warning(
+                "the job was lost (lease ran out or committed live) before the commit: "
+                "nothing written",
+                extra={"burst": meta.id},
+            )
         else:
             self.counters.already_done += 1
         self._finish(job)

@@ -6,9 +6,9 @@ Every :data:`SCAN_SECONDS` it queues the spool's ended bursts that the call log 
 ones to their clip path. A claimed burst whose spool file is not on this machine (recorded by
 another node) is read from the shared ClipStore. It claims up to ``jobs`` bursts at a time
 under a lease of ``lease_s``, pushes the lease on every third of it while the engine
-transcribes, and gives a burst up when the lease is lost (another worker has it; the fenced
-commit would write nothing anyway). Idle, it sleeps in :meth:`JobQueue.wait` (PostgreSQL:
-woken by NOTIFY; else polling).
+transcribes, and gives a burst up when the lease is lost (another worker has it, or a sidecar
+committed it live, which marks the job done: the fenced commit would write nothing anyway).
+Idle, it sleeps in :meth:`JobQueue.wait` (PostgreSQL: woken by NOTIFY; else polling).
 """
 
 from __future__ import annotations
@@ -137,7 +137,9 @@ class QueueWorker:
             if job.finished.wait(1.0):  # refused because it was just committed: not lost
                 continue
             self.counters.leases_lost += 1
-            log.warning("transcription lease lost: burst given up", extra={"burst": burst_id})
+            log.warning(  # or the burst was committed live meanwhile (the job is done)
+                "transcription lease lost: burst given up", extra={"burst": burst_id}
+            )
             self.engine.abort(job)
             del self.current[burst_id]
 

@@ -5,6 +5,15 @@ page per second of audio, unbuffered writes: a killed server leaves them in the 
 the burst's end the file gets its end-of-stream page, is fsynced, renamed to ``spool/<id>.ogg``
 and the directory fsynced, normally within a few ms (the thread is woken by the close).
 
+A burst is on disk from its start: the ``.part`` file and its first two pages (the burst's
+metadata: channel, speaker, start) are created by a small *opener* thread as soon as the tap
+opens the burst, not when the writer thread reaches the burst's OPEN item, which may wait behind
+another burst's fsync, a backlog of packets or, on PostgreSQL, a clip upload to a slow database.
+Whichever thread comes first creates the file (under a lock; once per burst). A node killed
+before the burst's first audio page (a second of audio) leaves that file, and ``recover`` turns
+it into a ``server_restart`` gap record. The event loop only puts the burst on a queue; what is
+left is the opener's scheduling delay (normally well under a millisecond).
+
 Instead of a file, a *gap record* goes to the call log when the spool is over its quota
 (``spool_quota``) or the disk refuses (``spool_error``); a burst that lost packets to a full
 queue is kept and gets an extra ``spool_backlog`` gap. At start-up, files a killed server left
@@ -38,6 +47,14 @@ __all__ = ["SpoolCounters", "SpoolWriter", "fsync_dir"]
 log = logging.getLogger(__name__)
 QUOTA_RESCAN_SECONDS = 5.0
 LIVE_GRACE_MS = 10_000
+
+
+UNREADABLE = "its spool file was empty or unreadable: channel and speaker unknown"
+
+
+def unknown_burst(burst_id: str) -> BurstMeta:
+    """What a burst id alone tells (its start, from the id's first 13 digits)."""
+    return BurstMeta(burst_id, "?", "?", "?", "", int(burst_id[:13]))
 
 
 def fsync_dir(path: Path) -> None:
@@ -85,8 +102,10 @@ class SpoolWriter:
         self.quota_bytes = quota_bytes
         self.counters = SpoolCounters()
         self._open: dict[int, _Open] = {}
+        self._begin_lock = threading.Lock()  # a burst's file is created once, by either thread
         self._stop = False
         self._thread: threading.Thread | None = None
+        self._opener: threading.Thread | None = None
         self._pending_bytes = 0
         self._rescanned = 0.0
         self.jobs: JobQueue | None = None  # on PostgreSQL: queue a job per ended burst
@@ -94,17 +113,34 @@ class SpoolWriter:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        self.recover()
+        self.recover()  # before the opener: the .part files it sees are a killed node's
+        self._opener = threading.Thread(target=self._open_early, name="spool-opener", daemon=True)
+        self._opener.start()
         self.resync()
         self._thread = threading.Thread(target=self._run, name="spool-writer", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
+        if self._opener is not None:  # first: the writer creates whatever it has not
+            self.tap.opening.put(None)
+            self._opener.join(timeout)
+            self._opener = None
         self._stop = True
         self.tap.wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+
+    def _open_early(self) -> None:
+        """The opener thread: each burst's file with its metadata as soon as the burst opens."""
+        while True:
+            handle = self.tap.opening.get()
+            if handle is None:
+                return
+            try:
+                self._begin(handle)
+            except Exception:  # the writer creates it (or records the gap) in queue order
+                log.exception("spool opener failed", extra={"burst": handle.meta.id})
 
     def _run(self) -> None:
         while True:
@@ -144,16 +180,27 @@ class SpoolWriter:
             elif kind == OPEN:
                 entry = self._begin(handle)
                 for packet in data:  # type: ignore[attr-defined]
-                    if entry.writer is not None:
+                    if entry is not None and entry.writer is not None:
                         self._packet(entry, packet)
             elif kind == CLOSE:
                 entry = self._open.get(handle.no)
                 if entry is not None:
                     self._close(entry)
 
-    def _begin(self, handle: BurstHandle) -> _Open:
+    def _begin(self, handle: BurstHandle) -> _Open | None:
+        """The burst's entry, its file created (or refused) once: by the opener thread early,
+        else by the writer at the OPEN item; None when already begun and closed (a late
+        opener)."""
+        with self._begin_lock:
+            if handle.spooled:
+                return self._open.get(handle.no)
+            entry = self._create(handle)  # an exception: the writer tries again at the OPEN
+            handle.spooled = True
+            self._open[handle.no] = entry
+            return entry
+
+    def _create(self, handle: BurstHandle) -> _Open:
         entry = _Open(handle)
-        self._open[handle.no] = entry
         if self.pending_bytes() >= self.quota_bytes:
             entry.refused = ("spool_quota", f"spool holds {self._pending_bytes} bytes")
             return entry
@@ -208,7 +255,8 @@ class SpoolWriter:
                 fsync_dir(self.dir)
                 self.counters.files += 1
                 self.counters.bytes += entry.writer.bytes
-                self._pending_bytes += entry.writer.bytes
+                with self._begin_lock:  # the opener reads it for the quota
+                    self._pending_bytes += entry.writer.bytes
                 self.counters.close_latency.observe_us(max(0, _now_ms() - end_ms) * 1000)
             except OSError as exc:
                 self._fail(entry, f"close failed: {exc.strerror}")
@@ -290,13 +338,14 @@ class SpoolWriter:
                 data = path.read_bytes()
                 parsed = read_ogg_opus(data)
                 meta = BurstMeta.from_tags(parsed.tags)
-            except (OSError, OggError, ValueError) as exc:
+            except (OSError, OggError, ValueError):
                 log.warning("unreadable spool file moved aside", extra={"file": path.name})
                 aside = self.dir / "damaged"
                 aside.mkdir(exist_ok=True)
                 with contextlib.suppress(OSError):
                     os.replace(path, aside / path.name)
-                _ = exc, burst_id
+                if burst_id is not None:  # a burst began (killed before its header was out)
+                    self._gap(unknown_burst(burst_id), burst_id, 0, "server_restart", UNREADABLE)
                 continue
             if parsed.packets:
                 os.replace(path, self.dir / f"{meta.id}{DONE}")

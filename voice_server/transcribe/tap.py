@@ -11,7 +11,9 @@ decoded), and :meth:`BurstTap.close` when the burst ends. Two consumers:
 
 Bounds: the spool queue holds at most ``queue_limit`` packets; beyond it packets are dropped and
 counted, and the burst gets a ``spool_backlog`` gap record. Open and close items always go in
-(one each per burst).
+(one each per burst). Each opened burst is also put on :attr:`BurstTap.opening` (a
+``SimpleQueue``: never blocks) for the spool writer's opener thread, which creates the burst's
+file with its metadata at once, ahead of whatever the writer thread is still busy with.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from queue import SimpleQueue
 from typing import Protocol
 
 from voice_server.calllog.burst import BurstMeta
@@ -41,7 +44,7 @@ BurstRouteOf = Callable[[str, str], tuple[str, tuple[str, ...], str | None]]
 class BurstHandle:
     """One burst in flight. Mutated by the event loop (counters, live) and read by the writer."""
 
-    __slots__ = ("ended_ms", "live", "meta", "no", "overflow", "packets")
+    __slots__ = ("ended_ms", "live", "meta", "no", "overflow", "packets", "spooled")
 
     def __init__(self, meta: BurstMeta, no: int) -> None:
         self.meta = meta
@@ -50,6 +53,7 @@ class BurstHandle:
         self.overflow = 0  # packets dropped because the spool queue was full
         self.packets = 0
         self.ended_ms = 0
+        self.spooled = False  # the spool writer has begun its file (set by the writer's side)
 
 
 class LiveSink(Protocol):
@@ -93,6 +97,9 @@ class BurstTap:
         self.kind_of: Callable[[str], str] | None = None
         self.queue: deque[Item] = deque()
         self.queue_limit = queue_limit
+        #: bursts just opened, for the spool writer's opener thread (one item per burst, like
+        #: the OPEN items of :attr:`queue`)
+        self.opening: SimpleQueue[BurstHandle | None] = SimpleQueue()
         self.wake = threading.Event()
         self.live = live
         self.counters = TapCounters()
@@ -133,6 +140,7 @@ class BurstTap:
         self.counters.bursts += 1
         self.counters.packets += len(packets)
         self.queue.append((OPEN, handle, packets))
+        self.opening.put(handle)
         live = self.live
         if live is not None and live.connected:
             handle.live = live.start(handle, packets)
