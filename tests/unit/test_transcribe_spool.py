@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import av
+import pytest
 
 from tests.backends import queuing_blocked
 from tests.transcribe_helpers import opus_tone, rtp
@@ -22,6 +23,7 @@ from voice_server.media.counters import MediaCounters
 from voice_server.media.router import Router
 from voice_server.store.database import Database
 from voice_server.talk.detector import TalkRules
+from voice_server.transcribe import tap as tap_module
 from voice_server.transcribe.spool import SpoolWriter
 from voice_server.transcribe.tap import BurstTap
 
@@ -295,3 +297,23 @@ def test_a_burst_begun_while_the_writer_is_stalled_is_on_disk_and_survives_sigki
     assert (gap.speaker_id, gap.speaker_name) == ("suzuki", "鈴木")
     assert not list((tmp_path / "spool").glob("*.part"))
     db.close()
+
+
+def test_a_full_opener_queue_is_counted_and_the_writer_still_creates_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The opener's queue is bounded: a burst that finds it full is counted, and the writer
+    thread creates its file when it reaches the burst's OPEN item, as without an opener."""
+    monkeypatch.setattr(tap_module, "OPENING_LIMIT", 1)
+    tap, writer, _ = setup(tmp_path)
+    pre = [(rtp(i, p), i * 20) for i, p in enumerate(opus_tone(0.2))]
+    first = tap.open("a", "ops", pre, 0)  # nobody takes it yet: the queue is full
+    second = tap.open("b", "ops", pre, 0)
+    assert tap.counters.opening_drops == 1
+    writer.start()
+    try:
+        for h in (first, second):
+            tap.close(h)
+            wait_path(tmp_path / "spool" / f"{h.meta.id}.ogg", "the closed file")
+    finally:
+        writer.stop()

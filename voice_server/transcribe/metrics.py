@@ -21,6 +21,11 @@ def spool_families(spool: SpoolWriter) -> list[Family]:
         Family("voice_tap_queue_drops_total", "counter", "Packets dropped: spool queue full").add(
             tap.queue_drops
         ),
+        Family(
+            "voice_tap_opening_drops_total",
+            "counter",
+            "Bursts whose spool file waited for the writer thread (opener queue full)",
+        ).add(tap.opening_drops),
         Family("voice_tap_queue_length", "gauge", "Items waiting for the spool writer").add(
             len(spool.tap.queue)
         ),

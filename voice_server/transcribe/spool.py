@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -122,7 +123,8 @@ class SpoolWriter:
 
     def stop(self, timeout: float = 10.0) -> None:
         if self._opener is not None:  # first: the writer creates whatever it has not
-            self.tap.opening.put(None)
+            with contextlib.suppress(queue.Full):
+                self.tap.opening.put(None, timeout=timeout)
             self._opener.join(timeout)
             self._opener = None
         self._stop = True

@@ -11,9 +11,10 @@ decoded), and :meth:`BurstTap.close` when the burst ends. Two consumers:
 
 Bounds: the spool queue holds at most ``queue_limit`` packets; beyond it packets are dropped and
 counted, and the burst gets a ``spool_backlog`` gap record. Open and close items always go in
-(one each per burst). Each opened burst is also put on :attr:`BurstTap.opening` (a
-``SimpleQueue``: never blocks) for the spool writer's opener thread, which creates the burst's
-file with its metadata at once, ahead of whatever the writer thread is still busy with.
+(one each per burst). Each opened burst is also put on :attr:`BurstTap.opening` (at most
+:data:`OPENING_LIMIT`, never blocking; when full the writer creates the file at the OPEN item as
+before, counted in ``opening_drops``) for the spool writer's opener thread, which creates the
+burst's file with its metadata at once, ahead of whatever the writer thread is still busy with.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from queue import SimpleQueue
+from queue import Full, Queue
 from typing import Protocol
 
 from voice_server.calllog.burst import BurstMeta
@@ -69,11 +70,16 @@ class LiveSink(Protocol):
     def end(self, handle: BurstHandle) -> None: ...
 
 
+#: bursts waiting for the opener thread (a thousand talkers starting at once stay far below)
+OPENING_LIMIT = 1024
+
+
 @dataclass(slots=True)
 class TapCounters:
     bursts: int = 0
     packets: int = 0
     queue_drops: int = 0
+    opening_drops: int = 0  # bursts the opener thread did not get (its queue was full)
     unknown_speaker: int = 0
 
 
@@ -97,9 +103,8 @@ class BurstTap:
         self.kind_of: Callable[[str], str] | None = None
         self.queue: deque[Item] = deque()
         self.queue_limit = queue_limit
-        #: bursts just opened, for the spool writer's opener thread (one item per burst, like
-        #: the OPEN items of :attr:`queue`)
-        self.opening: SimpleQueue[BurstHandle | None] = SimpleQueue()
+        #: bursts just opened, for the spool writer's opener thread (bounded; None stops it)
+        self.opening: Queue[BurstHandle | None] = Queue(maxsize=OPENING_LIMIT)
         self.wake = threading.Event()
         self.live = live
         self.counters = TapCounters()
@@ -140,7 +145,10 @@ class BurstTap:
         self.counters.bursts += 1
         self.counters.packets += len(packets)
         self.queue.append((OPEN, handle, packets))
-        self.opening.put(handle)
+        try:
+            self.opening.put_nowait(handle)
+        except Full:  # the writer creates it when it reaches the OPEN item
+            self.counters.opening_drops += 1
         live = self.live
         if live is not None and live.connected:
             handle.live = live.start(handle, packets)
