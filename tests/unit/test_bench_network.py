@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from voice_server.bench.network import rules, summarize
+from voice_server.bench.network import (
+    BURSTY_LOSS,
+    NetworkOptions,
+    concealment,
+    conditions,
+    full_matrix,
+    rules,
+    summarize,
+)
 from voice_server.cli import main
 
 
@@ -29,6 +37,49 @@ def test_turn_lets_only_the_relay_reach_the_media_port_and_loses_on_443() -> Non
     assert "tcp dport 40000 drop;" in table
     assert "tcp dport 443 numgen random mod 1000 < 20 counter drop;" in table
     assert "tcp sport 443 numgen random mod 1000 < 20 counter drop;" in table
+
+
+def test_uplink_loss_drops_only_packets_to_the_media_port() -> None:
+    table = rules("udp", 0.1, 40000, "up")
+    assert "udp dport 40000 numgen random mod 1000 < 100 counter drop;" in table
+    assert "sport 40000" not in table
+    down = rules("udp", 0.1, 40000, "down")
+    assert "udp sport 40000 numgen random mod 1000 < 100 counter drop;" in down
+    assert "dport 40000 numgen" not in down
+
+
+def test_bursty_loss_is_a_two_state_gilbert_chain_in_a_conntrack_mark() -> None:
+    table = rules("udp", BURSTY_LOSS, 40000, "up", "bursty")
+    assert "udp dport 40000 ct mark 1 numgen random mod 1000 < 225 ct mark set 0 accept;" in table
+    assert "udp dport 40000 ct mark 1 counter drop;" in table
+    assert "udp dport 40000 ct mark 0 numgen random mod 1000 < 25 ct mark set 1 counter drop;" in (
+        table
+    )
+    assert abs(BURSTY_LOSS - 0.10) < 1e-9
+
+
+def test_conditions_give_one_zero_row_and_bursty_once_at_ten_percent() -> None:
+    opts = NetworkOptions(losses=(0.0, 0.1), directions=("up", "down"),
+                          patterns=("random", "bursty"))  # fmt: skip
+    assert conditions(opts) == [
+        ("random", 0.0, "up"),
+        ("random", 0.1, "up"),
+        ("random", 0.1, "down"),
+        ("bursty", BURSTY_LOSS, "up"),
+        ("bursty", BURSTY_LOSS, "down"),
+    ]
+    full = full_matrix(NetworkOptions())
+    assert full.reds == (True, False) and len(conditions(full)) == 1 + 3 * 2 + 2
+
+
+def test_concealment_leaves_out_silent_concealment_and_keeps_the_raw_figure() -> None:
+    before = {"concealed": 100, "silent": 50, "samples": 1000, "fec": 0, "fecDiscarded": 0}
+    after = {"concealed": 400, "silent": 250, "samples": 11000, "fec": 30, "fecDiscarded": 5}
+    q = concealment(before, after)
+    assert (q["concealed_ratio"], q["concealed_ratio_raw"]) == (0.01, 0.03)
+    assert (q["fec_packets_received"], q["fec_packets_discarded"]) == (30, 5)
+    assert q["stoi"] is None and q["pesq_wb"] is None
+    assert concealment(before, before)["concealed_ratio"] is None
 
 
 def test_summary_compares_red_on_rows_only() -> None:
@@ -70,6 +121,8 @@ def test_summary_compares_each_path_with_udp_at_the_same_loss() -> None:
         ["--loss", "80"],
         ["--period", "1"],
         ["--red", "maybe"],
+        ["--direction", "sideways"],
+        ["--pattern", "gilbert"],
     ],
 )
 def test_bad_flags_are_one_line_and_exit_2(

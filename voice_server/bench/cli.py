@@ -49,7 +49,7 @@ def add_bench_parser(sub: Any) -> None:
         help="mouth-to-ear browser -> browser per media path (UDP, ICE-TCP, TURN over TLS) at "
         "0 %% and 2 %% loss (needs root, Chromium, coturn, nftables)",
     )
-    net.add_argument("--bursts", type=positive_int, default=20, help="per condition (20)")
+    net.add_argument("--bursts", type=positive_int, default=12, help="per condition (12)")
     net.add_argument("--period", type=positive_float, default=2.5, help="seconds per burst (2.5)")
     net.add_argument(
         "--paths", default="udp,tcp,turn-tls", help="comma-separated (default udp,tcp,turn-tls)"
@@ -61,6 +61,19 @@ def add_bench_parser(sub: Any) -> None:
     net.add_argument(
         "--red", default="on", help="audio RED per condition: on, off or on,off (default on)"
     )
+    net.add_argument(
+        "--direction", default="both",
+        help="where the loss is: up (the phone's uplink), down, both; comma-separated (both)",
+    )  # fmt: skip
+    net.add_argument(
+        "--pattern", default="random",
+        help="random, bursty (a 10 %% Gilbert model row) or random,bursty (random)",
+    )  # fmt: skip
+    net.add_argument(
+        "--full", action="store_true",
+        help="the whole matrix: every path, 0/5/10/20 %% random and 10 %% bursty, uplink and "
+        "downlink, RED on and off (about an hour)",
+    )  # fmt: skip
     net.add_argument("--json", type=Path, help="write the result as JSON to this file")
     red = bsub.add_parser(
         "red", help="forwarding CPU per copy with audio RED on (two variants) against off"
@@ -171,7 +184,15 @@ def _run_priority(args: argparse.Namespace) -> int:
 
 
 def _run_network(args: argparse.Namespace) -> int:
-    from voice_server.bench.network import PATHS, NetworkOptions, format_summary, run_network
+    from voice_server.bench.network import (
+        DIRECTIONS,
+        PATHS,
+        PATTERNS,
+        NetworkOptions,
+        format_summary,
+        full_matrix,
+        run_network,
+    )
 
     paths = tuple(p.strip() for p in args.paths.split(",") if p.strip())
     try:
@@ -194,6 +215,17 @@ def _run_network(args: argparse.Namespace) -> int:
     if not reds or any(x.strip() not in ("on", "off") for x in args.red.split(",")):
         print("voice-server bench network: --red takes on, off or on,off", file=sys.stderr)
         return 2
+    directions = tuple(x.strip() for x in args.direction.split(",") if x.strip())
+    patterns = tuple(x.strip() for x in args.pattern.split(",") if x.strip())
+    if (
+        not directions
+        or not set(directions) <= set(DIRECTIONS)
+        or not patterns
+        or not (set(patterns) <= set(PATTERNS))
+    ):
+        print("voice-server bench network: --direction up,down,both; --pattern random,bursty",
+              file=sys.stderr)  # fmt: skip
+        return 2
     opts = NetworkOptions(
         bursts=args.bursts,
         period=args.period,
@@ -201,7 +233,11 @@ def _run_network(args: argparse.Namespace) -> int:
         losses=losses,
         reds=reds,
         moves=max(0, args.moves),
+        directions=directions,
+        patterns=patterns,
     )
+    if args.full:
+        opts = full_matrix(opts)
     try:
         result = run_network(opts)
     except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:

@@ -21,10 +21,14 @@ within +80 ms of UDP (head-of-line blocking).
 
 Loss (issue #22): ``--loss 0,5,10,20`` adds rows at those random losses and ``--red on,off``
 runs every condition with audio RED offered and without (a server with ``VOICE_AUDIO_RED=false``,
-same run); each row has ``red`` and ``quality.concealed_ratio``: the listener's concealed samples
-over the samples it received during the timed window (Chromium's ``inbound-rtp`` stats). Only
-random loss on both directions of the access leg (no bursty/Gilbert rows, no jitter, no headset
-receiver, no STOI yet); the path summary compares RED-on rows only. ``network_change``: with
+same run); ``--direction up|down|both`` puts the loss on the phone's uplink (the issue's targeted
+rows), its downlink, or both (issue #21's rows), ``--pattern bursty`` adds a 10 % Gilbert row
+(:data:`GILBERT`, kept per flow in a conntrack mark), and ``--full`` runs the whole matrix. Each
+row has ``red``, ``pattern``, ``direction`` and ``quality`` (:func:`concealment`: the listener's
+concealed samples less silent concealment, and raw, over the samples received; FEC/RED packets
+received and discarded). Not measured: jitter (no netem qdisc in this kernel), the headset's
+concealment, STOI/PESQ (null). The path summary compares RED-on, random, both-ways rows only.
+``network_change``: with
 RED on and UDP, ``--moves`` times the phones' address moves mid-talk (:mod:`netchange`) and
 ``gap_ms`` is the worst gap at the listener (``gaps_ms`` each).
 """
@@ -39,7 +43,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -56,7 +60,20 @@ from voice_server.bench.latency import (
     write_bursts,
 )
 
-__all__ = ["PATHS", "NetworkOptions", "format_summary", "rules", "run_network", "summarize"]
+__all__ = [
+    "DIRECTIONS",
+    "GILBERT",
+    "PATHS",
+    "PATTERNS",
+    "NetworkOptions",
+    "concealment",
+    "conditions",
+    "format_summary",
+    "full_matrix",
+    "rules",
+    "run_network",
+    "summarize",
+]
 
 PATHS = ("udp", "tcp", "turn-tls")
 RELAY = "127.0.0.3"
@@ -64,6 +81,16 @@ TURN_PORT = 443
 TABLE = "voice_bench_network"
 TARGET_0 = 30.0  # ms over UDP's p95 at 0 % loss, TCP and TURN-TLS
 TARGET_LOSS_TCP = 80.0  # ms over UDP's p95 at 2 % loss, TCP
+#: where the loss is: the phone's uplink (to the media port: the issue's targets), its downlink
+#: (from it: reported), or both (issue #21's path rows)
+DIRECTIONS = ("up", "down", "both")
+PATTERNS = ("random", "bursty")
+#: the bursty rows' Gilbert model (two states, per flow, in nftables: a conntrack mark holds the
+#: state): good -> bad with p, bad -> good with r, every packet lost in bad, none in good; mean
+#: loss p / (p + r) = 10 %, mean burst 1 / r ≈ 4.4 packets (netem's ``loss gemodel 2.5% 22.5%
+#: 100% 0%``; this kernel has no netem qdisc). Measured on 20 000 datagrams: 10.0 %, bursts 4.1.
+GILBERT = {"p": 0.025, "r": 0.225, "loss_in_bad": 1.0, "loss_in_good": 0.0}
+BURSTY_LOSS = GILBERT["p"] / (GILBERT["p"] + GILBERT["r"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,22 +103,69 @@ class NetworkOptions:
     settle: float = 3.0
     reds: tuple[bool, ...] = (True,)  # audio RED offered (VOICE_AUDIO_RED), per condition
     moves: int = 3  # network changes mid-talk (UDP, no loss) for network_change.gap_ms; 0: none
+    directions: tuple[str, ...] = ("both",)
+    patterns: tuple[str, ...] = ("random",)  # "bursty": one more row per path at 10 % (GILBERT)
+
+
+def full_matrix(opts: NetworkOptions) -> NetworkOptions:
+    """``--full``: every path, 0/5/10/20 % random and 10 % bursty, uplink and downlink loss,
+    RED on and off (about 60 conditions)."""
+    return replace(opts, paths=PATHS, losses=(0.0, 0.05, 0.10, 0.20), reds=(True, False),
+                   directions=("up", "down"), patterns=PATTERNS)  # fmt: skip
+
+
+def conditions(opts: NetworkOptions) -> list[tuple[str, float, str]]:
+    """(pattern, loss, direction) per path: random at each loss, bursty once at its 10 %; a
+    0 % row once (no direction to it)."""
+    out: list[tuple[str, float, str]] = []
+    for pattern in opts.patterns:
+        losses = (BURSTY_LOSS,) if pattern == "bursty" else opts.losses
+        for loss in losses:
+            for direction in opts.directions[:1] if loss == 0 else opts.directions:
+                out.append((pattern, loss, direction))
+    return out
 
 
 CONCEALMENT = """async () => {
   const pc = window.voiceDiag.call.pc;
-  let concealed = 0, samples = 0;
+  const out = {concealed: 0, silent: 0, samples: 0, fec: 0, fecDiscarded: 0};
   if (pc) (await pc.getStats()).forEach((s) => {
     if (s.type === "inbound-rtp" && s.kind === "audio") {
-      concealed += s.concealedSamples || 0; samples += s.totalSamplesReceived || 0;
+      out.concealed += s.concealedSamples || 0; out.silent += s.silentConcealedSamples || 0;
+      out.samples += s.totalSamplesReceived || 0; out.fec += s.fecPacketsReceived || 0;
+      out.fecDiscarded += s.fecPacketsDiscarded || 0;
     }
   });
-  return [concealed, samples];
+  return out;
 }"""
 
 
-def rules(path: str, loss: float, media: int) -> str:
-    """The nftables table forcing ``path`` and dropping ``loss`` of the access leg's packets."""
+def concealment(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
+    """The listener's quality figures over a window: concealed samples less silent concealment
+    (``concealed_ratio``: what NetEq made up while audio was due) and all of them
+    (``concealed_ratio_raw``) over the samples received; RED/FEC packets NetEq got and threw
+    away; no speech score (``stoi``, ``pesq_wb``: not measured, see README)."""
+    d = {k: after[k] - before[k] for k in before}
+    samples = d["samples"]
+    # clamped: Chromium's two counters are not updated together (-0.09 % seen at 0 % loss)
+    ratio = round(max(0.0, d["concealed"] - d["silent"]) / samples, 4) if samples > 0 else None
+    raw = round(d["concealed"] / samples, 4) if samples > 0 else None
+    return {
+        "concealed_ratio": ratio,
+        "concealed_ratio_raw": raw,
+        "fec_packets_received": d["fec"],
+        "fec_packets_discarded": d["fecDiscarded"],
+        "stoi": None,
+        "pesq_wb": None,
+    }
+
+
+def rules(
+    path: str, loss: float, media: int, direction: str = "both", pattern: str = "random"
+) -> str:
+    """The nftables table forcing ``path`` and dropping ``loss`` of the access leg's packets
+    in ``direction`` (up: to the server's port, down: from it), at random or in Gilbert bursts
+    (:data:`GILBERT`, whatever ``loss`` says)."""
     force = {
         "udp": [f"tcp dport {media} drop", f"ip saddr {RELAY} udp dport {media} drop"],
         "tcp": [f"udp dport {media} drop"],
@@ -99,11 +173,20 @@ def rules(path: str, loss: float, media: int) -> str:
     }[path]
     permille = round(loss * 1000)
     lossy: list[str] = []
-    if permille > 0:
-        proto, port = ("tcp", TURN_PORT) if path == "turn-tls" else (path, media)
+    ways = {"up": ("dport",), "down": ("sport",), "both": ("dport", "sport")}[direction]
+    proto, port = ("tcp", TURN_PORT) if path == "turn-tls" else (path, media)
+    if permille > 0 and pattern == "bursty":
+        p, r = round(GILBERT["p"] * 1000), round(GILBERT["r"] * 1000)
+        for way in ways:  # bad -> good (delivered), stay bad (lost), good -> bad (lost)
+            lossy += [
+                f"{proto} {way} {port} ct mark 1 numgen random mod 1000 < {r} ct mark set 0 accept",
+                f"{proto} {way} {port} ct mark 1 counter drop",
+                f"{proto} {way} {port} ct mark 0 numgen random mod 1000 < {p} ct mark set 1 "
+                "counter drop",
+            ]
+    elif permille > 0:
         lossy = [
-            f"{proto} {way} {port} numgen random mod 1000 < {permille} counter drop"
-            for way in ("dport", "sport")
+            f"{proto} {way} {port} numgen random mod 1000 < {permille} counter drop" for way in ways
         ]
     body = "".join(f"    {rule};\n" for rule in [*force, *lossy])
     return (
@@ -155,14 +238,13 @@ def _condition(
             wait_until(settled, 60, f"both browsers on {path}")
         time.sleep(opts.settle)
         start_ms = time.time() * 1000.0
-        c0, n0 = listener.evaluate(CONCEALMENT)
+        before = listener.evaluate(CONCEALMENT)
         time.sleep(opts.bursts * opts.period + 1.5)
-        c1, n1 = listener.evaluate(CONCEALMENT)
+        after = listener.evaluate(CONCEALMENT)
         sent = sorted(t for t in talker.evaluate("window.voiceDiag.txOnsets") if t >= start_ms)
         rx: list[float] = listener.evaluate("Object.values(window.voiceDiag.rxOnsets).flat()")
-        ratio = round((c1 - c0) / (n1 - n0), 4) if n1 > n0 else None
         receivers: list[tuple[str, list[float], list[str | None] | None, Any]] = [
-            ("browser", rx, observed, {"concealed_ratio": ratio})
+            ("browser", rx, observed, concealment(before, after))
         ]
         if headset is not None:  # the rules leave it no other path
             receivers.append(("headset", headset.onsets_ms, None, None))
@@ -254,15 +336,15 @@ def run_network(opts: NetworkOptions, log: IO[str] = sys.stderr) -> dict[str, An
                 data.mkdir()
                 with bench_server(data, env, media_port=media) as url:
                     for path in opts.paths:
-                        for loss in opts.losses:
-                            _apply(rules(path, loss, media))
-                            print(f"bench network: {path}, {loss:.0%} loss, RED {red}",
-                                  file=log, flush=True)  # fmt: skip
+                        for pattern, loss, way in conditions(opts):
+                            _apply(rules(path, loss, media, way, pattern))
+                            print(f"bench network: {path}, {loss:.0%} {pattern} loss {way}, "
+                                  f"RED {red}", file=log, flush=True)  # fmt: skip
                             args = turn.chromium_args
                             for row in _condition(pw, url, data, files, args, opts, path, tls.cert):
                                 rows.append(
-                                    {"path": path, "loss": loss, "pattern": "random", "red": red,
-                                     **row}
+                                    {"path": path, "loss": loss, "pattern": pattern,
+                                     "direction": way, "red": red, **row}
                                 )  # fmt: skip
                     if red and opts.moves and network_change is None:
                         _apply(rules("udp", 0.0, media))
@@ -271,6 +353,8 @@ def run_network(opts: NetworkOptions, log: IO[str] = sys.stderr) -> dict[str, An
                             pw, url, data, files, turn.chromium_args, opts.moves, media
                         )
     return {
+        "gilbert": GILBERT,
+        "jitter_rows": None,  # no netem qdisc in this kernel: no delay/jitter emulation
         "bursts_per_row": opts.bursts,
         "period_s": opts.period,
         "tone_ms": opts.tone_ms,
@@ -287,7 +371,10 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     p95 = {
         (r["path"], r["loss"]): r.get("p95_ms")
         for r in rows
-        if r["receiver"] == "browser" and r.get("red", True)
+        if r["receiver"] == "browser"
+        and r.get("red", True)
+        and r.get("direction", "both") == "both"
+        and r.get("pattern", "random") == "random"
     }
     out: dict[str, Any] = {}
     for (path, loss), value in sorted(p95.items()):
@@ -305,19 +392,24 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def format_summary(result: dict[str, Any]) -> str:
     lines = [
-        f"{'path':<10} {'loss':>5} {'RED':>4} {'receiver':<8} {'bursts':>6} {'missed':>6} "
-        f"{'p50 ms':>8} {'p95 ms':>8} {'concealed':>9}"
+        f"{'path':<10} {'loss':>5} {'pattern':<7} {'dir':<4} {'RED':>4} {'receiver':<8} "
+        f"{'bursts':>6} {'missed':>6} {'p50 ms':>8} {'p95 ms':>8} {'concealed':>9} {'raw':>7}"
     ]
     for r in result["rows"]:
         fmt = {k: "-" if r.get(k) is None else f"{r[k]:.1f}" for k in ("p50_ms", "p95_ms")}
         paths = r["observed_paths"]
         seen = "" if paths is None or set(paths) == {r["path"]} else f"  (seen: {paths})"
-        concealed = (r.get("quality") or {}).get("concealed_ratio")
+        quality = r.get("quality") or {}
+        pct = {
+            k: "-" if quality.get(k) is None else f"{quality[k]:.2%}"
+            for k in ("concealed_ratio", "concealed_ratio_raw")
+        }
         red = "on" if r.get("red", True) else "off"
         lines.append(
-            f"{r['path']:<10} {r['loss']:>5.0%} {red:>4} {r['receiver']:<8} {r['bursts']:>6} "
+            f"{r['path']:<10} {r['loss']:>5.0%} {r.get('pattern', 'random'):<7} "
+            f"{r.get('direction', 'both'):<4} {red:>4} {r['receiver']:<8} {r['bursts']:>6} "
             f"{r['missed']:>6} {fmt['p50_ms']:>8} {fmt['p95_ms']:>8} "
-            f"{'-' if concealed is None else f'{concealed:.2%}':>9}{seen}"
+            f"{pct['concealed_ratio']:>9} {pct['concealed_ratio_raw']:>7}{seen}"
         )
     change = result.get("network_change")
     if change:

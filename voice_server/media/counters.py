@@ -59,6 +59,7 @@ class MediaCounters:
     red_routed: int = 0  # of those, forwarded as RED (to listeners that negotiated it)
     red_recovered: int = 0  # frames the call log got from RED redundancy (a lost packet's)
     rtcp_talker_reports: int = 0  # receiver reports sent to talkers about their uplink
+    rtcp_keepalives: int = 0  # empty receiver reports to talkers sending voice (stall detection)
     slot_busy_bursts: int = 0
     stun_requests: int = 0
     talk_bursts: int = 0
@@ -107,6 +108,7 @@ class MediaCounters:
             ("red_routed", "Talkers' RED packets forwarded as RED (to listeners with RED)"),
             ("red_recovered", "Lost frames the call log got from RED redundancy"),
             ("rtcp_talker_reports", "RTCP receiver reports sent to talkers about their uplink"),
+            ("rtcp_keepalives", "Empty RTCP receiver reports sent to talkers sending voice"),
             ("stun_requests", "STUN binding requests answered"),
             ("dtls_handshakes", "DTLS handshakes completed"),
             ("dtls_failures", "DTLS handshakes failed"),

@@ -6,8 +6,10 @@ sessions): ``open`` makes a transport for a route and returns the server's SDP o
 applies the participant's answer, ``set_route`` changes what a session talks into and hears
 during the call (returning a renegotiation offer when it now hears a channel its peer connection
 has no slot m-lines for), ``close`` tears it down. Server-side sources (no peer) are attached to
-routes with ``attach_source``. Owns three periodic jobs: talk hangover ticks (50 ms), RTCP sender
-reports (every 2 s per active slot and listener) and ICE consent expiry (30 s without a check).
+routes with ``attach_source``. Owns five periodic jobs: talk hangover ticks (50 ms), RTCP sender
+reports (every 2 s per active slot and listener), receiver reports to talkers (every 1 s), RTCP
+keepalives to participants sending voice (every 250 ms) and ICE consent expiry (30 s without a
+check).
 """
 
 from __future__ import annotations
@@ -61,6 +63,11 @@ RTCP_SECONDS = 2.0
 RTCP_ROUNDS = 40
 #: receiver reports to each talker about its uplink, in RTCP_ROUNDS rounds per period
 TALKER_REPORT_SECONDS = 1.0
+#: an empty receiver report (RC=0, + SDES; no loss figure, so the encoder's FEC decision still
+#: rests on the 1 s reports) to each participant sending voice, this often: the phone's stall
+#: detector (clients/web/js/call.js) hears from the server while it talks and so tells a dead
+#: path within ~0.6 s (a network change) instead of waiting out the 1 s report interval
+KEEPALIVE_SECONDS = 0.25
 #: a listener's own reports count towards the talkers' reported loss for this long
 DOWNLINK_FRESH_SECONDS = 10.0
 #: a talker whose last packet is older than this gets no more reports
@@ -160,6 +167,7 @@ class MediaPlane:
         self._talker_round = 0
         #: the SSRC our receiver reports come from (we send no media from it)
         self._report_ssrc = secrets.randbits(32) or 1
+        self._keepalive = build_receiver_report(ssrc=self._report_ssrc, cname=CNAME)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -184,6 +192,9 @@ class MediaPlane:
             asyncio.create_task(
                 self._every(TALKER_REPORT_SECONDS / RTCP_ROUNDS, self._send_talker_reports),
                 name="media-rtcp-talkers",
+            ),
+            asyncio.create_task(
+                self._every(KEEPALIVE_SECONDS, self._send_keepalives), name="media-rtcp-keepalive"
             ),
             asyncio.create_task(self._every(5.0, self._check_consent), name="media-consent"),
         ]
@@ -587,6 +598,23 @@ class MediaPlane:
                 self.endpoint.sendto(tr.tx.protect_rtcp(report), tr.remote)
                 self.counters.rtcp_out += 1
                 self.counters.rtcp_talker_reports += 1
+            except Exception:
+                self.counters.drop_send_error += 1
+
+    def _send_keepalives(self) -> None:
+        """An empty receiver report to each participant whose voice arrived since the previous
+        round (``Reception.voiced_since_mark``: DTX silence gets none, the 1 s reports suffice
+        there): a few dozen bytes per talker every KEEPALIVE_SECONDS, bounded by the talkers."""
+        for link in list(self.links.values()):
+            tr = link.transport
+            if not tr.reception.voiced_since_mark():
+                continue
+            if not tr.media_ready or tr.tx is None or tr.remote is None:
+                continue
+            try:
+                self.endpoint.sendto(tr.tx.protect_rtcp(self._keepalive), tr.remote)
+                self.counters.rtcp_out += 1
+                self.counters.rtcp_keepalives += 1
             except Exception:
                 self.counters.drop_send_error += 1
 

@@ -19,11 +19,14 @@ from __future__ import annotations
 
 from voice_server.media.rtcp import ReportBlock, ntp_short
 
-__all__ = ["MAX_DROPOUT", "MAX_MISORDER", "Reception", "folded_fraction"]
+__all__ = ["KEEPALIVE_MIN_PACKETS", "MAX_DROPOUT", "MAX_MISORDER", "Reception", "folded_fraction"]
 
 MAX_DROPOUT = 3000  # RFC 3550 A.1: a jump this far ahead is a restart, not loss
 MAX_MISORDER = 100
 SEQ_MOD = 1 << 16
+#: a talker is sending voice (not Opus DTX, one packet per 400 ms) when this many of its packets
+#: arrived since the previous keepalive round (:meth:`Reception.voiced_since_mark`)
+KEEPALIVE_MIN_PACKETS = 4
 
 
 def folded_fraction(uplink: int, listeners: list[int]) -> int:
@@ -38,6 +41,7 @@ class Reception:
     __slots__ = (
         "_arrival_prev",
         "_expected_prior",
+        "_keepalive_mark",
         "_received_prior",
         "_sr_arrival",
         "_transit",
@@ -63,6 +67,7 @@ class Reception:
         self.last_packet_at = 0.0
         #: its packets carrying Opus in-band FEC (counted by the endpoint, media/opus_fec.py)
         self.fec_packets = 0
+        self._keepalive_mark = 0
 
     def _reset(self, seq: int) -> None:
         self.base_seq = seq
@@ -116,6 +121,16 @@ class Reception:
         """The talker's SR for this stream arrived (its NTP timestamp) at ``arrival``."""
         self.lsr = ntp_short(ntp)
         self._sr_arrival = arrival
+
+    def voiced_since_mark(self) -> bool:
+        """At least KEEPALIVE_MIN_PACKETS packets arrived since the previous call (a talker
+        sending voice gets the server's RTCP keepalives; one in DTX silence does not); moves the
+        mark. A new SSRC (its count restarted) counts from zero."""
+        if self.received < self._keepalive_mark:
+            self._keepalive_mark = 0
+        voiced = self.received - self._keepalive_mark >= KEEPALIVE_MIN_PACKETS
+        self._keepalive_mark = self.received
+        return voiced
 
     # ------------------------------------------------------------------ output
     @property

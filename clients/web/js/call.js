@@ -11,20 +11,24 @@
 // Network changes (Wi-Fi -> LTE, a moved address): the call asks the server for an ICE restart
 // ("restart" {why}; the server answers with offer {renegotiate, restart}: new ICE credentials
 // applied to the same connection, DTLS kept) on `online`, on a connection-type change, when ICE
-// reports disconnected/failed, and on a media stall (we send audio but nothing at all has come
-// back for STALL_MS: the server reports on a talker's uplink every second). At most one request
+// reports disconnected/failed, and on a media stall (we send voice but nothing at all has come
+// back for STALL_MS: the server keeps a talker posted every 250 ms). At most one request
 // per RESTART_MIN_MS (the server refuses more often with ice_restart_too_often).
 //
 // Events: "answer" {sdp, revision}, "track" {mid, track}, "media" {state}, "failed" {},
-// "restart" {why}.
+// "restart" {why}, "candidate" {address} (each local ICE candidate gathered; diagnostics).
 
 const GATHER_TIMEOUT_MS = 2000;
 // with a TURN relay: its TLS handshake and allocation come before the relay candidate
 const RELAY_GATHER_TIMEOUT_MS = 6000;
 const DISCONNECTED_GRACE_MS = 5000;
-const STALL_MS = 1500;
-const STALL_PACKETS = 60; // 1.2 s of 20 ms packets sent without a byte back
-const WATCH_MS = 250;
+// A media stall: we have sent voice (VOICED_PACKETS a watch at least: not DTX silence) for STALL_MS
+// without a byte back. While a participant sends voice the server sends it an RTCP keepalive every
+// 250 ms (voice_server/media/plane.py KEEPALIVE_SECONDS), so STALL_MS is two to three of them
+// missed; the stall clock starts again whenever a byte arrives or the voice pauses.
+const STALL_MS = 600;
+const WATCH_MS = 200;
+const VOICED_PACKETS = 5; // of the ~10 20 ms packets a watch period holds while talking
 export const RESTART_MIN_MS = 3000;
 // The receive jitter buffer's requested hold time (ms) for every talk slot. In Chromium's WebRTC
 // this is a floor under NetEq's own target (the "base minimum delay"), not a cap: NetEq still
@@ -43,6 +47,12 @@ export function lowerJitterBuffer(receiver, targetMs = RECEIVE_JITTER_TARGET_MS)
   } catch (_) {
     // an out-of-range value or a browser that refuses the hint: keep its default
   }
+}
+
+// The stall clock of watchStall starts again: the first sample, a byte received, or too few
+// packets sent since the previous sample to be voice (silence, DTX, a muted microphone).
+export function stallClockRestarts(w, sent, received) {
+  return !w.since || received !== w.received || sent - w.sent < VOICED_PACKETS;
 }
 
 function gathered(pc, timeoutMs) {
@@ -70,7 +80,7 @@ export class Call extends EventTarget {
     this.disconnectTimer = null;
     this.iceServers = [];
     this.lastRestart = 0;
-    this.watch = { sent: 0, received: 0, since: 0, unanswered: 0 };
+    this.watch = { sent: 0, received: 0, since: 0 };
     this.onNetwork = () => this.requestRestart("network");
     window.addEventListener("online", this.onNetwork);
     if (navigator.connection) navigator.connection.addEventListener("change", this.onNetwork);
@@ -85,8 +95,10 @@ export class Call extends EventTarget {
     this.emit("restart", { why });
   }
 
-  // A media stall: our microphone's packets go out (STALL_PACKETS of them, bursts add up) but no
-  // byte at all has come back for STALL_MS (the server reports on a talker's uplink every second).
+  // A media stall: our microphone's voice goes out (VOICED_PACKETS or more each WATCH_MS) but no
+  // byte at all has come back for STALL_MS (the server's keepalives come every 250 ms to a
+  // participant sending voice). The clock restarts on any byte received and on any pause in the
+  // voice (DTX silence gets reports once a second only, so a new burst starts a fresh clock).
   async watchStall() {
     const pc = this.pc;
     if (!pc || pc.connectionState === "new") return;
@@ -100,20 +112,17 @@ export class Call extends EventTarget {
     } catch (_) {
       return;
     }
+    if (pc !== this.pc) return;
     const w = this.watch;
     const now = Date.now();
-    if (received !== w.received || !w.since) {
-      w.received = received;
+    if (stallClockRestarts(w, sent, received)) {
       w.since = now;
-      w.unanswered = 0;
-    }
-    if (sent > w.sent) w.unanswered += sent - w.sent;
-    w.sent = sent;
-    if (now - w.since >= STALL_MS && w.unanswered >= STALL_PACKETS) {
+    } else if (now - w.since >= STALL_MS) {
       w.since = now;
-      w.unanswered = 0;
       this.requestRestart("stall");
     }
+    w.sent = sent;
+    w.received = received;
   }
 
   // The TURN relays of `joined.ice_servers` for the next peer connection: well-formed entries
@@ -157,6 +166,9 @@ export class Call extends EventTarget {
       this.emit("track", { mid, track: ev.track });
     };
     pc.onconnectionstatechange = () => this.stateChanged(pc, generation);
+    pc.addEventListener("icecandidate", (e) => {
+      if (generation === this.generation && e.candidate) this.emit("candidate", { address: e.candidate.address });
+    });
     pc.oniceconnectionstatechange = () => {
       if (generation !== this.generation) return;
       const state = pc.iceConnectionState;

@@ -220,6 +220,9 @@ class App {
         this.replay.check(this.blocks[0]);
       }
     });
+    this.call.addEventListener("candidate", (e) => {
+      if (this.diag) this.diag.log("candidate", { address: e.detail.address });
+    });
     this.call.addEventListener("failed", () => {
       if (this.conn) this.conn.rejoin();
     });
@@ -625,6 +628,7 @@ class App {
         if (msg.renegotiate !== true) {
           this.slotsPerBlock = Math.max(1, (msg.sdp.match(/^m=audio/gm) || []).length - 1);
         }
+        if (this.diag && msg.restart === true) this.diag.log("restart_offer");
         this.call.handleOffer(msg.sdp, msg.renegotiate === true, msg.revision).catch((err) => {
           this.warn(t("error_generic", { message: err.message || String(err) }));
         });
