@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from voice_server.media.slot_stream import FRAME_SAMPLES, PreRoll, SlotStream
+from voice_server.media.slot_stream import FRAME_SAMPLES, MAX_SEQ_GAP, PreRoll, SlotStream
 
 
 def rtp(seq: int, ts: int, ssrc: int = 0x1111, pt: int = 96, marker: bool = False) -> bytearray:
@@ -144,14 +144,14 @@ def test_incoming_timestamp_wrap_keeps_deltas() -> None:
 def test_duplicate_and_late_packets_of_the_current_talker_are_dropped() -> None:
     stream = SlotStream(1, 111)
     assert stream.advance("a", 10, 0, 0)
-    assert stream.advance("a", 12, 1920, 40)  # 11 lost: still sent, seq +1
-    assert stream.seq == 1
+    assert stream.advance("a", 12, 1920, 40)  # 11 lost on the uplink: a gap the listener sees
+    assert stream.seq == 2
     assert not stream.advance("a", 11, 960, 45)  # late
     assert not stream.advance("a", 12, 1920, 46)  # duplicate
     assert stream.stale_dropped == 2
     packet = rtp(13, 2880)
     assert stream.rewrite(packet, "a", 60)
-    assert fields(packet)[2] == 2
+    assert fields(packet)[2] == 3
     late = rtp(12, 1920)
     assert not stream.rewrite(late, "a", 61)
     assert late == rtp(12, 1920)  # untouched
@@ -179,6 +179,15 @@ def test_slot_stream_rejects_bad_ssrc_or_payload_type(ssrc: int, pt: int) -> Non
         SlotStream(ssrc, pt)
 
 
+def test_a_jump_beyond_the_largest_gap_goes_on_by_one() -> None:
+    stream = SlotStream(1, 111)
+    assert stream.advance("a", 100, 0, 0)
+    assert stream.advance("a", 100 + MAX_SEQ_GAP, 960, 20)  # MAX_SEQ_GAP - 1 lost: kept
+    assert stream.seq == MAX_SEQ_GAP
+    assert stream.advance("a", 101 + 2 * MAX_SEQ_GAP, 1920, 40)  # a restarted sender
+    assert stream.seq == MAX_SEQ_GAP + 1
+
+
 _packet = st.tuples(
     st.integers(min_value=0, max_value=3),  # talker
     st.integers(min_value=1, max_value=3),  # incoming seq step
@@ -192,7 +201,7 @@ _packet = st.tuples(
     st.integers(min_value=0, max_value=0xFFFFFFFF),
     st.lists(_packet, min_size=1, max_size=200),
 )
-def test_outgoing_seq_is_always_plus_one_across_any_switches(
+def test_outgoing_seq_keeps_a_talkers_gaps_and_goes_on_by_one_at_switches(
     first_seq: int, first_ts: int, packets: list[tuple[int, int, int, int]]
 ) -> None:
     stream = SlotStream(7, 111, first_seq=first_seq, first_timestamp=first_ts)
@@ -210,7 +219,8 @@ def test_outgoing_seq_is_always_plus_one_across_any_switches(
             assert (stream.seq, stream.timestamp) == (first_seq, first_ts)
         else:
             prev_seq, prev_ts, prev_arrival = previous
-            assert stream.seq == (prev_seq + 1) & 0xFFFF
+            step = seq_step if talker == last_talker else 1
+            assert stream.seq == (prev_seq + step) & 0xFFFF
             ts_delta = (stream.timestamp - prev_ts) & 0xFFFFFFFF
             if talker == last_talker:
                 assert ts_delta == ts_step

@@ -5,9 +5,12 @@ A listener's slot stream (one SDP m-line, mids "1".."N") is announced with ONE f
 unannounced SSRC as a second, unplayed stream, so the server never changes the SSRC: it rewrites
 each forwarded packet's sequence number and timestamp instead (RFC 3550 section 5.1):
 
-* sequence numbers go up by exactly 1 per forwarded packet, modulo 2**16, across talker switches;
-  a duplicate or late packet of the current talker (not newer than its previous one) is dropped
-  rather than sent with a fresh number;
+* sequence numbers go up by 1 at a talker switch and, within one talker, by the talker's own
+  step, modulo 2**16: a packet lost on the talker's uplink stays a gap the listeners see
+  (NetEq then knows a packet is missing and repairs it from the next packet's Opus FEC or RED
+  redundancy, and the listener's receiver reports count it); a jump of more than
+  :data:`MAX_SEQ_GAP` (a restarted sender) goes up by 1. A duplicate or late packet of the
+  current talker (not newer than its previous one) is dropped;
 * within one talker the original timestamp differences are kept (DTX gaps stay gaps);
 * at a switch (a different talker, or the first packet after :meth:`SlotStream.release`) the
   timestamp advances by the wall-clock time since the previous packet on the slot, in 48 kHz
@@ -26,12 +29,14 @@ from __future__ import annotations
 import struct
 from collections.abc import Hashable
 
-__all__ = ["CLOCK_RATE", "FRAME_SAMPLES", "PreRoll", "SlotStream"]
+__all__ = ["CLOCK_RATE", "FRAME_SAMPLES", "MAX_SEQ_GAP", "PreRoll", "SlotStream"]
 
 CLOCK_RATE = 48000
 FRAME_SAMPLES = 960  # one 20 ms Opus frame at 48 kHz
 _SAMPLES_PER_MS = CLOCK_RATE // 1000
 _SEQ_MASK = 0xFFFF
+#: the largest uplink gap (in packets: ~1 s of 20 ms frames) kept as a gap in the slot's numbers
+MAX_SEQ_GAP = 50
 _TS_MASK = 0xFFFFFFFF
 _MIN_RTP_HEADER = 12
 
@@ -109,6 +114,7 @@ class SlotStream:
             self._last_in_seq = seq
             self.timestamp = (timestamp + self._ts_offset) & _TS_MASK
             self.marker = False
+            step = delta if delta <= MAX_SEQ_GAP else 1
         else:
             last = self._last_arrival_ms
             if last is None:
@@ -124,7 +130,8 @@ class SlotStream:
             self.timestamp = out_ts
             self.marker = True
             self.switches += 1
-        self.seq = (self.seq + 1) & _SEQ_MASK
+            step = 1
+        self.seq = (self.seq + step) & _SEQ_MASK
         if self._last_arrival_ms is None or arrival_ms > self._last_arrival_ms:
             self._last_arrival_ms = arrival_ms
         self.forwarded += 1
