@@ -4,6 +4,8 @@ reason when it is not installed)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -34,3 +36,22 @@ def pg_server() -> Iterator[PgServer]:
 def pg_url(pg_server: PgServer) -> str:
     """A fresh, empty database (pg_trgm installed) for one test."""
     return pg_server.new_database()
+
+
+@pytest.fixture(autouse=True)
+def _cpu_priority_kept() -> Iterator[None]:
+    """No test may leave the test process at a lower CPU priority (a ``transcriber`` command
+    run in-process once left a worker at SCHED_IDLE: every later test and the servers it
+    started, which inherit it, starved on a busy machine). Restored, then reported."""
+    policy = os.sched_getscheduler(0) if hasattr(os, "sched_getscheduler") else None
+    nice = os.nice(0)
+    yield
+    changed = []
+    if policy is not None and os.sched_getscheduler(0) != policy:
+        changed.append(f"scheduling policy {policy} -> {os.sched_getscheduler(0)}")
+        os.sched_setscheduler(0, policy, os.sched_param(0))
+    if os.nice(0) != nice:
+        changed.append(f"nice {nice} -> {os.nice(0)}")
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, 0, nice)
+    assert not changed, "the test lowered the test process's CPU priority: " + ", ".join(changed)

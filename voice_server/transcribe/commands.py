@@ -176,8 +176,6 @@ def lower_priority(policy: str) -> str:
 
 
 def _transcriber(args: argparse.Namespace) -> int:
-    set_to = lower_priority(args.cpu_priority)
-    print(f"transcriber CPU priority: {set_to}", file=sys.stderr, flush=True)
     from voice_server.backends.seam import verify as verify_database
     from voice_server.config import load_config
     from voice_server.logs import setup_logging
@@ -205,6 +203,10 @@ def _transcriber(args: argparse.Namespace) -> int:
         verify_database(config.database_url, config.data_dir)
     except DatabaseError as exc:
         raise _Fail(str(exc), 1) from None
+    # only once the arguments hold (a refused command leaves its caller's priority alone), and
+    # before the model's threads start (they inherit it)
+    set_to = lower_priority(args.cpu_priority)
+    print(f"transcriber CPU priority: {set_to}", file=sys.stderr, flush=True)
     factory = _factory(args)
     try:
         sidecar = Sidecar(
