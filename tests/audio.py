@@ -52,6 +52,30 @@ def loud_part(samples: list[int], rate: int, threshold: int = 1000) -> list[int]
     return samples[loud[0] : loud[-1] + block]
 
 
+def heard_alone(
+    samples: list[int],
+    rate: int,
+    freq: float,
+    others: list[float],
+    *,
+    window: float = 0.1,
+    ratio: float = 20.0,
+) -> bool:
+    """Whether some ``window``-second stretch carries ``freq`` at ``ratio`` times the power of every
+    frequency in ``others``: a short sound (a chime note) found between longer tones, whose phase
+    jumps would otherwise leak into the controls over the whole recording."""
+    size = int(rate * window)
+    hop = max(1, size // 5)
+    for start in range(0, len(samples) - size + 1, hop):
+        chunk = samples[start : start + size]
+        if max(chunk) < 1000:
+            continue
+        power = goertzel_power(chunk, rate, freq)
+        if all(power > ratio * goertzel_power(chunk, rate, f) for f in others):
+            return True
+    return False
+
+
 def dominant(samples: list[int], rate: int, candidates: list[float]) -> float | None:
     """Which candidate frequency carries most power in the loud part (None if silent)."""
     part = loud_part(samples, rate)[:rate]  # at most one second
