@@ -39,6 +39,16 @@ def nft(script: str) -> None:
     subprocess.run(["nft", "-f", "-"], input=script, text=True, check=True)
 
 
+def lose_a_tenth_uplink(srv: ServerProcess) -> None:
+    """Drop one datagram in ten sent to the media port, at random (removed by deleting TABLE)."""
+    nft(
+        f"table inet {TABLE} {{\n  chain out {{\n    type filter hook output priority 0;\n"
+        f"    policy accept;\n"
+        f"    udp dport {srv.media_port} numgen random mod 10 0 counter drop\n"
+        "  }\n}\n"
+    )
+
+
 @pytest.fixture(scope="module")
 def loss_server(
     namespace: None, tmp_path_factory: pytest.TempPathFactory
@@ -63,12 +73,7 @@ def test_uplink_loss_is_reported_to_the_talker_and_its_encoder_turns_fec_on(
         first = wait_for(lambda: talker.evaluate(REMOTE_INBOUND), "a receiver report at the talker")
         assert first["fractionLost"] == 0
         before = metric(srv, "voice_media_fec_packets_in_total")
-        nft(
-            f"table inet {TABLE} {{\n  chain out {{\n    type filter hook output priority 0;\n"
-            f"    policy accept;\n"
-            f"    udp dport {srv.media_port} numgen random mod 10 0 counter drop\n"
-            "  }\n}\n"
-        )
+        lose_a_tenth_uplink(srv)
         try:
             lossy = wait_for(
                 lambda: (r := talker.evaluate(REMOTE_INBOUND)) and r["fractionLost"] > 0.03 and r,
@@ -84,6 +89,50 @@ def test_uplink_loss_is_reported_to_the_talker_and_its_encoder_turns_fec_on(
         finally:
             nft(f"delete table inet {TABLE}")
         assert metric(srv, "voice_media_rtcp_talker_reports_total") > 0
+        assert not talker.errors and not listener.errors
+    finally:
+        for page in (talker, listener):
+            page.context.browser.close()
+
+
+def record(listener: Any, seconds: float) -> tuple[Any, int]:
+    """What the listening page plays for ``seconds`` (its diagnostics' recorder)."""
+    import base64
+
+    import numpy as np
+
+    listener.evaluate("window.voiceDiag.startRecording()")
+    wait_for(lambda: listener.evaluate("window.voiceDiag.recordedSeconds()") >= seconds,
+             f"{seconds} s recorded at the listener", timeout=seconds + 45)  # fmt: skip
+    got = listener.evaluate("window.voiceDiag.stopRecording()")
+    return np.frombuffer(base64.b64decode(got["pcm"]), dtype="<i2"), int(got["rate"])
+
+
+def test_the_listener_plays_the_talkers_speech_intelligibly_with_and_without_uplink_loss(
+    pw: Any, loss_server: ServerProcess, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """`bench network`'s speech score along the user's path: what a listening page played,
+    recorded in the page, against the sentences the talking page's microphone said."""
+    from voice_server.bench import speechscore
+
+    if (why := speechscore.available()) is not None:
+        pytest.skip(why)
+    srv = loss_server
+    path = tmp_path_factory.mktemp("score") / "speech.wav"
+    sentences, rate = speechscore.write_reference(path)
+    talker = open_page(pw, device_link(srv, srv.token("alice", "ops")), audio=path)
+    listener = open_page(pw, device_link(srv, srv.token("bob", "ops")), audio=None)
+    try:
+        wait_for(lambda: connected(talker) and connected(listener), "both pages joined with media")
+        clean = speechscore.score(sentences, rate, *record(listener, 13.0))
+        lose_a_tenth_uplink(srv)
+        try:
+            lossy = speechscore.score(sentences, rate, *record(listener, 13.0))
+        finally:
+            nft(f"delete table inet {TABLE}")
+        print(f"speech score at the listener: no loss {clean}, 10 % uplink loss {lossy}")
+        for got in (clean, lossy):  # every sentence heard once at least, and understandable
+            assert got["utterances"] >= 2 and got["stoi"] > 0.7, got
         assert not talker.errors and not listener.errors
     finally:
         for page in (talker, listener):

@@ -78,7 +78,7 @@ def test_concealment_leaves_out_silent_concealment_and_keeps_the_raw_figure() ->
     q = concealment(before, after)
     assert (q["concealed_ratio"], q["concealed_ratio_raw"]) == (0.01, 0.03)
     assert (q["fec_packets_received"], q["fec_packets_discarded"]) == (30, 5)
-    assert q["stoi"] is None and q["pesq_wb"] is None
+    assert q["stoi"] is None and q["pesq_wb"] is None and q["utterances"] is None
     assert concealment(before, before)["concealed_ratio"] is None
 
 

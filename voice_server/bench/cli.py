@@ -59,6 +59,11 @@ def add_bench_parser(sub: Any) -> None:
         "--moves", type=int, default=3, help="network changes mid-talk, UDP (3; 0: none)"
     )
     net.add_argument(
+        "--speech-seconds", type=float, default=18.0,
+        help="per row, seconds of spoken Japanese recorded at the browser listener for the "
+        "speech score (STOI, PESQ; needs the quality and tts extras); 0: no score (18)",
+    )  # fmt: skip
+    net.add_argument(
         "--red", default="on", help="audio RED per condition: on, off or on,off (default on)"
     )
     net.add_argument(
@@ -235,6 +240,7 @@ def _run_network(args: argparse.Namespace) -> int:
         moves=max(0, args.moves),
         directions=directions,
         patterns=patterns,
+        speech_seconds=max(0.0, args.speech_seconds),
     )
     if args.full:
         opts = full_matrix(opts)

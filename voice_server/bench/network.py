@@ -26,8 +26,11 @@ rows), its downlink, or both (issue #21's rows), ``--pattern bursty`` adds a 10 
 (:data:`GILBERT`, kept per flow in a conntrack mark), and ``--full`` runs the whole matrix. Each
 row has ``red``, ``pattern``, ``direction`` and ``quality`` (:func:`concealment`: the listener's
 concealed samples less silent concealment, and raw, over the samples received; FEC/RED packets
-received and discarded). Not measured: jitter (no netem qdisc in this kernel), the headset's
-concealment, STOI/PESQ (null). The path summary compares RED-on, random, both-ways rows only.
+received and discarded) and, for the browser listener, a speech score (:mod:`speechscore`:
+after the timed bursts a second talker says three Japanese sentences in a loop for
+``--speech-seconds`` and the listening page records what it played; ``stoi``, ``pesq_wb``,
+``utterances``). Not measured: jitter (no netem qdisc in this kernel), the headset's concealment
+and speech score. The path summary compares RED-on, random, both-ways rows only.
 ``network_change``: with
 RED on and UDP, ``--moves`` times the phones' address moves mid-talk (:mod:`netchange`) and
 ``gap_ms`` is the worst gap at the listener (``gaps_ms`` each).
@@ -42,12 +45,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import wave
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
-from voice_server.bench import browser, netchange, netns, turnrelay
+from voice_server.bench import browser, netchange, netns, speechscore, turnrelay
 from voice_server.bench.latency import (
     Headset,
     PathResult,
@@ -105,6 +109,7 @@ class NetworkOptions:
     moves: int = 3  # network changes mid-talk (UDP, no loss) for network_change.gap_ms; 0: none
     directions: tuple[str, ...] = ("both",)
     patterns: tuple[str, ...] = ("random",)  # "bursty": one more row per path at 10 % (GILBERT)
+    speech_seconds: float = 18.0  # the browser listener's recorded speech per row; 0: no score
 
 
 def full_matrix(opts: NetworkOptions) -> NetworkOptions:
@@ -144,7 +149,8 @@ def concealment(before: dict[str, float], after: dict[str, float]) -> dict[str, 
     """The listener's quality figures over a window: concealed samples less silent concealment
     (``concealed_ratio``: what NetEq made up while audio was due) and all of them
     (``concealed_ratio_raw``) over the samples received; RED/FEC packets NetEq got and threw
-    away; no speech score (``stoi``, ``pesq_wb``: not measured, see README)."""
+    away; the speech score (``stoi``, ``pesq_wb``, ``utterances``) is filled in by
+    :func:`_speech_score` (null until then)."""
     d = {k: after[k] - before[k] for k in before}
     samples = d["samples"]
     # clamped: Chromium's two counters are not updated together (-0.09 % seen at 0 % loss)
@@ -157,7 +163,49 @@ def concealment(before: dict[str, float], after: dict[str, float]) -> dict[str, 
         "fec_packets_discarded": d["fecDiscarded"],
         "stoi": None,
         "pesq_wb": None,
+        "utterances": None,
     }
+
+
+@dataclass(frozen=True, slots=True)
+class Speech:
+    """The speech talker's file and the sentences in it (:mod:`speechscore`)."""
+
+    path: Path
+    sentences: list[Any]
+    rate: int
+
+
+def _speech_score(
+    pw: Any, url: str, data: Path, speech: Speech, args: tuple[str, ...], listener: Any,
+    seconds: float, settle: float,
+) -> dict[str, Any]:  # fmt: skip
+    """A talker saying :data:`speechscore.SENTENCES` in a loop and ``seconds`` of what the
+    listening page played, scored against them (the same path and loss as the row)."""
+    import base64
+
+    import numpy as np
+
+    talker = open_page(pw, url, join_token(data, "speaker"), speech.path, args)
+    try:
+        wait_until(lambda: connected(talker), 90, "the speech talker")
+        time.sleep(settle)  # its first words, while the listener's jitter buffer adapts
+        listener.evaluate("window.voiceDiag.startRecording()")
+        time.sleep(seconds)
+        got = listener.evaluate("window.voiceDiag.stopRecording()")
+    finally:
+        with contextlib.suppress(Exception):
+            talker.context.browser.close()
+    recorded = np.frombuffer(base64.b64decode(got["pcm"]), dtype="<i2")
+    if os.environ.get("VOICE_BENCH_KEEP_SPEECH"):  # the recording, for a look or a listen
+        keep = Path(os.environ["VOICE_BENCH_KEEP_SPEECH"])
+        keep.mkdir(parents=True, exist_ok=True)
+        with wave.open(str(keep / f"heard-{time.time():.0f}.wav"), "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(int(got["rate"]))
+            out.writeframes(recorded.tobytes())
+    return speechscore.score(speech.sentences, speech.rate, recorded, int(got["rate"]))
 
 
 def rules(
@@ -214,6 +262,7 @@ def _condition(
     opts: NetworkOptions,
     path: str,
     ca: Path,
+    speech: Speech | None = None,
 ) -> list[dict[str, Any]]:
     """One (path, loss) condition: a fresh talker, listener and (but on TCP, which aiortc lacks)
     listening headset client, timed; the rows' figures (browser, then headset)."""
@@ -243,8 +292,15 @@ def _condition(
         after = listener.evaluate(CONCEALMENT)
         sent = sorted(t for t in talker.evaluate("window.voiceDiag.txOnsets") if t >= start_ms)
         rx: list[float] = listener.evaluate("Object.values(window.voiceDiag.rxOnsets).flat()")
+        quality = concealment(before, after)
+        if speech is not None:
+            with contextlib.suppress(Exception):
+                talker.context.browser.close()  # one talker at a time
+            quality |= _speech_score(
+                pw, url, data, speech, args, listener, opts.speech_seconds, opts.settle
+            )
         receivers: list[tuple[str, list[float], list[str | None] | None, Any]] = [
-            ("browser", rx, observed, concealment(before, after))
+            ("browser", rx, observed, quality)
         ]
         if headset is not None:  # the rules leave it no other path
             receivers.append(("headset", headset.onsets_ms, None, None))
@@ -305,6 +361,8 @@ def _network_change(
 def run_network(opts: NetworkOptions, log: IO[str] = sys.stderr) -> dict[str, Any]:
     """Run every (path, loss) condition in one namespace; the rows and their summary."""
     reason = netns.available() or browser.missing() or turnrelay.missing()
+    if not reason and opts.speech_seconds > 0:
+        reason = speechscore.available()
     if reason:
         raise RuntimeError(reason)
     from playwright.sync_api import sync_playwright
@@ -319,6 +377,10 @@ def run_network(opts: NetworkOptions, log: IO[str] = sys.stderr) -> dict[str, An
         files = (tmp / "bursts.wav", tmp / "silence.wav")
         write_bursts(files[0], opts.tone_ms, opts.period)
         write_bursts(files[1], 0, 1.0)
+        speech = None
+        if opts.speech_seconds > 0:
+            sentences, rate = speechscore.write_reference(tmp / "speech.wav")
+            speech = Speech(tmp / "speech.wav", sentences, rate)
         tls = ensure_self_signed(tmp / "turn", [RELAY])
         with contextlib.ExitStack() as stack:
             turn = stack.enter_context(
@@ -341,7 +403,9 @@ def run_network(opts: NetworkOptions, log: IO[str] = sys.stderr) -> dict[str, An
                             print(f"bench network: {path}, {loss:.0%} {pattern} loss {way}, "
                                   f"RED {red}", file=log, flush=True)  # fmt: skip
                             args = turn.chromium_args
-                            for row in _condition(pw, url, data, files, args, opts, path, tls.cert):
+                            for row in _condition(
+                                pw, url, data, files, args, opts, path, tls.cert, speech
+                            ):
                                 rows.append(
                                     {"path": path, "loss": loss, "pattern": pattern,
                                      "direction": way, "red": red, **row}

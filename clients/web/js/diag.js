@@ -9,6 +9,8 @@ export class Diagnostics {
     this.txOnsets = [];
     this.rxOnsets = {};
     this.analysers = {};
+    this.taps = {};
+    this.recorded = {};
     this.events = [];
     engine.diag = this;
     engine.addEventListener("onset", (e) => this.txOnsets.push(e.detail.wall));
@@ -36,6 +38,53 @@ export class Diagnostics {
     source.connect(analyser);
     source.connect(probe);
     this.analysers[mid] = analyser;
+    const tap = new AudioWorkletNode(ctx, "pcm-tap", { numberOfOutputs: 0 });
+    tap.port.onmessage = (e) => {
+      if (e.data.type === "pcm") (this.recorded[mid] = this.recorded[mid] || []).push(e.data.samples);
+    };
+    source.connect(tap);
+    this.taps[mid] = tap;
+  }
+
+  // Record what every received slot plays (bench network's speech score), from now on.
+  startRecording() {
+    this.recorded = {};
+    for (const tap of Object.values(this.taps)) tap.port.postMessage({ record: true });
+  }
+
+  // How many seconds the longest recorded slot holds so far.
+  recordedSeconds() {
+    const lengths = Object.values(this.recorded).map((bs) => bs.reduce((a, b) => a + b.length, 0));
+    return Math.max(0, ...lengths) / this.engine.ctx.sampleRate;
+  }
+
+  // Stop recording; the received slots mixed, as 16-bit PCM in base64, with the sample rate.
+  async stopRecording() {
+    for (const tap of Object.values(this.taps)) tap.port.postMessage({ record: false });
+    await new Promise((resolve) => setTimeout(resolve, 300)); // the last blocks' messages
+    const tracks = Object.values(this.recorded).map((blocks) => {
+      const n = blocks.reduce((a, b) => a + b.length, 0);
+      const all = new Float32Array(n);
+      let at = 0;
+      for (const b of blocks) {
+        all.set(b, at);
+        at += b.length;
+      }
+      return all;
+    });
+    const n = Math.max(0, ...tracks.map((t) => t.length));
+    const pcm = new Int16Array(n);
+    for (let i = 0; i < n; i++) {
+      let x = 0;
+      for (const t of tracks) x += i < t.length ? t[i] : 0;
+      pcm[i] = Math.max(-32768, Math.min(32767, Math.round(x * 32767)));
+    }
+    let text = "";
+    const bytes = new Uint8Array(pcm.buffer);
+    for (let i = 0; i < bytes.length; i += 0x8000) {
+      text += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+    }
+    return { rate: this.engine.ctx.sampleRate, pcm: btoa(text) };
   }
 
   // The loudest frequency heard on a slot now (Hz), or null when it is silent.

@@ -121,5 +121,36 @@ class OnsetProbeProcessor extends AudioWorkletProcessor {
   }
 }
 
+// Diagnostics only (`voice-server bench network`'s speech score): what a received slot played,
+// posted in blocks of about 85 ms while recording (a message {record: true|false} switches it).
+class PcmTapProcessor extends AudioWorkletProcessor {
+  constructor() {
+    super();
+    this.recording = false;
+    this.block = new Float32Array(4096);
+    this.n = 0;
+    this.port.onmessage = (e) => {
+      this.recording = !!e.data.record;
+      if (!this.recording && this.n > 0) this.flush();
+    };
+  }
+
+  flush() {
+    this.port.postMessage({ type: "pcm", samples: this.block.slice(0, this.n) });
+    this.n = 0;
+  }
+
+  process(inputs) {
+    const input = inputs[0] && inputs[0][0];
+    if (!this.recording || !input) return true;
+    for (let i = 0; i < input.length; i++) {
+      this.block[this.n++] = input[i];
+      if (this.n === this.block.length) this.flush();
+    }
+    return true;
+  }
+}
+
 registerProcessor("vad-gate", VadGateProcessor);
+registerProcessor("pcm-tap", PcmTapProcessor);
 registerProcessor("onset-probe", OnsetProbeProcessor);
