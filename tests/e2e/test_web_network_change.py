@@ -12,6 +12,7 @@ appears, its network-change notifier's debounce: the floor of this gap, not ours
 
 from __future__ import annotations
 
+import subprocess
 import time
 from typing import Any
 
@@ -29,6 +30,7 @@ from voice_server.bench.netchange import (
     move_address,
     restore,
 )
+from voice_server.bench.turnrelay import nft
 
 pytestmark = pytest.mark.e2e
 
@@ -96,6 +98,76 @@ def test_audio_resumes_on_the_same_session_after_the_address_moves(
             assert not talker.errors and not listener.errors
         finally:
             restore()
+    finally:
+        talker.context.browser.close()
+        listener.context.browser.close()
+
+
+SELECTED_PORT = """async () => {
+  let pair = null, local = {};
+  (await window.voiceDiag.call.pc.getStats()).forEach((s) => {
+    if (s.type === "transport") pair = s.selectedCandidatePairId;
+    if (s.type === "local-candidate") local[s.id] = s.port;
+  });
+  let port = null;
+  (await window.voiceDiag.call.pc.getStats()).forEach((s) => {
+    if (s.type === "candidate-pair" && s.id === pair) port = local[s.localCandidateId];
+  });
+  return port;
+}"""
+
+
+def test_a_silent_listener_whose_path_dies_mid_talk_restarts_ice_and_hears_again(
+    pw: Any, e2e_server: ServerProcess, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Only the listener's path dies (its UDP port cut off both ways, as a NAT that forgets the
+    binding): it sends no voice, so only what the signaling says (someone is talking to it) can
+    tell it audio is missing. It asks for a restart ("listen_stall"); the restart's new local
+    port gets through, and it hears again on the same session."""
+    srv = e2e_server
+    folder = tmp_path_factory.mktemp("ls")
+    tone = write_bursts(folder / "a.wav", FREQ, on_seconds=3.0, off_seconds=0.2)
+    quiet = write_bursts(folder / "q.wav", FREQ, on_seconds=0.0, off_seconds=1.0)
+    talker = open_page(pw, device_link(srv, srv.token("alice", "ops")), audio=tone)
+    listener = open_page(pw, device_link(srv, srv.token("bob", "ops")), audio=quiet)
+    table = "voice_listen_stall"
+    try:
+        wait_for(lambda: connected(talker) and connected(listener), "both pages joined")
+        wait_for(lambda: hears(listener, FREQ), "the listener hearing the talker")
+        session = listener.evaluate("window.voiceDiag.conn.sessionId")
+        port = wait_for(lambda: listener.evaluate(SELECTED_PORT), "the listener's selected port")
+        wait_for(lambda: listener.evaluate("window.voiceDiag.call.expectsAudio()"),
+                 "the listener knowing someone talks to it")  # fmt: skip
+        cut_ms = time.time() * 1000
+        nft(
+            f"table inet {table} {{\n  chain out {{ type filter hook output priority 0; "
+            f"policy accept;\n    udp sport {srv.media_port} udp dport {port} drop;\n"
+            f"    udp sport {port} udp dport {srv.media_port} drop;\n  }}\n}}\n"
+        )
+        try:
+            wait_for(
+                lambda: [
+                    e for e in listener.evaluate("window.voiceDiag.events")
+                    if e["kind"] == "ice_restart" and e["wall"] >= cut_ms
+                ],
+                "the listener asking for an ICE restart",
+            )  # fmt: skip
+            asked = [
+                (e["why"], round(e["wall"] - cut_ms))
+                for e in listener.evaluate("window.voiceDiag.events")
+                if e["kind"] == "ice_restart" and e["wall"] >= cut_ms
+            ]
+            print(f"listener stall: restarts asked (ms after the cut): {asked}")
+            assert asked[0][0] == "listen_stall", asked
+            wait_for(lambda: listener.evaluate(SELECTED_PORT) not in (None, port),
+                     "the listener on a new local port")  # fmt: skip
+            wait_for(lambda: hears(listener, FREQ), "the listener hearing the talker again")
+        finally:
+            subprocess.run(["nft", "delete", "table", "inet", table], check=False)
+        assert listener.evaluate("window.voiceDiag.conn.sessionId") == session  # no rejoin
+        kinds = [e["kind"] for e in listener.evaluate("window.voiceDiag.events")]
+        assert "lost" not in kinds, kinds
+        assert not talker.errors and not listener.errors
     finally:
         talker.context.browser.close()
         listener.context.browser.close()

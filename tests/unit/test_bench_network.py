@@ -113,6 +113,32 @@ def test_summary_compares_each_path_with_udp_at_the_same_loss() -> None:
     }
 
 
+def test_summary_checks_the_loss_targets_on_red_uplink_rows_at_the_browser() -> None:
+    def row(loss: float, red: bool, concealed: float, stoi: float | None, **kw: str) -> dict:
+        return {"path": "udp", "loss": loss, "red": red, "receiver": "browser", "pattern":
+                "random", "direction": "up", "quality": {"concealed_ratio": concealed,
+                "stoi": stoi}, **kw}  # fmt: skip
+
+    rows = [
+        row(0.0, True, 0.0, 0.98),
+        row(0.1, True, 0.004, 0.95),
+        row(0.1, False, 0.03, 0.80),  # RED off: reported, not targeted
+        row(0.1, True, 0.09, 0.50, direction="down"),  # downlink: reported, not targeted
+        row(0.1, True, 0.09, 0.50, pattern="bursty"),
+    ]
+    assert summarize(rows) == {
+        "red_concealed_ratio_at_10pct_up": 0.004,
+        "red_concealed_target_met": True,
+        "red_stoi_drop_at_10pct_up": 0.03,
+        "red_stoi_target_met": True,
+    }
+    rows[1] = row(0.1, True, 0.025, 0.90)
+    got = summarize(rows)
+    assert (got["red_concealed_target_met"], got["red_stoi_target_met"]) == (False, False)
+    rows[0] = row(0.0, True, 0.0, None)  # no speech score: no STOI keys
+    assert "red_stoi_target_met" not in summarize(rows)
+
+
 @pytest.mark.parametrize(
     "args",
     [

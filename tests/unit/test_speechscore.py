@@ -109,3 +109,22 @@ def test_the_reference_is_the_sentences_each_followed_by_a_pause(
     pause = int(rate * speechscore.GAP_SECONDS)
     assert len(loop) == sum(len(s) + pause for s in sentences)
     assert not np.any(loop[len(sentences[0]) : len(sentences[0]) + pause])
+
+
+def test_time_stretched_as_neteq_does_is_realigned_piece_by_piece(
+    spoken: tuple[list[Any], int, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """60 ms repeated in the middle of every second (an expand) shifts everything after it: the
+    pieces after the stretch are found where they moved to."""
+    sentences, rate, loop = spoken
+    rec = recording(loop, 2000)
+    step, extra = rate, int(rate * 0.06)
+    pieces = []
+    for at in range(0, len(rec), step):
+        pieces += [rec[at : at + step // 2], rec[at + step // 2 - extra : at + step // 2],
+                   rec[at + step // 2 : at + step]]  # fmt: skip
+    stretched = np.concatenate(pieces)
+    got = speechscore.score(sentences, rate, stretched, rate)
+    assert got["utterances"] in (7, 8) and got["stoi"] > 0.75, got  # one lag for all: 0.54
+    monkeypatch.setattr(speechscore, "SEGMENT", 10**9)  # no piecewise alignment
+    assert speechscore.score(sentences, rate, stretched, rate)["stoi"] < got["stoi"] - 0.15

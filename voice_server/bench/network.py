@@ -85,6 +85,8 @@ TURN_PORT = 443
 TABLE = "voice_bench_network"
 TARGET_0 = 30.0  # ms over UDP's p95 at 0 % loss, TCP and TURN-TLS
 TARGET_LOSS_TCP = 80.0  # ms over UDP's p95 at 2 % loss, TCP
+TARGET_CONCEALED = 0.02  # at 10 % random uplink loss with RED, the browser listener
+TARGET_STOI_DROP = 0.05  # STOI at 10 % random uplink loss with RED below the 0 % row's
 #: where the loss is: the phone's uplink (to the media port: the issue's targets), its downlink
 #: (from it: reported), or both (issue #21's path rows)
 DIRECTIONS = ("up", "down", "both")
@@ -451,13 +453,38 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         target = TARGET_0 if loss == 0 else TARGET_LOSS_TCP if path == "tcp" else None
         if target is not None:
             out[key.replace("_ms_", "_target_met_")] = over <= target
+    return out | _loss_targets(rows)
+
+
+def _loss_targets(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Issue #22's targets, on UDP with random loss on the talker's uplink and RED on, at the
+    browser listener: at 10 % the concealed ratio ≤ 2 % and STOI within 0.05 of the 0 % row."""
+    quality = {
+        r["loss"]: r.get("quality") or {}
+        for r in rows
+        if r["path"] == "udp" and r["receiver"] == "browser" and r.get("red", True)
+        and r.get("pattern", "random") == "random"
+        and (r["loss"] == 0 or r.get("direction", "both") == "up")
+    }  # fmt: skip
+    out: dict[str, Any] = {}
+    at10 = quality.get(0.1)
+    if at10 is None:
+        return out
+    if at10.get("concealed_ratio") is not None:
+        out["red_concealed_ratio_at_10pct_up"] = at10["concealed_ratio"]
+        out["red_concealed_target_met"] = at10["concealed_ratio"] <= TARGET_CONCEALED
+    clean = quality.get(0.0, {}).get("stoi")
+    if clean is not None and at10.get("stoi") is not None:
+        out["red_stoi_drop_at_10pct_up"] = round(clean - at10["stoi"], 3)
+        out["red_stoi_target_met"] = clean - at10["stoi"] <= TARGET_STOI_DROP
     return out
 
 
 def format_summary(result: dict[str, Any]) -> str:
     lines = [
         f"{'path':<10} {'loss':>5} {'pattern':<7} {'dir':<4} {'RED':>4} {'receiver':<8} "
-        f"{'bursts':>6} {'missed':>6} {'p50 ms':>8} {'p95 ms':>8} {'concealed':>9} {'raw':>7}"
+        f"{'bursts':>6} {'missed':>6} {'p50 ms':>8} {'p95 ms':>8} {'concealed':>9} {'raw':>7} "
+        f"{'STOI':>5} {'PESQ':>4} {'utt':>3}"
     ]
     for r in result["rows"]:
         fmt = {k: "-" if r.get(k) is None else f"{r[k]:.1f}" for k in ("p50_ms", "p95_ms")}
@@ -469,11 +496,16 @@ def format_summary(result: dict[str, Any]) -> str:
             for k in ("concealed_ratio", "concealed_ratio_raw")
         }
         red = "on" if r.get("red", True) else "off"
+        score = {
+            k: "-" if quality.get(k) is None else f"{quality[k]:{f}}"
+            for k, f in (("stoi", ".3f"), ("pesq_wb", ".2f"), ("utterances", "d"))
+        }
         lines.append(
             f"{r['path']:<10} {r['loss']:>5.0%} {r.get('pattern', 'random'):<7} "
             f"{r.get('direction', 'both'):<4} {red:>4} {r['receiver']:<8} {r['bursts']:>6} "
             f"{r['missed']:>6} {fmt['p50_ms']:>8} {fmt['p95_ms']:>8} "
-            f"{pct['concealed_ratio']:>9} {pct['concealed_ratio_raw']:>7}{seen}"
+            f"{pct['concealed_ratio']:>9} {pct['concealed_ratio_raw']:>7} "
+            f"{score['stoi']:>5} {score['pesq_wb']:>4} {score['utterances']:>3}{seen}"
         )
     change = result.get("network_change")
     if change:

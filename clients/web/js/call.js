@@ -12,7 +12,8 @@
 // ("restart" {why}; the server answers with offer {renegotiate, restart}: new ICE credentials
 // applied to the same connection, DTLS kept) on `online`, on a connection-type change, when ICE
 // reports disconnected/failed, and on a media stall (we send voice but nothing at all has come
-// back for STALL_MS: the server keeps a talker posted every 250 ms). At most one request
+// back for STALL_MS: the server keeps a talker posted every 250 ms; or someone is talking to us
+// but nothing has come for LISTEN_STALL_MS: a listener's path died). At most one request
 // per RESTART_MIN_MS (the server refuses more often with ice_restart_too_often).
 //
 // Events: "answer" {sdp, revision}, "track" {mid, track}, "media" {state}, "failed" {},
@@ -27,6 +28,11 @@ const DISCONNECTED_GRACE_MS = 5000;
 // 250 ms (voice_server/media/plane.py KEEPALIVE_SECONDS), so STALL_MS is two to three of them
 // missed; the stall clock starts again whenever a byte arrives or the voice pauses.
 const STALL_MS = 600;
+// A listener's stall: the signaling says someone is talking to us (expectsAudio) but no byte has
+// come for LISTEN_STALL_MS. A talk sends 50 packets a second, and DTX pauses inside it one every
+// 400 ms; a talker who vanishes is ended by the server 600 ms after its last voiced packet
+// (voice_server/talk/detector.py hangover), so its talk_stopped comes before this fires.
+const LISTEN_STALL_MS = 1000;
 const WATCH_MS = 200;
 const VOICED_PACKETS = 5; // of the ~10 20 ms packets a watch period holds while talking
 export const RESTART_MIN_MS = 3000;
@@ -49,10 +55,18 @@ export function lowerJitterBuffer(receiver, targetMs = RECEIVE_JITTER_TARGET_MS)
   }
 }
 
-// The stall clock of watchStall starts again: the first sample, a byte received, or too few
-// packets sent since the previous sample to be voice (silence, DTX, a muted microphone).
-export function stallClockRestarts(w, sent, received) {
-  return !w.since || received !== w.received || sent - w.sent < VOICED_PACKETS;
+// The stall clock of watchStall starts again: the first sample, a byte received, or neither
+// voice going out (too few packets sent since the previous sample: silence, DTX, a muted
+// microphone) nor someone talking to us (`expecting`).
+export function stallClockRestarts(w, sent, received, expecting = false) {
+  const voiced = sent - w.sent >= VOICED_PACKETS;
+  return !w.since || received !== w.received || (!voiced && !expecting);
+}
+
+// How long the stall clock may run before a restart: a talker's keepalives are due sooner than a
+// listener's audio.
+export function stallLimitMs(w, sent) {
+  return sent - w.sent >= VOICED_PACKETS ? STALL_MS : LISTEN_STALL_MS;
 }
 
 function gathered(pc, timeoutMs) {
@@ -81,6 +95,7 @@ export class Call extends EventTarget {
     this.iceServers = [];
     this.lastRestart = 0;
     this.watch = { sent: 0, received: 0, since: 0 };
+    this.expectsAudio = () => false; // the app: whether someone is talking to us now
     this.onNetwork = () => this.requestRestart("network");
     window.addEventListener("online", this.onNetwork);
     if (navigator.connection) navigator.connection.addEventListener("change", this.onNetwork);
@@ -97,8 +112,9 @@ export class Call extends EventTarget {
 
   // A media stall: our microphone's voice goes out (VOICED_PACKETS or more each WATCH_MS) but no
   // byte at all has come back for STALL_MS (the server's keepalives come every 250 ms to a
-  // participant sending voice). The clock restarts on any byte received and on any pause in the
-  // voice (DTX silence gets reports once a second only, so a new burst starts a fresh clock).
+  // participant sending voice), or someone talks to us and nothing has come for LISTEN_STALL_MS.
+  // The clock restarts on any byte received and whenever neither holds (DTX silence gets reports
+  // once a second only, so a new burst starts a fresh clock).
   async watchStall() {
     const pc = this.pc;
     if (!pc || pc.connectionState === "new") return;
@@ -115,11 +131,12 @@ export class Call extends EventTarget {
     if (pc !== this.pc) return;
     const w = this.watch;
     const now = Date.now();
-    if (stallClockRestarts(w, sent, received)) {
+    const expecting = this.expectsAudio();
+    if (stallClockRestarts(w, sent, received, expecting)) {
       w.since = now;
-    } else if (now - w.since >= STALL_MS) {
+    } else if (now - w.since >= stallLimitMs(w, sent)) {
       w.since = now;
-      this.requestRestart("stall");
+      this.requestRestart(sent - w.sent >= VOICED_PACKETS ? "stall" : "listen_stall");
     }
     w.sent = sent;
     w.received = received;

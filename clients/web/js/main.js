@@ -103,6 +103,8 @@ class App {
     this.call = new Call();
     this.lock = new ScreenLock();
     this.people = new People($("people"), $("nobody"));
+    this.talkers = new Set(); // ids of those talking to us now (a listener's stall: call.js)
+    this.call.expectsAudio = () => this.talkers.size > 0;
     this.conn = null;
     this.mode = store.get("mode") === "ptt" ? "ptt" : "vad";
     this.tokens = pastedTokens;
@@ -598,6 +600,8 @@ class App {
     this.setListenOnly(msg.talk_right === "listener");
     $("switch-channel").value = "";
     this.people.reset(msg.you, msg.participants || []);
+    // who talks now: a talk_stopped missed while away must not leave a talker behind
+    this.talkers = new Set((msg.participants || []).filter((p) => p.talking).map((p) => p.id));
     this.engine.cue(reconnected ? "reconnected" : "joined");
     this.lock.acquire();
     if ("mediaSession" in navigator && window.MediaMetadata) {
@@ -639,11 +643,13 @@ class App {
       case "participant_left":
         this.people.remove(msg.participant);
         this.cutIn({ speaker: msg.participant }, false); // a cut-in's talker who left
+        this.hearing(msg.participant, false);
         break;
       case "talk_started":
       case "talk_stopped": {
         const started = msg.type === "talk_started";
         this.people.talk(msg.speaker, started, msg.slot);
+        this.hearing(msg.speaker, started);
         this.cutIn(msg, started);
         if (started && this.people.you && msg.speaker.id === this.people.you.id) $("busy").hidden = true;
         break;
@@ -679,6 +685,7 @@ class App {
         this.call.close();
         this.engine.stopRemote();
         this.people.clear();
+        this.talkers.clear();
         break;
       case "emergency_update":
         this.emergency.update(msg);
@@ -820,6 +827,13 @@ class App {
   slotMid(channel, slot) {
     const index = this.blocks.indexOf(channel || this.blocks[0]);
     return index < 0 ? null : String(index * this.slotsPerBlock + slot);
+  }
+
+  // Someone other than us started or stopped talking to us.
+  hearing(speaker, started) {
+    if (!speaker || (this.people.you && speaker.id === this.people.you.id)) return;
+    if (started) this.talkers.add(speaker.id);
+    else this.talkers.delete(speaker.id);
   }
 
   cutIn(msg, started) {
