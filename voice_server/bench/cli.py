@@ -64,6 +64,11 @@ def add_bench_parser(sub: Any) -> None:
         "speech score (STOI, PESQ; needs the quality and tts extras); 0: no score (18)",
     )  # fmt: skip
     net.add_argument(
+        "--jitter", type=float, default=0.0,
+        help="ms: also UDP rows with each datagram delayed uniformly by 0..2x this (a user-space "
+        "relay; this kernel has no netem), per --direction; 0: none (0; --full: 40)",
+    )  # fmt: skip
+    net.add_argument(
         "--red", default="on", help="audio RED per condition: on, off or on,off (default on)"
     )
     net.add_argument(
@@ -241,6 +246,7 @@ def _run_network(args: argparse.Namespace) -> int:
         directions=directions,
         patterns=patterns,
         speech_seconds=max(0.0, args.speech_seconds),
+        jitter_ms=max(0.0, args.jitter),
     )
     if args.full:
         opts = full_matrix(opts)

@@ -29,8 +29,10 @@ concealed samples less silent concealment, and raw, over the samples received; F
 received and discarded) and, for the browser listener, a speech score (:mod:`speechscore`:
 after the timed bursts a second talker says three Japanese sentences in a loop for
 ``--speech-seconds`` and the listening page records what it played; ``stoi``, ``pesq_wb``,
-``utterances``). Not measured: jitter (no netem qdisc in this kernel), the headset's concealment
-and speech score. The path summary compares RED-on, random, both-ways rows only.
+``utterances``). ``--jitter J`` adds UDP rows (``pattern: "jitter"``) whose datagrams each wait
+0..2J ms in a user-space relay (:mod:`jitter`: this kernel has no netem). Not measured: the
+headset's concealment and speech score. The path summary compares RED-on, random, both-ways
+rows only.
 ``network_change``: with
 RED on and UDP, ``--moves`` times the phones' address moves mid-talk (:mod:`netchange`) and
 ``gap_ms`` is the worst gap at the listener (``gaps_ms`` each).
@@ -51,7 +53,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
-from voice_server.bench import browser, netchange, netns, speechscore, turnrelay
+from voice_server.bench import browser, jitter, netchange, netns, speechscore, turnrelay
 from voice_server.bench.latency import (
     Headset,
     PathResult,
@@ -112,13 +114,14 @@ class NetworkOptions:
     directions: tuple[str, ...] = ("both",)
     patterns: tuple[str, ...] = ("random",)  # "bursty": one more row per path at 10 % (GILBERT)
     speech_seconds: float = 18.0  # the browser listener's recorded speech per row; 0: no score
+    jitter_ms: float = 0.0  # > 0: UDP rows with ±this jitter in each direction (jitter.py)
 
 
 def full_matrix(opts: NetworkOptions) -> NetworkOptions:
     """``--full``: every path, 0/5/10/20 % random and 10 % bursty, uplink and downlink loss,
     RED on and off (about 60 conditions)."""
     return replace(opts, paths=PATHS, losses=(0.0, 0.05, 0.10, 0.20), reds=(True, False),
-                   directions=("up", "down"), patterns=PATTERNS)  # fmt: skip
+                   directions=("up", "down"), patterns=PATTERNS, jitter_ms=40.0)  # fmt: skip
 
 
 def conditions(opts: NetworkOptions) -> list[tuple[str, float, str]]:
@@ -360,6 +363,23 @@ def _network_change(
     }
 
 
+@contextlib.contextmanager
+def _jittered(media: int, jitter_ms: float, direction: str) -> Any:
+    """Every phone's UDP to the media port through a :class:`jitter.JitterRelay` meanwhile."""
+    up = jitter_ms if direction in ("up", "both") else 0.0
+    down = jitter_ms if direction in ("down", "both") else 0.0
+    relay = jitter.JitterRelay(("127.0.0.1", media), up, down).start()
+    subprocess.run(["nft", "delete", "table", "ip", jitter.TABLE], capture_output=True,
+                   check=False)  # fmt: skip
+    turnrelay.nft(jitter.rules(media, relay.port))
+    try:
+        yield relay
+    finally:
+        subprocess.run(["nft", "delete", "table", "ip", jitter.TABLE], capture_output=True,
+                       check=False)  # fmt: skip
+        relay.stop()
+
+
 def run_network(opts: NetworkOptions, log: IO[str] = sys.stderr) -> dict[str, Any]:
     """Run every (path, loss) condition in one namespace; the rows and their summary."""
     reason = netns.available() or browser.missing() or turnrelay.missing()
@@ -410,8 +430,21 @@ def run_network(opts: NetworkOptions, log: IO[str] = sys.stderr) -> dict[str, An
                             ):
                                 rows.append(
                                     {"path": path, "loss": loss, "pattern": pattern,
-                                     "direction": way, "red": red, **row}
+                                     "direction": way, "red": red, "jitter_ms": 0.0, **row}
                                 )  # fmt: skip
+                        if path != "udp" or opts.jitter_ms <= 0:
+                            continue
+                        for way in opts.directions:
+                            print(f"bench network: udp, ±{opts.jitter_ms:.0f} ms jitter {way}, "
+                                  f"RED {red}", file=log, flush=True)  # fmt: skip
+                            _apply(rules(path, 0.0, media))
+                            with _jittered(media, opts.jitter_ms, way):
+                                got = _condition(pw, url, data, files, turn.chromium_args, opts,
+                                                 path, tls.cert, speech)  # fmt: skip
+                            rows += [
+                                {"path": path, "loss": 0.0, "pattern": "jitter", "direction": way,
+                                 "red": red, "jitter_ms": opts.jitter_ms, **row} for row in got
+                            ]  # fmt: skip
                     if red and opts.moves and network_change is None:
                         _apply(rules("udp", 0.0, media))
                         print("bench network: network changes", file=log, flush=True)
@@ -420,7 +453,8 @@ def run_network(opts: NetworkOptions, log: IO[str] = sys.stderr) -> dict[str, An
                         )
     return {
         "gilbert": GILBERT,
-        "jitter_rows": None,  # no netem qdisc in this kernel: no delay/jitter emulation
+        "jitter_ms": opts.jitter_ms or None,  # user-space relay (jitter.py): no netem here
+        "jitter_rows": sum(1 for r in rows if r["pattern"] == "jitter"),
         "bursts_per_row": opts.bursts,
         "period_s": opts.period,
         "tone_ms": opts.tone_ms,
