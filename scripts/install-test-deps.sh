@@ -8,9 +8,9 @@ set -euo pipefail
 # TURN tests start in their namespaces;
 # postgresql: the store tests start their own server from its binaries (tests/pgserver.py);
 # fonts-noto-cjk: Japanese in Chromium's screenshots (the smoke's and the e2e tests') as text,
-# not boxes.
+# not boxes; fonts-noto-color-emoji: the phone app's talking mark (🔊) likewise.
 packages=(iproute2 docker-compose chromium espeak-ng pulseaudio pulseaudio-utils libportaudio2
-  libasound2-plugins nftables postgresql coturn fonts-noto-cjk)
+  libasound2-plugins nftables postgresql coturn fonts-noto-cjk fonts-noto-color-emoji)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
