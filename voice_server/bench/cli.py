@@ -59,9 +59,9 @@ def add_bench_parser(sub: Any) -> None:
         "--moves", type=int, default=3, help="network changes mid-talk, UDP (3; 0: none)"
     )
     net.add_argument(
-        "--speech-seconds", type=float, default=18.0,
+        "--speech-seconds", type=float, default=12.0,
         help="per row, seconds of spoken Japanese recorded at the browser listener for the "
-        "speech score (STOI, PESQ; needs the quality and tts extras); 0: no score (18)",
+        "speech score (STOI, PESQ; needs the quality and tts extras); 0: no score (12)",
     )  # fmt: skip
     net.add_argument(
         "--jitter", type=float, default=0.0,

@@ -113,7 +113,7 @@ class NetworkOptions:
     moves: int = 3  # network changes mid-talk (UDP, no loss) for network_change.gap_ms; 0: none
     directions: tuple[str, ...] = ("both",)
     patterns: tuple[str, ...] = ("random",)  # "bursty": one more row per path at 10 % (GILBERT)
-    speech_seconds: float = 18.0  # the browser listener's recorded speech per row; 0: no score
+    speech_seconds: float = 12.0  # the browser listener's recorded speech per row; 0: no score
     jitter_ms: float = 0.0  # > 0: UDP rows with ±this jitter in each direction (jitter.py)
 
 
