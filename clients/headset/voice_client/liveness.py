@@ -8,8 +8,12 @@ session id. A frozen or unplugged server is noticed within :data:`SILENCE_LIMIT`
 last message; before, the WebSocket library's own keepalive took 20 + 20 s.
 
 The time the client itself spends handling a message (answering an offer can take a while) is
-not silence of the server: the clock is held while it is busy. The caller passes the clock
-(``time.monotonic()``), so every rule is a unit test.
+not silence of the server: the clock is held while it is busy. Nor is silence that was never
+asked about: the link is dead only once a ping has also gone unanswered for
+``SILENCE_LIMIT - PING_INTERVAL`` seconds. Normally that is the same moment (the first ping after
+the server's last message leaves within PING_INTERVAL), but a watch that wakes up late (a
+stalled loop, a suspended process) pings first instead of dropping a live link. The caller
+passes the clock (``time.monotonic()``), so every rule is a unit test.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ class Liveness:
     last_heard: float
     next_ping: float
     busy: bool = False
+    #: when the first ping since the server's last message left (None: none yet)
+    unanswered: float | None = None
 
     @classmethod
     def opened(cls, now: float) -> Liveness:
@@ -53,6 +59,7 @@ class Liveness:
         """A message from the server arrived; the client is handling it from now on."""
         self.last_heard = now
         self.busy = True
+        self.unanswered = None
 
     def handled(self, now: float) -> None:
         """The client has dealt with the message: the silence counts from here."""
@@ -63,14 +70,23 @@ class Liveness:
         """Seconds the server has been silent (0 while a message is being handled)."""
         return 0.0 if self.busy else max(0.0, now - self.last_heard)
 
+    def deadline(self) -> float:
+        """When the link is dead if nothing comes (inf: not before a ping has left)."""
+        if self.busy or self.unanswered is None:
+            return math.inf
+        return max(self.last_heard + SILENCE_LIMIT, self.unanswered + SILENCE_LIMIT - PING_INTERVAL)
+
     def beat(self, now: float, *, joined: bool) -> Beat:
         """The decision at ``now``: pings and the silence rule apply only while ``joined``
         (before that, the join and the socket's open timeout govern)."""
-        if joined and self.silent_for(now) >= SILENCE_LIMIT:
+        if joined and now >= self.deadline():
             return Beat(ping=False, dead=True, wake_at=now)
-        due = now >= self.next_ping
+        asked = self.unanswered is not None
+        late = joined and not asked and self.silent_for(now) >= SILENCE_LIMIT  # ask at once
+        due = now >= self.next_ping or late
         if due:
             self.next_ping = now + PING_INTERVAL
-        watching = joined and not self.busy
-        deadline = self.last_heard + SILENCE_LIMIT if watching else math.inf
+            if joined and self.unanswered is None:
+                self.unanswered = now
+        deadline = self.deadline() if joined else math.inf
         return Beat(ping=due and joined, dead=False, wake_at=min(self.next_ping, deadline))

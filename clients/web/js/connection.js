@@ -15,10 +15,12 @@
 // Events: "state" {state}, "joined" {message, reconnected}, "lost" {why: closed | quiet |
 // timeout}, "message" {message}, "stopped" {reason, code, message}.
 
-// How fast a dead server is noticed; the headset client has the same figures
+// How fast a dead server is noticed; the headset client has the same rule and figures
 // (clients/headset/voice_client/liveness.py). While joined: a ping every PING_MS (the server
 // answers pong at once, ahead of any slow work); any message counts as life; QUIET_MS without
-// one and the socket is given up (the console's signaling is this connection too).
+// one and the socket is given up (the console's signaling is this connection too), once a ping
+// has also gone unanswered for QUIET_MS - PING_MS: normally the same moment, but a timer that
+// fires late (a hidden tab, a phone waking up) pings first instead of dropping a live socket.
 export const PING_MS = 2000;
 export const QUIET_MS = 5000;
 const PROBE_MS = 2500;
@@ -27,14 +29,22 @@ const JOIN_TIMEOUT_MS = 6000;
 const BACKOFF_MS = [250, 500, 1000, 2000];
 const FATAL_CLOSE = new Set([4401, 4403, 4409]);
 
-// [pure] The heartbeat at `now` while joined, given when the server was last heard and when we
-// last pinged: dead (QUIET_MS of silence), or whether to ping now and how long until the next
-// look (the next ping or the silence deadline, whichever comes first).
-export function heartbeat(now, lastHeard, lastPing) {
-  if (now - lastHeard >= QUIET_MS) return { dead: true, ping: false, wait: 0 };
-  const ping = now - lastPing >= PING_MS;
+// [pure] When the socket is dead if nothing comes, given when the server was last heard and
+// when the first ping since then left (null: none yet, so not before one has).
+function deadline(lastHeard, asked) {
+  return asked === null ? Infinity : Math.max(lastHeard + QUIET_MS, asked + QUIET_MS - PING_MS);
+}
+
+// [pure] The heartbeat at `now` while joined (lastPing: our last ping; asked: the first ping
+// since the server's last message, or null): dead, or whether to ping now and how long until
+// the next look (the next ping or the deadline, whichever comes first).
+export function heartbeat(now, lastHeard, lastPing, asked) {
+  if (now >= deadline(lastHeard, asked)) return { dead: true, ping: false, wait: 0 };
+  const late = asked === null && now - lastHeard >= QUIET_MS; // silence never asked about
+  const ping = late || now - lastPing >= PING_MS;
   const nextPing = (ping ? now : lastPing) + PING_MS;
-  return { dead: false, ping, wait: Math.min(nextPing, lastHeard + QUIET_MS) - now };
+  const until = deadline(lastHeard, ping && asked === null ? now : asked);
+  return { dead: false, ping, wait: Math.min(nextPing, until) - now };
 }
 
 export function signalingUrl(loc = window.location) {
@@ -58,6 +68,7 @@ export class Connection extends EventTarget {
     this.deadlineTimer = null;
     this.lastHeard = 0;
     this.lastPing = 0;
+    this.asked = null; // the first ping since the server's last message
     this.pendingChannel = null;
     this.lostSince = null;
     this.seq = 0;
@@ -132,6 +143,7 @@ export class Connection extends EventTarget {
     ws.onmessage = (ev) => {
       if (ws !== this.ws) return;
       this.lastHeard = Date.now();
+      this.asked = null;
       if (this.state === "joined") this.disarm(); // a probe answered
       let msg;
       try {
@@ -224,13 +236,14 @@ export class Connection extends EventTarget {
     let wait = PING_MS;
     if (this.state === "joined") {
       const now = Date.now();
-      const next = heartbeat(now, this.lastHeard, this.lastPing);
+      const next = heartbeat(now, this.lastHeard, this.lastPing, this.asked);
       if (next.dead) {
         this.lost("quiet");
       } else {
         if (next.ping) {
           this.send({ type: "ping" });
           this.lastPing = now;
+          if (this.asked === null) this.asked = now;
         }
         wait = next.wait;
       }
@@ -250,6 +263,7 @@ export class Connection extends EventTarget {
         this.attempt = 0;
         this.lostSince = null;
         this.lastHeard = Date.now();
+        this.asked = null;
         this.setState("joined");
         this.dispatch("joined", { message: msg, reconnected });
         return;
