@@ -105,17 +105,20 @@ def write_bursts(
     off_seconds: float,
     rate: int = 48000,
     amplitude: int = 8000,
+    quiet_amplitude: int = 0,
 ) -> Path:
-    """One period of a tone burst then silence (browsers loop their fake microphone file)."""
-    on = int(rate * on_seconds)
-    off = int(rate * off_seconds)
-    tone = b"".join(
-        struct.pack("<h", int(amplitude * math.sin(2 * math.pi * freq * i / rate)))
-        for i in range(on)
-    )
+    """One period of a tone burst then silence (browsers loop their fake microphone file), or
+    then the same tone at ``quiet_amplitude`` (still voice to a talk detector)."""
+
+    def tone(n: int, amp: int) -> bytes:
+        return b"".join(
+            struct.pack("<h", int(amp * math.sin(2 * math.pi * freq * i / rate))) for i in range(n)
+        )
+
     with wave.open(str(path), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(rate)
-        w.writeframes(tone + bytes(2 * off))
+        w.writeframes(tone(int(rate * on_seconds), amplitude))
+        w.writeframes(tone(int(rate * off_seconds), quiet_amplitude))
     return path

@@ -27,6 +27,7 @@ class ClientRun:
     events: list[dict[str, Any]] = field(default_factory=list)
     on_line: list[Callable[[str], None]] = field(default_factory=list)  # called as lines come
     _lines: list[str] = field(default_factory=list)
+    _arrived: list[float] = field(default_factory=list)  # time.monotonic() of each line, here
     _reader: threading.Thread | None = None
 
     def __post_init__(self) -> None:
@@ -36,6 +37,7 @@ class ClientRun:
     def _read(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
+            self._arrived.append(time.monotonic())
             self._lines.append(line)
             for callback in list(self.on_line):
                 callback(line)
@@ -45,11 +47,25 @@ class ClientRun:
 
     def wait_event(self, event: str, timeout: float = 30, **match: Any) -> dict[str, Any]:
         """Block until the client has printed ``event`` (with ``match`` fields)."""
+        return self.wait_arrival(event, timeout, **match)[1]
+
+    def wait_arrival(
+        self,
+        event: str,
+        timeout: float = 30,
+        when: Callable[[dict[str, Any]], bool] = lambda e: True,
+        **match: Any,
+    ) -> tuple[float, dict[str, Any]]:
+        """Block until the client has printed ``event`` (with ``match`` fields, and ``when``
+        true of it); the ``time.monotonic()`` at which its line came here, and the event."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for e in self._parse():
+            lines = list(zip(list(self._arrived), list(self._lines), strict=False))
+            for arrived, line in lines:
+                e = json.loads(line) if line.startswith("{") else {}
                 if e.get("event") == event and all(e.get(k) == v for k, v in match.items()):
-                    return e
+                    if when(e):
+                        return arrived, e
             if self.proc.poll() is not None and self._reader and not self._reader.is_alive():
                 break
             time.sleep(0.05)

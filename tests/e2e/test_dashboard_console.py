@@ -7,6 +7,8 @@ the space bar (or pressing a headset's media button) talks into the selected cha
 
 from __future__ import annotations
 
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -109,6 +111,46 @@ def ptt(page: Any) -> list[bool]:
 
 def kinds(page: Any) -> list[str]:
     return [e["kind"] for e in page.evaluate("window.consoleDiag.events")]
+
+
+def frozen_server_is_noticed_and_the_console_comes_back(page: Any, server: ServerProcess) -> None:
+    """The server freezes (SIGSTOP: its sockets stay open, nothing answers): the console's
+    signaling, each channel's live view and the alert banner's event stream notice it within 5 s
+    of the server's last message (each pings every 2 s); once the server runs again (SIGCONT)
+    the session is resumed, the views and the stream reopen, and every channel is heard again."""
+    proc = server.proc
+    assert proc is not None
+    since = len(page.evaluate("window.consoleDiag.events"))
+
+    def events(kind: str) -> list[dict[str, Any]]:
+        return [e for e in page.evaluate("window.consoleDiag.events")[since:] if e["kind"] == kind]
+
+    def stream() -> str | None:
+        value: str | None = page.evaluate("document.getElementById('alert-banner').dataset.stream")
+        return value
+
+    wait_for(lambda: stream() == "live", "the alert stream")
+    proc.send_signal(signal.SIGSTOP)
+    frozen_ms = time.time() * 1000
+    try:
+        wait_for(
+            lambda: events("lost") and len(events("live_lost")) == len(TONES)
+            and stream() == "lost",
+            "the console, its live views and the alert stream noticing the frozen server",
+        )  # fmt: skip
+    finally:
+        proc.send_signal(signal.SIGCONT)
+    assert [e["why"] for e in events("lost")] == ["quiet"]
+    assert {e["channel"] for e in events("live_lost")} == set(TONES)
+    noticed = [e["wall"] - frozen_ms for e in events("lost") + events("live_lost")]
+    print(f"console: frozen server noticed after {max(noticed):.0f} ms at the latest")
+    assert max(noticed) < 10_000  # 5 s after the last message by the rule; a busy machine's slack
+    wait_for(lambda: [e["resumed"] for e in events("joined")] == [True], "the console rejoined")
+    wait_for(lambda: {e["channel"] for e in events("live")} == set(TONES), "the live views again")
+    wait_for(lambda: stream() == "live", "the alert stream again")
+    for ch, freq in TONES.items():
+        wait_for(lambda ch=ch, freq=freq: any(near(page, m, freq) for m in mids_of(page, ch)),
+                 f"{ch}'s tone after the freeze", timeout=60)  # fmt: skip
 
 
 def test_the_console_hears_three_channels_and_talks_only_into_the_selected_one(
@@ -216,6 +258,7 @@ def test_the_console_hears_three_channels_and_talks_only_into_the_selected_one(
         assert page.inner_text(f"{line} .speaker-name") == "Mori"
         assert page.inner_text(".console-channel[data-channel=ops] .last-line .text") == ""
         assert speaker.wait(60) == 0, speaker.stderr
+        frozen_server_is_noticed_and_the_console_comes_back(page, server)
         assert not errors, errors
     finally:
         browser.close()

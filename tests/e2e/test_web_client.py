@@ -3,6 +3,7 @@ server to each other and to a `voice-client`, all inside a private network names
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -140,25 +141,57 @@ def test_switching_channel_needs_no_reload(pages: dict[str, Any]) -> None:
     assert b.evaluate("window.__sameDocument") == 42
 
 
+def diag_events(page: Any, since: int = 0) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = page.evaluate("window.voiceDiag.events")
+    return events[since:]
+
+
+@pytest.mark.parametrize("how", ["restart", "freeze"])
 def test_pages_rejoin_by_themselves_after_a_server_restart(
-    pages: dict[str, Any], e2e_server: ServerProcess
+    how: str, pages: dict[str, Any], e2e_server: ServerProcess
 ) -> None:
+    """restart: the server stops (its sockets close) and starts again. freeze: it is stopped
+    with SIGSTOP, its sockets open and silent (a hung process, a pulled cable): pinging every
+    2 s, each page calls the socket dead 5 s after the server's last message, and once the
+    server runs again (SIGCONT) rejoins and resumes its session."""
     a, b = pages["a"], pages["b"]
+    since = {}
     for page in (a, b):
         page.evaluate("window.__sameDocument = 7")
-    e2e_server.stop()
-    wait_for(lambda: state(a)[0] == "reconnecting" and state(b)[0] == "reconnecting", "both lost")
+        since[page] = len(diag_events(page))
+    proc = e2e_server.proc
+    assert proc is not None
+    if how == "restart":
+        e2e_server.stop()
+    else:
+        proc.send_signal(signal.SIGSTOP)
+    frozen_ms = time.time() * 1000
+    try:
+        wait_for(lambda: state(a)[0] == state(b)[0] == "reconnecting", "both lost")
+    finally:
+        if how == "freeze":
+            proc.send_signal(signal.SIGCONT)
     assert a.text_content("#status") == "Connection lost. Reconnecting…"
+    for page in (a, b):
+        lost = next(e for e in diag_events(page, since[page]) if e["kind"] == "lost")
+        assert lost["why"] == ("closed" if how == "restart" else "quiet"), lost
+        if how == "freeze":  # 5 s after the last message by the rule; slack for a busy machine
+            print(f"frozen server noticed after {lost['wall'] - frozen_ms:.0f} ms")
+            assert lost["wall"] - frozen_ms < 10_000
     restarted = time.monotonic()
-    e2e_server.start()
+    if how == "restart":
+        e2e_server.start()
     wait_for(lambda: connected(a) and connected(b), "both rejoined with media", 20)
     rejoin_seconds = time.monotonic() - restarted
     wait_for(lambda: hears(b, FREQ_A), "B hearing A after the restart")
     wait_for(lambda: hears(a, FREQ_B), "A hearing B after the restart")
     for page in (a, b):
         assert page.evaluate("window.__sameDocument") == 7  # no reload
-        kinds = page.evaluate("window.voiceDiag.events.map(e => e.kind)")
+        events = diag_events(page, since[page])
+        kinds = [e["kind"] for e in events]
         assert "lost" in kinds and "reconnected" in kinds
+        back = next(e for e in events if e["kind"] == "reconnected")
+        assert back["resumed"] is (how == "freeze")  # a restarted server knows no session
     assert rejoin_seconds < 10
 
 
@@ -198,6 +231,67 @@ def test_tap_to_start_is_shown_while_the_browser_holds_audio_back(
         assert not page.errors, page.errors
     finally:
         page.context.browser.close()
+
+
+HEARTBEAT_JS = """async ([heardAt, first]) => {
+    const { heartbeat, PING_MS, QUIET_MS } = await import('/js/connection.js');
+    const out = [];
+    let now = first, lastHeard = 0, lastPing = 0, asked = null;
+    while (now < 120000) {
+      for (const t of heardAt) if (t <= now && t > lastHeard) { lastHeard = t; asked = null; }
+      const beat = heartbeat(now, lastHeard, lastPing, asked);
+      if (beat.dead) { out.push([now, "dead"]); break; }
+      if (beat.ping) { out.push([now, "ping"]); lastPing = now; if (asked === null) asked = now; }
+      const next = heardAt.find((t) => t > now);
+      now = Math.min(now + beat.wait, next === undefined ? Infinity : next);
+    }
+    return { out, figures: [PING_MS, QUIET_MS] };
+}"""
+
+
+def python_heartbeat(heard_at: list[int], first: int) -> list[list[Any]]:
+    """What voice_client.liveness does on the same clock (ms), woken as the runner wakes it."""
+    from voice_client.liveness import Liveness
+
+    live = Liveness.opened(0.0)
+    out: list[list[Any]] = []
+    now = first / 1000
+    while now < 120.0:
+        for t in heard_at:
+            if live.last_heard < t / 1000 <= now:
+                live.heard(t / 1000)
+                live.handled(t / 1000)
+        beat = live.beat(now, joined=True)
+        if beat.dead:
+            out.append([round(now * 1000), "dead"])
+            break
+        if beat.ping:
+            out.append([round(now * 1000), "ping"])
+        now = min([beat.wake_at, *(t / 1000 for t in heard_at if t / 1000 > now)])
+    return out
+
+
+@pytest.mark.parametrize(
+    ("heard_at", "first", "expected"),
+    [
+        # messages from the server, then silence: a ping every 2 s, dead 5 s after the last one
+        ([300, 1_000, 1_500, 6_400, 8_000], 0,
+         [[t, "ping"] for t in range(2_000, 13_000, 2_000)] + [[13_000, "dead"]]),
+        # the watch first looks a minute late (a hidden tab's timer, a phone waking up): it has
+        # asked nothing, so it pings first; dead when that ping has had no answer for 3 s
+        ([100], 60_000, [[60_000, "ping"], [62_000, "ping"], [63_000, "dead"]]),
+        ([100, 60_050], 60_000,
+         [[60_000, "ping"], [62_000, "ping"], [64_000, "ping"], [65_050, "dead"]]),
+    ],
+)  # fmt: skip
+def test_the_heartbeat_follows_the_same_rule_as_the_headset_client(
+    pages: dict[str, Any], heard_at: list[int], first: int, expected: list[list[Any]]
+) -> None:
+    """connection.js's heartbeat() and voice_client.liveness on the same made-up clock."""
+    js = pages["a"].evaluate(HEARTBEAT_JS, [heard_at, first])
+    assert js["figures"] == [2000, 5000]
+    assert js["out"] == expected
+    assert python_heartbeat(heard_at, first) == expected
 
 
 def test_the_browser_gate_follows_the_same_rule_as_the_headset_client(

@@ -2,9 +2,9 @@
 
 Run as ``python tests/integration/aiortc_media_server.py``. It prints its WebSocket port, serves
 one participant the way the voice server does (join -> joined -> server-made offer with mid 0
-recvonly and mids 1..3 sendonly -> answer -> talk events -> leave -> left), plays an 880 Hz
-tone on slot 1, and after ``left`` prints one JSON report of what it heard on mid 0: frame
-count, zero-crossing rate, RMS, and the RFC 6464 levels seen on the wire.
+recvonly and mids 1..3 sendonly -> answer -> talk events, pings answered -> leave -> left),
+plays an 880 Hz tone on slot 1, and after ``left`` prints one JSON report of what it heard on
+mid 0: frame count, zero-crossing rate, RMS, and the RFC 6464 levels seen on the wire.
 
 It is NOT the voice server's media plane: aiortc cannot be ICE-lite, so the offer has aiortc's
 own candidates, and it decodes audio. It proves the client interoperates with a standard peer.
@@ -126,7 +126,9 @@ async def session(ws: ServerConnection) -> None:
     await ws.send(json.dumps({"v": 1, "type": "talk_started", "speaker": BOB, "slot": 1}))
     async for text in ws:
         msg = json.loads(text)
-        if msg["type"] == "leave":
+        if msg["type"] == "ping":  # as the voice server does: the client calls silence dead
+            await ws.send(json.dumps({"v": 1, "type": "pong", "id": msg.get("id")}))
+        elif msg["type"] == "leave":
             await ws.send(json.dumps({"v": 1, "type": "talk_stopped", "speaker": BOB, "slot": 1}))
             await ws.send(json.dumps({"v": 1, "type": "left", "reason": "left"}))
             break

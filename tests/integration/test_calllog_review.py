@@ -163,6 +163,8 @@ async def next_of(ws: Any, kind: str, timeout: float = 5) -> dict[str, Any]:
 async def test_the_live_view_shows_presence_captions_and_commits(server: ServerProcess) -> None:
     watch = await viewer(server, "boss")
     assert (await next_of(watch, "presence"))["participants"] == []
+    await watch.send(json.dumps({"type": "ping"}))  # the page's heartbeat (static/heartbeat.js)
+    await next_of(watch, "pong")
     peer = await Peer.connect(server.ws_url)
     await peer.join(token(server, "sato", "ops"), channel="ops", device_id="p1")
     online = (await next_of(watch, "presence"))["participants"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.audio import dominant, loud_seconds, read_mono, write_tone
+from tests.audio import dominant, loud_seconds, read_mono, write_bursts, write_tone
 from tests.servers import ServerProcess, running_server
 from tests.voiceclients import start_client
 
@@ -140,3 +141,48 @@ def test_a_talker_who_goes_mid_talk_is_heard_to_stop(
         assert (stopped["speaker"]["sub"], stopped["slot"]) == ("tal", started["slot"])
         listener.proc.terminate()
         listener.wait(30)
+
+
+@pytest.mark.parametrize("how", ["resume", "restart"])
+def test_a_frozen_server_is_noticed_within_seconds_and_the_headset_hears_again(
+    how: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The server freezes (SIGSTOP: its sockets stay open and nothing answers, as with a hung
+    process or a pulled cable): the headset client, pinging every 2 s, calls the link dead 5 s
+    after the server's last message (``disconnected``); once the server runs again (SIGCONT, or
+    a new process on the same ports) it joins again by itself and hears the talker again."""
+    with running_server(tmp_path_factory.mktemp("frozen")) as server:
+        listener = start_client(
+            server, tmp_path, "lis", duration=180, record=False, extra_args=["--report-onsets"]
+        )
+        listener.wait_event("media", state="connected", timeout=60)
+        talker = start_client(
+            server, tmp_path, "tal", loop=True, duration=180, record=False,
+            play=write_bursts(  # loud, then quiet but still voice: one long burst, an onset
+                tmp_path / "b.wav", FREQS[1], on_seconds=0.6, off_seconds=0.6, quiet_amplitude=300
+            ),  # at the listener every 1.2 s
+            extra_args=["--mode", "open"],
+        )  # fmt: skip
+        assert server.proc is not None
+        frozen_proc = server.proc
+        try:
+            listener.wait_event("onset", timeout=60)  # the talker is heard
+            frozen_proc.send_signal(signal.SIGSTOP)
+            frozen = time.monotonic()
+            noticed, lost = listener.wait_arrival("disconnected", timeout=60)
+            if how == "resume":
+                frozen_proc.send_signal(signal.SIGCONT)
+            else:
+                server.stop(signal.SIGKILL)
+                server.start()
+            assert lost["reason"].startswith("no message from the server for 5."), lost
+            print(f"frozen server noticed after {noticed - frozen:.2f} s ({how})")
+            assert noticed - frozen < 10  # 5 s by the rule; the rest is a busy machine's slack
+            _, back = listener.wait_arrival("joined", 60, lambda e: e["t"] > lost["t"])
+            assert back["resumed"] is (how == "resume")
+            listener.wait_arrival("onset", 60, lambda e: e["t"] > back["t"])  # heard again
+        finally:
+            frozen_proc.send_signal(signal.SIGCONT)
+            for client in (talker, listener):
+                client.proc.terminate()
+                client.wait(30)

@@ -4,6 +4,7 @@ signaling exchange against a scripted fake server (no media plane)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import threading
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
 
 from tests.unit.test_client_peer import server_offer
 from voice_client.cli import main
@@ -213,6 +215,47 @@ def test_a_dropped_connection_joins_again_with_the_session_id(
     assert "session_id" not in joins[0] and joins[1]["session_id"] == "s-alice"
     assert server.received[-1]["type"] == "leave"
     assert elapsed < 4
+
+
+def test_a_silent_server_is_given_up_after_5_s_and_joined_again_with_the_session_id(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The first connection stays open but the server never answers a ping (a frozen server):
+    the client pings every 2 s, drops it 5 s after the last message and joins again; the second
+    server answers its pings, so that connection lasts until --duration."""
+    joins: list[float] = []
+
+    async def script(ws: ServerConnection, received: list[dict[str, Any]]) -> None:
+        received.append(await recv_json(ws))
+        joins.append(time.monotonic())
+        await ws.send(joined())
+        first = len(joins) == 1
+        with contextlib.suppress(ConnectionClosed):
+            async for raw in ws:
+                msg = json.loads(raw)
+                received.append(msg)
+                if msg["type"] == "ping" and not first:
+                    await ws.send(m.encode(m.ServerPong(id=msg.get("id"), server_time=0.0)))
+                elif msg["type"] == "leave":
+                    await ws.send(m.encode(m.ServerLeft(reason="left")))
+                    return
+
+    with fake_server(script) as server:
+        code = main(args(server.url, "--token", "t", "--duration", "9"))
+    out, err = out_err_lines(capsys)
+    assert code == 0, err
+    events = [json.loads(line) for line in out]
+    assert [e["event"] for e in events] == ["joined", "disconnected", "reconnecting", "joined"]
+    dropped = events[1]
+    assert dropped["reason"].startswith("no message from the server for 5.")
+    assert dropped["t"] - events[0]["t"] >= 4.99  # not before 5 s of silence
+    kinds = [r["type"] for r in server.received]
+    first, second = kinds[: kinds.index("join", 1)], kinds[kinds.index("join", 1) :]
+    assert first[0] == "join" and first.count("ping") >= 2 and set(first[1:]) == {"ping"}
+    assert "ping" in second and second[-1] == "leave"
+    rejoin = next(r for r in server.received[1:] if r["type"] == "join")
+    assert rejoin["session_id"] == "s-alice"
+    assert len(joins) == 2
 
 
 def test_signaling_exchange_prints_events_and_reports_missing_media(

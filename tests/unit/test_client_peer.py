@@ -141,6 +141,26 @@ def test_negotiated_audio_level_id_is_what_aiortc_writes_on_the_wire() -> None:
     assert rtp.RtpPacket.parse(data, extensions).extensions.audio_level == (False, 30)
 
 
+async def test_a_closed_peer_connection_leaves_the_microphone_live_for_the_next() -> None:
+    """aiortc stops a sender's track when its connection closes; after a reconnect to a new
+    session the next peer connection must still send the microphone."""
+    mic = MicTrack(b"\x01\x00" * 960, loop=True)
+    sent: list[MediaStreamTrack] = []
+    for _ in range(2):
+        peer = ClientPeer(mic, lambda mid, track: None)
+        with loopback_candidates():
+            await peer.answer(server_offer())
+        sender = next(t.sender for t in peer.pc.getTransceivers() if t.mid == "0")
+        assert sender.track is not None and sender.track is not mic
+        frame = await sender.track.recv()
+        assert bytes(frame.planes[0])[:2] == b"\x01\x00"
+        sent.append(sender.track)
+        sender.track.stop()  # what aiortc's RTP loop does when the connection closes
+        await peer.close()
+        assert mic.readyState == "live"
+    assert sent[0] is not sent[1] and sent[0].readyState == "ended"
+
+
 async def test_mic_track_plays_the_file_once_then_silence() -> None:
     pcm = b"\x10\x00" * 960 * 2  # two frames of a constant
     track = MicTrack(pcm)

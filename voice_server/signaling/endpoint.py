@@ -59,6 +59,8 @@ _FATAL_CLOSE = {
     ErrorCode.CHANNEL_NOT_FOUND: CLOSE_FORBIDDEN,
 }
 _MAX_ERRORS_BEFORE_JOIN = 5
+#: messages read but not yet handled, at most; more are dropped like a rate limit's excess
+_MAX_UNHANDLED = 64
 
 
 class Connection:
@@ -123,6 +125,13 @@ class _Rejected(Exception):
 async def serve_signaling(
     ws: WebSocket, hub: Hub, *, join_timeout: float, rate: float, burst: int, queue_size: int
 ) -> None:
+    """Serve one signaling socket: a reader task receives, rate-limits and parses, and answers
+    ``ping`` at once while joined; every other message is handled here, in order.
+
+    Clients call a connection dead after 5 s without any message (they ping every 2 s), so a
+    ``pong`` never waits behind a message whose handling is slow (a database check in a worker
+    thread, an emergency): the reader answers it while that handling is still under way.
+    """
     await ws.accept()
     hub.counters.connections += 1
     conn = Connection(ws, queue_size)
@@ -132,6 +141,8 @@ async def serve_signaling(
     session: Session | None = None
     errors_before_join = 0
     deadline = time.monotonic() + join_timeout
+    # read but not yet handled: a message or its parse error; None once the peer has gone
+    inbox: asyncio.Queue[ClientMessage | ProtocolError | None] = asyncio.Queue()
 
     def reply_error(err: ProtocolError, fatal: bool = False) -> None:
         hub.counters.errors[err.code.value] += 1
@@ -139,40 +150,63 @@ async def serve_signaling(
             encode(ServerError(code=err.code, message=err.message, id=err.request_id, fatal=fatal))
         )
 
+    def rate_limited(now: float) -> None:
+        nonlocal last_limit_reply
+        hub.counters.rate_limited += 1
+        if now - last_limit_reply >= 1.0:
+            last_limit_reply = now
+            reply_error(ProtocolError(ErrorCode.RATE_LIMITED, "too many messages"))
+
+    async def read() -> None:
+        try:
+            while (raw := await _receive_text(ws)) is not None:
+                now = time.monotonic()
+                # the bucket bounds a ping storm too; the inbox bound, a client outrunning a
+                # slow handler (the one place left over is for the end)
+                if not bucket.allow(now) or inbox.qsize() >= _MAX_UNHANDLED:
+                    rate_limited(now)
+                    continue
+                try:
+                    msg = _parse(raw)
+                except ProtocolError as err:
+                    inbox.put_nowait(err)
+                    continue
+                hub.counters.messages[msg.type] += 1
+                if isinstance(msg, ClientPing) and session is not None:
+                    conn.send(encode(ServerPong(id=msg.id, server_time=time.time())))
+                else:
+                    inbox.put_nowait(msg)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            inbox.put_nowait(None)
+
+    reader = asyncio.create_task(read(), name="signaling-reader")
     try:
         while not conn.closed.is_set():
             try:
                 if session is None:
                     remaining = deadline - time.monotonic()
-                    raw = await asyncio.wait_for(_receive_text(ws), max(remaining, 0.001))
+                    item = await asyncio.wait_for(inbox.get(), max(remaining, 0.001))
                 else:
-                    raw = await _receive_text(ws)
+                    item = await inbox.get()
             except TimeoutError:
                 reply_error(
                     ProtocolError(ErrorCode.JOIN_TIMEOUT, "no join received in time"), fatal=True
                 )
                 conn.close(CLOSE_TIMEOUT, "join timeout")
                 break
-            if raw is None:
+            if item is None:  # the peer has gone, or the reader failed (raised here)
+                if reader.done() and not reader.cancelled():
+                    reader.result()
                 break
-            now = time.monotonic()
-            if not bucket.allow(now):
-                hub.counters.rate_limited += 1
-                if now - last_limit_reply >= 1.0:
-                    last_limit_reply = now
-                    reply_error(ProtocolError(ErrorCode.RATE_LIMITED, "too many messages"))
-                continue
             try:
-                if isinstance(raw, bytes):
-                    if len(raw) > MAX_MESSAGE_BYTES:
-                        raise ProtocolError(ErrorCode.TOO_LARGE, "message larger than 64 KiB")
-                    raise ProtocolError(ErrorCode.BAD_MESSAGE, "binary messages are not accepted")
-                msg = parse_client_message(raw)
-                hub.counters.messages[msg.type] += 1
+                if isinstance(item, ProtocolError):
+                    raise item
                 if session is None:
-                    session = await _handle_first(hub, conn, msg)
+                    session = await _handle_first(hub, conn, item)
                 else:
-                    session = await _handle(hub, conn, session, msg)
+                    session = await _handle(hub, conn, session, item)
                     if session is None:  # left: a new join may follow on this socket
                         deadline = time.monotonic() + join_timeout
             except ProtocolError as err:
@@ -186,17 +220,26 @@ async def serve_signaling(
                     if errors_before_join >= _MAX_ERRORS_BEFORE_JOIN:
                         conn.close(CLOSE_POLICY, "no valid join")
                         break
-    except WebSocketDisconnect:
-        pass
     except Exception:
         log.exception("signaling connection failed")
         conn.close(1011, "internal error")
     finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await reader
         if session is not None:
             hub.detach(session, conn)
         conn.close(CLOSE_NORMAL)
         with contextlib.suppress(asyncio.CancelledError):
             await writer
+
+
+def _parse(raw: str | bytes) -> ClientMessage:
+    if isinstance(raw, bytes):
+        if len(raw) > MAX_MESSAGE_BYTES:
+            raise ProtocolError(ErrorCode.TOO_LARGE, "message larger than 64 KiB")
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "binary messages are not accepted")
+    return parse_client_message(raw)
 
 
 async def _handle_first(hub: Hub, conn: Connection, msg: ClientMessage) -> Session | None:

@@ -6,7 +6,9 @@ lost assignment narrows or ends the stream), refusals audited.
 Server → client: ``{"type": "snapshot", "alerts": [...]}`` (the open alerts the caller may
 see), then ``{"type": "alert", "alert": {...}}`` for every change of a visible alert, and
 ``{"type": "dropped", "count": n}`` when the caller read too slowly (oldest dropped). Client →
-server: ``{"type": "ping"}`` → ``{"type": "pong"}``; anything else is answered
+server: ``{"type": "ping"}`` → ``{"type": "pong"}`` (the page pings every 2 s and calls the
+socket dead after 5 s without a message: ``static/heartbeat.js``; at most ``web.live.PING_RATE``
+answers a second, the excess ignored); anything else is answered
 ``{"type": "error", "code": "bad_message" | "unknown_type"}`` and, after 20 of those, closed
 (4400).
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
@@ -36,6 +39,7 @@ from voice_server.web.live import (
     SEND_TIMEOUT,
     Refused,
     identify,
+    ping_limit,
     read_hello,
 )
 from voice_server.web.policy import Action, Actor, decide
@@ -113,6 +117,7 @@ def reply_to(text: str) -> dict[str, str]:
 
 async def _read(ws: WebSocket) -> None:
     bad = 0
+    pings = ping_limit()
     with contextlib.suppress(WebSocketDisconnect, RuntimeError):
         while True:
             answer = reply_to(await ws.receive_text())
@@ -120,6 +125,8 @@ async def _read(ws: WebSocket) -> None:
                 bad += 1
                 if bad > MAX_BAD:
                     raise Refused(CLOSE_BAD_HELLO, "too many bad messages")
+            elif not pings.allow(time.monotonic()):
+                continue  # a ping storm: no more answers than a page's heartbeat needs
             await ws.send_text(json.dumps(answer))
 
 

@@ -10,6 +10,10 @@ Order of checks, before anything of the channel is sent:
 Then a presence snapshot and the feed (``signaling.livehub``). The caller is re-checked every 2 s: a
 disabled user, a revoked session or a removed assignment ends the view (4401/4403).
 
+The viewer's ``{"type": "ping"}`` is answered ``{"type": "pong"}`` (the page pings every 2 s and
+calls the socket dead after 5 s without a message: ``static/heartbeat.js``), at most
+:data:`PING_RATE` a second; the excess and anything else the viewer sends are ignored.
+
 Close codes: 4400 no hello, 4401 not signed in, 4403 refused (origin, CSRF, role, assignment),
 4404 no such channel, 4408 too slow to read.
 """
@@ -20,16 +24,18 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from voice_server.audit.chain import Result
+from voice_server.ratelimit import TokenBucket
 from voice_server.signaling.livehub import LiveHub, Viewer
 from voice_server.web import security
 from voice_server.web.auth import Auth, app_state, authenticate, client_address
 from voice_server.web.policy import Action, Actor, decide
 
-__all__ = ["identify", "read_hello", "router"]
+__all__ = ["identify", "ping_limit", "read_hello", "router"]
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -38,6 +44,10 @@ RECHECK_SECONDS = 2.0
 SEND_TIMEOUT = 10.0
 CLOSE_BAD_HELLO, CLOSE_UNAUTHORIZED, CLOSE_FORBIDDEN = 4400, 4401, 4403
 CLOSE_NOT_FOUND, CLOSE_SLOW = 4404, 4408
+#: a dashboard socket's pings answered per second at most (burst PING_BURST); a page pings every
+#: 2 s, a storm gets no more answers than this
+PING_RATE, PING_BURST = 2.0, 10
+PONG = json.dumps({"type": "pong"})
 
 
 class Refused(Exception):
@@ -126,11 +136,26 @@ async def _pump(ws: WebSocket, viewer: Viewer, hub: LiveHub) -> None:
             hub.counters.sent += 1
 
 
+def ping_limit() -> TokenBucket:
+    """One socket's budget of answered pings."""
+    return TokenBucket(PING_RATE, PING_BURST, time.monotonic())
+
+
+def _is_ping(text: str) -> bool:
+    try:
+        msg = json.loads(text) if len(text) <= 256 else None
+    except ValueError:
+        return False
+    return isinstance(msg, dict) and msg.get("type") == "ping"
+
+
 async def _drain(ws: WebSocket) -> None:
-    """Read (and ignore) what the viewer sends, until it goes."""
+    """Answer the viewer's pings and ignore anything else it sends, until it goes."""
+    pings = ping_limit()
     with contextlib.suppress(WebSocketDisconnect, RuntimeError):
         while True:
-            await ws.receive_text()
+            if _is_ping(await ws.receive_text()) and pings.allow(time.monotonic()):
+                await ws.send_text(PONG)
 
 
 async def _recheck(ws: WebSocket, channel: str) -> None:

@@ -20,7 +20,7 @@ import logging
 import time
 from array import array
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import av
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
@@ -31,7 +31,15 @@ from voice_client.netreport import Counters
 from voice_client.turntls import relay_selected
 from voice_client.wavio import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE, Mix, frames_20ms
 
-__all__ = ["MIC_MID", "ClientPeer", "DeviceMicTrack", "MicTrack", "SlotRecorder", "pcm_frame"]
+__all__ = [
+    "MIC_MID",
+    "ClientPeer",
+    "DeviceMicTrack",
+    "MicTrack",
+    "PeerMic",
+    "SlotRecorder",
+    "pcm_frame",
+]
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +131,26 @@ class DeviceMicTrack(MediaStreamTrack):
             out = self._gate.process(block)
             if out is not None:
                 return pcm_frame(out, self._pts)
+
+
+class PeerMic(MediaStreamTrack):
+    """One peer connection's view of the microphone track.
+
+    aiortc stops a sender's track when its peer connection closes, and the client makes a new
+    peer connection for every new offer (a new session after a reconnect: the server restarted,
+    or the grace period ran out): that one must still have a live microphone. Each peer
+    connection sends its own view; the microphone itself is never stopped by aiortc."""
+
+    kind = "audio"
+
+    def __init__(self, source: MediaStreamTrack) -> None:
+        super().__init__()
+        self.source = source
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        return cast(av.AudioFrame, await self.source.recv())  # an audio track's frame
 
 
 def pcm_frame(pcm: bytes, pts: int) -> av.AudioFrame:
@@ -239,7 +267,7 @@ class ClientPeer:
             for s in ice_servers
         ]
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
-        self._mic = mic
+        self._mic = PeerMic(mic)  # closing this connection stops the view, not the microphone
         self._on_slot = on_slot
         self._slots_seen: set[str] = set()
 

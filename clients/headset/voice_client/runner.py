@@ -4,7 +4,8 @@ session (:mod:`voice_client.signaling`, sans I/O) and the peer (:mod:`voice_clie
 It owns every task it starts (reader, pinger, slot recorders, push-to-talk readers) and cancels
 and awaits them on the way out; the recording is written after the peer is closed.
 
-Reconnect (the same rule as the phone client): when the connection drops while joined, it
+Reconnect (the same rule as the phone client): when the connection drops while joined, or the
+server says nothing for 5 s although it is pinged every 2 s (:mod:`voice_client.liveness`), it
 connects again after 0.25, 0.5, 1, 2, 2 … s and joins with the previous session id: within the
 server's grace period the session is resumed, after it the server starts a new one for the same
 user and device. A new ``offer`` always means a new peer connection (the old one is closed).
@@ -36,6 +37,7 @@ from voice_client.ducking import Ducking
 from voice_client.emergency_control import EmergencyControl
 from voice_client.gate import Gate
 from voice_client.jitter import low_latency_audio
+from voice_client.liveness import SILENCE_LIMIT, Liveness
 from voice_client.loopback import is_loopback_host, loopback_candidates
 from voice_client.netreport import INTERVAL, Counters
 from voice_client.netreport import report as network_report
@@ -76,7 +78,6 @@ EXIT_ERROR = 1  # could not connect, connection lost, media failed, cannot write
 LOCAL_MID = "local"  # the playout's stream for cues and replayed clips
 EXIT_REFUSED = 3  # the server refused or ended the session with an error code
 
-PING_INTERVAL = 10.0
 LEAVE_TIMEOUT = 3.0
 OPEN_TIMEOUT = 10.0
 BACKOFF = (0.25, 0.5, 1.0, 2.0)
@@ -389,10 +390,12 @@ class _Client:
         task.add_done_callback(self.tasks.discard)
         return task
 
-    async def read(self, ws: ClientConnection) -> None:
+    async def read(self, ws: ClientConnection, live: Liveness) -> None:
         try:
             async for text in ws:
+                live.heard(time.monotonic())  # any message counts as life
                 await self.do(self.session.receive(text))
+                live.handled(time.monotonic())
                 if self.ended.is_set():
                     return
         except ConnectionClosed:
@@ -410,10 +413,24 @@ class _Client:
             self.end = End(ok=False, reason=reason)
         self.ended.set()
 
-    async def ping(self) -> None:
+    async def heartbeat(self, ws: ClientConnection, live: Liveness) -> None:
+        """Ping while joined; when the server has said nothing for SILENCE_LIMIT seconds, drop
+        the socket (a frozen server would never finish a closing handshake) and end the
+        connection as lost: the reconnect path joins again."""
         while True:
-            await asyncio.sleep(PING_INTERVAL)
-            await self.do(self.session.ping())
+            now = time.monotonic()
+            beat = live.beat(now, joined=self.session.state is SessionState.JOINED)
+            if beat.dead:
+                silent = live.silent_for(now)
+                lost = self.session.connection_lost(
+                    f"no message from the server for {silent:.1f} s (limit {SILENCE_LIMIT:g} s)"
+                )
+                ws.transport.abort()
+                await self.do(lost)
+                return
+            if beat.ping:  # sent aside: a send stuck on a full socket must not hold the watch
+                self.spawn(self.do(self.session.ping()))
+            await asyncio.sleep(max(0.0, beat.wake_at - time.monotonic()))
 
     async def report_network(self) -> None:
         """Every INTERVAL seconds while media is up: the ``stats`` report (netreport)."""
@@ -483,9 +500,10 @@ class _Client:
         """Run one connection; return why it ended: 'ended', 'stop' or 'timeout'."""
         self.ws = ws
         self.ended.clear()
+        live = Liveness.opened(time.monotonic())
         await self.do(self.session.start())
-        reader = self.spawn(self.read(ws))
-        pinger = self.spawn(self.ping())
+        reader = self.spawn(self.read(ws, live))
+        pinger = self.spawn(self.heartbeat(ws, live))
         waits = [asyncio.ensure_future(self.ended.wait()), asyncio.ensure_future(stop.wait())]
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:

@@ -241,8 +241,8 @@ class ClientSession:
             return [End(ok=True, reason="left before joining")]
         return []
 
-    def connection_lost(self) -> list[Action]:
-        """The WebSocket closed."""
+    def connection_lost(self, reason: str = "connection closed by the server") -> list[Action]:
+        """The WebSocket closed, or was given up (``reason``: why, e.g. the server went silent)."""
         if self.state is SessionState.ENDED:
             return []
         ok = self.state is SessionState.LEAVING
@@ -250,7 +250,7 @@ class ClientSession:
         self.state = SessionState.ENDED
         if ok:
             return [End(ok=True, reason="left")]
-        return [End(ok=False, reason="connection closed by the server", retry=retry)]
+        return [End(ok=False, reason=reason, retry=retry)]
 
     def reconnect(self, token: str | None = None) -> None:
         """Prepare to join again on a new connection after :meth:`connection_lost`.

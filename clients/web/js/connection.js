@@ -2,8 +2,9 @@
 // itself. Protocol: docs/signaling.md (join first with the token; never a token in the URL).
 //
 // Reconnect rule (the same as the headset client's):
-// - the socket closes or goes quiet (no message for 25 s although we ping every 10 s), or the
-//   network comes back ("online"): a new socket joins again with the stored session_id, so
+// - the socket closes or goes quiet (no message at all for QUIET_MS = 5 s although we ping every
+//   PING_MS = 2 s: a frozen or unreachable server is noticed within 5 s of its last message), or
+//   the network comes back ("online"): a new socket joins again with the stored session_id, so
 //   within the server's grace period the session is resumed (nobody sees us leave); after it,
 //   the server starts a new session for the same user and device (no ghost participant);
 // - retries back off 0.25, 0.5, 1, 2, 2 … s (capped small, so we are back within ~3 s of the
@@ -11,16 +12,40 @@
 // - close codes 4401/4403 (token or channel refused) and 4409 (replaced by a newer join of this
 //   device) end it: retrying cannot help.
 //
-// Events: "state" {state}, "joined" {message, reconnected}, "lost", "message" {message},
-// "stopped" {reason, code, message}.
+// Events: "state" {state}, "joined" {message, reconnected}, "lost" {why: closed | quiet |
+// timeout}, "message" {message}, "stopped" {reason, code, message}.
 
-const PING_MS = 10000;
-const QUIET_MS = 25000;
+// How fast a dead server is noticed; the headset client has the same rule and figures
+// (clients/headset/voice_client/liveness.py). While joined: a ping every PING_MS (the server
+// answers pong at once, ahead of any slow work); any message counts as life; QUIET_MS without
+// one and the socket is given up (the console's signaling is this connection too), once a ping
+// has also gone unanswered for QUIET_MS - PING_MS: normally the same moment, but a timer that
+// fires late (a hidden tab, a phone waking up) pings first instead of dropping a live socket.
+export const PING_MS = 2000;
+export const QUIET_MS = 5000;
 const PROBE_MS = 2500;
 const OPEN_TIMEOUT_MS = 5000;
 const JOIN_TIMEOUT_MS = 6000;
 const BACKOFF_MS = [250, 500, 1000, 2000];
 const FATAL_CLOSE = new Set([4401, 4403, 4409]);
+
+// [pure] When the socket is dead if nothing comes, given when the server was last heard and
+// when the first ping since then left (null: none yet, so not before one has).
+function deadline(lastHeard, asked) {
+  return asked === null ? Infinity : Math.max(lastHeard + QUIET_MS, asked + QUIET_MS - PING_MS);
+}
+
+// [pure] The heartbeat at `now` while joined (lastPing: our last ping; asked: the first ping
+// since the server's last message, or null): dead, or whether to ping now and how long until
+// the next look (the next ping or the deadline, whichever comes first).
+export function heartbeat(now, lastHeard, lastPing, asked) {
+  if (now >= deadline(lastHeard, asked)) return { dead: true, ping: false, wait: 0 };
+  const late = asked === null && now - lastHeard >= QUIET_MS; // silence never asked about
+  const ping = late || now - lastPing >= PING_MS;
+  const nextPing = (ping ? now : lastPing) + PING_MS;
+  const until = deadline(lastHeard, ping && asked === null ? now : asked);
+  return { dead: false, ping, wait: Math.min(nextPing, until) - now };
+}
 
 export function signalingUrl(loc = window.location) {
   const scheme = loc.protocol === "https:" ? "wss:" : "ws:";
@@ -42,10 +67,12 @@ export class Connection extends EventTarget {
     this.timer = null;
     this.deadlineTimer = null;
     this.lastHeard = 0;
+    this.lastPing = 0;
+    this.asked = null; // the first ping since the server's last message
     this.pendingChannel = null;
     this.lostSince = null;
     this.seq = 0;
-    this.heartbeat = null;
+    this.heartbeatTimer = null;
     this.onOnline = () => this.networkBack();
   }
 
@@ -54,7 +81,7 @@ export class Connection extends EventTarget {
     this.channel = channel;
     this.attempt = 0;
     window.addEventListener("online", this.onOnline);
-    this.heartbeat = setInterval(() => this.beat(), PING_MS);
+    this.beat();
     this.connect();
   }
 
@@ -103,7 +130,7 @@ export class Connection extends EventTarget {
     try {
       ws = new WebSocket(this.url);
     } catch (err) {
-      this.lost();
+      this.lost("closed");
       return;
     }
     this.ws = ws;
@@ -116,6 +143,7 @@ export class Connection extends EventTarget {
     ws.onmessage = (ev) => {
       if (ws !== this.ws) return;
       this.lastHeard = Date.now();
+      this.asked = null;
       if (this.state === "joined") this.disarm(); // a probe answered
       let msg;
       try {
@@ -141,7 +169,7 @@ export class Connection extends EventTarget {
   // A deadline: when it passes before disarm(), the socket is given up and replaced.
   arm(ms) {
     clearTimeout(this.deadlineTimer);
-    this.deadlineTimer = setTimeout(() => this.lost(), ms);
+    this.deadlineTimer = setTimeout(() => this.lost("timeout"), ms);
   }
 
   disarm() {
@@ -171,15 +199,16 @@ export class Connection extends EventTarget {
       this.finish(reason, { code });
       return;
     }
-    this.lost();
+    this.lost("closed");
   }
 
-  lost() {
+  // The socket is gone (why: closed, quiet, timeout): a new one after the backoff.
+  lost(why) {
     this.abandon();
     if (this.state === "stopped") return;
     if (this.lostSince === null) {
       this.lostSince = Date.now();
-      this.dispatch("lost", {});
+      this.dispatch("lost", { why });
     }
     this.setState("reconnecting");
     const base = BACKOFF_MS[Math.min(this.attempt, BACKOFF_MS.length - 1)];
@@ -200,15 +229,26 @@ export class Connection extends EventTarget {
     }
   }
 
+  // The heartbeat (see heartbeat()): runs from start() until finish(), and looks at least every
+  // PING_MS while not joined.
   beat() {
-    const now = Date.now();
+    if (this.state === "stopped") return;
+    let wait = PING_MS;
     if (this.state === "joined") {
-      if (now - this.lastHeard > QUIET_MS) {
-        this.lost();
-        return;
+      const now = Date.now();
+      const next = heartbeat(now, this.lastHeard, this.lastPing, this.asked);
+      if (next.dead) {
+        this.lost("quiet");
+      } else {
+        if (next.ping) {
+          this.send({ type: "ping" });
+          this.lastPing = now;
+          if (this.asked === null) this.asked = now;
+        }
+        wait = next.wait;
       }
-      this.send({ type: "ping" });
     }
+    this.heartbeatTimer = setTimeout(() => this.beat(), wait);
   }
 
   // ------------------------------------------------------------------ messages
@@ -223,6 +263,7 @@ export class Connection extends EventTarget {
         this.attempt = 0;
         this.lostSince = null;
         this.lastHeard = Date.now();
+        this.asked = null;
         this.setState("joined");
         this.dispatch("joined", { message: msg, reconnected });
         return;
@@ -258,7 +299,7 @@ export class Connection extends EventTarget {
     const was = this.state;
     this.state = "stopped";
     clearTimeout(this.timer);
-    clearInterval(this.heartbeat);
+    clearTimeout(this.heartbeatTimer);
     window.removeEventListener("online", this.onOnline);
     this.abandon();
     this.sessionId = null;

@@ -575,7 +575,7 @@ class App {
     if (this.diag) this.diag.conn = conn;
     conn.addEventListener("state", () => this.showStatus());
     conn.addEventListener("joined", (e) => this.joined(e.detail.message, e.detail.reconnected));
-    conn.addEventListener("lost", () => this.lost());
+    conn.addEventListener("lost", (e) => this.lost(e.detail.why));
     conn.addEventListener("message", (e) => this.message(e.detail.message));
     conn.addEventListener("stopped", (e) => this.stopped(e.detail));
     conn.start(channel);
@@ -620,9 +620,9 @@ class App {
     }
   }
 
-  lost() {
+  lost(why) {
     this.engine.cue("disconnected");
-    if (this.diag) this.diag.log("lost");
+    if (this.diag) this.diag.log("lost", { why });
     $("busy").hidden = true;
   }
 

@@ -161,35 +161,40 @@
   };
 
   // ---------------------------------------------------------------- event stream
+  // a dead server is noticed within 5 s (heartbeat.js), then the same reconnect as for a close;
+  // the banner's state says whether the stream is live
   let delay = 1000;
   const connect = () => {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    const ws = new WebSocket(`${scheme}://${location.host}/dashboard/events/ws`);
-    ws.addEventListener("open", () => {
-      delay = 1000;
-      ws.send(JSON.stringify({ type: "hello", csrf }));
-    });
-    ws.addEventListener("message", (event) => {
-      let msg;
-      try {
-        msg = JSON.parse(event.data);
-      } catch (_) {
-        return;
-      }
-      if (msg.type === "snapshot") {
-        alerts.clear();
-        msg.alerts.forEach((a) => alerts.set(a.id, a));
-        render();
-      } else if (msg.type === "alert") {
-        show(msg.alert);
-      }
-    });
-    ws.addEventListener("close", (event) => {
-      if (event.code === 4401 || event.code === 4403) {
-        return; // signed out or refused: the page itself will say so
-      }
-      setTimeout(connect, delay);
-      delay = Math.min(delay * 2, 30000);
+    window.dashboardSocket(`${scheme}://${location.host}/dashboard/events/ws`, {
+      open: (ws) => {
+        delay = 1000;
+        ws.send(JSON.stringify({ type: "hello", csrf }));
+      },
+      message: (event) => {
+        let msg;
+        try {
+          msg = JSON.parse(event.data);
+        } catch (_) {
+          return;
+        }
+        if (msg.type === "snapshot") {
+          banner.dataset.stream = "live";
+          alerts.clear();
+          msg.alerts.forEach((a) => alerts.set(a.id, a));
+          render();
+        } else if (msg.type === "alert") {
+          show(msg.alert);
+        }
+      },
+      gone: (code) => {
+        banner.dataset.stream = "lost";
+        if (code === 4401 || code === 4403) {
+          return; // signed out or refused: the page itself will say so
+        }
+        setTimeout(connect, delay);
+        delay = Math.min(delay * 2, 30000);
+      },
     });
   };
   updateSound();

@@ -172,24 +172,39 @@ function showMembers(channel, list) {
   if (people.has(keep)) select.value = keep;
 }
 
-function openLive(channel) {
+// A channel's live view (members, last line) while the console hears it: a dead server is
+// noticed within 5 s (heartbeat.js) and the view opened again, 1 s later and doubling to 30 s.
+function openLive(channel, delay = 1000) {
   if (lives.has(channel)) return;
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  const ws = new WebSocket(`${scheme}//${location.host}/dashboard/live/${encodeURIComponent(channel)}/ws`);
+  const url = `${scheme}//${location.host}/dashboard/live/${encodeURIComponent(channel)}/ws`;
+  let live = false;
+  const ws = window.dashboardSocket(url, {
+    open: (sock) => sock.send(JSON.stringify({ type: "hello", csrf })),
+    message: (event) => {
+      const msg = JSON.parse(event.data);
+      if (msg.type === "presence") {
+        showMembers(channel, msg.participants);
+        delay = 1000;
+        if (!live) diag.log("live", { channel });
+        live = true;
+      } else if (msg.type === "utterance") {
+        const line = card(channel).querySelector(".last-line");
+        line.querySelector(".speaker-name").textContent = msg.speaker_name;
+        line.querySelector(".text").textContent = msg.text;
+      }
+    },
+    gone: (code) => {
+      if (lives.get(channel) !== ws) return; // closed on purpose (no longer heard)
+      lives.delete(channel);
+      diag.log("live_lost", { channel, code });
+      if ([4401, 4403, 4404].includes(code)) return;
+      setTimeout(() => {
+        if (heard().includes(channel)) openLive(channel, Math.min(delay * 2, 30000));
+      }, delay);
+    },
+  });
   lives.set(channel, ws);
-  ws.onopen = () => ws.send(JSON.stringify({ type: "hello", csrf }));
-  ws.onmessage = (event) => {
-    const msg = JSON.parse(event.data);
-    if (msg.type === "presence") showMembers(channel, msg.participants);
-    else if (msg.type === "utterance") {
-      const line = card(channel).querySelector(".last-line");
-      line.querySelector(".speaker-name").textContent = msg.speaker_name;
-      line.querySelector(".text").textContent = msg.text;
-    }
-  };
-  ws.onclose = () => {
-    if (lives.get(channel) === ws) lives.delete(channel);
-  };
 }
 
 function closeLive(channel) {
@@ -302,6 +317,7 @@ async function start() {
     }
     $("talk").disabled = !mic;
   });
+  conn.addEventListener("lost", (e) => diag.log("lost", { why: e.detail.why }));
   conn.addEventListener("message", (e) => onMessage(e.detail.message));
   conn.addEventListener("stopped", (e) => {
     status(`${texts.closed} (${e.detail.code || e.detail.reason})`);

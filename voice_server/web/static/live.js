@@ -66,23 +66,25 @@
     while (feed.children.length > 200) feed.lastElementChild.remove();
   }
 
+  // a dead server is noticed within 5 s (heartbeat.js), then the same reconnect as for a close
   function connect() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const ws = new WebSocket(`${scheme}//${location.host}${location.pathname}/ws`);
-    ws.onopen = () => { ws.send(JSON.stringify({ type: "hello", csrf })); };
-    ws.onmessage = (event) => {
-      const msg = JSON.parse(event.data);
-      if (msg.type === "presence") { presence(msg.participants); status.textContent = texts.connected; delay = 1000; }
-      else if (msg.type === "partial") partial(msg);
-      else if (msg.type === "utterance") utterance(msg);
-      else if (msg.type === "dropped") status.textContent = `${texts.dropped} ${msg.count}`;
-    };
-    ws.onclose = (event) => {
-      status.textContent = texts.closed;
-      if (event.code === 4401 || event.code === 4403 || event.code === 4404) return;
-      setTimeout(connect, delay);
-      delay = Math.min(delay * 2, 30000);
-    };
+    window.dashboardSocket(`${scheme}//${location.host}${location.pathname}/ws`, {
+      open: (ws) => { ws.send(JSON.stringify({ type: "hello", csrf })); },
+      message: (event) => {
+        const msg = JSON.parse(event.data);
+        if (msg.type === "presence") { presence(msg.participants); status.textContent = texts.connected; delay = 1000; }
+        else if (msg.type === "partial") partial(msg);
+        else if (msg.type === "utterance") utterance(msg);
+        else if (msg.type === "dropped") status.textContent = `${texts.dropped} ${msg.count}`;
+      },
+      gone: (code) => {
+        status.textContent = texts.closed;
+        if (code === 4401 || code === 4403 || code === 4404) return;
+        setTimeout(connect, delay);
+        delay = Math.min(delay * 2, 30000);
+      },
+    });
   }
   connect();
 })();
