@@ -57,6 +57,7 @@ PURE = [
     "voice_server.talk.arbiter",
     "voice_server.workers.placement",
     "voice_server.workers.ownership",
+    "voice_server.workers.control",
 ]
 FORBIDDEN = {
     "asyncio",

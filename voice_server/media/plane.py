@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from voice_server.histogram import LatencyHistogram, make_bounds_us
 from voice_server.media import native
@@ -76,6 +76,15 @@ CONSENT_TIMEOUT = 30.0
 
 
 _NEVER_CONNECTED = (TransportState.NEW, TransportState.CONNECTING)
+Sink = Callable[[bytes, int], None]
+
+
+class RelayHook(Protocol):
+    """The relay to other media workers (``media/relay.py``; None with one process): wraps a
+    local talker's sink so that its packets also go, once, to each other worker with listeners
+    of its channel."""
+
+    def wrap(self, sink: Sink, peer: Peer, channel: str, priority: int) -> Sink: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +149,8 @@ class MediaPlane:
         red: bool = True,
     ) -> None:
         self.tap = tap
+        #: the relay to other media workers (``serve --workers N``); None: one process
+        self.relay: RelayHook | None = None
         #: audio RED offered (RFC 2198, :mod:`voice_server.media.red`)
         self.red = red
         self.host = host
@@ -444,6 +455,9 @@ class MediaPlane:
             sink = _fan_in(tuple(members))
         elif self.links.get(peer.session_id) is placed:  # a listener's: dropped, counted
             sink = self._listen_only
+        if members and self.relay is not None and not getattr(peer, "relayed", False):
+            assert sink is not None
+            sink = self.relay.wrap(sink, peer, route.sends[0], route.priority)
         if isinstance(peer, Transport | ServerSource):
             peer.sink = sink
 

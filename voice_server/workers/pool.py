@@ -1,0 +1,448 @@
+"""The parent's side of ``serve --workers N``: N media worker processes behind the hub's
+``MediaPort`` (README "Several processes on one machine").
+
+The pool starts each worker (:mod:`voice_server.workers.media_worker`) with one end of a
+``socketpair(AF_UNIX, SOCK_SEQPACKET)`` (only the two processes hold it), tells it its index,
+incarnation, ports and the relay key, and places each new session on a worker
+(:class:`~voice_server.workers.placement.Placement`). The hub's calls go to the session's worker
+as commands answered in order; this step waits for each answer on the control socket (bounded by
+``CALL_TIMEOUT``), while events that arrive meanwhile are queued and dispatched on the event
+loop: talk events to the hub, lost transports, the bursts' packets to the call-log tap, each
+worker's listener channels to every other worker (the relay's targets), relay counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import select
+import socket
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from voice_server.config import Config
+from voice_server.media.plane import Renegotiation
+from voice_server.media.relay_packet import KEY_BYTES
+from voice_server.media.route import Route
+from voice_server.media.router import TalkEvents, Tap
+from voice_server.media.source import ServerSource
+from voice_server.metrics import Family
+from voice_server.workers.control import b64, decode, encode, route_dict, route_of, unb64
+from voice_server.workers.placement import Placement
+from voice_server.workers.ports import media_ports
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CALL_TIMEOUT", "WorkerPool"]
+
+CALL_TIMEOUT = 5.0
+START_TIMEOUT = 60.0
+RECORD = 1 << 20
+
+
+class _Worker:
+    def __init__(self, index: int, incarnation: int) -> None:
+        self.index = index
+        self.incarnation = incarnation
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.sock: socket.socket | None = None
+        self.port = 0
+        self.tcp_port = 0
+        self.relay: dict[str, Any] = {}
+        self.links = 0
+        self.alive = False
+
+
+class WorkerPool:
+    """N media workers as one media plane, for the hub."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        events: TalkEvents,
+        on_transport_lost: Callable[[str], None] | None = None,
+        tap: Tap[Any] | None = None,
+    ) -> None:
+        self.config = config
+        self.n = config.worker_count
+        self.events = events
+        self.on_transport_lost = on_transport_lost
+        self.tap = tap
+        self.placement = Placement(self.n, config.workers_placement)
+        self.workers = [_Worker(i, 1) for i in range(self.n)]
+        self.sessions: dict[str, tuple[int, str]] = {}  # session -> (worker, channel placed by)
+        self._key = secrets.token_bytes(KEY_BYTES)
+        self._names = {i: f"voice-relay-{secrets.token_hex(8)}-{i}" for i in range(self.n)}
+        self._listening: dict[int, list[str]] = {}
+        self._bursts: dict[tuple[int, int], Any] = {}  # (worker, handle) -> the tap's handle
+        self._pending: deque[tuple[int, dict[str, Any]]] = deque()
+        self._next_id = 0
+        self.call_timeouts = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        ports = media_ports(self.config.media_port, self.n)
+        tcp = self.config.media_tcp_port
+        tcp_ports: list[int | None]
+        if tcp is None:  # ICE-TCP on each worker's UDP port number
+            tcp_ports = [None] * self.n
+        else:
+            tcp_ports = [0] * self.n if tcp == 0 else list(media_ports(tcp, self.n))
+        for w in self.workers:
+            self._spawn(w, ports[w.index], tcp_ports[w.index])
+        for w in self.workers:
+            await self._ready(w)
+        self._tell_peers()
+        log.info("media workers ready", extra={"ports": [w.port for w in self.workers]})
+
+    def _spawn(self, w: _Worker, port: int, tcp_port: int | None) -> None:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        cmd = [sys.executable, "-m", "voice_server.workers.media_worker"]
+        w.proc = subprocess.Popen(
+            [*cmd, "--control-fd", str(child.fileno())], pass_fds=[child.fileno()]
+        )
+        child.close()
+        w.sock = parent
+        c = self.config
+        parent.send(
+            encode(
+                "hello",
+                index=w.index,
+                incarnation=w.incarnation,
+                host=c.media_host,
+                port=port,
+                tcp_port=tcp_port,
+                announce_ip=c.announce_ip,
+                slots=c.slots,
+                red=c.audio_red,
+                call_log=c.call_log and self.tap is not None,
+                key_b64=b64(self._key),
+                addresses={str(i): name for i, name in self._names.items()},
+                log_level=c.log_level,
+            )
+        )
+
+    async def _ready(self, w: _Worker) -> None:
+        assert w.sock is not None and self._loop is not None
+        w.sock.setblocking(False)
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise OSError(f"media worker {w.index} did not start")
+            try:
+                record = await asyncio.wait_for(
+                    self._loop.sock_recv(w.sock, RECORD), timeout=remaining
+                )
+            except TimeoutError:
+                raise OSError(f"media worker {w.index} did not start") from None
+            if not record:
+                raise OSError(f"media worker {w.index} exited while starting")
+            msg = decode(record)
+            if msg["op"] == "ready":
+                w.port, w.tcp_port = int(msg["port"]), int(msg["tcp_port"])
+                break
+            self._pending.append((w.index, msg))
+        w.alive = True
+        self._loop.add_reader(w.sock.fileno(), self._readable, w)
+
+    def _tell_peers(self) -> None:
+        peers = {str(w.index): w.incarnation for w in self.workers if w.alive}
+        for w in self.workers:
+            self._post(w, encode("peers", peers=peers))
+
+    async def stop(self) -> None:
+        for w in self.workers:
+            if w.sock is not None and self._loop is not None and w.alive:
+                with contextlib.suppress(Exception):
+                    self._loop.remove_reader(w.sock.fileno())
+            w.alive = False  # a planned end, not a loss
+            self._post(w, encode("stop"))
+        for w in self.workers:
+            if w.proc is not None:
+                try:
+                    await asyncio.to_thread(w.proc.wait, 10)
+                except subprocess.TimeoutExpired:
+                    w.proc.kill()
+                    await asyncio.to_thread(w.proc.wait)
+            if w.sock is not None:
+                w.sock.close()
+                w.sock = None
+        for handle in self._bursts.values():  # bursts in flight end: the log gets them
+            if self.tap is not None:
+                self.tap.close(handle)
+        self._bursts.clear()
+
+    @property
+    def ports(self) -> list[int]:
+        return [w.port for w in self.workers]
+
+    # ------------------------------------------------------------------ control socket
+    def _post(self, w: _Worker, record: bytes) -> None:
+        if w.sock is None:
+            return
+        with contextlib.suppress(OSError):
+            w.sock.send(record)
+
+    def _call(self, worker: int, op: str, **fields: Any) -> Any:
+        """Send a command and wait for its answer (events meanwhile are queued). Raises
+        ValueError when the worker refuses it or does not answer."""
+        w = self.workers[worker]
+        if w.sock is None or not w.alive:
+            raise ValueError(f"media worker {worker} is not running")
+        self._next_id += 1
+        rid = self._next_id
+        try:
+            w.sock.send(encode(op, id=rid, **fields))
+        except OSError as exc:
+            raise ValueError(f"media worker {worker}: {exc}") from None
+        deadline = time.monotonic() + CALL_TIMEOUT
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([w.sock], [], [], remaining)[0]:
+                self.call_timeouts += 1
+                raise ValueError(f"media worker {worker} did not answer {op}")
+            try:
+                record = w.sock.recv(RECORD)
+            except BlockingIOError:
+                continue
+            if not record:
+                self._lost(w)
+                raise ValueError(f"media worker {worker} exited")
+            msg = decode(record)
+            if msg["op"] == "reply" and msg.get("id") == rid:
+                if "error" in msg:
+                    raise ValueError(msg["error"])
+                self._drain_soon()
+                return msg.get("value")
+            self._pending.append((worker, msg))
+
+    def _drain_soon(self) -> None:
+        if self._pending and self._loop is not None:
+            self._loop.call_soon(self._drain)
+
+    def _drain(self) -> None:
+        while self._pending:
+            worker, msg = self._pending.popleft()
+            self._dispatch(self.workers[worker], msg)
+
+    def _readable(self, w: _Worker) -> None:
+        sock = w.sock
+        if sock is None:
+            return
+        self._drain()
+        for _ in range(256):
+            try:
+                record = sock.recv(RECORD)
+            except BlockingIOError:
+                return
+            except OSError:
+                record = b""
+            if not record:
+                self._lost(w)
+                return
+            try:
+                msg = decode(record)
+            except ValueError:
+                continue
+            self._dispatch(w, msg)
+
+    def _lost(self, w: _Worker) -> None:
+        if not w.alive:
+            return
+        w.alive = False
+        log.error("media worker exited", extra={"worker": w.index})
+        if w.sock is not None and self._loop is not None:
+            with contextlib.suppress(Exception):
+                self._loop.remove_reader(w.sock.fileno())
+        self.placement.down(w.index)
+        self._listening.pop(w.index, None)
+        for other in self.workers:
+            if other is not w:
+                self._post(other, encode("listening", worker=w.index, channels=[]))
+        for key in [k for k in self._bursts if k[0] == w.index]:
+            if self.tap is not None:
+                self.tap.close(self._bursts.pop(key))
+        lost = [sid for sid, (wi, _) in self.sessions.items() if wi == w.index]
+        for sid in lost:
+            del self.sessions[sid]
+            if self.on_transport_lost is not None:
+                self.on_transport_lost(sid)
+
+    def _dispatch(self, w: _Worker, msg: dict[str, Any]) -> None:
+        op = msg["op"]
+        tap = self.tap
+        if op == "tap_packet":
+            handle = self._bursts.get((w.index, msg["h"]))
+            if handle is not None and tap is not None:
+                tap.packet(handle, msg["plain"])
+        elif op == "tap_open" and tap is not None:
+            # the worker's clock: only differences matter to the tap
+            preroll = [(unb64(p), int(ms)) for p, ms in msg["preroll"]]
+            self._bursts[(w.index, msg["h"])] = tap.open(
+                msg["session"], msg["channel"], preroll, int(msg["now_ms"])
+            )
+        elif op == "tap_close":
+            handle = self._bursts.pop((w.index, msg["h"]), None)
+            if handle is not None and tap is not None:
+                tap.close(handle)
+        elif op == "talk_started":
+            self.events.talk_started(msg["session"], msg["channel"], msg["slot"])
+        elif op == "talk_stopped":
+            self.events.talk_stopped(msg["session"], msg["channel"], msg["slot"])
+        elif op == "slot_busy":
+            self.events.slot_busy(msg["session"], msg["channel"], msg["slots"])
+        elif op == "preempted":
+            self.events.preempted(msg["session"], msg["channel"], msg["slot"], msg["by"])
+        elif op == "media_lost":
+            if self.on_transport_lost is not None:
+                self.on_transport_lost(msg["session"])
+        elif op == "listening":
+            self._listening[w.index] = list(msg["channels"])
+            for other in self.workers:
+                if other is not w:
+                    self._post(other, encode("listening", worker=w.index, channels=msg["channels"]))
+        elif op == "stats":
+            w.relay = msg["relay"]
+            w.links = int(msg["links"])
+
+    # ------------------------------------------------------------------ MediaPort
+    def _worker_of(self, session_id: str) -> int:
+        placed = self.sessions.get(session_id)
+        if placed is None:
+            raise ValueError("no transport for this session")
+        return placed[0]
+
+    def open(self, session_id: str, route: Route) -> str:
+        placed = self.sessions.get(session_id)
+        if placed is None or not self.workers[placed[0]].alive:
+            channel = (route.sends or route.hears or ("",))[0]
+            worker = self.placement.choose(channel)
+            self.placement.placed(worker, channel)
+            self.sessions[session_id] = placed = (worker, channel)
+        sdp = self._call(placed[0], "open", session=session_id, route=route_dict(route))
+        assert isinstance(sdp, str)
+        return sdp
+
+    def answer(
+        self, session_id: str, sdp: str, revision: int | None = None
+    ) -> Renegotiation | None:
+        value = self._call(
+            self._worker_of(session_id), "answer", session=session_id, sdp=sdp, revision=revision
+        )
+        return _renegotiation(value)
+
+    def set_route(self, session_id: str, route: Route) -> Renegotiation | None:
+        value = self._call(
+            self._worker_of(session_id), "set_route", session=session_id, route=route_dict(route)
+        )
+        return _renegotiation(value)
+
+    def ice_restart(self, session_id: str) -> Renegotiation:
+        value = _renegotiation(
+            self._call(self._worker_of(session_id), "ice_restart", session=session_id)
+        )
+        assert value is not None
+        return value
+
+    def close(self, session_id: str) -> None:
+        placed = self.sessions.pop(session_id, None)
+        if placed is None:
+            return
+        worker, channel = placed
+        self.placement.left(worker, channel)
+        with contextlib.suppress(ValueError):
+            self._call(worker, "close", session=session_id)
+
+    def has_transport(self, session_id: str) -> bool:
+        placed = self.sessions.get(session_id)
+        if placed is None:
+            return False
+        try:
+            return bool(self._call(placed[0], "has_transport", session=session_id))
+        except ValueError:
+            return False
+
+    def route_of(self, session_id: str) -> Route | None:
+        placed = self.sessions.get(session_id)
+        if placed is None:
+            return None
+        value = self._call(placed[0], "route_of", session=session_id)
+        return route_of(value) if value is not None else None
+
+    def blocks(self, session_id: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        placed = self.sessions.get(session_id)
+        if placed is None:
+            return ()
+        value = self._call(placed[0], "blocks", session=session_id)
+        return tuple((c, tuple(s)) for c, s in value)
+
+    def media_connected(self, session_id: str) -> bool:
+        placed = self.sessions.get(session_id)
+        if placed is None:
+            return False
+        try:
+            return bool(self._call(placed[0], "connected", sessions=[session_id]))
+        except ValueError:
+            return False
+
+    # ------------------------------------------------------------------ announcements
+    # Server-side sources (announcements) are not carried by the workers yet (#18's next
+    # step): attaching one is refused with ValueError.
+    def attach_source(self, source_id: str, route: Route, *, logged: bool = True) -> ServerSource:
+        raise ValueError("announcements are not carried with several media workers yet")
+
+    def detach_source(self, source_id: str) -> None:
+        return None
+
+    def slot_free(self, channel: str) -> bool:
+        return True
+
+    def holds_slot(self, session_id: str, channel: str) -> bool:
+        return False
+
+    # ------------------------------------------------------------------ metrics
+    def families(self) -> list[Family]:
+        up = Family("voice_media_worker_up", "gauge", "Media workers running (by worker)")
+        placed = Family("voice_media_worker_sessions", "gauge", "Sessions placed on each worker")
+        sent = Family(
+            "voice_relay_datagrams_sent_total",
+            "counter",
+            "Relay datagrams sent to other workers (one per packet per worker with listeners)",
+        )
+        packets = Family(
+            "voice_relay_packets_total", "counter", "Local talker packets relayed (any target)"
+        )
+        received = Family(
+            "voice_relay_datagrams_received_total", "counter", "Relay datagrams accepted"
+        )
+        drops = Family("voice_relay_drops_total", "counter", "Relay datagrams refused, by reason")
+        for w in self.workers:
+            label = str(w.index)
+            up.add(1 if w.alive else 0, worker=label)
+            placed.add(self.placement.load(w.index), worker=label)
+            sent.add(int(w.relay.get("sent", 0)), worker=label)
+            packets.add(int(w.relay.get("packets", 0)), worker=label)
+            received.add(int(w.relay.get("received", 0)), worker=label)
+            for reason, n in dict(w.relay.get("drops", {})).items():
+                drops.add(int(n), worker=label, reason=reason)
+        timeouts = Family(
+            "voice_media_worker_call_timeouts_total", "counter", "Worker commands unanswered"
+        ).add(self.call_timeouts)
+        return [up, placed, sent, packets, received, drops, timeouts]
+
+
+def _renegotiation(value: Any) -> Renegotiation | None:
+    if value is None:
+        return None
+    blocks = tuple((c, tuple(s)) for c, s in value.get("blocks", ()))
+    return Renegotiation(value["sdp"], int(value["revision"]), blocks)
