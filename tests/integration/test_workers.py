@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import signal
 from collections.abc import Iterator
 
 import httpx
@@ -15,9 +17,10 @@ from voice_server.sim.group import SimGroup
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    # round-robin: the members of one channel alternate between the two workers
+    # round-robin: the members of one channel alternate between the two workers (a server
+    # per test: placement starts at worker 0)
     env = {"VOICE_WORKERS_PLACEMENT": "round-robin"}
     with running_server(
         tmp_path_factory.mktemp("workers"), env=env, extra_args=["--workers", "2"]
@@ -87,3 +90,51 @@ async def test_every_listener_hears_every_talker_once_across_two_workers(
         assert _metric(text, "voice_relay_datagrams_sent_total", worker=worker) == packets
         assert _metric(text, "voice_media_worker_up", worker=worker) == 1
         assert _metric(text, "voice_relay_drops_total", worker=worker, reason="bad_auth") == 0
+
+
+def _worker_pid(server: ServerProcess, index: int) -> int:
+    pids = re.findall(rf"media worker started pid=(\d+) worker={index}\b", server.log())
+    assert pids, server.log()
+    return int(pids[-1])
+
+
+async def test_a_worker_killed_mid_talk_is_replaced_and_its_listener_hears_again(
+    two_workers: ServerProcess,
+) -> None:
+    server = two_workers
+    token = server.token("sim", "ops")
+    group = SimGroup(server.ws_url, "ops", lambda _i: token, dtx=True)
+    try:
+        (talker,) = await group.add(1)  # worker 0
+        (moved,) = await group.add(1)  # worker 1: killed below
+        (survivor,) = await group.add(1)  # worker 0
+        assert moved.offer.port == server.media_port + 1  # type: ignore[union-attr]
+        talker.talking = True
+        for _ in range(100):
+            if moved.received >= 50 and survivor.received >= 50:
+                break
+            await asyncio.sleep(0.05)
+        assert moved.received >= 50 and survivor.received >= 50
+        os.kill(_worker_pid(server, 1), signal.SIGKILL)
+        before = moved.received
+        # its client gets a new offer on a live worker and hears the talker again in seconds
+        for _ in range(100):
+            if moved.reoffers and moved.received >= before + 50:
+                break
+            await asyncio.sleep(0.1)
+        assert moved.reoffers == 1 and moved.received >= before + 50
+        talker.talking = False
+        await asyncio.sleep(0.5)
+        sent = talker.sent
+        for _ in range(100):  # the parent restarts the dead worker
+            text = await _metrics(server)
+            if _metric(text, "voice_media_worker_up", worker="1") == 1:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await group.close()
+    # the listener on the worker that lived never stopped: (almost) every packet, once
+    (stream,) = survivor.streams.values()
+    assert survivor.received >= 0.95 * sent and stream.duplicates == 0
+    assert _metric(text, "voice_media_worker_restarts_total", worker="1") == 1
+    assert _metric(text, "voice_media_worker_up", worker="1") == 1

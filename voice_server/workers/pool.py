@@ -57,6 +57,8 @@ class _Worker:
         self.relay: dict[str, Any] = {}
         self.links = 0
         self.alive = False
+        self.bind: tuple[int, int | None] = (0, None)  # the UDP and ICE-TCP ports asked for
+        self.restarts = 0
 
 
 class WorkerPool:
@@ -85,6 +87,8 @@ class WorkerPool:
         self._pending: deque[tuple[int, dict[str, Any]]] = deque()
         self._next_id = 0
         self.call_timeouts = 0
+        self._stopping = False
+        self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -98,13 +102,15 @@ class WorkerPool:
         else:
             tcp_ports = [0] * self.n if tcp == 0 else list(media_ports(tcp, self.n))
         for w in self.workers:
-            self._spawn(w, ports[w.index], tcp_ports[w.index])
+            w.bind = (ports[w.index], tcp_ports[w.index])
+            self._spawn(w)
         for w in self.workers:
             await self._ready(w)
         self._tell_peers()
         log.info("media workers ready", extra={"ports": [w.port for w in self.workers]})
 
-    def _spawn(self, w: _Worker, port: int, tcp_port: int | None) -> None:
+    def _spawn(self, w: _Worker) -> None:
+        port, tcp_port = w.bind
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         cmd = [sys.executable, "-m", "voice_server.workers.media_worker"]
         w.proc = subprocess.Popen(
@@ -112,6 +118,7 @@ class WorkerPool:
         )
         child.close()
         w.sock = parent
+        log.info("media worker started", extra={"worker": w.index, "pid": w.proc.pid})
         c = self.config
         parent.send(
             encode(
@@ -161,6 +168,11 @@ class WorkerPool:
             self._post(w, encode("peers", peers=peers))
 
     async def stop(self) -> None:
+        self._stopping = True
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, OSError):
+                await task
         for w in self.workers:
             if w.sock is not None and self._loop is not None and w.alive:
                 with contextlib.suppress(Exception):
@@ -209,14 +221,17 @@ class WorkerPool:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not select.select([w.sock], [], [], remaining)[0]:
-                self.call_timeouts += 1
+                self.call_timeouts += 1  # a worker that stops answering is replaced
+                if w.proc is not None:
+                    w.proc.kill()
+                self._lost_soon(w)
                 raise ValueError(f"media worker {worker} did not answer {op}")
             try:
                 record = w.sock.recv(RECORD)
             except BlockingIOError:
                 continue
             if not record:
-                self._lost(w)
+                self._lost_soon(w)
                 raise ValueError(f"media worker {worker} exited")
             msg = decode(record)
             if msg["op"] == "reply" and msg.get("id") == rid:
@@ -256,6 +271,11 @@ class WorkerPool:
                 continue
             self._dispatch(w, msg)
 
+    def _lost_soon(self, w: _Worker) -> None:
+        """Declare ``w`` lost after the hub's call in progress (its sessions get new offers)."""
+        if self._loop is not None:
+            self._loop.call_soon(self._lost, w)
+
     def _lost(self, w: _Worker) -> None:
         if not w.alive:
             return
@@ -273,10 +293,37 @@ class WorkerPool:
             if self.tap is not None:
                 self.tap.close(self._bursts.pop(key))
         lost = [sid for sid, (wi, _) in self.sessions.items() if wi == w.index]
-        for sid in lost:
+        for sid in lost:  # each gets a new offer on a live worker (the hub's media_lost)
             del self.sessions[sid]
             if self.on_transport_lost is not None:
                 self.on_transport_lost(sid)
+        if not self._stopping and self._loop is not None:
+            task = self._loop.create_task(self._restart(w), name=f"media-worker-{w.index}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _restart(self, w: _Worker) -> None:
+        """Start a dead worker again, as a new incarnation: the others refuse its old one's
+        relay packets (unknown peer) and learn the new one's."""
+        if w.proc is not None:
+            await asyncio.to_thread(w.proc.wait)
+        if w.sock is not None:
+            w.sock.close()
+            w.sock = None
+        w.incarnation += 1
+        w.restarts += 1
+        w.relay = {}
+        self._spawn(w)
+        try:
+            await self._ready(w)
+        except OSError:
+            log.exception("media worker did not restart", extra={"worker": w.index})
+            return
+        self.placement.up(w.index)
+        self._tell_peers()
+        for other, channels in self._listening.items():  # where its talkers' packets go
+            self._post(w, encode("listening", worker=other, channels=channels))
+        log.info("media worker restarted", extra={"worker": w.index, "port": w.port})
 
     def _dispatch(self, w: _Worker, msg: dict[str, Any]) -> None:
         op = msg["op"]
@@ -435,10 +482,13 @@ class WorkerPool:
             received.add(int(w.relay.get("received", 0)), worker=label)
             for reason, n in dict(w.relay.get("drops", {})).items():
                 drops.add(int(n), worker=label, reason=reason)
+        restarts = Family("voice_media_worker_restarts_total", "counter", "Media workers restarted")
+        for w in self.workers:
+            restarts.add(w.restarts, worker=str(w.index))
         timeouts = Family(
             "voice_media_worker_call_timeouts_total", "counter", "Worker commands unanswered"
         ).add(self.call_timeouts)
-        return [up, placed, sent, packets, received, drops, timeouts]
+        return [up, placed, sent, packets, received, drops, restarts, timeouts]
 
 
 def _renegotiation(value: Any) -> Renegotiation | None:
