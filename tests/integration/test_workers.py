@@ -6,13 +6,15 @@ import asyncio
 import os
 import re
 import signal
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import httpx
 import pytest
 
 from tests.servers import ServerProcess, running_server
 from voice_server.sim.group import SimGroup
+from voice_server.sim.participant import SimParticipant
 
 pytestmark = pytest.mark.integration
 
@@ -26,6 +28,36 @@ def two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc
         tmp_path_factory.mktemp("workers"), env=env, extra_args=["--workers", "2"]
     ) as srv:
         yield srv
+
+
+@pytest.fixture
+async def group(two_workers: ServerProcess) -> AsyncIterator[SimGroup]:
+    token = two_workers.token("sim", "ops")
+    sims = SimGroup(two_workers.ws_url, "ops", lambda _i: token, dtx=True)
+    try:
+        yield sims
+    finally:
+        await sims.close()
+
+
+async def _join(group: SimGroup, n: int) -> list[SimParticipant]:
+    """``n`` members joined one by one: round-robin alternates them, worker 0 first."""
+    return [(await group.add(1))[0] for _ in range(n)]
+
+
+async def _until(condition: Callable[[], bool], within: float = 15.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+async def _until_async(probe: Callable[[], Awaitable[str | None]], within: float = 15.0) -> str:
+    deadline = time.monotonic() + within
+    while (value := await probe()) is None:
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.1)
+    return value
 
 
 def _metric(text: str, name: str, **labels: str) -> float:
@@ -42,32 +74,30 @@ async def _metrics(server: ServerProcess) -> str:
 
 
 async def test_every_listener_hears_every_talker_once_across_two_workers(
-    two_workers: ServerProcess,
+    two_workers: ServerProcess, group: SimGroup
 ) -> None:
     server = two_workers
-    token = server.token("sim", "ops")
-    group = SimGroup(server.ws_url, "ops", lambda _i: token, dtx=True)
-    try:
-        # joined one by one, so round-robin places them: talker a and listener c on worker 0,
-        # talker b and listener d on worker 1
-        (a,) = await group.add(1)
-        (b,) = await group.add(1)
-        (c,) = await group.add(1)
-        (d,) = await group.add(1)
-        ports = [p.offer.port for p in (a, b, c, d)]  # type: ignore[union-attr]
-        assert ports[0] == ports[2] == server.media_port
-        assert ports[1] == ports[3] == server.media_port + 1
-        # both workers know the other has listeners of "ops" once every answer is in
-        a.talking = b.talking = True
-        await asyncio.sleep(2.0)
-        a.talking = b.talking = False
-        sent = {"a": a.sent, "b": b.sent}
-        await asyncio.sleep(0.5)  # packets in flight arrive
-        # the workers report their relay counters every second
-        await asyncio.sleep(1.2)
+    # talker a and listener c on worker 0, talker b and listener d on worker 1
+    a, b, c, d = await _join(group, 4)
+    ports = [p.offer.port for p in (a, b, c, d)]  # type: ignore[union-attr]
+    assert ports[0] == ports[2] == server.media_port
+    assert ports[1] == ports[3] == server.media_port + 1
+    a.talking = b.talking = True
+    await _until(lambda: min(a.sent, b.sent) >= 100)
+    a.talking = b.talking = False
+    sent = {"a": a.sent, "b": b.sent}
+    total = sent["a"] + sent["b"]
+    await _until(lambda: min(c.received, d.received) >= 0.95 * total)  # in flight: arrived
+
+    async def relayed() -> str | None:  # the workers report their counters every second
         text = await _metrics(server)
-    finally:
-        await group.close()
+        done = all(
+            _metric(text, "voice_relay_packets_total", worker=w) >= 0.95 * min(sent.values())
+            for w in ("0", "1")
+        )
+        return text if done else None
+
+    text = await _until_async(relayed)
 
     assert min(sent.values()) >= 50
     for listener in (c, d):
@@ -99,40 +129,27 @@ def _worker_pid(server: ServerProcess, index: int) -> int:
 
 
 async def test_a_worker_killed_mid_talk_is_replaced_and_its_listener_hears_again(
-    two_workers: ServerProcess,
+    two_workers: ServerProcess, group: SimGroup
 ) -> None:
     server = two_workers
-    token = server.token("sim", "ops")
-    group = SimGroup(server.ws_url, "ops", lambda _i: token, dtx=True)
-    try:
-        (talker,) = await group.add(1)  # worker 0
-        (moved,) = await group.add(1)  # worker 1: killed below
-        (survivor,) = await group.add(1)  # worker 0
-        assert moved.offer.port == server.media_port + 1  # type: ignore[union-attr]
-        talker.talking = True
-        for _ in range(100):
-            if moved.received >= 50 and survivor.received >= 50:
-                break
-            await asyncio.sleep(0.05)
-        assert moved.received >= 50 and survivor.received >= 50
-        os.kill(_worker_pid(server, 1), signal.SIGKILL)
-        before = moved.received
-        # its client gets a new offer on a live worker and hears the talker again in seconds
-        for _ in range(100):
-            if moved.reoffers and moved.received >= before + 50:
-                break
-            await asyncio.sleep(0.1)
-        assert moved.reoffers == 1 and moved.received >= before + 50
-        talker.talking = False
-        await asyncio.sleep(0.5)
-        sent = talker.sent
-        for _ in range(100):  # the parent restarts the dead worker
-            text = await _metrics(server)
-            if _metric(text, "voice_media_worker_up", worker="1") == 1:
-                break
-            await asyncio.sleep(0.1)
-    finally:
-        await group.close()
+    # the talker and the survivor on worker 0, the listener that moves on worker 1
+    talker, moved, survivor = await _join(group, 3)
+    assert moved.offer.port == server.media_port + 1  # type: ignore[union-attr]
+    talker.talking = True
+    await _until(lambda: moved.received >= 50 and survivor.received >= 50)
+    os.kill(_worker_pid(server, 1), signal.SIGKILL)
+    before = moved.received
+    # its client gets a new offer on a live worker and hears the talker again in seconds
+    await _until(lambda: moved.reoffers == 1 and moved.received >= before + 50, within=10)
+    talker.talking = False
+    sent = talker.sent
+    await _until(lambda: survivor.received >= 0.95 * sent)
+
+    async def restarted() -> str | None:
+        text = await _metrics(server)
+        return text if _metric(text, "voice_media_worker_up", worker="1") == 1 else None
+
+    text = await _until_async(restarted)
     # the listener on the worker that lived never stopped: (almost) every packet, once
     (stream,) = survivor.streams.values()
     assert survivor.received >= 0.95 * sent and stream.duplicates == 0
