@@ -91,14 +91,11 @@ async def test_every_listener_hears_every_talker_once_across_two_workers(
 
     async def relayed() -> str | None:  # the workers report their counters every second
         text = await _metrics(server)
-        done = all(
-            _metric(text, "voice_relay_packets_total", worker=w) >= 0.95 * min(sent.values())
-            for w in ("0", "1")
-        )
-        return text if done else None
+        mirrored = _metric(text, "voice_relay_packets_total", worker="0")
+        to_owner = _metric(text, "voice_relay_datagrams_sent_total", worker="1", kind="media")
+        return text if mirrored >= 0.95 * total and to_owner >= sent["b"] else None
 
     text = await _until_async(relayed)
-
     assert min(sent.values()) >= 50
     for listener in (c, d):
         # one stream per talker (two slots), each packet once: no duplicate, (almost) no gap
@@ -108,16 +105,24 @@ async def test_every_listener_hears_every_talker_once_across_two_workers(
             assert stream.duplicates == 0
             assert stream.lost <= 0.05 * max(sent.values())
         assert listener.srtp_errors == 0
-        # talk events come from each talker's own worker only: one talk_started per talker
+        # talk events come from the channel's one arbiter: one talk_started per talker
         assert listener.messages["talk_started"] == 2
-    # each talker hears the other once, across the relay for one of them
+    # each talker hears the other once
     assert len(a.streams) == 1 and len(b.streams) == 1
     assert a.received >= 0.95 * sent["b"] and b.received >= 0.95 * sent["a"]
-    # one datagram per relayed packet (one other worker with listeners), not one per listener
+    # worker 0 owns "ops" (its first member joined there): it arbitrates both talkers, and
+    # sends what it forwards once to worker 1 (its one other worker with listeners), never
+    # once per listener; worker 1 sends its talker's packets to the owner, once each
+    sent_by = {
+        (w, kind): _metric(text, "voice_relay_datagrams_sent_total", worker=w, kind=kind)
+        for w in ("0", "1")
+        for kind in ("media", "mirror")
+    }
+    assert sent_by[("0", "mirror")] == _metric(text, "voice_relay_packets_total", worker="0")
+    # (listener d's DTX frames go to the owner too, as any member's)
+    assert sent["b"] <= sent_by[("1", "media")] <= b.sent + d.sent
+    assert sent_by[("0", "media")] == sent_by[("1", "mirror")] == 0
     for worker in ("0", "1"):
-        packets = _metric(text, "voice_relay_packets_total", worker=worker)
-        assert packets >= 0.95 * min(sent.values())
-        assert _metric(text, "voice_relay_datagrams_sent_total", worker=worker) == packets
         assert _metric(text, "voice_media_worker_up", worker=worker) == 1
         assert _metric(text, "voice_relay_drops_total", worker=worker, reason="bad_auth") == 0
 
@@ -155,3 +160,33 @@ async def test_a_worker_killed_mid_talk_is_replaced_and_its_listener_hears_again
     assert survivor.received >= 0.95 * sent and stream.duplicates == 0
     assert _metric(text, "voice_media_worker_restarts_total", worker="1") == 1
     assert _metric(text, "voice_media_worker_up", worker="1") == 1
+
+
+async def test_a_supervisor_on_another_worker_cuts_in_over_three_talkers(
+    two_workers: ServerProcess,
+) -> None:
+    server = two_workers
+    staff = server.token("staff", "ops")
+    boss = server.token("boss", "ops", role="supervisor")
+    # joined one by one: s1, s2, s3 on worker 0 (which owns "ops"), listeners x, y and the
+    # supervisor on worker 1
+    order = ["s1", "x", "s2", "y", "s3", "sup"]
+    group = SimGroup(server.ws_url, "ops", lambda i: boss if order[i] == "sup" else staff, dtx=True)
+    try:
+        sims = dict(zip(order, await _join(group, len(order)), strict=True))
+        assert sims["sup"].offer.port == server.media_port + 1  # type: ignore[union-attr]
+        for n, name in enumerate(("s1", "s2", "s3"), start=1):
+            sims[name].talking = True  # in turn: s3 is the most recent holder
+            await _until(lambda n=n: sims["x"].messages["talk_started"] >= n)  # type: ignore[misc]
+        sims["sup"].talking = True
+        await _until(lambda: sims["s3"].messages["preempted"] == 1)
+        await _until(lambda: sims["y"].messages["talk_started"] >= 4)
+        for sim in sims.values():
+            sim.talking = False
+    finally:
+        await group.close()
+    # the one arbiter (worker 0) paused the most recent staff holder for the supervisor
+    assert [name for name in ("s1", "s2", "s3") if sims[name].messages["preempted"]] == ["s3"]
+    for name in ("x", "y"):  # listeners on the other worker: each slot stream, no duplicate
+        assert all(s.duplicates == 0 for s in sims[name].streams.values())
+        assert len(sims[name].streams) == 3

@@ -86,6 +86,10 @@ class RelayHook(Protocol):
 
     def wrap(self, sink: Sink, peer: Peer, channel: str, priority: int) -> Sink: ...
 
+    def mirror_out(self, channel: str, talker: str, slot: int, data: bytes, t0_ns: int) -> None:
+        """What a router forwarded, to the other workers with listeners of its channel."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Renegotiation:
@@ -151,6 +155,8 @@ class MediaPlane:
         self.tap = tap
         #: the relay to other media workers (``serve --workers N``); None: one process
         self.relay: RelayHook | None = None
+        #: each channel's slot SSRCs (workers: the same on all); None: new random ones
+        self.slot_ssrcs_of: Callable[[str], tuple[int, ...]] | None = None
         #: audio RED offered (RFC 2198, :mod:`voice_server.media.red`)
         self.red = red
         self.host = host
@@ -406,9 +412,10 @@ class MediaPlane:
     def _router(self, channel: str) -> Router:
         router = self.routers.get(channel)
         if router is None:
+            fixed = self.slot_ssrcs_of
             router = self.routers[channel] = Router(
                 channel,
-                slot_ssrcs=new_slot_ssrcs(self.slots),
+                slot_ssrcs=fixed(channel) if fixed is not None else new_slot_ssrcs(self.slots),
                 payload_type=OPUS_PT,
                 rules=self.rules,
                 preroll_packets=self.preroll_packets,
@@ -420,6 +427,8 @@ class MediaPlane:
                 onset_histogram=self.onset_histogram,
                 fileno=self.endpoint.fileno,
             )
+            if self.relay is not None:
+                router.mirror_out = self.relay.mirror_out
         return router
 
     def _place(self, placed: _Placed) -> None:

@@ -1,14 +1,26 @@
 """The relay socket of one media worker (README "Several processes on one machine").
 
-Each worker binds one Unix datagram socket in the abstract namespace (a name the parent chose at
-random and handed over the control socket). A local talker's packet goes, before its own
-listeners get it, **once** to each other worker with listeners of its channel
-(:class:`~voice_server.media.relay_targets.RelayTargets`), packed and authenticated once
-(:mod:`~voice_server.media.relay_packet`). A packet received is checked by the
-:class:`~voice_server.media.relay_packet.RelayGate` (every refusal counted) and forwarded here as
-a server-side source (:mod:`~voice_server.media.source`): the same routers, slots and fan-outs
-as a local talker, never tapped (the talker's own worker taps it) and never relayed again. A
-relayed source with no packet for ``IDLE_SECONDS`` is detached.
+Each worker binds one UDP socket on the loopback address (a Unix datagram socket would queue
+only ``net.unix.max_dgram_qlen`` datagrams, 10 by default: a receiver busy for a few
+milliseconds would lose voice) with the media socket's buffer sizes; the parent tells every
+worker the others' addresses and incarnations. Anyone on the machine can send to it, hence the
+tag on every datagram. Every channel has one *owner* (the parent's word,
+with an epoch): its router is the channel's one arbiter (talk detection, slots, pre-emption, talk
+events, the call-log tap) and the only one that rewrites its slot streams.
+
+* A local talker of a channel owned by another worker: its packets go to the owner only
+  (``MEDIA``), where they are a server-side source (:mod:`~voice_server.media.source`) like any
+  talker there: tapped there, once, never relayed again.
+* What the owner's router forwards goes **once** to each other worker with listeners of the
+  channel (``MIRROR``, :class:`~voice_server.media.relay_targets.RelayTargets`), packed and
+  authenticated once (:mod:`~voice_server.media.relay_packet`): never once per listener. The
+  slot SSRCs are the same on every worker, so the receiving router protects and sends the
+  owner's packet as it is to its listeners (:meth:`Router.mirror`).
+* Every datagram is checked by the :class:`~voice_server.media.relay_packet.RelayGate` (refusals
+  counted); one from an owner older than the epoch known is dropped.
+
+A channel with no owner known (one worker) is arbitrated here, as with one process. A relayed
+source with no packet for ``IDLE_SECONDS`` is detached.
 
 Nothing here depends on the socket being local: the same datagrams can go over UDP (#20).
 """
@@ -24,7 +36,9 @@ from collections.abc import Callable
 from typing import Any
 
 from voice_server.histogram import LatencyHistogram
-from voice_server.media.relay_packet import RelayGate, RelayPacket, pack
+from voice_server.limits import SO_RCVBUFFORCE, SO_SNDBUFFORCE, size_buffer
+from voice_server.media.endpoint import RECV_BUFFER, SEND_BUFFER
+from voice_server.media.relay_packet import Kind, RelayGate, RelayPacket, pack, slot_ssrcs
 from voice_server.media.relay_targets import RelayTargets
 from voice_server.media.route import Route
 from voice_server.media.source import ServerSource
@@ -47,35 +61,46 @@ class WorkerRelay:
         index: int,
         incarnation: int,
         key: bytes,
-        addresses: dict[int, str],
         plane: Any,
+        host: str = "127.0.0.1",
+        slots: int = 3,
     ) -> None:
         self.index = index
         self.incarnation = incarnation
+        self.slots = slots
         self._key = key
-        #: worker index -> its abstract socket name (no leading NUL)
-        self.addresses = dict(addresses)
+        self.host = host
+        #: worker index -> its relay socket's address (the parent's word)
+        self.addresses: dict[int, tuple[str, int]] = {}
         self.plane = plane
         self.peers: dict[int, int] = {}  # worker index -> incarnation (the parent's word)
         self.fence = EpochFence()
         self.gate = RelayGate(key, index, self.peers, self.fence.known)
         self.targets = RelayTargets(index)
+        #: channel -> its owner's index (absent: no owner known, arbitrated here)
+        self.owners: dict[str, int] = {}
         #: relayed talkers here: session id -> (its source, last packet time)
         self.sources: dict[str, tuple[ServerSource, float]] = {}
-        self.sent = 0  # datagrams sent (one per target per packet)
-        self.packets = 0  # local talker packets that had at least one target
+        self.sent = {"media": 0, "mirror": 0}  # datagrams sent, by kind
+        self.packets = 0  # forwarded packets mirrored to at least one worker
+        self.mirror_drops = 0  # a mirrored packet that was no slot stream here
         self.send_drops = 0  # a full or missing peer socket
         #: inter-process hop: the sender's send time -> this worker's receipt
         self.added = LatencyHistogram()
         self.sock: socket.socket | None = None
 
     # ------------------------------------------------------------------ socket
-    def open(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        sock.bind("\0" + self.addresses[self.index])
+    def open(self) -> int:
+        """Bind the relay socket; returns its port."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        size_buffer(sock, socket.SO_RCVBUF, SO_RCVBUFFORCE, RECV_BUFFER)
+        size_buffer(sock, socket.SO_SNDBUF, SO_SNDBUFFORCE, SEND_BUFFER)
+        sock.bind((self.host, 0))
         sock.setblocking(False)
         self.sock = sock
         asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)
+        return int(sock.getsockname()[1])
 
     def close(self) -> None:
         if self.sock is not None:
@@ -89,27 +114,44 @@ class WorkerRelay:
 
     # ------------------------------------------------------------------ out
     def wrap(self, sink: Sink, peer: Any, channel: str, priority: int) -> Sink:
-        """The plane's hook: ``peer``'s packets also go to the other workers."""
-        targets_of = self.targets.targets
+        """The plane's hook for a local talker: to its channel's owner when that is another
+        worker, else to the local router (which arbitrates and mirrors what it forwards)."""
+        owners = self.owners
+        me = self.index
         session = peer.session_id
         send = self._send
 
-        def relaying(plain: bytes, t0_ns: int) -> None:
-            targets = targets_of(channel)
-            if targets:
-                send(targets, channel, session, priority, peer.level_ext_id, plain)
-            sink(plain, t0_ns)
+        def to_owner(plain: bytes, t0_ns: int) -> None:
+            owner = owners.get(channel, me)
+            if owner == me:
+                sink(plain, t0_ns)
+            else:
+                ext = peer.level_ext_id
+                send(Kind.MEDIA, (owner,), channel, session, priority, 0, ext, plain)
 
-        return relaying
+        return to_owner
+
+    def mirror_out(self, channel: str, talker: str, slot: int, data: bytes, t0_ns: int) -> None:
+        """What this worker's router forwarded, once to each other worker with listeners."""
+        targets = self.targets.targets(channel)
+        if targets:
+            self.packets += 1
+            self._send(Kind.MIRROR, targets, channel, talker, 0, slot, 0, data)
+
+    def slot_ssrcs(self, channel: str) -> tuple[int, ...]:
+        """The channel's slot SSRCs, the same on every worker (the plane's ``slot_ssrcs_of``)."""
+        return slot_ssrcs(self._key, channel, self.slots)
 
     def _send(
         self,
+        kind: Kind,
         targets: tuple[int, ...],
         channel: str,
         session: str,
         priority: int,
+        slot: int,
         ext: int,
-        plain: bytes,
+        payload: bytes,
     ) -> None:
         sock = self.sock
         if sock is None:
@@ -121,20 +163,31 @@ class WorkerRelay:
                 epoch=self.fence.known.get(channel, 0),
                 channel=channel,
                 source=session,
-                payload=plain,
+                payload=payload,
                 priority=min(priority, 255),
+                slot=slot,
                 send_ns=_perf_ns(),
                 level_ext_id=ext,
+                kind=kind,
             ),
             self._key,
         )
-        self.packets += 1
+        name = kind.name.lower()
         for worker in targets:
             try:
-                sock.sendto(data, "\0" + self.addresses[worker])
-                self.sent += 1
+                sock.sendto(data, self.addresses[worker])
+                self.sent[name] += 1
             except (OSError, KeyError):
                 self.send_drops += 1
+
+    def set_owner(self, channel: str, owner: int | None, epoch: int) -> None:
+        """The parent's word on who arbitrates ``channel`` (None: nobody, arbitrated locally)."""
+        if not self.fence.admit(channel, epoch):
+            return
+        if owner is None:
+            self.owners.pop(channel, None)
+        else:
+            self.owners[channel] = owner
 
     # ------------------------------------------------------------------ in
     def _readable(self) -> None:
@@ -156,11 +209,16 @@ class WorkerRelay:
         now = _perf_ns()
         if packet.send_ns:
             self.added.observe_us(max(0, now - packet.send_ns) // 1000)
+        if packet.kind is Kind.MIRROR:
+            router = self.plane.routers.get(packet.channel)
+            if router is None or not router.mirror(packet.source, packet.slot, packet.payload, now):
+                self.mirror_drops += 1
+            return
         entry = self.sources.get(packet.source)
         if entry is None:
-            try:
+            try:  # a talker of another worker, here its channel's owner: tapped here, once
                 source = self.plane.attach_source(
-                    packet.source, Route((packet.channel,), ()), logged=False
+                    packet.source, Route((packet.channel,), (), priority=packet.priority)
                 )
             except ValueError:  # the id is a local session's: not ours to relay
                 self.gate.drops["unknown_peer"] += 1
@@ -191,7 +249,8 @@ class WorkerRelay:
         """The counters the worker reports to the parent."""
         return {
             "packets": self.packets,
-            "sent": self.sent,
+            "sent": dict(self.sent),
+            "mirror_drops": self.mirror_drops,
             "send_drops": self.send_drops,
             "received": self.gate.accepted,
             "drops": dict(self.gate.drops),

@@ -39,6 +39,7 @@ __all__ = [
     "RelayPacket",
     "pack",
     "parse",
+    "slot_ssrcs",
 ]
 
 VERSION = 1
@@ -51,7 +52,24 @@ REASONS = ("malformed", "bad_auth", "unknown_peer", "stale_epoch")
 
 
 class Kind(IntEnum):
-    MEDIA = 1  # a talker's packet, forwarded to the receiver's listeners of the channel
+    MEDIA = 1  # a talker's plain packet, to the channel's owner (its one arbiter)
+    MIRROR = 2  # a packet the owner forwarded on ``slot``, to a worker with listeners
+
+
+def slot_ssrcs(key: bytes, channel: str, n: int) -> tuple[int, ...]:
+    """A channel's ``n`` slot SSRCs, the same on every worker that holds ``key`` (so the owner's
+    rewritten packets are every worker's slot streams), distinct and never 0."""
+    out: list[int] = []
+    counter = 0
+    while len(out) < n:
+        digest = hashlib.blake2s(
+            channel.encode() + counter.to_bytes(4, "big"), key=key, digest_size=4, person=b"ssrc"
+        ).digest()
+        counter += 1
+        ssrc = int.from_bytes(digest, "big")
+        if ssrc and ssrc not in out:
+            out.append(ssrc)
+    return tuple(out)
 
 
 class RelayError(ValueError):

@@ -39,15 +39,14 @@ STATS_SECONDS = 1.0
 
 
 class _Events:
-    """Talk events to the parent; a relayed talker's are not ours to tell (its own worker
-    tells them)."""
+    """Talk events to the parent: of the channels this worker arbitrates (owns, or carries
+    alone), for talkers here and talkers relayed from other workers alike."""
 
     def __init__(self, worker: MediaWorker) -> None:
         self._w = worker
 
     def _tell(self, op: str, session_id: str, **fields: Any) -> None:
-        if not self._w.relay.is_relayed(session_id):
-            self._w.send(encode(op, session=session_id, **fields))
+        self._w.send(encode(op, session=session_id, **fields))
 
     def talk_started(self, session_id: str, channel: str, slot: int) -> None:
         self._tell("talk_started", session_id, channel=channel, slot=slot)
@@ -119,10 +118,11 @@ class MediaWorker:
             index=self.index,
             incarnation=int(hello["incarnation"]),
             key=unb64(hello["key_b64"]),
-            addresses={int(k): v for k, v in hello["addresses"].items()},
             plane=self.plane,
+            slots=int(hello["slots"]),
         )
         self.plane.relay = self.relay
+        self.plane.slot_ssrcs_of = self.relay.slot_ssrcs
         self.listening: frozenset[str] = frozenset()
         self.done = asyncio.Event()
         self.send_drops = 0
@@ -138,8 +138,15 @@ class MediaWorker:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         await self.plane.start()
-        self.relay.open()
-        self.send(encode("ready", port=self.plane.port, tcp_port=self.plane.tcp_port or 0))
+        relay_port = self.relay.open()
+        self.send(
+            encode(
+                "ready",
+                port=self.plane.port,
+                tcp_port=self.plane.tcp_port or 0,
+                relay=[self.relay.host, relay_port],
+            )
+        )
         loop.add_reader(self.control.fileno(), self._readable)
         stats = asyncio.create_task(self._stats(), name="worker-stats")
         try:
@@ -182,12 +189,20 @@ class MediaWorker:
         if op == "stop":
             self.done.set()
             return
-        if op == "peers":
+        if op == "peers":  # index -> [incarnation, relay host, relay port]
+            peers = {int(k): v for k, v in msg["peers"].items()}
             self.relay.peers.clear()
-            self.relay.peers.update({int(k): int(v) for k, v in msg["peers"].items()})
+            self.relay.peers.update({i: int(v[0]) for i, v in peers.items()})
+            self.relay.addresses = {i: (str(v[1]), int(v[2])) for i, v in peers.items()}
             return
         if op == "listening":
             self.relay.targets.set_listening(int(msg["worker"]), msg["channels"])
+            return
+        if op == "owner":
+            owner = msg["worker"]
+            self.relay.set_owner(
+                msg["channel"], None if owner is None else int(owner), msg["epoch"]
+            )
             return
         try:
             value = self._call(op, msg)

@@ -62,6 +62,9 @@ class Ownership:
                 changes[channel] = None
         return changes
 
+    def channels(self) -> list[str]:
+        return sorted(self._owners)
+
     def owned_by(self, worker: int) -> list[str]:
         return sorted(c for c, o in self._owners.items() if o.worker == worker)
 

@@ -34,6 +34,7 @@ from voice_server.media.router import TalkEvents, Tap
 from voice_server.media.source import ServerSource
 from voice_server.metrics import Family
 from voice_server.workers.control import b64, decode, encode, route_dict, route_of, unb64
+from voice_server.workers.ownership import Owner, Ownership
 from voice_server.workers.placement import Placement
 from voice_server.workers.ports import media_ports
 
@@ -57,6 +58,7 @@ class _Worker:
         self.relay: dict[str, Any] = {}
         self.links = 0
         self.alive = False
+        self.relay_address: list[Any] = []  # [host, port] of its relay socket
         self.bind: tuple[int, int | None] = (0, None)  # the UDP and ICE-TCP ports asked for
         self.restarts = 0
 
@@ -78,10 +80,11 @@ class WorkerPool:
         self.on_transport_lost = on_transport_lost
         self.tap = tap
         self.placement = Placement(self.n, config.workers_placement)
+        #: each channel's owner: the worker whose router arbitrates it, with its epoch
+        self.ownership = Ownership()
         self.workers = [_Worker(i, 1) for i in range(self.n)]
         self.sessions: dict[str, tuple[int, str]] = {}  # session -> (worker, channel placed by)
         self._key = secrets.token_bytes(KEY_BYTES)
-        self._names = {i: f"voice-relay-{secrets.token_hex(8)}-{i}" for i in range(self.n)}
         self._listening: dict[int, list[str]] = {}
         self._bursts: dict[tuple[int, int], Any] = {}  # (worker, handle) -> the tap's handle
         self._pending: deque[tuple[int, dict[str, Any]]] = deque()
@@ -133,7 +136,6 @@ class WorkerPool:
                 red=c.audio_red,
                 call_log=c.call_log and self.tap is not None,
                 key_b64=b64(self._key),
-                addresses={str(i): name for i, name in self._names.items()},
                 log_level=c.log_level,
             )
         )
@@ -157,13 +159,14 @@ class WorkerPool:
             msg = decode(record)
             if msg["op"] == "ready":
                 w.port, w.tcp_port = int(msg["port"]), int(msg["tcp_port"])
+                w.relay_address = list(msg["relay"])
                 break
             self._pending.append((w.index, msg))
         w.alive = True
         self._loop.add_reader(w.sock.fileno(), self._readable, w)
 
     def _tell_peers(self) -> None:
-        peers = {str(w.index): w.incarnation for w in self.workers if w.alive}
+        peers = {str(w.index): [w.incarnation, *w.relay_address] for w in self.workers if w.alive}
         for w in self.workers:
             self._post(w, encode("peers", peers=peers))
 
@@ -285,6 +288,8 @@ class WorkerPool:
             with contextlib.suppress(Exception):
                 self._loop.remove_reader(w.sock.fileno())
         self.placement.down(w.index)
+        self._tell_peers()  # its datagrams are refused from now on (unknown peer)
+        self._reown(w.index)
         self._listening.pop(w.index, None)
         for other in self.workers:
             if other is not w:
@@ -323,6 +328,8 @@ class WorkerPool:
         self._tell_peers()
         for other, channels in self._listening.items():  # where its talkers' packets go
             self._post(w, encode("listening", worker=other, channels=channels))
+        for channel in self.ownership.channels():
+            self._tell_owner(channel, self.ownership.owner(channel), only=w)
         log.info("media worker restarted", extra={"worker": w.index, "port": w.port})
 
     def _dispatch(self, w: _Worker, msg: dict[str, Any]) -> None:
@@ -362,6 +369,36 @@ class WorkerPool:
             w.relay = msg["relay"]
             w.links = int(msg["links"])
 
+    # ------------------------------------------------------------------ ownership
+    def _carry(self, route: Route, worker: int) -> None:
+        """The channels of ``route`` get an owner (``worker``) where they have none; every
+        worker hears of it before the command that needs it (one ordered socket each)."""
+        for channel in sorted(route.channels):
+            if self.ownership.owner(channel) is None:
+                self._tell_owner(channel, self.ownership.carry(channel, worker))
+
+    def _tell_owner(self, channel: str, owner: Owner | None, only: _Worker | None = None) -> None:
+        if owner is None:
+            return
+        record = encode("owner", channel=channel, worker=owner.worker, epoch=owner.epoch)
+        for w in self.workers if only is None else [only]:
+            self._post(w, record)
+
+    def _reown(self, dead: int) -> None:
+        """The dead worker's channels: to a live carrier, else the least-loaded live worker
+        (an owner need not carry the channel: its router is made for the relayed talkers),
+        each with a new epoch."""
+        live = sorted(self.placement.alive - {dead})
+        carriers = {
+            c: [w for w in live if self.placement.carries(w, c)]
+            for c in self.ownership.owned_by(dead)
+        }
+        for channel, owner in self.ownership.worker_died(dead, carriers).items():
+            if owner is None and live:
+                least = min(live, key=lambda w: (self.placement.load(w), w))
+                owner = self.ownership.carry(channel, least)
+            self._tell_owner(channel, owner)
+
     # ------------------------------------------------------------------ MediaPort
     def _worker_of(self, session_id: str) -> int:
         placed = self.sessions.get(session_id)
@@ -376,6 +413,7 @@ class WorkerPool:
             worker = self.placement.choose(channel)
             self.placement.placed(worker, channel)
             self.sessions[session_id] = placed = (worker, channel)
+        self._carry(route, placed[0])
         sdp = self._call(placed[0], "open", session=session_id, route=route_dict(route))
         assert isinstance(sdp, str)
         return sdp
@@ -389,6 +427,7 @@ class WorkerPool:
         return _renegotiation(value)
 
     def set_route(self, session_id: str, route: Route) -> Renegotiation | None:
+        self._carry(route, self._worker_of(session_id))
         value = self._call(
             self._worker_of(session_id), "set_route", session=session_id, route=route_dict(route)
         )
@@ -464,10 +503,11 @@ class WorkerPool:
         sent = Family(
             "voice_relay_datagrams_sent_total",
             "counter",
-            "Relay datagrams sent to other workers (one per packet per worker with listeners)",
+            "Relay datagrams sent: media (a talker's packet to its channel's owner), mirror (what"
+            " the owner forwarded, once to each other worker with listeners)",
         )
         packets = Family(
-            "voice_relay_packets_total", "counter", "Local talker packets relayed (any target)"
+            "voice_relay_packets_total", "counter", "Forwarded packets mirrored to other workers"
         )
         received = Family(
             "voice_relay_datagrams_received_total", "counter", "Relay datagrams accepted"
@@ -477,7 +517,8 @@ class WorkerPool:
             label = str(w.index)
             up.add(1 if w.alive else 0, worker=label)
             placed.add(self.placement.load(w.index), worker=label)
-            sent.add(int(w.relay.get("sent", 0)), worker=label)
+            for kind, n in dict(w.relay.get("sent", {})).items():
+                sent.add(int(n), worker=label, kind=kind)
             packets.add(int(w.relay.get("packets", 0)), worker=label)
             received.add(int(w.relay.get("received", 0)), worker=label)
             for reason, n in dict(w.relay.get("drops", {})).items():
