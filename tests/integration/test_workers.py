@@ -190,3 +190,21 @@ async def test_a_supervisor_on_another_worker_cuts_in_over_three_talkers(
     for name in ("x", "y"):  # listeners on the other worker: each slot stream, no duplicate
         assert all(s.duplicates == 0 for s in sims[name].streams.values())
         assert len(sims[name].streams) == 3
+
+
+async def test_the_owner_killed_mid_talk_hands_its_channel_to_a_live_worker(
+    two_workers: ServerProcess, group: SimGroup
+) -> None:
+    server = two_workers
+    # worker 0 owns "ops" (first) and has listener a; talker t and listener b on worker 1
+    a, t, _, b = await _join(group, 4)
+    t.talking = True
+    await _until(lambda: a.received >= 50 and b.received >= 50)
+    os.kill(_worker_pid(server, 0), signal.SIGKILL)
+    before_a, before_b = a.received, b.received
+    # the channel is re-owned by worker 1 (a new epoch): b, never moved, hears t again, and a
+    # hears it after its new offer
+    await _until(lambda: b.received >= before_b + 50, within=10)
+    await _until(lambda: a.reoffers == 1 and a.received >= before_a + 50, within=10)
+    assert b.reoffers == 0 and t.reoffers == 0
+    assert a.offer.port == server.media_port + 1  # type: ignore[union-attr]

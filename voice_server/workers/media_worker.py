@@ -163,7 +163,15 @@ class MediaWorker:
         while True:
             await asyncio.sleep(STATS_SECONDS)
             self.relay.sweep()
-            self.send(encode("stats", relay=self.relay.stats(), links=len(self.plane.links)))
+            connected = [sid for sid in self.plane.links if self.plane.media_connected(sid)]
+            self.send(
+                encode(
+                    "stats",
+                    relay=self.relay.stats(),
+                    links=len(self.plane.links),
+                    connected=connected,
+                )
+            )
 
     def _readable(self) -> None:
         for _ in range(64):
@@ -233,8 +241,6 @@ class MediaWorker:
             return route_dict(route) if route is not None else None
         if op == "blocks":
             return [[c, list(s)] for c, s in plane.blocks(sid)]
-        if op == "connected":
-            return [s for s in msg["sessions"] if plane.media_connected(s)]
         raise ValueError(f"unknown command {op!r}")
 
     def _report_listening(self) -> None:

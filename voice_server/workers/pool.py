@@ -57,6 +57,8 @@ class _Worker:
         self.tcp_port = 0
         self.relay: dict[str, Any] = {}
         self.links = 0
+        #: its sessions with connected media, as of its last stats record (every second)
+        self.connected: frozenset[str] = frozenset()
         self.alive = False
         self.relay_address: list[Any] = []  # [host, port] of its relay socket
         self.bind: tuple[int, int | None] = (0, None)  # the UDP and ICE-TCP ports asked for
@@ -318,6 +320,7 @@ class WorkerPool:
         w.incarnation += 1
         w.restarts += 1
         w.relay = {}
+        w.connected = frozenset()
         self._spawn(w)
         try:
             await self._ready(w)
@@ -368,6 +371,7 @@ class WorkerPool:
         elif op == "stats":
             w.relay = msg["relay"]
             w.links = int(msg["links"])
+            w.connected = frozenset(msg.get("connected", ()))
 
     # ------------------------------------------------------------------ ownership
     def _carry(self, route: Route, worker: int) -> None:
@@ -473,13 +477,10 @@ class WorkerPool:
         return tuple((c, tuple(s)) for c, s in value)
 
     def media_connected(self, session_id: str) -> bool:
+        """As of the worker's last stats record (at most a second old): the presence sampler
+        asks this of every session, which must not cost a command each."""
         placed = self.sessions.get(session_id)
-        if placed is None:
-            return False
-        try:
-            return bool(self._call(placed[0], "connected", sessions=[session_id]))
-        except ValueError:
-            return False
+        return placed is not None and session_id in self.workers[placed[0]].connected
 
     # ------------------------------------------------------------------ announcements
     # Server-side sources (announcements) are not carried by the workers yet (#18's next
