@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.servers import ServerProcess, running_server
+from voice_server.calllog.ogg import read_ogg_opus
 from voice_server.sim.group import SimGroup
 from voice_server.sim.participant import SimParticipant
 
@@ -208,3 +209,28 @@ async def test_the_owner_killed_mid_talk_hands_its_channel_to_a_live_worker(
     await _until(lambda: a.reoffers == 1 and a.received >= before_a + 50, within=10)
     assert b.reoffers == 0 and t.reoffers == 0
     assert a.offer.port == server.media_port + 1  # type: ignore[union-attr]
+
+
+async def test_each_burst_is_in_the_call_log_once_whichever_worker_its_talker_is_on(
+    two_workers: ServerProcess,
+) -> None:
+    server = two_workers
+    tokens = [server.token(name, "ops") for name in ("ann", "ben", "lis")]
+    group = SimGroup(server.ws_url, "ops", lambda i: tokens[i], dtx=True)
+    try:
+        ann, ben, lis = await _join(group, 3)  # ann on the owner, ben on worker 1
+        for n, talker in enumerate((ann, ben), start=1):  # one burst each, in turn
+            sent = talker.sent
+            talker.talking = True
+            await _until(lambda n=n: lis.messages["talk_started"] >= n)  # type: ignore[misc]
+            await _until(lambda t=talker, s=sent: t.sent >= s + 60)  # type: ignore[misc]
+            talker.talking = False
+            await _until(lambda n=n: lis.messages["talk_stopped"] >= n)  # type: ignore[misc]
+    finally:
+        await group.close()
+    spool = server.data_dir / "spool"
+    await _until(lambda: not any(spool.glob("*.ogg.part")))
+    speakers = sorted(
+        read_ogg_opus(p.read_bytes()).tags["VOICE_SPEAKER_ID"] for p in spool.glob("*.ogg")
+    )
+    assert speakers == ["ann", "ben"]
