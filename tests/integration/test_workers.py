@@ -126,6 +126,14 @@ async def test_every_listener_hears_every_talker_once_across_two_workers(
     for worker in ("0", "1"):
         assert _metric(text, "voice_media_worker_up", worker=worker) == 1
         assert _metric(text, "voice_relay_drops_total", worker=worker, reason="bad_auth") == 0
+        assert _metric(text, "voice_media_worker_cpu_seconds_total", worker=worker) > 0
+    # /metrics adds the workers' media counters up as one process shows them, and each's share
+    per_worker = [
+        _metric(text, "voice_media_worker_packets_out_total", worker=w) for w in ("0", "1")
+    ]
+    assert min(per_worker) > 0
+    assert _metric(text, "voice_media_packets_out_total") == sum(per_worker)
+    assert _metric(text, "voice_relay_added_seconds_count") > 0
 
 
 def _worker_pid(server: ServerProcess, index: int) -> int:

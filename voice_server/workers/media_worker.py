@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import time
 from collections.abc import Sequence
@@ -164,12 +165,19 @@ class MediaWorker:
             await asyncio.sleep(STATS_SECONDS)
             self.relay.sweep()
             connected = [sid for sid in self.plane.links if self.plane.media_connected(sid)]
+            times = os.times()
             self.send(
                 encode(
                     "stats",
                     relay=self.relay.stats(),
+                    added=self.relay.added.as_dict(),
                     links=len(self.plane.links),
                     connected=connected,
+                    cpu_s=times.user + times.system,
+                    families=[
+                        [f.name, f.kind, f.help, [[x, dict(lb), v] for x, lb, v in f.samples]]
+                        for f in self.plane.families()
+                    ],
                 )
             )
 

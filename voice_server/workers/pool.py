@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from voice_server.config import Config
+from voice_server.histogram import LatencyHistogram
 from voice_server.media.plane import Renegotiation
 from voice_server.media.relay_packet import KEY_BYTES
 from voice_server.media.route import Route
@@ -59,6 +60,9 @@ class _Worker:
         self.links = 0
         #: its sessions with connected media, as of its last stats record (every second)
         self.connected: frozenset[str] = frozenset()
+        self.families: list[Any] = []  # its media plane's metric families, serialized
+        self.cpu_s = 0.0  # its process's CPU seconds (user + system)
+        self.added = LatencyHistogram()  # relay datagrams in: send -> receipt
         self.alive = False
         self.relay_address: list[Any] = []  # [host, port] of its relay socket
         self.bind: tuple[int, int | None] = (0, None)  # the UDP and ICE-TCP ports asked for
@@ -372,6 +376,10 @@ class WorkerPool:
             w.relay = msg["relay"]
             w.links = int(msg["links"])
             w.connected = frozenset(msg.get("connected", ()))
+            w.families = list(msg.get("families", ()))
+            w.cpu_s = float(msg.get("cpu_s", 0.0))
+            if "added" in msg:
+                w.added = LatencyHistogram.from_dict(msg["added"])
 
     # ------------------------------------------------------------------ ownership
     def _carry(self, route: Route, worker: int) -> None:
@@ -530,7 +538,51 @@ class WorkerPool:
         timeouts = Family(
             "voice_media_worker_call_timeouts_total", "counter", "Worker commands unanswered"
         ).add(self.call_timeouts)
-        return [up, placed, sent, packets, received, drops, restarts, timeouts]
+        cpu = Family(
+            "voice_media_worker_cpu_seconds_total", "counter", "CPU time of each media worker"
+        )
+        copies = Family(
+            "voice_media_worker_packets_out_total", "counter", "RTP copies each worker forwarded"
+        )
+        added = LatencyHistogram()
+        for w in self.workers:
+            cpu.add(round(w.cpu_s, 3), worker=str(w.index))
+            copies.add(_sample(w.families, "voice_media_packets_out_total"), worker=str(w.index))
+            added.merge(w.added)
+        hop = added.family(
+            "voice_relay_added_seconds",
+            "Relay datagrams: the sender's send time to the receiving worker's receipt",
+            stride=2,
+        )
+        mine = [up, placed, sent, packets, received, drops, restarts, timeouts, cpu, copies, hop]
+        return mine + summed([w.families for w in self.workers])
+
+
+def _sample(families: list[Any], name: str) -> float:
+    """The unlabelled sample ``name`` of one worker's serialized families (0 when absent)."""
+    for fname, _, _, samples in families:
+        if fname == name:
+            return float(sum(v for x, labels, v in samples if not x and not labels))
+    return 0.0
+
+
+def summed(per_worker: list[list[Any]]) -> list[Family]:
+    """The workers' media families as one process would show them: each sample (name, suffix,
+    labels) summed over the workers (counters, gauges and histogram buckets add up)."""
+    out: dict[str, Family] = {}
+    sums: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
+    for families in per_worker:
+        for name, kind, help_text, samples in families:
+            if name not in out:
+                out[name] = Family(name, kind, help_text)
+                sums[name] = {}
+            for suffix, labels, value in samples:
+                key = (suffix, tuple(sorted(labels.items())))
+                sums[name][key] = sums[name].get(key, 0.0) + float(value)
+    for name, fam in out.items():
+        for (suffix, labels), value in sums[name].items():
+            fam.add(value, suffix, **dict(labels))
+    return list(out.values())
 
 
 def _renegotiation(value: Any) -> Renegotiation | None:
