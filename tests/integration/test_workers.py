@@ -242,3 +242,29 @@ async def test_each_burst_is_in_the_call_log_once_whichever_worker_its_talker_is
         read_ogg_opus(p.read_bytes()).tags["VOICE_SPEAKER_ID"] for p in spool.glob("*.ogg")
     )
     assert speakers == ["ann", "ben"]
+
+
+async def test_an_announcement_plays_on_the_channels_owner_and_reaches_both_workers(
+    two_workers: ServerProcess, group: SimGroup
+) -> None:
+    pytest.importorskip("pyopenjtalk")
+    server = two_workers
+    x, y = await _join(group, 2)  # one listener on each worker
+    token = server.token("boss", "ops", role="supervisor", aud="api")
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as c:
+        r = await c.post(
+            f"{server.url}/api/v1/announcements",
+            json={"text": "避難所Aは17時に閉鎖します", "channels": ["ops"]},
+            timeout=60,
+        )
+        assert r.status_code == 201, r.text
+        ann = r.json()["id"]
+
+        async def finished() -> str | None:
+            body = (await c.get(f"{server.url}/api/v1/announcements/{ann}")).json()
+            return None if body["status"] == "playing" else str(body["status"])
+
+        assert await _until_async(finished, within=60) == "done"
+    for sim in (x, y):
+        assert sim.messages["talk_started"] == 1 and sim.received >= 50
+        assert all(s.duplicates == 0 for s in sim.streams.values())

@@ -214,6 +214,15 @@ class MediaWorker:
         if op == "listening":
             self.relay.targets.set_listening(int(msg["worker"]), msg["channels"])
             return
+        if op == "source_packet":
+            placed = self.plane.sources.get(msg["source"])
+            sink = placed.peer.sink if placed is not None else None  # type: ignore[attr-defined]
+            if sink is not None:
+                sink(unb64(msg["rtp_b64"]), time.perf_counter_ns())
+            return
+        if op == "detach_source":
+            self.plane.detach_source(msg["source"])
+            return
         if op == "owner":
             owner = msg["worker"]
             self.relay.set_owner(
@@ -242,6 +251,13 @@ class MediaWorker:
         if op == "close":
             plane.close(sid)
             return None
+        if op == "attach_source":
+            plane.attach_source(msg["source"], route_of(msg["route"]), logged=bool(msg["logged"]))
+            return None
+        if op == "slot_free":
+            return plane.slot_free(msg["channel"])
+        if op == "holds_slot":
+            return plane.holds_slot(sid, msg["channel"])
         if op == "has_transport":
             return plane.has_transport(sid)
         if op == "route_of":

@@ -28,7 +28,7 @@ from typing import Any
 
 from voice_server.config import Config
 from voice_server.histogram import LatencyHistogram
-from voice_server.media.plane import Renegotiation
+from voice_server.media.plane import OPUS_PT, Renegotiation
 from voice_server.media.relay_packet import KEY_BYTES
 from voice_server.media.route import Route
 from voice_server.media.router import TalkEvents, Tap
@@ -90,6 +90,7 @@ class WorkerPool:
         self.ownership = Ownership()
         self.workers = [_Worker(i, 1) for i in range(self.n)]
         self.sessions: dict[str, tuple[int, str]] = {}  # session -> (worker, channel placed by)
+        self.sources: dict[str, int] = {}  # server-side source -> the worker it plays on
         self._key = secrets.token_bytes(KEY_BYTES)
         self._listening: dict[int, list[str]] = {}
         self._bursts: dict[tuple[int, int], Any] = {}  # (worker, handle) -> the tap's handle
@@ -490,20 +491,59 @@ class WorkerPool:
         placed = self.sessions.get(session_id)
         return placed is not None and session_id in self.workers[placed[0]].connected
 
-    # ------------------------------------------------------------------ announcements
-    # Server-side sources (announcements) are not carried by the workers yet (#18's next
-    # step): attaching one is refused with ValueError.
+    # ------------------------------------------------------------------ server-side sources
+    # An announcement plays on the worker that owns its channel (its arbiter): the parent
+    # builds its RTP packets (a RemoteSource) and posts them there, one record per frame.
+    def _owner_worker(self, channel: str) -> int:
+        owner = self.ownership.owner(channel)
+        if owner is None or not self.workers[owner.worker].alive:
+            live = sorted(self.placement.alive)
+            if not live:
+                raise ValueError("no media worker is alive")
+            least = min(live, key=lambda w: (self.placement.load(w), w))
+            if owner is not None:  # its worker is down and not re-owned yet
+                self.ownership.release(channel)
+            owner = self.ownership.carry(channel, least)
+            self._tell_owner(channel, owner)
+        return owner.worker
+
     def attach_source(self, source_id: str, route: Route, *, logged: bool = True) -> ServerSource:
-        raise ValueError("announcements are not carried with several media workers yet")
+        if route.hears or not route.sends:
+            raise ValueError("a server-side source talks into a channel and hears nothing")
+        worker = self._owner_worker(route.sends[0])
+        self._carry(route, worker)
+        self._call(
+            worker, "attach_source", source=source_id, route=route_dict(route), logged=logged
+        )
+        self.sources[source_id] = worker
+        w = self.workers[worker]
+        return RemoteSource(
+            source_id, lambda rtp: self._post(w, encode("source_packet", source=source_id,
+                                                         rtp_b64=b64(rtp)))
+        )  # fmt: skip
 
     def detach_source(self, source_id: str) -> None:
-        return None
+        worker = self.sources.pop(source_id, None)
+        if worker is not None:
+            self._post(self.workers[worker], encode("detach_source", source=source_id))
 
     def slot_free(self, channel: str) -> bool:
-        return True
+        owner = self.ownership.owner(channel)
+        if owner is None:
+            return True  # nobody there: no router, no slot held
+        try:
+            return bool(self._call(owner.worker, "slot_free", channel=channel))
+        except ValueError:
+            return True
 
     def holds_slot(self, session_id: str, channel: str) -> bool:
-        return False
+        owner = self.ownership.owner(channel)
+        if owner is None:
+            return False
+        try:
+            return bool(self._call(owner.worker, "holds_slot", session=session_id, channel=channel))
+        except ValueError:
+            return False
 
     # ------------------------------------------------------------------ metrics
     def families(self) -> list[Family]:
@@ -556,6 +596,15 @@ class WorkerPool:
         )
         mine = [up, placed, sent, packets, received, drops, restarts, timeouts, cpu, copies, hop]
         return mine + summed([w.families for w in self.workers])
+
+
+class RemoteSource(ServerSource):
+    """A server-side source whose packets are made here and forwarded by a media worker: the
+    same RTP a local one makes (its seq, timestamp, audio level), handed to ``post``."""
+
+    def __init__(self, source_id: str, post: Callable[[bytes], None]) -> None:
+        super().__init__(source_id, payload_type=OPUS_PT)
+        self.sink = lambda rtp, _t0: post(rtp)
 
 
 def _sample(families: list[Any], name: str) -> float:
