@@ -8,16 +8,21 @@ import re
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 
+from tests.announcing import boss_of_a
 from tests.servers import ServerProcess, running_server
 from voice_server.calllog.ogg import read_ogg_opus
 from voice_server.sim.group import SimGroup
 from voice_server.sim.participant import SimParticipant
 
 pytestmark = pytest.mark.integration
+TOKYO = ZoneInfo("Asia/Tokyo")
 
 
 @pytest.fixture
@@ -265,6 +270,47 @@ async def test_an_announcement_plays_on_the_channels_owner_and_reaches_both_work
             return None if body["status"] == "playing" else str(body["status"])
 
         assert await _until_async(finished, within=60) == "done"
+    await _until(lambda: x.messages["talk_stopped"] == y.messages["talk_stopped"] == 1)
     for sim in (x, y):
         assert sim.messages["talk_started"] == 1 and sim.received >= 50
         assert all(s.duplicates == 0 for s in sim.streams.values())
+
+
+async def test_a_schedule_fires_once_with_two_workers(tmp_path: Path) -> None:
+    """Once-per-deployment jobs run in the parent (the workers open no database): a one-off
+    scheduled announcement fires once and is heard once on both workers."""
+    pytest.importorskip("pyopenjtalk")
+    env = {"VOICE_WORKERS_PLACEMENT": "round-robin"}
+    with running_server(
+        tmp_path / "srv", env=env, channels=("a", "b"), extra_args=["--workers", "2"]
+    ) as server:
+        headers = boss_of_a(server)
+        url = f"{server.url}/api/v1/announcements"
+        token = server.token("ma", "a")
+        group = SimGroup(server.ws_url, "a", lambda _i: token, dtx=True)
+        try:
+            x, y = await _join(group, 2)
+            async with httpx.AsyncClient(headers=headers, timeout=30) as c:
+                at = (datetime.now(TOKYO) + timedelta(seconds=6)).replace(tzinfo=None)
+                body = {"text": "本日の配布は終了", "channels": ["a"]}
+                body["schedule"] = {"at": at.isoformat(timespec="seconds")}  # type: ignore[assignment]
+                r = await c.post(url, json=body)
+                assert r.status_code == 201, r.text
+                once = r.json()["id"]
+
+                async def fired() -> str | None:
+                    items = (await c.get(f"{url}/schedules")).json()["items"]
+                    fires = next(s for s in items if s["id"] == once)["fires"]
+                    done = fires and fires[0]["status"] != "firing"
+                    return ",".join(f["status"] for f in fires) if done else None
+
+                assert await _until_async(fired, within=90) == "played"
+            # the fire is "played" once it starts: the clip plays on for a few seconds
+            await _until(
+                lambda: x.messages["talk_stopped"] >= 1 and y.messages["talk_stopped"] >= 1,
+                within=30,
+            )
+        finally:
+            await group.close()
+    assert x.offer.port != y.offer.port  # type: ignore[union-attr]
+    assert x.messages["talk_started"] == y.messages["talk_started"] == 1

@@ -220,9 +220,6 @@ class MediaWorker:
             if sink is not None:
                 sink(unb64(msg["rtp_b64"]), time.perf_counter_ns())
             return
-        if op == "detach_source":
-            self.plane.detach_source(msg["source"])
-            return
         if op == "owner":
             owner = msg["worker"]
             self.relay.set_owner(
@@ -253,6 +250,9 @@ class MediaWorker:
             return None
         if op == "attach_source":
             plane.attach_source(msg["source"], route_of(msg["route"]), logged=bool(msg["logged"]))
+            return None
+        if op == "detach_source":
+            plane.detach_source(msg["source"])
             return None
         if op == "slot_free":
             return plane.slot_free(msg["channel"])

@@ -245,15 +245,13 @@ class WorkerPool:
                 raise ValueError(f"media worker {worker} exited")
             msg = decode(record)
             if msg["op"] == "reply" and msg.get("id") == rid:
+                # what the command caused (a detached source's talk_stopped, a burst's end)
+                # reaches the hub before the call returns, as with one process
+                self._drain()
                 if "error" in msg:
                     raise ValueError(msg["error"])
-                self._drain_soon()
                 return msg.get("value")
             self._pending.append((worker, msg))
-
-    def _drain_soon(self) -> None:
-        if self._pending and self._loop is not None:
-            self._loop.call_soon(self._drain)
 
     def _drain(self) -> None:
         while self._pending:
@@ -365,9 +363,9 @@ class WorkerPool:
             self.events.slot_busy(msg["session"], msg["channel"], msg["slots"])
         elif op == "preempted":
             self.events.preempted(msg["session"], msg["channel"], msg["slot"], msg["by"])
-        elif op == "media_lost":
-            if self.on_transport_lost is not None:
-                self.on_transport_lost(msg["session"])
+        elif op == "media_lost":  # a new offer: never inside a command to a worker
+            if self.on_transport_lost is not None and self._loop is not None:
+                self._loop.call_soon(self.on_transport_lost, msg["session"])
         elif op == "listening":
             self._listening[w.index] = list(msg["channels"])
             for other in self.workers:
@@ -523,9 +521,12 @@ class WorkerPool:
         )  # fmt: skip
 
     def detach_source(self, source_id: str) -> None:
+        """Answered, so that its burst's talk_stopped reaches the hub before the announcer
+        forgets the source's name (as with one process)."""
         worker = self.sources.pop(source_id, None)
         if worker is not None:
-            self._post(self.workers[worker], encode("detach_source", source=source_id))
+            with contextlib.suppress(ValueError):
+                self._call(worker, "detach_source", source=source_id)
 
     def slot_free(self, channel: str) -> bool:
         owner = self.ownership.owner(channel)
