@@ -47,6 +47,10 @@ class FakePlane:
     def detach_source(self, source_id: str) -> None:
         self.sources.pop(source_id, None)
 
+    def route_source(self, source_id: str, route: Route) -> None:
+        source, _, logged = self.sources[source_id]
+        self.sources[source_id] = (source, route, logged)
+
 
 class Peer:
     session_id = "talker"
@@ -74,7 +78,9 @@ async def test_a_talker_of_a_channel_owned_elsewhere_goes_to_the_owner_only() ->
         local: list[bytes] = []
         for r in relays:
             r.set_owner("ops", 1, epoch=4)
-        sink = relays[0].wrap(lambda p, t: local.append(p), Peer(), "ops", 2)
+        sink = relays[0].wrap(
+            lambda p, t: local.append(p), Peer(), Route(("ops",), ("ops",), priority=2)
+        )
         relays[0].targets.set_listening(2, ["ops"])  # listeners elsewhere: the owner's business
         sink(b"rtp-1", 0)
         await asyncio.wait_for(planes[1].delivered.wait(), 5)
@@ -92,7 +98,7 @@ async def test_a_talker_of_a_channel_owned_elsewhere_goes_to_the_owner_only() ->
 async def test_a_channel_owned_here_or_by_nobody_is_forwarded_here() -> None:
     with _relays(2) as (relays, _, _):
         local: list[bytes] = []
-        sink = relays[0].wrap(lambda p, t: local.append(p), Peer(), "ops", 1)
+        sink = relays[0].wrap(lambda p, t: local.append(p), Peer(), Route.channel("ops"))
         sink(b"a", 0)  # no owner known: one worker's channel
         relays[0].set_owner("ops", 0, epoch=1)
         sink(b"b", 0)
@@ -153,6 +159,13 @@ async def test_a_silent_relayed_talker_is_detached() -> None:
         assert "talker" in planes[1].sources
         relays[1].sweep(now=10**9)
         assert "talker" not in planes[1].sources and not relays[1].is_relayed("talker")
+
+
+async def test_a_talkers_new_level_or_hold_reaches_its_source_at_the_owner() -> None:
+    with _relays(2) as (relays, planes, _):
+        relays[1]._deliver(RelayPacket(0, 1, 0, "ops", "talker", b"a", priority=1))
+        relays[1]._deliver(RelayPacket(0, 1, 0, "ops", "talker", b"b", priority=3, hold=True))
+        assert planes[1].sources["talker"][1] == Route(("ops",), (), priority=3, hold=True)
 
 
 def test_slot_ssrcs_are_the_same_for_one_key_distinct_and_never_zero() -> None:

@@ -35,8 +35,9 @@ def _packet(**kw: object) -> RelayPacket:
     return RelayPacket(**fields)  # type: ignore[arg-type]
 
 
-def test_a_packet_round_trips_with_every_header_field() -> None:
-    packet = _packet()
+@pytest.mark.parametrize("hold", [False, True])
+def test_a_packet_round_trips_with_every_header_field(hold: bool) -> None:
+    packet = _packet(hold=hold)
     data = pack(packet, KEY)
     assert len(data) == HEADER + 3 + len("s-äöü".encode()) + len(RTP) + TAG_BYTES
     assert parse(data, KEY) == packet

@@ -84,7 +84,7 @@ class RelayHook(Protocol):
     local talker's sink so that its packets also go, once, to each other worker with listeners
     of its channel."""
 
-    def wrap(self, sink: Sink, peer: Peer, channel: str, priority: int) -> Sink: ...
+    def wrap(self, sink: Sink, peer: Peer, route: Route) -> Sink: ...
 
     def mirror_out(self, channel: str, talker: str, slot: int, data: bytes, t0_ns: int) -> None:
         """What a router forwarded, to the other workers with listeners of its channel."""
@@ -466,7 +466,7 @@ class MediaPlane:
             sink = self._listen_only
         if members and self.relay is not None and not getattr(peer, "relayed", False):
             assert sink is not None
-            sink = self.relay.wrap(sink, peer, route.sends[0], route.priority)
+            sink = self.relay.wrap(sink, peer, route)
         if isinstance(peer, Transport | ServerSource):
             peer.sink = sink
 

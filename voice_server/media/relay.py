@@ -79,8 +79,8 @@ class WorkerRelay:
         self.targets = RelayTargets(index)
         #: channel -> its owner's index (absent: no owner known, arbitrated here)
         self.owners: dict[str, int] = {}
-        #: relayed talkers here: session id -> (its source, last packet time)
-        self.sources: dict[str, tuple[ServerSource, float]] = {}
+        #: relayed talkers here: session id -> (its source, last packet time, its route here)
+        self.sources: dict[str, tuple[ServerSource, float, Route]] = {}
         self.sent = {"media": 0, "mirror": 0}  # datagrams sent, by kind
         self.packets = 0  # forwarded packets mirrored to at least one worker
         self.mirror_drops = 0  # a mirrored packet that was no slot stream here
@@ -113,13 +113,15 @@ class WorkerRelay:
         self.sources.clear()
 
     # ------------------------------------------------------------------ out
-    def wrap(self, sink: Sink, peer: Any, channel: str, priority: int) -> Sink:
+    def wrap(self, sink: Sink, peer: Any, route: Route) -> Sink:
         """The plane's hook for a local talker: to its channel's owner when that is another
-        worker, else to the local router (which arbitrates and mirrors what it forwards)."""
+        worker, else to the local router (which arbitrates and mirrors what it forwards). The
+        datagram carries the route's priority and hold, which the owner's source takes."""
         owners = self.owners
         me = self.index
         session = peer.session_id
         send = self._send
+        channel, priority, hold = route.sends[0], route.priority, route.hold
 
         def to_owner(plain: bytes, t0_ns: int) -> None:
             owner = owners.get(channel, me)
@@ -127,7 +129,7 @@ class WorkerRelay:
                 sink(plain, t0_ns)
             else:
                 ext = peer.level_ext_id
-                send(Kind.MEDIA, (owner,), channel, session, priority, 0, ext, plain)
+                send(Kind.MEDIA, (owner,), channel, session, priority, 0, ext, plain, hold)
 
         return to_owner
 
@@ -152,6 +154,7 @@ class WorkerRelay:
         slot: int,
         ext: int,
         payload: bytes,
+        hold: bool = False,
     ) -> None:
         sock = self.sock
         if sock is None:
@@ -169,6 +172,7 @@ class WorkerRelay:
                 send_ns=_perf_ns(),
                 level_ext_id=ext,
                 kind=kind,
+                hold=hold,
             ),
             self._key,
         )
@@ -214,21 +218,22 @@ class WorkerRelay:
             if router is None or not router.mirror(packet.source, packet.slot, packet.payload, now):
                 self.mirror_drops += 1
             return
+        route = Route((packet.channel,), (), priority=packet.priority, hold=packet.hold)
         entry = self.sources.get(packet.source)
         if entry is None:
             try:  # a talker of another worker, here its channel's owner: tapped here, once
-                source = self.plane.attach_source(
-                    packet.source, Route((packet.channel,), (), priority=packet.priority)
-                )
+                source = self.plane.attach_source(packet.source, route)
             except ValueError:  # the id is a local session's: not ours to relay
                 self.gate.drops["unknown_peer"] += 1
                 return
             source.relayed = True
         else:
             source = entry[0]
+            if entry[2] != route:  # its level or hold changed at home (talk_right, emergency)
+                self.plane.route_source(packet.source, route)
         if packet.level_ext_id:
             source.level_ext_id = packet.level_ext_id
-        self.sources[packet.source] = (source, time.monotonic())
+        self.sources[packet.source] = (source, time.monotonic(), route)
         sink = source.sink
         if sink is not None:
             sink(packet.payload, now)
@@ -236,7 +241,7 @@ class WorkerRelay:
     def sweep(self, now: float | None = None) -> None:
         """Detach relayed talkers silent for ``IDLE_SECONDS`` (periodic)."""
         now = time.monotonic() if now is None else now
-        for sid, (_, last) in list(self.sources.items()):
+        for sid, (_, last, _) in list(self.sources.items()):
             if now - last > IDLE_SECONDS:
                 del self.sources[sid]
                 self.plane.detach_source(sid)

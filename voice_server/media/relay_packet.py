@@ -6,7 +6,7 @@ behind a small fixed header and a 16-byte keyed BLAKE2s tag over everything befo
 deployment's relay key (handed to each worker over its control socket at start). Network byte
 order::
 
-    0  version (1)          1  kind               2  sender index      3  priority
+    0  version (1)          1  kind (bit 7: hold)  2  sender index      3  priority
     4  slot (0: none)       5  channel length     6  source length
     7  the talker's audio-level extension id (RFC 6464; 0: none)
     8  sender incarnation (u32)                  12  channel owner epoch (u32)
@@ -48,6 +48,7 @@ TAG_BYTES = 16
 _HEAD = struct.Struct("!BBBBBBBBIIQ")
 HEADER = _HEAD.size  # 24
 MAX_NAME = 255  # channel and source id lengths fit one byte each
+HOLD = 0x80
 REASONS = ("malformed", "bad_auth", "unknown_peer", "stale_epoch")
 
 
@@ -93,6 +94,7 @@ class RelayPacket:
     send_ns: int = 0
     level_ext_id: int = 0  # the payload's audio-level extension id
     kind: Kind = Kind.MEDIA
+    hold: bool = False  # the talker's route holds a slot whatever its level (an emergency)
 
 
 def _tag(key: bytes, data: bytes | memoryview) -> bytes:
@@ -107,7 +109,7 @@ def pack(packet: RelayPacket, key: bytes) -> bytes:
         raise ValueError("channel or source id too long for a relay packet")
     head = _HEAD.pack(
         VERSION,
-        packet.kind,
+        packet.kind | (HOLD if packet.hold else 0),
         packet.sender,
         packet.priority,
         packet.slot,
@@ -137,7 +139,8 @@ def parse(datagram: bytes, key: bytes) -> RelayPacket:
     if HEADER + clen + slen > len(body) or clen == 0 or slen == 0:
         raise RelayError("malformed", "names run past the packet")
     try:
-        kind = Kind(kind)
+        hold = bool(kind & HOLD)
+        kind = Kind(kind & ~HOLD)
         channel = bytes(body[HEADER : HEADER + clen]).decode()
         source = bytes(body[HEADER + clen : HEADER + clen + slen]).decode()
     except (ValueError, UnicodeDecodeError):
@@ -154,6 +157,7 @@ def parse(datagram: bytes, key: bytes) -> RelayPacket:
         send_ns=send_ns,
         level_ext_id=ext,
         kind=kind,
+        hold=hold,
     )
 
 
