@@ -122,6 +122,10 @@ class WorkerRelay:
         session = peer.session_id
         send = self._send
         channel, priority, hold = route.sends[0], route.priority, route.hold
+        if route.only is not None or len(route.sends) > 1:
+            # direct talk and all-calls stay with the talker's own worker: the datagram
+            # carries no listener filter and one channel (README: not yet across workers)
+            return sink
 
         def to_owner(plain: bytes, t0_ns: int) -> None:
             owner = owners.get(channel, me)

@@ -113,6 +113,7 @@ class Member:
         "fanout_plain",
         "log_seq",
         "logged",
+        "mirrored",
         "onset_ns",
         "paused",
         "preempting",
@@ -146,6 +147,9 @@ class Member:
         self.burst: object | None = None  # the talk burst being tapped for the log (opaque)
         self.fanout: Fanout = router.silent  # this talker's audience here (RED as sent)
         self.fanout_plain: Fanout = router.silent  # those of it without RED (primary only)
+        #: its packets go to the other media workers' listeners of the channel: its audience
+        #: is everyone hearing the channel (no listener filter, no channel it prefers)
+        self.mirrored = route.only is None and route.sends[:1] == (router.channel,)
         self.log_seq: int | None = None  # the last sequence number the call log got
         # its bursts go to the call-log tap (a server-side source may log its own)
         self.logged: bool = getattr(transport, "logged", True)
@@ -317,6 +321,7 @@ class Router:
                     self._fanout([targets[sid] for sid in who if sid not in red], fd),
                 )
             m.fanout, m.fanout_plain = pair
+            m.mirrored = key == PLAIN
         self._fanouts = fanouts
         self._holders_changed()  # a route change may change a holder's level
 
@@ -441,7 +446,7 @@ class Router:
         if src.fanout_plain.size:
             src.fanout_plain.send(primary, src.transport, t0_ns)
         mirror = self.mirror_out
-        if mirror is not None:
+        if mirror is not None and src.mirrored:
             mirror(self.channel, src.session_id, slot, data, t0_ns)
 
     def mirror(self, talker: str, slot: int, data: bytes, t0_ns: int) -> bool:
