@@ -37,6 +37,8 @@ def test_direct_talk_is_never_mirrored() -> None:
 
 def test_a_mirrored_packet_reaches_every_listener_but_its_talker_once() -> None:
     w = World({"a": 1})  # "a" is a listener here too (a phone hears its channel)
+    _mirrors(w)  # a worker's router: the plane set its relay hook when it made it
+    w.router.refresh_listeners()
     packet = build_rtp(payload_type=111, seq=7, timestamp=960, ssrc=SLOT_SSRC, payload=b"opus:x")
     assert w.router.mirror("a", 1, packet, 0)
     assert [addr[1] for _, addr in w.sent] == [6000]  # not back to "a" (port 5000)

@@ -303,11 +303,12 @@ class Router:
             if getattr(tr, "red", False):
                 red.add(c.session_id)
         self._listeners = listeners
-        self._all_targets = (
-            [targets[c.session_id] for c in listeners if c.session_id in red],
-            [targets[c.session_id] for c in listeners if c.session_id not in red],
-        )
-        self._all = None  # built at the first mirrored packet
+        if self.mirror_out is not None:  # several media workers: mirrored packets' audience
+            self._all_targets = (
+                [targets[c.session_id] for c in listeners if c.session_id in red],
+                [targets[c.session_id] for c in listeners if c.session_id not in red],
+            )
+            self._all = None  # built at the first mirrored packet
         heard = [(c.session_id, c.route) for c in listeners]
         fanouts: dict[AudienceKey, tuple[Fanout, Fanout]] = {}
         fd = self._fileno() if self._fileno is not None else None
