@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -204,6 +205,32 @@ async def test_a_supervisor_on_another_worker_cuts_in_over_three_talkers(
     for name in ("x", "y"):  # listeners on the other worker: each slot stream, no duplicate
         assert all(s.duplicates == 0 for s in sims[name].streams.values())
         assert len(sims[name].streams) == 3
+
+
+async def test_a_worker_that_stops_answering_is_declared_dead_and_replaced(
+    two_workers: ServerProcess, group: SimGroup
+) -> None:
+    server = two_workers
+    talker, stuck, _ = await _join(group, 3)  # the talker on worker 0, a listener on worker 1
+    talker.talking = True
+    await _until(lambda: stuck.received >= 50)
+    pid = _worker_pid(server, 1)
+    os.kill(pid, signal.SIGSTOP)  # alive, silent: no stats, no answers
+    try:
+        before = stuck.received
+        # declared dead after 5 s of silence: killed, its listener moved, the worker restarted
+        await _until(lambda: stuck.reoffers == 1 and stuck.received >= before + 50, within=15)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+
+    async def restarted() -> str | None:
+        text = await _metrics(server)
+        return text if _metric(text, "voice_media_worker_up", worker="1") == 1 else None
+
+    text = await _until_async(restarted)
+    assert _metric(text, "voice_media_worker_restarts_total", worker="1") == 1
+    assert "media worker stopped answering" in server.log()
 
 
 async def test_the_owner_killed_mid_talk_hands_its_channel_to_a_live_worker(

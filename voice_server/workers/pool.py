@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 __all__ = ["CALL_TIMEOUT", "WorkerPool"]
 
 CALL_TIMEOUT = 5.0
+#: a worker sends its stats every second: one silent this long has stopped answering
+SILENT_SECONDS = 5.0
 START_TIMEOUT = 60.0
 RECORD = 1 << 20
 
@@ -67,6 +69,7 @@ class _Worker:
         self.relay_address: list[Any] = []  # [host, port] of its relay socket
         self.bind: tuple[int, int | None] = (0, None)  # the UDP and ICE-TCP ports asked for
         self.restarts = 0
+        self.heard = 0.0  # monotonic time of its last record
 
 
 class WorkerPool:
@@ -117,7 +120,21 @@ class WorkerPool:
         for w in self.workers:
             await self._ready(w)
         self._tell_peers()
+        watchdog = self._loop.create_task(self._watch(), name="media-worker-watchdog")
+        self._tasks.add(watchdog)
         log.info("media workers ready", extra={"ports": [w.port for w in self.workers]})
+
+    async def _watch(self) -> None:
+        """A worker silent for ``SILENT_SECONDS`` (stopped, wedged) is killed and replaced."""
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for w in self.workers:
+                if w.alive and now - w.heard > SILENT_SECONDS:
+                    log.error("media worker stopped answering", extra={"worker": w.index})
+                    if w.proc is not None:
+                        w.proc.kill()
+                    self._lost(w)
 
     def _spawn(self, w: _Worker) -> None:
         port, tcp_port = w.bind
@@ -170,6 +187,7 @@ class WorkerPool:
                 break
             self._pending.append((w.index, msg))
         w.alive = True
+        w.heard = time.monotonic()
         self._loop.add_reader(w.sock.fileno(), self._readable, w)
 
     def _tell_peers(self) -> None:
@@ -243,6 +261,7 @@ class WorkerPool:
             if not record:
                 self._lost_soon(w)
                 raise ValueError(f"media worker {worker} exited")
+            w.heard = time.monotonic()
             msg = decode(record)
             if msg["op"] == "reply" and msg.get("id") == rid:
                 # what the command caused (a detached source's talk_stopped, a burst's end)
@@ -273,6 +292,7 @@ class WorkerPool:
             if not record:
                 self._lost(w)
                 return
+            w.heard = time.monotonic()
             try:
                 msg = decode(record)
             except ValueError:
