@@ -281,6 +281,14 @@ async def _serve(fd: int) -> None:
     if hello.get("op") != "hello":
         raise SystemExit("media worker: no hello from the parent")
     setup_logging(hello.get("log_level", "info"))
+    index = int(hello["index"])
+
+    def tag(record: logging.LogRecord) -> bool:  # every line says which worker wrote it
+        record.worker = index
+        return True
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(tag)
     await MediaWorker(control, hello).run()
 
 
