@@ -169,7 +169,7 @@ class MediaWorker:
             self.send(
                 encode(
                     "stats",
-                    relay=self.relay.stats(),
+                    relay={**self.relay.stats(), "event_drops": self.send_drops},
                     added=self.relay.added.as_dict(),
                     links=len(self.plane.links),
                     connected=connected,

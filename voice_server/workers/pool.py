@@ -48,6 +48,7 @@ CALL_TIMEOUT = 5.0
 SILENT_SECONDS = 5.0
 START_TIMEOUT = 60.0
 RECORD = 1 << 20
+CONTROL_BUFFER = 4 * 1024 * 1024
 
 
 class _Worker:
@@ -100,6 +101,7 @@ class WorkerPool:
         self._pending: deque[tuple[int, dict[str, Any]]] = deque()
         self._next_id = 0
         self.call_timeouts = 0
+        self.post_drops = 0  # one-way records to workers dropped (a full control socket)
         self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -139,6 +141,10 @@ class WorkerPool:
     def _spawn(self, w: _Worker) -> None:
         port, tcp_port = w.bind
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        for end in (parent, child):  # room for a burst's tap records while the other is busy
+            for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+                with contextlib.suppress(OSError):  # capped by net.core.*mem_max: best effort
+                    end.setsockopt(socket.SOL_SOCKET, option, CONTROL_BUFFER)
         cmd = [sys.executable, "-m", "voice_server.workers.media_worker"]
         w.proc = subprocess.Popen(
             [*cmd, "--control-fd", str(child.fileno())], pass_fds=[child.fileno()]
@@ -228,10 +234,15 @@ class WorkerPool:
 
     # ------------------------------------------------------------------ control socket
     def _post(self, w: _Worker, record: bytes) -> None:
+        """A one-way record; never waits (a full socket drops it, counted)."""
         if w.sock is None:
             return
-        with contextlib.suppress(OSError):
+        try:
             w.sock.send(record)
+        except BlockingIOError:
+            self.post_drops += 1
+        except OSError:
+            pass  # a dead worker: its end is handled by _lost
 
     def _call(self, worker: int, op: str, **fields: Any) -> Any:
         """Send a command and wait for its answer (events meanwhile are queued). Raises
@@ -599,6 +610,14 @@ class WorkerPool:
         timeouts = Family(
             "voice_media_worker_call_timeouts_total", "counter", "Worker commands unanswered"
         ).add(self.call_timeouts)
+        dropped = Family(
+            "voice_media_worker_records_dropped_total",
+            "counter",
+            "Control records dropped on a full socket: to the workers, and from each",
+        ).add(self.post_drops, direction="to_workers")
+        for w in self.workers:
+            dropped.add(int(w.relay.get("event_drops", 0)), direction="from_worker",
+                        worker=str(w.index))  # fmt: skip
         cpu = Family(
             "voice_media_worker_cpu_seconds_total", "counter", "CPU time of each media worker"
         )
@@ -615,7 +634,8 @@ class WorkerPool:
             "Relay datagrams: the sender's send time to the receiving worker's receipt",
             stride=2,
         )
-        mine = [up, placed, sent, packets, received, drops, restarts, timeouts, cpu, copies, hop]
+        mine = [up, placed, sent, packets, received, drops, restarts, timeouts, dropped, cpu]
+        mine += [copies, hop]
         return mine + summed([w.families for w in self.workers])
 
 
