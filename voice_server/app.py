@@ -81,6 +81,7 @@ from voice_server.web.static import find_web_dir, web_files
 from voice_server.web.templating import STATIC_DIR
 from voice_server.webhooks.dispatch import Dispatcher, Outbox
 from voice_server.webhooks.store import WebhookStore
+from voice_server.workers.pool import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,8 @@ def build_state(config: Config) -> AppState:
     if is_postgres(config.database_url):
         spool.jobs = open_job_queue(db)  # a transcription job per ended burst (README)
         spool.clips = clips  # uploaded after each burst's fsync
-    media = MediaPlane(
+    pool = _worker_pool(config, hub, tap)  # None: one process (the default)
+    media = pool or MediaPlane(
         tap=tap if config.call_log else None,
         host=config.media_host,
         port=config.media_port,
@@ -203,6 +205,16 @@ def build_state(config: Config) -> AppState:
     state.metrics.register(lambda: process_families(debug_objects=config.debug_objects))
     state.metrics.register(GC.install().families)
     return state
+
+
+def _worker_pool(config: Config, hub: Hub, tap: BurstTap) -> WorkerPool | None:
+    """The media workers of ``serve --workers N`` (README "Several processes on one machine");
+    None with one."""
+    if config.worker_count == 1:
+        return None
+    return WorkerPool(
+        config, events=hub, on_transport_lost=hub.media_lost, tap=tap if config.call_log else None
+    )
 
 
 def _to_desk(desk: EmergencyDesk, alert: Alert) -> None:

@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
         "port's number, on TCP; 0 disables)",
     )
     serve.add_argument("--announce-ip", help="address put in SDP for the media port")
+    serve.add_argument(
+        "--workers",
+        help="media processes, 1..64 or auto (the usable cores); worker i forwards on "
+        "media port + i (default 1)",
+    )
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--tls-cert", type=Path, help="HTTPS: PEM certificate (chain) file")
     serve.add_argument("--tls-key", type=Path, help="HTTPS: PEM private key file")
@@ -157,6 +162,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         media_port=args.media_port,
         media_tcp_port=args.media_tcp_port,
         announce_ip=args.announce_ip,
+        workers=args.workers,
         log_level=args.log_level,
         transcriber=args.transcriber,
         model=args.model,

@@ -6,9 +6,10 @@ Read once by the CLI with :func:`load_config` and passed down; nothing reads set
 from __future__ import annotations
 
 import ipaddress
+import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -22,6 +23,41 @@ from pydantic_settings import (
 from voice_server.identity.turncreds import TurnCredentials
 from voice_server.identity.turncreds import check_url as check_turn_url
 from voice_server.store.dburl import DatabaseTarget, check_url, target_of
+
+MAX_WORKERS = 64
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def parse_workers(value: object) -> int | str:
+    """A ``workers`` setting as given (a number, its text, or ``auto``), checked: 1..64 or
+    ``auto``. Raises ValueError with a one-line reason."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "auto":
+            return "auto"
+        if not text.lstrip("+-").isdigit():
+            raise ValueError(f"must be a whole number 1..{MAX_WORKERS} or auto, not {value!r}")
+        value = int(text)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"must be a whole number 1..{MAX_WORKERS} or auto")
+    if not 1 <= value <= MAX_WORKERS:
+        raise ValueError(f"must be 1..{MAX_WORKERS} or auto, not {value}")
+    return value
+
+
+def resolve_workers(value: int | str, cores: int | None = None) -> int:
+    """The number of workers a checked setting means (``auto``: the usable cores, at most 64)."""
+    if value == "auto":
+        return max(1, min(MAX_WORKERS, cores if cores is not None else usable_cores()))
+    assert isinstance(value, int)
+    return value
 
 
 class ConfigError(Exception):
@@ -62,6 +98,12 @@ class Config(BaseSettings):
     turn_secret: SecretStr | None = None
     turn_ttl_seconds: int = Field(86400, ge=60, le=7 * 86400)
     slots: int = Field(3, ge=1, le=8)
+    # media processes (README "Several processes on one machine"): 1..64 or "auto" (the usable
+    # cores); worker i forwards on media_port + i
+    workers: int | str = 1
+    # how a new participant is given a worker: least-loaded (preferring one that carries its
+    # channel) or round-robin (tests: one channel's members spread over every worker)
+    workers_placement: Literal["least-loaded", "round-robin"] = "least-loaded"
     # audio RED (RFC 2198) offered first on every m-line (Chromium sends and hears it; the
     # others get the primary frame): false offers Opus alone
     audio_red: bool = True
@@ -145,6 +187,11 @@ class Config(BaseSettings):
     def _database_url(cls, value: str | None) -> str | None:
         return check_url(value) if value is not None and value.strip() else None
 
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _workers(cls, value: object) -> int | str:
+        return parse_workers(value)
+
     @field_validator("asr_engine")
     @classmethod
     def _engine(cls, value: str) -> str:
@@ -175,6 +222,11 @@ class Config(BaseSettings):
         return TurnCredentials(
             tuple(self.turn_urls), self.turn_secret.get_secret_value(), self.turn_ttl_seconds
         )
+
+    @property
+    def worker_count(self) -> int:
+        """How many media workers ``workers`` means here (``auto``: the usable cores)."""
+        return resolve_workers(self.workers)
 
     @property
     def tls(self) -> bool:

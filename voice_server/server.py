@@ -19,6 +19,7 @@ from voice_server.identity.keys import load_or_create_key
 from voice_server.limits import raise_fd_limit
 from voice_server.logs import setup_logging
 from voice_server.signaling.messages import MAX_MESSAGE_BYTES
+from voice_server.workers.ports import check_media_ports
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,10 @@ def run_server(config: Config, *, demo: bool = False) -> int:
     setup_logging(config.log_level)
     raise_fd_limit()  # one descriptor per signaling WebSocket
     _check_port(config.host, config.port)
+    if config.worker_count > 1:  # worker i binds media_port + i alone: all must be free
+        check_media_ports(
+            config.media_host, config.media_port, config.worker_count, config.media_tcp_port
+        )
     if demo:
         ensure_demo_organisation(
             Accounts.open(open_database(config.database_url, config.data_dir)),

@@ -30,6 +30,7 @@ from voice_server.transcribe.spool import SpoolWriter
 from voice_server.transcribe.supervise import TranscriberSupervisor
 from voice_server.webhooks.dispatch import Dispatcher
 from voice_server.webhooks.store import WebhookStore
+from voice_server.workers.pool import WorkerPool
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -41,7 +42,7 @@ class AppState:
     channels: ChannelStore
     hub: Hub
     counters: SignalingCounters
-    media: MediaPlane
+    media: MediaPlane | WorkerPool  # one process, or `serve --workers N`
     accounts: Accounts
     key: bytes  # the deployment key (signs tokens)
     calllog: CallLog

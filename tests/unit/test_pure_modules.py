@@ -52,6 +52,12 @@ PURE = [
     "voice_server.replay.presence",
     "voice_server.replay.listing",
     "voice_server.announce.schedule",
+    "voice_server.media.relay_packet",
+    "voice_server.media.relay_targets",
+    "voice_server.talk.arbiter",
+    "voice_server.workers.placement",
+    "voice_server.workers.ownership",
+    "voice_server.workers.control",
 ]
 FORBIDDEN = {
     "asyncio",

@@ -8,13 +8,16 @@ from collections.abc import Callable, Iterable
 from voice_server.media.plane import MediaPlane
 from voice_server.media.route import Route
 from voice_server.media.source import ServerSource
+from voice_server.workers.pool import WorkerPool
 
 __all__ = ["PlaneStage"]
 
 
 class PlaneStage:
     def __init__(
-        self, media: MediaPlane, sessions_in: Callable[[str], Iterable[tuple[str, str]]]
+        self,
+        media: MediaPlane | WorkerPool,
+        sessions_in: Callable[[str], Iterable[tuple[str, str]]],
     ) -> None:
         self.media = media
         self._sessions_in = sessions_in  # channel -> (session id, sub) of its sessions

@@ -44,6 +44,16 @@ def add_bench_parser(sub: Any) -> None:
     )
     lat.add_argument("--json", type=argparse.FileType("w"), help="also write the figures as JSON")
     _add_forward(bsub)
+    wrk = bsub.add_parser(
+        "workers",
+        help="serve --workers 2 vs 1 at the same load: server CPU per copy, the split, and the "
+        "relay hop's added latency",
+    )
+    wrk.add_argument("--channels", type=positive_int, default=2, help="(default 2)")
+    wrk.add_argument("--members", type=positive_int, default=20, help="per channel (default 20)")
+    wrk.add_argument("--seconds", type=positive_float, default=10.0, help="measured window")
+    wrk.add_argument("--warmup", type=float, default=2.0, help="seconds skipped first")
+    wrk.add_argument("--json", type=Path, help="write the result as JSON to this file")
     net = bsub.add_parser(
         "network",
         help="mouth-to-ear browser -> browser per media path (UDP, ICE-TCP, TURN over TLS) at "
@@ -283,6 +293,16 @@ def run_bench(args: argparse.Namespace) -> int:
         return _run_forward(args)
     if args.bench == "network":
         return _run_network(args)
+    if args.bench == "workers":
+        from voice_server.bench.workers import format_summary as workers_summary
+        from voice_server.bench.workers import run_workers_bench
+
+        try:
+            result = run_workers_bench(args.channels, args.members, args.seconds, args.warmup)
+        except (RuntimeError, ValueError) as exc:
+            print(f"voice-server bench workers: {exc}".splitlines()[0], file=sys.stderr)
+            return 1
+        return _report(result, workers_summary(result), args.json)
     if args.bench == "priority":
         return _run_priority(args)
     if args.bench == "console":

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from voice_server.histogram import LatencyHistogram, make_bounds_us
 from voice_server.media import native
@@ -76,6 +76,19 @@ CONSENT_TIMEOUT = 30.0
 
 
 _NEVER_CONNECTED = (TransportState.NEW, TransportState.CONNECTING)
+Sink = Callable[[bytes, int], None]
+
+
+class RelayHook(Protocol):
+    """The relay to other media workers (``media/relay.py``; None with one process): wraps a
+    local talker's sink so that its packets also go, once, to each other worker with listeners
+    of its channel."""
+
+    def wrap(self, sink: Sink, peer: Peer, route: Route) -> Sink: ...
+
+    def mirror_out(self, channel: str, talker: str, slot: int, data: bytes, t0_ns: int) -> None:
+        """What a router forwarded, to the other workers with listeners of its channel."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +153,10 @@ class MediaPlane:
         red: bool = True,
     ) -> None:
         self.tap = tap
+        #: the relay to other media workers (``serve --workers N``); None: one process
+        self.relay: RelayHook | None = None
+        #: each channel's slot SSRCs (workers: the same on all); None: new random ones
+        self.slot_ssrcs_of: Callable[[str], tuple[int, ...]] | None = None
         #: audio RED offered (RFC 2198, :mod:`voice_server.media.red`)
         self.red = red
         self.host = host
@@ -395,9 +412,10 @@ class MediaPlane:
     def _router(self, channel: str) -> Router:
         router = self.routers.get(channel)
         if router is None:
+            fixed = self.slot_ssrcs_of
             router = self.routers[channel] = Router(
                 channel,
-                slot_ssrcs=new_slot_ssrcs(self.slots),
+                slot_ssrcs=fixed(channel) if fixed is not None else new_slot_ssrcs(self.slots),
                 payload_type=OPUS_PT,
                 rules=self.rules,
                 preroll_packets=self.preroll_packets,
@@ -409,6 +427,8 @@ class MediaPlane:
                 onset_histogram=self.onset_histogram,
                 fileno=self.endpoint.fileno,
             )
+            if self.relay is not None:
+                router.mirror_out = self.relay.mirror_out
         return router
 
     def _place(self, placed: _Placed) -> None:
@@ -444,6 +464,9 @@ class MediaPlane:
             sink = _fan_in(tuple(members))
         elif self.links.get(peer.session_id) is placed:  # a listener's: dropped, counted
             sink = self._listen_only
+        if members and self.relay is not None and not getattr(peer, "relayed", False):
+            assert sink is not None
+            sink = self.relay.wrap(sink, peer, route)
         if isinstance(peer, Transport | ServerSource):
             peer.sink = sink
 

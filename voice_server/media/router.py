@@ -63,6 +63,9 @@ class TalkEvents(Protocol):
 
 
 H = TypeVar("H")
+#: where a channel's forwarded packets also go with several media workers (the relay's
+#: ``mirror_out``): (channel, talker session id, slot, the packet as forwarded, arrival ns)
+MirrorOut = Callable[[str, str, int, bytes, int], None]
 
 
 class Tap(Protocol[H]):
@@ -110,6 +113,7 @@ class Member:
         "fanout_plain",
         "log_seq",
         "logged",
+        "mirrored",
         "onset_ns",
         "paused",
         "preempting",
@@ -143,6 +147,9 @@ class Member:
         self.burst: object | None = None  # the talk burst being tapped for the log (opaque)
         self.fanout: Fanout = router.silent  # this talker's audience here (RED as sent)
         self.fanout_plain: Fanout = router.silent  # those of it without RED (primary only)
+        #: its packets go to the other media workers' listeners of the channel: its audience
+        #: is everyone hearing the channel (no listener filter, no channel it prefers)
+        self.mirrored = route.only is None and route.sends[:1] == (router.channel,)
         self.log_seq: int | None = None  # the last sequence number the call log got
         # its bursts go to the call-log tap (a server-side source may log its own)
         self.logged: bool = getattr(transport, "logged", True)
@@ -195,6 +202,12 @@ class Router:
         self._tap = tap
         self._fileno = fileno  # the media socket, for batched sends
         self._listeners: list[Consumer] = []
+        #: with several media workers: the channel's owner sends what it forwards to the other
+        #: workers with listeners (None: one process, or nobody to mirror to)
+        self.mirror_out: MirrorOut | None = None
+        #: every listener, by RED or not: the audience of a packet mirrored from the owner
+        self._all_targets: tuple[list[Any], list[Any]] = ([], [])
+        self._all: tuple[Fanout, Fanout] | None = None
         #: an audience of nobody (a member's until the first refresh)
         self.silent = Fanout([], sendto=sendto, counters=counters, histogram=histogram)
         self._fanouts: dict[AudienceKey, tuple[Fanout, Fanout]] = {}
@@ -290,6 +303,12 @@ class Router:
             if getattr(tr, "red", False):
                 red.add(c.session_id)
         self._listeners = listeners
+        if self.mirror_out is not None:  # several media workers: mirrored packets' audience
+            self._all_targets = (
+                [targets[c.session_id] for c in listeners if c.session_id in red],
+                [targets[c.session_id] for c in listeners if c.session_id not in red],
+            )
+            self._all = None  # built at the first mirrored packet
         heard = [(c.session_id, c.route) for c in listeners]
         fanouts: dict[AudienceKey, tuple[Fanout, Fanout]] = {}
         fd = self._fileno() if self._fileno is not None else None
@@ -303,6 +322,7 @@ class Router:
                     self._fanout([targets[sid] for sid in who if sid not in red], fd),
                 )
             m.fanout, m.fanout_plain = pair
+            m.mirrored = key == PLAIN
         self._fanouts = fanouts
         self._holders_changed()  # a route change may change a holder's level
 
@@ -426,6 +446,46 @@ class Router:
                 self._counters.red_routed += 1
         if src.fanout_plain.size:
             src.fanout_plain.send(primary, src.transport, t0_ns)
+        mirror = self.mirror_out
+        if mirror is not None and src.mirrored:
+            mirror(self.channel, src.session_id, slot, data, t0_ns)
+
+    def mirror(self, talker: str, slot: int, data: bytes, t0_ns: int) -> bool:
+        """A packet the channel's owner (another media worker) forwarded on ``slot``, already
+        rewritten for it (the slot SSRCs are the same on every worker): to every listener here
+        but the talker, RED or its primary frame as each answered. False: not this channel's
+        slot stream (dropped)."""
+        if not 1 <= slot <= len(self.streams) or len(data) < 12:
+            return False
+        index = slot - 1
+        stream = self.streams[index]
+        if int.from_bytes(data[8:12], "big") != stream.ssrc:
+            return False
+        # the owner's slot stream, as this worker's sender reports tell it
+        stream.seq = (data[2] << 8) | data[3]
+        stream.timestamp = int.from_bytes(data[4:8], "big")
+        stream.forwarded += 1
+        self.stream_octets[index] += len(data) - 12
+        self.stream_last_ns[index] = t0_ns
+        pair = self._all
+        if pair is None:
+            fd = self._fileno() if self._fileno is not None else None
+            red_targets, plain_targets = self._all_targets
+            pair = self._all = (self._fanout(red_targets, fd), self._fanout(plain_targets, fd))
+        consumer = self.consumers.get(talker)
+        src = consumer.transport if consumer is not None else None
+        self._counters.packets_routed += 1
+        if data[1] & 0x7F == RED_PT:
+            if pair[0].size:
+                pair[0].send(data, src, t0_ns)
+            if pair[1].size:
+                pair[1].send(primary_packet(data), src, t0_ns)
+        else:
+            if pair[0].size:
+                pair[0].send(data, src, t0_ns)
+            if pair[1].size:
+                pair[1].send(data, src, t0_ns)
+        return True
 
     # ------------------------------------------------------------------ talk bursts
     # A burst is *confirmed* (talk_started) after the detector's attack, but its audio is

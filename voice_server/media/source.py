@@ -27,6 +27,7 @@ class ServerSource:
 
     media_ready = False  # it never hears anything
     logged = True  # its bursts go to the call-log tap (an announcement writes its own rows)
+    relayed = False  # a talker of another media worker: never relayed again
     remote: Address | None = None
     tx = None
 

@@ -1,0 +1,175 @@
+"""A media worker's relay socket: a talker's packets to its channel's owner, what the owner
+forwards once to each other worker with listeners, refusals counted."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+from voice_server.media.relay import WorkerRelay
+from voice_server.media.relay_packet import Kind, RelayPacket, pack, slot_ssrcs
+from voice_server.media.route import Route
+from voice_server.media.source import ServerSource
+
+
+class FakeRouter:
+    def __init__(self, plane: FakePlane) -> None:
+        self.plane = plane
+
+    def mirror(self, talker: str, slot: int, data: bytes, t0_ns: int) -> bool:
+        self.plane.got.append(("mirror", talker, slot, data))
+        self.plane.delivered.set()
+        return slot == 1
+
+
+class FakePlane:
+    def __init__(self) -> None:
+        self.sources: dict[str, tuple[ServerSource, Route, bool]] = {}
+        self.got: list[tuple[Any, ...]] = []
+        self.delivered = asyncio.Event()
+        self.routers = {"ops": FakeRouter(self)}
+
+    def attach_source(self, source_id: str, route: Route, *, logged: bool = True) -> Any:
+        source = ServerSource(source_id, payload_type=111)
+
+        def sink(plain: bytes, t0_ns: int) -> None:
+            self.got.append(("media", source_id, plain))
+            self.delivered.set()
+
+        source.sink = sink
+        self.sources[source_id] = (source, route, logged)
+        return source
+
+    def detach_source(self, source_id: str) -> None:
+        self.sources.pop(source_id, None)
+
+    def route_source(self, source_id: str, route: Route) -> None:
+        source, _, logged = self.sources[source_id]
+        self.sources[source_id] = (source, route, logged)
+
+
+class Peer:
+    session_id = "talker"
+    level_ext_id = 1
+
+
+@contextlib.contextmanager
+def _relays(n: int) -> Iterator[tuple[list[WorkerRelay], list[FakePlane], bytes]]:
+    key = secrets.token_bytes(32)
+    planes = [FakePlane() for _ in range(n)]
+    relays = [WorkerRelay(index=i, incarnation=1, key=key, plane=planes[i]) for i in range(n)]
+    ports = [r.open() for r in relays]
+    for r in relays:
+        r.peers.update({i: 1 for i in range(n)})
+        r.addresses = {i: ("127.0.0.1", p) for i, p in enumerate(ports)}
+    try:
+        yield relays, planes, key
+    finally:
+        for r in relays:
+            r.close()
+
+
+async def test_a_talker_of_a_channel_owned_elsewhere_goes_to_the_owner_only() -> None:
+    with _relays(3) as (relays, planes, _):
+        local: list[bytes] = []
+        for r in relays:
+            r.set_owner("ops", 1, epoch=4)
+        sink = relays[0].wrap(
+            lambda p, t: local.append(p), Peer(), Route(("ops",), ("ops",), priority=2)
+        )
+        relays[0].targets.set_listening(2, ["ops"])  # listeners elsewhere: the owner's business
+        sink(b"rtp-1", 0)
+        await asyncio.wait_for(planes[1].delivered.wait(), 5)
+        assert local == []  # the owner arbitrates and forwards it, here too
+        assert planes[1].got == [("media", "talker", b"rtp-1")]
+        assert planes[2].got == []
+        assert relays[0].sent == {"media": 1, "mirror": 0}
+        source, route, logged = planes[1].sources["talker"]
+        assert route == Route(("ops",), (), priority=2) and logged  # tapped by the owner, once
+        assert source.relayed and relays[1].is_relayed("talker")
+        stats = relays[1].stats()
+        assert stats["received"] == 1 and stats["added_ms"]["count"] == 1
+
+
+async def test_a_channel_owned_here_or_by_nobody_is_forwarded_here() -> None:
+    with _relays(2) as (relays, _, _):
+        local: list[bytes] = []
+        sink = relays[0].wrap(lambda p, t: local.append(p), Peer(), Route.channel("ops"))
+        sink(b"a", 0)  # no owner known: one worker's channel
+        relays[0].set_owner("ops", 0, epoch=1)
+        sink(b"b", 0)
+        assert local == [b"a", b"b"] and relays[0].sent == {"media": 0, "mirror": 0}
+
+
+async def test_what_the_owner_forwards_goes_once_to_each_other_worker_with_listeners() -> None:
+    with _relays(4) as (relays, planes, _):
+        relays[0].targets.set_listening(0, ["ops"])  # itself: never
+        relays[0].targets.set_listening(1, ["ops"])
+        relays[0].targets.set_listening(2, ["hq"])  # no listener of "ops"
+        relays[0].targets.set_listening(3, ["ops", "hq"])
+        relays[0].mirror_out("ops", "talker", 1, b"rewritten", 0)
+        relays[0].mirror_out("lab", "talker", 1, b"nobody", 0)
+        await asyncio.wait_for(planes[1].delivered.wait(), 5)
+        await asyncio.wait_for(planes[3].delivered.wait(), 5)
+        for i in (1, 3):
+            assert planes[i].got == [("mirror", "talker", 1, b"rewritten")]
+        assert planes[2].got == [] and planes[0].got == []
+        assert relays[0].sent == {"media": 0, "mirror": 2} and relays[0].packets == 1
+
+
+async def test_forged_unknown_and_stale_datagrams_are_dropped_and_counted() -> None:
+    with _relays(2) as (relays, planes, key):
+        relays[1].set_owner("ops", 0, epoch=5)
+        target = relays[1].addresses[1]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as intruder:
+            good = RelayPacket(0, 1, 5, "ops", "talker", b"rtp")
+            for forged in (
+                pack(good, secrets.token_bytes(32)),  # no key
+                pack(RelayPacket(5, 1, 5, "ops", "x", b"rtp"), key),  # no such worker
+                pack(RelayPacket(0, 9, 5, "ops", "x", b"rtp"), key),  # a replaced incarnation
+                pack(RelayPacket(0, 1, 4, "ops", "x", b"rtp"), key),  # an older owner
+                b"junk",
+                pack(good, key),  # the last: a real peer's
+            ):
+                intruder.sendto(forged, target)
+        await asyncio.wait_for(planes[1].delivered.wait(), 5)
+        assert relays[1].gate.drops == {
+            "malformed": 1,
+            "bad_auth": 1,
+            "unknown_peer": 2,
+            "stale_epoch": 1,
+        }
+        assert planes[1].got == [("media", "talker", b"rtp")]
+
+
+async def test_a_mirrored_packet_that_is_no_slot_stream_here_is_counted() -> None:
+    with _relays(2) as (relays, _, _):
+        relays[1]._deliver(RelayPacket(0, 1, 0, "ops", "t", b"x", slot=2, kind=Kind.MIRROR))
+        relays[1]._deliver(RelayPacket(0, 1, 0, "nope", "t", b"x", slot=1, kind=Kind.MIRROR))
+        assert relays[1].mirror_drops == 2
+
+
+async def test_a_silent_relayed_talker_is_detached() -> None:
+    with _relays(2) as (relays, planes, _):
+        relays[1]._deliver(RelayPacket(0, 1, 0, "ops", "talker", b"rtp"))
+        assert "talker" in planes[1].sources
+        relays[1].sweep(now=10**9)
+        assert "talker" not in planes[1].sources and not relays[1].is_relayed("talker")
+
+
+async def test_a_talkers_new_level_or_hold_reaches_its_source_at_the_owner() -> None:
+    with _relays(2) as (relays, planes, _):
+        relays[1]._deliver(RelayPacket(0, 1, 0, "ops", "talker", b"a", priority=1))
+        relays[1]._deliver(RelayPacket(0, 1, 0, "ops", "talker", b"b", priority=3, hold=True))
+        assert planes[1].sources["talker"][1] == Route(("ops",), (), priority=3, hold=True)
+
+
+def test_slot_ssrcs_are_the_same_for_one_key_distinct_and_never_zero() -> None:
+    key = bytes(32)
+    a = slot_ssrcs(key, "ops", 8)
+    assert a == slot_ssrcs(key, "ops", 8) and len(set(a)) == 8 and 0 not in a
+    assert a != slot_ssrcs(key, "hq", 8) and a != slot_ssrcs(bytes([1]) * 32, "ops", 8)

@@ -1,0 +1,267 @@
+"""The relay socket of one media worker (README "Several processes on one machine").
+
+Each worker binds one UDP socket on the loopback address (a Unix datagram socket would queue
+only ``net.unix.max_dgram_qlen`` datagrams, 10 by default: a receiver busy for a few
+milliseconds would lose voice) with the media socket's buffer sizes; the parent tells every
+worker the others' addresses and incarnations. Anyone on the machine can send to it, hence the
+tag on every datagram. Every channel has one *owner* (the parent's word,
+with an epoch): its router is the channel's one arbiter (talk detection, slots, pre-emption, talk
+events, the call-log tap) and the only one that rewrites its slot streams.
+
+* A local talker of a channel owned by another worker: its packets go to the owner only
+  (``MEDIA``), where they are a server-side source (:mod:`~voice_server.media.source`) like any
+  talker there: tapped there, once, never relayed again.
+* What the owner's router forwards goes **once** to each other worker with listeners of the
+  channel (``MIRROR``, :class:`~voice_server.media.relay_targets.RelayTargets`), packed and
+  authenticated once (:mod:`~voice_server.media.relay_packet`): never once per listener. The
+  slot SSRCs are the same on every worker, so the receiving router protects and sends the
+  owner's packet as it is to its listeners (:meth:`Router.mirror`).
+* Every datagram is checked by the :class:`~voice_server.media.relay_packet.RelayGate` (refusals
+  counted); one from an owner older than the epoch known is dropped.
+
+A channel with no owner known (one worker) is arbitrated here, as with one process. A relayed
+source with no packet for ``IDLE_SECONDS`` is detached.
+
+Nothing here depends on the socket being local: the same datagrams can go over UDP (#20).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from voice_server.histogram import LatencyHistogram
+from voice_server.limits import SO_RCVBUFFORCE, SO_SNDBUFFORCE, size_buffer
+from voice_server.media.endpoint import RECV_BUFFER, SEND_BUFFER
+from voice_server.media.relay_packet import Kind, RelayGate, RelayPacket, pack, slot_ssrcs
+from voice_server.media.relay_targets import RelayTargets
+from voice_server.media.route import Route
+from voice_server.media.source import ServerSource
+from voice_server.talk.arbiter import EpochFence
+
+log = logging.getLogger(__name__)
+
+__all__ = ["IDLE_SECONDS", "WorkerRelay"]
+
+IDLE_SECONDS = 30.0
+READ_BATCH = 64
+Sink = Callable[[bytes, int], None]
+_perf_ns = time.perf_counter_ns
+
+
+class WorkerRelay:
+    def __init__(
+        self,
+        *,
+        index: int,
+        incarnation: int,
+        key: bytes,
+        plane: Any,
+        host: str = "127.0.0.1",
+        slots: int = 3,
+    ) -> None:
+        self.index = index
+        self.incarnation = incarnation
+        self.slots = slots
+        self._key = key
+        self.host = host
+        #: worker index -> its relay socket's address (the parent's word)
+        self.addresses: dict[int, tuple[str, int]] = {}
+        self.plane = plane
+        self.peers: dict[int, int] = {}  # worker index -> incarnation (the parent's word)
+        self.fence = EpochFence()
+        self.gate = RelayGate(key, index, self.peers, self.fence.known)
+        self.targets = RelayTargets(index)
+        #: channel -> its owner's index (absent: no owner known, arbitrated here)
+        self.owners: dict[str, int] = {}
+        #: relayed talkers here: session id -> (its source, last packet time, its route here)
+        self.sources: dict[str, tuple[ServerSource, float, Route]] = {}
+        self.sent = {"media": 0, "mirror": 0}  # datagrams sent, by kind
+        self.packets = 0  # forwarded packets mirrored to at least one worker
+        self.mirror_drops = 0  # a mirrored packet that was no slot stream here
+        self.send_drops = 0  # a full or missing peer socket
+        #: inter-process hop: the sender's send time -> this worker's receipt
+        self.added = LatencyHistogram()
+        self.sock: socket.socket | None = None
+
+    # ------------------------------------------------------------------ socket
+    def open(self) -> int:
+        """Bind the relay socket; returns its port."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        size_buffer(sock, socket.SO_RCVBUF, SO_RCVBUFFORCE, RECV_BUFFER)
+        size_buffer(sock, socket.SO_SNDBUF, SO_SNDBUFFORCE, SEND_BUFFER)
+        sock.bind((self.host, 0))
+        sock.setblocking(False)
+        self.sock = sock
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)
+        return int(sock.getsockname()[1])
+
+    def close(self) -> None:
+        if self.sock is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self.sock.fileno())
+            self.sock.close()
+            self.sock = None
+        for sid in list(self.sources):
+            self.plane.detach_source(sid)
+        self.sources.clear()
+
+    # ------------------------------------------------------------------ out
+    def wrap(self, sink: Sink, peer: Any, route: Route) -> Sink:
+        """The plane's hook for a local talker: to its channel's owner when that is another
+        worker, else to the local router (which arbitrates and mirrors what it forwards). The
+        datagram carries the route's priority and hold, which the owner's source takes."""
+        owners = self.owners
+        me = self.index
+        session = peer.session_id
+        send = self._send
+        channel, priority, hold = route.sends[0], route.priority, route.hold
+        if route.only is not None or len(route.sends) > 1:
+            # direct talk and all-calls stay with the talker's own worker: the datagram
+            # carries no listener filter and one channel (README: not yet across workers)
+            return sink
+
+        def to_owner(plain: bytes, t0_ns: int) -> None:
+            owner = owners.get(channel, me)
+            if owner == me:
+                sink(plain, t0_ns)
+            else:
+                ext = peer.level_ext_id
+                send(Kind.MEDIA, (owner,), channel, session, priority, 0, ext, plain, hold)
+
+        return to_owner
+
+    def mirror_out(self, channel: str, talker: str, slot: int, data: bytes, t0_ns: int) -> None:
+        """What this worker's router forwarded, once to each other worker with listeners."""
+        targets = self.targets.targets(channel)
+        if targets:
+            self.packets += 1
+            self._send(Kind.MIRROR, targets, channel, talker, 0, slot, 0, data)
+
+    def slot_ssrcs(self, channel: str) -> tuple[int, ...]:
+        """The channel's slot SSRCs, the same on every worker (the plane's ``slot_ssrcs_of``)."""
+        return slot_ssrcs(self._key, channel, self.slots)
+
+    def _send(
+        self,
+        kind: Kind,
+        targets: tuple[int, ...],
+        channel: str,
+        session: str,
+        priority: int,
+        slot: int,
+        ext: int,
+        payload: bytes,
+        hold: bool = False,
+    ) -> None:
+        sock = self.sock
+        if sock is None:
+            return
+        data = pack(
+            RelayPacket(
+                sender=self.index,
+                incarnation=self.incarnation,
+                epoch=self.fence.known.get(channel, 0),
+                channel=channel,
+                source=session,
+                payload=payload,
+                priority=min(priority, 255),
+                slot=slot,
+                send_ns=_perf_ns(),
+                level_ext_id=ext,
+                kind=kind,
+                hold=hold,
+            ),
+            self._key,
+        )
+        name = kind.name.lower()
+        for worker in targets:
+            try:
+                sock.sendto(data, self.addresses[worker])
+                self.sent[name] += 1
+            except (OSError, KeyError):
+                self.send_drops += 1
+
+    def set_owner(self, channel: str, owner: int | None, epoch: int) -> None:
+        """The parent's word on who arbitrates ``channel`` (None: nobody, arbitrated locally)."""
+        if not self.fence.admit(channel, epoch):
+            return
+        if owner is None:
+            self.owners.pop(channel, None)
+        else:
+            self.owners[channel] = owner
+
+    # ------------------------------------------------------------------ in
+    def _readable(self) -> None:
+        sock = self.sock
+        if sock is None:
+            return
+        for _ in range(READ_BATCH):
+            try:
+                data = sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            packet = self.gate.accept(data)
+            if packet is not None:
+                self._deliver(packet)
+
+    def _deliver(self, packet: RelayPacket) -> None:
+        now = _perf_ns()
+        if packet.send_ns:
+            self.added.observe_us(max(0, now - packet.send_ns) // 1000)
+        if packet.kind is Kind.MIRROR:
+            router = self.plane.routers.get(packet.channel)
+            if router is None or not router.mirror(packet.source, packet.slot, packet.payload, now):
+                self.mirror_drops += 1
+            return
+        route = Route((packet.channel,), (), priority=packet.priority, hold=packet.hold)
+        entry = self.sources.get(packet.source)
+        if entry is None:
+            try:  # a talker of another worker, here its channel's owner: tapped here, once
+                source = self.plane.attach_source(packet.source, route)
+            except ValueError:  # the id is a local session's: not ours to relay
+                self.gate.drops["unknown_peer"] += 1
+                return
+            source.relayed = True
+        else:
+            source = entry[0]
+            if entry[2] != route:  # its level or hold changed at home (talk_right, emergency)
+                self.plane.route_source(packet.source, route)
+        if packet.level_ext_id:
+            source.level_ext_id = packet.level_ext_id
+        self.sources[packet.source] = (source, time.monotonic(), route)
+        sink = source.sink
+        if sink is not None:
+            sink(packet.payload, now)
+
+    def sweep(self, now: float | None = None) -> None:
+        """Detach relayed talkers silent for ``IDLE_SECONDS`` (periodic)."""
+        now = time.monotonic() if now is None else now
+        for sid, (_, last, _) in list(self.sources.items()):
+            if now - last > IDLE_SECONDS:
+                del self.sources[sid]
+                self.plane.detach_source(sid)
+
+    def is_relayed(self, session_id: str) -> bool:
+        return session_id in self.sources
+
+    # ------------------------------------------------------------------ metrics
+    def stats(self) -> dict[str, Any]:
+        """The counters the worker reports to the parent."""
+        return {
+            "packets": self.packets,
+            "sent": dict(self.sent),
+            "mirror_drops": self.mirror_drops,
+            "send_drops": self.send_drops,
+            "received": self.gate.accepted,
+            "drops": dict(self.gate.drops),
+            "added_ms": self.added.summary_ms((50, 99)),
+        }

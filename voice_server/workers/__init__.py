@@ -1,0 +1,1 @@
+"""Several media processes on one machine (``serve --workers N``; README "Several processes")."""
