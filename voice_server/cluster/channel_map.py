@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from voice_server.cluster.client import guarded
 from voice_server.cluster.keys import Keys
+from voice_server.cluster.lua import NOW
 from voice_server.cluster.refs import ChannelRefs
 from voice_server.cluster.timing import Timing
 
@@ -23,31 +24,32 @@ if TYPE_CHECKING:
 
 __all__ = ["ChannelMap"]
 
-_NOW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-"""
-
-# KEYS: chan, chanrefs; ARGV: node, count (0: remove), ttl ms
+# KEYS: chan1, chanrefs1, chan2, chanrefs2, ...; ARGV: node, ttl ms, count1, count2, ...
+# (a count of 0 removes the node's entry)
 ASSERT = (
-    _NOW
+    NOW
     + """
-if tonumber(ARGV[2]) == 0 then
-  redis.call('ZREM', KEYS[1], ARGV[1])
-  redis.call('HDEL', KEYS[2], ARGV[1])
-  return 0
+local ttl = tonumber(ARGV[2])
+for i = 1, #KEYS, 2 do
+  local count = ARGV[2 + (i + 1) / 2]
+  if tonumber(count) == 0 then
+    redis.call('ZREM', KEYS[i], ARGV[1])
+    redis.call('HDEL', KEYS[i + 1], ARGV[1])
+  else
+    redis.call('ZADD', KEYS[i], now + ttl, ARGV[1])
+    redis.call('HSET', KEYS[i + 1], ARGV[1], count)
+    redis.call('PEXPIRE', KEYS[i], ttl)
+    redis.call('PEXPIRE', KEYS[i + 1], ttl)
+  end
 end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
 return 1
 """
 )
+BATCH = 100  # channels per script call
 
 # KEYS: chan, chanrefs. Drops expired entries; returns {node1, count1, node2, count2, ...}
 READ = (
-    _NOW
+    NOW
     + """
 local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
 for _, node in ipairs(gone) do
@@ -79,22 +81,17 @@ class ChannelMap:
     async def join(self, channel: str) -> None:
         """One more session of this node in ``channel``. The count is kept even when Redis is
         unreachable (ClusterUnavailable): the next :meth:`reassert` writes it."""
-        await self._write(channel, self.refs.add(channel))
+        await self._write([(channel, self.refs.add(channel))])
 
     async def leave(self, channel: str) -> None:
         """One session fewer; the node's entry goes with its last session."""
-        await self._write(channel, self.refs.remove(channel))
+        await self._write([(channel, self.refs.remove(channel))])
 
     async def reassert(self) -> None:
         """Write every entry of this node again (every ``reassert_s``)."""
         items = self.refs.items()
-        if not items:
-            return
-        pipe = self._client.pipeline(transaction=False)
-        for channel, count in items:
-            args: list[str | int] = [self.node_id, count, self._ttl_ms]
-            await self._assert(keys=self._channel_keys(channel), args=args, client=pipe)
-        await guarded(pipe.execute())
+        for start in range(0, len(items), BATCH):
+            await self._write(items[start : start + BATCH])
 
     async def nodes(self, channel: str) -> dict[str, int]:
         """The live nodes with sessions in ``channel`` → how many each has."""
@@ -104,7 +101,7 @@ class ChannelMap:
     def _channel_keys(self, channel: str) -> list[str]:
         return [self._keys.channel_nodes(channel), self._keys.channel_refs(channel)]
 
-    async def _write(self, channel: str, count: int) -> None:
-        await guarded(
-            self._assert(keys=self._channel_keys(channel), args=[self.node_id, count, self._ttl_ms])
-        )
+    async def _write(self, items: list[tuple[str, int]]) -> None:
+        keys = [key for channel, _ in items for key in self._channel_keys(channel)]
+        args: list[str | int] = [self.node_id, self._ttl_ms, *(count for _, count in items)]
+        await guarded(self._assert(keys=keys, args=args))

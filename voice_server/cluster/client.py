@@ -20,11 +20,18 @@ class ClusterUnavailable(Exception):
     ``cluster_unavailable``; media never waits on it)."""
 
 
-def open_client(url: str, *, command_timeout_s: float = COMMAND_TIMEOUT_S) -> Redis:
+def open_client(
+    url: str, *, command_timeout_s: float = COMMAND_TIMEOUT_S, retries: int = 1
+) -> Redis:
     """A client for ``url`` (``redis://host:port/db``, ``rediss://`` for TLS). Connections are
-    made on first use; a command waits at most ``command_timeout_s`` for its answer."""
+    made on first use; a command waits at most ``command_timeout_s`` for its answer and is sent
+    again at most ``retries`` times on a new connection after a connection error (one: a
+    pooled connection that died with a restarted Redis costs nothing). The loops that keep a
+    connection open (inbox reader, event subscriber) ask for 0: they must see every loss."""
     try:
         from redis.asyncio import Redis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
     except ImportError as exc:  # pragma: no cover - depends on the installed extras
         raise RuntimeError(
             "a Redis URL needs the cluster extra: pip install 'voice-server[cluster]'"
@@ -35,6 +42,7 @@ def open_client(url: str, *, command_timeout_s: float = COMMAND_TIMEOUT_S) -> Re
         socket_timeout=command_timeout_s,
         decode_responses=True,
         retry_on_timeout=False,
+        retry=Retry(NoBackoff(), retries),
     )
     return client
 

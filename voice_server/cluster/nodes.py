@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from voice_server.cluster.client import guarded
 from voice_server.cluster.keys import Keys
+from voice_server.cluster.lua import NOW
 from voice_server.cluster.timing import Timing
 
 if TYPE_CHECKING:
@@ -24,14 +25,9 @@ if TYPE_CHECKING:
 
 __all__ = ["DuplicateNode", "NodeInfo", "NodeRegistry"]
 
-_NOW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-"""
-
 # KEYS: nodes, node, epoch; ARGV: node id, incarnation, load, base_url, ttl ms, epoch floor
 HEARTBEAT = (
-    _NOW
+    NOW
     + """
 local held = redis.call('HMGET', KEYS[2], 'incarnation', 'seen_ms')
 if held[1] and held[1] ~= ARGV[2] and now - tonumber(held[2]) <= tonumber(ARGV[5]) then
@@ -50,7 +46,7 @@ return {1, now, ARGV[2]}
 
 # KEYS: nodes; ARGV: ttl ms. Drops the dead, returns {now, id1, seen1, id2, seen2, ...}
 LIVE = (
-    _NOW
+    NOW
     + """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - tonumber(ARGV[1])))
 local out = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')

@@ -43,18 +43,23 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return {ARGV[1], ARGV[2], tostring(e)}
 """
 
-# KEYS: owner; ARGV: node, incarnation, epoch, lease ms (0: release)
+# KEYS: owner1, owner2, ...; ARGV: node, incarnation, lease ms (0: release), epoch1, epoch2, ...
+# Returns 1 (renewed or released) or 0 (refused) per key.
 RENEW = """
-local cur = redis.call('HMGET', KEYS[1], 'node', 'incarnation', 'epoch')
-if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] or cur[3] ~= ARGV[3] then
-  return 0
+local out = {}
+for i = 1, #KEYS do
+  local cur = redis.call('HMGET', KEYS[i], 'node', 'incarnation', 'epoch')
+  if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] or cur[3] ~= ARGV[3 + i] then
+    out[i] = 0
+  elseif tonumber(ARGV[3]) == 0 then
+    redis.call('DEL', KEYS[i])
+    out[i] = 1
+  else
+    redis.call('PEXPIRE', KEYS[i], ARGV[3])
+    out[i] = 1
+  end
 end
-if tonumber(ARGV[4]) == 0 then
-  redis.call('DEL', KEYS[1])
-else
-  redis.call('PEXPIRE', KEYS[1], ARGV[4])
-end
-return 1
+return out
 """
 
 
@@ -109,32 +114,22 @@ class ChannelOwnership:
 
     async def renew(self, lease: Owner) -> bool:
         """Extend this node's lease; False: refused (not the current owner and epoch)."""
-        return await self._check(lease, self._lease_ms)
+        return (await self._check([lease], self._lease_ms))[0]
 
     async def renew_all(self, leases: list[Owner]) -> list[bool]:
         """Renew several leases in one round trip; each answer as :meth:`renew`'s."""
-        if not leases:
-            return []
-        pipe = self._client.pipeline(transaction=False)
-        for lease in leases:
-            await self._renew(
-                keys=[self._keys.owner(lease.channel)],
-                args=self._args(lease, self._lease_ms),
-                client=pipe,
-            )
-        return [bool(int(r)) for r in await guarded(pipe.execute())]
+        return await self._check(leases, self._lease_ms) if leases else []
 
     async def release(self, lease: Owner) -> bool:
         """Give the channel up (no session of it left here); refused like :meth:`renew`."""
-        return await self._check(lease, 0)
+        return (await self._check([lease], 0))[0]
 
-    def _args(self, lease: Owner, lease_ms: int) -> list[str | int]:
-        if not lease.is_node(self.node_id, self.incarnation):
-            raise ValueError(f"{lease.channel}: the lease is {lease.node_id}'s, not this node's")
-        return [lease.node_id, lease.incarnation, str(lease.epoch), lease_ms]
-
-    async def _check(self, lease: Owner, lease_ms: int) -> bool:
-        done = await guarded(
-            self._renew(keys=[self._keys.owner(lease.channel)], args=self._args(lease, lease_ms))
-        )
-        return bool(int(done))
+    async def _check(self, leases: list[Owner], lease_ms: int) -> list[bool]:
+        for lease in leases:
+            if not lease.is_node(self.node_id, self.incarnation):
+                raise ValueError(f"{lease.channel}: the lease is {lease.node_id}'s, not ours")
+        keys = [self._keys.owner(lease.channel) for lease in leases]
+        args: list[str | int] = [self.node_id, self.incarnation, lease_ms]
+        args += [str(lease.epoch) for lease in leases]
+        done = await guarded(self._renew(keys=keys, args=args))
+        return [bool(int(d)) for d in done]
