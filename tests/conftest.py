@@ -1,6 +1,7 @@
 """Fixtures shared by every test folder: property tests without deadlines; a real PostgreSQL
 for the store tests (started once per session, only when a test asks for it; skipped with a
-reason when it is not installed)."""
+reason when it is not installed); a real Redis for the cluster tests (one per test: they kill
+and restart it)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from voice_server.bench.pgserver import PgServer, find_bindir, running_postgres
+from voice_server.bench.redisserver import RedisServer, find_redis_server, running_redis
 
 # Property tests never time an example: a busy machine (CI beside other work) must pass them.
 settings.register_profile(
@@ -36,6 +38,20 @@ def pg_server() -> Iterator[PgServer]:
 def pg_url(pg_server: PgServer) -> str:
     """A fresh, empty database (pg_trgm installed) for one test."""
     return pg_server.new_database()
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """Debian's redis-server on a free port of 127.0.0.1, no persistence; stopped after the
+    test (``kill()`` + ``start()`` restart it empty on the same port)."""
+    if find_redis_server() is None:
+        pytest.skip("redis-server not installed (scripts/install-test-deps.sh installs it)")
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        pytest.skip("redis not installed (pip extra [cluster])")
+    with running_redis() as server:
+        yield server
 
 
 @pytest.fixture(autouse=True)
