@@ -47,7 +47,10 @@ export class WebSession {
 
   take(info) {
     this.csrf = info.csrf_token || "";
-    this.ended = info.ended || null;
+    // a session whose own deadline has passed, answered "not signed in" without a reason (the
+    // server may have purged it already): it expired, and the sign-in screen says so
+    const lapsed = this.user !== null && this.endsAt !== null && this.endsAt - performance.now() <= 1000;
+    this.ended = info.ended || (lapsed && !info.authenticated ? "session_expired" : null);
     if (info.authenticated && info.user) {
       this.user = info.user;
       this.endsAt = typeof info.expires_in === "number" ? deadline(info.expires_in) : null;
