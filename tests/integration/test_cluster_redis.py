@@ -69,6 +69,8 @@ async def stop(task: asyncio.Task[Any]) -> None:
     """Cancel a loop; it must end (bounded: a loop that swallows its cancellation fails)."""
     task.cancel()
     done, _ = await asyncio.wait({task}, timeout=WAIT_S)
+    if not done:
+        task.print_stack()
     assert done, "the task did not end when cancelled"
     assert task.cancelled(), task.exception()
 

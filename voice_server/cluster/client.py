@@ -4,6 +4,7 @@ when Redis cannot be reached."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -53,6 +54,32 @@ def connection_errors() -> tuple[type[BaseException], ...]:
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
     return (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError, OSError)
+
+
+def cancelled_meanwhile() -> bool:
+    """Whether the running task has been asked to stop although what it awaited ended in a
+    connection error: redis-py's timeouts can turn a cancellation into a ``TimeoutError``, and a
+    reconnect loop that retried it would never stop."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+async def abandoned_on_cancel(awaitable: Any) -> Any:
+    """Await a Redis call so that cancelling the caller always ends the caller at once: the call
+    runs as its own task, cancelled and left behind when the caller is (redis-py's clean-up of a
+    read cancelled after a Redis restart was seen to await forever, holding a stopping loop)."""
+    inner = asyncio.ensure_future(awaitable)
+    try:
+        return await asyncio.shield(inner)
+    except asyncio.CancelledError:
+        inner.cancel()
+        inner.add_done_callback(_retrieve)
+        raise
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # read, so that asyncio does not log it as never retrieved
 
 
 async def guarded(awaitable: Any) -> Any:

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from voice_server.cluster.backoff import Backoff
-from voice_server.cluster.client import connection_errors, guarded
+from voice_server.cluster.client import cancelled_meanwhile, connection_errors, guarded
 from voice_server.cluster.keys import Keys
 
 if TYPE_CHECKING:
@@ -82,6 +82,8 @@ class EventSubscriber:
                 self._backoff.reset()
                 await self._deliver(pubsub)
             except errors as exc:
+                if cancelled_meanwhile():
+                    raise asyncio.CancelledError from exc
                 self.subscribed.clear()
                 self.reconnects += 1
                 delay = self._backoff.next()

@@ -17,7 +17,12 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from voice_server.cluster.backoff import Backoff
-from voice_server.cluster.client import connection_errors, guarded
+from voice_server.cluster.client import (
+    abandoned_on_cancel,
+    cancelled_meanwhile,
+    connection_errors,
+    guarded,
+)
 from voice_server.cluster.keys import Keys
 from voice_server.cluster.messages import InboxMessage, SeenWindow
 
@@ -39,6 +44,9 @@ async def send(
         client.xadd(keys.inbox(to_node), message.fields(), maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
     )
     return str(entry_id)
+
+
+POLL_MS = 100  # how often an idle reader asks for new messages
 
 
 class InboxReader:
@@ -76,6 +84,8 @@ class InboxReader:
                 while True:
                     await self._read_once()
             except errors as exc:
+                if cancelled_meanwhile():
+                    raise asyncio.CancelledError from exc
                 self.connected.clear()
                 self.reconnects += 1
                 delay = self._backoff.next()
@@ -83,23 +93,28 @@ class InboxReader:
                 await asyncio.sleep(delay)
 
     async def _connect(self) -> None:
-        info = await self._client.info("server")
+        info = await abandoned_on_cancel(self._client.info("server"))
         run_id = str(info.get("run_id", ""))
         if self._run_id is not None and run_id != self._run_id and self.last_id is not None:
             log.warning("cluster inbox=%s redis restarted: reading the stream again", self._key)
             self.last_id = "0-0"
         self._run_id = run_id
         if self.last_id is None:
-            tail = await self._client.xrevrange(self._key, count=1)
+            tail = await abandoned_on_cancel(self._client.xrevrange(self._key, count=1))
             self.last_id = str(tail[0][0]) if tail else "0-0"
         self._backoff.reset()
         self.connected.set()
 
     async def _read_once(self) -> None:
         assert self.last_id is not None
-        got: Any = await self._client.xread(
-            {self._key: self.last_id}, count=100, block=self._block_ms
+        # polled, not a blocking XREAD: a task cancelled inside redis-py's blocking read after a
+        # Redis restart was seen never to end (its clean-up awaited forever), while a
+        # cancellation in the sleep between short reads always lands
+        got: Any = await abandoned_on_cancel(
+            self._client.xread({self._key: self.last_id}, count=100)
         )
+        if not got:
+            await asyncio.sleep(min(self._block_ms, POLL_MS) / 1000)
         for _stream, entries in got or []:
             for entry_id, fields in entries:
                 self.last_id = str(entry_id)
