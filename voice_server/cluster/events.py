@@ -20,7 +20,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from voice_server.cluster.backoff import Backoff
-from voice_server.cluster.client import cancelled_meanwhile, connection_errors, guarded
+from voice_server.cluster.client import (
+    abandoned_on_cancel,
+    cancelled_meanwhile,
+    connection_errors,
+    guarded,
+)
 from voice_server.cluster.keys import Keys
 
 if TYPE_CHECKING:
@@ -94,13 +99,13 @@ class EventSubscriber:
                 await _close(pubsub)
 
     async def _subscribe(self, pubsub: PubSub) -> None:
-        await pubsub.subscribe(*self._channels)
+        await abandoned_on_cancel(pubsub.subscribe(*self._channels))
         waiting = set(self._channels)
         deadline = time.monotonic() + 3 * self._ping_s
         while waiting:
             if time.monotonic() > deadline:
                 raise SubscriptionLost("no subscribe confirmation")
-            msg = await pubsub.get_message(timeout=self._ping_s)
+            msg = await abandoned_on_cancel(pubsub.get_message(timeout=self._ping_s))
             if msg and msg["type"] == "subscribe":
                 waiting.discard(str(msg["channel"]))
             elif msg and msg["type"] == "message":  # published after our subscription: keep
@@ -111,7 +116,7 @@ class EventSubscriber:
         heard = time.monotonic()
         pinged = False
         while True:
-            msg = await pubsub.get_message(timeout=self._ping_s)
+            msg = await abandoned_on_cancel(pubsub.get_message(timeout=self._ping_s))
             now = time.monotonic()
             if msg is not None:
                 heard, pinged = now, False
@@ -121,7 +126,7 @@ class EventSubscriber:
             if now - heard > 3 * self._ping_s:
                 raise SubscriptionLost(f"no answer for {now - heard:.1f} s")
             if not pinged and now - heard >= self._ping_s:
-                await pubsub.ping()
+                await abandoned_on_cancel(pubsub.ping())
                 pinged = True
 
     async def _event(self, msg: dict[str, Any]) -> None:
@@ -139,8 +144,12 @@ class EventSubscriber:
             log.exception("cluster events handler failed on topic %s", topic)
 
 
+CLOSE_S = 2.0
+
+
 async def _close(pubsub: PubSub) -> None:
+    # bounded and left behind on cancel: closing after a Redis restart may never end
     try:
-        await pubsub.aclose()
+        await asyncio.wait_for(abandoned_on_cancel(pubsub.aclose()), CLOSE_S)
     except Exception:  # closing a dead connection may fail; it is gone either way
         log.debug("cluster events: closing the pub/sub connection failed", exc_info=True)
