@@ -165,6 +165,7 @@ def build_state(config: Config) -> AppState:
         source_levels=hub.source_levels,
         members=lambda ch: accounts.users.assignments(ch)[Assignment.MEMBER],
         data_dir=config.data_dir,
+        clips=clips,
     )
     state.alerts = AlertService(
         AlertStore(db), accounts.audit, calllog if config.call_log else None

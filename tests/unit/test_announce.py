@@ -7,16 +7,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.backends import BACKENDS, database
 from tests.calllog_seed import write_clip
 from voice_server.announce.heard import HEARD_FRACTION, Tally, not_heard
 from voice_server.announce.request import MAX_TEXT, AnnounceError, parse, targets
+from voice_server.announce.store import Announcement, AnnouncementStore, Target
 from voice_server.audit.log import AuditLog
+from voice_server.backends.seam import open_call_log, open_clip_store, purge_store
 from voice_server.calllog.model import UID_RE, Utterance, new_burst_id, rowid_of
 from voice_server.calllog.purge import Purger
 from voice_server.calllog.retention import DAY_MS
-from voice_server.calllog.sqlite import SqliteCallLog
 from voice_server.store.channels import ChannelStore
-from voice_server.store.database import Database
 from voice_server.web.policy import Action, Actor, Scope, decide
 
 NOW = 1_790_000_000_000
@@ -126,34 +127,102 @@ def test_the_announcement_audio_is_speech_of_the_right_length() -> None:
     assert caught.value.code == "unspeakable_text"
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_a_broadcast_has_a_row_per_channel_and_its_shared_clip_outlives_the_first_purge(
-    tmp_path: Path,
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    db = Database(tmp_path / "voice.db")
-    channels = ChannelStore(db)
-    for name, days, hold in (("a", 30, False), ("b", 30, True)):
-        channels.add(name)
+    with database(backend, tmp_path, request) as db:
+        channels = ChannelStore(db)
+        for name, days, hold in (("a", 30, False), ("b", 30, True)):
+            channels.add(name)
+            with db.transaction() as conn:
+                channels.update(conn, name, display_name=name, retention_days=days, legal_hold=hold)
+        log = open_call_log(getattr(db, "pg_url", None), tmp_path, db)
+        clips = open_clip_store(db, tmp_path)
+        start = NOW - 40 * DAY_MS
+        bid = new_burst_id(start)
+        clip = f"clips/_shared/{bid}.ogg"
+        write_clip(tmp_path / clip)
+        clips.put(clip, (tmp_path / clip).read_bytes())
+        for ch in ("a", "b"):
+            u = Utterance(
+                f"{bid}:{ch}", ch, "boss", "Boss", start, start + 3000, "閉鎖します", clip=clip,
+                kind="announcement", broadcast_id=bid,
+            )  # fmt: skip
+            assert UID_RE.match(u.id) and rowid_of(u.id) == rowid_of(bid)
+            assert log.add_utterance(u, committed_ms=start + 4000)
+        got = log.get(f"{bid}:a")
+        assert got is not None
+        assert (got.kind, got.broadcast_id, got.clip) == ("announcement", bid, clip)
+        assert [e.ref for e in log.events_after(0)] == [f"{bid}:a", f"{bid}:b"]
+        shared = None
+        if backend == "postgres":
+            from voice_server.calllog.clips import PgClipStore
+
+            shared = PgClipStore(db.pg)  # type: ignore[attr-defined]
+        purger = Purger(tmp_path, AuditLog(db), purge_store(db))
+        purger.run(NOW)
+        assert log.get(f"{bid}:a") is None and log.get(f"{bid}:b") is not None
+        assert (tmp_path / clip).exists()  # b's row (legal hold) still plays it
+        assert shared is None or shared.get(clip, bid) is not None
         with db.transaction() as conn:
-            channels.update(conn, name, display_name=name, retention_days=days, legal_hold=hold)
-    log = SqliteCallLog(db)
-    start = NOW - 40 * DAY_MS
-    bid = new_burst_id(start)
-    clip = f"clips/_shared/{bid}.ogg"
-    write_clip(tmp_path / clip)
-    for ch in ("a", "b"):
-        u = Utterance(
-            f"{bid}:{ch}", ch, "boss", "Boss", start, start + 3000, "閉鎖します", clip=clip,
-            kind="announcement", broadcast_id=bid,
+            channels.update(conn, "b", display_name="b", retention_days=30, legal_hold=False)
+        purger.run(NOW)
+        assert log.get(f"{bid}:b") is None and not (tmp_path / clip).exists()
+        assert shared is None or shared.get(clip, bid) is None
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_announcement_its_targets_and_who_heard_it_are_stored(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    with database(backend, tmp_path, request) as db:
+        store = AnnouncementStore(db)
+        aid = new_burst_id(NOW)
+        a = Announcement(
+            id=aid, author="boss", author_name="Boss", text="訓練です", language="ja",
+            urgent=True, repeat=1, status="playing", error="", seconds=1.5,
+            clip=f"clips/_shared/{aid}.ogg", created_ms=NOW,
+            targets=(Target("a", "waiting"), Target("b", "waiting")),
         )  # fmt: skip
-        assert UID_RE.match(u.id) and rowid_of(u.id) == rowid_of(bid)
-        assert log.add_utterance(u, committed_ms=start + 4000)
-    got = log.get(f"{bid}:a")
-    assert got is not None and (got.kind, got.broadcast_id, got.clip) == ("announcement", bid, clip)
-    assert [e.ref for e in log.events_after(0)] == [f"{bid}:a", f"{bid}:b"]
-    Purger(tmp_path, AuditLog(db)).run(NOW)
-    assert log.get(f"{bid}:a") is None and log.get(f"{bid}:b") is not None
-    assert (tmp_path / clip).exists()  # b's row (legal hold) still plays it
-    with db.transaction() as conn:
-        channels.update(conn, "b", display_name="b", retention_days=30, legal_hold=False)
-    Purger(tmp_path, AuditLog(db)).run(NOW)
-    assert log.get(f"{bid}:b") is None and not (tmp_path / clip).exists()
+        store.create(a)
+        store.set_target(aid, "a", "playing", start_ms=NOW + 10)
+        store.set_target(aid, "a", "played", end_ms=NOW + 1500)
+        store.set_target(aid, "b", "slot_timeout")
+        store.set_heard(aid, "a", {"ma": 0.2, "away": 0.0})
+        store.set_heard(aid, "a", {"ma": 0.95})  # a second tally replaces the first (same key)
+        store.set_heard(aid, "b", {"ma": 1.0})  # the same user in another channel: another row
+        store.finish(aid, "done")
+        got = store.get(aid)
+        assert got is not None and (got.status, got.urgent, got.seconds) == ("done", True, 1.5)
+        assert got.targets == (
+            Target("a", "played", NOW + 10, NOW + 1500),
+            Target("b", "slot_timeout"),
+        )
+        assert got.heard == {"a": {"ma": True, "away": False}, "b": {"ma": True}}
+        assert [x.id for x in store.recent(frozenset({"b"}))] == [aid]
+        assert store.recent(frozenset({"c"})) == []
+
+
+def test_the_shared_clip_is_stored_in_the_clip_store_or_not_at_all(tmp_path: Path) -> None:
+    from voice_server.announce.service import write_clip as write_shared
+    from voice_server.announce.speech import Clip
+
+    class Broken:
+        def put(self, clip: str, data: bytes) -> None:
+            raise OSError("store down")
+
+    class Kept(dict[str, bytes]):
+        def put(self, clip: str, data: bytes) -> None:
+            self[clip] = data
+
+    speech = Clip(frames=(b"\xf8\xff\xfe",) * 50, levels=(127,) * 50, pcm=b"")
+    aid = new_burst_id(NOW)
+    kept = Kept()
+    relative = write_shared(tmp_path, aid, speech, kept)  # type: ignore[arg-type]
+    assert kept == {relative: (tmp_path / relative).read_bytes()}
+    assert kept[relative][:4] == b"OggS"
+    other = new_burst_id(NOW + 1)
+    with pytest.raises(OSError):
+        write_shared(tmp_path, other, speech, Broken())  # type: ignore[arg-type]
+    assert sorted(p.name for p in (tmp_path / "clips" / "_shared").iterdir()) == [f"{aid}.ogg"]

@@ -272,6 +272,46 @@ def test_the_sqlite_statements_of_the_stores_translate_to_postgres() -> None:
     assert "sqlite_sequence" not in translate(
         "SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'"
     )
+    # a composite key: the conflict target is the whole key, never the first column
+    assert translate(
+        "INSERT OR REPLACE INTO announcement_heard (announcement_id, channel, user_name, heard) "
+        "VALUES (?, ?, ?, ?)"
+    ).endswith(
+        "ON CONFLICT (announcement_id, channel, user_name) DO UPDATE SET heard = EXCLUDED.heard"
+    )
+    with pytest.raises(ValueError, match="REPLACE_KEYS"):
+        translate("INSERT OR REPLACE INTO nowhere (a, b) VALUES (?, ?)")
+
+
+def test_every_insert_or_replace_of_the_code_base_has_its_tables_key(pg_url: str) -> None:
+    """Each table written with ``INSERT OR REPLACE`` is in REPLACE_KEYS with its primary key as
+    the PostgreSQL schema declares it (an ``ON CONFLICT`` target must match a constraint)."""
+    import re
+
+    import voice_server
+    from voice_server.store.pg import PgDatabase
+    from voice_server.store.pgcompat import REPLACE_KEYS
+
+    root = Path(voice_server.__file__).parent
+    written = {
+        m.group(1)
+        for path in root.rglob("*.py")
+        for m in re.finditer(r"INSERT OR REPLACE INTO (\w+)", path.read_text(encoding="utf-8"))
+    }
+    assert written == set(REPLACE_KEYS)
+    db = PgDatabase(pg_url).open()
+    try:
+        with db.connection() as conn:
+            for table, key in REPLACE_KEYS.items():
+                rows = conn.execute(
+                    "SELECT a.attname FROM pg_index i JOIN pg_attribute a "
+                    "ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
+                    "WHERE i.indrelid = %s::regclass AND i.indisprimary",
+                    (table,),
+                ).fetchall()
+                assert {r[0] for r in rows} == set(key), table
+    finally:
+        db.close()
 
 
 def test_a_transcriber_with_an_unusable_database_url_says_so_in_one_line(

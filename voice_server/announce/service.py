@@ -10,6 +10,7 @@ the server goes on.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import time
 from collections.abc import Callable
@@ -21,7 +22,8 @@ from voice_server.announce.player import Outcome, Stage, play
 from voice_server.announce.request import AnnounceRequest
 from voice_server.announce.speech import FRAME_SAMPLES, Clip, encode, render
 from voice_server.announce.store import Announcement, AnnouncementStore, Target
-from voice_server.calllog.burst import SHARED_CLIPS
+from voice_server.calllog.burst import DONE, SHARED_CLIPS
+from voice_server.calllog.clips import ClipStore
 from voice_server.calllog.model import Utterance, new_burst_id
 from voice_server.calllog.ogg import OggOpusWriter
 from voice_server.calllog.store import CallLog
@@ -46,22 +48,39 @@ def prepare(request: AnnounceRequest) -> Clip:
     return encode(render(request.text, request.language, request.repeat))
 
 
-def write_clip(data_dir: Path, announcement_id: str, clip: Clip) -> str:
-    """The shared Ogg/Opus clip (speech only, no cue), relative to the data directory."""
-    relative = f"{SHARED_CLIPS}/{announcement_id}.ogg"
+def ogg_of(announcement_id: str, clip: Clip) -> bytes:
+    """The shared clip's Ogg/Opus bytes (speech only, no cue; pure)."""
+    out = io.BytesIO()
+    writer = OggOpusWriter(
+        out.write,
+        serial=int(announcement_id[13:19], 16),
+        tags={"KIND": Kind.ANNOUNCEMENT.value, "BROADCAST": announcement_id},
+    )
+    for frame in clip.frames:
+        writer.add(frame, FRAME_SAMPLES)
+    writer.close()
+    return out.getvalue()
+
+
+def write_clip(
+    data_dir: Path, announcement_id: str, clip: Clip, clips: ClipStore | None = None
+) -> str:
+    """The shared Ogg/Opus clip, relative to the data directory: a file there, and in ``clips``
+    (on PostgreSQL its ``clip`` table: every node plays it). Blocking; on a failure nothing is
+    left behind."""
+    relative = f"{SHARED_CLIPS}/{announcement_id}{DONE}"
+    data = ogg_of(announcement_id, clip)
     path = data_dir / relative
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".part")
-    with tmp.open("wb") as f:
-        writer = OggOpusWriter(
-            f.write,
-            serial=int(announcement_id[13:19], 16),
-            tags={"KIND": Kind.ANNOUNCEMENT.value, "BROADCAST": announcement_id},
-        )
-        for frame in clip.frames:
-            writer.add(frame, FRAME_SAMPLES)
-        writer.close()
+    tmp.write_bytes(data)
     tmp.replace(path)
+    if clips is not None:
+        try:
+            clips.put(relative, data)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
     return relative
 
 
@@ -77,6 +96,7 @@ class Announcer:
         members: Callable[[str], list[str]],
         data_dir: Path,
         prepare_clip: Callable[[AnnounceRequest], Clip] = prepare,
+        clips: ClipStore | None = None,
     ) -> None:
         self.store = store
         self.calllog = calllog
@@ -86,6 +106,7 @@ class Announcer:
         self._members = members
         self.data_dir = data_dir
         self._prepare = prepare_clip
+        self.clips = clips  # the shared store of clips (PostgreSQL's: every node plays them)
         self.tasks: set[asyncio.Task[None]] = set()
         #: called (in a worker thread) once an announcement has played in at least one channel,
         #: with the channels it reached: the ``announcement.sent`` webhook
@@ -108,7 +129,9 @@ class Announcer:
         model = RECORDED_MODEL if recording is not None else MODEL.get(request.language, "tts")
         now_ms = time.time_ns() // 1_000_000
         announcement_id = new_burst_id(now_ms)
-        relative = await asyncio.to_thread(write_clip, self.data_dir, announcement_id, clip)
+        relative = await asyncio.to_thread(
+            write_clip, self.data_dir, announcement_id, clip, self.clips
+        )
         announcement = Announcement(
             id=announcement_id,
             author=author.sub,

@@ -6,8 +6,9 @@ interface on PostgreSQL, so every store keeps one implementation and one set of 
 both backends. What it does (and nothing more):
 
 - statements: ``?`` placeholders become ``%s`` (a literal ``%`` becomes ``%%``); ``INSERT OR
-  IGNORE`` becomes ``ON CONFLICT DO NOTHING``; ``INSERT OR REPLACE`` an upsert on the first
-  column (the table's key); the few SQLite-only reads are mapped one by one (:data:`REWRITES`);
+  IGNORE`` becomes ``ON CONFLICT DO NOTHING``; ``INSERT OR REPLACE`` an upsert on the table's
+  primary key (:data:`REPLACE_KEYS`: a table missing there is refused, never guessed); the few
+  SQLite-only reads are mapped one by one (:data:`REWRITES`);
 - parameters: booleans go as 0/1 (the schema keeps SQLite's integer flags);
 - rows: indexed by position and by column name, like ``sqlite3.Row``;
 - errors: psycopg's integrity and other errors are raised as ``sqlite3.IntegrityError`` /
@@ -33,13 +34,20 @@ from voice_server.store.database import Database
 from voice_server.store.pg import PgDatabase
 from voice_server.store.pg_schema import AUDIT_LOCK
 
-__all__ = ["REWRITES", "PgCompatDatabase", "translate"]
+__all__ = ["REPLACE_KEYS", "REWRITES", "PgCompatDatabase", "translate"]
 
 REWRITES = {
     # audit/log.py: seq never reused; the log is append-only, so the largest seq is the last one
     "SELECT seq FROM sqlite_sequence WHERE name = 'audit_log'": (
         "SELECT max(seq) FROM audit_log HAVING count(*) > 0"
     ),
+}
+# The primary key of every table written with ``INSERT OR REPLACE`` (PostgreSQL's ``ON CONFLICT``
+# needs the constraint's columns; a test checks these against the schema and the code base)
+REPLACE_KEYS: dict[str, tuple[str, ...]] = {
+    "alert_cursor": ("name",),
+    "announcement_heard": ("announcement_id", "channel", "user_name"),
+    "login_throttle": ("key",),
 }
 _INSERT_OR = re.compile(r"^\s*INSERT\s+OR\s+(IGNORE|REPLACE)\s+INTO\s+(\w+)\s*\(([^)]*)\)", re.I)
 
@@ -60,8 +68,12 @@ def translate(sql: str) -> str:
         if kind == "IGNORE":
             conflict = " ON CONFLICT DO NOTHING"
         else:
-            sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols[1:])
-            conflict = f" ON CONFLICT ({cols[0]}) DO UPDATE SET {sets}"
+            key = REPLACE_KEYS.get(table)
+            if key is None:
+                raise ValueError(f"INSERT OR REPLACE INTO {table}: its key is not in REPLACE_KEYS")
+            sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c not in key)
+            action = f"DO UPDATE SET {sets}" if sets else "DO NOTHING"
+            conflict = f" ON CONFLICT ({', '.join(key)}) {action}"
     out: list[str] = []
     quote = False
     for ch in sql:
