@@ -35,8 +35,7 @@ def sidecar(server: ServerProcess, *extra: str) -> Iterator[subprocess.Popen[byt
             "-m",
             "voice_server.cli",
             "transcriber",
-            "--server",
-            server.url,
+            *(("--server", server.url) if server.url is not None else ()),
             "--data-dir",
             str(server.data_dir),
             # the tests' sidecar must get CPU beside other work (the SCHED_IDLE default barely
@@ -310,14 +309,13 @@ def test_on_postgres_a_killed_nodes_burst_is_transcribed_on_another_machine(
     pg_url: str, tmp_path: Path
 ) -> None:
     """Node A records a burst (its clip uploaded to the shared store, its job queued) and is
-    SIGKILLed; a sidecar on another machine (its own data directory: no spool file of A's)
-    claims the job, reads the clip through the ClipStore and commits it once."""
-    import shutil
+    SIGKILLed; a worker on another machine (its own data directory: no spool file of A's, no
+    deployment key, no --server: the database alone) claims the job, reads the clip through
+    the ClipStore and commits it once."""
     from types import SimpleNamespace
     from typing import cast
 
     from voice_server.calllog.postgres import PgCallLog
-    from voice_server.identity.keys import KEY_FILE
     from voice_server.store.pg import PgDatabase
 
     wav = speech_wav(tmp_path / "one.wav", SENTENCES[:1], gap_seconds=0.5)
@@ -329,8 +327,7 @@ def test_on_postgres_a_killed_nodes_burst_is_transcribed_on_another_machine(
         node_a.stop(signal.SIGKILL)
         other = tmp_path / "b"
         other.mkdir()
-        shutil.copy(node_a.data_dir / KEY_FILE, other / KEY_FILE)  # the deployment key
-        elsewhere = cast(ServerProcess, SimpleNamespace(url=node_a.url, data_dir=other))
+        elsewhere = cast(ServerProcess, SimpleNamespace(url=None, data_dir=other))
         db = PgDatabase(pg_url)
         try:
             with sidecar(elsewhere, "--database-url", pg_url):
@@ -341,4 +338,6 @@ def test_on_postgres_a_killed_nodes_burst_is_transcribed_on_another_machine(
             assert queued_jobs(pg_url) == [(job[0], "done", 1)]
         finally:
             db.close()
+        assert not (other / "signing.key").exists()  # no key needed, none made
+        assert "no live link" in (other / "sidecar.log").read_text()
     assert list((tmp_path / "a" / "spool").glob("*.ogg"))  # A's file never moved: read remotely

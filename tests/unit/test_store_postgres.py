@@ -323,6 +323,14 @@ def test_a_transcriber_with_an_unusable_database_url_says_so_in_one_line(
     assert code == 1 and "password authentication failed" in err and "pw@" not in err
 
 
+def test_a_transcriber_without_server_needs_a_postgres_database(tmp_path: Path) -> None:
+    code, _, err = _cli("transcriber", "--data-dir", str(tmp_path))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "postgresql://" in err
+    argv = ("transcriber", "--data-dir", str(tmp_path), "--ca-file", str(tmp_path / "ca.pem"))
+    code, _, err = _cli(*argv, "--database-url", "postgresql://u@/db?host=/nowhere")
+    assert code == 2 and "need --server" in err
+
+
 def test_a_reader_waiting_for_commit_events_is_woken_by_another_writers_notify(
     pg_url: str,
 ) -> None:

@@ -39,8 +39,10 @@ def add_parsers(sub: Any, state_args: Any) -> None:
     t = sub.add_parser("transcriber", help="run the transcription sidecar")
     t.add_argument(
         "--server",
-        required=True,
-        help="the server's base URL, e.g. https://h:8000 or http://h:8000",
+        default=None,
+        help="the server's base URL for live captions, e.g. https://h:8000 or http://h:8000 "
+        "(needs the deployment key in --data-dir); optional with a postgresql:// "
+        "--database-url: the worker then claims and commits queued bursts only",
     )
     t.add_argument(
         "--ca-file",
@@ -176,6 +178,7 @@ def lower_priority(policy: str) -> str:
 
 
 def _transcriber(args: argparse.Namespace) -> int:
+    from voice_server.backends.seam import is_postgres
     from voice_server.backends.seam import verify as verify_database
     from voice_server.config import load_config
     from voice_server.logs import setup_logging
@@ -194,11 +197,18 @@ def _transcriber(args: argparse.Namespace) -> int:
         args.model = config.model
     args.engine = args.engine or config.asr_engine
     args.language = args.language or config.asr_language
-    try:
-        link_url(args.server)
-        tls, server_name = client_tls(args.server, args.ca_file, args.tls_server_name)
-    except ValueError as exc:
-        raise _Fail(str(exc), 2) from None
+    if args.server is None:
+        if args.ca_file is not None or args.tls_server_name is not None:
+            raise _Fail("--ca-file and --tls-server-name need --server", 2)
+        if not is_postgres(config.database_url):
+            raise _Fail("give --server, or a postgresql:// --database-url (a queue worker)", 2)
+        tls, server_name = None, None
+    else:
+        try:
+            link_url(args.server)
+            tls, server_name = client_tls(args.server, args.ca_file, args.tls_server_name)
+        except ValueError as exc:
+            raise _Fail(str(exc), 2) from None
     try:  # the shared store before the model: a bad URL is one line at once
         verify_database(config.database_url, config.data_dir)
     except DatabaseError as exc:
@@ -219,7 +229,8 @@ def _transcriber(args: argparse.Namespace) -> int:
         )
     except (SidecarError, DatabaseError) as exc:
         raise _Fail(str(exc), 1) from None
-    print(f"transcriber for {args.server}, data {config.data_dir.resolve()}", flush=True)
+    what = f"for {args.server}" if args.server else "of the job queue (no live link)"
+    print(f"transcriber {what}, data {config.data_dir.resolve()}", flush=True)
     return run_sidecar(sidecar)
 
 

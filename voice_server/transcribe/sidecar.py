@@ -7,7 +7,9 @@ spool (:mod:`voice_server.transcribe.catchup`). Commits go straight to the call 
 data directory; the server is told about partial results and commits (for live captions).
 With a PostgreSQL ``--database-url`` the catch-up is a worker of the shared job queue
 (:mod:`voice_server.transcribe.queueworker`): several sidecars claim bursts under leases and
-commit them fenced, each exactly once.
+commit them fenced, each exactly once. There the live link is optional (``server`` None): such
+a worker needs no deployment key, only the database, and reads other nodes' clips through the
+ClipStore; a linked one adds partial captions and live bursts.
 """
 
 from __future__ import annotations
@@ -98,7 +100,7 @@ def link_url(server: str) -> str:
 class Sidecar:
     def __init__(
         self,
-        server: str,
+        server: str | None,
         data_dir: Path,
         factory: RecognizerFactory,
         *,
@@ -106,15 +108,19 @@ class Sidecar:
         server_name: str | None = None,
         database_url: str | None = None,
     ) -> None:
-        if not (data_dir / KEY_FILE).is_file():
+        if server is None and not is_postgres(database_url):
+            raise SidecarError("without a live link (--server) the database must be PostgreSQL")
+        if server is not None and not (data_dir / KEY_FILE).is_file():
             raise SidecarError(
                 f"no {KEY_FILE} in {data_dir}: --data-dir must be the server's data directory"
             )
-        self.url = link_url(server)
+        self.url = link_url(server) if server is not None else None
         self.tls = tls
         self.server_name = server_name
         self.data_dir = data_dir
-        self.key = derive_key(load_or_create_key(data_dir), LINK_PURPOSE)
+        self.key = (
+            derive_key(load_or_create_key(data_dir), LINK_PURPOSE) if server is not None else b""
+        )
         db = open_database(database_url, data_dir)
         self.calllog = open_call_log(database_url, data_dir, db)
         self.channels = ChannelStore(db)
@@ -194,10 +200,9 @@ class Sidecar:
     async def run(self, stop: asyncio.Event) -> None:
         self._loop = asyncio.get_running_loop()
         self._outbox = asyncio.Queue(OUTBOX)
-        tasks = [
-            asyncio.create_task(self._link_forever(), name="link"),
-            asyncio.create_task(self._catchup_forever(), name="catchup"),
-        ]
+        tasks = [asyncio.create_task(self._catchup_forever(), name="catchup")]
+        if self.url is not None:  # the live link: partial captions (optional on PostgreSQL)
+            tasks.append(asyncio.create_task(self._link_forever(), name="link"))
         try:
             await stop.wait()
         finally:
@@ -232,6 +237,8 @@ class Sidecar:
             )
 
     async def _link_forever(self) -> None:
+        assert self.url is not None
+        url = self.url
         delay = 0.5
         kwargs: dict[str, Any] = {}
         if self.tls is not None:
@@ -240,7 +247,7 @@ class Sidecar:
                 kwargs["server_hostname"] = self.server_name
         while True:
             try:
-                async with connect(self.url, max_size=1 << 20, open_timeout=5, **kwargs) as ws:
+                async with connect(url, max_size=1 << 20, open_timeout=5, **kwargs) as ws:
                     delay = 0.5
                     await self._session(ws)
                     self._link_down("the server closed the link")
