@@ -341,3 +341,48 @@ def test_on_postgres_a_killed_nodes_burst_is_transcribed_on_another_machine(
         assert not (other / "signing.key").exists()  # no key needed, none made
         assert "no live link" in (other / "sidecar.log").read_text()
     assert list((tmp_path / "a" / "spool").glob("*.ogg"))  # A's file never moved: read remotely
+
+
+def test_on_postgres_a_clip_upload_held_by_a_locked_table_is_retried_then_transcribed(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """The ``clip`` table locked by another connection while a burst ends: the upload fails
+    (its lock wait is bounded), is retried every second, and no job is queued meanwhile (a worker
+    elsewhere would not find the audio); once released, the clip is uploaded and a worker on
+    another machine (the database alone) transcribes it: no gap."""
+    from types import SimpleNamespace
+    from typing import cast
+
+    import psycopg
+
+    from voice_server.calllog.postgres import PgCallLog
+    from voice_server.store.pg import PgDatabase
+
+    wav = speech_wav(tmp_path / "one.wav", SENTENCES[:1], gap_seconds=0.5)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    elsewhere = cast(ServerProcess, SimpleNamespace(url=None, data_dir=tmp_path / "b"))
+    failures = "voice_spool_clip_upload_failures_total"
+    with (
+        running_server(tmp_path / "a", env={"VOICE_DATABASE_URL": pg_url}) as node,
+        sidecar(elsewhere, "--database-url", pg_url),
+        psycopg.connect(pg_url) as holder,
+    ):
+        holder.execute("LOCK TABLE clip IN ACCESS EXCLUSIVE MODE")  # held: a transaction
+        talker = start_client(node, tmp_path, "kim", play=wav, duration=6, record=False)
+        assert talker.wait() == 0, talker.stderr
+        wait_for(lambda: metric(node, failures) >= 2, 90, "a retried upload")
+        assert queued_jobs(pg_url) == []  # never queued before its clip is shared
+        assert metric(node, "voice_spool_uploads_waiting") == 1
+        holder.commit()  # released
+        db = PgDatabase(pg_url)
+        try:
+            log = PgCallLog(db)
+            event = wait_for(lambda: log.events_after(0), 180, "the burst committed elsewhere")
+            got = log.get(event[0].ref)
+            assert got is not None and got.speaker_id == "kim" and got.text
+            assert log.gaps(channels=None, since_ms=None, until_ms=None) == []
+        finally:
+            db.close()
+        assert metric(node, "voice_spool_clip_upload_seconds_count") == 1
+        assert metric(node, "voice_spool_uploads_waiting") == 0

@@ -234,8 +234,10 @@ def test_on_postgres_an_ended_burst_is_uploaded_and_queued_and_again_after_a_res
         tap.packet(h, rtp(i, p))
     tap.close(h)
     writer.drain()
+    assert writer.uploads.step() == 0  # the uploads thread's work, here
     spooled = (tmp_path / "spool" / f"{h.meta.id}.ogg").read_bytes()
     assert writer.clips.of_burst(h.meta.id) == spooled
+    assert writer.counters.upload_delay.count == 1
     assert writer.jobs.counts().queued == 1
     with db.pg.connection() as conn:  # type: ignore[attr-defined]
         conn.execute("DELETE FROM clip")

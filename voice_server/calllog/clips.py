@@ -4,10 +4,11 @@
   at its clip path, or its spool file until the sidecar has moved it. ``put`` keeps nothing
   (the spool writer has the file already).
 - :class:`PgClipStore` (PostgreSQL): a ``clip`` table (``bytea``) keyed by the clip path (and
-  the burst id). The server's spool writer uploads each ended burst right after its fsync
-  (normally within ms; ``voice_spool_clip_upload_failures_total`` counts what it could not), so
-  another node's dashboard plays it, and a queue worker on another machine transcribes it,
-  even when this node is gone.
+  the burst id). The server uploads each ended burst right after its fsync, off the spool
+  writer's thread, retrying every second what failed (``voice_spool_clip_upload_seconds``:
+  fsync to upload; an upload waits at most :data:`PUT_LOCK_TIMEOUT` for a lock, then is
+  retried), so another node's dashboard plays it, and a queue worker on another machine
+  transcribes it, even when this node is gone.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from voice_server.calllog.burst import DONE, SPOOL_DIR
 if TYPE_CHECKING:
     from voice_server.store.pg import PgDatabase
 
-__all__ = ["ClipStore", "FsClipStore", "PgClipStore"]
+__all__ = ["PUT_LOCK_TIMEOUT", "ClipStore", "FsClipStore", "PgClipStore"]
+
+PUT_LOCK_TIMEOUT = "2s"  # a locked clip table fails the upload (retried) rather than hold it
 
 
 class ClipStore(Protocol):
@@ -64,7 +67,8 @@ class PgClipStore:
 
     def put(self, clip: str, data: bytes) -> None:
         burst_id = Path(clip).name.removesuffix(DONE)
-        with self._db.connection() as conn:
+        with self._db.transaction() as conn:
+            conn.execute(f"SET LOCAL lock_timeout = '{PUT_LOCK_TIMEOUT}'")
             conn.execute(
                 "INSERT INTO clip (path, burst, data, created_ms) VALUES (%s, %s, %s, %s) "
                 "ON CONFLICT DO NOTHING",

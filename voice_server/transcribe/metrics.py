@@ -42,13 +42,27 @@ def spool_families(spool: SpoolWriter) -> list[Family]:
         Family(
             "voice_spool_clip_upload_failures_total",
             "counter",
-            "Ended bursts whose clip could not be put into the shared store (PostgreSQL)",
+            "Failed tries to put an ended burst's clip into the shared store (retried)",
         ).add(c.clip_upload_failures),
         Family(
             "voice_spool_job_queue_errors_total",
             "counter",
-            "Ended bursts whose transcription job could not be queued (the workers' scan does)",
+            "Failed tries to queue an ended burst's transcription job (retried)",
         ).add(c.job_queue_errors),
+        Family(
+            "voice_spool_uploads_waiting",
+            "gauge",
+            "Ended bursts whose clip upload or job is not done yet (retried every second)",
+        ).add(spool.uploads.waiting),
+        Family(
+            "voice_spool_upload_drops_total",
+            "counter",
+            "Ended bursts not taken by the full upload queue (uploaded at the next restart)",
+        ).add(spool.uploads.drops),
+        c.upload_delay.family(
+            "voice_spool_clip_upload_seconds",
+            "Burst file fsynced to its clip in the shared store (PostgreSQL), retries included",
+        ),
         gaps,
         c.close_latency.family(
             "voice_spool_close_seconds", "Burst end to spool file fsynced and renamed"

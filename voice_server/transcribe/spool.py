@@ -18,6 +18,10 @@ Instead of a file, a *gap record* goes to the call log when the spool is over it
 (``spool_quota``) or the disk refuses (``spool_error``); a burst that lost packets to a full
 queue is kept and gets an extra ``spool_backlog`` gap. At start-up, files a killed server left
 as ``.part`` are completed (``recover``) so the sidecar transcribes what they hold.
+
+On PostgreSQL each ended burst's clip upload and job queuing run on another thread
+(:mod:`voice_server.transcribe.uploads`), retried about every second: a slow or locked
+database never holds the spool writer.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from voice_server.media.errors import PacketError
 from voice_server.media.rtp import payload_of
 from voice_server.transcribe.packets import Sequencer
 from voice_server.transcribe.tap import CLOSE, OPEN, PACKET, BurstHandle, BurstTap
+from voice_server.transcribe.uploads import Upload, Uploads
 
 __all__ = ["SpoolCounters", "SpoolWriter", "fsync_dir"]
 
@@ -77,9 +82,10 @@ class SpoolCounters:
     bad_packets: int = 0
     gaps: dict[str, int] = field(default_factory=dict)
     recovered: int = 0
-    job_queue_errors: int = 0  # ended bursts not queued (the workers' spool scan queues them)
-    clip_upload_failures: int = 0  # ended bursts whose clip stayed on this node only
+    job_queue_errors: int = 0  # failed tries to queue an ended burst's job (retried)
+    clip_upload_failures: int = 0  # failed tries to upload an ended burst's clip (retried)
     close_latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+    upload_delay: LatencyHistogram = field(default_factory=LatencyHistogram)  # fsync -> upload
 
 
 class _Open:
@@ -111,6 +117,7 @@ class SpoolWriter:
         self._rescanned = 0.0
         self.jobs: JobQueue | None = None  # on PostgreSQL: queue a job per ended burst
         self.clips: ClipStore | None = None  # on PostgreSQL: upload each ended burst's clip
+        self.uploads = Uploads(self._after_fsync)  # both, off this thread, retried
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -118,6 +125,7 @@ class SpoolWriter:
         self._opener = threading.Thread(target=self._open_early, name="spool-opener", daemon=True)
         self._opener.start()
         self.resync()
+        self.uploads.start()
         self._thread = threading.Thread(target=self._run, name="spool-writer", daemon=True)
         self._thread.start()
 
@@ -132,6 +140,7 @@ class SpoolWriter:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        self.uploads.stop(timeout)
 
     def _open_early(self) -> None:
         """The opener thread: each burst's file with its metadata as soon as the burst opens."""
@@ -263,8 +272,8 @@ class SpoolWriter:
             except OSError as exc:
                 self._fail(entry, f"close failed: {exc.strerror}")
             else:
-                self._upload(handle.meta)
-                self._queue_job(handle.meta.id)
+                if self.jobs is not None or self.clips is not None:
+                    self.uploads.submit(handle.meta)
         if entry.refused is not None:
             self._gap(handle.meta, handle.meta.id, end_ms, *entry.refused)
         elif handle.overflow:
@@ -274,7 +283,7 @@ class SpoolWriter:
     def resync(self) -> None:
         """At start-up on PostgreSQL: every ended burst still in the spool (this node died
         before its upload or its job, or before a worker took it) is uploaded and queued again
-        (both idempotent)."""
+        (both idempotent), by the uploads thread."""
         if self.jobs is None and self.clips is None:
             return
         for path in sorted(self.dir.glob(f"*{DONE}")):
@@ -282,25 +291,47 @@ class SpoolWriter:
                 meta = BurstMeta.from_tags(read_ogg_opus(path.read_bytes()).tags)
             except (OSError, OggError, ValueError):
                 continue  # the sidecar's catch-up sets damaged files aside
-            self._upload(meta)
-            self._queue_job(meta.id)
+            self.uploads.submit(meta)
 
-    def _upload(self, meta: BurstMeta) -> None:
-        """On PostgreSQL: the clip into the shared store, before its job is queued (so a worker
-        or dashboard on another node can read it)."""
-        if self.clips is None:
-            return
-        try:
-            self.clips.put(clip_path(meta), (self.dir / f"{meta.id}{DONE}").read_bytes())
-        except Exception:
-            self.counters.clip_upload_failures += 1
-            log.warning("could not upload a clip", extra={"burst": meta.id})
+    def _after_fsync(self, item: Upload) -> bool:
+        """The uploads thread: the clip into the shared store, then (only then: a worker on
+        another node can read it) its transcription job. False: a try failed, again soon."""
+        meta = item.meta
+        if not item.uploaded and self.clips is not None:
+            data = self._clip_bytes(meta)
+            if data is None:  # committed and moved away, or deleted: nothing left to upload
+                log.warning("an ended burst's file is gone: not uploaded", extra={"burst": meta.id})
+                return True
+            try:
+                self.clips.put(clip_path(meta), data)
+            except Exception as exc:
+                self.counters.clip_upload_failures += 1
+                if item.tries == 1:  # logged once per burst, retried every second
+                    log.warning(
+                        "could not upload a clip (retrying): %s",
+                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                        extra={"burst": meta.id},
+                    )
+                return False
+            self.counters.upload_delay.observe_us(int((time.monotonic() - item.fsynced) * 1e6))
+        item.uploaded = True
+        if not item.queued and self.jobs is not None and not self._queue_job(meta.id):
+            return False
+        item.queued = True
+        return True
 
-    def _queue_job(self, burst_id: str) -> None:
-        """The transcription job of an ended burst (the workers' scan of the spool queues what
-        this misses: a database that was down, a server killed in between)."""
-        if self.jobs is None:
-            return
+    def _clip_bytes(self, meta: BurstMeta) -> bytes | None:
+        """The spool file, or the clip file a sidecar here moved it to after committing."""
+        for path in (self.dir / f"{meta.id}{DONE}", self.dir.parent / clip_path(meta)):
+            try:
+                return path.read_bytes()
+            except (FileNotFoundError, IsADirectoryError):
+                continue
+        return None
+
+    def _queue_job(self, burst_id: str) -> bool:
+        """The transcription job of an ended burst (False: not queued this time)."""
+        assert self.jobs is not None
         try:
             live = self.tap.live is not None and self.tap.live.connected
             # a burst streamed live is committed by its sidecar within a second or so: the job
@@ -309,6 +340,8 @@ class SpoolWriter:
         except Exception:
             self.counters.job_queue_errors += 1
             log.warning("could not queue a transcription job", extra={"burst": burst_id})
+            return False
+        return True
 
     def _gap(self, meta: BurstMeta, gap_id: str, end_ms: int, reason: str, detail: str) -> None:
         self.counters.gaps[reason] = self.counters.gaps.get(reason, 0) + 1
