@@ -29,6 +29,7 @@ from voice_server.backends.seam import (
     open_clip_store,
     open_database,
     open_job_queue,
+    open_notifications,
     purge_store,
 )
 from voice_server.calllog.purge import Purger
@@ -171,6 +172,8 @@ def build_state(config: Config) -> AppState:
         AlertStore(db), accounts.audit, calllog if config.call_log else None
     )
     link.on_committed.append(state.alerts.commit_seen)
+    # PostgreSQL: NOTIFY wakes the keyword matcher and the alert feed (None: SQLite polls)
+    state.alerts.notifications = open_notifications(db)
     state.emergencies = EmergencyAlerts(state.alerts, config.emergency_escalate_seconds)
     desk = hub.emergency = EmergencyDesk(hub, state.emergencies, config.emergency_window_seconds)
     state.alerts.feed.listeners.append(lambda alert: _to_desk(desk, alert))

@@ -186,3 +186,51 @@ def test_keyword_matching_reads_the_commit_sequence_once_per_deployment(
     assert len(svc.store.find(AlertFilter(kind=AlertKind.KEYWORD))) == 3
     raises = [a for a in audit_actions(svc) if a[1] == "alert.raise"]
     assert raises == [("system", "alert.raise", "ok")] * 3
+
+
+def test_on_postgres_notify_wakes_another_nodes_matcher_and_feed(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Node B polls only once an hour here: an alert raised on node A and a commit with a keyword
+    by another writer reach it through NOTIFY alone (SQLite keeps polling as before)."""
+    import asyncio
+
+    from voice_server.alerts import service as service_module
+    from voice_server.backends.seam import open_database, open_notifications
+
+    monkeypatch.setattr(service_module, "NOTIFIED_POLL_S", 3600.0)
+    db_a, db_b = open_database(pg_url, tmp_path), open_database(pg_url, tmp_path)
+    log_a = open_call_log(pg_url, tmp_path, db_a)
+    node_a = AlertService(AlertStore(db_a), AuditLog(db_a), log_a)
+    node_b = AlertService(AlertStore(db_b), AuditLog(db_b), open_call_log(pg_url, tmp_path, db_b))
+    node_b.notifications = open_notifications(db_b)
+    with db_a.transaction() as conn:
+        node_a.store.set_keywords(conn, DEPLOYMENT, parse_list(["火事"]))
+
+    async def scenario() -> None:
+        await node_b.start()
+        try:
+            assert node_b.feed.poll_seconds == node_b.match_poll_s == 3600.0
+            seen = node_b.feed.subscribe(lambda alert: True)
+            await asyncio.to_thread(node_b.match_once)  # the cursor placed, as on any start
+            raised = await asyncio.to_thread(node_a.raise_alert, emergency())
+            assert raised is not None
+            await asyncio.wait_for(seen.wake.wait(), 60)
+            assert [a.id for a in seen.queue] == [raised.id]
+            seen.queue.clear()
+            seen.wake.clear()
+            now = int(time.time() * 1000)
+            await asyncio.to_thread(
+                log_a.add_utterance, utterance("火事 です", start_ms=now), committed_ms=now
+            )
+            await asyncio.wait_for(seen.wake.wait(), 60)  # B's matcher raised it, B's feed saw it
+            assert [a.kind for a in seen.queue] == [AlertKind.KEYWORD] and node_b.matched == 1
+        finally:
+            await node_b.stop()
+
+    try:
+        asyncio.run(scenario())
+        assert node_b.notifications.received >= 2
+    finally:
+        db_a.close()
+        db_b.close()

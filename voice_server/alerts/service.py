@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 MATCH_CURSOR = "keywords"
 MATCH_BATCH = 200
 MATCH_POLL_S = 0.25  # commits by another process (the sidecar's catch-up) are looked for this often
+NOTIFIED_POLL_S = 5.0  # ... and alert events, when NOTIFY wakes both (PostgreSQL): the fallback
 WATCH_SECONDS = 2.0
 TRANSCRIPTION_DEDUPE = "transcription"
 TRANSITIONS = {
@@ -84,11 +85,23 @@ class AlertService:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._match_nudge: asyncio.Event | None = None
+        self.match_poll_s = MATCH_POLL_S
+        #: PostgreSQL: a :class:`~voice_server.store.pg_notify.PgNotifications` (set before
+        #: :meth:`start`): commit events wake the matcher and alert events the feed by NOTIFY,
+        #: and both poll only every :data:`NOTIFIED_POLL_S` as a fallback
+        self.notifications: Any = None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self, transcription_state: Callable[[], str] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         self._match_nudge = asyncio.Event()
+        if self.notifications is not None:
+            from voice_server.store.pg_schema import ALERT_CHANNEL, COMMIT_CHANNEL
+
+            self.notifications.on(COMMIT_CHANNEL, self._notified_commit)
+            self.notifications.on(ALERT_CHANNEL, self._notified_alert)
+            self.match_poll_s = self.feed.poll_seconds = NOTIFIED_POLL_S
+            self.notifications.start()
         await self.feed.start()
         if self.calllog is not None:
             self._tasks.append(asyncio.create_task(self._match_forever(), name="keyword-match"))
@@ -107,6 +120,8 @@ class AlertService:
                 await task
         self._tasks.clear()
         await self.feed.stop()
+        if self.notifications is not None:
+            await asyncio.to_thread(self.notifications.stop)
 
     def families(self) -> list[Family]:
         c = self.feed.counters
@@ -139,6 +154,20 @@ class AlertService:
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self.feed.nudge)
+
+    def _soon(self, callback: Callable[[], None]) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(callback)
+
+    def _notified_commit(self) -> None:
+        """A commit by any process on any node (NOTIFY, the listener's thread)."""
+        self._soon(self.commit_seen)
+
+    def _notified_alert(self) -> None:
+        """An alert event by any process on any node (NOTIFY, the listener's thread)."""
+        self._soon(self.feed.nudge)
 
     def commit_seen(self, *_: object) -> None:
         """The live link says an utterance was committed: match now (on the event loop)."""
@@ -225,7 +254,7 @@ class AlertService:
         assert self._match_nudge is not None
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._match_nudge.wait(), MATCH_POLL_S)
+                await asyncio.wait_for(self._match_nudge.wait(), self.match_poll_s)
             self._match_nudge.clear()
             try:
                 while await asyncio.to_thread(self.match_once) == MATCH_BATCH:

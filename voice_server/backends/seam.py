@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from voice_server.calllog.clips import ClipStore
 from voice_server.calllog.jobqueue import JobQueue
@@ -20,12 +21,16 @@ from voice_server.calllog.store import CallLog
 from voice_server.store.database import Database, migrate
 from voice_server.store.dburl import target_of
 
+if TYPE_CHECKING:
+    from voice_server.store.pg_notify import PgNotifications
+
 __all__ = [
     "is_postgres",
     "open_call_log",
     "open_clip_store",
     "open_database",
     "open_job_queue",
+    "open_notifications",
     "purge_store",
     "verify",
 ]
@@ -94,6 +99,17 @@ def open_job_queue(db: Database) -> JobQueue:
     from voice_server.calllog.jobqueue_sqlite import SqliteJobQueue
 
     return SqliteJobQueue(db)
+
+
+def open_notifications(db: Database) -> PgNotifications | None:
+    """PostgreSQL: the process's LISTEN connection (not started); None on SQLite."""
+    from voice_server.store.pgcompat import PgCompatDatabase
+
+    if isinstance(db, PgCompatDatabase):
+        from voice_server.store.pg_notify import PgNotifications
+
+        return PgNotifications(db.pg.url)
+    return None
 
 
 def purge_store(db: Database) -> Callable[[], PurgeStore]:

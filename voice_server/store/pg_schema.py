@@ -14,6 +14,7 @@ tables and columns where they can, so ``db copy`` moves rows as they are; where 
 from __future__ import annotations
 
 __all__ = [
+    "ALERT_CHANNEL",
     "AUDIT_LOCK",
     "COMMIT_CHANNEL",
     "COMMIT_LOCK",
@@ -27,6 +28,7 @@ MIGRATION_LOCK = 0x766F696365_01  # "voice" 01
 COMMIT_LOCK = 0x766F696365_02
 AUDIT_LOCK = 0x766F696365_03
 COMMIT_CHANNEL = "voice_commit"
+ALERT_CHANNEL = "voice_alert"  # NOTIFYed with each alert event (migration 10's trigger)
 JOB_CHANNEL = "voice_job"  # NOTIFYed when transcription jobs are queued or given back
 
 MIGRATIONS: list[str] = [
@@ -333,5 +335,12 @@ MIGRATIONS: list[str] = [
         data            BYTEA NOT NULL,
         created_ms      BIGINT NOT NULL
     );
+    """,
+    # 10: each alert event NOTIFYs ALERT_CHANNEL (the alert feeds of every node wake at once)
+    """
+    CREATE FUNCTION alert_event_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN PERFORM pg_notify('voice_alert', ''); RETURN NULL; END $$;
+    CREATE TRIGGER alert_event_notify AFTER INSERT ON alert_event
+        FOR EACH STATEMENT EXECUTE FUNCTION alert_event_notify();
     """,
 ]

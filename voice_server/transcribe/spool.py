@@ -8,7 +8,7 @@ and the directory fsynced, normally within a few ms (the thread is woken by the 
 A burst is on disk from its start: the ``.part`` file and its first two pages (the burst's
 metadata: channel, speaker, start) are created by a small *opener* thread as soon as the tap
 opens the burst, not when the writer thread reaches the burst's OPEN item, which may wait behind
-another burst's fsync, a backlog of packets or, on PostgreSQL, a clip upload to a slow database.
+another burst's fsync, or a backlog of packets.
 Whichever thread comes first creates the file (under a lock; once per burst). A node killed
 before the burst's first audio page (a second of audio) leaves that file, and ``recover`` turns
 it into a ``server_restart`` gap record. The event loop only puts the burst on a queue; what is
