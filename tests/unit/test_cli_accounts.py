@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.backends import BACKENDS
 from voice_server.accounts.bundle import Accounts
 from voice_server.accounts.passwords import verify_password
+from voice_server.backends.seam import open_database
 from voice_server.cli import main
 from voice_server.demo import DEMO_USERS, demo_password, ensure_demo_organisation
 from voice_server.identity.keys import load_or_create_key
@@ -22,10 +24,18 @@ def run(tmp: Path, *argv: str, stdin: str | None = None, monkeypatch: pytest.Mon
     return main([*argv, "--data-dir", str(tmp)])
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_users_and_channels_from_the_command_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    backend: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    request: pytest.FixtureRequest,
 ) -> None:
     mp = monkeypatch
+    url = request.getfixturevalue("pg_url") if backend == "postgres" else None
+    if url is not None:  # as an operator does (the URL's password kept out of argv)
+        mp.setenv("VOICE_DATABASE_URL", url)
     assert run(tmp_path, "channels", "add", "ops", "--display-name", "運用", monkeypatch=mp) == 0
     assert (
         run(
@@ -112,7 +122,8 @@ def test_users_and_channels_from_the_command_line(
     chans = {c["name"]: c for c in json.loads(capsys.readouterr().out)}
     assert chans["ops"]["retention_days"] == 90 and chans["ops"]["legal_hold"] is True
     assert chans["hq"]["members"] == []
-    accounts = Accounts.open(Database(tmp_path / "voice.db"))
+    db = open_database(url, tmp_path)
+    accounts = Accounts.open(db)
     assert verify_password(accounts.users.password_hash("root"), "s3cret-pass")
     assert (
         run(
@@ -130,6 +141,7 @@ def test_users_and_channels_from_the_command_line(
     assert run(tmp_path, "audit", "verify", monkeypatch=mp) == 0
     out = capsys.readouterr().out
     assert "audit log intact: 10 rows" in out  # every change above, audited as cli:<user>
+    db.close()
 
 
 def test_passwords_never_come_from_an_argument_and_errors_are_one_line(

@@ -5,14 +5,17 @@ the catch-up path commits and moves them like any burst."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
+from tests.backends import BACKENDS, call_log
 from tests.transcribe_helpers import FakeFactory, opus_tone, rtp
 from voice_server.calllog.burst import SHARED_CLIPS, BurstMeta, clip_path, rows_of
 from voice_server.calllog.model import Utterance, new_burst_id
 from voice_server.calllog.ogg import OggOpusWriter
-from voice_server.calllog.sqlite import SqliteCallLog
-from voice_server.store.database import Database
+from voice_server.calllog.store import CallLog
 from voice_server.transcribe.catchup import CatchUp
 from voice_server.transcribe.engine import Engine
 from voice_server.transcribe.packets import opus_samples
@@ -55,13 +58,16 @@ def test_rows_of_a_broadcast_and_of_a_direct_talk() -> None:
     )  # fmt: skip
 
 
-def engine(tmp_path: Path) -> tuple[Engine, SqliteCallLog]:
-    log = SqliteCallLog(Database(tmp_path / "voice.db"))
-    return Engine(FakeFactory(), log, workers=1), log  # type: ignore[arg-type]
+@pytest.fixture(params=BACKENDS)
+def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CallLog]:
+    with call_log(request.param, tmp_path, request) as got:
+        yield got
 
 
-def test_a_live_all_call_burst_commits_one_row_per_channel_once(tmp_path: Path) -> None:
-    eng, log = engine(tmp_path)
+def test_a_live_all_call_burst_commits_one_row_per_channel_once(
+    tmp_path: Path, log: CallLog
+) -> None:
+    eng = Engine(FakeFactory(), log, workers=1)  # type: ignore[arg-type]
     meta = all_call()
     for attempt in range(2):  # the second time (a spool replay): already done, nothing added
         job = eng.job(meta, live=True)
@@ -80,9 +86,9 @@ def test_a_live_all_call_burst_commits_one_row_per_channel_once(tmp_path: Path) 
 
 
 def test_the_catch_up_commits_an_all_call_from_its_spool_file_and_moves_its_clip(
-    tmp_path: Path,
+    tmp_path: Path, log: CallLog
 ) -> None:
-    eng, log = engine(tmp_path)
+    eng = Engine(FakeFactory(), log, workers=1)  # type: ignore[arg-type]
     meta = all_call()
     spool = tmp_path / "spool" / f"{meta.id}.ogg"
     spool.parent.mkdir()

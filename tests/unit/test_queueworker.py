@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.backends import BACKENDS
 from voice_server.backends.seam import open_call_log, open_database, open_job_queue
 from voice_server.bench.queue import FakeFactory, opus_packets, write_burst
 from voice_server.calllog.burst import SPOOL_DIR
@@ -23,13 +24,15 @@ class Broken(FakeFactory):
         raise RuntimeError("the model fell over")
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_a_burst_that_keeps_failing_becomes_a_gap(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> None:
     monkeypatch.setattr(queueworker, "MAX_ATTEMPTS", 3)
     monkeypatch.setattr(queueworker, "RETRY_SECONDS", 0.01)
-    db = open_database(None, tmp_path)
-    calllog, queue = open_call_log(None, tmp_path, db), open_job_queue(db)
+    url = request.getfixturevalue("pg_url") if backend == "postgres" else None
+    db = open_database(url, tmp_path)
+    calllog, queue = open_call_log(url, tmp_path, db), open_job_queue(db)
     (tmp_path / SPOOL_DIR).mkdir()
     burst = write_burst(tmp_path / SPOOL_DIR, opus_packets(0.1), int(time.time() * 1000))
     queue.enqueue([(burst, 0)])
@@ -50,3 +53,4 @@ def test_a_burst_that_keeps_failing_becomes_a_gap(
     assert (gap.id, gap.reason, gap.detail) == (burst, "transcription_failed", "3 attempts")
     assert worker.counters.failed == 3 and engine.counters.failed == 3
     assert queue.counts().queued == 0 and queue.counts().twice == 0
+    db.close()

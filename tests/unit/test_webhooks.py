@@ -102,8 +102,14 @@ def test_other_endpoints_are_accepted() -> None:
     assert check_url(" https://incident.city.example/h ", own) == "https://incident.city.example/h"
 
 
-def store_at(tmp_path: Path) -> tuple[WebhookStore, Database]:
-    db = open_database(None, tmp_path)
+def store_at(
+    tmp_path: Path, backend: str = "sqlite", request: pytest.FixtureRequest | None = None
+) -> tuple[WebhookStore, Database]:
+    url = None
+    if backend != "sqlite":
+        assert request is not None
+        url = request.getfixturevalue("pg_server").new_database()
+    db = open_database(url, tmp_path)
     return WebhookStore(db), db
 
 
@@ -137,8 +143,11 @@ def test_the_queue_is_bounded_persistent_and_dead_letters_overflow(
     db2.close()
 
 
-def test_the_dispatcher_signs_retries_refuses_redirects_and_dead_letters(tmp_path: Path) -> None:
-    store, db = store_at(tmp_path)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_dispatcher_signs_retries_refuses_redirects_and_dead_letters(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    store, db = store_at(tmp_path, backend, request)
     audit = AuditLog(db)
     secret = sign.new_secret()
     with receiving() as good, receiving() as bad:
@@ -168,12 +177,13 @@ def test_the_dispatcher_signs_retries_refuses_redirects_and_dead_letters(tmp_pat
     db.close()
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_an_endpoint_gets_its_events_in_order_and_a_slow_one_holds_no_other(
-    tmp_path: Path,
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     """Each endpoint's deliveries go one at a time in queue order (raised before resolved, even
     when the receiver answers the first ones slowly); another endpoint is served meanwhile."""
-    store, db = store_at(tmp_path)
+    store, db = store_at(tmp_path, backend, request)
     audit = AuditLog(db)
     secret = sign.new_secret()
     events = ["emergency.raised", "emergency.resolved"]
