@@ -117,6 +117,22 @@ def test_db_check_and_migrate_on_postgres(pg_server: PgServer, tmp_path: Path) -
     assert code == 1 and err.count("\n") == 1 and "pw@" not in err
 
 
+def test_db_check_and_serve_refuse_a_database_without_pg_trgm(
+    pg_server: PgServer, tmp_path: Path
+) -> None:
+    url = pg_server.new_database()
+    code, _, err = _cli("db", "migrate", "--data-dir", str(tmp_path), "--database-url", url)
+    assert code == 0, err
+    name = url.split("@/", 1)[1].split("?", 1)[0]
+    pg_server.sql(name, "DROP EXTENSION pg_trgm CASCADE")  # its index goes with it
+    code, out, err = _cli("db", "check", "--database-url", url)
+    assert code == 1 and err.count("\n") == 1 and "pg_trgm is missing" in err, (out, err)
+    data = tmp_path / "serve"
+    code, out, err = _cli("serve", "--port", "0", "--data-dir", str(data), "--database-url", url)
+    assert code == 1 and err.count("\n") == 1 and "pg_trgm is missing" in err, (out, err)
+    assert "listening" not in out and not data.exists()
+
+
 def test_db_check_and_migrate_on_sqlite(tmp_path: Path) -> None:
     code, _, err = _cli("db", "check", "--data-dir", str(tmp_path))
     assert code == 1 and "no database at" in err
