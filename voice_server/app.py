@@ -50,6 +50,7 @@ from voice_server.store.channels import ChannelStore
 from voice_server.transcribe.link_server import LinkHub
 from voice_server.transcribe.metrics import spool_families
 from voice_server.transcribe.monitor import TranscriptionMonitor
+from voice_server.transcribe.phrase_store import open_store as open_phrase_store
 from voice_server.transcribe.spool import SpoolWriter
 from voice_server.transcribe.supervise import TranscriberSupervisor
 from voice_server.transcribe.tap import BurstTap
@@ -158,6 +159,7 @@ def build_state(config: Config) -> AppState:
         transcription=monitor,
         supervisor=supervisor,
     )
+    state.phrases = open_phrase_store(db, config.data_dir)
     state.announcer = Announcer(
         store=AnnouncementStore(db),
         calllog=calllog,

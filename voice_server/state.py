@@ -26,6 +26,7 @@ from voice_server.store.channels import ChannelStore
 from voice_server.store.database import Database, DatabaseError
 from voice_server.transcribe.link_server import LinkHub
 from voice_server.transcribe.monitor import TranscriptionMonitor
+from voice_server.transcribe.phrase_store import PhraseStore
 from voice_server.transcribe.spool import SpoolWriter
 from voice_server.transcribe.supervise import TranscriberSupervisor
 from voice_server.webhooks.dispatch import Dispatcher
@@ -61,6 +62,7 @@ class AppState:
     presence: PresenceLog | None = None  # who had connected media where (missed-message replay)
     presence_sampler: PresenceSampler | None = None
     clips: ClipStore | None = None  # where clips are read (files; on PostgreSQL also its table)
+    phrases: PhraseStore | None = None  # the ASR phrase list (a file; on PostgreSQL a row)
     metrics: MetricsRegistry = field(default_factory=MetricsRegistry)
     started: bool = False
     stopping: bool = False

@@ -33,6 +33,8 @@ from voice_server.calllog.postgres import PgCallLog
 from voice_server.calllog.sqlite import SqliteCallLog
 from voice_server.store.database import Database, DatabaseError
 from voice_server.store.pg import PgDatabase
+from voice_server.transcribe.phrase_store import open_store as open_phrase_store
+from voice_server.transcribe.phrases import save as save_phrases
 from voice_server.webhooks.store import WebhookStore
 
 T0 = 1_780_000_000_000
@@ -87,6 +89,7 @@ def _populate(path: Path) -> SqliteCallLog:
     announcements.set_target(ANNOUNCEMENT.id, "ch01", "played", start_ms=T0, end_ms=T0 + 900)
     announcements.set_heard(ANNOUNCEMENT.id, "ch01", {"sato": 1.0, "away": 0.0})
     announcements.finish(ANNOUNCEMENT.id, "done")
+    save_phrases(path.parent, ["中央公民館", "田中"])  # the ASR phrase list file
     # the queue holds one burst still waiting for its transcript (its spool file)
     SqliteJobQueue(db).enqueue([(WAITING.id, T0)])
     write_clip(path.parent / "spool" / f"{WAITING.id}.ogg", tags=WAITING.tags())
@@ -114,6 +117,10 @@ def test_a_copied_deployment_answers_every_search_the_same(
                      ("announcement_target", 1), ("announcement_heard", 2)):  # fmt: skip
         assert report.rows[table] == n, table
     target = open_database(url, tmp_path)
+    assert report.rows["asr_phrases"] == 1
+    elsewhere = tmp_path / "elsewhere"  # another node: no file, the shared row
+    elsewhere.mkdir()
+    assert open_phrase_store(target, elsewhere).load() == ["中央公民館", "田中"]
     alerts = AlertStore(target)
     got = alerts.get(ALERT_ID)
     assert got is not None and got.subject == "sato" and got.dedupe == "emergency:sato"

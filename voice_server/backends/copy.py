@@ -7,13 +7,16 @@ grams array; SQLite's FTS5 tables are not copied, pg_trgm indexes the text itsel
 transcription queue's jobs are copied; the clips go into the ``clip`` table (PostgreSQL's
 default ClipStore, so every node plays them): each committed row's clip file of the data
 directory (a shared all-call clip once), and each spool file still waiting for its transcript
-(under the clip path its tags give), in the same transaction. A clip file missing on disk is
+(under the clip path its tags give), in the same transaction, and the ASR phrase list file into
+its row. A clip file missing on disk is
 counted, not fatal. A target that holds any row of these tables is refused: a copy never merges.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,8 @@ from voice_server.store.database import Database, DatabaseError
 from voice_server.store.pg import PgDatabase
 
 __all__ = ["TABLES", "CopyReport", "copy_sqlite_to_postgres"]
+
+PHRASES_FILE = "asr_phrases.json"  # transcribe/phrases.py FILE (the deployment's ASR phrases)
 
 # parents before children (foreign keys); with each, the sequence its id column feeds, if any
 TABLES: list[tuple[str, str | None]] = [
@@ -52,8 +57,9 @@ TABLES: list[tuple[str, str | None]] = [
     ("announcement_fire", None),
     ("transcription_job", None),
     ("clip", None),  # filled from the data directory's files, not from a SQLite table
+    ("asr_phrases", None),  # ... and from its ASR phrase list file
 ]
-FILE_TABLES = {"clip"}
+FILE_TABLES = {"clip", "asr_phrases"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +117,7 @@ def copy_sqlite_to_postgres(source: Path, target: PgDatabase) -> CopyReport:
         revision = lite.execute("SELECT n FROM directory_revision").fetchone()
         pg.execute("UPDATE directory_revision SET n = greatest(n, %s)", (int(revision[0]),))
         counts["clip"], missing = _copy_clips(lite, pg, source.parent)
+        counts["asr_phrases"] = _copy_phrases(pg, source.parent)
     src.close()
     return CopyReport(counts, missing)
 
@@ -144,6 +151,21 @@ def _copy_clips(lite: sqlite3.Connection, pg: Any, data_dir: Path) -> tuple[int,
                 done.add(clip)
                 out.write_row([clip, meta.id, data, meta.start_ms])
     return len(done), missing
+
+
+def _copy_phrases(pg: Any, data_dir: Path) -> int:
+    """The data directory's ASR phrase list into its row (1, or 0 when there is none); read as
+    transcribe/phrases.py reads it, and cleaned again there on every load."""
+    try:
+        data = json.loads((data_dir / PHRASES_FILE).read_text(encoding="utf-8"))
+        phrases = [p for p in data.get("phrases", []) if isinstance(p, str)]
+    except (OSError, ValueError, AttributeError):
+        return 0
+    pg.execute(
+        "INSERT INTO asr_phrases (id, phrases, updated_ms) VALUES (1, %s, %s)",
+        (json.dumps(phrases, ensure_ascii=False), int(time.time() * 1000)),
+    )
+    return 1
 
 
 def _max(conn: sqlite3.Connection, table: str, column: str) -> int:

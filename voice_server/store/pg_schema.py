@@ -343,4 +343,12 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER alert_event_notify AFTER INSERT ON alert_event
         FOR EACH STATEMENT EXECUTE FUNCTION alert_event_notify();
     """,
+    # 11: the deployment's ASR phrase list (transcribe/phrases_pg.py; SQLite keeps its file)
+    """
+    CREATE TABLE asr_phrases (
+        id              INTEGER PRIMARY KEY CHECK (id = 1),
+        phrases         TEXT NOT NULL,
+        updated_ms      BIGINT NOT NULL
+    );
+    """,
 ]

@@ -6,9 +6,11 @@ channel's list (``settings.phrases``), and what each engine gets.
 - **Whisper** gets the deployment list ∪ the channel's list (deployment first, duplicates once)
   as ``hotwords``: it *biases* recognition towards them and restricts nothing.
 
-The deployment list is a small JSON file in the data directory (``asr_phrases.json``) written
-atomically by the admin page and ``PUT /api/v1/asr/phrases``, read by the sidecar (which shares
-the data directory) with a short cache. Pure apart from that file.
+Where the deployment list is kept: :mod:`voice_server.transcribe.phrase_store` (on SQLite a
+small JSON file in the data directory, ``asr_phrases.json``, written atomically by the admin
+page and ``PUT /api/v1/asr/phrases``; on PostgreSQL the shared store's ``asr_phrases`` row, so
+that every node and worker on any machine uses the same list); the sidecar reads it with a
+short cache. Pure apart from the file.
 """
 
 from __future__ import annotations
@@ -19,7 +21,15 @@ import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["FILE", "MAX_LENGTH", "MAX_TERMS", "clean", "for_engine", "load", "save"]
+__all__ = [
+    "FILE",
+    "MAX_LENGTH",
+    "MAX_TERMS",
+    "clean",
+    "for_engine",
+    "load",
+    "save",
+]
 
 FILE = "asr_phrases.json"
 MAX_TERMS = 200

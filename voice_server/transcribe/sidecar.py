@@ -45,6 +45,7 @@ from voice_server.store.channels import ChannelStore
 from voice_server.transcribe import phrases as phrase_lists
 from voice_server.transcribe.catchup import CatchUp
 from voice_server.transcribe.engine import Engine, Job
+from voice_server.transcribe.phrase_store import open_store as open_phrase_store
 from voice_server.transcribe.protocol import (
     VERSION,
     LinkError,
@@ -124,6 +125,7 @@ class Sidecar:
         db = open_database(database_url, data_dir)
         self.calllog = open_call_log(database_url, data_dir, db)
         self.channels = ChannelStore(db)
+        self.phrase_store = open_phrase_store(db, data_dir)  # PostgreSQL: shared
         self.factory = factory
         self._phrases: dict[str, tuple[float, list[str] | None]] = {}
         queue = open_job_queue(db) if is_postgres(database_url) else None
@@ -164,7 +166,7 @@ class Sidecar:
         raw = ch.settings.get("phrases") if ch is not None else None
         own = [str(p) for p in raw if isinstance(p, str) and p.strip()] if raw else None
         wide = getattr(self.factory, "uses_deployment_phrases", False)
-        deployment = phrase_lists.load(self.data_dir) if wide else []
+        deployment = self.phrase_store.load() if wide else []
         phrases = phrase_lists.for_engine(wide, deployment, own)
         self._phrases[channel] = (now, phrases)
         return phrases

@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from voice_server.transcribe import phrases as phrase_lists
+from voice_server.transcribe.phrase_store import FilePhrases, PhraseStore
 from voice_server.web.auth import Auth, app_state, authenticate, client_address, csrf
 from voice_server.web.common import require
 from voice_server.web.pages import csrf_of, done, guard
@@ -28,9 +29,16 @@ class PhrasesBody(BaseModel):
     )
 
 
+def _store(request: Request) -> PhraseStore:
+    state = app_state(request)
+    if state.phrases is None:
+        state.phrases = FilePhrases(state.config.data_dir)
+    return state.phrases
+
+
 def _save(request: Request, actor: Actor, terms: list[str]) -> list[str]:
     state = app_state(request)
-    saved = phrase_lists.save(state.config.data_dir, terms)  # ValueError: past the limits
+    saved = _store(request).save(terms)  # ValueError: past the limits
     state.accounts.audit.record(
         actor, "asr.phrases", "deployment", {"count": len(saved)}, address=client_address(request)
     )
@@ -41,7 +49,7 @@ def _save(request: Request, actor: Actor, terms: list[str]) -> list[str]:
 def get_phrases(request: Request, auth: AuthDep) -> PhrasesBody:
     """The deployment-wide phrase list (Whisper: with each channel's list, as hotwords)."""
     require(request, auth, Action.CHANNELS_VIEW, audit_target="asr:phrases")
-    return PhrasesBody(phrases=phrase_lists.load(app_state(request).config.data_dir))
+    return PhrasesBody(phrases=_store(request).load())
 
 
 @router.put("/api/v1/asr/phrases", response_model=PhrasesBody, tags=["admin"])
@@ -63,7 +71,7 @@ def _page(
         "phrases.html",
         actor=actor,
         csrf=csrf_of(auth),
-        phrases=phrase_lists.load(app_state(request).config.data_dir),
+        phrases=_store(request).load(),
         can_edit=bool(decide(actor, Action.CHANNELS_MANAGE)),
         error=error,
         done=request.query_params.get("done") == "1",
