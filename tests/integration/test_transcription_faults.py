@@ -137,8 +137,9 @@ def test_a_server_killed_around_burst_ends_loses_no_accepted_burst(
 def test_a_burst_started_while_the_spool_writer_is_stalled_survives_sigkill_as_a_gap(
     pg_url: str, tmp_path: Path
 ) -> None:
-    """The server on PostgreSQL, its spool writer thread stalled at the end of a first burst (its
-    job's INSERT waits on a lock this test holds: a slow database): the next burst's file is on
+    """The server on PostgreSQL, the first burst's job stalled (its INSERT waits on a lock this
+    test holds: a slow database; the uploads thread waits, not the spool writer): the next
+    burst's file is on
     disk with its metadata from the burst's start all the same (the spool's opener thread), so
     the server SIGKILLed then comes back with a ``server_restart`` gap naming the talker, and
     queues the first burst (its file was closed before the stall)."""

@@ -252,8 +252,9 @@ def test_on_postgres_an_ended_burst_is_uploaded_and_queued_and_again_after_a_res
 def test_a_burst_begun_while_the_writer_is_stalled_is_on_disk_and_survives_sigkill(
     tmp_path: Path, pg_url: str
 ) -> None:
-    """The spool writer thread stalled on a slow database (the first burst's job queuing waits
-    on a table lock this test holds) does not keep the next burst off the disk: its file and
+    """A slow database (the first burst's job queuing waits on a table lock this test holds;
+    once the spool writer's own wait, now its uploads thread's) does not keep the next burst
+    off the disk: its file and
     metadata are there at once, so when the node is SIGKILLed then, the restart records a
     ``server_restart`` gap for a burst that had not one audio page yet."""
     import signal

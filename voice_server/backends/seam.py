@@ -3,9 +3,13 @@
 SQLite (the default, ``make run``) needs nothing more; PostgreSQL is imported only here, and only
 when a ``postgresql://`` URL is configured. On PostgreSQL: the call log
 (:class:`~voice_server.calllog.postgres.PgCallLog`), and accounts, channels and the audit chain
-(their SQLite stores' own code over :class:`~voice_server.store.pgcompat.PgCompatDatabase`),
-the retention purge's database side, and the transcription job queue
-(:mod:`voice_server.calllog.jobqueue`), and clips (:mod:`voice_server.calllog.clips`).
+and alerts, webhooks, announcements (with who heard them) and scheduled announcements (their
+SQLite stores' own code over :class:`~voice_server.store.pgcompat.PgCompatDatabase`), the
+retention purge's database side, the transcription job queue
+(:mod:`voice_server.calllog.jobqueue`), clips (:mod:`voice_server.calllog.clips`: announcement
+clips too), and the process's LISTEN connection (:func:`open_notifications`: alerts are woken by
+NOTIFY). The ASR phrase list chooses its store itself
+(:mod:`voice_server.transcribe.phrase_store`: this module sits below ``transcribe``).
 """
 
 from __future__ import annotations
