@@ -54,3 +54,34 @@ def test_a_burst_that_keeps_failing_becomes_a_gap(
     assert worker.counters.failed == 3 and engine.counters.failed == 3
     assert queue.counts().queued == 0 and queue.counts().twice == 0
     db.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_spool_scan_shares_a_clip_before_it_queues_its_burst(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A spool file the server neither uploaded nor queued (a database that was away): the
+    worker's scan puts its clip into the shared store first (PostgreSQL), then queues it, so a
+    worker on another node never claims a burst it cannot read."""
+    import os
+
+    from voice_server.backends.seam import open_clip_store
+
+    url = request.getfixturevalue("pg_url") if backend == "postgres" else None
+    db = open_database(url, tmp_path)
+    calllog, queue = open_call_log(url, tmp_path, db), open_job_queue(db)
+    clips = open_clip_store(db, tmp_path)
+    (tmp_path / SPOOL_DIR).mkdir()
+    start_ms = int(time.time() * 1000) - 60_000
+    burst = write_burst(tmp_path / SPOOL_DIR, opus_packets(0.1), start_ms)
+    spooled = tmp_path / SPOOL_DIR / f"{burst}.ogg"
+    os.utime(spooled, (start_ms / 1000, start_ms / 1000))  # ended a minute ago
+    engine = Engine(FakeFactory(), calllog, workers=1, queue=queue)
+    worker = QueueWorker(tmp_path, engine, calllog, queue, name="w", clips=clips)
+    assert clips.lacking([burst]) == ({burst} if backend == "postgres" else set())
+    worker.scan()
+    engine.close()
+    assert queue.counts().queued == 1 and clips.lacking([burst]) == set()
+    if backend == "postgres":
+        assert clips.of_burst(burst) == spooled.read_bytes()
+    db.close()

@@ -40,6 +40,10 @@ class ClipStore(Protocol):
         """An ended burst's bytes by its id (a queue worker without the spool file)."""
         ...
 
+    def lacking(self, burst_ids: list[str]) -> set[str]:
+        """Those of ``burst_ids`` whose bytes another node could not read from this store."""
+        ...
+
 
 class FsClipStore:
     def __init__(self, data_dir: Path) -> None:
@@ -50,6 +54,9 @@ class FsClipStore:
 
     def of_burst(self, burst_id: str) -> bytes | None:
         return None  # the spool is read directly
+
+    def lacking(self, burst_ids: list[str]) -> set[str]:
+        return set()  # nothing is uploaded: every reader shares the data directory
 
     def get(self, clip: str, burst_id: str) -> bytes | None:
         for path in (self.data_dir / clip, self.data_dir / SPOOL_DIR / f"{burst_id}{DONE}"):
@@ -79,6 +86,13 @@ class PgClipStore:
         with self._db.connection() as conn:
             row = conn.execute("SELECT data FROM clip WHERE burst = %s", (burst_id,)).fetchone()
         return bytes(row[0]) if row else None
+
+    def lacking(self, burst_ids: list[str]) -> set[str]:
+        with self._db.connection() as conn:
+            rows = conn.execute(
+                "SELECT burst FROM clip WHERE burst = ANY(%s::text[])", (burst_ids,)
+            ).fetchall()
+        return set(burst_ids) - {r[0] for r in rows}
 
     def get(self, clip: str, burst_id: str) -> bytes | None:
         if self.local is not None:

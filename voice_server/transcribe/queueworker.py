@@ -2,10 +2,11 @@
 catch-up path of a sidecar started with ``--database-url``.
 
 Every :data:`SCAN_SECONDS` it queues the spool's ended bursts that the call log does not have
-(the server queues them at the end of each burst too; queuing is idempotent) and moves committed
-ones to their clip path. A claimed burst whose spool file is not on this machine (recorded by
-another node) is read from the shared ClipStore. It claims up to ``jobs`` bursts at a time
-under a lease of ``lease_s``, pushes the lease on every third of it while the engine
+(the server queues them at the end of each burst too; queuing is idempotent), on PostgreSQL each
+once its clip is in the shared store (put there first when the server's upload has not), and
+moves committed ones to their clip path. A claimed burst whose spool file is not on this machine
+(recorded by another node) is read from the shared ClipStore. It claims up to ``jobs`` bursts at
+a time under a lease of ``lease_s``, pushes the lease on every third of it while the engine
 transcribes, and gives a burst up when the lease is lost (another worker has it, or a sidecar
 committed it live, which marks the job done: the fenced commit would write nothing anyway).
 Idle, it sleeps in :meth:`JobQueue.wait` (PostgreSQL: woken by NOTIFY; else polling).
@@ -21,10 +22,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from voice_server.calllog.burst import DONE, burst_id_of
+from voice_server.calllog.burst import DONE, BurstMeta, burst_id_of, clip_path
 from voice_server.calllog.clips import ClipStore
 from voice_server.calllog.jobqueue import Claim, JobQueue
 from voice_server.calllog.model import Gap
+from voice_server.calllog.ogg import OggError, read_ogg_opus
 from voice_server.calllog.store import CallLog
 from voice_server.transcribe.catchup import CatchUp
 from voice_server.transcribe.engine import Engine, Job, _now_ms
@@ -161,7 +163,32 @@ class QueueWorker:
                 self.catchup.move(burst_id)
         old = _now_ms() - SCAN_GRACE_MS  # newer files: the server queues them (live grace)
         pending = [(i, ms) for i, ms in sorted(found.items()) if i not in done and ms < old]
+        if pending and self.clips is not None:  # its clip first: a worker elsewhere reads it
+            lacking = self.clips.lacking([i for i, _ in pending])
+            pending = [(i, ms) for i, ms in pending if i not in lacking or self._share(i, spool)]
         self.counters.queued += self.queue.enqueue(pending)
+
+    def _share(self, burst_id: str, spool: Path) -> bool:
+        """Upload a spool file's clip the server did not; False: not now (next scan)."""
+        assert self.clips is not None
+        try:
+            data = (spool / f"{burst_id}{DONE}").read_bytes()
+            self.clips.put(clip_path(BurstMeta.from_tags(read_ogg_opus(data).tags)), data)
+        except (OSError, OggError, ValueError):
+            return True  # damaged or gone: queued all the same, the catch-up reports it
+        except Exception:
+            log.warning("could not upload a spool file's clip", extra={"burst": burst_id})
+            return False
+        return True
+        try:
+            data = (spool / f"{burst_id}{DONE}").read_bytes()
+            self.clips.put(clip_path(BurstMeta.from_tags(read_ogg_opus(data).tags)), data)
+        except (OSError, OggError, ValueError):
+            return True  # damaged or gone: queued all the same, the catch-up reports it
+        except Exception:
+            log.warning("could not upload a spool file's clip", extra={"burst": burst_id})
+            return False  # not queued yet: the next scan tries again
+        return True
 
     # ------------------------------------------------------------------ one job
     def _start(self, claim: Claim) -> None:
