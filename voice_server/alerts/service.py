@@ -252,16 +252,16 @@ class AlertService:
     # ------------------------------------------------------------------ keyword matching
     async def _match_forever(self) -> None:
         assert self._match_nudge is not None
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._match_nudge.wait(), self.match_poll_s)
+        while True:  # matching first: the first run places the cursor before any commit comes
             self._match_nudge.clear()
             try:
                 while await asyncio.to_thread(self.match_once) == MATCH_BATCH:
                     pass
             except Exception:
                 log.exception("keyword matching failed")
-                await asyncio.sleep(self.feed.poll_seconds)
+                await asyncio.sleep(min(self.match_poll_s, 1.0))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._match_nudge.wait(), self.match_poll_s)
 
     def match_once(self) -> int:
         """Match the commit events after this deployment's cursor: alerts and the cursor's new
