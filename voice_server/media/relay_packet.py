@@ -11,7 +11,15 @@ order::
     7  the talker's audio-level extension id (RFC 6464; 0: none)
     8  sender incarnation (u32)                  12  channel owner epoch (u32)
    16  send time, ns (u64, the sender's monotonic clock)
-   24  channel (UTF-8)  source session id (UTF-8)  payload (RTP)  tag (16)
+   24  channel (UTF-8)  source session id (UTF-8)  [audience]  payload (RTP)  tag (16)
+
+A talker whose audience is not simply everyone hearing the channel (a direct talk's listener
+filter, an all-call's several channels) sets bit 6 of the kind byte (``ROUTED``) and adds its
+*audience* after the source id: the count of its send channels (u8), the count of its filter's
+session ids (u8; 255: no filter), then each name as a u8 length and UTF-8. The receiving worker
+rebuilds the talker's audience key from it (:func:`voice_server.media.route.audience_key`), so a
+direct talk is heard only by its targets and an all-call once, through its first channel each
+listener hears, whichever worker they sit on.
 
 The same bytes can travel over a Unix datagram socket or UDP between nodes: nothing in it
 depends on the local socket. :class:`RelayGate` is the receiving side's check: parse,
@@ -37,6 +45,7 @@ __all__ = [
     "RelayError",
     "RelayGate",
     "RelayPacket",
+    "audience_bytes",
     "pack",
     "parse",
     "slot_ssrcs",
@@ -49,6 +58,8 @@ _HEAD = struct.Struct("!BBBBBBBBIIQ")
 HEADER = _HEAD.size  # 24
 MAX_NAME = 255  # channel and source id lengths fit one byte each
 HOLD = 0x80
+ROUTED = 0x40  # an audience section follows the source id
+NO_FILTER = 255
 REASONS = ("malformed", "bad_auth", "unknown_peer", "stale_epoch")
 
 
@@ -95,21 +106,53 @@ class RelayPacket:
     level_ext_id: int = 0  # the payload's audio-level extension id
     kind: Kind = Kind.MEDIA
     hold: bool = False  # the talker's route holds a slot whatever its level (an emergency)
+    #: a routed talker's send channels, first preferred (empty: just ``channel``)
+    sends: tuple[str, ...] = ()
+    #: a routed talker's listener filter (direct talk; None: no filter)
+    only: frozenset[str] | None = None
+
+    @property
+    def routed(self) -> bool:
+        """Its audience is not everyone hearing the channel (an audience section travels)."""
+        return bool(self.sends) or self.only is not None
 
 
 def _tag(key: bytes, data: bytes | memoryview) -> bytes:
     return hashlib.blake2s(data, key=key, digest_size=TAG_BYTES).digest()
 
 
-def pack(packet: RelayPacket, key: bytes) -> bytes:
-    """The datagram for ``packet``, authenticated with ``key``."""
+def _names(names: list[str]) -> bytes:
+    out = []
+    for name in names:
+        raw = name.encode()
+        if not raw or len(raw) > MAX_NAME:
+            raise ValueError("a name of a relay packet's audience is empty or too long")
+        out.append(bytes((len(raw),)) + raw)
+    return b"".join(out)
+
+
+def audience_bytes(sends: tuple[str, ...], only: frozenset[str] | None) -> bytes:
+    """A routed talker's audience section (see the module docstring)."""
+    ids = sorted(only) if only is not None else []
+    if len(sends) >= NO_FILTER or len(ids) >= NO_FILTER:
+        raise ValueError("too many names in a relay packet's audience")
+    count = bytes((len(sends), NO_FILTER if only is None else len(ids)))
+    return count + _names(list(sends)) + _names(ids)
+
+
+def pack(packet: RelayPacket, key: bytes, audience: bytes | None = None) -> bytes:
+    """The datagram for ``packet``, authenticated with ``key`` (``audience``: its audience
+    section, already built by :func:`audience_bytes`, for a sender that caches it)."""
     channel = packet.channel.encode()
     source = packet.source.encode()
     if len(channel) > MAX_NAME or len(source) > MAX_NAME:
         raise ValueError("channel or source id too long for a relay packet")
+    routed = packet.routed
+    if routed and audience is None:
+        audience = audience_bytes(packet.sends, packet.only)
     head = _HEAD.pack(
         VERSION,
-        packet.kind | (HOLD if packet.hold else 0),
+        packet.kind | (HOLD if packet.hold else 0) | (ROUTED if routed else 0),
         packet.sender,
         packet.priority,
         packet.slot,
@@ -120,8 +163,23 @@ def pack(packet: RelayPacket, key: bytes) -> bytes:
         packet.epoch,
         packet.send_ns,
     )
-    body = b"".join((head, channel, source, packet.payload))
+    parts = (head, channel, source, audience if routed else b"", packet.payload)
+    body = b"".join(parts)  # type: ignore[arg-type]
     return body + _tag(key, body)
+
+
+def _read_names(body: memoryview, at: int, n: int) -> tuple[list[str], int]:
+    names = []
+    for _ in range(n):
+        if at >= len(body):
+            raise RelayError("malformed", "the audience runs past the packet")
+        size = body[at]
+        end = at + 1 + size
+        if size == 0 or end > len(body):
+            raise RelayError("malformed", "the audience runs past the packet")
+        names.append(bytes(body[at + 1 : end]).decode())
+        at = end
+    return names, at
 
 
 def parse(datagram: bytes, key: bytes) -> RelayPacket:
@@ -138,12 +196,29 @@ def parse(datagram: bytes, key: bytes) -> RelayPacket:
         raise RelayError("malformed", f"relay version {version}")
     if HEADER + clen + slen > len(body) or clen == 0 or slen == 0:
         raise RelayError("malformed", "names run past the packet")
+    at = HEADER + clen + slen
+    sends: tuple[str, ...] = ()
+    only: frozenset[str] | None = None
     try:
         hold = bool(kind & HOLD)
-        kind = Kind(kind & ~HOLD)
+        routed = bool(kind & ROUTED)
+        kind = Kind(kind & ~(HOLD | ROUTED))
         channel = bytes(body[HEADER : HEADER + clen]).decode()
-        source = bytes(body[HEADER + clen : HEADER + clen + slen]).decode()
-    except (ValueError, UnicodeDecodeError):
+        source = bytes(body[HEADER + clen : at]).decode()
+        if routed:
+            if at + 2 > len(body):
+                raise RelayError("malformed", "the audience runs past the packet")
+            n_sends, n_only = body[at], body[at + 1]
+            names, at = _read_names(body, at + 2, n_sends)
+            sends = tuple(names)
+            if n_only != NO_FILTER:
+                ids, at = _read_names(body, at, n_only)
+                only = frozenset(ids)
+            if channel not in sends:
+                raise RelayError("malformed", "an audience that does not name its channel")
+    except (ValueError, UnicodeDecodeError) as exc:
+        if isinstance(exc, RelayError):
+            raise
         raise RelayError("malformed", "unknown kind or names not UTF-8") from None
     return RelayPacket(
         sender=sender,
@@ -151,13 +226,15 @@ def parse(datagram: bytes, key: bytes) -> RelayPacket:
         epoch=epoch,
         channel=channel,
         source=source,
-        payload=bytes(body[HEADER + clen + slen :]),
+        payload=bytes(body[at:]),
         priority=priority,
         slot=slot,
         send_ns=send_ns,
         level_ext_id=ext,
         kind=kind,
         hold=hold,
+        sends=sends,
+        only=only,
     )
 
 
