@@ -7,6 +7,7 @@ import contextlib
 import os
 import re
 import signal
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import datetime, timedelta
@@ -538,3 +539,52 @@ async def test_an_all_call_across_workers_is_heard_once_by_each_listener_and_log
         "yard",
         "all_call",
     )
+
+
+async def test_a_frozen_worker_never_blocks_the_parent_for_more_than_one_bounded_wait(
+    two_workers: ServerProcess, group: SimGroup
+) -> None:
+    """Worker 1 SIGSTOPped: the one command sent to it waits at most CALL_TIMEOUT, the next
+    fail at once (counted), a new member goes to worker 0 and hears the talker, and the parent
+    answers HTTP throughout."""
+    server = two_workers
+    talker, frozen, _ = await _join(group, 3)  # worker 0, 1, 0: the next would be worker 1
+    talker.talking = True
+    await _until(lambda: frozen.received >= 20)
+    pid = _worker_pid(server, 1)
+    latencies: list[float] = []
+    stop = threading.Event()
+
+    def probe() -> None:  # the parent's HTTP front, from another thread: its answer times
+        with httpx.Client(timeout=30) as c:
+            while not stop.is_set():
+                t0 = time.monotonic()
+                assert c.get(f"{server.url}/healthz").status_code == 200
+                latencies.append(time.monotonic() - t0)
+                stop.wait(0.05)
+
+    prober = threading.Thread(target=probe, daemon=True)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        prober.start()
+        # commands to the frozen worker: the first waits (bounded), the next fail at once
+        for n in range(3):
+            await frozen.send_message(type="ice_restart", id=f"r{n}")
+        await _until(lambda: frozen.messages["error"] >= 3)
+        late = (await group.add(1))[0]  # placed on worker 0, the one answering
+        assert late.offer.port == server.media_port  # type: ignore[union-attr]
+        before = late.received
+        await _until(lambda: late.received >= before + 20)
+        text = await _metrics(server)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+        stop.set()
+        prober.join(30)
+        talker.talking = False
+    failures = {
+        reason: _metric(text, "voice_media_worker_call_failures_total", worker="1", reason=reason)
+        for reason in ("timeout", "unresponsive")
+    }
+    assert failures["timeout"] == 1 and failures["unresponsive"] >= 2, failures
+    assert latencies and max(latencies) < 4.0, max(latencies)  # one wait of 1 s, not 5 s each
