@@ -349,6 +349,9 @@ async def test_a_schedule_fires_once_with_two_workers(tmp_path: Path) -> None:
 # joined sits on worker n % 2): what each listener hears of the console, its talk events and the
 # call log are the same.
 CONSOLE_CHANNELS = ("ops", "hq", "yard")
+#: a burst's first copies include up to 40 ms sent before its onset (the router's pre-roll
+#: lead): packets counted before the console started talking
+PREROLL = 2
 
 
 def _snap(p: SimParticipant) -> dict[int, tuple[int, int]]:
@@ -464,7 +467,7 @@ async def test_a_direct_talk_across_workers_reaches_its_targets_once_and_nobody_
         bursts = await _spooled(server, "sup")
     for name in ("bea-phone", "bea-headset"):  # each device: one stream, every packet once
         ((got, dup),) = heard[name].values()
-        assert 0.95 * sent <= got <= total and dup == 0, (name, got, sent, total)
+        assert 0.95 * sent <= got <= total + PREROLL and dup == 0, (name, got, sent, total)
         (start,) = _from(sims[name], "sup", "talk_started")
         assert start["kind"] == "direct"
         assert len(_from(sims[name], "sup", "talk_stopped")) == 1
@@ -519,7 +522,7 @@ async def test_an_all_call_across_workers_is_heard_once_by_each_listener_and_log
     for name, channel in (("h1", "hq"), ("h2", "hq"), ("y0", "yard"), ("mon", "hq")):
         # one stream each (mon: hq's, its first channel of the call), every packet once
         ((got, dup),) = heard[name].values()
-        assert 0.95 * sent <= got <= total and dup == 0, (name, got, sent, total)
+        assert 0.95 * sent <= got <= total + PREROLL and dup == 0, (name, got, sent, total)
         starts = _from(sims[name], "sup", "talk_started")
         assert {(s["channel"], s["kind"], s["priority"]) for s in starts} >= {
             (channel, "all_call", 2)

@@ -195,7 +195,7 @@ async def test_an_all_call_goes_to_each_channels_owner_with_its_audience() -> No
         assert local == [("hq", b"rtp")]  # its owner is this worker: its router, once
         assert relays[0].sent == {"media": 2, "mirror": 0}
         for i, channel in ((1, "yard"), (2, "ops")):
-            source, got, _ = planes[i].sources["talker"]
+            _, got, _ = planes[i].sources["talker"]
             assert got == Route(route.sends, (), priority=2)  # the audience travels with it
             assert planes[i].arbitrated["talker"] == frozenset({channel})  # a member there only
 
