@@ -65,6 +65,8 @@ IDLE_SECONDS = 30.0
 MAX_AUDIENCES = 256  # routed talkers' packed audiences kept
 READ_BATCH = 64
 Sink = Callable[[bytes, int], None]
+#: a relayed talker's route as its datagrams tell it: send channels, filter, priority, hold
+_RouteKey = tuple[tuple[str, ...], frozenset[str] | None, int, bool]
 _perf_ns = time.perf_counter_ns
 
 
@@ -105,8 +107,8 @@ class WorkerRelay:
         #: channel -> its owner's index (absent: no owner known, arbitrated here)
         self.owners: dict[str, int] = {}
         #: relayed talkers here: session id -> (its source, last packet time, its route, the
-        #: channels it is relayed into here)
-        self.sources: dict[str, tuple[ServerSource, float, Route, frozenset[str]]] = {}
+        #: channels it is relayed into here, what of the datagram made its route)
+        self.sources: dict[str, tuple[ServerSource, float, Route, frozenset[str], _RouteKey]] = {}
         #: routed talkers' packed audiences, by route (bounded)
         self._audiences: dict[Route, _Audience] = {}
         self.sent = {"media": 0, "mirror": 0}  # datagrams sent, by kind
@@ -287,41 +289,44 @@ class WorkerRelay:
         channel = packet.channel
         if packet.kind is Kind.MIRROR:
             router = self.plane.routers.get(channel)
-            key = PLAIN
+            audience = PLAIN
             if packet.routed:
-                key = (packet.only, packet.sends[: packet.sends.index(channel)])
+                audience = (packet.only, packet.sends[: packet.sends.index(channel)])
             if router is None or not router.mirror(
-                packet.source, packet.slot, packet.payload, now, key
+                packet.source, packet.slot, packet.payload, now, audience
             ):
                 self.mirror_drops += 1
             return
         sends = packet.sends or (channel,)
-        try:
-            route = Route(sends, (), packet.only, priority=packet.priority, hold=packet.hold)
-        except ValueError:  # a channel named twice
-            self.gate.drops["malformed"] += 1
-            return
         entry = self.sources.get(packet.source)
-        if entry is None:
-            # a talker of another worker, here the owner of ``channel``: a member of the
-            # channels it is relayed into here only (their owner arbitrates the others)
-            here = frozenset((channel,))
-            try:
-                source = self.plane.attach_source(packet.source, route, arbitrated=here)
-            except ValueError:  # the id is a local session's: not ours to relay
-                self.gate.drops["unknown_peer"] += 1
-                return
-            source.relayed = True
+        key = (sends, packet.only, packet.priority, packet.hold)
+        if entry is not None and entry[4] == key and channel in entry[3]:
+            source, _, route, here, _ = entry  # the common case: nothing changed
         else:
-            source, _, old, here = entry
-            if old != route or channel not in here:
+            try:
+                route = Route(sends, (), packet.only, priority=packet.priority, hold=packet.hold)
+            except ValueError:  # a channel named twice
+                self.gate.drops["malformed"] += 1
+                return
+            if entry is None:
+                # a talker of another worker, here the owner of ``channel``: a member of the
+                # channels it is relayed into here only (their owner arbitrates the others)
+                here = frozenset((channel,))
+                try:
+                    source = self.plane.attach_source(packet.source, route, arbitrated=here)
+                except ValueError:  # the id is a local session's: not ours to relay
+                    self.gate.drops["unknown_peer"] += 1
+                    return
+                source.relayed = True
+            else:
                 # its level, hold or target changed at home (talk_right, emergency, console),
                 # or it is relayed into one more channel owned here (an all-call)
+                source, _, _, here, _ = entry
                 here = frozenset(c for c in (*here, channel) if c in sends)
                 self.plane.route_source(packet.source, route, arbitrated=here)
         if packet.level_ext_id:
             source.level_ext_id = packet.level_ext_id
-        self.sources[packet.source] = (source, time.monotonic(), route, here)
+        self.sources[packet.source] = (source, time.monotonic(), route, here, key)
         if len(here) == 1:
             sink = source.sink
             if sink is not None:
@@ -335,7 +340,7 @@ class WorkerRelay:
     def sweep(self, now: float | None = None) -> None:
         """Detach relayed talkers silent for ``IDLE_SECONDS`` (periodic)."""
         now = time.monotonic() if now is None else now
-        for sid, (_, last, _, _) in list(self.sources.items()):
+        for sid, (_, last, _, _, _) in list(self.sources.items()):
             if now - last > IDLE_SECONDS:
                 del self.sources[sid]
                 self.plane.detach_source(sid)

@@ -68,6 +68,9 @@ class Kind(IntEnum):
     MIRROR = 2  # a packet the owner forwarded on ``slot``, to a worker with listeners
 
 
+_KINDS = {k.value: k for k in Kind}
+
+
 def slot_ssrcs(key: bytes, channel: str, n: int) -> tuple[int, ...]:
     """A channel's ``n`` slot SSRCs, the same on every worker that holds ``key`` (so the owner's
     rewritten packets are every worker's slot streams), distinct and never 0."""
@@ -92,8 +95,8 @@ class RelayError(ValueError):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class RelayPacket:
+@dataclass(slots=True)
+class RelayPacket:  # not frozen: made once per relayed packet, a frozen init costs twice as much
     sender: int  # the sending worker's index (0..63)
     incarnation: int  # which start of that worker (the parent raises it at each restart)
     epoch: int  # the channel's owner epoch as the sender knows it
@@ -183,58 +186,61 @@ def _read_names(body: memoryview, at: int, n: int) -> tuple[list[str], int]:
 
 
 def parse(datagram: bytes, key: bytes) -> RelayPacket:
-    """The packet in ``datagram``; raises :class:`RelayError` (``malformed``, ``bad_auth``)."""
-    if len(datagram) < HEADER + TAG_BYTES:
+    """The packet in ``datagram``; raises :class:`RelayError` (``malformed``, ``bad_auth``).
+    On the hot path (once per relayed packet): plain slices, no memoryview, no enum call."""
+    end = len(datagram) - TAG_BYTES
+    if end < HEADER:
         raise RelayError("malformed", "shorter than a relay header")
-    body = memoryview(datagram)[:-TAG_BYTES]
-    if not hmac.compare_digest(_tag(key, body), datagram[-TAG_BYTES:]):
+    body = datagram[:end]
+    if not hmac.compare_digest(_tag(key, body), datagram[end:]):
         raise RelayError("bad_auth")
-    (version, kind, sender, priority, slot, clen, slen, ext, incarnation, epoch, send_ns) = (
-        _HEAD.unpack_from(datagram)
+    (version, flags, sender, priority, slot, clen, slen, ext, incarnation, epoch, send_ns) = (
+        _HEAD.unpack_from(body)
     )
     if version != VERSION:
         raise RelayError("malformed", f"relay version {version}")
-    if HEADER + clen + slen > len(body) or clen == 0 or slen == 0:
-        raise RelayError("malformed", "names run past the packet")
     at = HEADER + clen + slen
+    if at > end or clen == 0 or slen == 0:
+        raise RelayError("malformed", "names run past the packet")
+    kind = _KINDS.get(flags & ~(HOLD | ROUTED))
+    if kind is None:
+        raise RelayError("malformed", "unknown kind")
     sends: tuple[str, ...] = ()
     only: frozenset[str] | None = None
     try:
-        hold = bool(kind & HOLD)
-        routed = bool(kind & ROUTED)
-        kind = Kind(kind & ~(HOLD | ROUTED))
-        channel = bytes(body[HEADER : HEADER + clen]).decode()
-        source = bytes(body[HEADER + clen : at]).decode()
-        if routed:
-            if at + 2 > len(body):
+        channel = body[HEADER : HEADER + clen].decode()
+        source = body[HEADER + clen : at].decode()
+        if flags & ROUTED:
+            if at + 2 > end:
                 raise RelayError("malformed", "the audience runs past the packet")
             n_sends, n_only = body[at], body[at + 1]
-            names, at = _read_names(body, at + 2, n_sends)
+            view = memoryview(body)
+            names, at = _read_names(view, at + 2, n_sends)
             sends = tuple(names)
             if n_only != NO_FILTER:
-                ids, at = _read_names(body, at, n_only)
+                ids, at = _read_names(view, at, n_only)
                 only = frozenset(ids)
             if channel not in sends:
                 raise RelayError("malformed", "an audience that does not name its channel")
     except (ValueError, UnicodeDecodeError) as exc:
         if isinstance(exc, RelayError):
             raise
-        raise RelayError("malformed", "unknown kind or names not UTF-8") from None
+        raise RelayError("malformed", "names not UTF-8") from None
     return RelayPacket(
-        sender=sender,
-        incarnation=incarnation,
-        epoch=epoch,
-        channel=channel,
-        source=source,
-        payload=bytes(body[at:]),
-        priority=priority,
-        slot=slot,
-        send_ns=send_ns,
-        level_ext_id=ext,
-        kind=kind,
-        hold=hold,
-        sends=sends,
-        only=only,
+        sender,
+        incarnation,
+        epoch,
+        channel,
+        source,
+        body[at:],
+        priority,
+        slot,
+        send_ns,
+        ext,
+        kind,
+        bool(flags & HOLD),
+        sends,
+        only,
     )
 
 

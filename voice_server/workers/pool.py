@@ -411,7 +411,14 @@ class WorkerPool:
     def _dispatch(self, w: _Worker, msg: dict[str, Any]) -> None:
         op = msg["op"]
         tap = self.tap
-        if op == "tap_packet":
+        if op == "tap_packets":
+            if tap is not None:
+                bursts = self._bursts
+                for h, plain in msg["items"]:
+                    handle = bursts.get((w.index, h))
+                    if handle is not None:
+                        tap.packet(handle, plain)
+        elif op == "tap_packet":
             handle = self._bursts.get((w.index, msg["h"]))
             if handle is not None and tap is not None:
                 tap.packet(handle, msg["plain"])
