@@ -68,6 +68,8 @@ TALKER_REPORT_SECONDS = 1.0
 #: detector (clients/web/js/call.js) hears from the server while it talks and so tells a dead
 #: path within ~0.6 s (a network change) instead of waiting out the 1 s report interval
 KEEPALIVE_SECONDS = 0.25
+#: ICE consent expiry is checked this often
+CONSENT_CHECK_SECONDS = 5.0
 #: a listener's own reports count towards the talkers' reported loss for this long
 DOWNLINK_FRESH_SECONDS = 10.0
 #: a talker whose last packet is older than this gets no more reports
@@ -218,20 +220,7 @@ class MediaPlane:
             except OSError:
                 self.endpoint.close()
                 raise
-        self._tasks = [
-            asyncio.create_task(self._every(TICK_SECONDS, self._tick), name="media-tick"),
-            asyncio.create_task(
-                self._every(RTCP_SECONDS / RTCP_ROUNDS, self._send_reports), name="media-rtcp"
-            ),
-            asyncio.create_task(
-                self._every(TALKER_REPORT_SECONDS / RTCP_ROUNDS, self._send_talker_reports),
-                name="media-rtcp-talkers",
-            ),
-            asyncio.create_task(
-                self._every(KEEPALIVE_SECONDS, self._send_keepalives), name="media-rtcp-keepalive"
-            ),
-            asyncio.create_task(self._every(5.0, self._check_consent), name="media-consent"),
-        ]
+        self._tasks = [asyncio.create_task(self._clock(), name="media-clock")]
         log.info(
             "media plane listening",
             extra={
@@ -258,13 +247,37 @@ class MediaPlane:
         self.routers.clear()
         self.endpoint.close()
 
-    async def _every(self, seconds: float, job: Callable[[], None]) -> None:
+    def _schedule(self) -> list[tuple[Callable[[], None], int, int]]:
+        """The periodic jobs as (job, every how many clock ticks, runs per tick)."""
+        jobs = [
+            (self._tick, TICK_SECONDS),
+            (self._send_reports, RTCP_SECONDS / RTCP_ROUNDS),
+            (self._send_talker_reports, TALKER_REPORT_SECONDS / RTCP_ROUNDS),
+            (self._send_keepalives, KEEPALIVE_SECONDS),
+            (self._check_consent, CONSENT_CHECK_SECONDS),
+        ]
+        return [
+            (job, max(1, round(period / TICK_SECONDS)), max(1, round(TICK_SECONDS / period)))
+            for job, period in jobs
+        ]
+
+    async def _clock(self) -> None:
+        """Every periodic job on one timer of TICK_SECONDS, each at its own period (one
+        wake-up of the process per tick, not one per job: an idle plane woke ~85 times a
+        second, each media worker as much)."""
+        schedule = self._schedule()
+        n = 0
         while True:
-            await asyncio.sleep(seconds)
-            try:
-                job()
-            except Exception:
-                log.exception("media periodic job failed")
+            await asyncio.sleep(TICK_SECONDS)
+            n += 1
+            for job, every, runs in schedule:
+                if n % every:
+                    continue
+                for _ in range(runs):
+                    try:
+                        job()
+                    except Exception:
+                        log.exception("media periodic job failed")
 
     @property
     def transports(self) -> dict[str, Transport]:
