@@ -7,12 +7,14 @@ import asyncio
 import contextlib
 import secrets
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
 from voice_server.media.relay import WorkerRelay
 from voice_server.media.relay_packet import Kind, RelayPacket, pack, slot_ssrcs
 from voice_server.media.route import PLAIN, Route
+from voice_server.media.rtp import build_rtp
 from voice_server.media.source import ServerSource
 
 
@@ -208,3 +210,38 @@ async def test_a_direct_talks_mirror_carries_its_audience_key() -> None:
         await asyncio.wait_for(planes[1].delivered.wait(), 5)
         key = (frozenset({"bea-1", "bea-2"}), ("hq",))  # the filter, the channels before "ops"
         assert planes[1].got == [("mirror", "talker", 1, b"rewritten", key)]
+
+
+def _level_packet(seq: int, level: int) -> bytes:
+    return build_rtp(
+        payload_type=111, seq=seq, timestamp=seq * 960, ssrc=7, payload=b"opus",
+        audio_level=(level < 127, level), audio_level_id=1,
+    )  # fmt: skip
+
+
+async def test_silence_is_held_back_from_the_owner_once_quiet_and_its_lead_sent_first() -> None:
+    with _relays(2) as (relays, planes, _):
+        relays[0].set_owner("ops", 1, epoch=1)
+        sink = relays[0].wrap([("ops", lambda p, t: None)], Peer(), Route.channel("ops"))
+        ms = 1_000_000
+        t = time.perf_counter_ns()
+        voiced = _level_packet(1, 20)
+        sink(voiced, t)  # voiced: sent
+        quiet = [_level_packet(2 + i, 127) for i in range(60)]
+        for i, packet in enumerate(quiet):  # 20 ms apart: sent until past hangover + attack
+            sink(packet, t + (i + 1) * 20 * ms)
+        sent_quiet = relays[0].sent["media"] - 1
+        assert 0 < sent_quiet < 60 and relays[0].quiet["held"] == 60 - sent_quiet
+        onset = _level_packet(100, 20)
+        sink(onset, t + 61 * 20 * ms)  # voiced again: the last 40 ms of silence go first
+        assert relays[0].quiet["lead"] == 2
+        await _until_got(planes[1], 1 + sent_quiet + 3)
+        got = [g[2] for g in planes[1].got]
+        assert got[-3:] == [quiet[-2], quiet[-1], onset]
+
+
+async def _until_got(plane: FakePlane, n: int) -> None:
+    deadline = time.monotonic() + 5
+    while len(plane.got) < n:
+        assert time.monotonic() < deadline, plane.got
+        await asyncio.sleep(0.01)

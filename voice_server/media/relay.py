@@ -38,12 +38,14 @@ import contextlib
 import logging
 import socket
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from voice_server.histogram import LatencyHistogram
 from voice_server.limits import SO_RCVBUFFORCE, SO_SNDBUFFORCE, size_buffer
 from voice_server.media.endpoint import RECV_BUFFER, SEND_BUFFER
+from voice_server.media.errors import PacketError
 from voice_server.media.relay_packet import (
     Kind,
     RelayGate,
@@ -54,20 +56,69 @@ from voice_server.media.relay_packet import (
 )
 from voice_server.media.relay_targets import RelayTargets
 from voice_server.media.route import PLAIN, Route
+from voice_server.media.router import PREROLL_LEAD_MS
+from voice_server.media.rtp import audio_level
 from voice_server.media.source import ServerSource
 from voice_server.talk.arbiter import EpochFence
+from voice_server.talk.detector import TalkRules
 
 log = logging.getLogger(__name__)
 
 __all__ = ["IDLE_SECONDS", "WorkerRelay"]
 
 IDLE_SECONDS = 30.0
+LEAD_PACKETS = 4  # silent packets kept for a voiced run's lead (40 ms: 2 at 20 ms frames)
+QUIET_MARGIN_MS = 200  # past the detector's hangover and attack before silence is held back
 MAX_AUDIENCES = 256  # routed talkers' packed audiences kept
 READ_BATCH = 64
 Sink = Callable[[bytes, int], None]
 #: a relayed talker's route as its datagrams tell it: send channels, filter, priority, hold
 _RouteKey = tuple[tuple[str, ...], frozenset[str] | None, int, bool]
 _perf_ns = time.perf_counter_ns
+
+
+class _QuietGate:
+    """One local talker's packets to owners elsewhere: silence is held back once the owner's
+    detector is surely idle (no voiced packet for ``quiet_ms``: past its hangover and any
+    attack), so that a participant who is not talking (a listener's DTX frames, a phone's
+    silent packets) costs the owner no wake-up. The packets of the last ``lead_ms`` are kept and
+    sent just before the next voiced one (the router's pre-roll lead: a soft first consonant).
+    What the owner's router does with a voiced run is unchanged: a silent packet of an idle,
+    run-less detector changes nothing there but its pre-roll."""
+
+    __slots__ = ("held", "last_voiced_ms", "lead_ms", "quiet_ms", "threshold")
+
+    def __init__(self, threshold: int, quiet_ms: int, lead_ms: int) -> None:
+        self.threshold = threshold
+        self.quiet_ms = quiet_ms
+        self.lead_ms = lead_ms
+        # as if voiced now: a talker re-wrapped mid-burst (a route change) is not held back
+        # before the owner's detector can have ended its burst
+        self.last_voiced_ms = _perf_ns() // 1_000_000
+        self.held: deque[tuple[bytes, int]] = deque(maxlen=LEAD_PACKETS)
+
+    def admit(self, plain: bytes, ext_id: int, hold: bool, now_ms: int) -> bool:
+        """False: hold ``plain`` back (silence while quiet). True: send it, after
+        :meth:`lead` when that returns packets."""
+        try:
+            level = audio_level(plain, ext_id)
+        except PacketError:
+            return True  # the owner counts it
+        if hold or level is None or level[1] <= self.threshold:
+            self.last_voiced_ms = now_ms
+            return True
+        if now_ms - self.last_voiced_ms <= self.quiet_ms:
+            return True
+        self.held.append((plain, now_ms))
+        return False
+
+    def lead(self, now_ms: int) -> list[bytes]:
+        """The held packets of the last ``lead_ms`` (to send before a voiced one), oldest first."""
+        if not self.held:
+            return []
+        out = [p for p, t in self.held if now_ms - t <= self.lead_ms]
+        self.held.clear()
+        return out
 
 
 class _Audience:
@@ -114,6 +165,9 @@ class WorkerRelay:
         self.sent = {"media": 0, "mirror": 0}  # datagrams sent, by kind
         self.packets = 0  # forwarded packets mirrored to at least one worker
         self.mirror_drops = 0  # a mirrored packet that was no slot stream here
+        #: local talkers' silence held back from owners elsewhere, and held packets sent as
+        #: a voiced run's lead
+        self.quiet = {"held": 0, "lead": 0}
         self.send_drops = 0  # a full or missing peer socket
         #: inter-process hop: the sender's send time -> this worker's receipt
         self.added = LatencyHistogram()
@@ -155,6 +209,22 @@ class WorkerRelay:
         session = peer.session_id
         send = self._send
         priority, hold = route.priority, route.hold
+        gate = self._gate()
+        admit, lead = gate.admit, gate.lead
+        counts = self.quiet
+
+        def remote(owner: int, channel: str, plain: bytes, t0_ns: int, audience: Any) -> None:
+            ext = peer.level_ext_id
+            now_ms = t0_ns // 1_000_000
+            if not admit(plain, ext, hold, now_ms):
+                counts["held"] += 1
+                return
+            for early in lead(now_ms):
+                counts["lead"] += 1
+                send(Kind.MEDIA, (owner,), channel, session, priority, 0, ext, early, hold,
+                     audience)  # fmt: skip
+            send(Kind.MEDIA, (owner,), channel, session, priority, 0, ext, plain, hold, audience)
+
         if len(sinks) == 1 and route.only is None:
             channel, sink = sinks[0]
 
@@ -163,24 +233,39 @@ class WorkerRelay:
                 if owner == me:
                     sink(plain, t0_ns)
                 else:
-                    ext = peer.level_ext_id
-                    send(Kind.MEDIA, (owner,), channel, session, priority, 0, ext, plain, hold)
+                    remote(owner, channel, plain, t0_ns, None)
 
             return to_owner
         audience = _Audience(route)
         each = tuple(sinks)
 
         def to_owners(plain: bytes, t0_ns: int) -> None:
-            for channel, sink in each:
-                owner = owners.get(channel, me)
+            # one gate for all its channels: a packet held back is held back from every owner
+            # elsewhere, and a voiced one goes to each after the same lead
+            routed = [(channel, owners.get(channel, me), sink) for channel, sink in each]
+            if any(owner != me for _, owner, _ in routed):
+                now_ms = t0_ns // 1_000_000
+                ext = peer.level_ext_id
+                if admit(plain, ext, hold, now_ms):
+                    early = lead(now_ms)
+                    counts["lead"] += len(early)
+                    for channel, owner, _ in routed:
+                        if owner != me:
+                            for packet in (*early, plain):
+                                send(Kind.MEDIA, (owner,), channel, session, priority, 0, ext,
+                                     packet, hold, audience)  # fmt: skip
+                else:
+                    counts["held"] += 1
+            for _, owner, sink in routed:
                 if owner == me:
                     sink(plain, t0_ns)
-                else:
-                    ext = peer.level_ext_id
-                    send(Kind.MEDIA, (owner,), channel, session, priority, 0, ext, plain, hold,
-                         audience)  # fmt: skip
 
         return to_owners
+
+    def _gate(self) -> _QuietGate:
+        rules = getattr(self.plane, "rules", None) or TalkRules()
+        quiet = rules.hangover_ms + rules.attack_ms + QUIET_MARGIN_MS
+        return _QuietGate(rules.threshold_dbov, quiet, PREROLL_LEAD_MS)
 
     def mirror_out(
         self,
@@ -355,6 +440,7 @@ class WorkerRelay:
             "packets": self.packets,
             "sent": dict(self.sent),
             "mirror_drops": self.mirror_drops,
+            "quiet": dict(self.quiet),
             "send_drops": self.send_drops,
             "received": self.gate.accepted,
             "drops": dict(self.gate.drops),
