@@ -671,6 +671,15 @@ class WorkerPool:
             received.add(int(w.relay.get("received", 0)), worker=label)
             for reason, n in dict(w.relay.get("drops", {})).items():
                 drops.add(int(n), worker=label, reason=reason)
+        quiet = Family(
+            "voice_relay_silence_total",
+            "counter",
+            "Local talkers' silent packets held back from owners elsewhere (held), and held ones"
+            " sent as a voiced run's lead (lead)",
+        )
+        for w in self.workers:
+            for what, n in dict(w.relay.get("quiet", {})).items():
+                quiet.add(int(n), worker=str(w.index), what=what)
         restarts = Family("voice_media_worker_restarts_total", "counter", "Media workers restarted")
         for w in self.workers:
             restarts.add(w.restarts, worker=str(w.index))
@@ -710,7 +719,8 @@ class WorkerPool:
             "Relay datagrams: the sender's send time to the receiving worker's receipt",
             stride=2,
         )
-        mine = [up, placed, sent, packets, received, drops, restarts, timeouts, failures, dropped]
+        mine = [up, placed, sent, packets, received, drops, quiet, restarts, timeouts, failures]
+        mine.append(dropped)
         mine.append(cpu)
         mine += [copies, hop]
         return mine + summed([w.families for w in self.workers])
