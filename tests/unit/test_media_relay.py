@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from voice_server.media.quiet_gate import QuietGate
 from voice_server.media.relay import WorkerRelay
 from voice_server.media.relay_packet import Kind, RelayPacket, pack, slot_ssrcs
 from voice_server.media.route import PLAIN, Route
@@ -245,3 +246,13 @@ async def _until_got(plane: FakePlane, n: int) -> None:
     while len(plane.got) < n:
         assert time.monotonic() < deadline, plane.got
         await asyncio.sleep(0.01)
+
+
+def test_a_gate_lets_everything_through_until_quiet_and_never_holds_an_emergency() -> None:
+    gate = QuietGate(threshold=50, quiet_ms=840, lead_ms=40, now_ms=0)
+    silent = _level_packet(1, 127)
+    assert gate.admit(silent, 1, False, 800)  # within quiet_ms of its start: sent
+    assert not gate.admit(silent, 1, False, 900)  # quiet: held
+    assert gate.admit(silent, 1, True, 920)  # an open emergency's window: always sent
+    assert gate.admit(b"junk", 1, False, 2000)  # unreadable: the owner counts it
+    assert not gate.admit(silent, 1, False, 2000) and gate.lead(2030) == [silent]

@@ -38,14 +38,13 @@ import contextlib
 import logging
 import socket
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from voice_server.histogram import LatencyHistogram
 from voice_server.limits import SO_RCVBUFFORCE, SO_SNDBUFFORCE, size_buffer
 from voice_server.media.endpoint import RECV_BUFFER, SEND_BUFFER
-from voice_server.media.errors import PacketError
+from voice_server.media.quiet_gate import QuietGate
 from voice_server.media.relay_packet import (
     Kind,
     RelayGate,
@@ -57,7 +56,6 @@ from voice_server.media.relay_packet import (
 from voice_server.media.relay_targets import RelayTargets
 from voice_server.media.route import PLAIN, Route
 from voice_server.media.router import PREROLL_LEAD_MS
-from voice_server.media.rtp import audio_level
 from voice_server.media.source import ServerSource
 from voice_server.talk.arbiter import EpochFence
 from voice_server.talk.detector import TalkRules
@@ -67,7 +65,6 @@ log = logging.getLogger(__name__)
 __all__ = ["IDLE_SECONDS", "WorkerRelay"]
 
 IDLE_SECONDS = 30.0
-LEAD_PACKETS = 4  # silent packets kept for a voiced run's lead (40 ms: 2 at 20 ms frames)
 QUIET_MARGIN_MS = 200  # past the detector's hangover and attack before silence is held back
 MAX_AUDIENCES = 256  # routed talkers' packed audiences kept
 READ_BATCH = 64
@@ -75,50 +72,6 @@ Sink = Callable[[bytes, int], None]
 #: a relayed talker's route as its datagrams tell it: send channels, filter, priority, hold
 _RouteKey = tuple[tuple[str, ...], frozenset[str] | None, int, bool]
 _perf_ns = time.perf_counter_ns
-
-
-class _QuietGate:
-    """One local talker's packets to owners elsewhere: silence is held back once the owner's
-    detector is surely idle (no voiced packet for ``quiet_ms``: past its hangover and any
-    attack), so that a participant who is not talking (a listener's DTX frames, a phone's
-    silent packets) costs the owner no wake-up. The packets of the last ``lead_ms`` are kept and
-    sent just before the next voiced one (the router's pre-roll lead: a soft first consonant).
-    What the owner's router does with a voiced run is unchanged: a silent packet of an idle,
-    run-less detector changes nothing there but its pre-roll."""
-
-    __slots__ = ("held", "last_voiced_ms", "lead_ms", "quiet_ms", "threshold")
-
-    def __init__(self, threshold: int, quiet_ms: int, lead_ms: int) -> None:
-        self.threshold = threshold
-        self.quiet_ms = quiet_ms
-        self.lead_ms = lead_ms
-        # as if voiced now: a talker re-wrapped mid-burst (a route change) is not held back
-        # before the owner's detector can have ended its burst
-        self.last_voiced_ms = _perf_ns() // 1_000_000
-        self.held: deque[tuple[bytes, int]] = deque(maxlen=LEAD_PACKETS)
-
-    def admit(self, plain: bytes, ext_id: int, hold: bool, now_ms: int) -> bool:
-        """False: hold ``plain`` back (silence while quiet). True: send it, after
-        :meth:`lead` when that returns packets."""
-        try:
-            level = audio_level(plain, ext_id)
-        except PacketError:
-            return True  # the owner counts it
-        if hold or level is None or level[1] <= self.threshold:
-            self.last_voiced_ms = now_ms
-            return True
-        if now_ms - self.last_voiced_ms <= self.quiet_ms:
-            return True
-        self.held.append((plain, now_ms))
-        return False
-
-    def lead(self, now_ms: int) -> list[bytes]:
-        """The held packets of the last ``lead_ms`` (to send before a voiced one), oldest first."""
-        if not self.held:
-            return []
-        out = [p for p, t in self.held if now_ms - t <= self.lead_ms]
-        self.held.clear()
-        return out
 
 
 class _Audience:
@@ -262,10 +215,10 @@ class WorkerRelay:
 
         return to_owners
 
-    def _gate(self) -> _QuietGate:
+    def _gate(self) -> QuietGate:
         rules = getattr(self.plane, "rules", None) or TalkRules()
         quiet = rules.hangover_ms + rules.attack_ms + QUIET_MARGIN_MS
-        return _QuietGate(rules.threshold_dbov, quiet, PREROLL_LEAD_MS)
+        return QuietGate(rules.threshold_dbov, quiet, PREROLL_LEAD_MS, _perf_ns() // 1_000_000)
 
     def mirror_out(
         self,
