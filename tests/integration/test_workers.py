@@ -7,6 +7,7 @@ import contextlib
 import os
 import re
 import signal
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import datetime, timedelta
@@ -341,3 +342,252 @@ async def test_a_schedule_fires_once_with_two_workers(tmp_path: Path) -> None:
             await group.close()
     assert x.offer.port != y.offer.port  # type: ignore[union-attr]
     assert x.messages["talk_started"] == y.messages["talk_started"] == 1
+
+
+# ---------------------------------------------------------------- direct talk and all-calls
+# The same scenario with one process and with two (round-robin placement: the n-th session
+# joined sits on worker n % 2): what each listener hears of the console, its talk events and the
+# call log are the same.
+CONSOLE_CHANNELS = ("ops", "hq", "yard")
+#: a burst's first copies include up to 40 ms sent before its onset (the router's pre-roll
+#: lead): packets counted before the console started talking
+PREROLL = 2
+
+
+def _snap(p: SimParticipant) -> dict[int, tuple[int, int]]:
+    return {ssrc: (s.received, s.duplicates) for ssrc, s in p.streams.items()}
+
+
+def _since(p: SimParticipant, snap: dict[int, tuple[int, int]]) -> dict[int, tuple[int, int]]:
+    """Per stream: packets and duplicates received since ``snap`` (streams with packets)."""
+    out = {}
+    for ssrc, s in p.streams.items():
+        got, dup = snap.get(ssrc, (0, 0))
+        if s.received > got:
+            out[ssrc] = (s.received - got, s.duplicates - dup)
+    return out
+
+
+def _from(p: SimParticipant, sub: str, kind: str) -> list[dict[str, object]]:
+    return [
+        e
+        for e in p.talk_events
+        if e["type"] == kind and isinstance(e.get("speaker"), dict) and e["speaker"]["sub"] == sub
+    ]
+
+
+async def _console_talks(
+    server: ServerProcess,
+    sims: dict[str, SimParticipant],
+    reached: list[str],
+) -> tuple[int, int, dict[str, dict[int, tuple[int, int]]]]:
+    """The console ``con`` talks one burst until every session of ``reached`` got its
+    talk_started and stopped: the packets it sent while talking, in all, and what each session
+    heard."""
+    con = sims["con"]
+    snaps = {name: _snap(p) for name, p in sims.items()}
+    start = con.sent
+    con.talking = True
+    await _until(lambda: all(_from(sims[n], "sup", "talk_started") for n in reached), within=30)
+    await _until(lambda: con.sent >= start + 100)
+    con.talking = False
+    sent = con.sent - start
+    await _until(lambda: all(_from(sims[n], "sup", "talk_stopped") for n in reached), within=30)
+    await _until(
+        lambda: all(
+            sum(g for g, _ in _since(sims[n], snaps[n]).values()) >= 0.95 * sent for n in reached
+        )
+    )
+    # (the frames sent after the release, DTX, the hangover's, are forwarded too)
+    heard = {name: _since(p, snaps[name]) for name, p in sims.items()}
+    return sent, con.sent - start, heard
+
+
+async def _spooled(server: ServerProcess, sub: str) -> list[dict[str, str]]:
+    spool = server.data_dir / "spool"
+    await _until(lambda: not any(spool.glob("*.ogg.part")))
+    tags = [read_ogg_opus(p.read_bytes()).tags for p in sorted(spool.glob("*.ogg"))]
+    return [t for t in tags if t["VOICE_SPEAKER_ID"] == sub]
+
+
+@contextlib.contextmanager
+def _console_server(tmp_path: Path, workers: int) -> Iterator[ServerProcess]:
+    env = {"VOICE_WORKERS_PLACEMENT": "round-robin"}
+    with running_server(
+        tmp_path / "srv", env=env, channels=CONSOLE_CHANNELS, extra_args=["--workers", str(workers)]
+    ) as server:
+        yield server
+
+
+async def _join_in_order(
+    server: ServerProcess, group: SimGroup, order: list[tuple[str, str, str, str]]
+) -> dict[str, SimParticipant]:
+    """(name, user, channel, role) joined one by one, in this order."""
+    sims = {}
+    for name, user, channel, role in order:
+        token = server.token(user, *CONSOLE_CHANNELS, role=role) if role != "staff" else (
+            server.token(user, channel))  # fmt: skip
+        p = group.participant(token, channel, name)
+        await group.connect(p)
+        sims[name] = p
+    return sims
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_a_direct_talk_across_workers_reaches_its_targets_once_and_nobody_else(
+    tmp_path: Path, workers: int
+) -> None:
+    with _console_server(tmp_path, workers) as server:
+        group = SimGroup(server.ws_url, "ops", lambda _i: "", dtx=True)
+        try:
+            # worker 0: con (owns ops), cid (owns hq), yo; worker 1: bea's headset (owns yard),
+            # bea's phone. hq's owner is the console's worker (its forward is mirrored to
+            # bea's phone with the filter); yard's is the other (a MEDIA hop, then mirrored
+            # to yo's worker, where the filter keeps yo out)
+            sims = await _join_in_order(
+                server,
+                group,
+                [
+                    ("con", "sup", "ops", "supervisor"),
+                    ("bea-headset", "bea", "yard", "staff"),
+                    ("cid", "cid", "hq", "staff"),
+                    ("bea-phone", "bea", "hq", "staff"),
+                    ("yo", "yo", "yard", "staff"),
+                ],
+            )
+            if workers == 2:
+                ports = {n: p.offer.port for n, p in sims.items()}  # type: ignore[union-attr]
+                assert ports["con"] == ports["cid"] == ports["yo"] == server.media_port
+                assert ports["bea-phone"] == ports["bea-headset"] == server.media_port + 1
+            await sims["con"].send_message(type="talk_target", user="bea", id="t")
+            await _until(lambda: sims["con"].messages["talk_target_set"] == 1)
+            sent, total, heard = await _console_talks(server, sims, ["bea-phone", "bea-headset"])
+        finally:
+            await group.close()
+        bursts = await _spooled(server, "sup")
+    for name in ("bea-phone", "bea-headset"):  # each device: one stream, every packet once
+        ((got, dup),) = heard[name].values()
+        assert 0.95 * sent <= got <= total + PREROLL and dup == 0, (name, got, sent, total)
+        (start,) = _from(sims[name], "sup", "talk_started")
+        assert start["kind"] == "direct"
+        assert len(_from(sims[name], "sup", "talk_stopped")) == 1
+    for name in ("cid", "yo", "con"):  # nobody else hears it, nor its talk events
+        assert heard[name] == {} and not _from(sims[name], "sup", "talk_started"), name
+    assert len(bursts) == 1, bursts  # one burst, written once
+    assert (bursts[0].get("VOICE_KIND"), bursts[0].get("VOICE_TARGET")) == ("direct", "bea")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_an_all_call_across_workers_is_heard_once_by_each_listener_and_logged_once(
+    tmp_path: Path, workers: int
+) -> None:
+    with _console_server(tmp_path, workers) as server:
+        group = SimGroup(server.ws_url, "ops", lambda _i: "", dtx=True)
+        try:
+            # worker 0: con (owns ops), y0 (owns yard), h2; worker 1: h1 (owns hq), mon (a
+            # console in yard that also hears hq), lo (ops: not called). hq's owner is the
+            # other worker (the call is tapped there, from a relayed source); yard's forward
+            # is mirrored to mon's worker, where mon hears the call once, through hq
+            sims = await _join_in_order(
+                server,
+                group,
+                [
+                    ("con", "sup", "ops", "supervisor"),
+                    ("h1", "h1", "hq", "staff"),
+                    ("y0", "y0", "yard", "staff"),
+                    ("mon", "mon", "yard", "supervisor"),
+                    ("h2", "h2", "hq", "staff"),
+                    ("lo", "lo", "ops", "staff"),
+                ],
+            )
+            if workers == 2:
+                ports = {n: p.offer.port for n, p in sims.items()}  # type: ignore[union-attr]
+                assert ports["con"] == ports["y0"] == ports["h2"] == server.media_port
+                assert ports["h1"] == ports["mon"] == ports["lo"] == server.media_port + 1
+            mon, h1 = sims["mon"], sims["h1"]
+            await mon.send_message(type="monitor", channels=["hq"], id="m")
+            await _until(lambda: mon.messages["monitored"] == 1 and mon.renegotiations == 1)
+            # mon hears hq once its answer is in: h1 talks until mon hears it
+            before = mon.received
+            h1.talking = True
+            await _until(lambda: mon.received >= before + 20)
+            h1.talking = False
+            await _until(lambda: bool(_from(mon, "h1", "talk_stopped")))
+            await sims["con"].send_message(type="talk_target", channels=["hq", "yard"], id="t")
+            await _until(lambda: sims["con"].messages["talk_target_set"] == 1)
+            sent, total, heard = await _console_talks(server, sims, ["h1", "h2", "y0", "mon"])
+        finally:
+            await group.close()
+        bursts = await _spooled(server, "sup")
+    for name, channel in (("h1", "hq"), ("h2", "hq"), ("y0", "yard"), ("mon", "hq")):
+        # one stream each (mon: hq's, its first channel of the call), every packet once
+        ((got, dup),) = heard[name].values()
+        assert 0.95 * sent <= got <= total + PREROLL and dup == 0, (name, got, sent, total)
+        starts = _from(sims[name], "sup", "talk_started")
+        assert {(s["channel"], s["kind"], s["priority"]) for s in starts} >= {
+            (channel, "all_call", 2)
+        }, (name, starts)
+    for name in ("h1", "h2", "y0"):  # one burst, its talk events and ducking as one process
+        assert len(_from(sims[name], "sup", "talk_started")) == 1
+        ducks = [e["db"] for e in sims[name].talk_events if e["type"] == "duck"]
+        assert ducks[-2:][0] != 0 and ducks[-1] == 0, (name, ducks)
+    assert heard["lo"] == {} and not _from(sims["lo"], "sup", "talk_started")
+    assert len(bursts) == 1, bursts  # tapped once, in hq, naming yard as also reached
+    assert (
+        bursts[0]["VOICE_CHANNEL"],
+        bursts[0].get("VOICE_ALSO"),
+        bursts[0].get("VOICE_KIND"),
+    ) == (
+        "hq",
+        "yard",
+        "all_call",
+    )
+
+
+async def test_a_frozen_worker_never_blocks_the_parent_for_more_than_one_bounded_wait(
+    two_workers: ServerProcess, group: SimGroup
+) -> None:
+    """Worker 1 SIGSTOPped: the one command sent to it waits at most CALL_TIMEOUT, the next
+    fail at once (counted), a new member goes to worker 0 and hears the talker, and the parent
+    answers HTTP throughout."""
+    server = two_workers
+    talker, frozen, _ = await _join(group, 3)  # worker 0, 1, 0: the next would be worker 1
+    talker.talking = True
+    await _until(lambda: frozen.received >= 20)
+    pid = _worker_pid(server, 1)
+    latencies: list[float] = []
+    stop = threading.Event()
+
+    def probe() -> None:  # the parent's HTTP front, from another thread: its answer times
+        with httpx.Client(timeout=30) as c:
+            while not stop.is_set():
+                t0 = time.monotonic()
+                assert c.get(f"{server.url}/healthz").status_code == 200
+                latencies.append(time.monotonic() - t0)
+                stop.wait(0.05)
+
+    prober = threading.Thread(target=probe, daemon=True)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        prober.start()
+        # commands to the frozen worker: the first waits (bounded), the next fail at once
+        for n in range(3):
+            await frozen.send_message(type="ice_restart", id=f"r{n}")
+        await _until(lambda: frozen.messages["error"] >= 3)
+        late = (await group.add(1))[0]  # placed on worker 0, the one answering
+        assert late.offer.port == server.media_port  # type: ignore[union-attr]
+        before = late.received
+        await _until(lambda: late.received >= before + 20)
+        text = await _metrics(server)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+        stop.set()
+        prober.join(30)
+        talker.talking = False
+    failures = {
+        reason: _metric(text, "voice_media_worker_call_failures_total", worker="1", reason=reason)
+        for reason in ("timeout", "unresponsive")
+    }
+    assert failures["timeout"] == 1 and failures["unresponsive"] >= 2, failures
+    assert latencies and max(latencies) < 4.0, max(latencies)  # one wait of 1 s, not 5 s each

@@ -54,6 +54,7 @@ PURE = [
     "voice_server.announce.schedule",
     "voice_server.media.relay_packet",
     "voice_server.media.relay_targets",
+    "voice_server.media.quiet_gate",
     "voice_server.talk.arbiter",
     "voice_server.workers.placement",
     "voice_server.workers.ownership",

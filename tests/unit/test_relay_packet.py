@@ -97,3 +97,22 @@ def test_the_gate_reads_peers_in_place() -> None:
 def test_a_short_key_is_refused() -> None:
     with pytest.raises(ValueError):
         RelayGate(b"short", 0, {})
+
+
+def test_a_routed_packet_carries_its_audience() -> None:
+    key = bytes(range(32))
+    sent = RelayPacket(
+        0, 1, 2, "yard", "con", b"rtp", sends=("hq", "yard"), only=frozenset({"b1", "b2"})
+    )
+    got = parse(pack(sent, key), key)
+    assert got == sent and got.routed and got.payload == b"rtp"
+    allcall = RelayPacket(0, 1, 2, "hq", "con", b"rtp", sends=("hq", "yard"))
+    assert parse(pack(allcall, key), key).only is None
+
+
+def test_an_audience_that_does_not_name_its_channel_is_malformed() -> None:
+    key = bytes(range(32))
+    bad = pack(RelayPacket(0, 1, 2, "ops", "con", b"rtp", sends=("hq",)), key)
+    with pytest.raises(RelayError) as err:
+        parse(bad, key)
+    assert err.value.reason == "malformed"

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from voice_server.media.route import Route
-from voice_server.workers.control import decode, encode, route_dict, route_of, tap_packet
+from voice_server.workers.control import (
+    decode,
+    encode,
+    route_dict,
+    route_of,
+    tap_packet,
+    tap_packets,
+)
 
 
 def test_a_command_round_trips_with_its_fields() -> None:
@@ -35,3 +42,10 @@ def test_anything_else_is_refused(record: bytes) -> None:
 )
 def test_a_route_round_trips(route: Route) -> None:
     assert route_of(decode(encode("x", route=route_dict(route)))["route"]) == route
+
+
+def test_tap_packets_travel_several_to_a_record_in_order() -> None:
+    items = [(1, b"\x90\x6f a"), (0xFFFF_FFFF, b""), (2, bytes(1400))]
+    assert decode(tap_packets(items)) == {"op": "tap_packets", "items": items}
+    with pytest.raises(ValueError):
+        decode(tap_packets(items)[:-1])  # cut short

@@ -100,3 +100,10 @@ def test_a_released_channel_has_no_owner() -> None:
     o.carry("ops", 0)
     o.release("ops")
     assert o.owner("ops") is None
+
+
+def test_a_worker_not_answering_gets_no_new_participant_unless_it_is_the_only_one() -> None:
+    p = Placement(2)
+    assert p.choose("ops", avoid=frozenset({0})) == 1
+    p.down(1)
+    assert p.choose("ops", avoid=frozenset({0})) == 0  # better a slow worker than none

@@ -21,7 +21,7 @@ import logging
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Protocol
@@ -68,6 +68,8 @@ TALKER_REPORT_SECONDS = 1.0
 #: detector (clients/web/js/call.js) hears from the server while it talks and so tells a dead
 #: path within ~0.6 s (a network change) instead of waiting out the 1 s report interval
 KEEPALIVE_SECONDS = 0.25
+#: ICE consent expiry is checked this often
+CONSENT_CHECK_SECONDS = 5.0
 #: a listener's own reports count towards the talkers' reported loss for this long
 DOWNLINK_FRESH_SECONDS = 10.0
 #: a talker whose last packet is older than this gets no more reports
@@ -81,12 +83,20 @@ Sink = Callable[[bytes, int], None]
 
 class RelayHook(Protocol):
     """The relay to other media workers (``media/relay.py``; None with one process): wraps a
-    local talker's sink so that its packets also go, once, to each other worker with listeners
-    of its channel."""
+    local talker's sinks (channel, its member's sink here, in send order) so that each send
+    channel's packets go to that channel's owner."""
 
-    def wrap(self, sink: Sink, peer: Peer, route: Route) -> Sink: ...
+    def wrap(self, sinks: Sequence[tuple[str, Sink]], peer: Peer, route: Route) -> Sink: ...
 
-    def mirror_out(self, channel: str, talker: str, slot: int, data: bytes, t0_ns: int) -> None:
+    def mirror_out(
+        self,
+        channel: str,
+        talker: str,
+        slot: int,
+        data: bytes,
+        t0_ns: int,
+        route: Route | None = None,
+    ) -> None:
         """What a router forwarded, to the other workers with listeners of its channel."""
         ...
 
@@ -107,6 +117,15 @@ class _Placed:
     peer: Peer
     route: Route
     channels: frozenset[str] = frozenset()
+    #: a relayed talker's: the send channels it is a member of here (None: all of them)
+    arbitrated: frozenset[str] | None = None
+
+    @property
+    def wanted(self) -> frozenset[str]:
+        """The channels it needs a router in."""
+        if self.arbitrated is None:
+            return self.route.channels
+        return frozenset(self.route.hears) | (frozenset(self.route.sends) & self.arbitrated)
 
 
 @dataclass(eq=False, slots=True)
@@ -201,20 +220,7 @@ class MediaPlane:
             except OSError:
                 self.endpoint.close()
                 raise
-        self._tasks = [
-            asyncio.create_task(self._every(TICK_SECONDS, self._tick), name="media-tick"),
-            asyncio.create_task(
-                self._every(RTCP_SECONDS / RTCP_ROUNDS, self._send_reports), name="media-rtcp"
-            ),
-            asyncio.create_task(
-                self._every(TALKER_REPORT_SECONDS / RTCP_ROUNDS, self._send_talker_reports),
-                name="media-rtcp-talkers",
-            ),
-            asyncio.create_task(
-                self._every(KEEPALIVE_SECONDS, self._send_keepalives), name="media-rtcp-keepalive"
-            ),
-            asyncio.create_task(self._every(5.0, self._check_consent), name="media-consent"),
-        ]
+        self._tasks = [asyncio.create_task(self._clock(), name="media-clock")]
         log.info(
             "media plane listening",
             extra={
@@ -241,13 +247,37 @@ class MediaPlane:
         self.routers.clear()
         self.endpoint.close()
 
-    async def _every(self, seconds: float, job: Callable[[], None]) -> None:
+    def _schedule(self) -> list[tuple[Callable[[], None], int, int]]:
+        """The periodic jobs as (job, every how many clock ticks, runs per tick)."""
+        jobs = [
+            (self._tick, TICK_SECONDS),
+            (self._send_reports, RTCP_SECONDS / RTCP_ROUNDS),
+            (self._send_talker_reports, TALKER_REPORT_SECONDS / RTCP_ROUNDS),
+            (self._send_keepalives, KEEPALIVE_SECONDS),
+            (self._check_consent, CONSENT_CHECK_SECONDS),
+        ]
+        return [
+            (job, max(1, round(period / TICK_SECONDS)), max(1, round(TICK_SECONDS / period)))
+            for job, period in jobs
+        ]
+
+    async def _clock(self) -> None:
+        """Every periodic job on one timer of TICK_SECONDS, each at its own period (one
+        wake-up of the process per tick, not one per job: an idle plane woke ~85 times a
+        second, each media worker as much)."""
+        schedule = self._schedule()
+        n = 0
         while True:
-            await asyncio.sleep(seconds)
-            try:
-                job()
-            except Exception:
-                log.exception("media periodic job failed")
+            await asyncio.sleep(TICK_SECONDS)
+            n += 1
+            for job, every, runs in schedule:
+                if n % every:
+                    continue
+                for _ in range(runs):
+                    try:
+                        job()
+                    except Exception:
+                        log.exception("media periodic job failed")
 
     @property
     def transports(self) -> dict[str, Transport]:
@@ -365,25 +395,37 @@ class MediaPlane:
         )
 
     # ------------------------------------------------------------------ server-side sources
-    def attach_source(self, source_id: str, route: Route, *, logged: bool = True) -> ServerSource:
+    def attach_source(
+        self,
+        source_id: str,
+        route: Route,
+        *,
+        logged: bool = True,
+        arbitrated: frozenset[str] | None = None,
+    ) -> ServerSource:
         """A talker with no peer (an announcement, a relayed stream) on ``route``: its packets
         (:meth:`ServerSource.send`) are forwarded like a participant's (``logged``: its bursts go
-        to the call-log tap; an announcement writes its own rows)."""
+        to the call-log tap; an announcement writes its own rows; ``arbitrated``: a relayed
+        talker's send channels arbitrated here, the only ones it is a member of here, its route
+        still deciding its audience)."""
         if route.hears:
             raise ValueError("a server-side source hears nothing")
         if source_id in self.sources or source_id in self.links:
             raise ValueError("that id is in use")
         source = ServerSource(source_id, payload_type=OPUS_PT)
         source.logged = logged
-        placed = self.sources[source_id] = _Placed(source, route)
+        placed = self.sources[source_id] = _Placed(source, route, arbitrated=arbitrated)
         self._place(placed)
         return source
 
-    def route_source(self, source_id: str, route: Route) -> None:
+    def route_source(
+        self, source_id: str, route: Route, *, arbitrated: frozenset[str] | None = None
+    ) -> None:
         placed = self.sources[source_id]
         if route.hears:
             raise ValueError("a server-side source hears nothing")
         placed.route = route
+        placed.arbitrated = arbitrated
         self._place(placed)
 
     def slot_free(self, channel: str) -> bool:
@@ -444,9 +486,12 @@ class MediaPlane:
         # its routers rebuild when it connects (joins cost one rebuild less)
         unseen = isinstance(peer, Transport) and peer.state in _NEVER_CONNECTED
         members: list[Member] = []
-        for channel in sorted(placed.channels | route.channels):
+        wanted = placed.wanted
+        here = placed.arbitrated
+        for channel in sorted(placed.channels | wanted):
             router = self._router(channel)
-            member = router.place(peer, now, hear=channel in heard)
+            send = None if here is None else channel in here and channel in route.sends
+            member = router.place(peer, now, hear=channel in heard, send=send)
             if member is not None:
                 members.append(member)
             if not unseen:
@@ -454,7 +499,7 @@ class MediaPlane:
             if router.empty and not self._wanted(channel):
                 router.close()
                 del self.routers[channel]
-        placed.channels = route.channels
+        placed.channels = wanted
         # mid 0 of a participant (or a source's packets) goes to its members, in route order
         members.sort(key=lambda m: route.sends.index(m.router.channel))
         sink: Callable[[bytes, int], None] | None = None
@@ -466,7 +511,8 @@ class MediaPlane:
             sink = self._listen_only
         if members and self.relay is not None and not getattr(peer, "relayed", False):
             assert sink is not None
-            sink = self.relay.wrap(sink, peer, route)
+            sinks = [(m.router.channel, partial(m.router.on_rtp, m)) for m in members]
+            sink = self.relay.wrap(sinks, peer, route)
         if isinstance(peer, Transport | ServerSource):
             peer.sink = sink
 
@@ -477,7 +523,7 @@ class MediaPlane:
         """A route still names the channel (its router keeps its slot SSRCs, which an offer
         may have announced)."""
         return any(channel in p.route.channels for p in self.links.values()) or any(
-            channel in p.route.channels for p in self.sources.values()
+            channel in p.wanted for p in self.sources.values()
         )
 
     def ice_restart(self, session_id: str) -> Renegotiation:

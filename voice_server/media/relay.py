@@ -16,6 +16,12 @@ events, the call-log tap) and the only one that rewrites its slot streams.
   authenticated once (:mod:`~voice_server.media.relay_packet`): never once per listener. The
   slot SSRCs are the same on every worker, so the receiving router protects and sends the
   owner's packet as it is to its listeners (:meth:`Router.mirror`).
+* A routed talker (a direct talk's listener filter, an all-call's several channels) is the
+  same, channel by channel: each send channel's packets go to that channel's owner, where the
+  relayed source is a member of the channels it is relayed into there only; the datagrams carry
+  its audience (send channels, filter), so that its owners' routers and the workers receiving
+  their mirrors give it the audience one process would (never someone it does not address, a
+  listener of several of its channels once, through the first it hears).
 * Every datagram is checked by the :class:`~voice_server.media.relay_packet.RelayGate` (refusals
   counted); one from an owner older than the epoch known is dropped.
 
@@ -32,26 +38,51 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from voice_server.histogram import LatencyHistogram
 from voice_server.limits import SO_RCVBUFFORCE, SO_SNDBUFFORCE, size_buffer
 from voice_server.media.endpoint import RECV_BUFFER, SEND_BUFFER
-from voice_server.media.relay_packet import Kind, RelayGate, RelayPacket, pack, slot_ssrcs
+from voice_server.media.quiet_gate import QuietGate
+from voice_server.media.relay_packet import (
+    Kind,
+    RelayGate,
+    RelayPacket,
+    audience_bytes,
+    pack,
+    slot_ssrcs,
+)
 from voice_server.media.relay_targets import RelayTargets
-from voice_server.media.route import Route
+from voice_server.media.route import PLAIN, Route
+from voice_server.media.router import PREROLL_LEAD_MS
 from voice_server.media.source import ServerSource
 from voice_server.talk.arbiter import EpochFence
+from voice_server.talk.detector import TalkRules
 
 log = logging.getLogger(__name__)
 
 __all__ = ["IDLE_SECONDS", "WorkerRelay"]
 
 IDLE_SECONDS = 30.0
+QUIET_MARGIN_MS = 200  # past the detector's hangover and attack before silence is held back
+MAX_AUDIENCES = 256  # routed talkers' packed audiences kept
 READ_BATCH = 64
 Sink = Callable[[bytes, int], None]
+#: a relayed talker's route as its datagrams tell it: send channels, filter, priority, hold
+_RouteKey = tuple[tuple[str, ...], frozenset[str] | None, int, bool]
 _perf_ns = time.perf_counter_ns
+
+
+class _Audience:
+    """A routed talker's audience as a relay datagram carries it, packed once."""
+
+    __slots__ = ("only", "packed", "sends")
+
+    def __init__(self, route: Route) -> None:
+        self.sends = route.sends
+        self.only = route.only
+        self.packed = audience_bytes(route.sends, route.only)
 
 
 class WorkerRelay:
@@ -79,11 +110,17 @@ class WorkerRelay:
         self.targets = RelayTargets(index)
         #: channel -> its owner's index (absent: no owner known, arbitrated here)
         self.owners: dict[str, int] = {}
-        #: relayed talkers here: session id -> (its source, last packet time, its route here)
-        self.sources: dict[str, tuple[ServerSource, float, Route]] = {}
+        #: relayed talkers here: session id -> (its source, last packet time, its route, the
+        #: channels it is relayed into here, what of the datagram made its route)
+        self.sources: dict[str, tuple[ServerSource, float, Route, frozenset[str], _RouteKey]] = {}
+        #: routed talkers' packed audiences, by route (bounded)
+        self._audiences: dict[Route, _Audience] = {}
         self.sent = {"media": 0, "mirror": 0}  # datagrams sent, by kind
         self.packets = 0  # forwarded packets mirrored to at least one worker
         self.mirror_drops = 0  # a mirrored packet that was no slot stream here
+        #: local talkers' silence held back from owners elsewhere, and held packets sent as
+        #: a voiced run's lead
+        self.quiet = {"held": 0, "lead": 0}
         self.send_drops = 0  # a full or missing peer socket
         #: inter-process hop: the sender's send time -> this worker's receipt
         self.added = LatencyHistogram()
@@ -113,36 +150,102 @@ class WorkerRelay:
         self.sources.clear()
 
     # ------------------------------------------------------------------ out
-    def wrap(self, sink: Sink, peer: Any, route: Route) -> Sink:
-        """The plane's hook for a local talker: to its channel's owner when that is another
-        worker, else to the local router (which arbitrates and mirrors what it forwards). The
-        datagram carries the route's priority and hold, which the owner's source takes."""
+    def wrap(self, sinks: Sequence[tuple[str, Sink]], peer: Any, route: Route) -> Sink:
+        """The plane's hook for a local talker, given its local members' sinks in send order
+        (channel, sink): each packet to each send channel's owner, this worker's router for a
+        channel it owns (it arbitrates and mirrors what it forwards), a ``MEDIA`` datagram to
+        the owner for one another worker owns. The datagram carries the route's priority and
+        hold, which the owner's source takes, and for a routed talker (direct talk, all-call)
+        its audience: its send channels and listener filter."""
         owners = self.owners
         me = self.index
         session = peer.session_id
         send = self._send
-        channel, priority, hold = route.sends[0], route.priority, route.hold
-        if route.only is not None or len(route.sends) > 1:
-            # direct talk and all-calls stay with the talker's own worker: the datagram
-            # carries no listener filter and one channel (README: not yet across workers)
-            return sink
+        priority, hold = route.priority, route.hold
+        gate = self._gate()
+        admit, lead = gate.admit, gate.lead
+        counts = self.quiet
 
-        def to_owner(plain: bytes, t0_ns: int) -> None:
-            owner = owners.get(channel, me)
-            if owner == me:
-                sink(plain, t0_ns)
-            else:
+        def remote(owner: int, channel: str, plain: bytes, t0_ns: int, audience: Any) -> None:
+            ext = peer.level_ext_id
+            now_ms = t0_ns // 1_000_000
+            if not admit(plain, ext, hold, now_ms):
+                counts["held"] += 1
+                return
+            for early in lead(now_ms):
+                counts["lead"] += 1
+                send(Kind.MEDIA, (owner,), channel, session, priority, 0, ext, early, hold,
+                     audience)  # fmt: skip
+            send(Kind.MEDIA, (owner,), channel, session, priority, 0, ext, plain, hold, audience)
+
+        if len(sinks) == 1 and route.only is None:
+            channel, sink = sinks[0]
+
+            def to_owner(plain: bytes, t0_ns: int) -> None:
+                owner = owners.get(channel, me)
+                if owner == me:
+                    sink(plain, t0_ns)
+                else:
+                    remote(owner, channel, plain, t0_ns, None)
+
+            return to_owner
+        audience = _Audience(route)
+        each = tuple(sinks)
+
+        def to_owners(plain: bytes, t0_ns: int) -> None:
+            # one gate for all its channels: a packet held back is held back from every owner
+            # elsewhere, and a voiced one goes to each after the same lead
+            routed = [(channel, owners.get(channel, me), sink) for channel, sink in each]
+            if any(owner != me for _, owner, _ in routed):
+                now_ms = t0_ns // 1_000_000
                 ext = peer.level_ext_id
-                send(Kind.MEDIA, (owner,), channel, session, priority, 0, ext, plain, hold)
+                if admit(plain, ext, hold, now_ms):
+                    early = lead(now_ms)
+                    counts["lead"] += len(early)
+                    for channel, owner, _ in routed:
+                        if owner != me:
+                            for packet in (*early, plain):
+                                send(Kind.MEDIA, (owner,), channel, session, priority, 0, ext,
+                                     packet, hold, audience)  # fmt: skip
+                else:
+                    counts["held"] += 1
+            for _, owner, sink in routed:
+                if owner == me:
+                    sink(plain, t0_ns)
 
-        return to_owner
+        return to_owners
 
-    def mirror_out(self, channel: str, talker: str, slot: int, data: bytes, t0_ns: int) -> None:
-        """What this worker's router forwarded, once to each other worker with listeners."""
+    def _gate(self) -> QuietGate:
+        rules = getattr(self.plane, "rules", None) or TalkRules()
+        quiet = rules.hangover_ms + rules.attack_ms + QUIET_MARGIN_MS
+        return QuietGate(rules.threshold_dbov, quiet, PREROLL_LEAD_MS, _perf_ns() // 1_000_000)
+
+    def mirror_out(
+        self,
+        channel: str,
+        talker: str,
+        slot: int,
+        data: bytes,
+        t0_ns: int,
+        route: Route | None = None,
+    ) -> None:
+        """What this worker's router forwarded, once to each other worker with listeners
+        (``route``: a routed talker's, whose audience the receivers apply; None: everyone
+        hearing the channel)."""
         targets = self.targets.targets(channel)
         if targets:
             self.packets += 1
-            self._send(Kind.MIRROR, targets, channel, talker, 0, slot, 0, data)
+            audience = None if route is None else self._audience_of(route)
+            self._send(Kind.MIRROR, targets, channel, talker, 0, slot, 0, data, False, audience)
+
+    def _audience_of(self, route: Route) -> _Audience:
+        """The packed audience of a routed talker's route (kept while its route is the same)."""
+        cached = self._audiences.get(route)
+        if cached is None:
+            if len(self._audiences) >= MAX_AUDIENCES:
+                self._audiences.clear()
+            cached = self._audiences[route] = _Audience(route)
+        return cached
 
     def slot_ssrcs(self, channel: str) -> tuple[int, ...]:
         """The channel's slot SSRCs, the same on every worker (the plane's ``slot_ssrcs_of``)."""
@@ -159,6 +262,7 @@ class WorkerRelay:
         ext: int,
         payload: bytes,
         hold: bool = False,
+        audience: _Audience | None = None,
     ) -> None:
         sock = self.sock
         if sock is None:
@@ -177,8 +281,11 @@ class WorkerRelay:
                 level_ext_id=ext,
                 kind=kind,
                 hold=hold,
+                sends=audience.sends if audience is not None else (),
+                only=audience.only if audience is not None else None,
             ),
             self._key,
+            audience.packed if audience is not None else None,
         )
         name = kind.name.lower()
         for worker in targets:
@@ -217,35 +324,61 @@ class WorkerRelay:
         now = _perf_ns()
         if packet.send_ns:
             self.added.observe_us(max(0, now - packet.send_ns) // 1000)
+        channel = packet.channel
         if packet.kind is Kind.MIRROR:
-            router = self.plane.routers.get(packet.channel)
-            if router is None or not router.mirror(packet.source, packet.slot, packet.payload, now):
+            router = self.plane.routers.get(channel)
+            audience = PLAIN
+            if packet.routed:
+                audience = (packet.only, packet.sends[: packet.sends.index(channel)])
+            if router is None or not router.mirror(
+                packet.source, packet.slot, packet.payload, now, audience
+            ):
                 self.mirror_drops += 1
             return
-        route = Route((packet.channel,), (), priority=packet.priority, hold=packet.hold)
+        sends = packet.sends or (channel,)
         entry = self.sources.get(packet.source)
-        if entry is None:
-            try:  # a talker of another worker, here its channel's owner: tapped here, once
-                source = self.plane.attach_source(packet.source, route)
-            except ValueError:  # the id is a local session's: not ours to relay
-                self.gate.drops["unknown_peer"] += 1
-                return
-            source.relayed = True
+        key = (sends, packet.only, packet.priority, packet.hold)
+        if entry is not None and entry[4] == key and channel in entry[3]:
+            source, _, route, here, _ = entry  # the common case: nothing changed
         else:
-            source = entry[0]
-            if entry[2] != route:  # its level or hold changed at home (talk_right, emergency)
-                self.plane.route_source(packet.source, route)
+            try:
+                route = Route(sends, (), packet.only, priority=packet.priority, hold=packet.hold)
+            except ValueError:  # a channel named twice
+                self.gate.drops["malformed"] += 1
+                return
+            if entry is None:
+                # a talker of another worker, here the owner of ``channel``: a member of the
+                # channels it is relayed into here only (their owner arbitrates the others)
+                here = frozenset((channel,))
+                try:
+                    source = self.plane.attach_source(packet.source, route, arbitrated=here)
+                except ValueError:  # the id is a local session's: not ours to relay
+                    self.gate.drops["unknown_peer"] += 1
+                    return
+                source.relayed = True
+            else:
+                # its level, hold or target changed at home (talk_right, emergency, console),
+                # or it is relayed into one more channel owned here (an all-call)
+                source, _, _, here, _ = entry
+                here = frozenset(c for c in (*here, channel) if c in sends)
+                self.plane.route_source(packet.source, route, arbitrated=here)
         if packet.level_ext_id:
             source.level_ext_id = packet.level_ext_id
-        self.sources[packet.source] = (source, time.monotonic(), route)
-        sink = source.sink
-        if sink is not None:
-            sink(packet.payload, now)
+        self.sources[packet.source] = (source, time.monotonic(), route, here, key)
+        if len(here) == 1:
+            sink = source.sink
+            if sink is not None:
+                sink(packet.payload, now)
+            return
+        router = self.plane.routers.get(channel)
+        member = router.members.get(packet.source) if router is not None else None
+        if member is not None:
+            router.on_rtp(member, packet.payload, now)
 
     def sweep(self, now: float | None = None) -> None:
         """Detach relayed talkers silent for ``IDLE_SECONDS`` (periodic)."""
         now = time.monotonic() if now is None else now
-        for sid, (_, last, _) in list(self.sources.items()):
+        for sid, (_, last, _, _, _) in list(self.sources.items()):
             if now - last > IDLE_SECONDS:
                 del self.sources[sid]
                 self.plane.detach_source(sid)
@@ -260,6 +393,7 @@ class WorkerRelay:
             "packets": self.packets,
             "sent": dict(self.sent),
             "mirror_drops": self.mirror_drops,
+            "quiet": dict(self.quiet),
             "send_drops": self.send_drops,
             "received": self.gate.accepted,
             "drops": dict(self.gate.drops),

@@ -43,6 +43,7 @@ PREROLL_LEAD_MS = 40
 _LOUDEST = (True, 0)  # an RFC 6464 (voice activity, level) of 0 dBov
 NEVER_PREEMPTED = 3  # level 3 (an open emergency) is never pre-empted
 NO_VICTIM = 1 << 30
+MAX_MIRROR_AUDIENCES = 64  # routed talkers' audiences of mirrored packets kept per channel
 
 
 class TalkEvents(Protocol):
@@ -64,8 +65,9 @@ class TalkEvents(Protocol):
 
 H = TypeVar("H")
 #: where a channel's forwarded packets also go with several media workers (the relay's
-#: ``mirror_out``): (channel, talker session id, slot, the packet as forwarded, arrival ns)
-MirrorOut = Callable[[str, str, int, bytes, int], None]
+#: ``mirror_out``): (channel, talker session id, slot, the packet as forwarded, arrival ns, the
+#: talker's route when its audience is not everyone hearing the channel, else None)
+MirrorOut = Callable[[str, str, int, bytes, int, Route | None], None]
 
 
 class Tap(Protocol[H]):
@@ -147,8 +149,8 @@ class Member:
         self.burst: object | None = None  # the talk burst being tapped for the log (opaque)
         self.fanout: Fanout = router.silent  # this talker's audience here (RED as sent)
         self.fanout_plain: Fanout = router.silent  # those of it without RED (primary only)
-        #: its packets go to the other media workers' listeners of the channel: its audience
-        #: is everyone hearing the channel (no listener filter, no channel it prefers)
+        #: its audience is everyone hearing the channel (no listener filter, no channel it
+        #: prefers): its mirrored packets carry no audience
         self.mirrored = route.only is None and route.sends[:1] == (router.channel,)
         self.log_seq: int | None = None  # the last sequence number the call log got
         # its bursts go to the call-log tap (a server-side source may log its own)
@@ -208,6 +210,9 @@ class Router:
         #: every listener, by RED or not: the audience of a packet mirrored from the owner
         self._all_targets: tuple[list[Any], list[Any]] = ([], [])
         self._all: tuple[Fanout, Fanout] | None = None
+        #: the listeners (id, route, target, RED) a routed talker's mirrored packets choose from
+        self._heard: list[tuple[str, Route, Any, bool]] = []
+        self._mirror_fanouts: dict[AudienceKey, tuple[Fanout, Fanout]] = {}
         #: an audience of nobody (a member's until the first refresh)
         self.silent = Fanout([], sendto=sendto, counters=counters, histogram=histogram)
         self._fanouts: dict[AudienceKey, tuple[Fanout, Fanout]] = {}
@@ -226,13 +231,17 @@ class Router:
         route = route or Route.channel(self.channel)
         return self.place(transport, route, hear=self.channel in route.hears)
 
-    def place(self, transport: Peer, route: Route, *, hear: bool) -> Member | None:
+    def place(
+        self, transport: Peer, route: Route, *, hear: bool, send: bool | None = None
+    ) -> Member | None:
         """Add, update or remove ``transport``'s member and consumer here after a route change
         (``hear``: it hears this channel, and its peer connection has this channel's slot
-        m-lines). Call :meth:`refresh_listeners` after."""
+        m-lines; ``send``: it talks into it here, by default when its route sends into it: a
+        relayed talker is a member only where its packets arrive). Call
+        :meth:`refresh_listeners` after."""
         sid = transport.session_id
         member = self.members.get(sid)
-        if self.channel in route.sends:
+        if self.channel in route.sends if send is None else send:
             if member is None or member.transport is not transport:
                 if member is not None:
                     self._drop_member(member)
@@ -309,6 +318,11 @@ class Router:
                 [targets[c.session_id] for c in listeners if c.session_id not in red],
             )
             self._all = None  # built at the first mirrored packet
+            self._heard = [
+                (c.session_id, c.route, targets[c.session_id], c.session_id in red)
+                for c in listeners
+            ]
+            self._mirror_fanouts = {}
         heard = [(c.session_id, c.route) for c in listeners]
         fanouts: dict[AudienceKey, tuple[Fanout, Fanout]] = {}
         fd = self._fileno() if self._fileno is not None else None
@@ -447,14 +461,18 @@ class Router:
         if src.fanout_plain.size:
             src.fanout_plain.send(primary, src.transport, t0_ns)
         mirror = self.mirror_out
-        if mirror is not None and src.mirrored:
-            mirror(self.channel, src.session_id, slot, data, t0_ns)
+        if mirror is not None:
+            mirror(self.channel, src.session_id, slot, data, t0_ns,
+                   None if src.mirrored else src.route)  # fmt: skip
 
-    def mirror(self, talker: str, slot: int, data: bytes, t0_ns: int) -> bool:
+    def mirror(
+        self, talker: str, slot: int, data: bytes, t0_ns: int, key: AudienceKey = PLAIN
+    ) -> bool:
         """A packet the channel's owner (another media worker) forwarded on ``slot``, already
         rewritten for it (the slot SSRCs are the same on every worker): to every listener here
-        but the talker, RED or its primary frame as each answered. False: not this channel's
-        slot stream (dropped)."""
+        but the talker (``key``: a routed talker's audience key, the listeners here it
+        reaches), RED or its primary frame as each answered. False: not this channel's slot
+        stream (dropped)."""
         if not 1 <= slot <= len(self.streams) or len(data) < 12:
             return False
         index = slot - 1
@@ -467,11 +485,9 @@ class Router:
         stream.forwarded += 1
         self.stream_octets[index] += len(data) - 12
         self.stream_last_ns[index] = t0_ns
-        pair = self._all
+        pair = self._all if key == PLAIN else self._mirror_fanouts.get(key)
         if pair is None:
-            fd = self._fileno() if self._fileno is not None else None
-            red_targets, plain_targets = self._all_targets
-            pair = self._all = (self._fanout(red_targets, fd), self._fanout(plain_targets, fd))
+            pair = self._mirror_pair(key)
         consumer = self.consumers.get(talker)
         src = consumer.transport if consumer is not None else None
         self._counters.packets_routed += 1
@@ -486,6 +502,24 @@ class Router:
             if pair[1].size:
                 pair[1].send(data, src, t0_ns)
         return True
+
+    def _mirror_pair(self, key: AudienceKey) -> tuple[Fanout, Fanout]:
+        """The fan-outs of mirrored packets whose talker has audience key ``key`` here."""
+        fd = self._fileno() if self._fileno is not None else None
+        if key == PLAIN:
+            red_targets, plain_targets = self._all_targets
+            pair = self._all = (self._fanout(red_targets, fd), self._fanout(plain_targets, fd))
+            return pair
+        who = set(audience(key, [(sid, route) for sid, route, _, _ in self._heard]))
+        chosen = [(target, red) for sid, _, target, red in self._heard if sid in who]
+        pair = (
+            self._fanout([t for t, red in chosen if red], fd),
+            self._fanout([t for t, red in chosen if not red], fd),
+        )
+        if len(self._mirror_fanouts) >= MAX_MIRROR_AUDIENCES:
+            self._mirror_fanouts.clear()
+        self._mirror_fanouts[key] = pair
+        return pair
 
     # ------------------------------------------------------------------ talk bursts
     # A burst is *confirmed* (talk_started) after the detector's attack, but its audio is

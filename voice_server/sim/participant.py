@@ -29,7 +29,7 @@ import json
 import socket
 import struct
 import time
-from collections import Counter
+from collections import Counter, deque
 from typing import Any
 
 import websockets
@@ -58,6 +58,8 @@ CHECK_INTERVAL = 0.05
 CONSENT_INTERVAL = 5.0
 _perf_ns = time.perf_counter_ns
 _RTP_FIELDS = struct.Struct("!HII")  # seq, timestamp, ssrc at offset 2
+TALK_EVENTS = 64  # talk events kept
+_TALK_EVENTS = frozenset({"talk_started", "talk_stopped", "duck", "preempted"})
 
 
 class SimParticipant:
@@ -94,6 +96,8 @@ class SimParticipant:
         self.offer: OfferInfo | None = None
         self.streams: dict[int, StreamStats] = {}
         self.messages: Counter[str] = Counter()
+        #: the talk events received (talk_started, talk_stopped, duck, preempted), the latest
+        self.talk_events: deque[dict[str, Any]] = deque(maxlen=TALK_EVENTS)
         # counters
         self.sent = 0
         self.received = 0
@@ -191,8 +195,17 @@ class SimParticipant:
 
     def _count(self, raw: str | bytes) -> dict[str, Any]:
         msg: dict[str, Any] = json.loads(raw)
-        self.messages[str(msg.get("type"))] += 1
+        kind = str(msg.get("type"))
+        self.messages[kind] += 1
+        if kind in _TALK_EVENTS:
+            self.talk_events.append(msg)
         return msg
+
+    async def send_message(self, **msg: Any) -> None:
+        """Send one signaling message (a console's ``monitor`` or ``talk_target``)."""
+        if self._ws is None:
+            raise RuntimeError("not connected")
+        await self._ws.send(json.dumps({"v": 1, **msg}))
 
     async def _read_signaling(self, ws: ClientConnection) -> None:
         with contextlib.suppress(websockets.ConnectionClosed):

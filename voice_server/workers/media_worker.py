@@ -30,13 +30,18 @@ from voice_server.workers.control import (
     encode,
     route_dict,
     route_of,
-    tap_packet,
+    tap_packets,
     unb64,
 )
 
 log = logging.getLogger(__name__)
 
 STATS_SECONDS = 1.0
+#: tap packets wait at most this long to go to the parent together (one record, one wake-up of
+#: the parent per batch, not per packet; the spool and the transcriber are not in a hurry) ...
+TAP_FLUSH_SECONDS = 0.1
+#: ... or until this many bytes are waiting
+TAP_FLUSH_BYTES = 32 * 1024
 
 
 class _Events:
@@ -88,7 +93,7 @@ class _Tap:
         return self._next
 
     def packet(self, handle: int, plain: bytes) -> None:
-        self._w.send(tap_packet(handle, plain))
+        self._w.tap_packet(handle, plain)
 
     def close(self, handle: int) -> None:
         self._w.send(encode("tap_close", h=handle))
@@ -127,8 +132,42 @@ class MediaWorker:
         self.listening: frozenset[str] = frozenset()
         self.done = asyncio.Event()
         self.send_drops = 0
+        #: tap packets waiting to go to the parent in one record, and their bytes
+        self._taps: list[tuple[int, bytes]] = []
+        self._tap_bytes = 0
+        self._tap_timer: asyncio.TimerHandle | None = None
+
+    def tap_packet(self, handle: int, plain: bytes) -> None:
+        """A tapped packet for the parent, batched (sent before any other record, in order)."""
+        if len(plain) > 0xFFFF:  # never from a UDP datagram
+            self.send_drops += 1
+            return
+        self._taps.append((handle, plain))
+        self._tap_bytes += len(plain) + 6
+        if self._tap_bytes >= TAP_FLUSH_BYTES:
+            self.flush_taps()
+        elif self._tap_timer is None:
+            loop = asyncio.get_running_loop()
+            self._tap_timer = loop.call_later(TAP_FLUSH_SECONDS, self.flush_taps)
+
+    def flush_taps(self) -> None:
+        if self._tap_timer is not None:
+            self._tap_timer.cancel()
+            self._tap_timer = None
+        if self._taps:
+            record = tap_packets(self._taps)
+            self._taps = []
+            self._tap_bytes = 0
+            self._send(record)
 
     def send(self, record: bytes) -> None:
+        """A record for the parent, after the tap packets waiting (a burst's close after its
+        packets)."""
+        if self._taps:
+            self.flush_taps()
+        self._send(record)
+
+    def _send(self, record: bytes) -> None:
         try:
             self.control.send(record)
         except BlockingIOError:
@@ -159,6 +198,7 @@ class MediaWorker:
             loop.remove_reader(self.control.fileno())
             self.relay.close()
             await self.plane.stop()
+            self.flush_taps()
 
     async def _stats(self) -> None:
         while True:

@@ -49,10 +49,11 @@ class Placement:
     def carries(self, worker: int, channel: str) -> bool:
         return self._carried[worker][channel] > 0
 
-    def choose(self, channel: str) -> int:
+    def choose(self, channel: str, avoid: frozenset[int] = frozenset()) -> int:
         """The worker for a new participant of ``channel`` (not yet counted: call
-        :meth:`placed`). Raises LookupError when no worker is alive."""
-        live = sorted(self.alive)
+        :meth:`placed`), none of ``avoid`` (workers not answering now) unless every live
+        worker is one. Raises LookupError when no worker is alive."""
+        live = sorted(self.alive - avoid) or sorted(self.alive)
         if not live:
             raise LookupError("no media worker is alive")
         if self.mode == "round-robin":

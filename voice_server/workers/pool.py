@@ -43,8 +43,14 @@ log = logging.getLogger(__name__)
 
 __all__ = ["CALL_TIMEOUT", "WorkerPool"]
 
-CALL_TIMEOUT = 5.0
-#: a worker sends its stats every second: one silent this long has stopped answering
+#: the longest the parent's event loop waits for one command's answer: a worker that does not
+#: answer in time is *stalled* (its commands fail at once, new sessions go elsewhere) until it
+#: is heard again, or is replaced after SILENT_SECONDS
+CALL_TIMEOUT = 1.0
+#: a worker sends its stats every second: one silent this long gets no command (they fail at
+#: once, counted) and no new session
+QUIET_SECONDS = 2.5
+#: ... and one silent this long has stopped answering: killed and replaced
 SILENT_SECONDS = 5.0
 START_TIMEOUT = 60.0
 RECORD = 1 << 20
@@ -71,6 +77,12 @@ class _Worker:
         self.bind: tuple[int, int | None] = (0, None)  # the UDP and ICE-TCP ports asked for
         self.restarts = 0
         self.heard = 0.0  # monotonic time of its last record
+        #: a command went unanswered in CALL_TIMEOUT: nothing more is asked of it until it is
+        #: heard again (cleared by its next record)
+        self.stalled = False
+        #: commands that failed without an answer: "timeout" (asked, unanswered in time),
+        #: "unresponsive" (not asked: stalled or silent), "exited"
+        self.call_failures = dict.fromkeys(("timeout", "unresponsive", "exited"), 0)
 
 
 class WorkerPool:
@@ -193,6 +205,7 @@ class WorkerPool:
                 break
             self._pending.append((w.index, msg))
         w.alive = True
+        w.stalled = False
         w.heard = time.monotonic()
         self._loop.add_reader(w.sock.fileno(), self._readable, w)
 
@@ -244,32 +257,57 @@ class WorkerPool:
         except OSError:
             pass  # a dead worker: its end is handled by _lost
 
+    def responsive(self, worker: int) -> bool:
+        """The worker is alive, answered its last command and was heard lately: it may be
+        asked something (a command to any other fails at once, never waiting)."""
+        w = self.workers[worker]
+        return (
+            w.alive
+            and w.sock is not None
+            and not w.stalled
+            and time.monotonic() - w.heard <= QUIET_SECONDS
+        )
+
+    def _unresponsive(self) -> frozenset[int]:
+        return frozenset(w.index for w in self.workers if not self.responsive(w.index))
+
     def _call(self, worker: int, op: str, **fields: Any) -> Any:
-        """Send a command and wait for its answer (events meanwhile are queued). Raises
-        ValueError when the worker refuses it or does not answer."""
+        """Send a command and wait for its answer (events meanwhile are queued), at most
+        CALL_TIMEOUT; a worker that is not :meth:`responsive` is not asked. Raises ValueError
+        when the worker refuses it or does not answer (counted)."""
         w = self.workers[worker]
         if w.sock is None or not w.alive:
+            w.call_failures["exited"] += 1
             raise ValueError(f"media worker {worker} is not running")
+        if not self.responsive(worker):
+            w.call_failures["unresponsive"] += 1
+            raise ValueError(f"media worker {worker} is not answering")
         self._next_id += 1
         rid = self._next_id
         try:
             w.sock.send(encode(op, id=rid, **fields))
+        except BlockingIOError:  # its socket is full: it has not read for a while
+            w.stalled = True
+            w.call_failures["unresponsive"] += 1
+            raise ValueError(f"media worker {worker} is not reading") from None
         except OSError as exc:
             raise ValueError(f"media worker {worker}: {exc}") from None
         deadline = time.monotonic() + CALL_TIMEOUT
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not select.select([w.sock], [], [], remaining)[0]:
-                self.call_timeouts += 1  # a worker that stops answering is replaced
-                if w.proc is not None:
-                    w.proc.kill()
-                self._lost_soon(w)
+                # asked nothing more until heard again; replaced when silent SILENT_SECONDS
+                self.call_timeouts += 1
+                w.call_failures["timeout"] += 1
+                w.stalled = True
+                log.warning("media worker did not answer", extra={"worker": worker, "op": op})
                 raise ValueError(f"media worker {worker} did not answer {op}")
             try:
                 record = w.sock.recv(RECORD)
             except BlockingIOError:
                 continue
             if not record:
+                w.call_failures["exited"] += 1
                 self._lost_soon(w)
                 raise ValueError(f"media worker {worker} exited")
             w.heard = time.monotonic()
@@ -304,6 +342,7 @@ class WorkerPool:
                 self._lost(w)
                 return
             w.heard = time.monotonic()
+            w.stalled = False  # (a late answer to a command that timed out: dropped below)
             try:
                 msg = decode(record)
             except ValueError:
@@ -372,7 +411,14 @@ class WorkerPool:
     def _dispatch(self, w: _Worker, msg: dict[str, Any]) -> None:
         op = msg["op"]
         tap = self.tap
-        if op == "tap_packet":
+        if op == "tap_packets":
+            if tap is not None:
+                bursts = self._bursts
+                for h, plain in msg["items"]:
+                    handle = bursts.get((w.index, h))
+                    if handle is not None:
+                        tap.packet(handle, plain)
+        elif op == "tap_packet":
             handle = self._bursts.get((w.index, msg["h"]))
             if handle is not None and tap is not None:
                 tap.packet(handle, msg["plain"])
@@ -450,9 +496,14 @@ class WorkerPool:
 
     def open(self, session_id: str, route: Route) -> str:
         placed = self.sessions.get(session_id)
+        if (
+            placed is not None and self.workers[placed[0]].alive and not self.responsive(placed[0])
+        ):  # a new peer connection on a worker not answering: on another one
+            self._forget(session_id)
+            placed = None
         if placed is None or not self.workers[placed[0]].alive:
             channel = (route.sends or route.hears or ("",))[0]
-            worker = self.placement.choose(channel)
+            worker = self.placement.choose(channel, self._unresponsive())
             self.placement.placed(worker, channel)
             self.sessions[session_id] = placed = (worker, channel)
         self._carry(route, placed[0])
@@ -483,13 +534,23 @@ class WorkerPool:
         return value
 
     def close(self, session_id: str) -> None:
-        placed = self.sessions.pop(session_id, None)
+        placed = self.sessions.get(session_id)
         if placed is None:
             return
-        worker, channel = placed
-        self.placement.left(worker, channel)
-        with contextlib.suppress(ValueError):
-            self._call(worker, "close", session=session_id)
+        try:
+            self._call(placed[0], "close", session=session_id)
+            self.sessions.pop(session_id, None)
+            self.placement.left(*placed)
+        except ValueError:
+            self._forget(session_id)
+
+    def _forget(self, session_id: str) -> None:
+        """The session leaves a worker that may not be answering: its ``close`` is posted (the
+        worker does it when it reads again, after whatever it was asked before), not awaited."""
+        placed = self.sessions.pop(session_id, None)
+        if placed is not None:
+            self.placement.left(*placed)
+            self._post(self.workers[placed[0]], encode("close", session=session_id))
 
     def has_transport(self, session_id: str) -> bool:
         placed = self.sessions.get(session_id)
@@ -504,14 +565,20 @@ class WorkerPool:
         placed = self.sessions.get(session_id)
         if placed is None:
             return None
-        value = self._call(placed[0], "route_of", session=session_id)
+        try:
+            value = self._call(placed[0], "route_of", session=session_id)
+        except ValueError:  # its worker is not answering
+            return None
         return route_of(value) if value is not None else None
 
     def blocks(self, session_id: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
         placed = self.sessions.get(session_id)
         if placed is None:
             return ()
-        value = self._call(placed[0], "blocks", session=session_id)
+        try:
+            value = self._call(placed[0], "blocks", session=session_id)
+        except ValueError:  # its worker is not answering
+            return ()
         return tuple((c, tuple(s)) for c, s in value)
 
     def media_connected(self, session_id: str) -> bool:
@@ -604,12 +671,30 @@ class WorkerPool:
             received.add(int(w.relay.get("received", 0)), worker=label)
             for reason, n in dict(w.relay.get("drops", {})).items():
                 drops.add(int(n), worker=label, reason=reason)
+        quiet = Family(
+            "voice_relay_silence_total",
+            "counter",
+            "Local talkers' silent packets held back from owners elsewhere (held), and held ones"
+            " sent as a voiced run's lead (lead)",
+        )
+        for w in self.workers:
+            for what, n in dict(w.relay.get("quiet", {})).items():
+                quiet.add(int(n), worker=str(w.index), what=what)
         restarts = Family("voice_media_worker_restarts_total", "counter", "Media workers restarted")
         for w in self.workers:
             restarts.add(w.restarts, worker=str(w.index))
         timeouts = Family(
             "voice_media_worker_call_timeouts_total", "counter", "Worker commands unanswered"
         ).add(self.call_timeouts)
+        failures = Family(
+            "voice_media_worker_call_failures_total",
+            "counter",
+            "Worker commands that failed without an answer: timeout (unanswered in time),"
+            " unresponsive (not asked: the worker is stalled or silent), exited",
+        )
+        for w in self.workers:
+            for reason, n in w.call_failures.items():
+                failures.add(n, worker=str(w.index), reason=reason)
         dropped = Family(
             "voice_media_worker_records_dropped_total",
             "counter",
@@ -634,7 +719,9 @@ class WorkerPool:
             "Relay datagrams: the sender's send time to the receiving worker's receipt",
             stride=2,
         )
-        mine = [up, placed, sent, packets, received, drops, restarts, timeouts, dropped, cpu]
+        mine = [up, placed, sent, packets, received, drops, quiet, restarts, timeouts, failures]
+        mine.append(dropped)
+        mine.append(cpu)
         mine += [copies, hop]
         return mine + summed([w.families for w in self.workers])
 
