@@ -45,20 +45,21 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 
 def _bursts(samples: list[int], rate: int) -> list[float]:
-    """Each tone burst in a recording (20 ms frames, loud above 1000; a burst ends after 200 ms
-    of quiet): the share of its frames, first loud to last, that are loud."""
-    frame = rate // 50
+    """Each tone burst in a recording (5 ms pieces, loud above 1000: a 20 ms packet missing
+    leaves at least three quiet ones; a burst ends after 200 ms of quiet): the share of its
+    pieces, first loud to last, that are loud."""
+    frame = rate // 200
     loud = [
         max((abs(x) for x in samples[i : i + frame]), default=0) > 1000
         for i in range(0, len(samples) - frame + 1, frame)
     ]
     out: list[float] = []
     first = last = None
-    for i, on in enumerate([*loud, *([False] * 10)]):
+    for i, on in enumerate([*loud, *([False] * 40)]):
         if on:
             first = i if first is None else first
             last = i
-        elif first is not None and last is not None and i - last >= 10:
+        elif first is not None and last is not None and i - last >= 40:
             out.append(sum(loud[first : last + 1]) / (last + 1 - first))
             first = last = None
     return out
@@ -79,12 +80,13 @@ def test_the_headset_hears_every_burst_whole_through_a_reordering_link(
     assert sent >= 4, talker.events  # whole bursts the talker sent (gate open, then closed)
     samples, rate = read_mono(listener.record)  # type: ignore[arg-type]
     heard = _bursts(samples, rate)
-    # every burst, each whole: a reordered packet dropped would leave a hole in it
+    receive = listener.of("receive")[-1]
+    # every burst, each whole: the reordered packets dropped (a pass-through buffer) left
+    # 23-32 % of each burst's 5 ms pieces quiet here; a busy machine may lose a packet or two
     assert sent <= len(heard) <= sending.count(True), heard
-    assert all(share >= 0.95 for share in heard), heard
+    assert all(share >= 0.9 for share in heard[:sent]), (heard, receive)  # the last may be cut
     part = loud_part(samples, rate)
     assert goertzel_power(part, rate, 440.0) > 20 * goertzel_power(part, rate, 700.0)
-    receive = listener.of("receive")[-1]
     assert receive["reorder_ms"] == 60 and receive["frames"] > 0
     assert receive["reordered"] > 0, receive  # the relay reordered, the buffer put them back
     assert receive["late"] <= receive["packets"] // 20, receive  # in time, nearly all
