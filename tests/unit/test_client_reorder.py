@@ -121,6 +121,18 @@ def test_a_long_hole_is_a_gap_not_filled() -> None:
     assert w.stats.filled == 0 and w.stats.skipped == 18
 
 
+def test_a_gap_does_not_pass_for_the_streams_frame_length() -> None:
+    w = ReorderWindow(depth_ms=0, max_fill=3)
+    push(w, 1, 0)
+    push(w, 2, 20)
+    push(w, 7, 40)  # 4 missing, more than max_fill: a gap, 5 frames after 2
+    assert w.stats.skipped == 4
+    w.depth_ms = 60
+    assert played(push(w, 10, 60)) == []  # a 2-frame hole still waits: no timestamp jump
+    assert played(push(w, 8, 70)) == [8]
+    assert played(push(w, 9, 75)) == [9, 10]
+
+
 def test_the_pause_between_bursts_adds_no_delay_and_no_fill() -> None:
     """The slot stream numbers bursts on (+1) with the timestamp advanced by the pause."""
     w = ReorderWindow(depth_ms=60)

@@ -112,6 +112,7 @@ class ReorderWindow:
     _next: int | None = None  # the sequence number due next
     _last_ts: int = 0  # the timestamp of the last frame released
     _frame: int = FRAME_SAMPLES  # samples per packet, as the stream shows it
+    _after_gap: bool = False  # frames went missing unfilled just before the next release
     _highest: int = 0  # the newest sequence number seen
     _held: dict[int, _Held] = field(default_factory=dict)
     _recent: deque[int] = field(default_factory=lambda: deque(maxlen=_RECENT))
@@ -165,6 +166,7 @@ class ReorderWindow:
             # a new talkspurt: what waits before it goes out, the holes stay holes
             self._flush(out, before=seq)
             self.stats.skipped += _seq_delta(seq, self._next)
+            self._after_gap = True
             self._next = seq
             d = 0
         if d == 0:
@@ -190,6 +192,7 @@ class ReorderWindow:
         self._recent.clear()
         self._next = seq
         self._frame = FRAME_SAMPLES
+        self._after_gap = True
         self._last_ts = (timestamp - FRAME_SAMPLES) % _TS_MOD
         self._release(seq, timestamp, payload, out)
 
@@ -199,8 +202,9 @@ class ReorderWindow:
 
     def _release(self, seq: int, timestamp: int, payload: bytes, out: list[Out]) -> None:
         span = (timestamp - self._last_ts) % _TS_MOD
-        if _MIN_FRAME <= span <= _MAX_FRAME and span % _MIN_FRAME == 0:
-            self._frame = span  # consecutive packets: the stream's frame length
+        if not self._after_gap and _MIN_FRAME <= span <= _MAX_FRAME and span % _MIN_FRAME == 0:
+            self._frame = span  # consecutive frames: the stream's frame length
+        self._after_gap = False
         out.append(Out(timestamp, payload))
         self.stats.frames += 1
         self._recent.append(seq)
@@ -242,6 +246,7 @@ class ReorderWindow:
             self._last_ts = (self._last_ts + missing * per) % _TS_MOD
         else:
             self.stats.skipped += missing
+            self._after_gap = missing > 0
         self._next = first
         self._release_run(out)
 
@@ -272,6 +277,7 @@ class ReorderWindow:
         nxt = self._next
         last = max(self._held, key=lambda s: _seq_delta(s, nxt))
         self.stats.dropped += len(self._held)
+        self._after_gap = True
         self.stats.skipped += _seq_delta(last, nxt) + 1 - len(self._held)
         for seq in self._held:
             self._recent.append(seq)
