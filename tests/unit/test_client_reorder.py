@@ -121,7 +121,7 @@ def test_a_long_hole_is_a_gap_not_filled() -> None:
     assert w.stats.filled == 0 and w.stats.skipped == 18
 
 
-def test_a_gap_does_not_pass_for_the_streams_frame_length() -> None:
+def test_a_gap_then_a_small_hole_waits_and_fills() -> None:
     w = ReorderWindow(depth_ms=0, max_fill=3)
     push(w, 1, 0)
     push(w, 2, 20)
@@ -143,15 +143,21 @@ def test_the_pause_between_bursts_adds_no_delay_and_no_fill() -> None:
     assert w.stats.filled == 0 and w.held == 0
 
 
-def test_a_new_talkspurt_is_not_held_for_the_last_ones_lost_tail() -> None:
+def test_a_hole_before_the_next_burst_waits_but_is_not_filled_with_the_pause() -> None:
     w = ReorderWindow(depth_ms=60)
     for i in range(10):
         push(w, i, i * 20.0)
-    # 10 lost at the burst's end; the next burst starts at 11 after a pause (the timestamp says)
-    assert played(push(w, 11, 1500.0, ts=60 * F)) == [11]
-    assert w.stats.filled == 0 and w.stats.skipped == 1
-    # a hole whose timestamps add up waits as usual
-    assert played(push(w, 13, 1520.0, ts=62 * F)) == []
+    # the next burst after a 1 s pause (numbered on, its timestamp advanced by the pause); its
+    # first packet (10) comes after its second: put back in order
+    assert played(push(w, 11, 1500.0, ts=61 * F)) == []
+    assert played(push(w, 10, 1510.0, ts=60 * F)) == [10, 11]
+    # 12 never comes: after the depth the hole is filled (the timestamps add up)
+    assert played(push(w, 13, 1520.0, ts=63 * F)) == []
+    assert played(push(w, 14, 1580.0, ts=64 * F)) == ["fill", 13, 14]
+    # the last packet of a burst is lost: the next burst's first waits the depth, no fill
+    assert played(push(w, 16, 3000.0, ts=200 * F)) == []
+    assert played(push(w, 17, 3060.0, ts=201 * F)) == [16, 17]
+    assert w.stats.filled == 1 and w.stats.skipped == 1 and w.stats.late == 0
 
 
 def test_what_waited_when_the_stream_paused_is_dropped_not_played_late() -> None:

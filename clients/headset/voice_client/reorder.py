@@ -11,14 +11,14 @@ counted), one seen before a duplicate.
 
 What is never filled, so that it adds no delay and no made-up audio:
 
-* a hole longer than :data:`MAX_FILL_FRAMES` frames, or across a timestamp jump (the frames
-  between do not add up to 2.5-120 ms Opus frames): a gap, counted in ``skipped``;
-* the hole before a packet that starts a new talkspurt (its timestamp more than
-  :data:`MAX_TS_JUMP` away from where its sequence number puts it): the server's slot stream
-  numbers talkers' bursts on and advances the timestamp by the pause (``media/slot_stream.py``),
-  so the pause between bursts is no hole, and a packet lost at a burst's end must not hold the
-  next burst back. The RTP marker bit does not tell it: aiortc senders set it on every audio
-  packet, and the server keeps a talker's own marker within a burst;
+* a hole longer than :data:`MAX_FILL_FRAMES` frames, or across a timestamp jump (the missing
+  frames would not be 2.5-120 ms Opus frames each): a gap, counted in ``skipped``. That is the
+  pause between two bursts: the server's slot stream numbers a talker's bursts on and advances
+  the timestamp by the pause (``media/slot_stream.py``), so a hole before a burst's first
+  packets waits like any other (they may be the late ones: the server sends a burst's pre-roll
+  back to back) but is never filled with the pause's worth of concealment. (The RTP marker bit
+  cannot tell a burst's start: aiortc senders set it on every audio packet, and the server
+  keeps a talker's own marker within a burst);
 * packets still waiting :data:`STALE_MS` past the depth when the next packet comes (the
   talkspurt ended while they waited for a hole, and nothing arrives to give it up): dropped,
   counted in ``dropped``, rather than played in front of the next burst.
@@ -51,8 +51,7 @@ MAX_FILL_FRAMES = 5  # a longer hole (> 100 ms of 20 ms frames) is a gap, not co
 MAX_MISORDER = 100  # further behind: a restarted sender, not a late packet
 MAX_DROPOUT = 3000  # further ahead: a restarted sender (RFC 3550 A.1)
 STALE_MS = 200  # waited this long past the depth: the talkspurt ended meanwhile
-MAX_TS_JUMP = 4800  # 100 ms at 48 kHz: a timestamp this far off its sequence number: a pause
-FRAME_SAMPLES = 960  # 20 ms at 48 kHz: the frame assumed before the stream shows its own
+FRAME_SAMPLES = 960  # 20 ms at 48 kHz: a fresh stream's first packet is taken to follow one
 _MIN_FRAME, _MAX_FRAME = 120, 5760  # Opus: 2.5 ms .. 120 ms at 48 kHz
 _SEQ_MOD = 1 << 16
 _TS_MOD = 1 << 32
@@ -111,8 +110,6 @@ class ReorderWindow:
     _ssrc: int | None = None
     _next: int | None = None  # the sequence number due next
     _last_ts: int = 0  # the timestamp of the last frame released
-    _frame: int = FRAME_SAMPLES  # samples per packet, as the stream shows it
-    _after_gap: bool = False  # frames went missing unfilled just before the next release
     _highest: int = 0  # the newest sequence number seen
     _held: dict[int, _Held] = field(default_factory=dict)
     _recent: deque[int] = field(default_factory=lambda: deque(maxlen=_RECENT))
@@ -162,13 +159,6 @@ class ReorderWindow:
             self.stats.reordered += 1
         else:
             self._highest = seq
-        if d > 0 and self._jumped(d, timestamp):
-            # a new talkspurt: what waits before it goes out, the holes stay holes
-            self._flush(out, before=seq)
-            self.stats.skipped += _seq_delta(seq, self._next)
-            self._after_gap = True
-            self._next = seq
-            d = 0
         if d == 0:
             self._release(seq, timestamp, payload, out)
             self._release_run(out)
@@ -179,20 +169,12 @@ class ReorderWindow:
 
     # ------------------------------------------------------------ internals
 
-    def _jumped(self, d: int, timestamp: int) -> bool:
-        """Whether ``timestamp`` is far from where ``d`` frames after the last one puts it."""
-        expected = (self._last_ts + d * self._frame) % _TS_MOD
-        off = (timestamp - expected) % _TS_MOD
-        return min(off, _TS_MOD - off) > MAX_TS_JUMP
-
     def _start(self, seq: int, timestamp: int, payload: bytes, ssrc: int, out: list[Out]) -> None:
         self._ssrc = ssrc
         self._highest = seq
         self._held.clear()
         self._recent.clear()
         self._next = seq
-        self._frame = FRAME_SAMPLES
-        self._after_gap = True
         self._last_ts = (timestamp - FRAME_SAMPLES) % _TS_MOD
         self._release(seq, timestamp, payload, out)
 
@@ -201,10 +183,6 @@ class ReorderWindow:
         self._flush(out)
 
     def _release(self, seq: int, timestamp: int, payload: bytes, out: list[Out]) -> None:
-        span = (timestamp - self._last_ts) % _TS_MOD
-        if not self._after_gap and _MIN_FRAME <= span <= _MAX_FRAME and span % _MIN_FRAME == 0:
-            self._frame = span  # consecutive frames: the stream's frame length
-        self._after_gap = False
         out.append(Out(timestamp, payload))
         self.stats.frames += 1
         self._recent.append(seq)
@@ -246,7 +224,6 @@ class ReorderWindow:
             self._last_ts = (self._last_ts + missing * per) % _TS_MOD
         else:
             self.stats.skipped += missing
-            self._after_gap = missing > 0
         self._next = first
         self._release_run(out)
 
@@ -258,12 +235,9 @@ class ReorderWindow:
         ):
             self._give_up_hole(out, fill=True)
 
-    def _flush(self, out: list[Out], before: int | None = None) -> None:
-        """Release what waits (all, or what comes before ``before``), in order, without
-        filling the holes."""
+    def _flush(self, out: list[Out]) -> None:
+        """Release everything waiting, in order, without filling the holes."""
         while self._held:
-            if before is not None and _seq_delta(before, self._first_held()) < 0:
-                return
             self._give_up_hole(out, fill=False)
 
     def _drop_stale(self, now_ms: float) -> None:
@@ -277,7 +251,6 @@ class ReorderWindow:
         nxt = self._next
         last = max(self._held, key=lambda s: _seq_delta(s, nxt))
         self.stats.dropped += len(self._held)
-        self._after_gap = True
         self.stats.skipped += _seq_delta(last, nxt) + 1 - len(self._held)
         for seq in self._held:
             self._recent.append(seq)
