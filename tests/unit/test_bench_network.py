@@ -11,6 +11,7 @@ from voice_server.bench.network import (
     concealment,
     conditions,
     full_matrix,
+    headset_quality,
     rules,
     summarize,
 )
@@ -80,6 +81,21 @@ def test_concealment_leaves_out_silent_concealment_and_keeps_the_raw_figure() ->
     assert (q["fec_packets_received"], q["fec_packets_discarded"]) == (30, 5)
     assert q["stoi"] is None and q["pesq_wb"] is None and q["utterances"] is None
     assert concealment(before, before)["concealed_ratio"] is None
+
+
+def test_headset_quality_is_the_share_of_played_frames_its_buffer_filled() -> None:
+    before = {"event": "receive", "t": 3.0, "reorder_ms": 60, "packets": 10, "frames": 10,
+              "filled": 0, "reordered": 0, "late": 0}  # fmt: skip
+    after = {"event": "receive", "t": 19.5, "reorder_ms": 60, "packets": 410, "frames": 400,
+             "filled": 8, "fec": 3, "reordered": 120, "late": 2}  # fmt: skip
+    q = headset_quality(before, after)
+    assert q["concealed_ratio"] == q["concealed_ratio_raw"] == round(8 / 398, 4)
+    jb = q["jitter_buffer"]
+    assert jb["reorder_ms"] == 60 and jb["filled"] == 8 and jb["reordered"] == 120
+    assert jb["late"] == 2 and jb["fec"] == 3 and jb["dropped"] == 0
+    assert q["stoi"] is None and q["fec_packets_received"] is None
+    assert headset_quality(None, after)["concealed_ratio"] is None
+    assert headset_quality(before, before)["concealed_ratio"] is None
 
 
 def test_summary_compares_red_on_rows_only() -> None:

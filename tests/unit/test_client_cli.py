@@ -339,9 +339,11 @@ def test_server_and_channel_are_required_unless_listing_devices(
     [
         (["--emergency-key", "!!"], "--emergency-key must be one key"),
         (["--mode", "ptt", "--ptt-key", "!", "--emergency-key", "!"], "must differ"),
+        (["--reorder-ms", "201"], "--reorder-ms must be within 0..200"),
+        (["--reorder-ms", "-1"], "--reorder-ms must be within 0..200"),
     ],
 )
-def test_emergency_key_mistakes_are_one_line_and_exit_2(
+def test_emergency_key_and_reorder_mistakes_are_one_line_and_exit_2(
     extra: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = main(["--server", "http://127.0.0.1:1", "--channel", "ops", "--token", "t", *extra])

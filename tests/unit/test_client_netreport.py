@@ -25,7 +25,15 @@ def test_a_host_pair_is_udp_and_nothing_received_means_no_loss_figure() -> None:
     assert report(now, None) == {"path": "udp"}
 
 
+def test_concealed_ratio_is_the_share_of_frames_played_since_then_that_were_filled() -> None:
+    first = Counters(False, 100, 0, None, None, frames=100, filled=0)
+    second = Counters(False, 290, 10, None, None, frames=290, filled=10)
+    assert report(second, first)["concealed_ratio"] == 0.05  # 10 of 200 played
+    assert "concealed_ratio" not in report(first, first)  # nothing played since
+
+
 def test_the_server_accepts_what_it_sends() -> None:
-    now = Counters(relay=False, received=100, lost=3, jitter_s=120.0, rtt_s=0.05)
+    now = Counters(relay=False, received=100, lost=3, jitter_s=120.0, rtt_s=0.05, frames=97,
+                   filled=3)  # fmt: skip
     msg = m.parse_client_message(json.dumps({"v": 1, "type": "stats", **report(now, None)}))
-    assert msg.type == "stats" and msg.path == "udp"
+    assert msg.type == "stats" and msg.path == "udp" and msg.concealed_ratio == 0.03

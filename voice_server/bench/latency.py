@@ -25,6 +25,7 @@ import contextlib
 import json
 import math
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -190,7 +191,8 @@ def join_token(data_dir: Path, name: str) -> str:
 
 
 class Headset:
-    """A ``voice-client`` listening with --report-onsets; its onset events read on a thread."""
+    """A ``voice-client`` listening with --report-onsets; its onset events read on a thread,
+    and its ``receive`` events (the receive buffer's counters) on request (:meth:`receive_now`)."""
 
     def __init__(
         self,
@@ -214,6 +216,8 @@ class Headset:
         self.onsets_ms: list[float] = []
         self.connected = threading.Event()
         self.output_latency_ms: float | None = None
+        self.receive: list[dict[str, Any]] = []  # the client's ``receive`` events, in order
+        self._received = threading.Condition()
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
 
@@ -229,6 +233,21 @@ class Headset:
                 self.connected.set()
             elif event["event"] == "audio":
                 self.output_latency_ms = event.get("output_latency_ms")
+            elif event["event"] == "receive":
+                with self._received:
+                    self.receive.append(event)
+                    self._received.notify_all()
+
+    def receive_now(self, timeout: float = 10.0) -> dict[str, Any] | None:
+        """The client's receive counters now (it prints them on SIGUSR1), None if none came."""
+        with self._received:
+            seen = len(self.receive)
+            if self.proc.poll() is not None:
+                return None
+            self.proc.send_signal(signal.SIGUSR1)
+            if not self._received.wait_for(lambda: len(self.receive) > seen, timeout):
+                return None
+            return self.receive[seen]
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -236,6 +255,7 @@ class Headset:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+            self.proc.wait()
 
 
 def open_page(pw: Any, url: str, token: str, audio: Path, args: tuple[str, ...] = ()) -> Any:

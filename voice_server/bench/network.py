@@ -30,9 +30,12 @@ received and discarded) and, for the browser listener, a speech score (:mod:`spe
 after the timed bursts a second talker says three Japanese sentences in a loop for
 ``--speech-seconds`` and the listening page records what it played; ``stoi``, ``pesq_wb``,
 ``utterances``). ``--jitter J`` adds UDP rows (``pattern: "jitter"``) whose datagrams each wait
-0..2J ms in a user-space relay (:mod:`jitter`: this kernel has no netem). Not measured: the
-headset's concealment and speech score. The path summary compares RED-on, random, both-ways
-rows only.
+0..2J ms in a user-space relay (:mod:`jitter`: this kernel has no netem). The headset rows'
+``quality`` (reported, never targeted; :func:`headset_quality`) comes from the client itself:
+the frames its receive buffer filled over the frames it played in the timed window (its
+``receive`` counters, printed on SIGUSR1, before and after), and the same speech score on what it
+recorded (``--record``) while the speech talker spoke. The path summary compares RED-on,
+random, both-ways rows only.
 ``network_change``: with
 RED on and UDP, ``--moves`` times the phones' address moves mid-talk (:mod:`netchange`) and
 ``gap_ms`` is the worst gap at the listener (``gaps_ms`` each).
@@ -48,7 +51,7 @@ import sys
 import tempfile
 import time
 import wave
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
@@ -76,6 +79,7 @@ __all__ = [
     "conditions",
     "format_summary",
     "full_matrix",
+    "headset_quality",
     "rules",
     "run_network",
     "summarize",
@@ -181,12 +185,74 @@ class Speech:
     rate: int
 
 
+#: the headset's receive-buffer counters kept in its rows (``quality.jitter_buffer``)
+HEADSET_COUNTERS = (
+    "packets", "frames", "filled", "fec", "reordered", "late", "duplicates", "dropped",
+    "skipped", "resets",
+)  # fmt: skip
+
+
+def headset_quality(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any]:
+    """The headset client's figures over a window, from its ``receive`` events before and
+    after: ``concealed_ratio`` = frames its buffer filled ÷ frames it played (filled ones
+    included; the buffer fills only while audio is due, so ``concealed_ratio_raw`` is the same),
+    ``jitter_buffer`` (each counter's change, and the window's depth), no FEC/RED packet counts
+    (it gets the primary payload only); the speech score is filled in later (null until then)."""
+    out: dict[str, Any] = {
+        "concealed_ratio": None,
+        "concealed_ratio_raw": None,
+        "fec_packets_received": None,
+        "fec_packets_discarded": None,
+        "stoi": None,
+        "pesq_wb": None,
+        "utterances": None,
+        "jitter_buffer": None,
+    }
+    if before is None or after is None:
+        return out
+    d = {k: int(after.get(k, 0)) - int(before.get(k, 0)) for k in HEADSET_COUNTERS}
+    played = d["frames"] + d["filled"]
+    if played > 0:
+        out["concealed_ratio"] = out["concealed_ratio_raw"] = round(d["filled"] / played, 4)
+    out["jitter_buffer"] = {"reorder_ms": after.get("reorder_ms"), **d}
+    return out
+
+
+def _headset_speech_score(
+    speech: Speech, recording: Path, window: dict[str, float]
+) -> dict[str, Any]:
+    """The speech score of what the headset recorded while the browser listener recorded
+    (``window``: ``start`` and ``stop`` on the headset's own clock, seconds since it started,
+    which is sample 0 of its recording; 0.5 s more at the end for the way there)."""
+    import numpy as np
+
+    try:
+        with wave.open(str(recording), "rb") as wav:
+            rate = wav.getframerate()
+            pcm = wav.readframes(wav.getnframes())
+    except (OSError, EOFError, wave.Error):
+        return {"stoi": None, "pesq_wb": None, "utterances": 0}
+    start = max(0, int(window["start"] * rate))
+    stop = int((window["stop"] + 0.5) * rate) if "stop" in window else None
+    recorded = np.frombuffer(pcm, dtype="<i2")[start:stop]
+    if os.environ.get("VOICE_BENCH_KEEP_SPEECH"):  # the recording, for a look or a listen
+        keep = Path(os.environ["VOICE_BENCH_KEEP_SPEECH"])
+        keep.mkdir(parents=True, exist_ok=True)
+        with wave.open(str(keep / f"headset-{time.time():.0f}.wav"), "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(rate)
+            out.writeframes(recorded.tobytes())
+    return speechscore.score(speech.sentences, speech.rate, recorded, rate)
+
+
 def _speech_score(
     pw: Any, url: str, data: Path, speech: Speech, args: tuple[str, ...], listener: Any,
-    seconds: float, settle: float,
+    seconds: float, settle: float, mark: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:  # fmt: skip
     """A talker saying :data:`speechscore.SENTENCES` in a loop and ``seconds`` of what the
-    listening page played, scored against them (the same path and loss as the row)."""
+    listening page played, scored against them (the same path and loss as the row);
+    ``mark("start")`` and ``mark("stop")`` as the page starts and stops recording."""
     import base64
 
     import numpy as np
@@ -196,8 +262,10 @@ def _speech_score(
         wait_until(lambda: connected(talker), 90, "the speech talker")
         time.sleep(settle)  # its first words, while the listener's jitter buffer adapts
         listener.evaluate("window.voiceDiag.startRecording()")
+        mark("start")
         time.sleep(seconds)
         got = listener.evaluate("window.voiceDiag.stopRecording()")
+        mark("stop")
     finally:
         with contextlib.suppress(Exception):
             talker.context.browser.close()
@@ -273,9 +341,14 @@ def _condition(
     listening headset client, timed; the rows' figures (browser, then headset)."""
     bursts, silence = files
     headset = None
+    recording = bursts.parent / "headset.wav"  # what the headset played (``--record``)
+    recording.unlink(missing_ok=True)
     if path != "tcp":
         token = join_token(data, "headset")
-        headset = Headset(url, token, None, False, ("--ca-file", str(ca)))
+        headset_args: tuple[str, ...] = ("--ca-file", str(ca))
+        if speech is not None:
+            headset_args += ("--record", str(recording))
+        headset = Headset(url, token, None, False, headset_args)
     listener = open_page(pw, url, join_token(data, "listener"), silence, args)
     talker = open_page(pw, url, join_token(data, "talker"), bursts, args)
     try:
@@ -293,8 +366,18 @@ def _condition(
         time.sleep(opts.settle)
         start_ms = time.time() * 1000.0
         before = listener.evaluate(CONCEALMENT)
+        heard_before = headset.receive_now() if headset is not None else None
         time.sleep(opts.bursts * opts.period + 1.5)
         after = listener.evaluate(CONCEALMENT)
+        heard_after = headset.receive_now() if headset is not None else None
+        headset_q = headset_quality(heard_before, heard_after)
+        speech_window: dict[str, float] = {}
+
+        def mark(what: str) -> None:  # where the speech sits in the headset's recording
+            event = headset.receive_now() if headset is not None else None
+            if event is not None:
+                speech_window[what] = float(event["t"])
+
         sent = sorted(t for t in talker.evaluate("window.voiceDiag.txOnsets") if t >= start_ms)
         rx: list[float] = listener.evaluate("Object.values(window.voiceDiag.rxOnsets).flat()")
         quality = concealment(before, after)
@@ -302,13 +385,17 @@ def _condition(
             with contextlib.suppress(Exception):
                 talker.context.browser.close()  # one talker at a time
             quality |= _speech_score(
-                pw, url, data, speech, args, listener, opts.speech_seconds, opts.settle
+                pw, url, data, speech, args, listener, opts.speech_seconds, opts.settle, mark
             )
         receivers: list[tuple[str, list[float], list[str | None] | None, Any]] = [
             ("browser", rx, observed, quality)
         ]
         if headset is not None:  # the rules leave it no other path
-            receivers.append(("headset", headset.onsets_ms, None, None))
+            headset.stop()  # it writes its recording as it leaves
+            if speech is not None and "start" in speech_window:
+                with contextlib.suppress(Exception):  # reported as null, not fatal
+                    headset_q |= _headset_speech_score(speech, recording, speech_window)
+            receivers.append(("headset", headset.onsets_ms, None, headset_q))
         rows = []
         for receiver, played, seen, quality in receivers:
             result = PathResult(receiver)

@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from voice_client.devices import AudioDeviceError, list_devices
+from voice_client.reorder import DEFAULT_DEPTH_MS, MAX_DEPTH_MS
 from voice_client.runner import ClientError, Options, run
 from voice_client.signaling import websocket_url
 from voice_client.vad import GateMode, VadRules
@@ -203,8 +204,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--jitter-buffer",
         choices=("playout", "aiortc"),
         default="playout",
-        help="playout: no aiortc receive buffering, jitter absorbed by the output buffer "
+        help="playout: the client's own receive buffer (packets put back in order within "
+        "--reorder-ms, lost frames concealed), jitter absorbed by the output buffer "
         "(default); aiortc: aiortc's own ~80 ms buffer",
+    )
+    p.add_argument(
+        "--reorder-ms",
+        type=int,
+        default=DEFAULT_DEPTH_MS,
+        help=f"with --jitter-buffer playout: how long a packet that arrived after a hole may "
+        f"wait for it, ms (0-{MAX_DEPTH_MS}, default {DEFAULT_DEPTH_MS}); only a hole makes "
+        "packets wait, then the missing frame is concealed",
     )
     p.add_argument(
         "--ca-file",
@@ -278,6 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         reconnect=not args.no_reconnect,
         report_onsets=args.report_onsets,
         low_latency=args.jitter_buffer == "playout",
+        reorder_ms=args.reorder_ms,
     )
     try:
         opts.vad = VadRules(
@@ -295,6 +306,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _fail(f"{flag} must be one key (one character)", EXIT_USAGE)
     if args.emergency_key and args.emergency_key == args.ptt_key and args.mode == "ptt":
         return _fail("--emergency-key and --ptt-key must differ", EXIT_USAGE)
+    if not 0 <= args.reorder_ms <= MAX_DEPTH_MS:
+        return _fail(f"--reorder-ms must be within 0..{MAX_DEPTH_MS}", EXIT_USAGE)
     if not 0 <= args.playout_ms <= 500:
         return _fail("--playout-ms must be within 0..500", EXIT_USAGE)
     try:

@@ -4,8 +4,9 @@ previous report. Pure: it turns counters (read from aiortc by ``peer.ClientPeer.
 a message; the client keeps the previous counters.
 
 aiortc has no ICE-TCP, so its path is ``udp`` (a host pair) or ``turn-tls`` (a relay candidate:
-the only relays it is given are ``turns:`` ones). It has no concealment figure of its own:
-``concealed_ratio`` is left out (the server accepts a report without it).
+the only relays it is given are ``turns:`` ones). ``concealed_ratio`` is the share of the
+frames played since the previous report that its receive buffer filled (``voice_client.jitter``:
+concealed or recovered from FEC), left out when no audio was played.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ class Counters:
     lost: int  # RTP packets lost (the receiver's count)
     jitter_s: float | None  # the largest interarrival jitter, seconds
     rtt_s: float | None  # round-trip time from the remote's receiver report, seconds
+    frames: int = 0  # frames decoded from packets (the receive buffer's count)
+    filled: int = 0  # frames the receive buffer filled for missing packets
 
 
 def report(now: Counters, before: Counters | None) -> dict[str, Any]:
@@ -41,4 +44,8 @@ def report(now: Counters, before: Counters | None) -> dict[str, Any]:
     lost = max(0, now.lost - (before.lost if before else 0))
     if received + lost > 0 and received >= 0:
         out["loss"] = round(lost / (received + lost), 4)
+    filled = max(0, now.filled - (before.filled if before else 0))
+    played = max(0, now.frames - (before.frames if before else 0)) + filled
+    if played > 0:
+        out["concealed_ratio"] = round(filled / played, 4)
     return out

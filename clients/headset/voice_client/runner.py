@@ -23,7 +23,7 @@ import ssl
 import sys
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
@@ -36,7 +36,7 @@ from voice_client.devices import AudioDeviceError, Capture, Playout, pick
 from voice_client.ducking import Ducking
 from voice_client.emergency_control import EmergencyControl
 from voice_client.gate import Gate
-from voice_client.jitter import low_latency_audio
+from voice_client.jitter import ReceiveStats, low_latency_audio
 from voice_client.liveness import SILENCE_LIMIT, Liveness
 from voice_client.loopback import is_loopback_host, loopback_candidates
 from voice_client.netreport import INTERVAL, Counters
@@ -44,6 +44,7 @@ from voice_client.netreport import report as network_report
 from voice_client.opus import speech_opus
 from voice_client.peer import ClientPeer, DeviceMicTrack, MicTrack, SlotRecorder
 from voice_client.ptt import PttState, evdev_reader, terminal_key_map
+from voice_client.reorder import DEFAULT_DEPTH_MS
 from voice_client.replay import (
     RATE,
     chime_pcm,
@@ -122,6 +123,7 @@ class Options:
     reconnect: bool = True
     report_onsets: bool = False  # print "onset" events (latency benchmark)
     low_latency: bool = True  # skip aiortc's 80 ms audio jitter buffer
+    reorder_ms: int = DEFAULT_DEPTH_MS  # the receive reordering window's depth (jitter.py)
     ca_file: Path | None = None  # --ca-file: also trust this CA (wss:// and turns: relays)
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
@@ -166,6 +168,7 @@ class _Client:
                 f"--ca-file {opts.ca_file}: no CA certificate read ({exc})", 2
             ) from None
         self.replaying: asyncio.Task[None] | None = None
+        self.receive: ReceiveStats | None = None  # the receive buffers' counters (jitter.py)
 
     # ------------------------------------------------------------ output
 
@@ -173,6 +176,25 @@ class _Client:
         line = {"event": event["event"], "t": round(time.monotonic() - self.t0, 3)}
         line.update({k: v for k, v in event.items() if k != "event"})
         print(json.dumps(line, ensure_ascii=False), file=self.opts.out, flush=True)
+
+    def emit_receive(self, *, heard_only: bool = False) -> None:
+        """The ``receive`` event: what the receive buffers did so far (on SIGUSR1, and at exit
+        when any audio came)."""
+        if self.receive is None:
+            return
+        totals = self.receive.totals()
+        if heard_only and not totals["packets"]:
+            return
+        played = totals["frames"] + totals["filled"]
+        ratio = round(totals["filled"] / played, 4) if played else None
+        self.emit(
+            {
+                "event": "receive",
+                "reorder_ms": self.receive.depth_ms,
+                **totals,
+                "concealed_ratio": ratio,
+            }
+        )
 
     def warn(self, text: str) -> None:
         print(f"voice-client: warning: {text}", file=self.opts.err, flush=True)
@@ -441,6 +463,9 @@ class _Client:
             if peer is None or peer.connection_state != "connected":
                 continue
             now = await peer.counters()
+            if self.receive is not None:
+                totals = self.receive.totals()
+                now = replace(now, frames=totals["frames"], filled=totals["filled"])
             previous = before[1] if before is not None and before[0] is peer else None
             await self.do(self.session.stats(network_report(now, previous)))
             before = (peer, now)
@@ -530,6 +555,10 @@ class _Client:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 self.loop.add_signal_handler(sig, stop.set)
+        usr1 = getattr(signal, "SIGUSR1", None)
+        if usr1 is not None:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                self.loop.add_signal_handler(usr1, self.emit_receive)
         keys = contextlib.ExitStack()
         try:
             pressed: dict[str, Callable[[], None]] = {}
@@ -574,9 +603,10 @@ class _Client:
                 break
         finally:
             keys.close()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError, RuntimeError):
-                    self.loop.remove_signal_handler(sig)
+            for gone in (signal.SIGINT, signal.SIGTERM, usr1):
+                if gone is not None:
+                    with contextlib.suppress(NotImplementedError, RuntimeError):
+                        self.loop.remove_signal_handler(gone)
             if self.ws is not None:
                 await self.ws.close()
             if self.peer is not None:
@@ -585,6 +615,7 @@ class _Client:
                 task.cancel()
             await asyncio.gather(*self.tasks, return_exceptions=True)
             self.close_devices()
+            self.emit_receive(heard_only=True)
         if opts.record is not None and self.mix is not None:
             write_wav(opts.record, self.mix.render())
         end = self.end
@@ -623,8 +654,10 @@ async def run(opts: Options) -> int:
             stack.enter_context(loopback_candidates())
         if opts.opus_bitrate is not None:
             stack.enter_context(speech_opus(opts.opus_bitrate))
+        receive = None
         if opts.low_latency:
-            stack.enter_context(low_latency_audio())
+            receive = stack.enter_context(low_latency_audio(opts.reorder_ms))
         client = _Client(opts)
+        client.receive = receive
         stack.enter_context(turn_tls_context(client.tls))
         return await client.run()
