@@ -62,10 +62,12 @@ from voice_client.signaling import (
     EmergencyWindow,
     Emit,
     End,
+    Move,
     NeedToken,
     Send,
     SessionState,
     Warn,
+    websocket_url,
 )
 from voice_client.turntls import client_context, turn_tls_context
 from voice_client.vad import GateMode, VadGate, VadRules
@@ -120,6 +122,7 @@ class Options:
     emergency_device: str | None = None  # evdev device: hold its button 2 s, then a countdown
     replay_key: str | None = "r"  # terminal key: play what was missed (None: none)
     reconnect: bool = True
+    nodes: tuple[str, ...] = ()  # other nodes' signaling URLs a migrate may send us to
     report_onsets: bool = False  # print "onset" events (latency benchmark)
     low_latency: bool = True  # skip aiortc's 80 ms audio jitter buffer
     ca_file: Path | None = None  # --ca-file: also trust this CA (wss:// and turns: relays)
@@ -140,6 +143,7 @@ def read_token(path: Path) -> str:
 class _Client:
     def __init__(self, opts: Options) -> None:
         self.opts = opts
+        self.url = opts.url  # the node joined now (a migrate may change it)
         self.t0 = time.monotonic()
         self.loop = asyncio.get_running_loop()
         token = opts.token if opts.token is not None else read_token(_need(opts.token_file))
@@ -251,10 +255,28 @@ class _Client:
                 self.warn(action.text)
             elif isinstance(action, NeedToken):
                 await self.refresh_token(action.expires_at)
+            elif isinstance(action, Move):
+                self.move(action.url)
             elif isinstance(action, End):
                 if self.end is None:
                     self.end = action
                 self.ended.set()
+
+    def move(self, url: str | None) -> None:
+        """Where the next connection goes after a migrate (see :class:`Move`)."""
+        allowed = list(dict.fromkeys((self.opts.url, *self.opts.nodes)))
+        target: str | None = None
+        if url is not None:
+            with contextlib.suppress(ValueError):
+                target = websocket_url(url)
+            if target not in allowed:
+                self.warn(f"migrate to {url} not followed: not a configured node (--node)")
+                target = None
+        elif self.url in allowed and len(allowed) > 1:
+            target = allowed[(allowed.index(self.url) + 1) % len(allowed)]
+        if target is not None and target != self.url:
+            self.url = target
+            self.emit({"event": "moving", "to": target})
 
     async def answer(self, sdp: str) -> str:
         if self.peer is not None:  # a new offer: the server lost our transport, start over
@@ -331,7 +353,7 @@ class _Client:
 
     async def replay_missed(self) -> None:
         """Fetch what was missed in the channel and play it, oldest first."""
-        url = replay_url(self.opts.url, self.opts.channel)
+        url = replay_url(self.url, self.opts.channel)
         try:
             body = await asyncio.to_thread(fetch_json, url, self.session.token, 15.0, self.tls)
         except (OSError, ValueError) as exc:
@@ -339,7 +361,7 @@ class _Client:
             return
         items = missed_in_order(body)
         self.emit({"event": "replay_list", "missed": len(items)})
-        base = http_base(self.opts.url)
+        base = http_base(self.url)
         for item in items:
             try:
                 data = await asyncio.to_thread(fetch_bytes, base + item["clip_url"], 15.0, self.tls)
@@ -463,17 +485,16 @@ class _Client:
     # ------------------------------------------------------------ connections
 
     async def open_socket(self) -> ClientConnection:
-        opts = self.opts
         try:
-            tls = self.tls if opts.url.startswith("wss:") else None
-            return await connect(opts.url, open_timeout=OPEN_TIMEOUT, max_size=1 << 20, ssl=tls)
+            tls = self.tls if self.url.startswith("wss:") else None
+            return await connect(self.url, open_timeout=OPEN_TIMEOUT, max_size=1 << 20, ssl=tls)
         except InvalidURI as exc:
-            raise ClientError(f"bad server URL {opts.url}: {exc}", 2) from None
+            raise ClientError(f"bad server URL {self.url}: {exc}", 2) from None
         except InvalidHandshake as exc:
-            raise ClientError(f"cannot connect to {opts.url}: {exc}") from None
+            raise ClientError(f"cannot connect to {self.url}: {exc}") from None
         except (OSError, TimeoutError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-            raise ClientError(f"cannot connect to {opts.url}: {reason or 'timed out'}") from None
+            raise ClientError(f"cannot connect to {self.url}: {reason or 'timed out'}") from None
 
     async def reopen(self, stop: asyncio.Event, deadline: float | None) -> ClientConnection | None:
         """Connect again with backoff until it works, ``stop`` is set or the deadline passes."""
