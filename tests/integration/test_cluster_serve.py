@@ -132,7 +132,9 @@ def test_a_redis_outage_keeps_calls_going_refuses_joins_fast_and_recovers(
         )
         talker = start_client(
             a, tmp_path, "tal", loop=True, duration=120, record=False,
-            play=write_bursts(tmp_path / "b.wav", 440.0, on_seconds=0.6, off_seconds=0.6),
+            play=write_bursts(  # loud, then quiet but still voice: an onset every 1.2 s
+                tmp_path / "b.wav", 660.0, on_seconds=0.6, off_seconds=0.6, quiet_amplitude=300
+            ),
             extra_args=["--mode", "open"],
         )  # fmt: skip
         pid = redis_server.proc.pid

@@ -206,7 +206,14 @@ class NodeMembership:
             if not kept:  # expired (Redis away too long) and maybe owned by another now
                 self.leases_lost += 1
                 self.owned.pop(lease.channel, None)
-                log.warning("cluster lease lost channel=%s epoch=%d", lease.channel, lease.epoch)
+                # claimed again while its sessions are here: a new epoch, unless another has it
+                again = await self.ownership.acquire(lease.channel)
+                if again.is_node(self.node_id, self.incarnation):
+                    self.owned[lease.channel] = again
+                log.warning(
+                    "cluster lease lost channel=%s epoch=%d; now %s epoch %d",
+                    lease.channel, lease.epoch, again.node_id, again.epoch,
+                )  # fmt: skip
 
     async def _hold_sessions(self) -> None:
         taken = await self.placement.hold_all(self.node_id, sorted(self._sessions.items()))
