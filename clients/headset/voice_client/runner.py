@@ -41,6 +41,7 @@ from voice_client.liveness import SILENCE_LIMIT, Liveness
 from voice_client.loopback import is_loopback_host, loopback_candidates
 from voice_client.netreport import INTERVAL, Counters
 from voice_client.netreport import report as network_report
+from voice_client.nodes import next_node
 from voice_client.opus import speech_opus
 from voice_client.peer import ClientPeer, DeviceMicTrack, MicTrack, SlotRecorder
 from voice_client.ptt import PttState, evdev_reader, terminal_key_map
@@ -67,7 +68,6 @@ from voice_client.signaling import (
     Send,
     SessionState,
     Warn,
-    websocket_url,
 )
 from voice_client.turntls import client_context, turn_tls_context
 from voice_client.vad import GateMode, VadGate, VadRules
@@ -263,18 +263,11 @@ class _Client:
                 self.ended.set()
 
     def move(self, url: str | None) -> None:
-        """Where the next connection goes after a migrate (see :class:`Move`)."""
-        allowed = list(dict.fromkeys((self.opts.url, *self.opts.nodes)))
-        target: str | None = None
-        if url is not None:
-            with contextlib.suppress(ValueError):
-                target = websocket_url(url)
-            if target not in allowed:
-                self.warn(f"migrate to {url} not followed: not a configured node (--node)")
-                target = None
-        elif self.url in allowed and len(allowed) > 1:
-            target = allowed[(allowed.index(self.url) + 1) % len(allowed)]
-        if target is not None and target != self.url:
+        """Where the next connection goes after a migrate (:mod:`voice_client.nodes`)."""
+        target, refused = next_node(self.url, [self.opts.url, *self.opts.nodes], url)
+        if refused:
+            self.warn(f"migrate to {url} not followed: not a configured node (--node)")
+        if target != self.url:
             self.url = target
             self.emit({"event": "moving", "to": target})
 
