@@ -36,7 +36,9 @@ def cluster_env(pg_url: str, redis_url: str, node_id: str) -> dict[str, str]:
     }
 
 
-def node_process(root: Path, node_id: str, pg_url: str, redis_url: str) -> ServerProcess:
+def node_process(
+    root: Path, node_id: str, pg_url: str, redis_url: str, env: dict[str, str] | None = None
+) -> ServerProcess:
     """A node, not started; its data directory holds the deployment key of ``root/key``."""
     data = root / node_id
     data.mkdir(parents=True, exist_ok=True)
@@ -44,7 +46,10 @@ def node_process(root: Path, node_id: str, pg_url: str, redis_url: str) -> Serve
     if shared.exists():
         shutil.copy(shared, data / KEY_FILE)
     server = ServerProcess(
-        data, free_port(), free_port(socket.SOCK_DGRAM), cluster_env(pg_url, redis_url, node_id)
+        data,
+        free_port(),
+        free_port(socket.SOCK_DGRAM),
+        {**cluster_env(pg_url, redis_url, node_id), **(env or {})},
     )
     if not shared.exists():
         load_or_create_key(data)
@@ -54,8 +59,10 @@ def node_process(root: Path, node_id: str, pg_url: str, redis_url: str) -> Serve
 
 
 @contextlib.contextmanager
-def running_nodes(root: Path, pg_url: str, redis_url: str, *ids: str) -> Iterator[list[Any]]:
-    nodes = [node_process(root, node_id, pg_url, redis_url) for node_id in ids]
+def running_nodes(
+    root: Path, pg_url: str, redis_url: str, *ids: str, env: dict[str, str] | None = None
+) -> Iterator[list[Any]]:
+    nodes = [node_process(root, node_id, pg_url, redis_url, env) for node_id in ids]
     try:
         for node in nodes:
             node.start()

@@ -110,6 +110,22 @@ def test_two_nodes_share_one_redis_a_duplicate_id_and_an_unreachable_redis_are_r
     assert len(err.strip().splitlines()) == 1, err
 
 
+async def join_and_drop(node: ServerProcess, token: str, device: str) -> str:
+    """Join, then drop the socket without leaving (the session waits its grace period)."""
+    peer = await Peer.connect(node.ws_url)
+    session_id = str((await peer.join(token, device_id=device))["session_id"])
+    await peer.ws.close()
+    return session_id
+
+
+async def resume(node: ServerProcess, token: str, device: str, session_id: str) -> dict[str, Any]:
+    peer = await Peer.connect(node.ws_url)
+    try:
+        return await peer.join(token, device_id=device, session_id=session_id)
+    finally:
+        await peer.ws.close()
+
+
 async def join_outcome_kept(node: ServerProcess, token: str, device: str) -> tuple[str, Any]:
     """Join and keep the session (the socket is left open until the test's loop ends: the
     session then detaches and lives its grace period)."""
@@ -126,7 +142,8 @@ def test_a_redis_outage_keeps_calls_going_refuses_joins_fast_and_recovers(
     within seconds; after SIGCONT joins work again by themselves. Then Redis dies and comes back
     empty (SIGKILL, a new process): the node writes itself back."""
     assert redis_server.proc is not None
-    with running_nodes(tmp_path, pg_url, redis_server.url, "a") as (a,):
+    grace = {"VOICE_GRACE_SECONDS": "60"}  # a detached session outlives the outage
+    with running_nodes(tmp_path, pg_url, redis_server.url, "a", env=grace) as (a,):
         listener = start_client(
             a, tmp_path, "lis", duration=120, record=False, extra_args=["--report-onsets"]
         )
@@ -141,6 +158,7 @@ def test_a_redis_outage_keeps_calls_going_refuses_joins_fast_and_recovers(
         tok = a.token("new", "ops")
         try:
             listener.wait_event("onset", timeout=90)  # the talker is heard
+            dropped = asyncio.run(join_and_drop(a, tok, "phone-1"))  # its socket drops
             redis_server.proc.send_signal(signal.SIGSTOP)
             heard_before = len(listener.seen("onset"))
             try:
@@ -154,6 +172,9 @@ def test_a_redis_outage_keeps_calls_going_refuses_joins_fast_and_recovers(
                 assert (kind, code, close) == ("error", "cluster_unavailable", 1013)
                 assert refused_in < 5, refused_in  # fast: no wait on the hung Redis
                 assert metric(a, "voice_cluster_redis_up") == 0
+                # a call in progress whose socket dropped resumes without Redis
+                resumed = asyncio.run(resume(a, tok, "phone-1", dropped))
+                assert resumed["resumed"] is True and resumed["session_id"] == dropped
                 assert (
                     metric(a, 'voice_cluster_joins_refused_total{code="cluster_unavailable"}') == 1
                 )
