@@ -39,6 +39,7 @@ __all__ = ["ClusterNode"]
 log = logging.getLogger(__name__)
 COMMAND_TIMEOUT_S = 1.0  # a node's Redis calls: a hung Redis is noticed within a second
 LEAVE_TIMEOUT_S = 3.0
+STOP_TIMEOUT_S = 5.0
 
 
 class ClusterNode:
@@ -91,9 +92,13 @@ class ClusterNode:
         self.hub.cluster = None
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._tasks:  # bounded: a stop never hangs on a Redis call left behind
+            done, stuck = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT_S)
+            for task in stuck:
+                log.warning("cluster task %s did not stop in time", task.get_name())
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    log.error("cluster task %s had failed: %r", task.get_name(), task.exception())
         self._tasks = []
         if self.membership is not None:
             with contextlib.suppress(TimeoutError):

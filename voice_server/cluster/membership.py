@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from voice_server.cluster.channel_map import ChannelMap
-from voice_server.cluster.client import ClusterUnavailable
+from voice_server.cluster.client import ClusterUnavailable, cancelled_meanwhile
 from voice_server.cluster.keys import Keys
 from voice_server.cluster.link import LinkState
 from voice_server.cluster.nodes import DuplicateNode, NodeInfo, NodeRegistry
@@ -163,10 +163,15 @@ class NodeMembership:
                 await self._hold_sessions()
             await self._forget_gone()
         except ClusterUnavailable as exc:
+            if cancelled_meanwhile():  # redis-py may turn our cancellation into a timeout
+                raise asyncio.CancelledError from exc
             self._failed("step", exc)
         except DuplicateNode as exc:
             self.duplicate = str(exc)
             self._failed("heartbeat", exc)
+        except Exception as exc:  # a Redis error reply (misconfigured Redis): log, try again
+            log.exception("cluster step failed")
+            self._failed("step", exc)
         else:
             self.duplicate = None
             if self.link.ok(self._clock()):
