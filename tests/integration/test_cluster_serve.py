@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -108,6 +109,10 @@ def test_two_nodes_share_one_redis_a_duplicate_id_and_an_unreachable_redis_are_r
     code, err = serve_refused(nowhere)
     assert code == 1 and "cannot reach Redis at 127.0.0.1:" in err, err
     assert len(err.strip().splitlines()) == 1, err
+    # PostgreSQL unreachable at start-up: likewise (checked first)
+    no_db = node_process(tmp_path, "d", "postgresql://voice@127.0.0.1:1/voice", redis_server.url)
+    code, err = serve_refused(no_db)
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
 
 
 async def join_and_drop(node: ServerProcess, token: str, device: str) -> str:
@@ -225,6 +230,18 @@ def test_drain_sends_migrate_refuses_new_joins_and_closes_at_the_deadline(
             a, tmp_path, "hs", duration=120, record=False, extra_args=["--node", b.url]
         )
         headset.wait_event("media", state="connected", timeout=90)
+        # bad input first: a node that is not live, a Redis that cannot be reached
+        for args, why in (
+            (["nosuch"], "node 'nosuch' is not live"),
+            (["a", "--redis-url", f"redis://127.0.0.1:{free_port()}/0"], "cannot reach Redis"),
+        ):
+            out = subprocess.run(
+                [sys.executable, "-m", "voice_server.cli", "drain", *args, "--no-wait",
+                 "--data-dir", str(a.data_dir)],
+                capture_output=True, text=True, timeout=60, env={**os.environ, **a.env},
+            )  # fmt: skip
+            assert out.returncode == 1 and why in out.stderr, out.stderr
+            assert len(out.stderr.strip().splitlines()) == 1, out.stderr
 
         async def drain() -> tuple[dict[str, Any], dict[str, Any], int | None, str]:
             watcher = await Peer.connect(a.ws_url)
