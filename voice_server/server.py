@@ -64,7 +64,6 @@ def _join_cluster(config: Config) -> str | None:
 
 def run_server(config: Config, *, demo: bool = False) -> int:
     verify_database(config.database_url, config.data_dir)  # one line and exit 1 when unusable
-    incarnation = _join_cluster(config)  # likewise for Redis and a node id in use
     setup_logging(config.log_level)
     raise_fd_limit()  # one descriptor per signaling WebSocket
     _check_port(config.host, config.port)
@@ -72,6 +71,9 @@ def run_server(config: Config, *, demo: bool = False) -> int:
         check_media_ports(
             config.media_host, config.media_port, config.worker_count, config.media_tcp_port
         )
+    # last of the checks (a refusal after it would leave this node's first report to expire):
+    # one line and exit 1 when Redis cannot be reached or a live node holds the id
+    incarnation = _join_cluster(config)
     if demo:
         ensure_demo_organisation(
             Accounts.open(open_database(config.database_url, config.data_dir)),
