@@ -111,11 +111,7 @@ class ClusterNode:
 
     # ------------------------------------------------------------------ the hub's port
     async def admit(self, channel: str) -> None:
-        if self.draining:
-            self.refused[ErrorCode.NODE_DRAINING.value] += 1
-            raise ProtocolError(
-                ErrorCode.NODE_DRAINING, "this node is being drained: join another node"
-            )
+        self._refuse_if_draining()
         assert self.membership is not None
         try:
             await self.membership.admit(channel)
@@ -125,6 +121,14 @@ class ClusterNode:
                 ErrorCode.CLUSTER_UNAVAILABLE,
                 "the cluster is unavailable (its Redis cannot be reached); try again shortly",
             ) from None
+        self._refuse_if_draining()  # a drain that began while Redis answered
+
+    def _refuse_if_draining(self) -> None:
+        if self.draining:
+            self.refused[ErrorCode.NODE_DRAINING.value] += 1
+            raise ProtocolError(
+                ErrorCode.NODE_DRAINING, "this node is being drained: join another node"
+            )
 
     def joined(self, session_id: str, channel: str) -> None:
         if self.membership is not None:
