@@ -75,6 +75,7 @@ class NodeMembership:
         self._sessions: dict[str, str] = {}  # session id -> channel
         self._gone: OrderedDict[str, None] = OrderedDict()  # ended, record not yet removed
         self._dirty: set[str] = set()  # channels whose count changed since the last write
+        self._fresh: set[str] = set()  # sessions joined since the last write
         self._wake = asyncio.Event()
         self._last_full = float("-inf")
 
@@ -100,6 +101,7 @@ class NodeMembership:
         if session_id in self._sessions:
             return
         self._sessions[session_id] = channel
+        self._fresh.add(session_id)
         self._gone.pop(session_id, None)
         self.map.refs.add(channel)
         self._dirty.add(channel)
@@ -146,21 +148,7 @@ class NodeMembership:
         try:
             await self._heartbeat()
             await self._renew()
-            now = self._clock()
-            if now - self._last_full >= self.timing.reassert_s:
-                self._dirty.clear()
-                await self.map.reassert()
-                await self._hold_sessions()
-                self._last_full = now
-            elif self._dirty:
-                dirty = sorted(self._dirty)
-                self._dirty.clear()
-                try:
-                    await self.map.write(dirty)
-                except ClusterUnavailable:
-                    self._dirty.update(dirty)
-                    raise
-                await self._hold_sessions()
+            await self._write_changes()
             await self._forget_gone()
         except ClusterUnavailable as exc:
             if cancelled_meanwhile():  # redis-py may turn our cancellation into a timeout
@@ -220,9 +208,31 @@ class NodeMembership:
                     lease.channel, lease.epoch, again.node_id, again.epoch,
                 )  # fmt: skip
 
-    async def _hold_sessions(self) -> None:
-        taken = await self.placement.hold_all(self.node_id, sorted(self._sessions.items()))
-        for sid in taken:
+    async def _write_changes(self) -> None:
+        """The channel entries whose counts changed (a count of 0: the entry goes) and the
+        presence of new sessions; every ``reassert_s`` all entries and all presence records."""
+        now = self._clock()
+        full = now - self._last_full >= self.timing.reassert_s
+        dirty, fresh = sorted(self._dirty), sorted(self._fresh)
+        self._dirty.clear()
+        self._fresh.clear()
+        try:
+            if full:
+                await self.map.write([c for c in dirty if self.map.refs.count(c) == 0])
+                await self.map.reassert()
+                await self._hold(sorted(self._sessions))
+                self._last_full = now
+            else:
+                await self.map.write(dirty)
+                await self._hold(fresh)
+        except ClusterUnavailable:
+            self._dirty.update(dirty)
+            self._fresh.update(fresh)
+            raise
+
+    async def _hold(self, session_ids: list[str]) -> None:
+        items = [(sid, self._sessions[sid]) for sid in session_ids if sid in self._sessions]
+        for sid in await self.placement.hold_all(self.node_id, items):
             log.warning("cluster session=%s is held by another node", sid)
 
     async def _forget_gone(self) -> None:
