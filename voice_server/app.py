@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -34,6 +35,7 @@ from voice_server.backends.seam import (
 )
 from voice_server.calllog.purge import Purger
 from voice_server.calllog.schedule import PurgeSchedule
+from voice_server.cluster_node import ClusterNode
 from voice_server.config import Config
 from voice_server.identity.keys import load_or_create_key
 from voice_server.media.plane import MediaPlane
@@ -88,8 +90,9 @@ from voice_server.workers.pool import WorkerPool
 log = logging.getLogger(__name__)
 
 
-def build_state(config: Config) -> AppState:
-    """Open the data directory: key, database (migrated), stores, hub."""
+def build_state(config: Config, *, incarnation: str | None = None) -> AppState:
+    """Open the data directory: key, database (migrated), stores, hub; with a Redis URL, this
+    node of the cluster (``incarnation``: this process's, as checked at start-up)."""
     key = load_or_create_key(config.data_dir)
     db = open_database(config.database_url, config.data_dir)
     channels = ChannelStore(db)
@@ -208,6 +211,9 @@ def build_state(config: Config) -> AppState:
     state.metrics.register(
         lambda: [Family("voice_channels", "gauge", "Configured channels").add(channels.count())]
     )
+    if config.redis_url is not None:
+        state.cluster = ClusterNode(config, hub, incarnation or uuid.uuid4().hex)
+        state.metrics.register(state.cluster.families)
     state.metrics.register(lambda: process_families(debug_objects=config.debug_objects))
     state.metrics.register(GC.install().families)
     return state
@@ -244,8 +250,8 @@ def _announcement_sent(
     state.dispatcher.nudge()
 
 
-def create_app(config: Config) -> FastAPI:
-    state = build_state(config)
+def create_app(config: Config, *, incarnation: str | None = None) -> FastAPI:
+    state = build_state(config, incarnation=incarnation)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -269,12 +275,16 @@ def create_app(config: Config) -> FastAPI:
         purger = Purger(config.data_dir, state.accounts.audit, purge_store(state.db))
         purge = PurgeSchedule(purger, config)
         purge.start()
+        if state.cluster is not None:
+            await state.cluster.start()  # reports this node; joins are admitted from here
         state.started = True
         log.info("voice server ready", extra={"data_dir": str(config.data_dir)})
         try:
             yield
         finally:
             state.stopping = True
+            if state.cluster is not None:
+                await state.cluster.stop()  # leaves the cluster: its records go now
             await purge.stop()
             if state.dispatcher is not None:
                 await state.dispatcher.stop()

@@ -20,6 +20,8 @@ from voice_server.accounts.validate import AccountError
 from voice_server.backends import commands as db_commands
 from voice_server.backends.seam import open_database, purge_store
 from voice_server.bench.cli import add_bench_parser, run_bench
+from voice_server.cluster import commands as cluster_commands
+from voice_server.cluster.startup import StartRefused
 from voice_server.config import Config, ConfigError, load_config
 from voice_server.identity.keys import KeyFileError, load_or_create_key
 from voice_server.identity.tokens import Audience, Role, issue_token
@@ -74,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--database-url", help="sqlite:PATH or postgresql://… (default: SQLite in the data dir)"
     )
+    serve.add_argument("--node-id", help="this node's name in a cluster (with --redis-url)")
+    serve.add_argument(
+        "--redis-url",
+        help="the cluster's Redis, redis://host:port/db (needs --node-id and a PostgreSQL "
+        "--database-url; default: one box, no Redis)",
+    )
     serve.add_argument(
         "--demo",
         action="store_true",
@@ -122,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     cert.add_argument("--force", action="store_true", help="replace an existing certificate")
 
     db_commands.add_parser(sub, _Parser, _add_state_args)
+    cluster_commands.add_parser(sub, _add_state_args)
     add_bench_parser(sub)
     loadtest_cli.add_parser(sub)
     return parser
@@ -171,6 +180,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         database_url=args.database_url,
+        node_id=args.node_id,
+        redis_url=args.redis_url,
     )
     for path in (config.tls_cert, config.tls_key):
         if path is not None and not path.is_file():
@@ -220,6 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return db_commands.run(
                 args, _config(args, database_url=getattr(args, "database_url", None))
             )
+        if args.command == cluster_commands.COMMAND:
+            return cluster_commands.run(args, _config(args))
         if args.command == "bench":
             return run_bench(args)
         if args.command == "loadtest":
@@ -231,8 +244,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, ChannelError, AccountError) as exc:
         print(f"voice-server: {exc}", file=sys.stderr)
         return 2
-    except (DatabaseError, KeyFileError, OSError, cli_admin.ChainBroken) as exc:
+    except (DatabaseError, KeyFileError, OSError, cli_admin.ChainBroken, StartRefused) as exc:
         print(f"voice-server: {exc}", file=sys.stderr)
+        return 1
+    except cluster_commands.DrainFailed as exc:
+        print(str(exc), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +26,8 @@ from voice_server.identity.turncreds import check_url as check_turn_url
 from voice_server.store.dburl import DatabaseTarget, check_url, target_of
 
 MAX_WORKERS = 64
+NODE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+CLUSTER_PREFIX = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 def usable_cores() -> int:
@@ -83,6 +86,16 @@ class Config(BaseSettings):
     tls_key: Path | None = None
     # the phone client's static files (default: clients/web of the source tree)
     web_dir: Path | None = None
+
+    # a cluster of nodes (README "Cluster"): this node's id and the deployment's Redis; None: one
+    # box (the default). A cluster needs a PostgreSQL database_url (the nodes share it).
+    node_id: str | None = None
+    redis_url: str | None = None
+    cluster_prefix: str = "voice"  # the deployment's Redis key prefix ({voice}:...)
+    cluster_heartbeat_seconds: float = Field(1.0, ge=0.05, le=30)
+    # a node is dead once its last report is this old; leases last as long
+    cluster_node_ttl_seconds: float = Field(5.0, ge=0.2, le=300)
+    drain_seconds: float = Field(30.0, ge=0, le=3600)  # `drain`'s default deadline
 
     # media plane
     media_host: str = "127.0.0.1"
@@ -187,6 +200,29 @@ class Config(BaseSettings):
     def _database_url(cls, value: str | None) -> str | None:
         return check_url(value) if value is not None and value.strip() else None
 
+    @field_validator("node_id")
+    @classmethod
+    def _node_id(cls, value: str | None) -> str | None:
+        if value is not None and not NODE_ID.fullmatch(value):
+            raise ValueError("a node id is 1-64 of A-Z a-z 0-9 _ . - (not starting with _ . -)")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be redis://host:port/db, rediss://… or unix://PATH")
+        return value.strip()
+
+    @field_validator("cluster_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not CLUSTER_PREFIX.fullmatch(value):
+            raise ValueError("a cluster key prefix is 1-64 of A-Z a-z 0-9 _ . -")
+        return value
+
     @field_validator("workers", mode="before")
     @classmethod
     def _workers(cls, value: object) -> int | str:
@@ -212,6 +248,15 @@ class Config(BaseSettings):
             raise ValueError("tls_cert and tls_key must be given together")
         if self.turn_urls and not (self.turn_secret and self.turn_secret.get_secret_value()):
             raise ValueError("turn_urls needs turn_secret (coturn's static-auth-secret)")
+        if self.redis_url is not None:
+            if self.node_id is None:
+                raise ValueError("redis_url needs node_id (--node-id: this node's name)")
+            if target_of(self.database_url, self.data_dir).kind != "postgresql":
+                raise ValueError(
+                    "redis_url needs a postgresql:// database_url (the nodes share one store)"
+                )
+        if self.cluster_node_ttl_seconds < 2 * self.cluster_heartbeat_seconds:
+            raise ValueError("cluster_node_ttl_seconds must be at least two heartbeats")
         return self
 
     @property
@@ -227,6 +272,15 @@ class Config(BaseSettings):
     def worker_count(self) -> int:
         """How many media workers ``workers`` means here (``auto``: the usable cores)."""
         return resolve_workers(self.workers)
+
+    @property
+    def base_url(self) -> str:
+        """This server's own base URL: ``public_url``, else its scheme, host and port (what
+        it prints at start, and what a node of a cluster reports as where to reach it)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     @property
     def tls(self) -> bool:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import socket
 import sys
+import uuid
 
 import uvicorn
 
@@ -13,6 +15,7 @@ from voice_server.accounts.bundle import Accounts
 from voice_server.app import create_app
 from voice_server.backends.seam import open_database
 from voice_server.backends.seam import verify as verify_database
+from voice_server.cluster.startup import redis_where
 from voice_server.config import Config
 from voice_server.demo import demo_credentials, ensure_demo_organisation
 from voice_server.identity.keys import load_or_create_key
@@ -36,12 +39,27 @@ def _check_port(host: str, port: int) -> None:
             raise OSError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
-def base_url(config: Config) -> str:
-    if config.public_url:
-        return config.public_url.rstrip("/")
-    host = "127.0.0.1" if config.host in ("0.0.0.0", "::") else config.host
-    scheme = "https" if config.tls else "http"
-    return f"{scheme}://{host}:{config.port}"
+def _join_cluster(config: Config) -> str | None:
+    """With a Redis URL: this process's incarnation, once Redis answered and no other live node
+    holds the node id (StartRefused, one line, when not). None on one box."""
+    if config.redis_url is None or config.node_id is None:
+        return None
+    from voice_server.cluster.keys import Keys
+    from voice_server.cluster.startup import check_start
+    from voice_server.cluster.timing import Timing
+
+    incarnation = uuid.uuid4().hex
+    asyncio.run(
+        check_start(
+            config.redis_url,
+            Keys(config.cluster_prefix),
+            Timing.derived(config.cluster_heartbeat_seconds, config.cluster_node_ttl_seconds),
+            node_id=config.node_id,
+            incarnation=incarnation,
+            base_url=config.base_url,
+        )
+    )
+    return incarnation
 
 
 def run_server(config: Config, *, demo: bool = False) -> int:
@@ -53,17 +71,22 @@ def run_server(config: Config, *, demo: bool = False) -> int:
         check_media_ports(
             config.media_host, config.media_port, config.worker_count, config.media_tcp_port
         )
+    # last of the checks (a refusal after it would leave this node's first report to expire):
+    # one line and exit 1 when Redis cannot be reached or a live node holds the id
+    incarnation = _join_cluster(config)
     if demo:
         ensure_demo_organisation(
             Accounts.open(open_database(config.database_url, config.data_dir)),
             load_or_create_key(config.data_dir),
         )
-    app = create_app(config)
-    url = base_url(config)
+    app = create_app(config, incarnation=incarnation)
+    url = config.base_url
     print(f"voice-server listening on {url}  (signaling {url.replace('http', 'ws', 1)}/ws)")
     print(f"  phone app {url}/" + ("" if config.tls else "  (plain HTTP: phones need HTTPS)"))
     print(f"  health {url}/healthz  ready {url}/readyz  metrics {url}/metrics")
     print(f"  data directory {config.data_dir.resolve()}")
+    if config.node_id is not None and config.redis_url is not None:
+        print(f"  cluster node {config.node_id} (Redis {redis_where(config.redis_url)})")
     if demo:
         print("Demo organisation (passwords stay until changed; tokens valid 10 h):")
         for line in demo_credentials(load_or_create_key(config.data_dir), url):

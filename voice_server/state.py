@@ -14,6 +14,7 @@ from voice_server.announce.scheduler import Scheduler
 from voice_server.announce.service import Announcer
 from voice_server.calllog.clips import ClipStore
 from voice_server.calllog.store import CallLog
+from voice_server.cluster_node import ClusterNode
 from voice_server.config import Config
 from voice_server.media.plane import MediaPlane
 from voice_server.metrics import Family, MetricsRegistry, SignalingCounters
@@ -63,6 +64,7 @@ class AppState:
     presence_sampler: PresenceSampler | None = None
     clips: ClipStore | None = None  # where clips are read (files; on PostgreSQL also its table)
     phrases: PhraseStore | None = None  # the ASR phrase list (a file; on PostgreSQL a row)
+    cluster: ClusterNode | None = None  # this node of a cluster (`serve --redis-url`)
     metrics: MetricsRegistry = field(default_factory=MetricsRegistry)
     started: bool = False
     stopping: bool = False
@@ -85,7 +87,12 @@ class AppState:
             db_ok = True
         except (sqlite3.Error, DatabaseError):  # DatabaseError: PostgreSQL unreachable
             db_ok = False
-        return {"started": self.started, "database": db_ok, "accepting": not self.stopping}
+        draining = self.cluster is not None and self.cluster.draining
+        return {
+            "started": self.started,
+            "database": db_ok,
+            "accepting": not self.stopping and not draining,
+        }
 
     def collect_sessions(self) -> list[Family]:
         counts = self.hub.session_counts()

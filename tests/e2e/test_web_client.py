@@ -318,3 +318,28 @@ def test_the_browser_gate_follows_the_same_rule_as_the_headset_client(
         python_states.append(gate.open)
     assert browser_states == python_states
     assert True in python_states and False in python_states[5:]
+
+
+def test_a_migrate_is_followed_only_within_the_pages_own_origin(pages: dict[str, Any]) -> None:
+    """allowedNode(): a drained node's `migrate` url is used only on the page's own origin (all
+    nodes behind one proxy; the CSP allows no other), else the same address is used again."""
+    page = pages["a"]
+    got = page.evaluate(
+        """async () => {
+            const { allowedNode } = await import('/js/connection.js');
+            const here = window.location.origin;
+            return [
+                allowedNode(here + "/"),
+                allowedNode("http://10.9.9.9:8000"),
+                allowedNode(null),
+                allowedNode("not a url at all::"),
+                allowedNode(here + "/node2/"),
+            ];
+        }"""
+    )
+    origin = page.evaluate("window.location.host")
+    ws = f"ws://{origin}/ws"
+    assert got[0] == ws
+    assert got[1] is None and got[2] is None
+    assert got[3] in (None, ws)  # a relative oddity resolves on this origin at worst
+    assert got[4] == ws  # the path of a proxy route is not followed: /ws of the origin

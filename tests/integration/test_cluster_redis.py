@@ -362,3 +362,62 @@ async def test_health_says_down_while_redis_is_stopped_and_up_again_after(
 
 async def _is(aw: Awaitable[Any], value: Any) -> bool:
     return bool(await aw == value)
+
+
+async def test_a_running_nodes_loop_writes_its_truth_and_brings_it_back_after_a_restart(
+    clients: Any, redis_server: RedisServer
+) -> None:
+    """NodeMembership (what `serve --redis-url` runs): a join admitted through the ownership,
+    its session's presence and the channel entry written by the loop, the leave removing them;
+    after Redis restarts empty the loop writes the report, entry, presence and lease back; a
+    cancelled loop ends."""
+    from voice_server.cluster.membership import NodeMembership
+
+    node = NodeMembership(
+        clients(command_timeout_s=1.0), KEYS, FAST, node_id="a", incarnation="ia",
+        base_url="http://127.0.0.2:8000",
+    )  # fmt: skip
+    with pytest.raises(ClusterUnavailable):
+        await node.admit("ch")  # the link is not known to work before the first report
+    await node.step()
+    assert node.link.up
+    owner = await node.admit("ch")
+    assert owner.is_node("a", "ia") and node.owned == {"ch": owner}
+    node.joined("s1", "ch")
+    node.joined("s2", "ch")
+    loop = asyncio.create_task(node.run())
+    try:
+        reader = ChannelMap(clients(), KEYS, FAST, "reader")
+        places = SessionPlacement(clients(), KEYS, FAST)
+
+        async def written() -> bool:
+            p = await places.lookup("s1")
+            return await reader.nodes("ch") == {"a": 2} and p is not None and p.node_id == "a"
+
+        await eventually(written, "the loop to write the entry and the presence")
+        node.ended("s1")
+
+        async def s1_gone() -> bool:
+            return await places.lookup("s1") is None and await reader.nodes("ch") == {"a": 1}
+
+        await eventually(s1_gone, "the ended session's presence and count to go")
+        redis_server.kill()
+        redis_server.start()  # empty
+
+        async def back() -> bool:
+            live = await NodeRegistry(clients(), KEYS, FAST).live_nodes()
+            p = await places.lookup("s2")
+            lease = await node.ownership.owner("ch")
+            return (
+                [n.node_id for n in live] == ["a"]
+                and p is not None
+                and await reader.nodes("ch") == {"a": 1}
+                and lease is not None
+                and lease.is_node("a", "ia")
+                and node.owned.get("ch") == lease  # the lost lease, back with a new epoch
+                and lease.epoch > owner.epoch
+            )
+
+        await eventually(back, "the node's truth written back after the restart")
+    finally:
+        await stop(loop)

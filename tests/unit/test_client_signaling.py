@@ -278,3 +278,50 @@ def test_joined_keeps_the_turn_relays_for_the_peer_connection() -> None:
     msg["ice_servers"] = [{**server, "urls": ["stun:stun.example:3478"]}]
     s2.receive(json.dumps(msg))
     assert s2.state is SessionState.JOINED and s2.ice_servers == []
+
+
+def test_migrate_ends_the_session_for_a_fresh_join_elsewhere() -> None:
+    from voice_client.signaling import Move
+
+    s = joined_session()
+    actions = s.receive(m.encode(m.ServerMigrate(url="http://10.0.0.2:8000", deadline_s=30)))
+    assert actions == [
+        Emit({"event": "migrate", "url": "http://10.0.0.2:8000", "deadline_s": 30.0}),
+        Move("http://10.0.0.2:8000"),
+        End(ok=False, reason="migrate", retry=True),
+    ]
+    assert s.session_id is None  # the next join does not resume the drained node's session
+    s.reconnect()
+    assert "session_id" not in sent(s.start())[0]
+
+
+def test_a_join_refused_by_a_draining_node_moves_on_and_cluster_unavailable_only_warns() -> None:
+    from voice_client.signaling import Move
+
+    s = ClientSession(token="t", channel="ops", device_id="hs-1")
+    s.start()
+    err = m.ServerError(code=ErrorCode.NODE_DRAINING, message="join another node")
+    assert s.receive(m.encode(err)) == [
+        Warn("server error node_draining: join another node"),
+        Move(None),
+    ]
+    s2 = ClientSession(token="t", channel="ops", device_id="hs-1")
+    s2.start()
+    err = m.ServerError(code=ErrorCode.CLUSTER_UNAVAILABLE, message="try again")
+    assert s2.receive(m.encode(err)) == [Warn("server error cluster_unavailable: try again")]
+    # the server closes the socket next (1013): joining again is allowed
+    assert s2.connection_lost() == [
+        End(ok=False, reason="connection closed by the server", retry=True)
+    ]
+
+
+def test_a_migrate_goes_only_to_a_configured_node() -> None:
+    from voice_client.nodes import next_node
+
+    a, b, c = "ws://10.0.0.1:8000/ws", "ws://10.0.0.2:8000/ws", "ws://10.0.0.3:8000/ws"
+    assert next_node(a, [a, b], "http://10.0.0.2:8000") == (b, False)
+    assert next_node(a, [a, b], "http://evil.example:8000") == (a, True)  # not followed
+    assert next_node(a, [a, b], "ftp://x") == (a, True)
+    assert next_node(a, [a, b, c], None) == (b, False)  # no target named: the next configured
+    assert next_node(c, [a, b, c], None) == (a, False)
+    assert next_node(a, [a], None) == (a, False)  # none other: the same after the back-off

@@ -115,7 +115,10 @@ def test_the_cluster_modules_do_not_import_redis_until_a_client_is_opened() -> N
     code = (
         "import sys, voice_server.cluster.channel_map, voice_server.cluster.events, "
         "voice_server.cluster.health, voice_server.cluster.inbox, voice_server.cluster.nodes, "
-        "voice_server.cluster.ownership, voice_server.cluster.sessions; "
+        "voice_server.cluster.ownership, voice_server.cluster.sessions, "
+        "voice_server.cluster.membership, voice_server.cluster.drain, "
+        "voice_server.cluster.startup, voice_server.cluster.commands, voice_server.cluster_node, "
+        "voice_server.app, voice_server.cli; "
         "sys.exit(3 if 'redis' in sys.modules else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

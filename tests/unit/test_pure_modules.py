@@ -59,6 +59,8 @@ PURE = [
     "voice_server.workers.placement",
     "voice_server.workers.ownership",
     "voice_server.workers.control",
+    "voice_server.cluster.link",
+    "voice_server.cluster.timing",
 ]
 FORBIDDEN = {
     "asyncio",

@@ -14,7 +14,8 @@ from starlette.websockets import WebSocketState
 from voice_server.config import Config
 from voice_server.metrics import SignalingCounters
 from voice_server.ratelimit import TokenBucket
-from voice_server.signaling.endpoint import serve_signaling
+from voice_server.signaling.endpoint import CLOSE_TRY_AGAIN, serve_signaling
+from voice_server.signaling.errors import ErrorCode, ProtocolError
 
 
 class FakeSocket:
@@ -25,6 +26,7 @@ class FakeSocket:
         self.sent: list[dict[str, Any]] = []
         self.changed = asyncio.Event()
         self.application_state = WebSocketState.CONNECTED
+        self.close_code: int | None = None
 
     def push(self, **msg: Any) -> None:
         msg.setdefault("v", 1)
@@ -45,6 +47,7 @@ class FakeSocket:
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         self.application_state = WebSocketState.DISCONNECTED
+        self.close_code = code
 
     async def sent_one(self, mtype: str, **match: Any) -> dict[str, Any]:
         while True:
@@ -68,11 +71,18 @@ class HeldHub:
         self.checking = threading.Event()
         self.detached: list[object] = []
         self.conn: Any = None
+        self.refusal: ErrorCode | None = None  # the cluster's answer to a join (None: admitted)
+        self.joins = 0
 
     def verify_join(self, token: str, channel: str) -> str:
         return "verified"
 
+    async def admit(self, msg: Any, verified: str) -> None:
+        if self.refusal is not None:
+            raise ProtocolError(self.refusal, "refused", request_id=msg.id)
+
     def join(self, conn: Any, msg: Any, verified: str) -> object:
+        self.joins += 1
         self.conn = conn
         conn.send(json.dumps({"type": "joined", "id": msg.id}))
         return object()
@@ -130,6 +140,21 @@ async def test_the_end_of_the_socket_ends_the_connection_with_messages_still_que
     hub.release.set()
     await asyncio.wait_for(served, 10)
     assert not hub.detached  # the queued leave was handled before the end
+
+
+async def test_a_join_the_cluster_refuses_sets_nothing_up_and_closes_with_try_again() -> None:
+    for code in (ErrorCode.CLUSTER_UNAVAILABLE, ErrorCode.NODE_DRAINING):
+        ws, hub = FakeSocket(), HeldHub()
+        hub.refusal = code
+        served = asyncio.create_task(
+            serve_signaling(ws, hub, join_timeout=10, rate=20, burst=50, queue_size=64)  # type: ignore[arg-type]
+        )
+        ws.push(type="join", token="t", channel="ops", device_id="d", id="j")
+        err = await ws.sent_one("error")
+        assert (err["code"], err["fatal"], err["id"]) == (code.value, False, "j")
+        await asyncio.wait_for(served, 10)  # the server ends the socket: the client retries
+        assert ws.close_code == CLOSE_TRY_AGAIN == 1013
+        assert hub.joins == 0 and hub.counters.errors[code.value] == 1
 
 
 def test_a_ping_every_2_s_is_never_rate_limited_and_a_storm_is_bounded() -> None:

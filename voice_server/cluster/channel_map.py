@@ -87,6 +87,13 @@ class ChannelMap:
         """One session fewer; the node's entry goes with its last session."""
         await self._write([(channel, self.refs.remove(channel))])
 
+    async def write(self, channels: list[str]) -> None:
+        """Write these channels' entries as the counts stand now (0: removed): what a node whose
+        counts changed locally (while Redis was away, or without waiting) sends."""
+        items = [(channel, self.refs.count(channel)) for channel in sorted(set(channels))]
+        for start in range(0, len(items), BATCH):
+            await self._write(items[start : start + BATCH])
+
     async def reassert(self) -> None:
         """Write every entry of this node again (every ``reassert_s``)."""
         items = self.refs.items()

@@ -7,7 +7,7 @@ key, then its subject (node id, channel, session id), so two kinds never collide
 channel is called::
 
     {p}:nodes                 sorted set: node id → Redis time (ms) of its last heartbeat
-    {p}:node:<node>           hash: incarnation, load, base_url, seen_ms (expires after the TTL)
+    {p}:node:<node>           hash: incarnation, load, base_url, seen_ms, state (expires after TTL)
     {p}:epoch                 counter: the last owner epoch handed out (never expires)
     {p}:owner:<channel>       hash: node, incarnation, epoch (expires unless renewed: the lease)
     {p}:chan:<channel>        sorted set: node id → Redis time (ms) its entry expires

@@ -89,6 +89,32 @@ class SessionPlacement:
         )
         return bool(int(done))
 
+    async def hold_all(self, node_id: str, sessions: list[tuple[str, str]]) -> list[str]:
+        """Place (or keep) each ``(session id, channel)`` on ``node_id`` in one round trip, its
+        expiry renewed: a node's periodic presence. The ids another node holds instead."""
+        if not sessions:
+            return []
+        pipe = self._client.pipeline(transaction=False)
+        for session_id, channel in sessions:
+            await self._place(
+                keys=[self._keys.session(session_id)],
+                args=[node_id, channel, self._ttl_ms, ""],
+                client=pipe,
+            )
+        rows = await guarded(pipe.execute())
+        return [sid for (sid, _), (node, _) in zip(sessions, rows, strict=True) if node != node_id]
+
+    async def remove_all(self, node_id: str, session_ids: list[str]) -> None:
+        """Remove these ended sessions' records (only those ``node_id`` holds), one round trip."""
+        if not session_ids:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for session_id in session_ids:
+            await self._refresh(
+                keys=[self._keys.session(session_id)], args=[node_id, 0], client=pipe
+            )
+        await guarded(pipe.execute())
+
     async def lookup(self, session_id: str) -> Placement | None:
         node, channel = await guarded(
             self._client.hmget(self._keys.session(session_id), ["node", "channel"])

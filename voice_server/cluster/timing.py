@@ -32,6 +32,20 @@ class Timing:
         if self.channel_entry_ttl_s < 2 * self.reassert_s:
             raise ValueError("channel_entry_ttl_s must be at least two re-assertions")
 
+    @classmethod
+    def derived(cls, heartbeat_s: float, node_ttl_s: float) -> Timing:
+        """Every interval from the two a deployment sets (``cluster_heartbeat_seconds``,
+        ``cluster_node_ttl_seconds``): leases last a node TTL, channel entries are re-asserted
+        every two heartbeats and last six, presence records three node TTLs."""
+        return cls(
+            heartbeat_s=heartbeat_s,
+            node_ttl_s=node_ttl_s,
+            lease_s=node_ttl_s,
+            reassert_s=2 * heartbeat_s,
+            channel_entry_ttl_s=6 * heartbeat_s,
+            session_ttl_s=3 * node_ttl_s,
+        )
+
     @staticmethod
     def ms(seconds: float) -> int:
         return max(1, round(seconds * 1000))

@@ -58,6 +58,10 @@ _FATAL_CLOSE = {
     ErrorCode.CHANNEL_FORBIDDEN: CLOSE_FORBIDDEN,
     ErrorCode.CHANNEL_NOT_FOUND: CLOSE_FORBIDDEN,
 }
+#: a join refused by the cluster: not fatal (the client joins again after a back-off), but the
+#: socket closes with 1013 "try again later" so the next try is a new connection
+_RETRY_CLOSE = {ErrorCode.CLUSTER_UNAVAILABLE, ErrorCode.NODE_DRAINING}
+CLOSE_TRY_AGAIN = 1013
 _MAX_ERRORS_BEFORE_JOIN = 5
 #: messages read but not yet handled, at most; more are dropped like a rate limit's excess
 _MAX_UNHANDLED = 64
@@ -215,6 +219,9 @@ async def serve_signaling(
                 if fatal:
                     conn.close(_FATAL_CLOSE[err.code], err.code.value)
                     break
+                if session is None and err.code in _RETRY_CLOSE:
+                    conn.close(CLOSE_TRY_AGAIN, err.code.value)
+                    break
                 if session is None:
                     errors_before_join += 1
                     if errors_before_join >= _MAX_ERRORS_BEFORE_JOIN:
@@ -252,6 +259,7 @@ async def _handle_first(hub: Hub, conn: Connection, msg: ClientMessage) -> Sessi
     except ProtocolError as err:
         err.request_id = msg.id
         raise
+    await hub.admit(msg, verified)  # the cluster's word (nothing set up when refused)
     return hub.join(conn, msg, verified)
 
 

@@ -45,6 +45,10 @@ class ErrorCode(StrEnum):
     EMERGENCY_OPEN = "emergency_open"  # a second emergency while one's own is open
     EMERGENCY_NONE = "emergency_none"  # cancel with no open emergency of one's own
     EMERGENCY_UNAVAILABLE = "emergency_unavailable"  # this server keeps no alerts
+    # a cluster of nodes (README "Cluster"): the join is refused before anything is set up, the
+    # socket closes with 1013 and the client joins again after a back-off
+    CLUSTER_UNAVAILABLE = "cluster_unavailable"  # this node cannot reach the cluster's Redis
+    NODE_DRAINING = "node_draining"  # this node is being drained: join another node
     # session life
     REPLACED = "replaced"
     SESSION_EXPIRED = "session_expired"

@@ -29,6 +29,7 @@ from voice_server.identity.turncreds import TurnCredentials
 from voice_server.media.route import Route
 from voice_server.metrics import SignalingCounters
 from voice_server.signaling import console as consoles
+from voice_server.signaling.admission import ClusterPort
 from voice_server.signaling.diagnostics import Diagnostics, Report
 from voice_server.signaling.emergency import EmergencyDesk
 from voice_server.signaling.errors import ErrorCode, ProtocolError
@@ -45,6 +46,7 @@ from voice_server.signaling.messages import (
     ServerJoined,
     ServerLeft,
     ServerMessage,
+    ServerMigrate,
     ServerMonitored,
     ServerOffer,
     ServerParticipantJoined,
@@ -185,6 +187,8 @@ class Hub:
         #: session id -> its open emergency's level-3 hold (signaling.emergency), over any route
         self.holds: dict[str, Route] = {}
         self.emergency: EmergencyDesk | None = None  # set by the app when alerts are kept
+        #: the cluster this node belongs to (``serve --redis-url``), else None
+        self.cluster: ClusterPort | None = None
         self._monitors: dict[str, set[str]] = {}  # channel -> sessions of another that hear it
         #: dispatcher consoles (sessions that sent ``monitor`` or ``talk_target``), by session id
         self.consoles: dict[str, consoles.Console] = {}
@@ -220,11 +224,31 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
             self._reaper = None
+        self.close_all("server_shutdown", "server restart")
+
+    def migrate(self, targets: list[str], deadline_s: float) -> int:
+        """Ask every connected session to join elsewhere (a drain): ``migrate`` with one of
+        ``targets`` each, in turn (none: null, the same address after a back-off). How many
+        were asked."""
+        asked = 0
         for session in list(self.registry):
+            if session.id not in self._outboxes:
+                continue
+            url = targets[asked % len(targets)] if targets else None
+            self._send(session, ServerMigrate(url=url, deadline_s=round(deadline_s, 3)))
+            asked += 1
+        return asked
+
+    def close_all(self, reason: str, close_reason: str) -> int:
+        """End every session now (``reason`` for the others), closing its socket with 1012
+        (join again). How many there were."""
+        sessions = list(self.registry)
+        for session in sessions:
             outbox = self._outboxes.get(session.id)
             if outbox is not None:
-                outbox.close(CLOSE_RESTART, "server restart")
-            self._end(session, "server_shutdown", notify_self=False)
+                outbox.close(CLOSE_RESTART, close_reason)
+            self._end(session, reason, notify_self=False)
+        return len(sessions)
 
     # ------------------------------------------------------------------ auth
     def verify_join(self, token: str, channel_name: str) -> Verified:
@@ -244,6 +268,27 @@ class Hub:
         if channel is None:
             raise ProtocolError(ErrorCode.CHANNEL_NOT_FOUND, "no such channel")
         return Verified(principal, channel)
+
+    def resumable(self, msg: ClientJoin, verified: Verified) -> bool:
+        """Whether ``msg`` resumes a live session of this node (a call in progress: it needs
+        no admission, so a Redis outage never ends it)."""
+        old = self.registry.get(msg.session_id) if msg.session_id else None
+        return (
+            old is not None
+            and old.state is not SessionState.CLOSED
+            and old.channel == verified.channel.name
+            and old.key == (verified.principal.sub, msg.device_id)
+        )
+
+    async def admit(self, msg: ClientJoin, verified: Verified) -> None:
+        """The cluster's word on a new session (ProtocolError with the join's id: refused)."""
+        if self.cluster is None or self.resumable(msg, verified):
+            return
+        try:
+            await self.cluster.admit(verified.channel.name)
+        except ProtocolError as err:
+            err.request_id = msg.id
+            raise
 
     # ------------------------------------------------------------------ transitions
     def join(self, outbox: Outbox, msg: ClientJoin, verified: Verified) -> Session:
@@ -271,6 +316,8 @@ class Hub:
             self.counters.resumes += 1
         else:
             self.counters.joins += 1
+            if self.cluster is not None:
+                self.cluster.joined(session.id, channel)
         others = [s for s in self.registry.in_channel(session.channel) if s is not session]
         watching = [
             participant(m, monitoring=True)
@@ -858,6 +905,8 @@ class Hub:
         self._ice_restarted.pop(session.id, None)
         if not self.registry.close(session):
             return
+        if self.cluster is not None:
+            self.cluster.ended(session.id)
         self._ending[session.id] = (participant(session), self.route(session))
         try:
             self.consoles.pop(session.id, None)

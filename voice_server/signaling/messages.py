@@ -414,6 +414,17 @@ class ServerLeft(_Msg):
     id: str | None = None
 
 
+class ServerMigrate(_Msg):
+    """This node is being drained: join again elsewhere (``url``: a base URL of another node
+    when one is known, else null: the same address after a back-off, where a reverse proxy sends
+    the join to a node that takes it) before ``deadline_s`` has passed."""
+
+    type: Literal["migrate"] = "migrate"
+    url: str | None = None
+    deadline_s: float
+    reason: str = "drain"
+
+
 class ServerPong(_Msg):
     type: Literal["pong"] = "pong"
     id: str | None = None
@@ -445,6 +456,7 @@ ServerMessage = (
     | ServerTokenExpiring
     | ServerRefreshed
     | ServerLeft
+    | ServerMigrate
     | ServerPong
     | ServerEmergencyUpdate
     | ServerError

@@ -25,10 +25,15 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", include_in_schema=False)
 async def readyz(request: Request) -> JSONResponse:
-    """Ready to take calls: started, database reachable, not shutting down (and, reported but
-    not required, ``transcription``: up, degraded, stopped or off)."""
+    """Ready to take calls: started, database reachable, not shutting down or draining (and,
+    reported but not required, ``transcription``: up, degraded, stopped or off; on a node of a
+    cluster ``redis``: up or down — a Redis outage must not take every node out of a proxy at
+    once — and ``node``, its id)."""
     state = _state(request)
     checks = state.readiness()
+    if state.cluster is not None:
+        checks["redis"] = await state.cluster.redis_check()
+        checks["node"] = state.cluster.node_id
     ok = all(v for v in checks.values() if isinstance(v, bool))
     return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 

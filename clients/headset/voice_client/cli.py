@@ -69,6 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Headset client: a standard WebRTC (aiortc) peer for the voice server.",
     )
     p.add_argument("--server", help="server base URL, e.g. https://voice.example:8000")
+    p.add_argument(
+        "--node",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="another node of the same cluster (repeat): a drained node's migrate may send "
+        "the client there; a migrate to any other address is not followed",
+    )
     p.add_argument("--channel", help="channel name")
     p.add_argument(
         "--monitor",
@@ -245,6 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         url = websocket_url(args.server)
+        nodes = tuple(websocket_url(node) for node in args.node)
     except ValueError as exc:
         return _fail(str(exc), EXIT_USAGE)
     pcm = b""
@@ -261,6 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail("--opus-bitrate must be 0 or within 6000..510000", EXIT_USAGE)
     opts = Options(
         url=url,
+        nodes=nodes,
         channel=args.channel,
         monitor=tuple(args.monitor),
         monitor_delay=args.monitor_delay,

@@ -41,6 +41,7 @@ from voice_client.liveness import SILENCE_LIMIT, Liveness
 from voice_client.loopback import is_loopback_host, loopback_candidates
 from voice_client.netreport import INTERVAL, Counters
 from voice_client.netreport import report as network_report
+from voice_client.nodes import next_node
 from voice_client.opus import speech_opus
 from voice_client.peer import ClientPeer, DeviceMicTrack, MicTrack, SlotRecorder
 from voice_client.ptt import PttState, evdev_reader, terminal_key_map
@@ -63,6 +64,7 @@ from voice_client.signaling import (
     EmergencyWindow,
     Emit,
     End,
+    Move,
     NeedToken,
     Send,
     SessionState,
@@ -121,6 +123,7 @@ class Options:
     emergency_device: str | None = None  # evdev device: hold its button 2 s, then a countdown
     replay_key: str | None = "r"  # terminal key: play what was missed (None: none)
     reconnect: bool = True
+    nodes: tuple[str, ...] = ()  # other nodes' signaling URLs a migrate may send us to
     report_onsets: bool = False  # print "onset" events (latency benchmark)
     low_latency: bool = True  # skip aiortc's 80 ms audio jitter buffer
     reorder_ms: int = DEFAULT_DEPTH_MS  # the receive reordering window's depth (jitter.py)
@@ -142,6 +145,7 @@ def read_token(path: Path) -> str:
 class _Client:
     def __init__(self, opts: Options) -> None:
         self.opts = opts
+        self.url = opts.url  # the node joined now (a migrate may change it)
         self.t0 = time.monotonic()
         self.loop = asyncio.get_running_loop()
         token = opts.token if opts.token is not None else read_token(_need(opts.token_file))
@@ -273,10 +277,21 @@ class _Client:
                 self.warn(action.text)
             elif isinstance(action, NeedToken):
                 await self.refresh_token(action.expires_at)
+            elif isinstance(action, Move):
+                self.move(action.url)
             elif isinstance(action, End):
                 if self.end is None:
                     self.end = action
                 self.ended.set()
+
+    def move(self, url: str | None) -> None:
+        """Where the next connection goes after a migrate (:mod:`voice_client.nodes`)."""
+        target, refused = next_node(self.url, [self.opts.url, *self.opts.nodes], url)
+        if refused:
+            self.warn(f"migrate to {url} not followed: not a configured node (--node)")
+        if target != self.url:
+            self.url = target
+            self.emit({"event": "moving", "to": target})
 
     async def answer(self, sdp: str) -> str:
         if self.peer is not None:  # a new offer: the server lost our transport, start over
@@ -353,7 +368,7 @@ class _Client:
 
     async def replay_missed(self) -> None:
         """Fetch what was missed in the channel and play it, oldest first."""
-        url = replay_url(self.opts.url, self.opts.channel)
+        url = replay_url(self.url, self.opts.channel)
         try:
             body = await asyncio.to_thread(fetch_json, url, self.session.token, 15.0, self.tls)
         except (OSError, ValueError) as exc:
@@ -361,7 +376,7 @@ class _Client:
             return
         items = missed_in_order(body)
         self.emit({"event": "replay_list", "missed": len(items)})
-        base = http_base(self.opts.url)
+        base = http_base(self.url)
         for item in items:
             try:
                 data = await asyncio.to_thread(fetch_bytes, base + item["clip_url"], 15.0, self.tls)
@@ -488,17 +503,16 @@ class _Client:
     # ------------------------------------------------------------ connections
 
     async def open_socket(self) -> ClientConnection:
-        opts = self.opts
         try:
-            tls = self.tls if opts.url.startswith("wss:") else None
-            return await connect(opts.url, open_timeout=OPEN_TIMEOUT, max_size=1 << 20, ssl=tls)
+            tls = self.tls if self.url.startswith("wss:") else None
+            return await connect(self.url, open_timeout=OPEN_TIMEOUT, max_size=1 << 20, ssl=tls)
         except InvalidURI as exc:
-            raise ClientError(f"bad server URL {opts.url}: {exc}", 2) from None
+            raise ClientError(f"bad server URL {self.url}: {exc}", 2) from None
         except InvalidHandshake as exc:
-            raise ClientError(f"cannot connect to {opts.url}: {exc}") from None
+            raise ClientError(f"cannot connect to {self.url}: {exc}") from None
         except (OSError, TimeoutError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-            raise ClientError(f"cannot connect to {opts.url}: {reason or 'timed out'}") from None
+            raise ClientError(f"cannot connect to {self.url}: {reason or 'timed out'}") from None
 
     async def reopen(self, stop: asyncio.Event, deadline: float | None) -> ClientConnection | None:
         """Connect again with backoff until it works, ``stop`` is set or the deadline passes."""

@@ -27,6 +27,7 @@ __all__ = [
     "Duck",
     "Emit",
     "End",
+    "Move",
     "NeedToken",
     "Send",
     "SessionState",
@@ -113,7 +114,16 @@ class EmergencyWindow:
     seconds: float
 
 
-Action = Send | AnswerOffer | Emit | Warn | NeedToken | End | Duck | EmergencyWindow
+@dataclass(frozen=True, slots=True)
+class Move:
+    """Join again elsewhere (a drained node's ``migrate``, or a join refused with
+    ``node_draining``): at ``url`` when it is one of the nodes the user configured, else the
+    same server (or, for None, the next configured node) after a back-off."""
+
+    url: str | None
+
+
+Action = Send | AnswerOffer | Emit | Warn | NeedToken | End | Duck | EmergencyWindow | Move
 
 
 class SessionState(Enum):
@@ -442,13 +452,31 @@ class ClientSession:
             out.append(EmergencyWindow(0.0))
         return out
 
+    def _on_migrate(self, msg: dict[str, Any]) -> list[Action]:
+        """The node is being drained: leave it for another (a fresh join: this session stays
+        behind on the old node until its deadline)."""
+        url = msg.get("url")
+        url = url if isinstance(url, str) and url else None
+        deadline = float(msg.get("deadline_s", 0))
+        self.state = SessionState.ENDED
+        self.session_id = None
+        return [
+            Emit({"event": "migrate", "url": url, "deadline_s": deadline}),
+            Move(url),
+            End(ok=False, reason="migrate", retry=True),
+        ]
+
     def _on_error(self, msg: dict[str, Any]) -> list[Action]:
         code = _str(msg["code"])
         text = str(msg.get("message", ""))
         if msg.get("fatal") is True:
             self.state = SessionState.ENDED
             return [End(ok=False, reason=text or code, code=code)]
-        return [Warn(f"server error {code}: {text}")]
+        warn = Warn(f"server error {code}: {text}")
+        if code == "node_draining":  # the server closes the socket next: join elsewhere
+            self.session_id = None
+            return [warn, Move(None)]
+        return [warn]
 
 
 def _str(value: Any) -> str:
@@ -506,6 +534,7 @@ _HANDLERS = {
     "token_expiring": ClientSession._on_token_expiring,
     "refreshed": ClientSession._on_refreshed,
     "left": ClientSession._on_left,
+    "migrate": ClientSession._on_migrate,
     "pong": ClientSession._on_pong,
     "emergency_update": ClientSession._on_emergency_update,
     "error": ClientSession._on_error,

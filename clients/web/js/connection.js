@@ -10,7 +10,12 @@
 // - retries back off 0.25, 0.5, 1, 2, 2 … s (capped small, so we are back within ~3 s of the
 //   network or the server returning); "online" retries at once;
 // - close codes 4401/4403 (token or channel refused) and 4409 (replaced by a newer join of this
-//   device) end it: retrying cannot help.
+//   device) end it: retrying cannot help;
+// - a node of a cluster being drained sends `migrate` {url}: a fresh join (no session_id) on a
+//   new socket, to `url` when it is this page's own origin (every node behind one reverse proxy;
+//   the page's CSP allows no other), else to the same address after the back-off, where the
+//   proxy sends it to a node that takes joins. A join refused with `cluster_unavailable` or
+//   `node_draining` (the server closes with 1013) is retried after the back-off as well.
 //
 // Events: "state" {state}, "joined" {message, reconnected}, "lost" {why: closed | quiet |
 // timeout}, "message" {message}, "stopped" {reason, code, message}.
@@ -45,6 +50,20 @@ export function heartbeat(now, lastHeard, lastPing, asked) {
   const nextPing = (ping ? now : lastPing) + PING_MS;
   const until = deadline(lastHeard, ping && asked === null ? now : asked);
   return { dead: false, ping, wait: Math.min(nextPing, until) - now };
+}
+
+// [pure] The signaling URL of a node a `migrate` names, when the page may go there (its own
+// origin), else null (the same address is used again).
+export function allowedNode(url, loc = window.location) {
+  if (typeof url !== "string" || url === "") return null;
+  let target;
+  try {
+    target = new URL(url, loc.href);
+  } catch {
+    return null;
+  }
+  if (target.origin !== new URL(loc.href).origin) return null;
+  return signalingUrl(target);
 }
 
 export function signalingUrl(loc = window.location) {
@@ -289,10 +308,22 @@ export class Connection extends EventTarget {
         break;
       case "pong":
         return;
+      case "migrate":
+        this.dispatch("message", { message: msg });
+        this.migrate(msg.url);
+        return;
       default:
         break;
     }
     this.dispatch("message", { message: msg });
+  }
+
+  // Join again elsewhere (see the reconnect rule): a fresh session, after the back-off.
+  migrate(url) {
+    const target = allowedNode(url);
+    if (target !== null) this.url = target;
+    this.sessionId = null;
+    this.lost("migrate");
   }
 
   finish(reason, extra = {}) {

@@ -1,0 +1,210 @@
+"""This server as one node of a cluster (``serve --node-id ID --redis-url URL``; README "Cluster").
+
+:class:`ClusterNode` joins the signaling hub to the cluster layer (:mod:`voice_server.cluster`):
+it is the hub's :class:`~voice_server.signaling.admission.ClusterPort` (a new session is admitted
+through the fenced channel ownership, or refused at once with ``cluster_unavailable`` while Redis
+is away, or ``node_draining``), it runs the node's membership loop (heartbeat with load and
+state, leases, channel entries, session presence) and reads the node's inbox, where
+``voice-server drain`` asks it to drain: it refuses new joins from then on, sends every connected
+client ``migrate`` (with another live node's base URL when one takes joins) and closes what is
+left at the deadline. Media never waits on any of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from voice_server.cluster.client import ClusterUnavailable, open_client
+from voice_server.cluster.drain import DRAIN, migrate_targets
+from voice_server.cluster.health import RedisHealth, State
+from voice_server.cluster.inbox import InboxReader
+from voice_server.cluster.keys import Keys
+from voice_server.cluster.membership import NodeMembership
+from voice_server.cluster.messages import InboxMessage
+from voice_server.cluster.timing import Timing
+from voice_server.config import Config
+from voice_server.metrics import Family, counter_family
+from voice_server.signaling.errors import ErrorCode, ProtocolError
+from voice_server.signaling.hub import Hub
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = ["ClusterNode"]
+
+log = logging.getLogger(__name__)
+COMMAND_TIMEOUT_S = 1.0  # a node's Redis calls: a hung Redis is noticed within a second
+LEAVE_TIMEOUT_S = 3.0
+STOP_TIMEOUT_S = 5.0
+
+
+class ClusterNode:
+    def __init__(self, config: Config, hub: Hub, incarnation: str) -> None:
+        assert config.redis_url is not None and config.node_id is not None
+        self.url = config.redis_url
+        self.node_id = config.node_id
+        self.incarnation = incarnation
+        self.base_url = config.base_url
+        self.keys = Keys(config.cluster_prefix)
+        self.timing = Timing.derived(
+            config.cluster_heartbeat_seconds, config.cluster_node_ttl_seconds
+        )
+        self.hub = hub
+        self.draining = False
+        self.refused: Counter[str] = Counter(
+            {ErrorCode.CLUSTER_UNAVAILABLE.value: 0, ErrorCode.NODE_DRAINING.value: 0}
+        )
+        self.migrate_sent = 0
+        self.drained_closed = 0
+        self.membership: NodeMembership | None = None
+        self._health: RedisHealth | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closers: list[Redis] = []
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        client = open_client(self.url, command_timeout_s=COMMAND_TIMEOUT_S)
+        reader_client = open_client(self.url, command_timeout_s=COMMAND_TIMEOUT_S, retries=0)
+        self._closers = [client, reader_client]
+        self.membership = NodeMembership(
+            client,
+            self.keys,
+            self.timing,
+            node_id=self.node_id,
+            incarnation=self.incarnation,
+            base_url=self.base_url,
+        )
+        self._health = RedisHealth(client)
+        await self.membership.step()  # the first report now: joins are admitted from here
+        reader = InboxReader(reader_client, self.keys, self.node_id, self._on_message)
+        self._tasks = [
+            asyncio.create_task(self.membership.run(), name="cluster-membership"),
+            asyncio.create_task(reader.run(), name="cluster-inbox"),
+        ]
+        self.hub.cluster = self
+        log.info("cluster node=%s joined (redis %s)", self.node_id, self.membership.link.state)
+
+    async def stop(self) -> None:
+        self.hub.cluster = None
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:  # bounded: a stop never hangs on a Redis call left behind
+            done, stuck = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT_S)
+            for task in stuck:
+                log.warning("cluster task %s did not stop in time", task.get_name())
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    log.error("cluster task %s had failed: %r", task.get_name(), task.exception())
+        self._tasks = []
+        if self.membership is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.membership.leave(), LEAVE_TIMEOUT_S)
+        if self._health is not None:
+            await self._health.close()
+        for client in self._closers:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+    # ------------------------------------------------------------------ the hub's port
+    async def admit(self, channel: str) -> None:
+        self._refuse_if_draining()
+        assert self.membership is not None
+        try:
+            await self.membership.admit(channel)
+        except ClusterUnavailable:
+            self.refused[ErrorCode.CLUSTER_UNAVAILABLE.value] += 1
+            raise ProtocolError(
+                ErrorCode.CLUSTER_UNAVAILABLE,
+                "the cluster is unavailable (its Redis cannot be reached); try again shortly",
+            ) from None
+        self._refuse_if_draining()  # a drain that began while Redis answered
+
+    def _refuse_if_draining(self) -> None:
+        if self.draining:
+            self.refused[ErrorCode.NODE_DRAINING.value] += 1
+            raise ProtocolError(
+                ErrorCode.NODE_DRAINING, "this node is being drained: join another node"
+            )
+
+    def joined(self, session_id: str, channel: str) -> None:
+        if self.membership is not None:
+            self.membership.joined(session_id, channel)
+
+    def ended(self, session_id: str) -> None:
+        if self.membership is not None:
+            self.membership.ended(session_id)
+
+    # ------------------------------------------------------------------ health
+    async def redis_check(self) -> State:
+        """``/readyz``'s ``checks.redis`` (bounded: a hung Redis answers "down" in 0.5 s)."""
+        return "down" if self._health is None else await self._health.check()
+
+    # ------------------------------------------------------------------ drain
+    async def _on_message(self, message: InboxMessage) -> None:
+        if message.kind != DRAIN:
+            log.warning("cluster inbox: unknown kind %r from %s", message.kind, message.sender)
+            return
+        if message.body.get("incarnation") not in (None, self.incarnation):
+            return  # meant for an earlier process under this node id
+        try:
+            deadline_s = max(0.0, float(message.body.get("deadline_s", 30.0)))
+        except (TypeError, ValueError):
+            log.warning("cluster inbox: drain with a bad deadline from %s", message.sender)
+            return
+        await self.drain(deadline_s)
+
+    async def drain(self, deadline_s: float) -> None:
+        """Stop taking joins, ask the clients to move, close what is left at the deadline."""
+        if self.draining:
+            return
+        assert self.membership is not None
+        self.draining = True
+        self.membership.set_state("draining")
+        try:
+            nodes = await self.membership.live_nodes()
+        except ClusterUnavailable:
+            nodes = []
+        targets = migrate_targets(nodes, self.node_id)
+        self.migrate_sent += self.hub.migrate(targets, deadline_s)
+        log.info(
+            "cluster drain node=%s deadline_s=%g asked=%d targets=%s",
+            self.node_id, deadline_s, self.migrate_sent, targets,
+        )  # fmt: skip
+        self._tasks.append(asyncio.create_task(self._close_at(deadline_s), name="cluster-drain"))
+
+    async def _close_at(self, deadline_s: float) -> None:
+        await asyncio.sleep(deadline_s)
+        self.drained_closed += self.hub.close_all("drained", "node drained")
+        log.info("cluster drain node=%s over: %d closed", self.node_id, self.drained_closed)
+
+    # ------------------------------------------------------------------ metrics
+    def families(self) -> list[Family]:
+        m = self.membership
+        link = m.link if m is not None else None
+        return [
+            Family("voice_cluster_redis_up", "gauge", "This node's link to Redis works (1) or not")
+            .add(1 if link is not None and link.up else 0),
+            Family("voice_cluster_redis_link_downs_total", "counter",
+                   "Times this node's link to Redis went down").add(link.downs if link else 0),
+            Family("voice_cluster_redis_failures_total", "counter",
+                   "This node's Redis calls that failed or timed out")
+            .add(link.failures if link else 0),
+            counter_family("voice_cluster_joins_refused_total",
+                           "Joins refused by the cluster, by error code", self.refused, "code"),
+            Family("voice_cluster_draining", "gauge", "This node is being drained (1)")
+            .add(1 if self.draining else 0),
+            Family("voice_cluster_owned_channels", "gauge",
+                   "Channels whose owner lease this node holds")
+            .add(len(m.owned) if m is not None else 0),
+            Family("voice_cluster_leases_lost_total", "counter",
+                   "Owner leases found expired at renewal").add(m.leases_lost if m else 0),
+            Family("voice_cluster_presence_dropped_total", "counter",
+                   "Ended sessions whose presence record was left to expire (Redis away long)")
+            .add(m.gone_dropped if m else 0),
+            Family("voice_cluster_migrate_sent_total", "counter",
+                   "migrate messages sent to clients by a drain").add(self.migrate_sent),
+        ]  # fmt: skip
