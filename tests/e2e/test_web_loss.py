@@ -108,6 +108,18 @@ def record(listener: Any, seconds: float) -> tuple[Any, int]:
     return np.frombuffer(base64.b64decode(got["pcm"]), dtype="<i2"), int(got["rate"])
 
 
+def scored(speechscore: Any, sentences: list[Any], rate: int, listener: Any) -> dict[str, Any]:
+    """The score of 13 s played at the listener, recorded again (three times at most) while it
+    finds fewer than two whole sentences in it: a busy machine's page may start or stall in the
+    middle of one (1 found once, at load 10 on 2 cores, its STOI 0.98)."""
+    got: dict[str, Any] = {}
+    for _ in range(3):
+        got = speechscore.score(sentences, rate, *record(listener, 13.0))
+        if got["utterances"] >= 2:
+            break
+    return got
+
+
 def test_the_listener_plays_the_talkers_speech_intelligibly_with_and_without_uplink_loss(
     pw: Any, loss_server: ServerProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -124,10 +136,10 @@ def test_the_listener_plays_the_talkers_speech_intelligibly_with_and_without_upl
     listener = open_page(pw, device_link(srv, srv.token("bob", "ops")), audio=None)
     try:
         wait_for(lambda: connected(talker) and connected(listener), "both pages joined with media")
-        clean = speechscore.score(sentences, rate, *record(listener, 13.0))
+        clean = scored(speechscore, sentences, rate, listener)
         lose_a_tenth_uplink(srv)
         try:
-            lossy = speechscore.score(sentences, rate, *record(listener, 13.0))
+            lossy = scored(speechscore, sentences, rate, listener)
         finally:
             nft(f"delete table inet {TABLE}")
         print(f"speech score at the listener: no loss {clean}, 10 % uplink loss {lossy}")

@@ -68,14 +68,16 @@ def test_a_monitored_channel_is_added_to_the_live_peer_connection_without_a_gap(
         after = window_from(before)  # a stretch of ops audio through and after it
         assert near(page, "1", 440)  # ops went on, on the same slot
 
-        # a gap would be played as concealment: a few lost packets' worth (60 ms) beyond what
-        # the control window concealed
+        # a gap would be played as concealment: a new peer connection or a stalled slot conceals
+        # a second or more; allowed are a few packets' worth beyond what the control window
+        # concealed, 250 ms (a busy machine's browser once concealed 91 ms while it applied the
+        # new description, its control window none)
         def played(a: dict[str, Any], b: dict[str, Any]) -> float:
             return max(1.0, (b["totalSamplesDuration"] - a["totalSamplesDuration"]) * 48_000)
 
         rate = control / played(control_start, before)  # concealed share without renegotiation
         concealed = after["concealedSamples"] - before["concealedSamples"]
-        allowed = 48_000 * 0.06 + 2 * rate * played(before, after)
+        allowed = 48_000 * 0.25 + 2 * rate * played(before, after)
         assert concealed < allowed, (control, before, after)
         media = [e for e in page.evaluate("window.voiceDiag.events") if e["kind"] == "media"]
         assert [e["state"] for e in media].count("connected") == 1  # one peer connection

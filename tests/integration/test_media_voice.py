@@ -37,10 +37,15 @@ def test_a_tone_reaches_every_listener_and_not_the_talker(
     media_server: ServerProcess, tmp_path: Path
 ) -> None:
     tone = write_tone(tmp_path / "a440.wav", 440, 3.0)
-    listeners = [start_client(media_server, tmp_path, n, duration=9) for n in ("bea", "cai")]
-    time.sleep(1.5)
-    talker = start_client(media_server, tmp_path, "ann", play=tone, duration=6)
-    assert talker.wait() == 0, talker.stderr
+    # the listeners stay until told to leave (SIGTERM), however slow a busy machine starts them
+    listeners = [start_client(media_server, tmp_path, n, duration=120) for n in ("bea", "cai")]
+    for c in listeners:
+        c.wait_event("media", timeout=60, state="connected")
+    talker = start_client(media_server, tmp_path, "ann", play=tone, duration=12)
+    assert talker.wait(timeout=120) == 0, talker.stderr
+    for c in listeners:
+        c.wait_event("talk_stopped", timeout=30)
+        c.proc.send_signal(signal.SIGTERM)
     for c in listeners:
         assert c.wait() == 0, c.stderr
         samples, rate = read_mono(c.record)  # type: ignore[arg-type]

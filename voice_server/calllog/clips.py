@@ -59,7 +59,8 @@ class FsClipStore:
         return set()  # nothing is uploaded: every reader shares the data directory
 
     def get(self, clip: str, burst_id: str) -> bytes | None:
-        for path in (self.data_dir / clip, self.data_dir / SPOOL_DIR / f"{burst_id}{DONE}"):
+        final = self.data_dir / clip  # again after the spool: the file may move meanwhile
+        for path in (final, self.data_dir / SPOOL_DIR / Path(clip).name, final):
             try:
                 return path.read_bytes()
             except (FileNotFoundError, IsADirectoryError):

@@ -148,14 +148,16 @@ def get_utterance(burst_id: Annotated[str, PathParam(max_length=MAX_UID)], reque
     return answer(run)
 
 
-def _clip_path(state: AppState, burst_id: str, clip: str) -> Path:
+def _clip_path(state: AppState, clip: str) -> Path:
+    """The clip's file: at its clip path, or still in the spool (committed, not yet moved out)
+    under its burst's name (the clip's own name: a row of an all-call, ``<burst>:<channel>``,
+    plays its burst's one file). Looked at again after the spool: it may move meanwhile."""
     data_dir = Path(state.config.data_dir)
-    path = data_dir / clip
-    if not path.is_file():  # committed, not yet moved out of the spool
-        path = data_dir / SPOOL_DIR / f"{burst_id}{DONE}"
-    if not path.is_file():
-        raise HTTPException(404, {"code": "not_found", "message": "the clip file is missing"})
-    return path
+    final = data_dir / clip
+    for path in (final, data_dir / SPOOL_DIR / Path(clip).name, final):
+        if path.is_file():
+            return path
+    raise HTTPException(404, {"code": "not_found", "message": "the clip file is missing"})
 
 
 @router.get("/clips/{name}")
@@ -195,7 +197,7 @@ def get_clip(
         filename = f"{burst_id.replace(':', '-')}.ogg"
         headers = {"Cache-Control": "private, max-age=300"}
         try:
-            path = _clip_path(state, burst_id, utterance.clip)
+            path = _clip_path(state, utterance.clip)
         except HTTPException:  # not on this node: the shared store's copy (ClipStore)
             data = state.clips.get(utterance.clip, burst_id) if state.clips is not None else None
             if data is None:
