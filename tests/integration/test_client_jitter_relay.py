@@ -2,7 +2,10 @@
 (aiortc) and a real server, every datagram from the server to them delayed 0-80 ms on its own
 by the bench's user-space jitter relay (`voice_server/bench/jitter.py`: this kernel has no
 netem), so that many 20 ms packets arrive after a newer one. The listener must hear every
-burst the talker sent, and its receive buffer must have put packets back in order.
+burst the talker sent, and its receive buffer must have put packets back in order. Then the
+same with every datagram from the clients to the server delayed instead (the talker's uplink):
+the server forwards each late packet into the hole it left in the slot stream's numbers
+(`voice_media_late_forwarded_total`), where the listener's buffer puts it back.
 
 Runs in a private network namespace (root): the relay takes the clients' UDP for the media port
 through an nftables nat redirect there."""
@@ -14,6 +17,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.audio import goertzel_power, loud_part, read_mono, write_bursts
@@ -27,18 +31,21 @@ pytestmark = pytest.mark.integration
 JITTER_MS = 40.0  # each datagram waits uniformly 0-80 ms
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+@pytest.fixture(scope="module", params=["downlink", "uplink"])
+def link(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ServerProcess, str]]:
     reason = netns.available()
     if reason:
         pytest.skip(reason)
     if subprocess.run(["nft", "--version"], capture_output=True, check=False).returncode:
         pytest.skip("nft (Debian package nftables) is missing")
     with netns.isolated(), running_server(tmp_path_factory.mktemp("srv")) as srv:
-        relay = jitter.JitterRelay(("127.0.0.1", srv.media_port), 0.0, JITTER_MS).start()
+        up, down = (JITTER_MS, 0.0) if request.param == "uplink" else (0.0, JITTER_MS)
+        relay = jitter.JitterRelay(("127.0.0.1", srv.media_port), up, down).start()
         nft(jitter.rules(srv.media_port, relay.port))
         try:
-            yield srv
+            yield srv, request.param
         finally:
             relay.stop()
             assert relay.forwarded > 0  # the media did go through it
@@ -66,8 +73,9 @@ def _bursts(samples: list[int], rate: int) -> list[float]:
 
 
 def test_the_headset_hears_every_burst_whole_through_a_reordering_link(
-    server: ServerProcess, tmp_path: Path
+    link: tuple[ServerProcess, str], tmp_path: Path
 ) -> None:
+    server, direction = link
     tone = write_bursts(tmp_path / "bursts.wav", 440.0, on_seconds=1.0, off_seconds=1.5)
     listener = start_client(server, tmp_path, "lena", duration=60)
     listener.wait_event("media", 90, state="connected")
@@ -90,3 +98,16 @@ def test_the_headset_hears_every_burst_whole_through_a_reordering_link(
     assert receive["reorder_ms"] == 60 and receive["frames"] > 0
     assert receive["reordered"] > 0, receive  # the relay reordered, the buffer put them back
     assert receive["late"] <= receive["packets"] // 20, receive  # in time, nearly all
+    late = metric(server, "voice_media_late_forwarded_total")
+    print(f"{direction} jitter: late packets forwarded by the server {late:.0f}, receive {receive}")
+    if direction == "uplink":  # reordered before the server: forwarded, not dropped
+        assert late > 0 and receive["filled"] <= receive["frames"] // 10, (late, receive)
+    else:
+        assert late == 0, late
+
+
+def metric(server: ServerProcess, name: str) -> float:
+    for line in httpx.get(f"{server.url}/metrics", timeout=10).text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no {name} in /metrics")

@@ -9,7 +9,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from voice_server.media.slot_stream import FRAME_SAMPLES, MAX_SEQ_GAP, PreRoll, SlotStream
+from voice_server.media.slot_stream import (
+    LATE_WINDOW,
+    FRAME_SAMPLES,
+    MAX_SEQ_GAP,
+    PreRoll,
+    SlotStream,
+)
 
 
 def rtp(seq: int, ts: int, ssrc: int = 0x1111, pt: int = 96, marker: bool = False) -> bytearray:
@@ -141,20 +147,66 @@ def test_incoming_timestamp_wrap_keeps_deltas() -> None:
     assert stream.timestamp == 1960
 
 
-def test_duplicate_and_late_packets_of_the_current_talker_are_dropped() -> None:
+def test_a_late_packet_fills_its_hole_and_duplicates_are_dropped() -> None:
     stream = SlotStream(1, 111)
     assert stream.advance("a", 10, 0, 0)
-    assert stream.advance("a", 12, 1920, 40)  # 11 lost on the uplink: a gap the listener sees
+    assert stream.advance("a", 12, 1920, 40)  # 11 not here yet: a hole the listener sees
     assert stream.seq == 2
-    assert not stream.advance("a", 11, 960, 45)  # late
-    assert not stream.advance("a", 12, 1920, 46)  # duplicate
-    assert stream.stale_dropped == 2
+    assert stream.advance("a", 11, 960, 45)  # late (uplink jitter): into the hole
+    assert stream.late and (stream.late_seq, stream.late_timestamp) == (1, 960)
+    assert (stream.seq, stream.timestamp) == (2, 1920)  # the head is still the newest
+    assert not stream.advance("a", 11, 960, 45)  # the late one again: a duplicate
+    assert not stream.advance("a", 12, 1920, 46)  # a duplicate of the newest
+    assert stream.stale_dropped == 2 and stream.late_forwarded == 1
     packet = rtp(13, 2880)
     assert stream.rewrite(packet, "a", 60)
-    assert fields(packet)[2] == 3
+    assert fields(packet)[2] == 3 and not stream.late
     late = rtp(12, 1920)
     assert not stream.rewrite(late, "a", 61)
     assert late == rtp(12, 1920)  # untouched
+
+
+def test_a_late_packet_is_rewritten_into_its_hole_without_a_marker() -> None:
+    stream = SlotStream(0xABCD, 111, first_seq=100, first_timestamp=5000)
+    for seq, at in ((7, 0), (9, 40), (10, 60)):
+        assert stream.rewrite(rtp(seq, seq * 960), "a", at)
+    late = rtp(8, 8 * 960, marker=True)
+    assert stream.rewrite(late, "a", 70)
+    # out = in + offset: seq 7 went out as 100, so 8 as 101; timestamps keep their offset
+    assert fields(late) == (False, 111, 101, 5000 + 960, 0xABCD)
+    after = rtp(11, 11 * 960)
+    assert stream.rewrite(after, "a", 80)
+    assert fields(after)[2:4] == (104, 5000 + 4 * 960)  # the head goes on from 10's number
+
+
+def test_late_packets_are_dropped_beyond_the_window_or_before_a_renumbering() -> None:
+    stream = SlotStream(1, 111)
+    assert stream.advance("a", 1000, 0, 0)
+    for seq in range(1001, 1000 + LATE_WINDOW + 5):
+        assert stream.advance("a", seq, (seq - 1000) * 960, seq)
+    assert not stream.advance("a", 1000 + 3, 3 * 960, 9999)  # forwarded already
+    stream2 = SlotStream(1, 111)
+    assert stream2.advance("a", 5, 0, 0)
+    assert stream2.advance("a", 5 + LATE_WINDOW + 1, 0, 20)  # a jump: renumbered (> MAX_SEQ_GAP)
+    assert not stream2.advance("a", 6, 960, 30)  # before the renumbering: dropped
+    assert stream2.advance("b", 400, 0, 40)  # another talker: a switch
+    assert stream2.advance("b", 402, 1920, 80)
+    assert not stream2.advance("b", 399, 0, 90)  # before b's switch: dropped
+    assert stream2.advance("b", 401, 960, 95)  # b's own hole: filled
+    assert stream2.late_forwarded == 1
+    stream2.release()
+    assert stream2.advance("b", 410, 9600, 500)  # b again after a release: a switch
+    assert not stream2.advance("b", 405, 4800, 510)  # from b's previous burst: dropped
+
+
+def test_a_wrapped_sequence_number_is_late_or_new_by_its_distance() -> None:
+    stream = SlotStream(1, 111)
+    assert stream.advance("a", 0xFFFE, 0, 0)
+    assert stream.advance("a", 1, 3 * 960, 60)  # over the wrap: 0xFFFF and 0 not here yet
+    assert stream.advance("a", 0xFFFF, 960, 61)
+    assert stream.late and stream.late_seq == (stream.seq - 2) & 0xFFFF
+    assert stream.advance("a", 0, 2 * 960, 62)
+    assert stream.late and stream.late_seq == (stream.seq - 1) & 0xFFFF
 
 
 def test_talkers_own_marker_is_kept_within_a_burst() -> None:

@@ -47,6 +47,8 @@ class MediaCounters:
     packets_out: int = 0
     #: packets of a talker holding a slot, each copied to every other connected member
     packets_routed: int = 0
+    #: of those, late packets (reordered on the talker's uplink) forwarded into their hole
+    late_forwarded: int = 0
     preemptions: int = 0  # cut-ins that paused a lower-level holder (clicks included)
     renegotiations: int = 0
     renegotiations_ignored: int = 0
@@ -100,6 +102,7 @@ class MediaCounters:
             drops.add(value, reason=reason)
         fams.append(drops)
         for name, help_text in [
+            ("late_forwarded", "Talkers' late packets forwarded into their hole (reordered)"),
             ("rtcp_in", "RTCP packets received"),
             ("rtcp_out", "RTCP packets sent"),
             ("rtcp_receiver_reports", "RTCP receiver report blocks read"),

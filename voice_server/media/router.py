@@ -442,7 +442,8 @@ class Router:
         assert slot is not None
         index = slot - 1
         red = buf[1] & 0x7F == RED_PT
-        if not self.streams[index].rewrite(buf, src.session_id, now_ms):  # payload type: Opus
+        stream = self.streams[index]
+        if not stream.rewrite(buf, src.session_id, now_ms):  # payload type: Opus
             self._counters.drop_stale += 1
             return
         if red:  # two variants, built once per packet: RED as sent, and its primary frame
@@ -453,7 +454,10 @@ class Router:
             data = primary = bytes(buf)
         self._counters.packets_routed += 1
         self.stream_octets[index] += len(data) - 12
-        self.stream_last_ns[index] = t0_ns
+        if stream.late:  # into its hole: the sender reports go on from the newest packet
+            self._counters.late_forwarded += 1
+        else:
+            self.stream_last_ns[index] = t0_ns
         if src.fanout.size:
             src.fanout.send(data, src.transport, t0_ns)
             if red:
@@ -479,12 +483,15 @@ class Router:
         stream = self.streams[index]
         if int.from_bytes(data[8:12], "big") != stream.ssrc:
             return False
-        # the owner's slot stream, as this worker's sender reports tell it
-        stream.seq = (data[2] << 8) | data[3]
-        stream.timestamp = int.from_bytes(data[4:8], "big")
+        # the owner's slot stream, as this worker's sender reports tell it (a late packet the
+        # owner forwarded into its hole leaves them at the newest)
+        seq = (data[2] << 8) | data[3]
+        if not stream.forwarded or 0 < (seq - stream.seq) & 0xFFFF < 0x8000:
+            stream.seq = seq
+            stream.timestamp = int.from_bytes(data[4:8], "big")
+            self.stream_last_ns[index] = t0_ns
         stream.forwarded += 1
         self.stream_octets[index] += len(data) - 12
-        self.stream_last_ns[index] = t0_ns
         pair = self._all if key == PLAIN else self._mirror_fanouts.get(key)
         if pair is None:
             pair = self._mirror_pair(key)

@@ -9,8 +9,13 @@ each forwarded packet's sequence number and timestamp instead (RFC 3550 section 
   step, modulo 2**16: a packet lost on the talker's uplink stays a gap the listeners see
   (NetEq then knows a packet is missing and repairs it from the next packet's Opus FEC or RED
   redundancy, and the listener's receiver reports count it); a jump of more than
-  :data:`MAX_SEQ_GAP` (a restarted sender) goes up by 1. A duplicate or late packet of the
-  current talker (not newer than its previous one) is dropped;
+  :data:`MAX_SEQ_GAP` (a restarted sender) goes up by 1. A **late** packet of the current talker
+  (older than its newest, reordered by jitter on the talker's uplink) is forwarded into the hole
+  its absence left: the same offset gives it the number the listeners are missing, so their
+  jitter buffer puts it back in place instead of concealing it (the head's numbers and
+  timestamp stay the newest packet's). It must be at most :data:`LATE_WINDOW` packets behind
+  the newest and after the talker's last renumbering (a switch or a jump); a duplicate (of the
+  newest or of one already forwarded in the window) or an older packet is dropped;
 * within one talker the original timestamp differences are kept (DTX gaps stay gaps);
 * at a switch (a different talker, or the first packet after :meth:`SlotStream.release`) the
   timestamp advances by the wall-clock time since the previous packet on the slot, in 48 kHz
@@ -29,7 +34,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Hashable
 
-__all__ = ["CLOCK_RATE", "FRAME_SAMPLES", "MAX_SEQ_GAP", "PreRoll", "SlotStream"]
+__all__ = ["CLOCK_RATE", "FRAME_SAMPLES", "LATE_WINDOW", "MAX_SEQ_GAP", "PreRoll", "SlotStream"]
 
 CLOCK_RATE = 48000
 FRAME_SAMPLES = 960  # one 20 ms Opus frame at 48 kHz
@@ -37,6 +42,10 @@ _SAMPLES_PER_MS = CLOCK_RATE // 1000
 _SEQ_MASK = 0xFFFF
 #: the largest uplink gap (in packets: ~1 s of 20 ms frames) kept as a gap in the slot's numbers
 MAX_SEQ_GAP = 50
+#: how far behind the newest packet a late one may still be forwarded (packets: ~1.3 s of 20 ms
+#: frames, far beyond any listener's jitter buffer; one bit each in a 64-bit window)
+LATE_WINDOW = 64
+_WINDOW_MASK = (1 << LATE_WINDOW) - 1
 _TS_MASK = 0xFFFFFFFF
 _MIN_RTP_HEADER = 12
 
@@ -54,9 +63,15 @@ class SlotStream:
     __slots__ = (
         "_last_arrival_ms",
         "_last_in_seq",
+        "_seen",
+        "_since_renumber",
         "_talker",
         "_ts_offset",
         "forwarded",
+        "late",
+        "late_forwarded",
+        "late_seq",
+        "late_timestamp",
         "marker",
         "payload_type",
         "seq",
@@ -88,7 +103,17 @@ class SlotStream:
         self._ts_offset = 0
         self._last_in_seq = 0
         self._last_arrival_ms: int | None = None
+        #: bit i: the talker's packet ``_last_in_seq - i`` was forwarded (i < LATE_WINDOW)
+        self._seen = 0
+        #: packets (in the talker's numbers) since its last renumbering: no late one before it
+        self._since_renumber = 0
+        #: True when the last packet accepted was a late one: its outgoing values are
+        #: :attr:`late_seq` and :attr:`late_timestamp` (no marker), the head's are unchanged
+        self.late = False
+        self.late_seq = 0
+        self.late_timestamp = 0
         self.forwarded = 0
+        self.late_forwarded = 0
         self.switches = 0
         self.stale_dropped = 0
 
@@ -102,19 +127,27 @@ class SlotStream:
         self._talker = None
 
     def advance(self, talker: Hashable, seq: int, timestamp: int, arrival_ms: int) -> bool:
-        """Account for one packet; False means drop it (duplicate or late, same talker).
+        """Account for one packet; False means drop it (a duplicate, or too late).
 
-        On True, :attr:`seq`, :attr:`timestamp` and :attr:`marker` hold the outgoing values.
+        On True, :attr:`seq`, :attr:`timestamp` and :attr:`marker` hold the outgoing values,
+        or, when :attr:`late` is True, :attr:`late_seq` and :attr:`late_timestamp` do.
         """
+        self.late = False
         if talker is not None and talker == self._talker:
             delta = (seq - self._last_in_seq) & _SEQ_MASK
             if delta == 0 or delta >= 0x8000:
-                self.stale_dropped += 1
-                return False
+                return self._late(seq, timestamp)
             self._last_in_seq = seq
             self.timestamp = (timestamp + self._ts_offset) & _TS_MASK
             self.marker = False
-            step = delta if delta <= MAX_SEQ_GAP else 1
+            if delta <= MAX_SEQ_GAP:
+                step = delta
+                self._seen = ((self._seen << delta) | 1) & _WINDOW_MASK
+                self._since_renumber += delta
+            else:  # a restarted sender: renumbered, nothing before it is late any more
+                step = 1
+                self._seen = 1
+                self._since_renumber = 0
         else:
             last = self._last_arrival_ms
             if last is None:
@@ -127,6 +160,8 @@ class SlotStream:
             self._ts_offset = (out_ts - timestamp) & _TS_MASK
             self._talker = talker
             self._last_in_seq = seq
+            self._seen = 1
+            self._since_renumber = 0
             self.timestamp = out_ts
             self.marker = True
             self.switches += 1
@@ -135,6 +170,24 @@ class SlotStream:
         if self._last_arrival_ms is None or arrival_ms > self._last_arrival_ms:
             self._last_arrival_ms = arrival_ms
         self.forwarded += 1
+        return True
+
+    def _late(self, seq: int, timestamp: int) -> bool:
+        """A packet of the current talker not newer than its newest: forwarded into its hole
+        when it is within the window, after the last renumbering and not yet forwarded."""
+        back = (self._last_in_seq - seq) & _SEQ_MASK
+        if back == 0 or back >= LATE_WINDOW or back > self._since_renumber:
+            self.stale_dropped += 1
+            return False
+        bit = 1 << back
+        if self._seen & bit:
+            self.stale_dropped += 1
+            return False
+        self._seen |= bit
+        self.late = True
+        self.late_seq = (self.seq - back) & _SEQ_MASK
+        self.late_timestamp = (timestamp + self._ts_offset) & _TS_MASK
+        self.late_forwarded += 1
         return True
 
     def rewrite(self, packet: bytearray, talker: Hashable, arrival_ms: int) -> bool:
@@ -150,6 +203,11 @@ class SlotStream:
         own_marker = packet[1] & 0x80
         if not self.advance(talker, in_seq, in_ts, arrival_ms):
             return False
+        if self.late:
+            _HEADER.pack_into(
+                packet, 1, self.payload_type, self.late_seq, self.late_timestamp, self.ssrc
+            )
+            return True
         byte1 = self.payload_type | (0x80 if self.marker or own_marker else 0)
         _HEADER.pack_into(packet, 1, byte1, self.seq, self.timestamp, self.ssrc)
         return True
