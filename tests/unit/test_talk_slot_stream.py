@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from voice_server.media.slot_stream import (
-    LATE_WINDOW,
     FRAME_SAMPLES,
+    LATE_WINDOW,
     MAX_SEQ_GAP,
     PreRoll,
     SlotStream,
