@@ -6,29 +6,17 @@ directory)."""
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from tests.announcing import boss_of_a
+from tests.announcing import boss_of_a, wait_done
 from tests.servers import running_server
 from voice_server.identity.keys import KEY_FILE
 
 pytestmark = pytest.mark.integration
 pytest.importorskip("pyopenjtalk")
-
-
-def wait_done(c: httpx.Client, url: str, ann_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        body: dict[str, Any] = c.get(f"{url}/api/v1/announcements/{ann_id}").json()
-        if body["status"] != "playing":
-            return body
-        time.sleep(0.3)
-    raise AssertionError("the announcement never finished")
 
 
 def test_a_second_node_plays_the_announcement_and_reports_who_heard_it(

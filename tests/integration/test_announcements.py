@@ -4,13 +4,12 @@ with one shared clip, and "who heard it" names the member who was offline."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
+from tests.announcing import wait_done
 from tests.audio import read_mono
 from tests.servers import ServerProcess, running_server
 from tests.voiceclients import ClientRun, start_client
@@ -42,16 +41,6 @@ def org(server: ServerProcess) -> None:
 
 def listener(server: ServerProcess, tmp: Path, name: str, channel: str) -> ClientRun:
     return start_client(server, tmp, name, channel=channel, duration=30)
-
-
-def wait_done(c: httpx.Client, url: str, ann_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        body: dict[str, Any] = c.get(f"{url}/api/v1/announcements/{ann_id}").json()
-        if body["status"] != "playing":
-            return body
-        time.sleep(0.3)
-    raise AssertionError("the announcement never finished")
 
 
 def test_an_announcement_reaches_two_channels_not_a_third_and_says_who_has_not_heard_it(

@@ -178,15 +178,6 @@ class QueueWorker:
             return True  # damaged or gone: queued all the same, the catch-up reports it
         except Exception:
             log.warning("could not upload a spool file's clip", extra={"burst": burst_id})
-            return False
-        return True
-        try:
-            data = (spool / f"{burst_id}{DONE}").read_bytes()
-            self.clips.put(clip_path(BurstMeta.from_tags(read_ogg_opus(data).tags)), data)
-        except (OSError, OggError, ValueError):
-            return True  # damaged or gone: queued all the same, the catch-up reports it
-        except Exception:
-            log.warning("could not upload a spool file's clip", extra={"burst": burst_id})
             return False  # not queued yet: the next scan tries again
         return True
 
