@@ -197,3 +197,23 @@ def test_postgres_steps_of_one_job_in_one_process_wait_their_turn(
     t2.join(30)
     assert results == [True, True]
     assert a.counts.waits["keyword-match"] == 1
+
+
+def test_the_purge_command_refuses_while_a_node_purges(
+    two_nodes: tuple[PgJobLocks, PgJobLocks],
+    pg_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from voice_server.cli import main
+
+    monkeypatch.setenv("VOICE_DATABASE_URL", pg_url)
+    node, _ = two_nodes
+    purge = ["purge", "--data-dir", str(tmp_path)]
+    with node.step("retention-purge") as held:
+        assert held
+        assert main(purge) != 0
+        assert "a node is purging now" in capsys.readouterr().err
+        assert main([*purge, "--dry-run"]) == 0  # counting changes nothing
+    assert main(purge) == 0
