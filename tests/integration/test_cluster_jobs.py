@@ -7,6 +7,7 @@ speed is asserted (a slow machine only runs fewer periods)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import time
 from pathlib import Path
@@ -88,23 +89,24 @@ def test_three_nodes_purge_once_per_period_and_fire_a_schedule_once(
 
         eventually(gone, "the expired rows purged", WAIT_S)
 
-        # a window of several periods: every node has tried at least 3 more purge steps
-        ran0 = purge_steps(nodes, "ran")
+        # a window of several periods: every node has tried at least 5 more purge steps
         start = time.monotonic()
+        ran0 = purge_steps(nodes, "ran")
         tried0 = [samples(n, "voice_jobs_steps_total", job="retention-purge") for n in nodes]
         eventually(
             lambda: all(
-                samples(n, "voice_jobs_steps_total", job="retention-purge") >= t + 3
+                samples(n, "voice_jobs_steps_total", job="retention-purge") >= t + 5
                 for n, t in zip(nodes, tried0, strict=True)
             ),
-            "three more purge steps on every node",
+            "five more purge steps on every node",
             WAIT_S,
         )
         ran = purge_steps(nodes, "ran") - ran0
         window = time.monotonic() - start
-        # once per period in the deployment (a period may start up to 10 % early: timers
-        # drift), not once per node: without the locks this is about 3 x window / period
-        assert 1 <= ran <= window / (PERIOD_S * 0.9) + 1, (ran, window)
+        # once per period in the deployment (a run starts at most 10 % early: timers drift; +2
+        # for the runs at the window's edges, counted when they end), not once per node:
+        # without the locks it is about 3 x window / period
+        assert 1 <= ran <= window / (PERIOD_S * 0.9) + 2, (ran, window)
         assert purge_steps(nodes, "skipped") >= 6  # the others were told another node ran it
         assert purge_steps(nodes, "failed") == 0
 
@@ -122,7 +124,10 @@ def test_three_nodes_purge_once_per_period_and_fire_a_schedule_once(
                 return [(f.status, f.error) for f in s.fires]
             return None
 
-        assert eventually(fired, "the scheduled announcement fired", WAIT_S) == [("played", "")]
+        got = eventually(fired, "the scheduled announcement fired", WAIT_S)
+        if importlib.util.find_spec("pyopenjtalk") is not None:  # else its speech fails, once
+            assert got == [("played", "")]
+        assert len(got) == 1
         fires = sum(samples(n, "voice_announcement_schedule_fires_total") for n in nodes)
         assert fires == 1
         claims = [samples(n, "voice_jobs_steps_total", job="announcement-scheduler") for n in nodes]
