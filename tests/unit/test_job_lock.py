@@ -6,6 +6,7 @@ count every outcome (a failing step counts ``failed`` and re-raises)."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -135,6 +136,25 @@ def test_postgres_a_hung_session_is_ended_by_the_idle_timeout(pg_url: str, tmp_p
             assert freed.is_set()
     finally:
         hung.close()
+        other.close()
+        db.close()
+
+
+def test_postgres_a_step_longer_than_the_lease_keeps_its_lock(pg_url: str, tmp_path: Path) -> None:
+    """The lease thread keeps a live node's long step from the idle timeout."""
+    db = open_database(pg_url, tmp_path)
+    slow, other = PgJobLocks(pg_url, lease_s=3.0), PgJobLocks(pg_url)
+    try:
+        with slow.step("retention-purge") as held:
+            assert held
+            pid = slow.connection("retention-purge").info.backend_pid
+            time.sleep(7.0)  # more than two leases idle in the transaction
+            with other.step("retention-purge") as now:
+                assert not now
+        assert slow.counts.steps == {("retention-purge", "ran"): 1}
+        assert slow.connection("retention-purge").info.backend_pid == pid  # never lost
+    finally:
+        slow.close()
         other.close()
         db.close()
 
