@@ -29,6 +29,7 @@ from voice_server.backends.seam import (
     open_call_log,
     open_clip_store,
     open_database,
+    open_job_locks,
     open_job_queue,
     open_notifications,
     purge_store,
@@ -163,6 +164,8 @@ def build_state(config: Config, *, incarnation: str | None = None) -> AppState:
         supervisor=supervisor,
     )
     state.phrases = open_phrase_store(db, config.data_dir)
+    state.job_locks = locks = open_job_locks(db)  # the jobs that run once per deployment
+    state.metrics.register(locks.families)
     state.announcer = Announcer(
         store=AnnouncementStore(db),
         calllog=calllog,
@@ -179,13 +182,16 @@ def build_state(config: Config, *, incarnation: str | None = None) -> AppState:
     link.on_committed.append(state.alerts.commit_seen)
     # PostgreSQL: NOTIFY wakes the keyword matcher and the alert feed (None: SQLite polls)
     state.alerts.notifications = open_notifications(db)
+    state.alerts.locks = locks
     state.emergencies = EmergencyAlerts(state.alerts, config.emergency_escalate_seconds)
+    state.emergencies.locks = locks
     desk = hub.emergency = EmergencyDesk(hub, state.emergencies, config.emergency_window_seconds)
     state.alerts.feed.listeners.append(lambda alert: _to_desk(desk, alert))
     state.webhooks = WebhookStore(db)
     state.dispatcher = Dispatcher(
         state.webhooks, accounts.audit, tuple(config.webhook_backoff_seconds)
     )
+    state.dispatcher.locks = locks
     outbox = Outbox(state.webhooks, config.public_url)
     state.alerts.outbox.append(outbox.on_alert)
     state.announcer.on_sent.append(lambda a, reached: _announcement_sent(state, outbox, a, reached))
@@ -193,7 +199,7 @@ def build_state(config: Config, *, incarnation: str | None = None) -> AppState:
     state.metrics.register(state.dispatcher.families)
     state.metrics.register(state.alerts.families)
     state.schedules = ScheduleStore(db)
-    state.scheduler = Scheduler(state.schedules, fire_as_author(state))
+    state.scheduler = Scheduler(state.schedules, fire_as_author(state), locks=locks)
     state.presence = PresenceLog(started_ms=time.time_ns() // 1_000_000)
     state.presence_sampler = PresenceSampler(
         state.presence,
@@ -273,7 +279,7 @@ def create_app(config: Config, *, incarnation: str | None = None) -> FastAPI:
         if state.dispatcher is not None:
             state.dispatcher.start()
         purger = Purger(config.data_dir, state.accounts.audit, purge_store(state.db))
-        purge = PurgeSchedule(purger, config)
+        purge = PurgeSchedule(purger, config, state.job_locks)
         purge.start()
         if state.cluster is not None:
             await state.cluster.start()  # reports this node; joins are admitted from here
@@ -304,6 +310,7 @@ def create_app(config: Config, *, incarnation: str | None = None) -> FastAPI:
             await state.hub.stop()
             await state.media.stop()  # ends every burst in flight
             await asyncio.to_thread(state.spool.stop)  # ... and writes them out
+            state.job_locks.close()
             state.db.close()
 
     app = FastAPI(

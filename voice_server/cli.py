@@ -18,7 +18,7 @@ from typing import Any
 from voice_server import __version__, cli_admin
 from voice_server.accounts.validate import AccountError
 from voice_server.backends import commands as db_commands
-from voice_server.backends.seam import open_database, purge_store
+from voice_server.backends.seam import open_database, open_job_locks, purge_store
 from voice_server.bench.cli import add_bench_parser, run_bench
 from voice_server.cluster import commands as cluster_commands
 from voice_server.cluster.startup import StartRefused
@@ -192,11 +192,20 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_purge(args: argparse.Namespace) -> int:
     from voice_server.audit.log import AuditLog
     from voice_server.calllog.purge import Purger
+    from voice_server.calllog.schedule import JOB
 
     config = _config(args)
     db = open_database(config.database_url, config.data_dir)
     purger = Purger(config.data_dir, AuditLog(db), purge_store(db))
-    report = purger.run(int(time.time() * 1000), actor=cli_admin.cli_caller(), dry_run=args.dry_run)
+    locks = open_job_locks(db)  # PostgreSQL: never beside a node's scheduled purge
+    try:
+        with locks.step(JOB) as held:
+            if not held and not args.dry_run:
+                raise CliError("voice-server purge: a node is purging now; try again later")
+            now = int(time.time() * 1000)
+            report = purger.run(now, actor=cli_admin.cli_caller(), dry_run=args.dry_run)
+    finally:
+        locks.close()
     print(json.dumps(report.as_dict(), ensure_ascii=False, indent=1))
     return 0
 

@@ -126,3 +126,29 @@ class SignalingCounters:
                 "Live sessions ended because the directory no longer allows them",
             ).add(self.revocations),
         ]
+
+
+@dataclass(slots=True)
+class JobCounters:
+    """Steps of the periodic jobs that run once per deployment (``store/job_lock.py``):
+    ``(job, outcome)`` with outcome ran | skipped | failed, and waits for a step of the same
+    job still running in this process."""
+
+    steps: Counter[tuple[str, str]] = field(default_factory=Counter)
+    waits: Counter[str] = field(default_factory=Counter)
+
+    def families(self) -> list[Family]:
+        steps = Family(
+            "voice_jobs_steps_total",
+            "counter",
+            "Periodic job steps by outcome (skipped: another node holds or just ran the job)",
+        )
+        for (job, outcome), value in sorted(self.steps.items()):
+            steps.add(value, job=job, outcome=outcome)
+        waits = counter_family(
+            "voice_jobs_lock_waits_total",
+            "Job steps that waited for this process's previous step of the same job",
+            self.waits,
+            "job",
+        )
+        return [steps, waits]

@@ -25,6 +25,7 @@ from voice_server.signaling.livehub import LiveHub
 from voice_server.signaling.sessions import SessionState
 from voice_server.store.channels import ChannelStore
 from voice_server.store.database import Database, DatabaseError
+from voice_server.store.job_lock import JobLocks, LocalJobLocks
 from voice_server.transcribe.link_server import LinkHub
 from voice_server.transcribe.monitor import TranscriptionMonitor
 from voice_server.transcribe.phrase_store import PhraseStore
@@ -65,6 +66,8 @@ class AppState:
     clips: ClipStore | None = None  # where clips are read (files; on PostgreSQL also its table)
     phrases: PhraseStore | None = None  # the ASR phrase list (a file; on PostgreSQL a row)
     cluster: ClusterNode | None = None  # this node of a cluster (`serve --redis-url`)
+    # the periodic jobs that run once per deployment (PostgreSQL: advisory locks)
+    job_locks: JobLocks = field(default_factory=LocalJobLocks)
     metrics: MetricsRegistry = field(default_factory=MetricsRegistry)
     started: bool = False
     stopping: bool = False

@@ -131,3 +131,35 @@ def test_a_daily_schedule_fires_once_across_a_restart_and_two_processes_and_a_la
             db2.close()
 
     asyncio.run(run())
+
+
+def test_a_tick_claims_nothing_while_another_node_holds_the_schedulers_lock(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """PostgreSQL: a tick claims the due fires under the job lock; while another node holds it
+    the tick claims nothing (the fire stays due) and plays nothing; the next tick fires it."""
+    from voice_server.announce.scheduler import JOB
+    from voice_server.store.job_lock import PgJobLocks
+
+    req = AnnounceRequest("点呼を始めます", ("shelter-a",))
+    once = parse_schedule({"at": "2026-12-22T17:00"}, "Asia/Tokyo", NOW)
+    due_ms = ms("2026-12-22T17:00")
+    db = open_database(pg_url, tmp_path)
+    ScheduleStore(db).create(
+        Scheduled("1766390400000abcdee", "tanaka", "田中", req, once, due_ms, "active", NOW)
+    )
+    mine, other = PgJobLocks(pg_url), PgJobLocks(pg_url)
+    played: list[tuple[str, str]] = []
+    scheduler = Scheduler(ScheduleStore(db), _fire_log(played), Clock(due_ms + 1000), mine)
+    try:
+        with other.step(JOB) as held:
+            assert held
+            assert asyncio.run(scheduler.tick()) == [] and played == []
+        assert mine.counts.steps == {(JOB, "skipped"): 1}
+        assert asyncio.run(scheduler.tick()) == [("1766390400000abcdee", due_ms, "fired")]
+        assert played == [("tanaka", "点呼を始めます")]
+        assert mine.counts.steps[(JOB, "ran")] == 1
+    finally:
+        mine.close()
+        other.close()
+        db.close()

@@ -3,6 +3,7 @@ bytes of every file of the data directory (database, WAL, clips, spool)."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -220,3 +221,45 @@ def test_a_shared_all_call_clip_goes_with_its_last_row_and_a_legal_hold_keeps_it
     assert not (tmp_path / shared).exists()
     assert not log.search(SearchQuery(limit=10)).items
     assert files_with(tmp_path, CANARY) == []
+
+
+def test_two_nodes_on_postgres_purge_once_and_the_other_sweeps_its_own_files(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """The scheduled purge of two nodes sharing one PostgreSQL database: one node's run purges
+    (one audit row); the other, skipped within the period, removes only its own expired files."""
+    from tests.backends import database
+    from voice_server.backends.seam import open_job_locks, purge_store
+    from voice_server.calllog.postgres import PgCallLog
+    from voice_server.calllog.schedule import PurgeSchedule
+    from voice_server.config import Config
+    from voice_server.store.job_lock import PgJobLocks
+
+    node_a, node_b = tmp_path / "a", tmp_path / "b"
+    with database("postgres", tmp_path, request) as db:
+        ChannelStore(db).add("a")
+        with db.transaction() as conn:
+            ChannelStore(db).update(
+                conn, "a", display_name="a", retention_days=30, legal_hold=False
+            )
+        old = NOW - 40 * DAY_MS
+        seed(node_a, [utterance(f"{CANARY} {i}", channel="a", start_ms=old + i) for i in range(3)],
+             PgCallLog(db.pg))  # fmt: skip
+        stale = node_b / "clips" / "a" / "2026-01-01" / "left-behind.ogg"  # b's own clip day
+        write_clip(stale)
+        audit = AuditLog(db)
+        config = Config(purge_interval_seconds=3600)
+        locks = [open_job_locks(db), PgJobLocks(db.pg_url)]
+        try:
+            a = PurgeSchedule(Purger(node_a, audit, purge_store(db)), config, locks[0])
+            b = PurgeSchedule(Purger(node_b, audit, purge_store(db)), config, locks[1])
+            report = a.run_step(NOW)
+            assert report is not None and [c.utterances for c in report.channels] == [3]
+            assert b.run_step(NOW) is None  # a purged less than a period ago
+            assert a.run_step(NOW) is None
+        finally:
+            for lock in locks:
+                lock.close()
+        assert not stale.exists() and b.swept == 1
+        rows = [e for e in audit.iter_all() if e.action == "calllog.purge"]
+        assert [(e.target, json.loads(e.details)["utterances"]) for e in rows] == [("channel:a", 3)]

@@ -15,12 +15,14 @@ from voice_server.alerts import model
 from voice_server.alerts.model import Alert, AlertError, AlertKind, AlertState, Resolution
 from voice_server.alerts.service import AlertService, Handler
 from voice_server.alerts.store import AlertFilter
+from voice_server.store.job_lock import JobLocks, LocalJobLocks
 
 __all__ = ["CANCEL_NOTE", "EmergencyAlerts", "emergency_alert", "open_emergency"]
 
 log = logging.getLogger(__name__)
 CANCEL_NOTE = "cancelled by the raiser"
 ESCALATE_CHECK_SECONDS = 1.0
+ESCALATE_JOB = "emergency-escalate"  # its job lock (store/job_lock.py)
 
 
 def dedupe_of(sub: str) -> str:
@@ -63,6 +65,7 @@ class EmergencyAlerts:
     def __init__(self, service: AlertService, escalate_after_s: float) -> None:
         self.service = service
         self.escalate_after_s = escalate_after_s
+        self.locks: JobLocks = LocalJobLocks()  # PostgreSQL: one node escalates at a time
         self._task: asyncio.Task[None] | None = None
 
     def raise_now(
@@ -120,7 +123,12 @@ class EmergencyAlerts:
 
     def escalate_due(self, now_ms: int | None = None) -> list[Alert]:
         """Escalate raised, unacknowledged emergencies older than the limit (each once in the
-        deployment: the store's compare-and-set refuses a second escalation)."""
+        deployment: the store's compare-and-set refuses a second escalation; on PostgreSQL one
+        node at a time looks, under the job lock: skipped, nothing)."""
+        with self.locks.step(ESCALATE_JOB) as held:
+            return self._escalate_due(now_ms) if held else []
+
+    def _escalate_due(self, now_ms: int | None) -> list[Alert]:
         now = now_ms if now_ms is not None else int(time.time() * 1000)
         due = self.service.store.find(
             AlertFilter(

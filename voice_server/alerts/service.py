@@ -26,12 +26,14 @@ from voice_server.calllog.model import Utterance
 from voice_server.calllog.normalize import normalize
 from voice_server.calllog.store import CallLog
 from voice_server.metrics import Family
+from voice_server.store.job_lock import JobLocks, LocalJobLocks
 
 __all__ = ["AlertService", "Handler", "transcription_step"]
 
 log = logging.getLogger(__name__)
 MATCH_CURSOR = "keywords"
 MATCH_BATCH = 200
+MATCH_JOB = "keyword-match"  # its job lock (store/job_lock.py)
 MATCH_POLL_S = 0.25  # commits by another process (the sidecar's catch-up) are looked for this often
 NOTIFIED_POLL_S = 5.0  # ... and alert events, when NOTIFY wakes both (PostgreSQL): the fallback
 WATCH_SECONDS = 2.0
@@ -82,6 +84,7 @@ class AlertService:
         #: called (from any thread) after a transition committed: the webhook dispatcher's nudge
         self.committed: list[Callable[[], None]] = []
         self.matched = 0  # keyword alerts raised here
+        self.locks: JobLocks = LocalJobLocks()  # PostgreSQL: one node matches at a time
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._match_nudge: asyncio.Event | None = None
@@ -266,7 +269,12 @@ class AlertService:
     def match_once(self) -> int:
         """Match the commit events after this deployment's cursor: alerts and the cursor's new
         place commit together, under the store's write lock, so any number of processes
-        running this raise each alert once. Returns how many events were read."""
+        running this raise each alert once; on PostgreSQL one node at a time matches (the job
+        lock: skipped, 0). Returns how many events were read."""
+        with self.locks.step(MATCH_JOB) as held:
+            return self._match_once() if held else 0
+
+    def _match_once(self) -> int:
         calllog = self.calllog
         assert calllog is not None
         seen = self.store.cursor(MATCH_CURSOR)

@@ -21,11 +21,13 @@ from voice_server.announce.schedule_store import Scheduled, ScheduleStore
 from voice_server.announce.store import Announcement
 from voice_server.metrics import Family
 from voice_server.periodic import Periodic
+from voice_server.store.job_lock import JobLocks, LocalJobLocks
 
 __all__ = ["POLL_SECONDS", "Scheduler"]
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 1.0
+JOB = "announcement-scheduler"
 #: plays a request for its author: (author sub, author name, request) -> the announcement
 FireFn = Callable[[str, str, AnnounceRequest], Awaitable[Announcement]]
 
@@ -36,10 +38,15 @@ def _wall_ms() -> int:
 
 class Scheduler(Periodic):
     def __init__(
-        self, store: ScheduleStore, fire: FireFn, clock: Callable[[], int] = _wall_ms
+        self,
+        store: ScheduleStore,
+        fire: FireFn,
+        clock: Callable[[], int] = _wall_ms,
+        locks: JobLocks | None = None,
     ) -> None:
-        super().__init__("announcement-scheduler", POLL_SECONDS, self.tick)
+        super().__init__(JOB, POLL_SECONDS, self.tick)
         self.store = store
+        self.locks = locks or LocalJobLocks()
         self._fire = fire
         self.clock = clock
         self.fired = 0
@@ -47,20 +54,13 @@ class Scheduler(Periodic):
         self.failed = 0
 
     async def tick(self) -> list[tuple[str, int, str]]:
-        """One pass: ``(schedule id, due ms, fired|missed)`` of the fires this process won."""
+        """One pass: ``(schedule id, due ms, fired|missed)`` of the fires this process won. The
+        due fires are claimed first, all in one step of the job lock (one node at a time on
+        PostgreSQL), and played after it, outside the lock."""
         now = self.clock()
         done: list[tuple[str, int, str]] = []
-        for s in await asyncio.to_thread(self.store.due, now):
+        for s, verdict in await asyncio.to_thread(self.claim_due, now):
             assert s.next_ms is not None
-            verdict = due(s.next_ms, now)
-            if verdict == "wait":
-                continue
-            status = "firing" if verdict == "fire" else "missed"
-            won = await asyncio.to_thread(self.store.claim, s.id, s.next_ms, status, now)
-            following = next_fire(s.schedule, max(s.next_ms, now))
-            await asyncio.to_thread(self.store.advance, s.id, s.next_ms, following, now)
-            if not won:
-                continue  # another process has it
             if verdict == "missed":
                 self.missed += 1
                 log.warning(
@@ -72,6 +72,26 @@ class Scheduler(Periodic):
             await self._play(s, s.next_ms)
             done.append((s.id, s.next_ms, "fired"))
         return done
+
+    def claim_due(self, now: int) -> list[tuple[Scheduled, str]]:
+        """Blocking: claim each due fire (one winner per fire, also in the database), move its
+        schedule on; the fires won, with ``fire`` or ``missed``."""
+        won: list[tuple[Scheduled, str]] = []
+        with self.locks.step(JOB) as held:
+            if not held:
+                return won  # another node claims them now
+            for s in self.store.due(now):
+                assert s.next_ms is not None
+                verdict = due(s.next_ms, now)
+                if verdict == "wait":
+                    continue
+                status = "firing" if verdict == "fire" else "missed"
+                claimed = self.store.claim(s.id, s.next_ms, status, now)
+                following = next_fire(s.schedule, max(s.next_ms, now))
+                self.store.advance(s.id, s.next_ms, following, now)
+                if claimed:  # else another process has it
+                    won.append((s, verdict))
+        return won
 
     async def _play(self, s: Scheduled, due_ms: int) -> None:
         try:

@@ -8,7 +8,8 @@ SQLite stores' own code over :class:`~voice_server.store.pgcompat.PgCompatDataba
 retention purge's database side, the transcription job queue
 (:mod:`voice_server.calllog.jobqueue`), clips (:mod:`voice_server.calllog.clips`: announcement
 clips too), and the process's LISTEN connection (:func:`open_notifications`: alerts are woken by
-NOTIFY). The ASR phrase list chooses its store itself
+NOTIFY), and the periodic jobs' locks (:func:`open_job_locks`: each runs once per deployment).
+The ASR phrase list chooses its store itself
 (:mod:`voice_server.transcribe.phrase_store`: this module sits below ``transcribe``).
 """
 
@@ -24,6 +25,7 @@ from voice_server.calllog.purge_store import PurgeStore
 from voice_server.calllog.store import CallLog
 from voice_server.store.database import Database, migrate
 from voice_server.store.dburl import target_of
+from voice_server.store.job_lock import JobLocks, LocalJobLocks
 
 if TYPE_CHECKING:
     from voice_server.store.pg_notify import PgNotifications
@@ -33,6 +35,7 @@ __all__ = [
     "open_call_log",
     "open_clip_store",
     "open_database",
+    "open_job_locks",
     "open_job_queue",
     "open_notifications",
     "purge_store",
@@ -103,6 +106,18 @@ def open_job_queue(db: Database) -> JobQueue:
     from voice_server.calllog.jobqueue_sqlite import SqliteJobQueue
 
     return SqliteJobQueue(db)
+
+
+def open_job_locks(db: Database) -> JobLocks:
+    """The periodic jobs' locks: on PostgreSQL advisory transaction locks (one node runs each
+    step; connections opened on first use); on SQLite one process, every step runs."""
+    from voice_server.store.pgcompat import PgCompatDatabase
+
+    if isinstance(db, PgCompatDatabase):
+        from voice_server.store.job_lock import PgJobLocks
+
+        return PgJobLocks(db.pg.url)
+    return LocalJobLocks()
 
 
 def open_notifications(db: Database) -> PgNotifications | None:

@@ -113,6 +113,20 @@ class Purger:
         report.seconds = round(time.monotonic() - started, 3)
         return report
 
+    def sweep_files(self, now_ms: int) -> int:
+        """The data directory's part of a purge another node ran (on PostgreSQL each node has
+        its own directory): clip folders of whole days before each cutoff, expired spool files
+        and damaged ones of no channel. No database change, no audit row; how many went."""
+        conn = self._open()
+        try:
+            rules = conn.rules()
+        finally:
+            conn.close()
+        cuts = cutoffs(rules, now_ms)
+        removed = sum(self._old_clip_days(cut) for cut in cuts)
+        removed += self._damaged(unknown_channel_cutoff(rules, now_ms), dry_run=False)
+        return removed + self._spool(cuts, dry_run=False)
+
     # ------------------------------------------------------------------ one channel
     def _channel(self, conn: PurgeStore, cut: Cutoff, dry_run: bool) -> ChannelPurge:
         done = ChannelPurge(cut.channel, iso(cut.before_ms))
@@ -178,6 +192,15 @@ class Purger:
         """Gaps and damaged spool files whose channel is unknown (see ``retention``)."""
         if before_ms is None:
             return 0
+        removed = self._damaged(before_ms, dry_run)
+        if not dry_run:
+            conn.delete_gaps(UNKNOWN_CHANNEL, before_ms)
+        return removed
+
+    def _damaged(self, before_ms: int | None, dry_run: bool) -> int:
+        """Damaged spool files (their channel unknown) older than ``before_ms``."""
+        if before_ms is None:
+            return 0
         removed = 0
         damaged = self.data_dir / SPOOL_DIR / "damaged"
         if damaged.is_dir():
@@ -187,8 +210,6 @@ class Purger:
                     if not dry_run:
                         with contextlib.suppress(OSError):
                             f.unlink()
-        if not dry_run:
-            conn.delete_gaps(UNKNOWN_CHANNEL, before_ms)
         return removed
 
     def _spool(self, cuts: list[Cutoff], dry_run: bool) -> int:

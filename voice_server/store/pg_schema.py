@@ -351,4 +351,12 @@ MIGRATIONS: list[str] = [
         updated_ms      BIGINT NOT NULL
     );
     """,
+    # 12: when each once-per-deployment job last ran (store/job_lock.py, PostgreSQL's clock;
+    # SQLite has one process and needs none)
+    """
+    CREATE TABLE job_run (
+        job             TEXT PRIMARY KEY,
+        last_ms         BIGINT NOT NULL
+    );
+    """,
 ]

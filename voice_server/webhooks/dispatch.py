@@ -30,6 +30,7 @@ from voice_server.alerts.model import Alert
 from voice_server.audit.chain import Result
 from voice_server.audit.log import AuditLog
 from voice_server.metrics import Family
+from voice_server.store.job_lock import JobLocks, LocalJobLocks
 from voice_server.webhooks import sign
 from voice_server.webhooks.rules import (
     BACKOFF_S,
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 CONCURRENCY = 4
 TIMEOUT_S = 10.0
 IDLE_POLL_S = 1.0
+JOB = "webhook-claim"
 
 
 class Outbox:
@@ -133,6 +135,7 @@ class Dispatcher:
         self.store = store
         self.audit = audit
         self.backoff = backoff
+        self.locks: JobLocks = LocalJobLocks()  # PostgreSQL: one node claims at a time
         self.sent = 0
         self.failed = 0
         self.dead = 0
@@ -168,7 +171,7 @@ class Dispatcher:
             while True:
                 try:
                     due = await asyncio.to_thread(
-                        self.store.claim_due, int(time.time() * 1000), CONCURRENCY * 4
+                        self.claim_due, int(time.time() * 1000), CONCURRENCY * 4
                     )
                 except Exception:
                     log.exception("webhook queue unreadable")
@@ -191,6 +194,12 @@ class Dispatcher:
         finally:
             for task in running:
                 task.cancel()
+
+    def claim_due(self, now_ms: int, limit: int) -> list[Delivery]:
+        """Blocking: the due deliveries, claimed under the job lock (one node at a time on
+        PostgreSQL; skipped: none now, the next poll or nudge tries again)."""
+        with self.locks.step(JOB) as held:
+            return self.store.claim_due(now_ms, limit) if held else []
 
     async def _one(self, delivery: Delivery, gate: asyncio.Semaphore, lane: _Lane) -> None:
         try:
