@@ -22,6 +22,7 @@ from voice_server.identity.keys import load_or_create_key
 from voice_server.limits import raise_fd_limit
 from voice_server.logs import setup_logging
 from voice_server.signaling.messages import MAX_MESSAGE_BYTES
+from voice_server.store.dburl import target_of
 from voice_server.workers.ports import check_media_ports
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ def run_server(config: Config, *, demo: bool = False) -> int:
     print(f"  phone app {url}/" + ("" if config.tls else "  (plain HTTP: phones need HTTPS)"))
     print(f"  health {url}/healthz  ready {url}/readyz  metrics {url}/metrics")
     print(f"  data directory {config.data_dir.resolve()}")
+    print(f"  database {target_of(config.database_url, config.data_dir).describe()}")
     if config.node_id is not None and config.redis_url is not None:
         print(f"  cluster node {config.node_id} (Redis {redis_where(config.redis_url)})")
     if demo:
