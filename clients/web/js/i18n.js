@@ -163,7 +163,7 @@ const STRINGS = {
     state_reconnecting: "接続が切れました。再接続しています…",
     state_media: "音声を接続中…",
     in_channel: "チャンネルの参加者",
-    nobody: "まだ誰もいません。",
+    nobody: "ほかにはまだ誰もいません。",
     token_expiring: "トークンの有効期限は {time} です。新しいトークンを貼り付けてください。",
     token_refreshed: "サインインを更新しました。",
     update_token: "サインインを更新",
