@@ -7,7 +7,9 @@ is away, or ``node_draining``), it runs the node's membership loop (heartbeat wi
 state, leases, channel entries, session presence) and reads the node's inbox, where
 ``voice-server drain`` asks it to drain: it refuses new joins from then on, sends every connected
 client ``migrate`` (with another live node's base URL when one takes joins) and closes what is
-left at the deadline. Media never waits on any of it.
+left at the deadline. With the dashboard's live view (``live``) it also runs the
+:class:`~voice_server.cluster.live_relay.LiveRelay`: the live view across nodes. Media never
+waits on any of it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from voice_server.cluster.drain import DRAIN, migrate_targets
 from voice_server.cluster.health import RedisHealth, State
 from voice_server.cluster.inbox import InboxReader
 from voice_server.cluster.keys import Keys
+from voice_server.cluster.live_relay import LiveRelay
 from voice_server.cluster.membership import NodeMembership
 from voice_server.cluster.messages import InboxMessage
 from voice_server.cluster.timing import Timing
@@ -30,6 +33,7 @@ from voice_server.config import Config
 from voice_server.metrics import Family, counter_family
 from voice_server.signaling.errors import ErrorCode, ProtocolError
 from voice_server.signaling.hub import Hub
+from voice_server.signaling.livehub import LiveHub
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -43,7 +47,9 @@ STOP_TIMEOUT_S = 5.0
 
 
 class ClusterNode:
-    def __init__(self, config: Config, hub: Hub, incarnation: str) -> None:
+    def __init__(
+        self, config: Config, hub: Hub, incarnation: str, live: LiveHub | None = None
+    ) -> None:
         assert config.redis_url is not None and config.node_id is not None
         self.url = config.redis_url
         self.node_id = config.node_id
@@ -61,6 +67,8 @@ class ClusterNode:
         self.migrate_sent = 0
         self.drained_closed = 0
         self.membership: NodeMembership | None = None
+        self.live = live
+        self.relay: LiveRelay | None = None
         self._health: RedisHealth | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._closers: list[Redis] = []
@@ -69,7 +77,8 @@ class ClusterNode:
     async def start(self) -> None:
         client = open_client(self.url, command_timeout_s=COMMAND_TIMEOUT_S)
         reader_client = open_client(self.url, command_timeout_s=COMMAND_TIMEOUT_S, retries=0)
-        self._closers = [client, reader_client]
+        events_client = open_client(self.url, command_timeout_s=COMMAND_TIMEOUT_S, retries=0)
+        self._closers = [client, reader_client, events_client]
         self.membership = NodeMembership(
             client,
             self.keys,
@@ -85,11 +94,27 @@ class ClusterNode:
             asyncio.create_task(self.membership.run(), name="cluster-membership"),
             asyncio.create_task(reader.run(), name="cluster-inbox"),
         ]
+        if self.live is not None:
+            self.relay = LiveRelay(
+                client,
+                events_client,
+                self.keys,
+                self.live,
+                self._live_ids,
+                node_id=self.node_id,
+                incarnation=self.incarnation,
+                prune_s=self.timing.heartbeat_s,
+            )
+            self.live.node_id = self.node_id
+            self.live.publish = self.relay.offer
+            self._tasks += self.relay.tasks()
         self.hub.cluster = self
         log.info("cluster node=%s joined (redis %s)", self.node_id, self.membership.link.state)
 
     async def stop(self) -> None:
         self.hub.cluster = None
+        if self.live is not None:
+            self.live.publish = None
         for task in self._tasks:
             task.cancel()
         if self._tasks:  # bounded: a stop never hangs on a Redis call left behind
@@ -108,6 +133,10 @@ class ClusterNode:
         for client in self._closers:
             with contextlib.suppress(Exception):
                 await client.aclose()
+
+    async def _live_ids(self) -> set[str]:
+        assert self.membership is not None
+        return {node.node_id for node in await self.membership.live_nodes()}
 
     # ------------------------------------------------------------------ the hub's port
     async def admit(self, channel: str) -> None:

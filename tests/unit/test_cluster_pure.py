@@ -118,6 +118,8 @@ def test_the_cluster_modules_do_not_import_redis_until_a_client_is_opened() -> N
         "voice_server.cluster.ownership, voice_server.cluster.sessions, "
         "voice_server.cluster.membership, voice_server.cluster.drain, "
         "voice_server.cluster.startup, voice_server.cluster.commands, voice_server.cluster_node, "
+        "voice_server.cluster.live_relay, voice_server.cluster.live_events, "
+        "voice_server.cluster.event_queue, "
         "voice_server.app, voice_server.cli; "
         "sys.exit(3 if 'redis' in sys.modules else 0)"
     )

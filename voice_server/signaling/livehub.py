@@ -6,6 +6,12 @@ leaves, talk start/stop — becomes a presence snapshot) and by the transcriber 
 (``LinkHub.on_partial`` / ``on_committed``). Feeding only appends to each viewer's bounded queue:
 when a viewer cannot keep up, its oldest messages are dropped and counted (the viewer is told
 how many), so voice and signaling never wait on a slow browser.
+
+In a cluster (README "Live view across nodes"), ``publish`` hands every change of this node's
+part (a channel's local participants, a caption line) to the cluster's event relay, which must
+not wait, and the relay feeds other nodes' parts back through :meth:`LiveHub.on_remote`: a
+channel's presence is this node's participants followed by the other nodes' (each tagged with
+its ``node``), and remote caption lines reach the same viewers as local ones.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import asyncio
 import json
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any
@@ -22,6 +29,7 @@ from voice_server.calllog.localtime import local_text
 from voice_server.calllog.model import parse_time
 from voice_server.metrics import Family
 from voice_server.signaling.hub import Hub
+from voice_server.signaling.liveremote import RemoteLive
 from voice_server.signaling.messages import ServerMessage
 from voice_server.signaling.sessions import SessionState
 
@@ -67,6 +75,10 @@ class LiveHub:
         self._limit = queue_limit
         self._viewers: dict[str, set[Viewer]] = {}
         self.counters = LiveCounters()
+        #: in a cluster: this node's id, and where its changes go (must not wait)
+        self.node_id: str | None = None
+        self.publish: Callable[[dict[str, Any]], None] | None = None
+        self.remote = RemoteLive()
 
     # ------------------------------------------------------------------ viewers
     def attach(self, channel: str) -> Viewer:
@@ -89,15 +101,22 @@ class LiveHub:
     # ------------------------------------------------------------------ feeds (event loop)
     def on_signal(self, channel: str, message: ServerMessage) -> None:
         """A broadcast in ``channel`` (someone joined, left, started or stopped talking)."""
+        self._changed(channel)
+
+    def _changed(self, channel: str) -> None:
         if channel in self._viewers:
             self._fan(channel, self.presence(channel))
+        if self.publish is not None:
+            self.publish(
+                {"kind": "presence", "channel": channel, "participants": self._local(channel)}
+            )
 
     def on_partial(self, msg: dict[str, Any]) -> None:
         channel = str(msg.get("channel", ""))
-        if channel not in self._viewers:
+        if channel not in self._viewers and self.publish is None:
             return
         speaker = str(msg.get("speaker_id", ""))
-        self._fan(
+        self._line(
             channel,
             {
                 "type": "partial",
@@ -110,13 +129,15 @@ class LiveHub:
 
     def on_committed(self, msg: dict[str, Any]) -> None:
         u = msg.get("utterance")
-        if not isinstance(u, dict) or str(u.get("channel", "")) not in self._viewers:
+        if not isinstance(u, dict):
+            return
+        if str(u.get("channel", "")) not in self._viewers and self.publish is None:
             return
         try:
             start = local_text(parse_time(str(u.get("start", ""))), self._tz)
         except ValueError:
             start = ""
-        self._fan(
+        self._line(
             str(u["channel"]),
             {
                 "type": "utterance",
@@ -128,28 +149,71 @@ class LiveHub:
             },
         )
 
+    def _line(self, channel: str, payload: dict[str, Any]) -> None:
+        if self.node_id is not None:
+            payload["node"] = self.node_id
+        self._fan(channel, payload)
+        if self.publish is not None:
+            self.publish({"kind": "line", "channel": channel, "line": payload})
+
+    # ------------------------------------------------------------------ other nodes (cluster)
+    def on_remote(self, origin: str, incarnation: str, event: dict[str, Any]) -> None:
+        """An event of another node (decoded by the relay): its presence in a channel, its full
+        state, or a caption line."""
+        kind = event["kind"]
+        if kind == "presence":
+            self._refresh(
+                self.remote.update(origin, incarnation, event["channel"], event["participants"])
+            )
+        elif kind == "state":
+            self._refresh(self.remote.replace(origin, incarnation, event["channels"]))
+        elif kind == "line" and event["channel"] in self._viewers:
+            self._fan(event["channel"], {**event["line"], "node": origin})
+
+    def retain_remote(self, live: set[str]) -> None:
+        """Forget the other nodes not in ``live`` (one that died without a word)."""
+        self._refresh(self.remote.retain(live))
+
+    def clear_remote(self) -> None:
+        """Forget every other node's part (the relay lost its subscription: they resend)."""
+        self._refresh(self.remote.clear())
+
+    def local_state(self) -> dict[str, list[dict[str, Any]]]:
+        """This node's part of every channel where it has sessions."""
+        channels = sorted({s.channel for s in self._hub.registry})
+        return {channel: self._local(channel) for channel in channels}
+
+    def _refresh(self, channels: set[str]) -> None:
+        for channel in sorted(channels):
+            if channel in self._viewers:
+                self._fan(channel, self.presence(channel))
+
     # ------------------------------------------------------------------ helpers
     def presence(self, channel: str) -> dict[str, Any]:
-        sessions = sorted(self._hub.registry.in_channel(channel), key=lambda s: (s.name, s.id))
         return {
             "type": "presence",
-            "participants": [
-                {
-                    "sub": s.sub,
-                    "name": s.name,
-                    "device_id": s.device_id,
-                    "online": s.state is SessionState.ATTACHED,
-                    "talking": s.talking_slot is not None,
-                    "diag": self._diag(s.id),
-                }
-                for s in sessions
-            ],
+            "participants": self._local(channel) + self.remote.participants(channel),
         }
+
+    def _local(self, channel: str) -> list[dict[str, Any]]:
+        sessions = sorted(self._hub.registry.in_channel(channel), key=lambda s: (s.name, s.id))
+        node = {} if self.node_id is None else {"node": self.node_id}
+        return [
+            {
+                "sub": s.sub,
+                "name": s.name,
+                "device_id": s.device_id,
+                "online": s.state is SessionState.ATTACHED,
+                "talking": s.talking_slot is not None,
+                "diag": self._diag(s.id),
+                **node,
+            }
+            for s in sessions
+        ]
 
     def on_stats(self, channel: str) -> None:
         """A participant's diagnostics changed (at most every few seconds each)."""
-        if channel in self._viewers:
-            self._fan(channel, self.presence(channel))
+        self._changed(channel)
 
     def _diag(self, session_id: str) -> dict[str, object] | None:
         report = self._hub.diagnostics.get(session_id)
