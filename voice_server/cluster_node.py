@@ -236,4 +236,5 @@ class ClusterNode:
             .add(m.gone_dropped if m else 0),
             Family("voice_cluster_migrate_sent_total", "counter",
                    "migrate messages sent to clients by a drain").add(self.migrate_sent),
+            *(self.relay.families() if self.relay is not None else ()),
         ]  # fmt: skip
