@@ -1,12 +1,13 @@
 """The dashboard's live view across nodes (README "Live view across nodes"): two real ``serve``
 nodes on one Redis and one PostgreSQL; a client talks on node a, a supervisor's live view on
 node b sees it (tagged with node a), a supervisor of another channel is refused; after Redis
-dies and an empty one starts, b resyncs and a's events flow again. Every wait is on a
-condition."""
+dies and an empty one starts, b resyncs and a's events flow again; once a dies, its part leaves
+b's view. Every wait is on a condition."""
 
 from __future__ import annotations
 
 import json
+import signal
 import threading
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,11 @@ class LiveWatch:
         return out
 
 
+def last_presence(watch: LiveWatch) -> list[dict[str, Any]] | None:
+    shown = [m for m in watch.messages if m["type"] == "presence"]
+    return shown[-1]["participants"] if shown else None
+
+
 def started_and_stopped(watch: LiveWatch, since: int = 0) -> bool:
     seen = watch.talking("tal", since)
     first = next((i for i, s in enumerate(seen) if s == (True, "a")), None)
@@ -101,6 +107,10 @@ def test_a_supervisor_on_node_b_sees_talk_on_node_a_and_again_after_redis_restar
             since = len(watch.messages)
             eventually(lambda: started_and_stopped(watch, since), "talk seen again", WAIT_S)
             assert watch.closed is None and not talker.seen("disconnected")
+
+            # a dies without a word: its part leaves b's view once its report expires
+            a.stop(signal.SIGKILL)
+            eventually(lambda: last_presence(watch) == [], "a's part gone from b's view", WAIT_S)
         finally:
             talker.proc.terminate()
             talker.wait(30)
