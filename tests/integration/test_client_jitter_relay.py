@@ -89,10 +89,12 @@ def test_the_headset_hears_every_burst_whole_through_a_reordering_link(
     samples, rate = read_mono(listener.record)  # type: ignore[arg-type]
     heard = _bursts(samples, rate)
     receive = listener.of("receive")[-1]
-    # every burst, each whole: the reordered packets dropped (a pass-through buffer) left
-    # 23-32 % of each burst's 5 ms pieces quiet here; a busy machine may lose a packet or two
+    # every burst, nearly whole: the reordered packets dropped (a pass-through buffer) left
+    # 23-32 % of each burst's 5 ms pieces quiet here. With 0-80 ms on each datagram a packet
+    # can still come later than the listener's 60 ms window (concealed, often quieter): one
+    # burst of a quiet CI run measured 0.898, so "whole" is 85 % or more, far from 68-77 %
     assert sent <= len(heard) <= sending.count(True), heard
-    assert all(share >= 0.9 for share in heard[:sent]), (heard, receive)  # the last may be cut
+    assert all(share >= 0.85 for share in heard[:sent]), (heard, receive)  # the last may be cut
     part = loud_part(samples, rate)
     assert goertzel_power(part, rate, 440.0) > 20 * goertzel_power(part, rate, 700.0)
     assert receive["reorder_ms"] == 60 and receive["frames"] > 0
