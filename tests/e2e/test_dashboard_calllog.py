@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -220,4 +221,30 @@ def test_xss_payloads_as_transcript_text_render_as_text(
     page.goto(f"{server.url}{first}")
     assert page.text_content("#utterance .text") in PAYLOADS
     assert page.evaluate("window.__xss") == []
+    page.context.close()
+
+
+def test_the_live_view_names_each_participants_node_in_a_cluster(
+    browser: Any, server: ServerProcess
+) -> None:
+    """live.js shows the ``node`` a cluster tags each participant with (README "Live view
+    across nodes"; the tagging itself: tests/integration/test_cluster_live.py), and nothing on a
+    single node. The page's own WebSocket is answered by a stand-in with such a snapshot."""
+    page = signed_in(browser, server, "boss")
+    snapshot = {
+        "type": "presence",
+        "participants": [
+            {"sub": "tal", "name": "田村", "online": True, "talking": True, "diag": None,
+             "node": "node-a"},
+            {"sub": "mi", "name": "美咲", "online": True, "talking": False, "diag": None},
+        ],
+    }  # fmt: skip
+    page.route_web_socket(
+        re.compile(r".*/dashboard/live/ops/ws$"), lambda ws: ws.send(json.dumps(snapshot))
+    )
+    page.goto(f"{server.url}/dashboard/live/ops")
+    page.wait_for_selector("#participants li[data-sub=tal]")
+    assert page.text_content("#participants li[data-sub=tal] .node") == "ノード node-a"
+    assert page.text_content("#participants li[data-sub=mi] .node") == ""
+    assert page.get_attribute("#participants li[data-sub=tal]", "class") == "talking"
     page.context.close()

@@ -263,6 +263,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "live_connected": ("接続しました", "Connected"),
     "live_closed": ("接続が切れました", "Disconnected"),
+    "live_node": ("ノード", "node"),
     "live_dropped": ("表示が追いつかず省略されたメッセージ:", "Messages skipped (slow display):"),
 }
 

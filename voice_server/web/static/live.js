@@ -39,7 +39,9 @@
   function presence(list) {
     people.replaceChildren(...list.map((p) => {
       const state = p.talking ? texts.talking : (p.online ? "" : texts.away);
-      const li = item("li", p.talking ? "talking" : "", [["display-name", p.name], ["state", state], ["net", netText(p.diag)]]);
+      // in a cluster, the node the participant is connected to (README "Live view across nodes")
+      const node = p.node ? `${texts.node} ${p.node}` : "";
+      const li = item("li", p.talking ? "talking" : "", [["display-name", p.name], ["state", state], ["node", node], ["net", netText(p.diag)]]);
       li.dataset.sub = p.sub;
       if (p.diag) li.dataset.path = p.diag.path;
       return li;
