@@ -218,7 +218,14 @@ def build_state(config: Config, *, incarnation: str | None = None) -> AppState:
         lambda: [Family("voice_channels", "gauge", "Configured channels").add(channels.count())]
     )
     if config.redis_url is not None:
-        state.cluster = ClusterNode(config, hub, incarnation or uuid.uuid4().hex, live)
+        state.cluster = ClusterNode(
+            config,
+            hub,
+            incarnation or uuid.uuid4().hex,
+            live,
+            plane=media if isinstance(media, MediaPlane) else None,
+            key=key,
+        )
         state.metrics.register(state.cluster.families)
     state.metrics.register(lambda: process_families(debug_objects=config.debug_objects))
     state.metrics.register(GC.install().families)

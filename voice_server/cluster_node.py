@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from voice_server.cluster.client import ClusterUnavailable, open_client
 from voice_server.cluster.drain import DRAIN, migrate_targets
@@ -28,11 +29,17 @@ from voice_server.cluster.keys import Keys
 from voice_server.cluster.live_relay import LiveRelay
 from voice_server.cluster.membership import NodeMembership
 from voice_server.cluster.messages import InboxMessage
+from voice_server.cluster.relay_index import relay_index
+from voice_server.cluster.relay_sync import RelaySync, relay_text
+from voice_server.cluster.talk_relay import TalkRelay
 from voice_server.cluster.timing import Timing
 from voice_server.config import Config
+from voice_server.identity.derived import derive_key
+from voice_server.media.plane import MediaPlane
+from voice_server.media.relay import WorkerRelay
 from voice_server.metrics import Family, counter_family
 from voice_server.signaling.errors import ErrorCode, ProtocolError
-from voice_server.signaling.hub import Hub
+from voice_server.signaling.hub import Hub, participant
 from voice_server.signaling.livehub import LiveHub
 
 if TYPE_CHECKING:
@@ -43,12 +50,20 @@ __all__ = ["ClusterNode"]
 log = logging.getLogger(__name__)
 COMMAND_TIMEOUT_S = 1.0  # a node's Redis calls: a hung Redis is noticed within a second
 LEAVE_TIMEOUT_S = 3.0
+RELAY_PURPOSE = "cluster-media-relay"  # the relay datagrams' key, derived from the deployment's
 STOP_TIMEOUT_S = 5.0
 
 
 class ClusterNode:
     def __init__(
-        self, config: Config, hub: Hub, incarnation: str, live: LiveHub | None = None
+        self,
+        config: Config,
+        hub: Hub,
+        incarnation: str,
+        live: LiveHub | None = None,
+        *,
+        plane: MediaPlane | None = None,
+        key: bytes | None = None,
     ) -> None:
         assert config.redis_url is not None and config.node_id is not None
         self.url = config.redis_url
@@ -69,6 +84,13 @@ class ClusterNode:
         self.membership: NodeMembership | None = None
         self.live = live
         self.relay: LiveRelay | None = None
+        self.config = config
+        self.plane = plane
+        self._relay_key = derive_key(key, RELAY_PURPOSE) if key is not None else None
+        #: the media relay between nodes, its sync with Redis, and the talk events' topic
+        self.media_relay: WorkerRelay | None = None
+        self.relay_sync: RelaySync | None = None
+        self.talk: TalkRelay | None = None
         self._health: RedisHealth | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._closers: list[Redis] = []
@@ -78,7 +100,8 @@ class ClusterNode:
         client = open_client(self.url, command_timeout_s=COMMAND_TIMEOUT_S)
         reader_client = open_client(self.url, command_timeout_s=COMMAND_TIMEOUT_S, retries=0)
         events_client = open_client(self.url, command_timeout_s=COMMAND_TIMEOUT_S, retries=0)
-        self._closers = [client, reader_client, events_client]
+        talk_client = open_client(self.url, command_timeout_s=COMMAND_TIMEOUT_S, retries=0)
+        self._closers = [client, reader_client, events_client, talk_client]
         self.membership = NodeMembership(
             client,
             self.keys,
@@ -88,6 +111,8 @@ class ClusterNode:
             base_url=self.base_url,
         )
         self._health = RedisHealth(client)
+        if self.plane is not None and self._relay_key is not None:
+            await self._open_relay(client)
         await self.membership.step()  # the first report now: joins are admitted from here
         reader = InboxReader(reader_client, self.keys, self.node_id, self._on_message)
         self._tasks = [
@@ -108,11 +133,58 @@ class ClusterNode:
             self.live.node_id = self.node_id
             self.live.publish = self.relay.offer
             self._tasks += self.relay.tasks()
+        if self.relay_sync is not None:
+            self.talk = TalkRelay(
+                client,
+                talk_client,
+                self.keys,
+                self.hub,
+                self._local_people,
+                self._live_ids,
+                node_id=self.node_id,
+                incarnation=self.incarnation,
+                prune_s=self.timing.heartbeat_s,
+                on_listen=lambda channel: self._listen(channel),
+            )
+            self.hub.talk_out = self.talk
+            self._tasks += self.talk.tasks()
+            self._tasks.append(asyncio.create_task(self.relay_sync.run(), name="cluster-relay"))
         self.hub.cluster = self
         log.info("cluster node=%s joined (redis %s)", self.node_id, self.membership.link.state)
 
+    async def _open_relay(self, client: Redis) -> None:
+        """The media relay to the other nodes: its index from Redis, its socket bound, and the
+        plane's channels routed through it (before this node takes its first join)."""
+        assert self.plane is not None and self._relay_key is not None
+        assert self.membership is not None
+        index = await relay_index(client, self.keys, self.node_id)
+        relay = WorkerRelay(
+            index=index,
+            incarnation=secrets.randbits(32),
+            key=self._relay_key,
+            plane=self.plane,
+            host=self.config.cluster_relay_host,
+            slots=self.config.slots,
+        )
+        port = relay.open(self.config.cluster_relay_port)
+        self.plane.relay = relay
+        self.plane.slot_ssrcs_of = relay.slot_ssrcs
+        self.media_relay = relay
+        self.membership.relay = relay_text(index, relay.incarnation, relay.host, port)
+        self.relay_sync = RelaySync(self.membership, relay, self.timing.heartbeat_s)
+        log.info("cluster relay node=%s index=%d on %s:%d", self.node_id, index, relay.host, port)
+
+    def _listen(self, channel: str) -> None:
+        m = self.membership
+        if self.relay_sync is not None and m is not None and channel in m.owned:
+            self.relay_sync.wake()
+
+    def _local_people(self) -> list[dict[str, Any]]:
+        return [_person(s) for s in self.hub.registry]
+
     async def stop(self) -> None:
         self.hub.cluster = None
+        self.hub.talk_out = None
         if self.live is not None:
             self.live.publish = None
         for task in self._tasks:
@@ -133,6 +205,9 @@ class ClusterNode:
         for client in self._closers:
             with contextlib.suppress(Exception):
                 await client.aclose()
+        if self.media_relay is not None and self.plane is not None:
+            self.plane.relay = None
+            self.media_relay.close()
 
     async def _live_ids(self) -> set[str]:
         assert self.membership is not None
@@ -143,7 +218,7 @@ class ClusterNode:
         self._refuse_if_draining()
         assert self.membership is not None
         try:
-            await self.membership.admit(channel)
+            owner = await self.membership.admit(channel)
         except ClusterUnavailable:
             self.refused[ErrorCode.CLUSTER_UNAVAILABLE.value] += 1
             raise ProtocolError(
@@ -151,6 +226,8 @@ class ClusterNode:
                 "the cluster is unavailable (its Redis cannot be reached); try again shortly",
             ) from None
         self._refuse_if_draining()  # a drain that began while Redis answered
+        if self.relay_sync is not None:
+            self.relay_sync.apply_owner(owner)  # the relay knows the owner before media starts
 
     def _refuse_if_draining(self) -> None:
         if self.draining:
@@ -162,10 +239,16 @@ class ClusterNode:
     def joined(self, session_id: str, channel: str) -> None:
         if self.membership is not None:
             self.membership.joined(session_id, channel)
+        session = self.hub.registry.get(session_id)
+        if self.talk is not None and self.membership is not None and session is not None:
+            first = self.membership.map.refs.count(channel) == 1
+            self.talk.who(_person(session), first)
 
     def ended(self, session_id: str) -> None:
         if self.membership is not None:
             self.membership.ended(session_id)
+        if self.talk is not None:
+            self.talk.gone(session_id)
 
     # ------------------------------------------------------------------ health
     async def redis_check(self) -> State:
@@ -237,4 +320,41 @@ class ClusterNode:
             Family("voice_cluster_migrate_sent_total", "counter",
                    "migrate messages sent to clients by a drain").add(self.migrate_sent),
             *(self.relay.families() if self.relay is not None else ()),
+            *(self.talk.families() if self.talk is not None else ()),
+            *self._relay_families(),
         ]  # fmt: skip
+
+    def _relay_families(self) -> list[Family]:
+        relay, sync = self.media_relay, self.relay_sync
+        if relay is None or sync is None:
+            return []
+        stats = relay.stats()
+        hop = stats["added_ms"]
+        m = self.membership
+        return [
+            Family("voice_cluster_relay_sent_total", "counter",
+                   "Relay datagrams sent to other nodes, by kind (media: a talker's packets to "
+                   "its channel's owner; mirror: an owner's forwarded packets, once per node)")
+            .add(stats["sent"]["media"], kind="media").add(stats["sent"]["mirror"], kind="mirror"),
+            Family("voice_cluster_relay_received_total", "counter",
+                   "Relay datagrams from other nodes accepted").add(stats["received"]),
+            counter_family("voice_cluster_relay_refused_total",
+                           "Relay datagrams refused, by reason", stats["drops"], "reason"),
+            Family("voice_cluster_relay_send_drops_total", "counter",
+                   "Relay datagrams that could not be sent").add(stats["send_drops"]),
+            Family("voice_cluster_relay_mirror_drops_total", "counter",
+                   "Mirrored packets that matched no slot stream here").add(stats["mirror_drops"]),
+            Family("voice_cluster_relay_hop_ms", "gauge",
+                   "Inter-node hop (send to receipt), p50 and p99 since start")
+            .add(hop.get("p50") or 0, quantile="0.5").add(hop.get("p99") or 0, quantile="0.99"),
+            Family("voice_cluster_relay_sync_failures_total", "counter",
+                   "Relay sync rounds that failed (Redis away)").add(sync.failures),
+            Family("voice_cluster_channels_reowned_total", "counter",
+                   "Channels claimed here after their owner's lease ended")
+            .add(m.reowned if m is not None else 0),
+        ]  # fmt: skip
+
+
+def _person(session: Any) -> dict[str, Any]:
+    """A session as the other nodes learn it (``talk`` topic ``who``)."""
+    return {**participant(session).model_dump(mode="json"), "channel": session.channel}

@@ -96,6 +96,10 @@ class Config(BaseSettings):
     # a node is dead once its last report is this old; leases last as long
     cluster_node_ttl_seconds: float = Field(5.0, ge=0.2, le=300)
     drain_seconds: float = Field(30.0, ge=0, le=3600)  # `drain`'s default deadline
+    # the media relay between nodes (README "Channels across nodes"): the address other nodes
+    # reach this node's relay socket on (the private network), and its UDP port (0: any free)
+    cluster_relay_host: str = "127.0.0.1"
+    cluster_relay_port: int = Field(0, ge=0, le=65535)
 
     # media plane
     media_host: str = "127.0.0.1"
@@ -207,6 +211,17 @@ class Config(BaseSettings):
             raise ValueError("a node id is 1-64 of A-Z a-z 0-9 _ . - (not starting with _ . -)")
         return value
 
+    @field_validator("cluster_relay_host")
+    @classmethod
+    def _relay_host(cls, value: str) -> str:
+        try:
+            address = ipaddress.ip_address(value.strip())
+        except ValueError:
+            raise ValueError("must be an IP address other nodes reach (not a name)") from None
+        if address.is_unspecified:
+            raise ValueError("must be one address other nodes reach (not 0.0.0.0 or ::)")
+        return str(address)
+
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
@@ -254,6 +269,10 @@ class Config(BaseSettings):
             if target_of(self.database_url, self.data_dir).kind != "postgresql":
                 raise ValueError(
                     "redis_url needs a postgresql:// database_url (the nodes share one store)"
+                )
+            if self.workers != 1:
+                raise ValueError(
+                    "a cluster node runs one media process: workers must be 1 with redis_url"
                 )
         if self.cluster_node_ttl_seconds < 2 * self.cluster_heartbeat_seconds:
             raise ValueError("cluster_node_ttl_seconds must be at least two heartbeats")

@@ -14,7 +14,7 @@ import pytest
 
 from voice_server.bench.redisserver import RedisServer
 from voice_server.cluster.channel_map import ChannelMap
-from voice_server.cluster.client import ClusterUnavailable, open_client
+from voice_server.cluster.client import ClusterUnavailable, cancelled_meanwhile, open_client
 from voice_server.cluster.events import EventSubscriber, publish
 from voice_server.cluster.health import RedisHealth
 from voice_server.cluster.inbox import InboxReader, send
@@ -159,7 +159,14 @@ async def test_a_node_that_stops_heartbeating_is_gone_after_the_ttl(clients: Any
 
     async def b_beats() -> None:
         while True:
-            await reg.heartbeat("b", 1, "http://127.0.0.3:8000", incarnation="ib")
+            try:
+                await reg.heartbeat("b", 1, "http://127.0.0.3:8000", incarnation="ib")
+            except ClusterUnavailable as exc:  # redis-py may turn our cancellation into this
+                if cancelled_meanwhile():
+                    raise asyncio.CancelledError from exc
+                raise
+            if cancelled_meanwhile():  # or swallow it whole
+                raise asyncio.CancelledError
             await asyncio.sleep(FAST.heartbeat_s)
 
     beats = asyncio.create_task(b_beats())
@@ -421,3 +428,31 @@ async def test_a_running_nodes_loop_writes_its_truth_and_brings_it_back_after_a_
         await eventually(back, "the node's truth written back after the restart")
     finally:
         await stop(loop)
+
+
+async def test_relay_indexes_are_unique_per_node_id_and_kept_across_restarts(
+    clients: Callable[..., Any],
+) -> None:
+    from voice_server.cluster.relay_index import MAX_INDEX, IndexesExhausted, relay_index
+
+    client = clients()
+    ids = [f"n{i}" for i in range(40)]
+    got = await asyncio.gather(*(relay_index(clients(), KEYS, node) for node in ids))
+    assert sorted(got) == list(range(40))  # concurrent first starts: never one index twice
+    assert await relay_index(client, KEYS, "n7") == got[7]  # a restart gets its own back
+    for i in range(40, MAX_INDEX + 1):
+        await relay_index(client, KEYS, f"n{i}")
+    with pytest.raises(IndexesExhausted, match="256 relay indexes"):
+        await relay_index(client, KEYS, "one-too-many")
+    await client.hdel(KEYS.relay_indexes, "n3")  # an operator clears a retired node id
+    assert await relay_index(client, KEYS, "one-too-many") == got[3]
+
+
+async def test_a_report_carries_the_relay_and_older_reports_read_as_none(
+    clients: Callable[..., Any],
+) -> None:
+    registry = NodeRegistry(clients(), KEYS, FAST)
+    await registry.heartbeat("r1", 0.0, "http://r1", incarnation="i1", relay="3 9 10.0.0.1 4000")
+    await registry.heartbeat("r2", 0.0, "http://r2", incarnation="i2")
+    by_id = {n.node_id: n.relay for n in await registry.live_nodes()}
+    assert by_id == {"r1": "3 9 10.0.0.1 4000", "r2": ""}

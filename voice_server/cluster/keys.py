@@ -51,6 +51,11 @@ class Keys:
     def epoch(self) -> str:
         return f"{self.root}:epoch"
 
+    @property
+    def relay_indexes(self) -> str:
+        """node id -> its media relay's index (0-255), kept for good"""
+        return f"{self.root}:relay_index"
+
     def owner(self, channel: str) -> str:
         return f"{self.root}:owner:{channel}"
 

@@ -68,6 +68,11 @@ class NodeMembership:
         self.admit_timeout_s = admit_timeout_s
         self.state = "ready"  # or "draining"
         self.owned: dict[str, Owner] = {}  # channel -> this node's lease
+        #: channel -> its owner as last seen, for every channel with a session here
+        self.owners: dict[str, Owner] = {}
+        #: the media relay's "index incarnation host port" this node reports (empty: none)
+        self.relay = ""
+        self.reowned = 0  # channels claimed here after their owner's lease ended
         self.leases_lost = 0
         self.gone_dropped = 0  # ended sessions whose record removal was given up (they expire)
         self.duplicate: str | None = None  # why the last heartbeat was refused as a duplicate
@@ -94,6 +99,7 @@ class NodeMembership:
         self.link.ok(self._clock())
         if owner.is_node(self.node_id, self.incarnation):
             self.owned[channel] = owner
+        self.owners[channel] = owner
         return owner
 
     def joined(self, session_id: str, channel: str) -> None:
@@ -148,6 +154,7 @@ class NodeMembership:
         try:
             await self._heartbeat()
             await self._renew()
+            await self._follow()
             await self._write_changes()
             await self._forget_gone()
         except ClusterUnavailable as exc:
@@ -188,6 +195,7 @@ class NodeMembership:
             incarnation=self.incarnation,
             epoch_floor=self.ownership.max_epoch,
             state=self.state,
+            relay=self.relay,
         )
 
     async def _renew(self) -> None:
@@ -207,6 +215,29 @@ class NodeMembership:
                     "cluster lease lost channel=%s epoch=%d; now %s epoch %d",
                     lease.channel, lease.epoch, again.node_id, again.epoch,
                 )  # fmt: skip
+
+    async def _follow(self) -> None:
+        """The owner of each channel with a session here and an owner elsewhere, read again; a
+        channel whose owner's lease ended (its node died, or its last session there left) is
+        claimed here with a new epoch (one script call: the first node to ask gets it)."""
+        here = {channel for channel, _ in self.map.refs.items()}
+        for channel in [c for c in self.owners if c not in here]:
+            del self.owners[channel]
+        for channel in sorted(here):
+            if channel in self.owned:
+                self.owners[channel] = self.owned[channel]
+                continue
+            before = self.owners.get(channel)
+            owner = await self.ownership.acquire(channel)
+            self.owners[channel] = owner
+            if owner.is_node(self.node_id, self.incarnation):
+                self.owned[channel] = owner
+                if before is not None and not before.is_node(self.node_id, self.incarnation):
+                    self.reowned += 1
+                    log.warning(
+                        "cluster channel=%s re-owned here epoch=%d (was %s epoch %d)",
+                        channel, owner.epoch, before.node_id, before.epoch,
+                    )  # fmt: skip
 
     async def _write_changes(self) -> None:
         """The channel entries whose counts changed (a count of 0: the entry goes) and the

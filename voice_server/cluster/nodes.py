@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
 __all__ = ["DuplicateNode", "NodeInfo", "NodeRegistry"]
 
-# KEYS: nodes, node, epoch; ARGV: node id, incarnation, load, base_url, ttl ms, epoch floor, state
+# KEYS: nodes, node, epoch; ARGV: node id, incarnation, load, base_url, ttl ms, epoch floor, state,
+# relay (the media relay's "index incarnation host port"; empty: none)
 HEARTBEAT = (
     NOW
     + """
@@ -34,7 +35,7 @@ if held[1] and held[1] ~= ARGV[2] and now - tonumber(held[2]) <= tonumber(ARGV[5
   return {0, now, held[1]}
 end
 redis.call('HSET', KEYS[2], 'incarnation', ARGV[2], 'load', ARGV[3], 'base_url', ARGV[4],
-  'seen_ms', now, 'state', ARGV[7])
+  'seen_ms', now, 'state', ARGV[7], 'relay', ARGV[8])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
 redis.call('ZADD', KEYS[1], now, ARGV[1])
 if tonumber(redis.call('GET', KEYS[3]) or '0') < tonumber(ARGV[6]) then
@@ -78,6 +79,7 @@ class NodeInfo:
     base_url: str
     age_ms: int  # how old its last report is, by Redis's clock
     state: str = "ready"  # what it says it does: ready (takes joins) or draining
+    relay: str = ""  # its media relay: "index incarnation host port" (empty: none reported)
 
 
 class NodeRegistry:
@@ -98,6 +100,7 @@ class NodeRegistry:
         incarnation: str,
         epoch_floor: int = 0,
         state: str = "ready",
+        relay: str = "",
     ) -> int:
         """Report ``node_id`` alive; Redis's time of the report (ms). Raises DuplicateNode,
         ClusterUnavailable."""
@@ -108,7 +111,7 @@ class NodeRegistry:
             self._heartbeat(
                 keys=[k.nodes, k.node(node_id), k.epoch],
                 args=[node_id, incarnation, repr(float(load)), base_url,
-                      self._timing.ms(self._timing.node_ttl_s), epoch_floor, state],
+                      self._timing.ms(self._timing.node_ttl_s), epoch_floor, state, relay],
             )
         )  # fmt: skip
         if not int(ok):
@@ -128,14 +131,18 @@ class NodeRegistry:
             return []
         pipe = self._client.pipeline(transaction=False)
         for node_id in ids:
-            pipe.hmget(k.node(node_id), ["incarnation", "load", "base_url", "state"])
+            pipe.hmget(k.node(node_id), ["incarnation", "load", "base_url", "state", "relay"])
         rows: list[list[str | None]] = await guarded(pipe.execute())
         out = []
-        for node_id, (inc, load, url, state) in zip(ids, rows, strict=True):
+        for node_id, (inc, load, url, state, relay) in zip(ids, rows, strict=True):
             if inc is None:  # expired between the two reads
                 continue
             age = now - seen[node_id]
-            out.append(NodeInfo(node_id, inc, float(load or 0), url or "", age, state or "ready"))
+            out.append(
+                NodeInfo(
+                    node_id, inc, float(load or 0), url or "", age, state or "ready", relay or ""
+                )
+            )
         return out
 
     async def leave(self, node_id: str, *, incarnation: str) -> bool:

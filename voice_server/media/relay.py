@@ -127,13 +127,17 @@ class WorkerRelay:
         self.sock: socket.socket | None = None
 
     # ------------------------------------------------------------------ socket
-    def open(self) -> int:
-        """Bind the relay socket; returns its port."""
+    def open(self, port: int = 0) -> int:
+        """Bind the relay socket (``port`` 0: any free one); returns its port."""
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
         size_buffer(sock, socket.SO_RCVBUF, SO_RCVBUFFORCE, RECV_BUFFER)
         size_buffer(sock, socket.SO_SNDBUF, SO_SNDBUFFORCE, SEND_BUFFER)
-        sock.bind((self.host, 0))
+        try:
+            sock.bind((self.host, port))
+        except OSError:
+            sock.close()
+            raise
         sock.setblocking(False)
         self.sock = sock
         asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)

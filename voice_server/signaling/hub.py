@@ -62,6 +62,7 @@ from voice_server.signaling.messages import (
     ServerTokenExpiring,
     encode,
 )
+from voice_server.signaling.remote_talk import RemotePeople, TalkOut, parse_relayed
 from voice_server.signaling.sessions import Session, SessionRegistry, SessionState
 from voice_server.store.channels import Channel, ChannelStore
 from voice_server.talk import priority as talk_priority
@@ -189,6 +190,9 @@ class Hub:
         self.emergency: EmergencyDesk | None = None  # set by the app when alerts are kept
         #: the cluster this node belongs to (``serve --redis-url``), else None
         self.cluster: ClusterPort | None = None
+        #: other nodes' sessions (a channel spanning nodes) and where talk events for them go
+        self.remote = RemotePeople()
+        self.talk_out: TalkOut | None = None
         self._monitors: dict[str, set[str]] = {}  # channel -> sessions of another that hear it
         #: dispatcher consoles (sessions that sent ``monitor`` or ``talk_target``), by session id
         self.consoles: dict[str, consoles.Console] = {}
@@ -668,7 +672,10 @@ class Hub:
         if session is not None:
             return (session.sub, session.name)
         name = self.sources.get(session_id)
-        return (f"source:{session_id}", name) if name is not None else None
+        if name is not None:
+            return (f"source:{session_id}", name)
+        remote = self.remote.get(session_id)  # a talker of another node, arbitrated here
+        return (remote.sub, remote.name) if remote is not None else None
 
     def verify_refresh(self, session: Session, msg: ClientRefresh) -> Principal:
         """Check a fresh token for the same user (blocking directory lookup: worker thread)."""
@@ -722,7 +729,7 @@ class Hub:
             return participant(session)
         name = self.sources.get(session_id)
         if name is None:
-            return None
+            return self.remote.get(session_id)
         return Participant(id=session_id, sub=f"source:{session_id}", name=name, device_id="server")
 
     def talk_started(self, session_id: str, channel: str, slot: int) -> None:
@@ -734,10 +741,14 @@ class Hub:
     def level_and_kind(self, session_id: str) -> tuple[int, str]:
         """A talker's level and the kind of its talk (``talk_started``)."""
         session = self.registry.get(session_id)
-        if session is None:
+        remote_route = None
+        if session is None and self.media is not None and self.remote.get(session_id):
+            remote_route = self.media.route_of(session_id)  # as its relay datagrams tell it
+        if session is None and remote_route is None:
             level = self.source_levels.get(session_id, talk_priority.Level.ROUTINE)
             return int(level), talk_priority.Kind.ANNOUNCEMENT.value
-        route = self.route(session)
+        route = self.route(session) if session is not None else remote_route
+        assert route is not None
         kind = talk_priority.Kind.SPEECH
         if route.hold:
             kind = talk_priority.Kind.EMERGENCY
@@ -787,9 +798,44 @@ class Hub:
         route = self.route(session) if session is not None else ending[1] if ending else None
         only = route.only | {session_id} if route is not None and route.only is not None else None
         self._to_hearers(channel, message, only=only)
+        out = self.talk_out
+        if out is not None:  # the channel's hearers on other nodes
+            out.hear(channel, message, only, None)
         if duck is not None:  # after talk_started / talk_stopped: the client knows the slot
             duck_msg = ServerDuck(db=duck, slot=slot, channel=channel)
             self._to_hearers(channel, duck_msg, exclude=session, only=only)
+            if out is not None:
+                out.hear(channel, duck_msg, only, session_id)
+
+    def hear_remote(
+        self, channel: str, data: object, only: frozenset[str] | None, exclude: str | None
+    ) -> bool:
+        """A talk event of ``channel`` its owner (another node) decided, for the hearers here;
+        False: not a talk message (dropped)."""
+        message = parse_relayed(data)
+        if message is None:
+            return False
+        if isinstance(message, ServerTalkStarted | ServerTalkStopped):
+            talker = self.registry.get(message.speaker.id)
+            if talker is not None and talker.channel == channel:  # our talker, arbitrated there
+                started = isinstance(message, ServerTalkStarted)
+                talker.talking_slot = message.slot if started else None
+        skip = self.registry.get(exclude) if exclude is not None else None
+        self._to_hearers(channel, message, exclude=skip, only=only)
+        return True
+
+    def to_remote(self, session_id: str, data: object) -> bool:
+        """A talk message for a session here from another node (``slot_busy``,
+        ``preempted``); False: not a talk message, or no such session here."""
+        message = parse_relayed(data)
+        session = self.registry.get(session_id)
+        if message is None or session is None:
+            return False
+        if isinstance(message, ServerPreempted):
+            self._send_console(session, message)
+        else:
+            self._send(session, message)
+        return True
 
     def reoffer(self, session: Session, reoffer: Reoffer | None) -> None:
         self._reoffer(session, reoffer)
@@ -822,8 +868,13 @@ class Hub:
     def preempted(self, session_id: str, channel: str, slot: int, by: str) -> None:
         session = self.registry.get(session_id)
         speaker = self._speaker(by)
-        if session is not None and speaker is not None:
-            self._send_console(session, ServerPreempted(slot=slot, channel=channel, by=speaker))
+        if speaker is None:
+            return
+        message = ServerPreempted(slot=slot, channel=channel, by=speaker)
+        if session is not None:
+            self._send_console(session, message)
+        elif self.talk_out is not None and self.remote.get(session_id) is not None:
+            self.talk_out.to(session_id, message)
 
     def media_lost(self, session_id: str) -> None:
         """The session's transport died (ICE consent expired, DTLS failed): offer a new one."""
@@ -839,6 +890,8 @@ class Hub:
         session = self.registry.get(session_id)
         if session is not None:
             self._send(session, ServerSlotBusy(slots=slots))
+        elif self.talk_out is not None and self.remote.get(session_id) is not None:
+            self.talk_out.to(session_id, ServerSlotBusy(slots=slots))
 
     # ------------------------------------------------------------------ sending
     def _send(self, session: Session, message: ServerMessage) -> None:
