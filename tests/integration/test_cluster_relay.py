@@ -171,7 +171,10 @@ async def _owner_killed(nodes: list[ServerProcess]) -> None:
         # its lease expires (1.5 s); b or c claims the channel with a new epoch and arbitrates
         await _until(lambda: listener.received >= heard + 100, "heard again after the owner died")
         reowned = sum(
-            [await asyncio.to_thread(metric, n, "voice_cluster_channels_reowned_total") for n in (b, c)]
+            [
+                await asyncio.to_thread(metric, n, "voice_cluster_channels_reowned_total")
+                for n in (b, c)
+            ]
         )
         assert reowned == 1
         assert all(s.duplicates == 0 for s in listener.streams.values())

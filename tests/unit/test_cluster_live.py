@@ -167,7 +167,7 @@ def test_the_relay_ignores_its_own_answers_sync_and_resyncs() -> None:
         body = {"kind": "presence", "channel": "ops", "participants": []}
         await relay._on_event("live", encode("a", "ia", body))
         assert target.calls == [("remote", "a", "presence")] and relay.received == 2
-        await relay._on_resync()
+        await relay.on_resync()
         assert target.calls[-1] == ("clear",)
         assert [await relay.queue.take(), await relay.queue.take()] == [
             {"kind": "sync"},

@@ -16,41 +16,20 @@ raised: one bad publisher cannot stop a subscriber).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
+
+from voice_server.cluster.topic import VERSION, Incoming, encode, envelope
 
 __all__ = ["TOPIC", "VERSION", "Incoming", "decode", "encode"]
 
 TOPIC = "live"
-VERSION = 1
 KINDS = frozenset({"presence", "state", "line", "sync"})
-
-
-@dataclass(frozen=True, slots=True)
-class Incoming:
-    origin: str
-    incarnation: str
-    body: dict[str, Any]  # the kind and its fields
-
-    @property
-    def kind(self) -> str:
-        return str(self.body["kind"])
-
-
-def encode(origin: str, incarnation: str, body: dict[str, Any]) -> dict[str, Any]:
-    """The published form of ``body`` (``{"kind": …, …}``) from this node."""
-    return {"v": VERSION, "origin": origin, "inc": incarnation, **body}
 
 
 def decode(event: dict[str, Any], self_id: str) -> Incoming | None:
     """Another node's event, checked; None for ours or a malformed one."""
-    origin, inc, kind = event.get("origin"), event.get("inc"), event.get("kind")
-    if event.get("v") != VERSION or not isinstance(origin, str) or not origin:
-        return None
-    if origin == self_id or not isinstance(inc, str) or kind not in KINDS:
-        return None
-    body = {k: v for k, v in event.items() if k not in ("v", "origin", "inc")}
-    return Incoming(origin, inc, body) if _valid(body) else None
+    incoming = envelope(event, self_id, KINDS)
+    return incoming if incoming is not None and _valid(incoming.body) else None
 
 
 def _rows(value: Any) -> bool:

@@ -14,16 +14,13 @@ view (``target``: the dashboard's LiveHub, seen through :class:`LiveTarget`).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from voice_server.cluster.client import ClusterUnavailable, cancelled_meanwhile
-from voice_server.cluster.event_queue import EventQueue
-from voice_server.cluster.events import EventSubscriber, publish
 from voice_server.cluster.keys import Keys
-from voice_server.cluster.live_events import TOPIC, decode, encode
+from voice_server.cluster.live_events import TOPIC, decode
+from voice_server.cluster.topic import Incoming, TopicLink
 from voice_server.metrics import Family
 
 if TYPE_CHECKING:
@@ -45,7 +42,7 @@ class LiveTarget(Protocol):
     def local_state(self) -> dict[str, list[dict[str, Any]]]: ...
 
 
-class LiveRelay:
+class LiveRelay(TopicLink):
     def __init__(
         self,
         client: Redis,
@@ -59,72 +56,31 @@ class LiveRelay:
         prune_s: float,
         limit: int = QUEUE_LIMIT,
     ) -> None:
-        self._client = client
-        self._keys = keys
+        super().__init__(
+            client, sub_client, keys, TOPIC, live_nodes,
+            node_id=node_id, incarnation=incarnation, prune_s=prune_s, limit=limit,
+        )  # fmt: skip
         self._target = target
-        self._live_nodes = live_nodes
-        self.node_id = node_id
-        self.incarnation = incarnation
-        self._prune_s = prune_s
-        self.queue = EventQueue(limit)
-        self.published = 0
-        self.failures = 0
         self.received = 0
-        self.subscriber = EventSubscriber(
-            sub_client, keys, [TOPIC], self._on_event, self._on_resync
-        )
-
-    def offer(self, body: dict[str, Any]) -> None:
-        """Queue one of this node's changes (never waits)."""
-        self.queue.offer(body)
-
-    def tasks(self) -> list[asyncio.Task[None]]:
-        return [
-            asyncio.create_task(self._publish_loop(), name="cluster-live-publish"),
-            asyncio.create_task(self.subscriber.run(), name="cluster-live-subscribe"),
-            asyncio.create_task(self._prune_loop(), name="cluster-live-prune"),
-        ]
-
-    # ------------------------------------------------------------------ out
-    async def _publish_loop(self) -> None:
-        while True:
-            body = await self.queue.take()
-            try:
-                await publish(
-                    self._client, self._keys, TOPIC, encode(self.node_id, self.incarnation, body)
-                )
-                self.published += 1
-            except ClusterUnavailable as exc:
-                if cancelled_meanwhile():
-                    raise asyncio.CancelledError from exc
-                self.failures += 1
 
     # ------------------------------------------------------------------ in
-    async def _on_event(self, topic: str, event: dict[str, Any]) -> None:
-        incoming = decode(event, self.node_id)
-        if incoming is None:
-            return
+    def decode(self, event: dict[str, Any]) -> Incoming | None:
+        return decode(event, self.node_id)
+
+    async def on_event(self, incoming: Incoming) -> None:
         self.received += 1
         if incoming.kind == "sync":
             self.offer({"kind": "state", "channels": self._target.local_state()})
         else:
             self._target.on_remote(incoming.origin, incoming.incarnation, incoming.body)
 
-    async def _on_resync(self) -> None:
+    async def on_resync(self) -> None:
         self._target.clear_remote()
         self.offer({"kind": "sync"})
         self.offer({"kind": "state", "channels": self._target.local_state()})
 
-    async def _prune_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._prune_s)
-            try:
-                live = await self._live_nodes()
-            except ClusterUnavailable as exc:
-                if cancelled_meanwhile():
-                    raise asyncio.CancelledError from exc
-                continue
-            self._target.retain_remote(live)
+    def retain(self, live: set[str]) -> None:
+        self._target.retain_remote(live)
 
     # ------------------------------------------------------------------ metrics
     def families(self) -> list[Family]:

@@ -24,42 +24,22 @@ Only the messages in :data:`RELAYED` are accepted in ``hear`` and ``to``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RELAYED", "TOPIC", "VERSION", "Incoming", "decode", "encode"]
+from voice_server.cluster.topic import VERSION, Incoming, encode, envelope
+
+__all__ = ["KINDS", "RELAYED", "TOPIC", "VERSION", "Incoming", "decode", "encode"]
 
 TOPIC = "talk"
-VERSION = 1
 KINDS = frozenset({"who", "gone", "state", "sync", "hear", "to", "listen"})
 #: the server messages a node takes from another for its own sessions
 RELAYED = frozenset({"talk_started", "talk_stopped", "duck", "slot_busy", "preempted"})
 MAX_PEOPLE = 10_000
 
 
-@dataclass(frozen=True, slots=True)
-class Incoming:
-    origin: str
-    incarnation: str
-    body: dict[str, Any]
-
-    @property
-    def kind(self) -> str:
-        return str(self.body["kind"])
-
-
-def encode(origin: str, incarnation: str, body: dict[str, Any]) -> dict[str, Any]:
-    return {"v": VERSION, "origin": origin, "inc": incarnation, **body}
-
-
 def decode(event: dict[str, Any], self_id: str) -> Incoming | None:
-    origin, inc, kind = event.get("origin"), event.get("inc"), event.get("kind")
-    if event.get("v") != VERSION or not isinstance(origin, str) or not origin:
-        return None
-    if origin == self_id or not isinstance(inc, str) or kind not in KINDS:
-        return None
-    body = {k: v for k, v in event.items() if k not in ("v", "origin", "inc")}
-    return Incoming(origin, inc, body) if _valid(body) else None
+    incoming = envelope(event, self_id, KINDS)
+    return incoming if incoming is not None and _valid(incoming.body) else None
 
 
 def _person(row: Any) -> bool:

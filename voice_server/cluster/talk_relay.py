@@ -13,16 +13,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from voice_server.cluster.client import ClusterUnavailable, cancelled_meanwhile
-from voice_server.cluster.event_queue import EventQueue
-from voice_server.cluster.events import EventSubscriber, publish
 from voice_server.cluster.keys import Keys
-from voice_server.cluster.talk_events import KINDS, TOPIC, decode, encode
+from voice_server.cluster.talk_events import KINDS, TOPIC, decode
+from voice_server.cluster.topic import Incoming, TopicLink
 from voice_server.metrics import Family, counter_family
 
 if TYPE_CHECKING:
@@ -46,7 +43,7 @@ class TalkTarget(Protocol):
     def to_remote(self, session_id: str, data: object) -> bool: ...
 
 
-class TalkRelay:
+class TalkRelay(TopicLink):
     def __init__(
         self,
         client: Redis,
@@ -62,29 +59,21 @@ class TalkRelay:
         on_listen: Callable[[str], None] = lambda channel: None,
         limit: int = QUEUE_LIMIT,
     ) -> None:
-        self._client = client
-        self._keys = keys
+        super().__init__(
+            client, sub_client, keys, TOPIC, live_nodes,
+            node_id=node_id, incarnation=incarnation, prune_s=prune_s, limit=limit,
+        )  # fmt: skip
         self._target = target
         self._local_people = local_people
-        self._live_nodes = live_nodes
         self._on_listen = on_listen
-        self.node_id = node_id
-        self.incarnation = incarnation
-        self._prune_s = prune_s
-        self.queue = EventQueue(limit)
-        self.published = 0
-        self.failures = 0
         self.received: dict[str, int] = {}
         self.undelivered = 0  # hear / to messages that were no talk message, or no session here
-        self.subscriber = EventSubscriber(
-            sub_client, keys, [TOPIC], self._on_event, self._on_resync
-        )
 
     # ------------------------------------------------------------------ the hub's side
     def hear(
         self, channel: str, message: Any, only: frozenset[str] | None, exclude: str | None
     ) -> None:
-        self.queue.offer(
+        self.offer(
             {
                 "kind": "hear",
                 "channel": channel,
@@ -95,44 +84,23 @@ class TalkRelay:
         )
 
     def to(self, session_id: str, message: Any) -> None:
-        self.queue.offer(
+        self.offer(
             {"kind": "to", "session": session_id, "message": message.model_dump(mode="json")}
         )
 
     def who(self, person: dict[str, Any], first_of_channel: bool) -> None:
-        self.queue.offer({"kind": "who", "people": [person]})
+        self.offer({"kind": "who", "people": [person]})
         if first_of_channel:
-            self.queue.offer({"kind": "listen", "channel": person["channel"]})
+            self.offer({"kind": "listen", "channel": person["channel"]})
 
     def gone(self, session_id: str) -> None:
-        self.queue.offer({"kind": "gone", "sessions": [session_id]})
-
-    def tasks(self) -> list[asyncio.Task[None]]:
-        return [
-            asyncio.create_task(self._publish_loop(), name="cluster-talk-publish"),
-            asyncio.create_task(self.subscriber.run(), name="cluster-talk-subscribe"),
-            asyncio.create_task(self._prune_loop(), name="cluster-talk-prune"),
-        ]
-
-    # ------------------------------------------------------------------ out
-    async def _publish_loop(self) -> None:
-        while True:
-            body = await self.queue.take()
-            try:
-                await publish(
-                    self._client, self._keys, TOPIC, encode(self.node_id, self.incarnation, body)
-                )
-                self.published += 1
-            except ClusterUnavailable as exc:
-                if cancelled_meanwhile():
-                    raise asyncio.CancelledError from exc
-                self.failures += 1
+        self.offer({"kind": "gone", "sessions": [session_id]})
 
     # ------------------------------------------------------------------ in
-    async def _on_event(self, topic: str, event: dict[str, Any]) -> None:
-        incoming = decode(event, self.node_id)
-        if incoming is None:
-            return
+    def decode(self, event: dict[str, Any]) -> Incoming | None:
+        return decode(event, self.node_id)
+
+    async def on_event(self, incoming: Incoming) -> None:
         kind, body = incoming.kind, incoming.body
         self.received[kind] = self.received.get(kind, 0) + 1
         target = self._target
@@ -158,23 +126,15 @@ class TalkRelay:
         elif kind == "listen":
             self._on_listen(body["channel"])
         elif kind == "sync":
-            self.queue.offer({"kind": "state", "people": self._local_people()})
+            self.offer({"kind": "state", "people": self._local_people()})
 
-    async def _on_resync(self) -> None:
+    async def on_resync(self) -> None:
         self._target.remote.retain_nodes(lambda node: False)
-        self.queue.offer({"kind": "sync"})
-        self.queue.offer({"kind": "state", "people": self._local_people()})
+        self.offer({"kind": "sync"})
+        self.offer({"kind": "state", "people": self._local_people()})
 
-    async def _prune_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._prune_s)
-            try:
-                live = await self._live_nodes()
-            except ClusterUnavailable as exc:
-                if cancelled_meanwhile():
-                    raise asyncio.CancelledError from exc
-                continue
-            self._target.remote.retain_nodes(live.__contains__)
+    def retain(self, live: set[str]) -> None:
+        self._target.remote.retain_nodes(live.__contains__)
 
     # ------------------------------------------------------------------ metrics
     def families(self) -> list[Family]:
