@@ -8,10 +8,12 @@ set -euo pipefail
 # TURN tests start in their namespaces;
 # postgresql: the store tests start their own server from its binaries (bench/pgserver.py);
 # redis-server: the cluster tests start their own on a free loopback port (bench/redisserver.py);
+# haproxy: the cluster's reverse proxy (deploy/haproxy.cfg), run by the cluster proxy test;
 # fonts-noto-cjk: Japanese in Chromium's screenshots (the smoke's and the e2e tests') as text,
 # not boxes; fonts-noto-color-emoji: the phone app's talking mark (🔊) likewise.
 packages=(iproute2 docker-compose chromium espeak-ng pulseaudio pulseaudio-utils libportaudio2
-  libasound2-plugins nftables postgresql redis-server coturn fonts-noto-cjk fonts-noto-color-emoji)
+  libasound2-plugins nftables postgresql redis-server coturn haproxy fonts-noto-cjk
+  fonts-noto-color-emoji)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
