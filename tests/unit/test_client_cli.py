@@ -69,9 +69,17 @@ class FakeServer:
         assert self._ready.wait(5)
         return self
 
+    def shut(self) -> None:
+        """Stop listening, then close the open connections (called from a script: the server's
+        own loop); a later connection is refused."""
+        assert self._stop is not None
+        self._stop.set()
+
     def __exit__(self, *exc: object) -> None:
         assert self._loop is not None and self._stop is not None
-        self._loop.call_soon_threadsafe(self._stop.set)
+        if not self._loop.is_closed():  # not shut by its script already
+            with contextlib.suppress(RuntimeError):  # it closed meanwhile
+                self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(5)
 
 
@@ -364,3 +372,78 @@ def test_a_missing_or_unreadable_ca_file_is_one_line_and_exit_2(
     assert main([*base, "--ca-file", str(garbage)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"voice-client: error: --ca-file {garbage}:") and "\n" not in err
+
+
+async def join_and_leave(ws: ServerConnection, received: list[dict[str, Any]]) -> None:
+    """A node that works: joined, then left when asked."""
+    received.append(await recv_json(ws))
+    await ws.send(joined())
+    with contextlib.suppress(ConnectionClosed):
+        async for raw in ws:
+            msg = json.loads(raw)
+            received.append(msg)
+            if msg["type"] == "ping":
+                await ws.send(m.encode(m.ServerPong(id=msg.get("id"), server_time=0.0)))
+            elif msg["type"] == "leave":
+                await ws.send(m.encode(m.ServerLeft(reason="left")))
+                return
+
+
+def test_a_node_that_dies_sends_the_client_to_the_next_configured_node(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Node a stops listening and closes the socket right after the join (as a killed node):
+    the try on a is refused, the client prints failover {from a, to b} and joins b."""
+    holder: list[FakeServer] = []
+
+    async def dies(ws: ServerConnection, received: list[dict[str, Any]]) -> None:
+        received.append(await recv_json(ws))
+        await ws.send(joined())
+        holder[0].shut()  # the listener closes first, then this connection
+        await ws.wait_closed()
+
+    with fake_server(dies) as a, fake_server(join_and_leave) as b:
+        holder.append(a)
+        code = main(args(a.url, "--node", b.url, "--token", "t", "--duration", "3"))
+    out, err = out_err_lines(capsys)
+    assert code == 0, err
+    events = [json.loads(line) for line in out]
+    kinds = [e["event"] for e in events]
+    assert kinds == ["joined", "disconnected", "failover", "reconnecting", "joined"], kinds
+    went = events[2]
+    ws_a, ws_b = (f"ws://127.0.0.1:{s.port}/ws" for s in (a, b))
+    assert (went["from"], went["to"], went["reason"]) == (ws_a, ws_b, "refused")
+    assert [r["type"] for r in a.received] == ["join"]
+    assert b.received[0]["type"] == "join" and b.received[-1]["type"] == "leave"
+
+
+def test_a_drop_goes_back_once_and_cluster_unavailable_moves_on(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Node a drops the socket after the join (the first try goes back to a) and then refuses
+    the join with cluster_unavailable (1013): the next try goes to node b."""
+
+    async def flaky(ws: ServerConnection, received: list[dict[str, Any]]) -> None:
+        received.append(await recv_json(ws))
+        if len(received) == 1:
+            await ws.send(joined())
+            await ws.close()
+            return
+        err = m.ServerError(code=ErrorCode.CLUSTER_UNAVAILABLE, message="try again shortly")
+        await ws.send(m.encode(err))
+        await ws.close(1013, "try again later")
+
+    with fake_server(flaky) as a, fake_server(join_and_leave) as b:
+        code = main(args(a.url, "--node", b.url, "--token", "t", "--duration", "4"))
+    out, err = out_err_lines(capsys)
+    assert code == 0, err
+    events = [json.loads(line) for line in out]
+    kinds = [e["event"] for e in events]
+    assert kinds == [
+        "joined", "disconnected", "reconnecting", "disconnected", "failover", "reconnecting",
+        "joined",
+    ], kinds  # fmt: skip
+    went = events[4]
+    assert (went["to"], went["reason"]) == (f"ws://127.0.0.1:{b.port}/ws", "unavailable")
+    assert [r["type"] for r in a.received] == ["join", "join"]  # back once, then not again
+    assert any("cluster_unavailable" in line for line in err)  # the warning

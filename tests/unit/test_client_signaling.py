@@ -295,8 +295,8 @@ def test_migrate_ends_the_session_for_a_fresh_join_elsewhere() -> None:
     assert "session_id" not in sent(s.start())[0]
 
 
-def test_a_join_refused_by_a_draining_node_moves_on_and_cluster_unavailable_only_warns() -> None:
-    from voice_client.signaling import Move
+def test_a_join_refused_by_a_draining_node_moves_on_and_cluster_unavailable_retries() -> None:
+    from voice_client.signaling import Move, NodeUnavailable
 
     s = ClientSession(token="t", channel="ops", device_id="hs-1")
     s.start()
@@ -308,7 +308,10 @@ def test_a_join_refused_by_a_draining_node_moves_on_and_cluster_unavailable_only
     s2 = ClientSession(token="t", channel="ops", device_id="hs-1")
     s2.start()
     err = m.ServerError(code=ErrorCode.CLUSTER_UNAVAILABLE, message="try again")
-    assert s2.receive(m.encode(err)) == [Warn("server error cluster_unavailable: try again")]
+    assert s2.receive(m.encode(err)) == [
+        Warn("server error cluster_unavailable: try again"),
+        NodeUnavailable(),  # the next try may go to another configured node
+    ]
     # the server closes the socket next (1013): joining again is allowed
     assert s2.connection_lost() == [
         End(ok=False, reason="connection closed by the server", retry=True)
@@ -325,3 +328,27 @@ def test_a_migrate_goes_only_to_a_configured_node() -> None:
     assert next_node(a, [a, b, c], None) == (b, False)  # no target named: the next configured
     assert next_node(c, [a, b, c], None) == (a, False)
     assert next_node(a, [a], None) == (a, False)  # none other: the same after the back-off
+
+
+def test_failover_goes_back_once_after_a_drop_and_on_to_the_next_node_otherwise() -> None:
+    from voice_client.nodes import Lost, failover_node
+
+    a, b, c = "ws://10.0.0.1:8000/ws", "ws://10.0.0.2:8000/ws", "ws://10.0.0.3:8000/ws"
+    nodes = [a, b, c]
+    # a dropped socket: the first try goes back (a resume there keeps the session)
+    assert failover_node(a, nodes, Lost.DROPPED) == a
+    # a silent (hung) node, nothing listening, a failed handshake, cluster_unavailable: next
+    for why in (Lost.SILENT, Lost.REFUSED, Lost.FAILED, Lost.UNAVAILABLE):
+        assert failover_node(a, nodes, why) == b, why
+        assert failover_node(b, nodes, why) == c, why
+        assert failover_node(c, nodes, why) == a, why  # in turn, round again
+    # one configured node (or --node repeating --server): always the same one
+    for why in Lost:
+        assert failover_node(a, [a], why) == a
+        assert failover_node(a, [a, a], why) == a
+    # the node killed: drop, then every try refused -> each configured node in turn
+    where, tries = a, []
+    for why in (Lost.DROPPED, Lost.REFUSED, Lost.REFUSED, Lost.REFUSED):
+        where = failover_node(where, nodes, why)
+        tries.append(where)
+    assert tries == [a, b, c, a]

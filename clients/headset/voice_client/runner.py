@@ -10,6 +10,11 @@ connects again after 0.25, 0.5, 1, 2, 2 … s and joins with the previous sessio
 server's grace period the session is resumed, after it the server starts a new one for the same
 user and device. A new ``offer`` always means a new peer connection (the old one is closed).
 A refusal (token, channel, replaced by another join of this device) is not retried.
+
+Failover (a cluster, ``--node``): the tries go to the configured nodes in turn
+(:func:`voice_client.nodes.failover_node`): back to the same node only after a dropped socket,
+to the next one after a silence, a try that failed (connection refused, a failed or timed-out
+handshake) or a join refused with ``cluster_unavailable``; each change prints ``failover``.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from voice_client.liveness import SILENCE_LIMIT, Liveness
 from voice_client.loopback import is_loopback_host, loopback_candidates
 from voice_client.netreport import INTERVAL, Counters
 from voice_client.netreport import report as network_report
-from voice_client.nodes import next_node
+from voice_client.nodes import Lost, failover_node, next_node
 from voice_client.opus import speech_opus
 from voice_client.peer import ClientPeer, DeviceMicTrack, MicTrack, SlotRecorder
 from voice_client.ptt import PttState, evdev_reader, terminal_key_map
@@ -66,6 +71,7 @@ from voice_client.signaling import (
     End,
     Move,
     NeedToken,
+    NodeUnavailable,
     Send,
     SessionState,
     Warn,
@@ -92,6 +98,15 @@ class ClientError(Exception):
     def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
         super().__init__(message)
         self.code = code
+
+
+class ConnectFailed(ClientError):
+    """The server could not be reached: nothing listens (``refused``), or the connection or
+    its handshake failed or timed out."""
+
+    def __init__(self, message: str, *, refused: bool) -> None:
+        super().__init__(message)
+        self.refused = refused
 
 
 @dataclass(slots=True)
@@ -145,7 +160,9 @@ def read_token(path: Path) -> str:
 class _Client:
     def __init__(self, opts: Options) -> None:
         self.opts = opts
-        self.url = opts.url  # the node joined now (a migrate may change it)
+        self.url = opts.url  # the node joined now (a migrate or a failover may change it)
+        self.nodes = [opts.url, *opts.nodes]  # the configured nodes, --server first
+        self.lost = Lost.DROPPED  # why the next reconnect happens (voice_client.nodes)
         self.t0 = time.monotonic()
         self.loop = asyncio.get_running_loop()
         token = opts.token if opts.token is not None else read_token(_need(opts.token_file))
@@ -279,6 +296,8 @@ class _Client:
                 await self.refresh_token(action.expires_at)
             elif isinstance(action, Move):
                 self.move(action.url)
+            elif isinstance(action, NodeUnavailable):
+                self.lost = Lost.UNAVAILABLE
             elif isinstance(action, End):
                 if self.end is None:
                     self.end = action
@@ -286,12 +305,20 @@ class _Client:
 
     def move(self, url: str | None) -> None:
         """Where the next connection goes after a migrate (:mod:`voice_client.nodes`)."""
-        target, refused = next_node(self.url, [self.opts.url, *self.opts.nodes], url)
+        target, refused = next_node(self.url, self.nodes, url)
         if refused:
             self.warn(f"migrate to {url} not followed: not a configured node (--node)")
         if target != self.url:
             self.url = target
             self.emit({"event": "moving", "to": target})
+
+    def fail_over(self, why: Lost) -> None:
+        """Where the next try goes after ``why`` (:func:`voice_client.nodes.failover_node`);
+        a change of node prints ``failover`` {from, to, reason}."""
+        target = failover_node(self.url, self.nodes, why)
+        if target != self.url:
+            self.emit({"event": "failover", "from": self.url, "to": target, "reason": why.value})
+            self.url = target
 
     async def answer(self, sdp: str) -> str:
         if self.peer is not None:  # a new offer: the server lost our transport, start over
@@ -463,6 +490,7 @@ class _Client:
                     f"no message from the server for {silent:.1f} s (limit {SILENCE_LIMIT:g} s)"
                 )
                 ws.transport.abort()
+                self.lost = Lost.SILENT
                 await self.do(lost)
                 return
             if beat.ping:  # sent aside: a send stuck on a full socket must not hold the watch
@@ -509,13 +537,19 @@ class _Client:
         except InvalidURI as exc:
             raise ClientError(f"bad server URL {self.url}: {exc}", 2) from None
         except InvalidHandshake as exc:
-            raise ClientError(f"cannot connect to {self.url}: {exc}") from None
+            raise ConnectFailed(f"cannot connect to {self.url}: {exc}", refused=False) from None
         except (OSError, TimeoutError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-            raise ClientError(f"cannot connect to {self.url}: {reason or 'timed out'}") from None
+            raise ConnectFailed(
+                f"cannot connect to {self.url}: {reason or 'timed out'}",
+                refused=isinstance(exc, ConnectionRefusedError),
+            ) from None
 
     async def reopen(self, stop: asyncio.Event, deadline: float | None) -> ClientConnection | None:
-        """Connect again with backoff until it works, ``stop`` is set or the deadline passes."""
+        """Connect again with backoff until it works, ``stop`` is set or the deadline passes;
+        the first try goes where :attr:`lost` says, each failed one moves to the next node."""
+        self.fail_over(self.lost)
+        self.lost = Lost.DROPPED
         attempt = 0
         while not stop.is_set():
             delay = BACKOFF[min(attempt, len(BACKOFF) - 1)] * random.uniform(0.8, 1.2)
@@ -528,9 +562,8 @@ class _Client:
                 return None
             try:
                 return await self.open_socket()
-            except ClientError as exc:
-                if exc.code == 2:
-                    raise
+            except ConnectFailed as exc:
+                self.fail_over(Lost.REFUSED if exc.refused else Lost.FAILED)
         return None
 
     async def session_on(
@@ -539,6 +572,7 @@ class _Client:
         """Run one connection; return why it ended: 'ended', 'stop' or 'timeout'."""
         self.ws = ws
         self.ended.clear()
+        self.lost = Lost.DROPPED
         live = Liveness.opened(time.monotonic())
         await self.do(self.session.start())
         reader = self.spawn(self.read(ws, live))

@@ -29,6 +29,7 @@ __all__ = [
     "End",
     "Move",
     "NeedToken",
+    "NodeUnavailable",
     "Send",
     "SessionState",
     "Warn",
@@ -123,7 +124,24 @@ class Move:
     url: str | None
 
 
-Action = Send | AnswerOffer | Emit | Warn | NeedToken | End | Duck | EmergencyWindow | Move
+@dataclass(frozen=True, slots=True)
+class NodeUnavailable:
+    """The node refused the join with ``cluster_unavailable`` (it cannot reach the cluster's
+    Redis; the socket closes next): the next try may go to another configured node."""
+
+
+Action = (
+    Send
+    | AnswerOffer
+    | Emit
+    | Warn
+    | NeedToken
+    | End
+    | Duck
+    | EmergencyWindow
+    | Move
+    | NodeUnavailable
+)
 
 
 class SessionState(Enum):
@@ -476,6 +494,8 @@ class ClientSession:
         if code == "node_draining":  # the server closes the socket next: join elsewhere
             self.session_id = None
             return [warn, Move(None)]
+        if code == "cluster_unavailable":  # not fatal: the socket closes next, join again
+            return [warn, NodeUnavailable()]
         return [warn]
 
 
