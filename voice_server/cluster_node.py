@@ -244,6 +244,16 @@ class ClusterNode:
             first = self.membership.map.refs.count(channel) == 1
             self.talk.who(_person(session), first)
 
+    def routed(self, session_id: str, channels: frozenset[str]) -> None:
+        m = self.membership
+        if m is None:
+            return
+        before = {c for c, _ in m.map.refs.items()}
+        m.routed(session_id, channels)
+        if self.talk is not None:
+            for channel in sorted({c for c, _ in m.map.refs.items()} - before):
+                self.talk.offer({"kind": "listen", "channel": channel})
+
     def ended(self, session_id: str) -> None:
         if self.membership is not None:
             self.membership.ended(session_id)

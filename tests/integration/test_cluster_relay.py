@@ -181,3 +181,52 @@ async def _owner_killed(nodes: list[ServerProcess]) -> None:
         talker.talking = False
     finally:
         await _close(groups)
+
+
+def test_a_console_on_another_node_monitors_a_channel_and_talks_into_it(
+    redis_server: RedisServer, pg_url: str, tmp_path: Path
+) -> None:
+    with running_nodes(tmp_path, pg_url, redis_server.url, "a", "b", "c") as nodes:
+        nodes[0].cli("channels", "add", "hq")
+        asyncio.run(_console(nodes))
+
+
+async def _console(nodes: list[ServerProcess]) -> None:
+    a, b, c = nodes
+    tokens = [n.token("staff", "hq") for n in (a, b)]
+    staff = [
+        SimGroup(n.ws_url, "hq", lambda _i, t=t: t, dtx=True)  # type: ignore[misc]
+        for n, t in zip((a, b), tokens, strict=True)
+    ]
+    boss = c.token("boss", "ops", "hq", role="supervisor")
+    desk = SimGroup(c.ws_url, "ops", lambda _i: boss, dtx=True)
+    try:
+        x = await _one(staff[0])  # node a owns hq
+        y = await _one(staff[1])
+        con = await _one(desk)  # node c: nobody of hq there
+        await con.send_message(type="monitor", channels=["hq"], id="m")
+        await _until(lambda: con.messages["monitored"] == 1 and con.renegotiations == 1, "monitor")
+        before = con.received
+        x.talking = True  # heard on node c only through hq's owner, node a
+        await _until(lambda: con.received >= before + 50, "the console hears hq")
+        x.talking = False
+        await _until(
+            lambda: any(e["speaker"]["id"] == x.session_id for e in x_events(con, "talk_stopped")),  # type: ignore[index]
+            "the console told hq's talk",
+        )
+        await con.send_message(type="talk_target", channels=["hq"], id="t")
+        await _until(lambda: con.messages["talk_target_set"] == 1, "talk target")
+        got = {p: p.received for p in (x, y)}
+        con.talking = True  # its packets go to hq's owner, node a, which mirrors them to b
+        await _until(lambda: all(p.received >= got[p] + 50 for p in (x, y)), "hq hears the console")
+        con.talking = False
+        for p in (x, y):
+            assert all(s.duplicates == 0 for s in p.streams.values())
+            await _until(
+                lambda p=p: any(  # type: ignore[misc]
+                    e["speaker"]["id"] == con.session_id for e in x_events(p, "talk_started")
+                ),
+                "hq told of the console's talk",
+            )
+    finally:
+        await _close([*staff, desk])

@@ -103,3 +103,25 @@ def test_remote_people_are_kept_per_node_and_bounded() -> None:
     assert len(people) == 0
     people.add("a", [{"id": "s9"}])  # malformed: skipped
     assert len(people) == 0
+
+
+def test_a_consoles_other_channels_count_as_the_nodes_while_it_hears_them() -> None:
+    from types import SimpleNamespace
+
+    from voice_server.cluster.keys import Keys
+    from voice_server.cluster.membership import NodeMembership
+    from voice_server.cluster.timing import Timing
+
+    client: Any = SimpleNamespace(register_script=lambda script: None)
+    m = NodeMembership(
+        client, Keys(), Timing.derived(1, 5), node_id="a", incarnation="i", base_url="http://a"
+    )
+    m.joined("con", "ops")
+    m.joined("x", "hq")
+    m.routed("con", frozenset({"ops", "hq", "yard"}))  # monitors hq and yard
+    assert m.map.refs.items() == [("hq", 2), ("ops", 1), ("yard", 1)]
+    m.routed("con", frozenset({"ops", "hq"}))
+    assert m.map.refs.items() == [("hq", 2), ("ops", 1)]
+    m.routed("ghost", frozenset({"fire"}))  # no such session: nothing
+    m.ended("con")  # its route's channels go with it
+    assert m.map.refs.items() == [("hq", 1)]

@@ -78,6 +78,8 @@ class NodeMembership:
         self.duplicate: str | None = None  # why the last heartbeat was refused as a duplicate
         self._clock = clock
         self._sessions: dict[str, str] = {}  # session id -> channel
+        #: session id -> the other channels its route touches (a console's), counted in refs
+        self._extra: dict[str, frozenset[str]] = {}
         self._gone: OrderedDict[str, None] = OrderedDict()  # ended, record not yet removed
         self._dirty: set[str] = set()  # channels whose count changed since the last write
         self._fresh: set[str] = set()  # sessions joined since the last write
@@ -113,10 +115,34 @@ class NodeMembership:
         self._dirty.add(channel)
         self._wake.set()
 
-    def ended(self, session_id: str) -> None:
-        channel = self._sessions.pop(session_id, None)
+    def routed(self, session_id: str, channels: frozenset[str]) -> None:
+        """The session's route now touches ``channels`` (its own channel among them or not):
+        the others count as channels this node has a session of, so that their owners send it
+        their audio and it knows their owners (no Redis call: the loop writes it)."""
+        channel = self._sessions.get(session_id)
         if channel is None:
             return
+        old = self._extra.get(session_id, frozenset())
+        new = frozenset(c for c in channels if c != channel)
+        for c in new - old:
+            self.map.refs.add(c)
+            self._dirty.add(c)
+        for c in old - new:
+            self.map.refs.remove(c)
+            self._dirty.add(c)
+        if new:
+            self._extra[session_id] = new
+        else:
+            self._extra.pop(session_id, None)
+        if new != old:
+            self._wake.set()
+
+    def ended(self, session_id: str) -> None:
+        channel = self._sessions.get(session_id)
+        if channel is None:
+            return
+        self.routed(session_id, frozenset())
+        del self._sessions[session_id]
         self.map.refs.remove(channel)
         self._dirty.add(channel)
         self._gone[session_id] = None

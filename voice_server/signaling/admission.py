@@ -19,3 +19,8 @@ class ClusterPort(Protocol):
 
     def ended(self, session_id: str) -> None:
         """A session of this node ended (same rule)."""
+
+    def routed(self, session_id: str, channels: frozenset[str]) -> None:
+        """A session here now hears or talks into ``channels`` besides its own (a console's
+        monitored channels and talk target; same rule): the channels' owners elsewhere send
+        this node their audio, and take its talk."""

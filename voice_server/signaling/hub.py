@@ -459,6 +459,8 @@ class Hub:
             self.broadcast(channel, joined)
         for channel in sorted(before - after):
             self._monitor_left(session, channel, "unmonitored")
+        if self.cluster is not None:
+            self.cluster.routed(session.id, self.route(session).channels)
         if self.media is not None and self.media.has_transport(session.id):
             # self.route: an open emergency's hold stays over the new route until it ends
             return self.media.set_route(session.id, self.route(session))
