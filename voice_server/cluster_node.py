@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -91,6 +92,7 @@ class ClusterNode:
         self.media_relay: WorkerRelay | None = None
         self.relay_sync: RelaySync | None = None
         self.talk: TalkRelay | None = None
+        self.degraded_sent = 0  # sessions told ``degraded`` (a partition)
         self._health: RedisHealth | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._closers: list[Redis] = []
@@ -149,6 +151,7 @@ class ClusterNode:
             self.hub.talk_out = self.talk
             self._tasks += self.talk.tasks()
             self._tasks.append(asyncio.create_task(self.relay_sync.run(), name="cluster-relay"))
+            self._tasks.append(asyncio.create_task(self._partition_loop(), name="cluster-cut"))
         self.hub.cluster = self
         log.info("cluster node=%s joined (redis %s)", self.node_id, self.membership.link.state)
 
@@ -173,6 +176,42 @@ class ClusterNode:
         self.membership.relay = relay_text(index, relay.incarnation, relay.host, port)
         self.relay_sync = RelaySync(self.membership, relay, self.timing.heartbeat_s)
         log.info("cluster relay node=%s index=%d on %s:%d", self.node_id, index, relay.host, port)
+
+    async def _partition_loop(self) -> None:
+        """Cut off from Redis longer than an owner lease, this node can no longer keep a
+        channel that spans nodes whole: the nodes that reach Redis have re-owned it (or will);
+        its sessions in such channels are told ``degraded`` (once) and join again elsewhere.
+        Channels whose members are all here go on."""
+        m = self.membership
+        assert m is not None
+        while True:
+            await asyncio.sleep(self.timing.heartbeat_s)
+            link = m.link
+            if link.up:
+                self.hub.degraded.clear()
+                continue
+            since = link.changed_at
+            if since is None or time.monotonic() - since < self.timing.lease_s:
+                continue
+            spanning = self.spanning_channels()
+            if spanning:
+                self.degraded_sent += self.hub.degrade(spanning)
+
+    def spanning_channels(self) -> set[str]:
+        """The channels of sessions here that, as last known, span nodes: owned elsewhere, or
+        owned here with members on another node."""
+        m = self.membership
+        if m is None:
+            return set()
+        me = self.media_relay.index if self.media_relay is not None else -1
+        planned = self.relay_sync.planned if self.relay_sync is not None else {}
+        out = set()
+        for channel, owner in m.owners.items():
+            if not owner.is_node(self.node_id, self.incarnation):
+                out.add(channel)
+            elif any(channel in chans for index, chans in planned.items() if index != me):
+                out.add(channel)
+        return out
 
     def _listen(self, channel: str) -> None:
         m = self.membership
@@ -329,6 +368,9 @@ class ClusterNode:
             .add(m.gone_dropped if m else 0),
             Family("voice_cluster_migrate_sent_total", "counter",
                    "migrate messages sent to clients by a drain").add(self.migrate_sent),
+            Family("voice_cluster_degraded_sent_total", "counter",
+                   "degraded messages sent to clients (this node cut off from the cluster)")
+            .add(self.degraded_sent),
             *(self.relay.families() if self.relay is not None else ()),
             *(self.talk.families() if self.talk is not None else ()),
             *self._relay_families(),

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster_nodes import metric, running_nodes
+from tests.cluster_nodes import metric, node_process, running_nodes
 from tests.servers import ServerProcess
+from tests.tcpgate import TcpGate
 from voice_server.bench.redisserver import RedisServer
 from voice_server.sim.group import SimGroup
 from voice_server.sim.participant import SimParticipant
@@ -230,3 +231,52 @@ async def _console(nodes: list[ServerProcess]) -> None:
             )
     finally:
         await _close([*staff, desk])
+
+
+def test_a_node_cut_off_from_redis_tells_spanning_channels_degraded_and_keeps_local_ones(
+    redis_server: RedisServer, pg_url: str, tmp_path: Path
+) -> None:
+    """Node a reaches Redis through a gate the test cuts (a partition): after an owner lease,
+    node b (which reaches Redis) re-owns the channel that spans both; a's member of it is told
+    ``degraded``; a channel whose members are all on a goes on there."""
+    gate = TcpGate("127.0.0.1", redis_server.port)
+    with gate.running():
+        a = node_process(tmp_path, "a", pg_url, f"redis://127.0.0.1:{gate.port}/0")
+        b = node_process(tmp_path, "b", pg_url, redis_server.url)
+        try:
+            a.start()
+            b.start()
+            a.cli("channels", "add", "hq")
+            asyncio.run(_partition(a, b, gate))
+        finally:
+            gate.heal()
+            a.stop()
+            b.stop()
+
+
+async def _partition(a: ServerProcess, b: ServerProcess, gate: TcpGate) -> None:
+    ops_a, ops_b = _groups([a, b], "staff")
+    token = a.token("hq-staff", "hq")
+    hq = SimGroup(a.ws_url, "hq", lambda _i: token, dtx=True)
+    try:
+        la = await _one(ops_a)  # node a owns ops
+        talker = await _one(ops_b)
+        x, y = await _one(hq), await _one(hq)  # hq: only on node a
+        talker.talking = True
+        await _until(lambda: la.received >= 50, "ops heard across nodes")
+        gate.cut()
+        await _until(lambda: la.messages["degraded"] == 1, "a's ops member told degraded")
+        await _metric_at_least(b, "voice_cluster_channels_reowned_total", 1)
+        lb = await _one(ops_b)  # ops goes on at b, its owner now
+        await _until(lambda: lb.received >= 50, "ops heard on b after the re-owning")
+        before = y.received
+        x.talking = True  # hq, local to a, goes on there
+        await _until(lambda: y.received >= before + 50, "hq goes on on a")
+        x.talking = talker.talking = False
+        assert x.messages["degraded"] == y.messages["degraded"] == 0
+        assert lb.messages["degraded"] == talker.messages["degraded"] == 0
+        assert await asyncio.to_thread(metric, a, "voice_cluster_degraded_sent_total") == 1
+        gate.heal()  # a finds b holds ops (its own lease lost) and follows it
+        await _metric_at_least(a, "voice_cluster_leases_lost_total", 1)
+    finally:
+        await _close([ops_a, ops_b, hq])

@@ -295,6 +295,19 @@ def test_migrate_ends_the_session_for_a_fresh_join_elsewhere() -> None:
     assert "session_id" not in sent(s.start())[0]
 
 
+def test_degraded_ends_the_session_for_a_fresh_join_on_the_next_node() -> None:
+    from voice_client.signaling import Move
+
+    s = joined_session()
+    actions = s.receive(m.encode(m.ServerDegraded(channel="ops")))
+    assert actions == [
+        Emit({"event": "degraded", "channel": "ops"}),
+        Move(None),  # the next configured node (or the same address, behind a proxy)
+        End(ok=False, reason="degraded", retry=True),
+    ]
+    assert s.session_id is None
+
+
 def test_a_join_refused_by_a_draining_node_moves_on_and_cluster_unavailable_retries() -> None:
     from voice_client.signaling import Move, NodeUnavailable
 

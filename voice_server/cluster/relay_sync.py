@@ -108,7 +108,8 @@ class RelaySync:
         self.nodes: dict[str, tuple[str, RelayPeer]] = {}
         self.failures = 0
         self.unknown_owner = 0  # channels whose owner's node has no live relay (yet)
-        self._listening: dict[int, frozenset[str]] = {}
+        #: relay index -> the channels owned here it has sessions of (as last read)
+        self.planned: dict[int, frozenset[str]] = {}
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -171,6 +172,6 @@ class RelaySync:
         self.relay.set_owner(owner.channel, known[1].index, owner.epoch)
 
     def set_listening(self, plan: dict[int, frozenset[str]]) -> None:
-        for index in set(self._listening) | set(plan):
+        for index in set(self.planned) | set(plan):
             self.relay.targets.set_listening(index, plan.get(index, frozenset()))
-        self._listening = plan
+        self.planned = plan

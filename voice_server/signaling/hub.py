@@ -41,6 +41,7 @@ from voice_server.signaling.messages import (
     ClientStats,
     IceServer,
     Participant,
+    ServerDegraded,
     ServerDuck,
     ServerError,
     ServerJoined,
@@ -193,6 +194,8 @@ class Hub:
         #: other nodes' sessions (a channel spanning nodes) and where talk events for them go
         self.remote = RemotePeople()
         self.talk_out: TalkOut | None = None
+        #: sessions told ``degraded`` during this partition (cleared when the cluster returns)
+        self.degraded: set[str] = set()
         self._monitors: dict[str, set[str]] = {}  # channel -> sessions of another that hear it
         #: dispatcher consoles (sessions that sent ``monitor`` or ``talk_target``), by session id
         self.consoles: dict[str, consoles.Console] = {}
@@ -808,6 +811,19 @@ class Hub:
             self._to_hearers(channel, duck_msg, exclude=session, only=only)
             if out is not None:
                 out.hear(channel, duck_msg, only, session_id)
+
+    def degrade(self, channels: set[str]) -> int:
+        """Tell each session here in (or hearing) one of ``channels`` once that it must join
+        again (``degraded``: this node is cut off from the cluster); how many were told now."""
+        told = 0
+        for session in list(self.registry):
+            hit = sorted(self.route(session).channels & channels)
+            if not hit or session.id in self.degraded or session.state is SessionState.CLOSED:
+                continue
+            self.degraded.add(session.id)
+            self._send(session, ServerDegraded(channel=hit[0]))
+            told += 1
+        return told
 
     def hear_remote(
         self, channel: str, data: object, only: frozenset[str] | None, exclude: str | None

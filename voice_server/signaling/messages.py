@@ -414,6 +414,17 @@ class ServerLeft(_Msg):
     id: str | None = None
 
 
+class ServerDegraded(_Msg):
+    """This node has lost the cluster (its Redis link is down longer than an owner lease, a
+    partition) while ``channel`` spans nodes: the other side holds the channel now. Join again
+    (a fresh join, after the back-off; through the reverse proxy, or the next configured node),
+    where the channel is whole. A channel whose members are all on this node goes on here."""
+
+    type: Literal["degraded"] = "degraded"
+    channel: str
+    reason: str = "partition"
+
+
 class ServerMigrate(_Msg):
     """This node is being drained: join again elsewhere (``url``: a base URL of another node
     when one is known, else null: the same address after a back-off, where a reverse proxy sends
@@ -457,6 +468,7 @@ ServerMessage = (
     | ServerRefreshed
     | ServerLeft
     | ServerMigrate
+    | ServerDegraded
     | ServerPong
     | ServerEmergencyUpdate
     | ServerError

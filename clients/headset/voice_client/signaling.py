@@ -484,6 +484,17 @@ class ClientSession:
             End(ok=False, reason="migrate", retry=True),
         ]
 
+    def _on_degraded(self, msg: dict[str, Any]) -> list[Action]:
+        """The node is cut off from the rest of the cluster while the channel spans nodes: a
+        fresh join on the next configured node (or the same address, behind a proxy)."""
+        self.state = SessionState.ENDED
+        self.session_id = None
+        return [
+            Emit({"event": "degraded", "channel": str(msg.get("channel", ""))}),
+            Move(None),
+            End(ok=False, reason="degraded", retry=True),
+        ]
+
     def _on_error(self, msg: dict[str, Any]) -> list[Action]:
         code = _str(msg["code"])
         text = str(msg.get("message", ""))
@@ -555,6 +566,7 @@ _HANDLERS = {
     "refreshed": ClientSession._on_refreshed,
     "left": ClientSession._on_left,
     "migrate": ClientSession._on_migrate,
+    "degraded": ClientSession._on_degraded,
     "pong": ClientSession._on_pong,
     "emergency_update": ClientSession._on_emergency_update,
     "error": ClientSession._on_error,

@@ -16,6 +16,8 @@
 //   the page's CSP allows no other), else to the same address after the back-off, where the
 //   proxy sends it to a node that takes joins. A join refused with `cluster_unavailable` or
 //   `node_draining` (the server closes with 1013) is retried after the back-off as well.
+// - a node cut off from the rest of the cluster sends `degraded` {channel}: the same as a
+//   `migrate` without a url (a fresh join after the back-off, which the proxy sends elsewhere).
 //
 // Events: "state" {state}, "joined" {message, reconnected}, "lost" {why: closed | quiet |
 // timeout}, "message" {message}, "stopped" {reason, code, message}.
@@ -311,6 +313,10 @@ export class Connection extends EventTarget {
       case "migrate":
         this.dispatch("message", { message: msg });
         this.migrate(msg.url);
+        return;
+      case "degraded": // this node is cut off from the cluster: a fresh join, after the back-off
+        this.dispatch("message", { message: msg });
+        this.migrate(null);
         return;
       default:
         break;
