@@ -9,10 +9,11 @@ set -euo pipefail
 # postgresql: the store tests start their own server from its binaries (bench/pgserver.py);
 # redis-server: the cluster tests start their own on a free loopback port (bench/redisserver.py);
 # haproxy: the cluster's reverse proxy (deploy/haproxy.cfg), run by the cluster proxy test;
+# faketime: nodes whose clocks are minutes apart (the cluster's clock-skew test);
 # fonts-noto-cjk: Japanese in Chromium's screenshots (the smoke's and the e2e tests') as text,
 # not boxes; fonts-noto-color-emoji: the phone app's talking mark (🔊) likewise.
 packages=(iproute2 docker-compose chromium espeak-ng pulseaudio pulseaudio-utils libportaudio2
-  libasound2-plugins nftables postgresql redis-server coturn haproxy fonts-noto-cjk
+  libasound2-plugins nftables postgresql redis-server coturn haproxy faketime fonts-noto-cjk
   fonts-noto-color-emoji)
 missing=()
 for p in "${packages[@]}"; do

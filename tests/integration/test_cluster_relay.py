@@ -280,3 +280,51 @@ async def _partition(a: ServerProcess, b: ServerProcess, gate: TcpGate) -> None:
         await _metric_at_least(a, "voice_cluster_leases_lost_total", 1)
     finally:
         await _close([ops_a, ops_b, hq])
+
+
+async def _joins(node: ServerProcess, token: str) -> None:
+    group = SimGroup(node.ws_url, "ops", lambda _i: token, dtx=True)
+    try:
+        assert (await _one(group)).session_id
+    finally:
+        await group.close()
+
+
+FAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+
+
+def _skewed(seconds: int) -> dict[str, str]:
+    """A node whose wall clock is ``seconds`` off (Debian's libfaketime; its monotonic clock,
+    which only measures intervals, stays true)."""
+    return {
+        "LD_PRELOAD": str(FAKETIME),
+        "FAKETIME": f"{seconds:+d}",
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+    }
+
+
+@pytest.mark.skipif(not FAKETIME.exists(), reason="Debian's faketime is not installed")
+def test_nodes_whose_clocks_are_minutes_apart_keep_one_cluster(
+    redis_server: RedisServer, pg_url: str, tmp_path: Path
+) -> None:
+    """Node b's wall clock runs 2 min ahead, c's 2 min behind: leases, reports and presence
+    go by Redis's clock, so no node looks dead and no lease flaps; a token minted on b is taken
+    on c (4 min apart); the channel spanning them carries every talker once."""
+    nodes = [
+        node_process(tmp_path, "a", pg_url, redis_server.url),
+        node_process(tmp_path, "b", pg_url, redis_server.url, _skewed(120)),
+        node_process(tmp_path, "c", pg_url, redis_server.url, _skewed(-120)),
+    ]
+    try:
+        for node in nodes:
+            node.start()
+        asyncio.run(_spanning(nodes))
+        ahead = nodes[1].token("early", "ops")  # minted on b's clock
+        asyncio.run(_joins(nodes[2], ahead))
+        for node in nodes:
+            assert metric(node, "voice_cluster_leases_lost_total") == 0
+            assert metric(node, "voice_cluster_redis_link_downs_total") == 0
+            assert metric(node, "voice_cluster_channels_reowned_total") == 0
+    finally:
+        for node in nodes:
+            node.stop()

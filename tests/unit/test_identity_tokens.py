@@ -43,6 +43,12 @@ def test_expired_token_is_refused() -> None:
     assert _reason(_issue(ttl_seconds=60), now=NOW + 120) == "expired"
 
 
+def test_a_token_minted_by_a_node_whose_clock_runs_ahead_is_taken_within_5_minutes() -> None:
+    token = _issue()  # iat NOW, on a node 4 min ahead of this one
+    assert verify_token(KEY, token, audience=Audience.JOIN, now=NOW - 240).sub == "u1"
+    assert _reason(token, now=NOW - 301) == "invalid"  # not valid yet: further apart than that
+
+
 def test_token_of_the_wrong_audience_is_refused() -> None:
     assert _reason(_issue(aud=Audience.API)) == "audience"
 

@@ -19,6 +19,10 @@ ALGORITHM = "HS256"
 ISSUER = "voice-server"
 MAX_TTL_SECONDS = 31 * 24 * 3600
 ALL_CHANNELS = "*"
+#: how far in the future a token's ``iat`` may be: a token minted by another node of a cluster
+#: whose clock runs ahead (README "Cluster": clocks may differ by up to 5 min) is not refused
+#: as "not valid yet"; its expiry keeps the short leeway
+IAT_SKEW_SECONDS = 300
 
 
 class Role(StrEnum):
@@ -134,7 +138,7 @@ def verify_token(
     claims = _claims_from(payload)
     if claims.exp + leeway < now:
         raise TokenError("expired", "token has expired")
-    if claims.iat - leeway > now:
+    if claims.iat - max(leeway, IAT_SKEW_SECONDS) > now:
         raise TokenError("invalid", "token is not valid yet")
     if claims.aud != audience:
         raise TokenError("audience", f"token audience must be {audience.value!r}")
