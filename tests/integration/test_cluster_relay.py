@@ -328,3 +328,39 @@ def test_nodes_whose_clocks_are_minutes_apart_keep_one_cluster(
     finally:
         for node in nodes:
             node.stop()
+
+
+def test_the_owner_hung_mid_talk_is_replaced_and_fenced_off_when_it_wakes(
+    redis_server: RedisServer, pg_url: str, tmp_path: Path
+) -> None:
+    with running_nodes(tmp_path, pg_url, redis_server.url, "a", "b", "c") as nodes:
+        try:
+            asyncio.run(_owner_hung(nodes))
+        finally:
+            assert nodes[0].proc is not None
+            nodes[0].proc.send_signal(signal.SIGCONT)
+
+
+async def _owner_hung(nodes: list[ServerProcess]) -> None:
+    a = nodes[0]
+    groups = _groups(nodes, "staff")
+    try:
+        await _one(groups[0])  # node a owns "ops"
+        talker = await _one(groups[1])
+        listener = await _one(groups[2])
+        talker.talking = True
+        await _until(lambda: listener.received >= 50, "heard through the owner")
+        assert a.proc is not None
+        a.proc.send_signal(signal.SIGSTOP)
+        heard = listener.received
+        await _until(lambda: listener.received >= heard + 100, "heard again while a hangs")
+        a.proc.send_signal(signal.SIGCONT)
+        # a wakes believing it owns ops: its renewal is refused (another epoch holds it), it
+        # follows the new owner, and nothing it sent meanwhile reaches a listener twice
+        await _metric_at_least(a, "voice_cluster_leases_lost_total", 1)
+        heard = listener.received
+        await _until(lambda: listener.received >= heard + 100, "heard after a woke")
+        assert all(s.duplicates == 0 for s in listener.streams.values())
+        talker.talking = False
+    finally:
+        await _close(groups)
