@@ -3,8 +3,10 @@
 Real redis-server and PostgreSQL started by the tests, three real `serve` nodes
 (tests/cluster_nodes.py). a is SIGKILLed (its socket drops, reconnects are refused): the client
 prints `failover` {from a, to b} and joins b with media. Then b is SIGSTOPped (its socket stays
-open and silent): after 5 s of silence the client moves on to c. Every wait is on an event or a
-condition with a generous deadline; the times printed are informational."""
+open and silent): after 5 s of silence the client moves on to c. A talker on c loops bursts
+throughout: the headset hears it (an onset) on a, again on b once c has re-owned the channel a
+owned (the relay between nodes), and on c. Every wait is on an event or a condition with a
+generous deadline; the times printed are informational."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.audio import write_bursts
 from tests.cluster_nodes import eventually, metric, ready, running_nodes
 from tests.voiceclients import start_client
 from voice_server.bench.redisserver import RedisServer
@@ -31,13 +34,20 @@ def test_a_killed_then_a_hung_node_sends_the_headset_client_to_the_next_configur
             eventually(lambda n=node: ready(n)[1]["checks"]["redis"] == "up", "redis up")
         headset = start_client(
             a, tmp_path, "hs", duration=600, record=False,
-            extra_args=["--node", b.url, "--node", c.url],
+            extra_args=["--node", b.url, "--node", c.url, "--report-onsets"],
+        )  # fmt: skip
+        headset.wait_event("joined", timeout=DEADLINE_S)  # a owns the channel
+        talker = start_client(
+            c, tmp_path, "tal", loop=True, duration=600, record=False,
+            play=write_bursts(tmp_path / "b.wav", 660.0, on_seconds=0.6, off_seconds=0.6),
+            extra_args=["--mode", "open"],
         )  # fmt: skip
         stopped = None
         try:
             first = headset.wait_event("joined", timeout=DEADLINE_S)
             headset.wait_event("media", timeout=DEADLINE_S, state="connected")
             assert eventually(lambda: metric(a, "voice_sessions"), "the session on a") == 1
+            headset.wait_event("onset", timeout=DEADLINE_S)  # c's talker, through a (the owner)
 
             # a is killed: the socket drops, the try on a is refused, the next goes to b
             assert a.proc is not None
@@ -55,6 +65,9 @@ def test_a_killed_then_a_hung_node_sends_the_headset_client_to_the_next_configur
             )
             assert eventually(lambda: metric(b, "voice_sessions"), "the session on b") == 1
             assert joined["session_id"] != first["session_id"]  # a new session: a's died
+            # heard again on b: c re-owned the channel a owned, and mirrors its talker to b
+            heard_at, _ = headset.wait_arrival("onset", DEADLINE_S, lambda e: e["t"] > joined["t"])
+            print(f"SIGKILL -> hearing the talker on b: {heard_at - killed_at:.2f} s")
             assert [e["event"] for e in headset.seen("failover")] == ["failover"]  # never a again
 
             # b hangs: silence for 5 s, then straight on to c (a try on b would hang)
@@ -73,10 +86,12 @@ def test_a_killed_then_a_hung_node_sends_the_headset_client_to_the_next_configur
             headset.wait_arrival(
                 "media", DEADLINE_S, lambda e: e["t"] > joined_c["t"] and e["state"] == "connected"
             )
-            assert eventually(lambda: metric(c, "voice_sessions"), "the session on c") == 1
+            assert eventually(lambda: metric(c, "voice_sessions"), "the session on c") >= 1
+            headset.wait_arrival("onset", DEADLINE_S, lambda e: e["t"] > joined_c["t"])
             assert headset.proc.poll() is None  # still running: it never gave up
         finally:
             if stopped is not None and stopped.poll() is None:
                 stopped.send_signal(signal.SIGCONT)
-            headset.proc.terminate()
-            headset.wait(30)
+            for client in (headset, talker):
+                client.proc.terminate()
+                client.wait(30)
