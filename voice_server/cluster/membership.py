@@ -249,11 +249,25 @@ class NodeMembership:
         here = {channel for channel, _ in self.map.refs.items()}
         for channel in [c for c in self.owners if c not in here]:
             del self.owners[channel]
+        # just back from a Redis outage: every lease expired meanwhile (Redis's clock ran on),
+        # so for a node TTL the channels of a live owner are left for it to claim again (its
+        # own renewal, the same round) rather than moved: no voice gap after an outage
+        changed = self.link.changed_at
+        recovering = (
+            self.link.downs > 0
+            and changed is not None
+            and self._clock() - changed < self.timing.node_ttl_s
+        )
         for channel in sorted(here):
             if channel in self.owned:
                 self.owners[channel] = self.owned[channel]
                 continue
             before = self.owners.get(channel)
+            if recovering and before is not None:
+                seen = await self.ownership.owner(channel)  # read only, no claim
+                if seen is not None:
+                    self.owners[channel] = seen
+                continue
             owner = await self.ownership.acquire(channel)
             self.owners[channel] = owner
             if owner.is_node(self.node_id, self.incarnation):
