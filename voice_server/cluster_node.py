@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 COMMAND_TIMEOUT_S = 1.0  # a node's Redis calls: a hung Redis is noticed within a second
 LEAVE_TIMEOUT_S = 3.0
 RELAY_PURPOSE = "cluster-media-relay"  # the relay datagrams' key, derived from the deployment's
+SEAL_PURPOSE = "cluster-media-relay-aead"  # their encryption's master key (cluster_relay_encrypt)
 STOP_TIMEOUT_S = 5.0
 
 
@@ -88,6 +89,11 @@ class ClusterNode:
         self.config = config
         self.plane = plane
         self._relay_key = derive_key(key, RELAY_PURPOSE) if key is not None else None
+        self._seal_key = (
+            derive_key(key, SEAL_PURPOSE)
+            if key is not None and config.cluster_relay_encrypt
+            else None
+        )
         #: the media relay between nodes, its sync with Redis, and the talk events' topic
         self.media_relay: WorkerRelay | None = None
         self.relay_sync: RelaySync | None = None
@@ -168,6 +174,7 @@ class ClusterNode:
             plane=self.plane,
             host=self.config.cluster_relay_host,
             slots=self.config.slots,
+            seal_key=self._seal_key,
         )
         port = relay.open(self.config.cluster_relay_port)
         self.plane.relay = relay
@@ -175,7 +182,11 @@ class ClusterNode:
         self.media_relay = relay
         self.membership.relay = relay_text(index, relay.incarnation, relay.host, port)
         self.relay_sync = RelaySync(self.membership, relay, self.timing.heartbeat_s)
-        log.info("cluster relay node=%s index=%d on %s:%d", self.node_id, index, relay.host, port)
+        log.info(
+            "cluster relay node=%s index=%d on %s:%d (%s)",
+            self.node_id, index, relay.host, port,
+            "encrypted" if self._seal_key is not None else "authenticated",
+        )  # fmt: skip
 
     async def _partition_loop(self) -> None:
         """Cut off from Redis longer than an owner lease, this node can no longer keep a

@@ -100,6 +100,9 @@ class Config(BaseSettings):
     # reach this node's relay socket on (the private network), and its UDP port (0: any free)
     cluster_relay_host: str = "127.0.0.1"
     cluster_relay_port: int = Field(0, ge=0, le=65535)
+    # encrypt the relay datagrams between nodes (ChaCha20-Poly1305; README "Cluster"): for a
+    # private network that is not trusted. Every node of a deployment sets the same value
+    cluster_relay_encrypt: bool = False
 
     # media plane
     media_host: str = "127.0.0.1"

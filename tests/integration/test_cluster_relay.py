@@ -8,16 +8,24 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
+import redis
 
 from tests.cluster_nodes import metric, node_process, running_nodes
 from tests.servers import ServerProcess
 from tests.tcpgate import TcpGate
 from voice_server.bench.redisserver import RedisServer
+from voice_server.cluster.relay_sync import parse_relay
+from voice_server.cluster_node import RELAY_PURPOSE, SEAL_PURPOSE
+from voice_server.identity.derived import derive_key
+from voice_server.identity.keys import load_or_create_key
+from voice_server.media.relay_packet import RelayPacket, Sealer, pack
 from voice_server.sim.group import SimGroup
 from voice_server.sim.participant import SimParticipant
 
@@ -66,11 +74,16 @@ def _clean(listener: SimParticipant, talkers: int) -> None:
     assert listener.srtp_errors == 0
 
 
+@pytest.mark.parametrize("encrypt", [False, True], ids=["authenticated", "encrypted"])
 def test_every_listener_on_three_nodes_hears_every_talker_once(
-    redis_server: RedisServer, pg_url: str, tmp_path: Path
+    redis_server: RedisServer, pg_url: str, tmp_path: Path, encrypt: bool
 ) -> None:
-    with running_nodes(tmp_path, pg_url, redis_server.url, "a", "b", "c") as nodes:
+    env = {"VOICE_CLUSTER_RELAY_ENCRYPT": "true"} if encrypt else None
+    with running_nodes(tmp_path, pg_url, redis_server.url, "a", "b", "c", env=env) as nodes:
         asyncio.run(_spanning(nodes))
+        # then, during a call: datagrams of an intruder are refused and counted, audio goes on
+        key = load_or_create_key(tmp_path)  # the deployment key every node copied
+        asyncio.run(_intruder(nodes, redis_server.url, key, encrypt))
 
 
 async def _spanning(nodes: list[ServerProcess]) -> None:
@@ -107,6 +120,57 @@ async def _spanning(nodes: list[ServerProcess]) -> None:
         )
         for node in nodes:
             assert await asyncio.to_thread(metric, node, "voice_cluster_relay_refused_total") == 0
+    finally:
+        await _close(groups)
+
+
+def _refused(node: ServerProcess, reason: str) -> float:
+    want = f'voice_cluster_relay_refused_total{{reason="{reason}"}} '
+    for line in httpx.get(f"{node.url}/metrics", timeout=10).text.splitlines():
+        if line.startswith(want):
+            return float(line[len(want) :])
+    return 0.0
+
+
+async def _intruder(nodes: list[ServerProcess], redis_url: str, key: bytes, encrypt: bool) -> None:
+    """A datagram with a wrong key, and one of the other format with the right key, sent to
+    node b's relay port (from Redis) while a's talker is heard on b: each refused by reason."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        relays = {n: parse_relay(client.hget(f"{{voice}}:node:{n}", "relay") or "") for n in "ab"}
+    finally:
+        client.close()
+    a, b = relays["a"], relays["b"]
+    assert a is not None and b is not None
+    groups = _groups(nodes[:2], "staff")
+    try:
+        talker, listener = await _one(groups[0]), await _one(groups[1])
+        talker.talking = True
+        await _until(lambda: listener.received >= 25, "heard across nodes")
+        # forged as node a's (a live peer), so the sealed gate gets as far as its cryptography
+        forged = RelayPacket(a.index, a.incarnation, 0, "ops", "intruder", b"\x90" * 40)
+        relay_key, seal = derive_key(key, RELAY_PURPOSE), derive_key(key, SEAL_PURPOSE)
+        if encrypt:
+            wrong_key = Sealer(bytes(32), a.index, a.incarnation).seal(forged)
+            other_format = pack(forged, relay_key)
+        else:
+            wrong_key = pack(forged, bytes(32))
+            other_format = Sealer(seal, a.index, a.incarnation).seal(forged)
+        heard = listener.received
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.sendto(wrong_key, (b.host, b.port))
+            sock.sendto(other_format, (b.host, b.port))
+        await _until(lambda: listener.received >= heard + 50, "the call goes on")
+        node_b = nodes[1]
+        for reason in ("bad_auth", "wrong_format"):
+            deadline = time.monotonic() + WITHIN
+            while await asyncio.to_thread(_refused, node_b, reason) < 1:
+                assert time.monotonic() < deadline, f"no {reason} refusal counted"
+                await asyncio.sleep(0.2)
+            assert await asyncio.to_thread(_refused, node_b, reason) == 1
+        assert await asyncio.to_thread(metric, node_b, "voice_cluster_relay_refused_total") == 2
+        assert all(s.duplicates == 0 for s in listener.streams.values())
+        talker.talking = False
     finally:
         await _close(groups)
 

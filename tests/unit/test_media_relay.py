@@ -66,10 +66,16 @@ class Peer:
 
 
 @contextlib.contextmanager
-def _relays(n: int) -> Iterator[tuple[list[WorkerRelay], list[FakePlane], bytes]]:
+def _relays(
+    n: int, seals: list[bytes | None] | None = None
+) -> Iterator[tuple[list[WorkerRelay], list[FakePlane], bytes]]:
     key = secrets.token_bytes(32)
     planes = [FakePlane() for _ in range(n)]
-    relays = [WorkerRelay(index=i, incarnation=1, key=key, plane=planes[i]) for i in range(n)]
+    seals = seals or [None] * n
+    relays = [
+        WorkerRelay(index=i, incarnation=1, key=key, plane=planes[i], seal_key=seals[i])
+        for i in range(n)
+    ]
     ports = [r.open() for r in relays]
     for r in relays:
         r.peers.update({i: 1 for i in range(n)})
@@ -129,6 +135,28 @@ async def test_what_the_owner_forwards_goes_once_to_each_other_worker_with_liste
         assert relays[0].sent == {"media": 0, "mirror": 2} and relays[0].packets == 1
 
 
+async def test_sealed_relays_carry_packets_and_a_plain_one_refuses_them() -> None:
+    seal = secrets.token_bytes(32)
+    with _relays(3, [seal, seal, None]) as (relays, planes, _):
+        for i in (1, 2):
+            relays[0].targets.set_listening(i, ["ops"])
+        relays[0].mirror_out("ops", "talker", 1, b"rewritten", 0)
+        await asyncio.wait_for(planes[1].delivered.wait(), 5)
+        assert planes[1].got == [("mirror", "talker", 1, b"rewritten")]
+        deadline = time.monotonic() + 5
+        while relays[2].gate.drops["wrong_format"] == 0:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        assert planes[2].got == [] and relays[2].gate.accepted == 0
+        # and the other way: a plain datagram to a sealed receiver
+        relays[2].targets.set_listening(1, ["ops"])
+        relays[2].mirror_out("ops", "talker", 1, b"plain", 0)
+        while relays[1].gate.drops["wrong_format"] == 0:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        assert relays[1].gate.accepted == 1
+
+
 async def test_forged_unknown_and_stale_datagrams_are_dropped_and_counted() -> None:
     with _relays(2) as (relays, planes, key):
         relays[1].set_owner("ops", 0, epoch=5)
@@ -150,6 +178,8 @@ async def test_forged_unknown_and_stale_datagrams_are_dropped_and_counted() -> N
             "bad_auth": 1,
             "unknown_peer": 2,
             "stale_epoch": 1,
+            "wrong_format": 0,
+            "replayed": 0,
         }
         assert planes[1].got == [("media", "talker", b"rtp")]
 

@@ -131,11 +131,12 @@ def add_bench_parser(sub: Any) -> None:
     )
     alerts.add_argument("--rounds", type=positive_int, default=30, help="of each (default 30)")
     alerts.add_argument("--json", type=Path, help="write the result as JSON to this file")
-    from voice_server.bench import queue, search, transcribe
+    from voice_server.bench import queue, relay_packet, search, transcribe
 
     transcribe.add_parser(bsub)
     search.add_parser(bsub)
     queue.add_parser(bsub)
+    relay_packet.add_parser(bsub)
 
 
 def _add_forward(bsub: Any) -> None:
@@ -355,4 +356,8 @@ def run_bench(args: argparse.Namespace) -> int:
         from voice_server.bench import queue
 
         return queue.main(args)
+    if args.bench == "relay-packet":
+        from voice_server.bench import relay_packet
+
+        return relay_packet.main(args)
     raise ValueError(f"unknown benchmark {args.bench}")

@@ -49,6 +49,7 @@ from voice_server.media.relay_packet import (
     Kind,
     RelayGate,
     RelayPacket,
+    Sealer,
     audience_bytes,
     pack,
     slot_ssrcs,
@@ -95,6 +96,7 @@ class WorkerRelay:
         plane: Any,
         host: str = "127.0.0.1",
         slots: int = 3,
+        seal_key: bytes | None = None,
     ) -> None:
         self.index = index
         self.incarnation = incarnation
@@ -106,7 +108,9 @@ class WorkerRelay:
         self.plane = plane
         self.peers: dict[int, int] = {}  # worker index -> incarnation (the parent's word)
         self.fence = EpochFence()
-        self.gate = RelayGate(key, index, self.peers, self.fence.known)
+        self.gate = RelayGate(key, index, self.peers, self.fence.known, seal_key)
+        #: the sealed format (between nodes with ``cluster_relay_encrypt``; None: plain)
+        self._sealer = Sealer(seal_key, index, incarnation) if seal_key is not None else None
         self.targets = RelayTargets(index)
         #: channel -> its owner's index (absent: no owner known, arbitrated here)
         self.owners: dict[str, int] = {}
@@ -271,26 +275,28 @@ class WorkerRelay:
         sock = self.sock
         if sock is None:
             return
-        data = pack(
-            RelayPacket(
-                sender=self.index,
-                incarnation=self.incarnation,
-                epoch=self.fence.known.get(channel, 0),
-                channel=channel,
-                source=session,
-                payload=payload,
-                priority=min(priority, 255),
-                slot=slot,
-                send_ns=_perf_ns(),
-                level_ext_id=ext,
-                kind=kind,
-                hold=hold,
-                sends=audience.sends if audience is not None else (),
-                only=audience.only if audience is not None else None,
-            ),
-            self._key,
-            audience.packed if audience is not None else None,
+        packet = RelayPacket(
+            sender=self.index,
+            incarnation=self.incarnation,
+            epoch=self.fence.known.get(channel, 0),
+            channel=channel,
+            source=session,
+            payload=payload,
+            priority=min(priority, 255),
+            slot=slot,
+            send_ns=_perf_ns(),
+            level_ext_id=ext,
+            kind=kind,
+            hold=hold,
+            sends=audience.sends if audience is not None else (),
+            only=audience.only if audience is not None else None,
         )
+        packed = audience.packed if audience is not None else None
+        sealer = self._sealer
+        if sealer is None:
+            data = pack(packet, self._key, packed)
+        else:
+            data = sealer.seal(packet, packed)
         name = kind.name.lower()
         for worker in targets:
             try:
