@@ -120,6 +120,29 @@ async def test_owner_death_reowns_with_a_higher_epoch_and_refuses_the_stale_owne
     assert again.is_node("a", "ia") and again.epoch > taken[-1].epoch
 
 
+async def test_an_owner_claiming_again_after_its_lease_ran_out_keeps_its_epoch(
+    clients: Any,
+) -> None:
+    """A Redis outage lets every lease expire: the same process claims its channel again with
+    the same epoch (the same arbiter goes on); after anyone else held it, a new one."""
+    a = ChannelOwnership(clients(), KEYS, FAST, "a", "ia")
+    b = ChannelOwnership(clients(), KEYS, FAST, "b", "ib")
+    lease = await a.acquire("keep")
+
+    async def expired() -> bool:
+        return await a.owner("keep") is None
+
+    await eventually(expired, "the lease to run out")
+    assert not await a.renew(lease)  # the renewal finds nothing: claimed again, same epoch
+    assert await a.acquire("keep") == lease
+    restarted = ChannelOwnership(clients(), KEYS, FAST, "a", "ia-2")  # a new incarnation
+    await eventually(expired, "the lease to run out again")
+    assert (await restarted.acquire("keep")).epoch > lease.epoch
+    await eventually(expired, "and once more")
+    taken = await b.acquire("keep")
+    assert taken.epoch > lease.epoch and taken.is_node("b", "ib")
+
+
 async def test_epochs_keep_growing_after_redis_restarts_empty(
     clients: Any, redis_server: RedisServer
 ) -> None:

@@ -428,3 +428,49 @@ async def _owner_hung(nodes: list[ServerProcess]) -> None:
         talker.talking = False
     finally:
         await _close(groups)
+
+
+def test_a_15_s_redis_outage_moves_no_channel_and_the_spanning_call_goes_on(
+    redis_server: RedisServer, pg_url: str, tmp_path: Path
+) -> None:
+    """Redis hangs (SIGSTOP) for 15 s during a call spanning three nodes: voice never waits on
+    it, and when it returns (every lease expired meanwhile, by Redis's clock) the owner claims
+    its channel again: nobody else takes it, the listeners lose nothing."""
+    with running_nodes(tmp_path, pg_url, redis_server.url, "a", "b", "c") as nodes:
+        try:
+            asyncio.run(_redis_outage(nodes, redis_server))
+        finally:
+            assert redis_server.proc is not None
+            redis_server.proc.send_signal(signal.SIGCONT)
+
+
+async def _redis_outage(nodes: list[ServerProcess], redis_server: RedisServer) -> None:
+    a, b, c = nodes
+    groups = _groups(nodes, "staff")
+    assert redis_server.proc is not None
+    try:
+        la = await _one(groups[0])  # node a owns "ops"
+        talker = await _one(groups[1])
+        lc = await _one(groups[2])
+        talker.talking = True
+        await _until(lambda: min(la.received, lc.received) >= 50, "heard across nodes")
+        redis_server.proc.send_signal(signal.SIGSTOP)
+        await _metric_at_least(b, "voice_cluster_redis_link_downs_total", 1)
+        during = {p: p.received for p in (la, lc)}
+        await asyncio.sleep(15)  # the outage itself (not a wait for a condition)
+        assert all(p.received >= during[p] + 500 for p in (la, lc))  # 15 s at 50 packets/s
+        redis_server.proc.send_signal(signal.SIGCONT)
+        await _metric_at_least(a, "voice_cluster_leases_lost_total", 1)  # expired meanwhile
+        await _metric_at_least(a, "voice_cluster_owned_channels", 1)  # and claimed again
+        after = {p: p.received for p in (la, lc)}
+        await _until(lambda: all(p.received >= after[p] + 100 for p in (la, lc)), "heard after")
+        talker.talking = False
+        for node in (b, c):
+            name = "voice_cluster_channels_reowned_total"
+            assert await asyncio.to_thread(metric, node, name) == 0
+        for p in (la, lc):
+            ((ssrc, stream),) = p.streams.items()  # one slot stream all along
+            assert stream.duplicates == 0
+            assert stream.lost <= 0.02 * stream.received, (ssrc, stream.lost, stream.received)
+    finally:
+        await _close(groups)

@@ -59,6 +59,10 @@ class Keys:
     def owner(self, channel: str) -> str:
         return f"{self.root}:owner:{channel}"
 
+    def last_owner(self, channel: str) -> str:
+        """the channel's last owner and epoch, kept after its lease ends (a day)"""
+        return f"{self.root}:lastowner:{channel}"
+
     def channel_nodes(self, channel: str) -> str:
         return f"{self.root}:chan:{channel}"
 

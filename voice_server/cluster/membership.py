@@ -252,11 +252,12 @@ class NodeMembership:
         # just back from a Redis outage: every lease expired meanwhile (Redis's clock ran on),
         # so for a node TTL the channels of a live owner are left for it to claim again (its
         # own renewal, the same round) rather than moved: no voice gap after an outage
-        changed = self.link.changed_at
-        recovering = (
-            self.link.downs > 0
-            and changed is not None
-            and self._clock() - changed < self.timing.node_ttl_s
+        # (the link is marked up at the end of the round that found Redis back: down until then)
+        link = self.link
+        changed = link.changed_at
+        recovering = link.downs > 0 and (
+            not link.up
+            or (changed is not None and self._clock() - changed < self.timing.node_ttl_s)
         )
         for channel in sorted(here):
             if channel in self.owned:

@@ -1,13 +1,14 @@
-"""Channel ownership across nodes: one owner per channel, fenced by an epoch.
-
-``acquire`` is one Lua script, so it is atomic: when the channel has an owner it returns that
-owner (renewing the lease when the caller is it), otherwise it takes the next epoch from the
-deployment's counter (``INCR``; never below the caller's ``floor``) and writes the owner with a
-lease that Redis expires (Redis's clock). Two nodes racing get the same answer: exactly one
-owner, one epoch. A live owner renews its lease with the epoch it holds; a renewal or release
-whose epoch is not the current one is refused (the lease expired and someone else may own the
-channel now: the old owner must stop arbitrating). Re-owning after the owner's death (its lease
-expired) takes a new, higher epoch.
+"""Channel ownership across nodes: one owner per channel, fenced by an epoch. ``acquire`` is one
+Lua script, so it is atomic: when the channel has an owner it returns that owner (renewing the
+lease when the caller is it), otherwise it takes the next epoch from the deployment's counter
+(``INCR``; never below the caller's ``floor``) and writes the owner with a lease that Redis
+expires (Redis's clock). Two nodes racing get the same answer: exactly one owner, one epoch. The
+same process claiming a channel again after its lease ran out (a Redis outage: every lease
+expired by Redis's clock meanwhile) with nobody else having held it since keeps its epoch: the
+same arbiter goes on, and nothing it or its peers send is fenced off. A live owner renews its
+lease with the epoch it holds; a renewal or release whose epoch is not the current one is
+refused (the lease expired and someone else may own the channel now: the old owner must stop
+arbitrating). Re-owning after the owner's death (its lease expired) takes a new, higher epoch.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ChannelOwnership", "Owner"]
 
-# KEYS: owner, epoch; ARGV: node, incarnation, lease ms, epoch floor
+# KEYS: owner, epoch, last owner; ARGV: node, incarnation, lease ms, epoch floor
 ACQUIRE = """
 local cur = redis.call('HMGET', KEYS[1], 'node', 'incarnation', 'epoch')
 if cur[1] then
@@ -33,13 +34,21 @@ if cur[1] then
   end
   return cur
 end
-local e = redis.call('INCR', KEYS[2])
-if e <= tonumber(ARGV[4]) then
-  e = tonumber(ARGV[4]) + 1
-  redis.call('SET', KEYS[2], e)
+local e
+local last = redis.call('HMGET', KEYS[3], 'node', 'incarnation', 'epoch')
+if last[1] == ARGV[1] and last[2] == ARGV[2] then
+  e = tonumber(last[3])
+else
+  e = redis.call('INCR', KEYS[2])
+  if e <= tonumber(ARGV[4]) then
+    e = tonumber(ARGV[4]) + 1
+    redis.call('SET', KEYS[2], e)
+  end
 end
 redis.call('HSET', KEYS[1], 'node', ARGV[1], 'incarnation', ARGV[2], 'epoch', e)
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('HSET', KEYS[3], 'node', ARGV[1], 'incarnation', ARGV[2], 'epoch', e)
+redis.call('PEXPIRE', KEYS[3], 86400000)
 return {ARGV[1], ARGV[2], tostring(e)}
 """
 
@@ -100,7 +109,7 @@ class ChannelOwnership:
         had none or already was this node's, else the current owner."""
         raw = await guarded(
             self._acquire(
-                keys=[self._keys.owner(channel), self._keys.epoch],
+                keys=[self._keys.owner(channel), self._keys.epoch, self._keys.last_owner(channel)],
                 args=[self.node_id, self.incarnation, self._lease_ms, self.max_epoch],
             )
         )
