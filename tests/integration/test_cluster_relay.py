@@ -21,6 +21,7 @@ from tests.cluster_nodes import metric, node_process, running_nodes
 from tests.servers import ServerProcess
 from tests.tcpgate import TcpGate
 from voice_server.bench.redisserver import RedisServer
+from voice_server.calllog.ogg import read_ogg_opus
 from voice_server.cluster.relay_sync import parse_relay
 from voice_server.cluster_node import RELAY_PURPOSE, SEAL_PURPOSE
 from voice_server.identity.derived import derive_key
@@ -120,6 +121,13 @@ async def _spanning(nodes: list[ServerProcess]) -> None:
         )
         for node in nodes:
             assert await asyncio.to_thread(metric, node, "voice_cluster_relay_refused_total") == 0
+        # the call log: each burst once, on the owner, the talker from node b named by its node
+        spools = [n.data_dir / "spool" for n in nodes]
+        await _until(lambda: len(list(spools[0].glob("*.ogg"))) == 2, "two bursts on a")
+        await _until(lambda: not list(spools[0].glob("*.part")), "the bursts written")
+        tags = [read_ogg_opus(f.read_bytes()).tags for f in spools[0].glob("*.ogg")]
+        assert sorted(t["VOICE_SPEAKER_NAME"] for t in tags) == ["staff", "staff"], tags
+        assert not [f for sp in spools[1:] for f in sp.glob("*.ogg*")]
     finally:
         await _close(groups)
 
