@@ -47,21 +47,26 @@ return 1
 )
 BATCH = 100  # channels per script call
 
-# KEYS: chan, chanrefs. Drops expired entries; returns {node1, count1, node2, count2, ...}
+# KEYS: chan1, chanrefs1, chan2, chanrefs2, ... Drops expired entries; returns one list per
+# channel: {{node1, count1, node2, count2, ...}, ...}
 READ = (
     NOW
     + """
-local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
-for _, node in ipairs(gone) do
-  redis.call('ZREM', KEYS[1], node)
-  redis.call('HDEL', KEYS[2], node)
+local all = {}
+for i = 1, #KEYS, 2 do
+  local gone = redis.call('ZRANGEBYSCORE', KEYS[i], '-inf', now)
+  for _, node in ipairs(gone) do
+    redis.call('ZREM', KEYS[i], node)
+    redis.call('HDEL', KEYS[i + 1], node)
+  end
+  local out = {}
+  for _, node in ipairs(redis.call('ZRANGE', KEYS[i], 0, -1)) do
+    table.insert(out, node)
+    table.insert(out, redis.call('HGET', KEYS[i + 1], node) or '0')
+  end
+  table.insert(all, out)
 end
-local out = {}
-for _, node in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  table.insert(out, node)
-  table.insert(out, redis.call('HGET', KEYS[2], node) or '0')
-end
-return out
+return all
 """
 )
 
@@ -102,8 +107,18 @@ class ChannelMap:
 
     async def nodes(self, channel: str) -> dict[str, int]:
         """The live nodes with sessions in ``channel`` → how many each has."""
-        raw = await guarded(self._read(keys=self._channel_keys(channel)))
-        return {str(raw[i]): int(raw[i + 1]) for i in range(0, len(raw), 2)}
+        return (await self.nodes_of([channel]))[channel]
+
+    async def nodes_of(self, channels: list[str]) -> dict[str, dict[str, int]]:
+        """:meth:`nodes` of several channels, ``BATCH`` channels per round trip."""
+        out: dict[str, dict[str, int]] = {}
+        for start in range(0, len(channels), BATCH):
+            part = channels[start : start + BATCH]
+            keys = [key for channel in part for key in self._channel_keys(channel)]
+            raws = await guarded(self._read(keys=keys))
+            for channel, raw in zip(part, raws, strict=True):
+                out[channel] = {str(raw[i]): int(raw[i + 1]) for i in range(0, len(raw), 2)}
+        return out
 
     def _channel_keys(self, channel: str) -> list[str]:
         return [self._keys.channel_nodes(channel), self._keys.channel_refs(channel)]

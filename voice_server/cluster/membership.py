@@ -245,10 +245,14 @@ class NodeMembership:
     async def _follow(self) -> None:
         """The owner of each channel with a session here and an owner elsewhere, read again; a
         channel whose owner's lease ended (its node died, or its last session there left) is
-        claimed here with a new epoch (one script call: the first node to ask gets it)."""
+        claimed here with a new epoch (one script call for them all: the first node to ask
+        gets each)."""
         here = {channel for channel, _ in self.map.refs.items()}
         for channel in [c for c in self.owners if c not in here]:
             del self.owners[channel]
+        for channel in here & set(self.owned):
+            self.owners[channel] = self.owned[channel]
+        foreign = sorted(here - set(self.owned))
         # just back from a Redis outage: every lease expired meanwhile (Redis's clock ran on),
         # so for a node TTL the channels of a live owner are left for it to claim again (its
         # own renewal, the same round) rather than moved: no voice gap after an outage
@@ -259,17 +263,15 @@ class NodeMembership:
             not link.up
             or (changed is not None and self._clock() - changed < self.timing.node_ttl_s)
         )
-        for channel in sorted(here):
-            if channel in self.owned:
-                self.owners[channel] = self.owned[channel]
-                continue
-            before = self.owners.get(channel)
-            if recovering and before is not None:
+        if recovering:
+            for channel in [c for c in foreign if c in self.owners]:
                 seen = await self.ownership.owner(channel)  # read only, no claim
                 if seen is not None:
                     self.owners[channel] = seen
-                continue
-            owner = await self.ownership.acquire(channel)
+            foreign = [c for c in foreign if c not in self.owners]
+        for owner in await self.ownership.acquire_all(foreign):
+            channel = owner.channel
+            before = self.owners.get(channel)
             self.owners[channel] = owner
             if owner.is_node(self.node_id, self.incarnation):
                 self.owned[channel] = owner

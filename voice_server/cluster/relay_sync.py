@@ -143,7 +143,7 @@ class RelaySync:
             del self.relay.owners[channel]  # no session here any more (the fence stays)
         index_of = {node_id: peer.index for node_id, (_, peer) in self.nodes.items()}
         index_of[m.node_id] = self.relay.index
-        counts = {channel: await m.map.nodes(channel) for channel in list(m.owned)}
+        counts = await m.map.nodes_of(sorted(m.owned))
         self.set_listening(plan_listening(counts, index_of))
 
     def set_nodes(self, nodes: list[NodeInfo]) -> None:
