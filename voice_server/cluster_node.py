@@ -410,6 +410,9 @@ class ClusterNode:
             Family("voice_cluster_relay_hop_ms", "gauge",
                    "Inter-node hop (send to receipt), p50 and p99 since start")
             .add(hop.get("p50") or 0, quantile="0.5").add(hop.get("p99") or 0, quantile="0.99"),
+            relay.added.family("voice_cluster_relay_hop_seconds",
+                               "Inter-node hop, the sending node's send time to this node's "
+                               "receipt (relay datagrams accepted here)", stride=2),
             Family("voice_cluster_relay_sync_failures_total", "counter",
                    "Relay sync rounds that failed (Redis away)").add(sync.failures),
             Family("voice_cluster_channels_reowned_total", "counter",

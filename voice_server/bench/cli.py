@@ -54,6 +54,21 @@ def add_bench_parser(sub: Any) -> None:
     wrk.add_argument("--seconds", type=positive_float, default=10.0, help="measured window")
     wrk.add_argument("--warmup", type=float, default=2.0, help="seconds skipped first")
     wrk.add_argument("--json", type=Path, help="write the result as JSON to this file")
+    clu = bsub.add_parser(
+        "cluster",
+        help="three nodes on Redis and PostgreSQL: a channel across them (hop latency, CPU per "
+        "copy vs one node), a node killed and hung (clients back), Redis down 15 s",
+    )
+    clu.add_argument("--members", type=positive_int, default=20, help="per node (default 20)")
+    clu.add_argument("--seconds", type=positive_float, default=10.0, help="measured window")
+    clu.add_argument("--outage", type=positive_float, default=15.0, help="Redis down, s (15)")
+    clu.add_argument(
+        "--quick", action="store_true", help="a short run (3 members per node, 2 s windows, "
+        "Redis down 3 s): for tests, not figures",
+    )  # fmt: skip
+    clu.add_argument("--redis-url", help="use this Redis (no outage phase: not ours to stop)")
+    clu.add_argument("--database-url", help="use this PostgreSQL database (postgresql://…)")
+    clu.add_argument("--json", type=Path, help="write the result as JSON to this file")
     net = bsub.add_parser(
         "network",
         help="mouth-to-ear browser -> browser per media path (UDP, ICE-TCP, TURN over TLS) at "
@@ -193,6 +208,27 @@ def _run_forward(args: argparse.Namespace) -> int:
     return _report(result, format_summary(result), args.json)
 
 
+def _run_cluster(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from voice_server.bench.cluster import Options, format_summary, run_cluster_bench
+
+    opts = Options.quick() if args.quick else Options()
+    if not args.quick:
+        opts = dataclasses.replace(
+            opts, members=args.members, seconds=args.seconds, outage=args.outage
+        )
+    if opts.members < 2:
+        print("voice-server bench cluster: --members must be at least 2", file=sys.stderr)
+        return 2
+    try:
+        result = run_cluster_bench(opts, redis_url=args.redis_url, database_url=args.database_url)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        print(f"voice-server bench cluster: {exc}".splitlines()[0], file=sys.stderr)
+        return 1
+    return _report(result, format_summary(result), args.json)
+
+
 def _run_priority(args: argparse.Namespace) -> int:
     from voice_server.bench.priority import format_summary, run_priority_bench
 
@@ -294,6 +330,8 @@ def run_bench(args: argparse.Namespace) -> int:
         return _run_forward(args)
     if args.bench == "network":
         return _run_network(args)
+    if args.bench == "cluster":
+        return _run_cluster(args)
     if args.bench == "workers":
         from voice_server.bench.workers import format_summary as workers_summary
         from voice_server.bench.workers import run_workers_bench

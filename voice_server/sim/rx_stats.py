@@ -27,6 +27,7 @@ class StreamStats:
         "first_ns",
         "jitter",
         "last_ns",
+        "max_gap_ns",
         "received",
         "reordered",
         "ssrc",
@@ -41,6 +42,8 @@ class StreamStats:
         self.jitter = 0.0
         self.first_ns = -1
         self.last_ns = -1
+        #: the longest time between two arrivals (set it to 0 to start a new window)
+        self.max_gap_ns = 0
         self._base = 0  # extended sequence number of the first packet
         self._max = -1  # extended highest sequence number, -1 before any packet
         self._transit = 0
@@ -49,6 +52,8 @@ class StreamStats:
         """Account for one packet with RTP ``seq``/``timestamp`` arriving at ``arrival_ns``."""
         arrival = arrival_ns * CLOCK_RATE // 1_000_000_000
         transit = (arrival - timestamp) & 0xFFFFFFFF
+        if self.last_ns >= 0 and arrival_ns - self.last_ns > self.max_gap_ns:
+            self.max_gap_ns = arrival_ns - self.last_ns
         self.last_ns = arrival_ns
         if self._max < 0:
             self._base = self._max = seq
