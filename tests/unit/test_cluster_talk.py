@@ -105,6 +105,25 @@ def test_remote_people_are_kept_per_node_and_bounded() -> None:
     assert len(people) == 0
 
 
+def test_remote_people_coming_and_going_are_told_once_per_channel() -> None:
+    told: list[tuple[str, str, bool]] = []
+    people = RemotePeople(limit=3, on_change=lambda c, p, joined: told.append((c, p.id, joined)))
+    people.add("a", [PERSON, {**PERSON, "id": "s2"}])
+    people.add("a", [PERSON])  # known already: nothing new
+    assert told == [("ops", "s1", True), ("ops", "s2", True)]
+    assert sorted(p.id for p in people.in_channel("ops")) == ["s1", "s2"]
+    told.clear()
+    people.add("a", [{**PERSON, "channel": "hq"}])  # s1 switched channel on its node
+    assert told == [("ops", "s1", False), ("hq", "s1", True)]
+    told.clear()
+    people.replace("a", [{**PERSON, "channel": "hq"}, {**PERSON, "id": "s3"}])  # s2 is gone
+    assert told == [("ops", "s2", False), ("ops", "s3", True)]
+    told.clear()
+    people.gone("a", ["s3"])
+    people.retain_nodes(lambda node: node != "a")  # a died
+    assert told == [("ops", "s3", False), ("hq", "s1", False)] and len(people) == 0
+
+
 def test_a_consoles_other_channels_count_as_the_nodes_while_it_hears_them() -> None:
     from types import SimpleNamespace
 

@@ -192,7 +192,7 @@ class Hub:
         #: the cluster this node belongs to (``serve --redis-url``), else None
         self.cluster: ClusterPort | None = None
         #: other nodes' sessions (a channel spanning nodes) and where talk events for them go
-        self.remote = RemotePeople()
+        self.remote = RemotePeople(on_change=self._remote_changed)
         self.talk_out: TalkOut | None = None
         #: sessions told ``degraded`` during this partition (cleared when the cluster returns)
         self.degraded: set[str] = set()
@@ -340,7 +340,9 @@ class Hub:
                     name=verified.channel.name, display_name=verified.channel.display_name
                 ),
                 you=participant(session),
-                participants=[participant(s) for s in others] + watching,
+                participants=[participant(s) for s in others]
+                + self.remote.in_channel(session.channel)
+                + watching,
                 grace_seconds=self.registry.grace_seconds,
                 token_expires_at=session.token_expires_at,
                 id=msg.id,
@@ -917,6 +919,17 @@ class Hub:
         if outbox is not None and not outbox.send(encode(message)):
             self._overflow(session, outbox)
 
+    def _remote_changed(self, channel: str, person: Participant, joined: bool) -> None:
+        """A session of another node came into ``channel`` or left it (its node said so, or
+        died): this node's members of the channel see it in their people lists. The live view
+        is not told: each node's live events reach it by themselves."""
+        message: ServerMessage = (
+            ServerParticipantJoined(participant=person)
+            if joined
+            else ServerParticipantLeft(participant=person, reason="left")
+        )
+        self.broadcast(channel, message, watchers=False)
+
     def broadcast(
         self,
         channel: str,
@@ -924,8 +937,10 @@ class Hub:
         exclude: Session | None = None,
         *,
         sessions: bool = True,
+        watchers: bool = True,
     ) -> None:
-        """To the channel's sessions (``sessions``) and its watchers (the live view)."""
+        """To the channel's sessions (``sessions``) and its watchers (the live view,
+        ``watchers``)."""
         text = encode(message)
         for session in self.registry.in_channel(channel) if sessions else ():
             if session is exclude:
@@ -933,7 +948,7 @@ class Hub:
             outbox = self._outboxes.get(session.id)
             if outbox is not None and not outbox.send(text):
                 self._overflow(session, outbox)
-        for watch in self.watchers:
+        for watch in self.watchers if watchers else ():
             try:
                 watch(channel, message)
             except Exception:
