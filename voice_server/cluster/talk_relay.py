@@ -7,8 +7,8 @@
 - In: another node's ``hear`` goes to the hearers here, ``to`` to the session here it names,
   ``who``/``gone``/``state`` keep the hub's picture of the other nodes' sessions (the owner of a
   channel names a talker from elsewhere by it), ``listen`` wakes the relay's sync. At every
-  (re)subscription the picture is cleared and this node asks everyone for their ``state``; every
-  heartbeat the people of nodes without a live report are forgotten.
+  (re)subscription this node asks everyone for their ``state`` (each answer replaces what was
+  known of that node); every heartbeat the people of nodes without a live report are forgotten.
 """
 
 from __future__ import annotations
@@ -129,7 +129,8 @@ class TalkRelay(TopicLink):
             self.offer({"kind": "state", "people": self._local_people()})
 
     async def on_resync(self) -> None:
-        self._target.remote.retain_nodes(lambda node: False)
+        # what was known of the others stays (no phone's people list flickers after a Redis
+        # blip): each node's ``state`` answer replaces its part, the prune drops the dead
         self.offer({"kind": "sync"})
         self.offer({"kind": "state", "people": self._local_people()})
 
