@@ -152,7 +152,7 @@ class ClusterNode:
                 node_id=self.node_id,
                 incarnation=self.incarnation,
                 prune_s=self.timing.heartbeat_s,
-                on_listen=lambda channel: self._listen(channel),
+                on_listen=self._listen,
             )
             self.hub.talk_out = self.talk
             self._tasks += self.talk.tasks()
@@ -224,10 +224,12 @@ class ClusterNode:
                 out.add(channel)
         return out
 
-    def _listen(self, channel: str) -> None:
+    def _listen(self, node_id: str, channel: str) -> None:
+        """Node ``node_id`` has its first member of ``channel``: when this node owns it, that
+        node gets its audio from now on (before its channel entry is even written)."""
         m = self.membership
         if self.relay_sync is not None and m is not None and channel in m.owned:
-            self.relay_sync.wake()
+            self.relay_sync.listen(node_id, channel)
 
     def _local_people(self) -> list[dict[str, Any]]:
         return [_person(s) for s in self.hub.registry]

@@ -144,3 +144,21 @@ def test_a_consoles_other_channels_count_as_the_nodes_while_it_hears_them() -> N
     m.routed("ghost", frozenset({"fire"}))  # no such session: nothing
     m.ended("con")  # its route's channels go with it
     assert m.map.refs.items() == [("hq", 1)]
+
+
+def test_an_owner_sends_a_node_its_audio_as_soon_as_it_says_it_has_a_member() -> None:
+    from types import SimpleNamespace
+
+    from voice_server.cluster.relay_sync import RelaySync
+    from voice_server.media.relay_targets import RelayTargets
+
+    relay: Any = SimpleNamespace(index=0, targets=RelayTargets(0))
+    sync = RelaySync(SimpleNamespace(), relay, 1.0)  # type: ignore[arg-type]
+    sync.nodes = {"b": ("ib", RelayPeer(1, 7, "10.0.0.2", 4000))}
+    sync.listen("b", "ops")
+    sync.listen("b", "hq")
+    assert relay.targets.targets("ops") == (1,) and relay.targets.targets("hq") == (1,)
+    sync.listen("ghost", "ops")  # not read yet: the next round reads everything at once
+    assert sync._wake.is_set()
+    sync.set_listening({1: frozenset({"hq"})})  # the round's read of the map decides
+    assert relay.targets.targets("ops") == () and relay.targets.targets("hq") == (1,)

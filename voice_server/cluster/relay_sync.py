@@ -171,6 +171,18 @@ class RelaySync:
             return
         self.relay.set_owner(owner.channel, known[1].index, owner.epoch)
 
+    def listen(self, node_id: str, channel: str) -> None:
+        """Another node said it has its first member of ``channel`` (owned here): send it the
+        channel's audio at once; the next round's read of the map confirms it (or drops it)."""
+        known = self.nodes.get(node_id)
+        if known is None:
+            self.wake()  # a node not read yet: read everything now
+            return
+        index = known[1].index
+        plan = dict(self.planned)
+        plan[index] = plan.get(index, frozenset()) | {channel}
+        self.set_listening(plan)
+
     def set_listening(self, plan: dict[int, frozenset[str]]) -> None:
         for index in set(self.planned) | set(plan):
             self.relay.targets.set_listening(index, plan.get(index, frozenset()))

@@ -56,7 +56,7 @@ class TalkRelay(TopicLink):
         node_id: str,
         incarnation: str,
         prune_s: float,
-        on_listen: Callable[[str], None] = lambda channel: None,
+        on_listen: Callable[[str, str], None] = lambda node, channel: None,
         limit: int = QUEUE_LIMIT,
     ) -> None:
         super().__init__(
@@ -124,7 +124,7 @@ class TalkRelay(TopicLink):
         elif kind == "gone":
             target.remote.gone(incoming.origin, body["sessions"])
         elif kind == "listen":
-            self._on_listen(body["channel"])
+            self._on_listen(incoming.origin, body["channel"])
         elif kind == "sync":
             self.offer({"kind": "state", "people": self._local_people()})
 
