@@ -157,6 +157,9 @@ class ClusterNode:
             self.hub.talk_out = self.talk
             self._tasks += self.talk.tasks()
             self._tasks.append(asyncio.create_task(self.relay_sync.run(), name="cluster-relay"))
+            self._tasks.append(
+                asyncio.create_task(self.relay_sync.ping_loop(), name="cluster-relay-ping")
+            )
             self._tasks.append(asyncio.create_task(self._partition_loop(), name="cluster-cut"))
         self.hub.cluster = self
         log.info("cluster node=%s joined (redis %s)", self.node_id, self.membership.link.state)
@@ -181,7 +184,9 @@ class ClusterNode:
         self.plane.slot_ssrcs_of = relay.slot_ssrcs
         self.media_relay = relay
         self.membership.relay = relay_text(index, relay.incarnation, relay.host, port)
-        self.relay_sync = RelaySync(self.membership, relay, self.timing.heartbeat_s)
+        self.relay_sync = RelaySync(
+            self.membership, relay, self.timing.heartbeat_s, grace_s=self.timing.node_ttl_s
+        )
         log.info(
             "cluster relay node=%s index=%d on %s:%d (%s)",
             self.node_id, index, relay.host, port,
@@ -192,7 +197,8 @@ class ClusterNode:
         """Cut off from Redis longer than an owner lease, this node can no longer keep a
         channel that spans nodes whole: the nodes that reach Redis have re-owned it (or will);
         its sessions in such channels are told ``degraded`` (once) and join again elsewhere.
-        Channels whose members are all here go on."""
+        Channels whose members are all here go on. When every peer it still hears has lost
+        Redis too, it is a Redis outage: nobody re-owns anything, calls go on untold."""
         m = self.membership
         assert m is not None
         while True:
@@ -204,9 +210,23 @@ class ClusterNode:
             since = link.changed_at
             if since is None or time.monotonic() - since < self.timing.lease_s:
                 continue
+            if self._redis_down_everywhere():
+                continue  # a Redis outage, not a partition: nobody takes the channels
             spanning = self.spanning_channels()
             if spanning:
                 self.degraded_sent += self.hub.degrade(spanning)
+
+    def _redis_down_everywhere(self) -> bool:
+        """The peers this node still hears over the relay (a ping each round) all say they
+        have lost Redis too: a Redis outage, not a partition. None heard (this node is cut
+        off from them too), or one that reaches Redis (it and its side take the channels):
+        a partition."""
+        relay = self.media_relay
+        if relay is None:
+            return False
+        now = time.monotonic()
+        recent = [up for at, up in relay.heard.values() if now - at < self.timing.node_ttl_s]
+        return bool(recent) and not any(recent)
 
     def spanning_channels(self) -> set[str]:
         """The channels of sessions here that, as last known, span nodes: owned elsewhere, or

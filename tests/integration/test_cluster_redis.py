@@ -5,6 +5,7 @@ Several "nodes" are several clients in one test. Every wait is on a condition.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -120,6 +121,26 @@ async def test_owner_death_reowns_with_a_higher_epoch_and_refuses_the_stale_owne
     assert again.is_node("a", "ia") and again.epoch > taken[-1].epoch
 
 
+@contextlib.asynccontextmanager
+async def pulsing(clients: Any) -> AsyncIterator[None]:
+    """Another node heartbeats meanwhile, as in any live deployment: Redis is not "away" (a
+    Redis left alone longer than a lease treats its lapsed leases as an outage's)."""
+    reg = NodeRegistry(clients(), KEYS, FAST)
+
+    async def beat() -> None:
+        while True:
+            await reg.heartbeat("pulse", 0, "", incarnation="ip")
+            await asyncio.sleep(FAST.heartbeat_s)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ClusterUnavailable):
+            await task
+
+
 async def test_an_owner_claiming_again_after_its_lease_ran_out_keeps_its_epoch(
     clients: Any,
 ) -> None:
@@ -127,6 +148,11 @@ async def test_an_owner_claiming_again_after_its_lease_ran_out_keeps_its_epoch(
     the same epoch (the same arbiter goes on); after anyone else held it, a new one."""
     a = ChannelOwnership(clients(), KEYS, FAST, "a", "ia")
     b = ChannelOwnership(clients(), KEYS, FAST, "b", "ib")
+    async with pulsing(clients):
+        await _keep(a, b, clients)
+
+
+async def _keep(a: ChannelOwnership, b: ChannelOwnership, clients: Any) -> None:
     lease = await a.acquire("keep")
 
     async def expired() -> bool:
@@ -141,6 +167,34 @@ async def test_an_owner_claiming_again_after_its_lease_ran_out_keeps_its_epoch(
     await eventually(expired, "and once more")
     taken = await b.acquire("keep")
     assert taken.epoch > lease.epoch and taken.is_node("b", "ib")
+
+
+async def test_after_redis_was_away_a_lapsed_owner_gets_its_channel_back_first(
+    clients: Any, redis_server: RedisServer
+) -> None:
+    """Redis stopped longer than a lease: every lease ran out through nobody's fault. For a
+    lease's length after it returns, another node asking for such a channel is told its last
+    owner (not given it); the last owner claims it back with its epoch. Afterwards a lapsed
+    lease is free for anyone again (an owner that really died)."""
+    assert redis_server.proc is not None
+    a = ChannelOwnership(clients(), KEYS, FAST, "a", "ia")
+    b = ChannelOwnership(clients(), KEYS, FAST, "b", "ib")
+    lease = await a.acquire("back")
+    redis_server.proc.send_signal(signal.SIGSTOP)
+    await asyncio.sleep(FAST.lease_s * 1.5)  # the outage itself, longer than a lease
+    redis_server.proc.send_signal(signal.SIGCONT)
+    told = await b.acquire("back")  # b asks first: told a's, not given it
+    assert told == lease and await b.owner("back") is None
+    assert await a.acquire("back") == lease  # a claims it back, same epoch
+    assert await b.acquire("back") == lease
+
+    async def lapsed() -> bool:
+        return await a.owner("back") is None
+
+    async with pulsing(clients):  # Redis in use again: a stopped renewing, it is dead
+        await eventually(lapsed, "a's lease to run out")
+        taken = await b.acquire("back")  # free for anyone
+    assert taken.is_node("b", "ib") and taken.epoch > lease.epoch
 
 
 async def test_epochs_keep_growing_after_redis_restarts_empty(

@@ -478,6 +478,12 @@ async def _redis_outage(nodes: list[ServerProcess], redis_server: RedisServer) -
         for node in (b, c):
             name = "voice_cluster_channels_reowned_total"
             assert await asyncio.to_thread(metric, node, name) == 0
+        # every node heard the others say they had lost Redis too (relay pings): an outage,
+        # not a partition: nobody was told to go
+        for node in (a, b, c):
+            name = "voice_cluster_degraded_sent_total"
+            assert await asyncio.to_thread(metric, node, name) == 0
+        assert la.messages["degraded"] == lc.messages["degraded"] == 0
         for p in (la, lc):
             ((ssrc, stream),) = p.streams.items()  # one slot stream all along
             assert stream.duplicates == 0

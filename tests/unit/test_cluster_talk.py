@@ -162,3 +162,30 @@ def test_an_owner_sends_a_node_its_audio_as_soon_as_it_says_it_has_a_member() ->
     assert sync._wake.is_set()
     sync.set_listening({1: frozenset({"hq"})})  # the round's read of the map decides
     assert relay.targets.targets("ops") == () and relay.targets.targets("hq") == (1,)
+
+
+def test_a_node_missing_from_redis_for_a_moment_keeps_getting_audio() -> None:
+    """After a Redis outage every report and channel entry expired at once; each node writes
+    its own back at its next round: meanwhile its peers keep it (for the node TTL)."""
+    from types import SimpleNamespace
+
+    from voice_server.cluster.nodes import NodeInfo
+    from voice_server.cluster.relay_sync import RelaySync
+    from voice_server.media.relay_targets import RelayTargets
+
+    relay: Any = SimpleNamespace(index=0, targets=RelayTargets(0), peers={}, addresses={})
+    sync = RelaySync(SimpleNamespace(node_id="a"), relay, 1.0, grace_s=5.0)  # type: ignore[arg-type]
+    b = NodeInfo("b", "ib", 0.0, "", 0, relay=relay_text(1, 7, "10.0.0.2", 4000))
+    sync.set_nodes([b], now=100.0)
+    assert relay.peers == {1: 7}
+    sync.set_nodes([], now=103.0)  # b's report gone for 3 s: still a peer
+    assert relay.peers == {1: 7}
+    plan = sync._kept({1: frozenset({"ops"})}, {"ops"}, now=103.0)
+    assert sync._kept({}, {"ops"}, now=104.0) == plan  # its entry gone a moment: still sent
+    assert sync._kept({}, {"ops"}, now=108.5) == {}  # gone for good
+    sync.set_nodes([], now=106.0)  # past the grace: dropped
+    assert relay.peers == {}
+    b2 = NodeInfo("b", "ib2", 0.0, "", 0, relay=relay_text(1, 9, "10.0.0.2", 4001))
+    sync.set_nodes([b], now=110.0)
+    sync.set_nodes([b2], now=110.5)  # a restart replaces it at once
+    assert relay.peers == {1: 9} and relay.addresses == {1: ("10.0.0.2", 4001)}

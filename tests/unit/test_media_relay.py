@@ -101,7 +101,7 @@ async def test_a_talker_of_a_channel_owned_elsewhere_goes_to_the_owner_only() ->
         assert local == []  # the owner arbitrates and forwards it, here too
         assert planes[1].got == [("media", "talker", b"rtp-1")]
         assert planes[2].got == []
-        assert relays[0].sent == {"media": 1, "mirror": 0}
+        assert relays[0].sent == {"media": 1, "mirror": 0, "ping": 0}
         source, route, logged = planes[1].sources["talker"]
         assert route == Route(("ops",), (), priority=2) and logged  # tapped by the owner, once
         assert source.relayed and relays[1].is_relayed("talker")
@@ -116,7 +116,7 @@ async def test_a_channel_owned_here_or_by_nobody_is_forwarded_here() -> None:
         sink(b"a", 0)  # no owner known: one worker's channel
         relays[0].set_owner("ops", 0, epoch=1)
         sink(b"b", 0)
-        assert local == [b"a", b"b"] and relays[0].sent == {"media": 0, "mirror": 0}
+        assert local == [b"a", b"b"] and relays[0].sent == {"media": 0, "mirror": 0, "ping": 0}
 
 
 async def test_what_the_owner_forwards_goes_once_to_each_other_worker_with_listeners() -> None:
@@ -132,7 +132,7 @@ async def test_what_the_owner_forwards_goes_once_to_each_other_worker_with_liste
         for i in (1, 3):
             assert planes[i].got == [("mirror", "talker", 1, b"rewritten")]
         assert planes[2].got == [] and planes[0].got == []
-        assert relays[0].sent == {"media": 0, "mirror": 2} and relays[0].packets == 1
+        assert relays[0].sent == {"media": 0, "mirror": 2, "ping": 0} and relays[0].packets == 1
 
 
 async def test_sealed_relays_carry_packets_and_a_plain_one_refuses_them() -> None:
@@ -226,7 +226,7 @@ async def test_an_all_call_goes_to_each_channels_owner_with_its_audience() -> No
         await asyncio.wait_for(planes[1].delivered.wait(), 5)
         await asyncio.wait_for(planes[2].delivered.wait(), 5)
         assert local == [("hq", b"rtp")]  # its owner is this worker: its router, once
-        assert relays[0].sent == {"media": 2, "mirror": 0}
+        assert relays[0].sent == {"media": 2, "mirror": 0, "ping": 0}
         for i, channel in ((1, "yard"), (2, "ops")):
             _, got, _ = planes[i].sources["talker"]
             assert got == Route(route.sends, (), priority=2)  # the audience travels with it
@@ -286,3 +286,21 @@ def test_a_gate_lets_everything_through_until_quiet_and_never_holds_an_emergency
     assert gate.admit(silent, 1, True, 920)  # an open emergency's window: always sent
     assert gate.admit(b"junk", 1, False, 2000)  # unreadable: the owner counts it
     assert not gate.admit(silent, 1, False, 2000) and gate.lead(2030) == [silent]
+
+
+async def test_a_ping_tells_the_other_node_whether_this_one_reaches_redis() -> None:
+    with _relays(2) as (relays, _, _):
+        relays[0].ping((1,), True)
+        for _ in range(500):
+            if 0 in relays[1].heard:
+                break
+            await asyncio.sleep(0.01)
+        assert relays[1].heard[0][1] is True
+        relays[0].ping((1,), False)
+        for _ in range(500):
+            if relays[1].heard[0][1] is False:
+                break
+            await asyncio.sleep(0.01)
+        assert relays[1].heard[0][1] is False
+        assert relays[0].sent["ping"] == 2 and relays[1].gate.drops["malformed"] == 0
+        assert relays[1].stats()["added_ms"]["count"] == 0  # no hop sample, no plane touched

@@ -52,6 +52,17 @@ class Keys:
         return f"{self.root}:epoch"
 
     @property
+    def pulse(self) -> str:
+        """Redis's time of the last script call of any node (a Redis left alone longer than a
+        lease has just been away: its leases ran out through nobody's fault)"""
+        return f"{self.root}:pulse"
+
+    @property
+    def recovering(self) -> str:
+        """set for a lease's length after such an absence"""
+        return f"{self.root}:recovering"
+
+    @property
     def relay_indexes(self) -> str:
         """node id -> its media relay's index (0-255), kept for good"""
         return f"{self.root}:relay_index"

@@ -246,29 +246,14 @@ class NodeMembership:
         """The owner of each channel with a session here and an owner elsewhere, read again; a
         channel whose owner's lease ended (its node died, or its last session there left) is
         claimed here with a new epoch (one script call for them all: the first node to ask
-        gets each)."""
+        gets each; while Redis recovers from an absence, a live owner's channels are left for
+        it to claim back: :mod:`.ownership`)."""
         here = {channel for channel, _ in self.map.refs.items()}
         for channel in [c for c in self.owners if c not in here]:
             del self.owners[channel]
         for channel in here & set(self.owned):
             self.owners[channel] = self.owned[channel]
         foreign = sorted(here - set(self.owned))
-        # just back from a Redis outage: every lease expired meanwhile (Redis's clock ran on),
-        # so for a node TTL the channels of a live owner are left for it to claim again (its
-        # own renewal, the same round) rather than moved: no voice gap after an outage
-        # (the link is marked up at the end of the round that found Redis back: down until then)
-        link = self.link
-        changed = link.changed_at
-        recovering = link.downs > 0 and (
-            not link.up
-            or (changed is not None and self._clock() - changed < self.timing.node_ttl_s)
-        )
-        if recovering:
-            for channel in [c for c in foreign if c in self.owners]:
-                seen = await self.ownership.owner(channel)  # read only, no claim
-                if seen is not None:
-                    self.owners[channel] = seen
-            foreign = [c for c in foreign if c not in self.owners]
         for owner in await self.ownership.acquire_all(foreign):
             channel = owner.channel
             before = self.owners.get(channel)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from voice_server.cluster.client import guarded
 from voice_server.cluster.keys import Keys
-from voice_server.cluster.lua import NOW
+from voice_server.cluster.lua import NOW, PULSE
 from voice_server.cluster.timing import Timing
 
 if TYPE_CHECKING:
@@ -25,10 +25,14 @@ if TYPE_CHECKING:
 
 __all__ = ["DuplicateNode", "NodeInfo", "NodeRegistry"]
 
-# KEYS: nodes, node, epoch; ARGV: node id, incarnation, load, base_url, ttl ms, epoch floor, state,
-# relay (the media relay's "index incarnation host port"; empty: none)
+# KEYS: nodes, node, epoch, pulse, recovering; ARGV: node id, incarnation, load, base_url, ttl ms,
+# epoch floor, state, relay (the media relay's "index incarnation host port"; empty: none)
 HEARTBEAT = (
     NOW
+    + """
+local pulse_key, recover_key, ttl = KEYS[4], KEYS[5], tonumber(ARGV[5])
+"""
+    + PULSE
     + """
 local held = redis.call('HMGET', KEYS[2], 'incarnation', 'seen_ms')
 if held[1] and held[1] ~= ARGV[2] and now - tonumber(held[2]) <= tonumber(ARGV[5]) then
@@ -109,7 +113,7 @@ class NodeRegistry:
         k = self._keys
         ok, now, holder = await guarded(
             self._heartbeat(
-                keys=[k.nodes, k.node(node_id), k.epoch],
+                keys=[k.nodes, k.node(node_id), k.epoch, k.pulse, k.recovering],
                 args=[node_id, incarnation, repr(float(load)), base_url,
                       self._timing.ms(self._timing.node_ttl_s), epoch_floor, state, relay],
             )

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from voice_server.cluster.client import guarded
 from voice_server.cluster.keys import Keys
+from voice_server.cluster.lua import NOW, PULSE
 from voice_server.cluster.timing import Timing
 
 if TYPE_CHECKING:
@@ -25,9 +26,17 @@ if TYPE_CHECKING:
 
 __all__ = ["ChannelOwnership", "Owner"]
 
-# KEYS: epoch, then owner and last owner of each channel; ARGV: node, incarnation, lease ms,
-# epoch floor. Returns {node, incarnation, epoch} per channel.
-ACQUIRE = """
+# KEYS: epoch, pulse, recovering, then owner and last owner of each channel; ARGV: node,
+# incarnation, lease ms, epoch floor. Returns {node, incarnation, epoch} per channel. While Redis
+# recovers from an absence (every lease ran out meanwhile), a channel's last owner is returned
+# unclaimed to anyone else: it claims its channel back itself, with the same epoch.
+ACQUIRE = (
+    NOW
+    + """
+local pulse_key, recover_key, ttl = KEYS[2], KEYS[3], tonumber(ARGV[3])
+"""
+    + PULSE
+    + """
 local function acquire(owner_key, last_key)
   local cur = redis.call('HMGET', owner_key, 'node', 'incarnation', 'epoch')
   if cur[1] then
@@ -38,6 +47,9 @@ local function acquire(owner_key, last_key)
   end
   local e
   local last = redis.call('HMGET', last_key, 'node', 'incarnation', 'epoch')
+  if recovering and last[1] and (last[1] ~= ARGV[1] or last[2] ~= ARGV[2]) then
+    return last
+  end
   if last[1] == ARGV[1] and last[2] == ARGV[2] then
     e = tonumber(last[3])
   else
@@ -54,11 +66,12 @@ local function acquire(owner_key, last_key)
   return {ARGV[1], ARGV[2], tostring(e)}
 end
 local out = {}
-for i = 2, #KEYS, 2 do
+for i = 4, #KEYS, 2 do
   table.insert(out, acquire(KEYS[i], KEYS[i + 1]))
 end
 return out
 """
+)
 BATCH = 100  # channels per script call
 
 # KEYS: owner1, owner2, ...; ARGV: node, incarnation, lease ms (0: release), epoch1, epoch2, ...
@@ -123,7 +136,7 @@ class ChannelOwnership:
         out: list[Owner] = []
         for start in range(0, len(channels), BATCH):
             part = channels[start : start + BATCH]
-            keys = [self._keys.epoch]
+            keys = [self._keys.epoch, self._keys.pulse, self._keys.recovering]
             for channel in part:
                 keys += [self._keys.owner(channel), self._keys.last_owner(channel)]
             raws = await guarded(

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -55,6 +56,8 @@ class RelayPort(Protocol):
     def set_owner(self, channel: str, owner: int | None, epoch: int) -> None: ...
 
     def sweep(self) -> None: ...
+
+    def ping(self, targets: tuple[int, ...], redis_up: bool) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,10 +103,20 @@ def plan_listening(
 
 
 class RelaySync:
-    def __init__(self, membership: NodeMembership, relay: RelayPort, period_s: float) -> None:
+    def __init__(
+        self,
+        membership: NodeMembership,
+        relay: RelayPort,
+        period_s: float,
+        grace_s: float = 0.0,
+    ) -> None:
         self.membership = membership
         self.relay = relay
         self.period_s = period_s
+        self.grace_s = grace_s  # how long a node missing from the reports is still a peer
+        self._seen_at: dict[str, float] = {}  # node id -> when its report was last read
+        #: (relay index, channel owned here) -> when the channel map last showed it
+        self._planned_at: dict[tuple[int, str], float] = {}
         #: node id -> (its incarnation, its relay) as last read
         self.nodes: dict[str, tuple[str, RelayPeer]] = {}
         self.failures = 0
@@ -134,6 +147,14 @@ class RelaySync:
             except TimeoutError:
                 pass
 
+    async def ping_loop(self) -> None:
+        """Every peer hears from this node each period, whatever Redis does (a round of
+        :meth:`run` may wait a second on a Redis that does not answer)."""
+        while True:
+            peers = tuple(sorted(p.index for _, p in self.nodes.values()))
+            self.relay.ping(peers, self.membership.link.up)
+            await asyncio.sleep(self.period_s)
+
     async def step(self) -> None:
         m = self.membership
         self.set_nodes(await m.live_nodes())
@@ -144,15 +165,51 @@ class RelaySync:
         index_of = {node_id: peer.index for node_id, (_, peer) in self.nodes.items()}
         index_of[m.node_id] = self.relay.index
         counts = await m.map.nodes_of(sorted(m.owned))
-        self.set_listening(plan_listening(counts, index_of))
+        self.set_listening(self._kept(plan_listening(counts, index_of), set(m.owned)))
 
-    def set_nodes(self, nodes: list[NodeInfo]) -> None:
+    def _kept(
+        self, plan: dict[int, frozenset[str]], owned: set[str], now: float | None = None
+    ) -> dict[int, frozenset[str]]:
+        """``plan`` plus what the last ``grace_s`` planned for channels still owned here and
+        peers still known: a node's entry missing from the channel map for a moment (Redis
+        lost it and the node writes it back at its next round) costs no audio; one gone for
+        good stops getting it after ``grace_s`` (a few seconds of datagrams nobody hears)."""
+        now = time.monotonic() if now is None else now
+        peers = {p.index for _, p in self.nodes.values()}
+        for index, channels in plan.items():
+            for channel in channels:
+                self._planned_at[(index, channel)] = now
+        out = {i: set(cs) for i, cs in plan.items()}
+        for (index, channel), at in list(self._planned_at.items()):
+            if now - at >= self.grace_s or channel not in owned or index not in peers:
+                del self._planned_at[(index, channel)]
+            else:
+                out.setdefault(index, set()).add(channel)
+        return {i: frozenset(cs) for i, cs in out.items()}
+
+    def set_nodes(self, nodes: list[NodeInfo], now: float | None = None) -> None:
+        """The live nodes' relays as Redis reports them. A node missing from the reports is
+        kept for ``grace_s`` more (after a Redis outage every report expired at once, and each
+        node writes its own back only at its next heartbeat: dropping them at once would refuse
+        their audio meanwhile); a new incarnation of a node, or another node on its index,
+        replaces it at once."""
+        now = time.monotonic() if now is None else now
         me = self.membership.node_id
         seen: dict[str, tuple[str, RelayPeer]] = {}
         for node in nodes:
             peer = parse_relay(node.relay)
             if peer is not None and node.node_id != me and peer.index != self.relay.index:
                 seen[node.node_id] = (node.incarnation, peer)
+                self._seen_at[node.node_id] = now
+        taken = {p.index for _, p in seen.values()}
+        for node_id, (inc, peer) in self.nodes.items():
+            if node_id in seen or peer.index in taken:
+                continue
+            if now - self._seen_at.get(node_id, now) < self.grace_s:
+                seen[node_id] = (inc, peer)
+                taken.add(peer.index)
+        for node_id in [n for n in self._seen_at if n not in seen]:
+            del self._seen_at[node_id]
         self.nodes = seen
         relay = self.relay
         relay.peers.clear()
@@ -179,6 +236,7 @@ class RelaySync:
             self.wake()  # a node not read yet: read everything now
             return
         index = known[1].index
+        self._planned_at[(index, channel)] = time.monotonic()  # kept until the map shows it
         plan = dict(self.planned)
         plan[index] = plan.get(index, frozenset()) | {channel}
         self.set_listening(plan)

@@ -119,7 +119,9 @@ class WorkerRelay:
         self.sources: dict[str, tuple[ServerSource, float, Route, frozenset[str], _RouteKey]] = {}
         #: routed talkers' packed audiences, by route (bounded)
         self._audiences: dict[Route, _Audience] = {}
-        self.sent = {"media": 0, "mirror": 0}  # datagrams sent, by kind
+        self.sent = {"media": 0, "mirror": 0, "ping": 0}  # datagrams sent, by kind
+        #: sender index -> (when its last ping came, monotonic; what it said: Redis up)
+        self.heard: dict[int, tuple[float, bool]] = {}
         self.packets = 0  # forwarded packets mirrored to at least one worker
         self.mirror_drops = 0  # a mirrored packet that was no slot stream here
         #: local talkers' silence held back from owners elsewhere, and held packets sent as
@@ -330,7 +332,15 @@ class WorkerRelay:
             if packet is not None:
                 self._deliver(packet)
 
+    def ping(self, targets: tuple[int, ...], redis_up: bool) -> None:
+        """A keepalive to other nodes, saying whether this node reaches Redis (a node cut off
+        from Redis tells a partition from a Redis outage by its peers' word)."""
+        self._send(Kind.PING, targets, "-", "-", 0, 1 if redis_up else 0, 0, b"")
+
     def _deliver(self, packet: RelayPacket) -> None:
+        if packet.kind is Kind.PING:
+            self.heard[packet.sender] = (time.monotonic(), packet.slot == 1)
+            return
         now = _perf_ns()
         if packet.send_ns:
             self.added.observe_us(max(0, now - packet.send_ns) // 1000)

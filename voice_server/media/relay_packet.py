@@ -93,6 +93,7 @@ REASONS = ("malformed", "bad_auth", "unknown_peer", "stale_epoch", "wrong_format
 class Kind(IntEnum):
     MEDIA = 1  # a talker's plain packet, to the channel's owner (its one arbiter)
     MIRROR = 2  # a packet the owner forwarded on ``slot``, to a worker with listeners
+    PING = 3  # a node's keepalive to the other nodes (``slot``: 1 its Redis link is up, 0 down)
 
 
 _KINDS = {k.value: k for k in Kind}
