@@ -571,6 +571,7 @@ class MediaPlane:
                 slots=len(ssrcs),
                 tcp_port=self.tcp_port or None,
                 red_payload_type=RED_PT if self.red else None,
+                ice_generation=transport.generation,
             )
         )
 
