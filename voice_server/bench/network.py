@@ -38,8 +38,9 @@ recorded (``--record``) while the speech talker spoke. The path summary compares
 random, both-ways rows only.
 ``network_change``: with
 RED on and UDP, ``--moves`` times the phones' address moves mid-talk (:mod:`netchange`) and
-``gap_ms`` is the worst gap at the listener (``gaps_ms`` each); ``--change handover`` (or
-``both``, the default) adds ``network_change.handover``: as many Wi-Fi → LTE handovers, each with
+``gap_ms`` is the worst gap at the listener (``gaps_ms`` each; the talker talks all along
+meanwhile, :data:`TALK_MS` of every :data:`TALK_PERIOD`); ``--change handover`` (or ``both``,
+the default) adds ``network_change.handover``: as many Wi-Fi → LTE handovers, each with
 a fresh pair of pages while a second network is up from the start (its address already a host
 candidate), the address the talker's selected pair uses then cut (``gap_ms`` the worst,
 ``switched_ms`` when each talker's selected pair left it).
@@ -107,6 +108,10 @@ PATTERNS = ("random", "bursty")
 #: 100% 0%``; this kernel has no netem qdisc). Measured on 20 000 datagrams: 10.0 %, bursts 4.1.
 GILBERT = {"p": 0.025, "r": 0.225, "loss_in_bad": 1.0, "loss_in_good": 0.0}
 BURSTY_LOSS = GILBERT["p"] / (GILBERT["p"] + GILBERT["r"])
+#: the network changes' talker: 2.3 s of tone every 2.5 s (the e2e tests' near-continuous talk),
+#: so the longest gap at the listener is the change's, not a pause between bursts
+TALK_MS = 2300
+TALK_PERIOD = 2.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,10 +433,12 @@ def _network_change(
     listener = open_page(pw, url, join_token(data, "listener"), silence, args)
     talker = open_page(pw, url, join_token(data, "talker"), bursts, args)
     gaps: list[float] = []
+    switched: list[float | None] = []
     here = netns.BROWSER_ADDRESS
     try:
         wait_until(lambda: connected(listener) and connected(talker), 90, "both browsers")
         listener.evaluate(netchange.RX_TIMELINE)
+        talker.evaluate(netchange.ICE_TIMELINE)
         for _ in range(moves):
             time.sleep(4.0)  # talk on the current path (and past the restart rate limit)
             there = (
@@ -439,16 +446,18 @@ def _network_change(
             )
             moved_ms = time.time() * 1000.0
             netchange.move_address(media, old=here, new=there)
-            here = there
+            old, here = here, there
             time.sleep(9.0)  # the gap is read afterwards from the timeline
             gap = netchange.longest_gap_ms(listener.evaluate("window.__rx"), moved_ms)
             gaps.append(round(gap, 1) if gap != float("inf") else float("inf"))
+            ice = talker.evaluate("window.__ice")
+            switched.append(netchange.switched_ms(ice, old, moved_ms))
     finally:
         netchange.restore(current=here)
         for page in (talker, listener):
             with contextlib.suppress(Exception):
                 page.context.browser.close()
-    return {"moves": moves, **_gaps(gaps)}
+    return {"moves": moves, **_gaps(gaps), "switched_ms": switched}
 
 
 def _gaps(gaps: list[float]) -> dict[str, Any]:
@@ -582,16 +591,18 @@ def run_network(opts: NetworkOptions, log: IO[str] = sys.stderr) -> dict[str, An
                             ]  # fmt: skip
                     if red and opts.moves and network_change is None:
                         _apply(rules("udp", 0.0, media))
+                        talk = (tmp / "talk.wav", files[1])
+                        write_bursts(talk[0], TALK_MS, TALK_PERIOD)
                         print("bench network: network changes", file=log, flush=True)
                         network_change = {"moves": 0, **_gaps([])}
                         if "move" in opts.changes:
                             network_change = _network_change(
-                                pw, url, data, files, turn.chromium_args, opts.moves, media
+                                pw, url, data, talk, turn.chromium_args, opts.moves, media
                             )
                         if "handover" in opts.changes:
                             print("bench network: handovers", file=log, flush=True)
                             network_change["handover"] = _handover(
-                                pw, url, data, files, turn.chromium_args, opts.moves, media
+                                pw, url, data, talk, turn.chromium_args, opts.moves, media
                             )
     return {
         "gilbert": GILBERT,
@@ -688,7 +699,7 @@ def format_summary(result: dict[str, Any]) -> str:
         if change.get("moves"):
             lines.append(
                 f"network change (address move): gaps {change['gaps_ms']} ms, worst "
-                f"{change['gap_ms']}"
+                f"{change['gap_ms']}; talker's pair switched at {change.get('switched_ms')} ms"
             )
         handover = change.get("handover")
         if handover:
