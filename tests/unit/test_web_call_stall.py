@@ -44,6 +44,6 @@ def test_a_second_checked_network_shortens_the_stall_rule() -> None:
     done = subprocess.run([NODE, "--input-type=module", "-e", SCRIPT % json.dumps(CALL.as_uri())],
                           capture_output=True, text=True, timeout=30, check=True)  # fmt: skip
     got = json.loads(done.stdout)
-    assert got["limits"] == [600, 1000, 400, 600]
+    assert got["limits"] == [600, 800, 400, 400]
     assert got["other"] is True
     assert not any(got[k] for k in ("none", "unchecked", "relay", "same", "unselected"))

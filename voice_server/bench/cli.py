@@ -66,7 +66,10 @@ def add_bench_parser(sub: Any) -> None:
     )
     net.add_argument("--loss", default="0,2", help="loss percentages, comma-separated (0,2)")
     net.add_argument(
-        "--moves", type=int, default=3, help="network changes mid-talk, UDP (3; 0: none)"
+        "--moves",
+        type=int,
+        default=3,
+        help="network changes mid-talk per --change scenario, UDP (3; 0: none)",
     )
     net.add_argument(
         "--change", default="both", choices=("move", "handover", "both"),

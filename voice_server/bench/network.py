@@ -43,7 +43,8 @@ meanwhile, :data:`TALK_MS` of every :data:`TALK_PERIOD`); ``--change handover`` 
 the default) adds ``network_change.handover``: as many Wi-Fi → LTE handovers, each with
 a fresh pair of pages while a second network is up from the start (its address already a host
 candidate), the address the talker's selected pair uses then cut (``gap_ms`` the worst,
-``switched_ms`` when each talker's selected pair left it).
+``switched_ms`` when each talker's selected pair left it, ``listener_switched_ms`` the
+listener's).
 """
 
 from __future__ import annotations
@@ -479,6 +480,7 @@ def _handover(
     bursts, silence = files
     gaps: list[float] = []
     switched: list[float | None] = []
+    heard: list[float | None] = []
     for _ in range(moves):
         netchange.add_second_network()
         cut = None
@@ -490,7 +492,8 @@ def _handover(
             pages.append(talker)
             wait_until(lambda p=pages: all(connected(x) for x in p), 90, "both browsers")
             listener.evaluate(netchange.RX_TIMELINE)
-            talker.evaluate(netchange.ICE_TIMELINE)
+            for page in pages:
+                page.evaluate(netchange.ICE_TIMELINE)
             time.sleep(4.0)  # talk on the first network
             cut = talker.evaluate(netchange.SELECTED_ADDRESS) or netns.BROWSER_ADDRESS
             cut_ms = time.time() * 1000.0
@@ -499,12 +502,14 @@ def _handover(
             gap = netchange.longest_gap_ms(listener.evaluate("window.__rx"), cut_ms)
             gaps.append(round(gap, 1) if gap != float("inf") else float("inf"))
             switched.append(netchange.switched_ms(talker.evaluate("window.__ice"), cut, cut_ms))
+            heard.append(netchange.switched_ms(listener.evaluate("window.__ice"), cut, cut_ms))
         finally:
             for page in pages:
                 with contextlib.suppress(Exception):
                     page.context.browser.close()
             netchange.restore(current=cut or netns.BROWSER_ADDRESS)
-    return {"handovers": moves, **_gaps(gaps), "switched_ms": switched}
+    return {"handovers": moves, **_gaps(gaps), "switched_ms": switched,
+            "listener_switched_ms": heard}  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -705,8 +710,8 @@ def format_summary(result: dict[str, Any]) -> str:
         if handover:
             lines.append(
                 f"network change (handover, second network up): gaps {handover['gaps_ms']} ms, "
-                f"worst {handover['gap_ms']}; talker's pair switched at "
-                f"{handover['switched_ms']} ms"
+                f"worst {handover['gap_ms']}; pair switched at {handover['switched_ms']} ms "
+                f"(talker), {handover.get('listener_switched_ms')} ms (listener)"
             )
     for key, value in result["summary"].items():
         lines.append(f"{key}: {value}")

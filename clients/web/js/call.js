@@ -30,18 +30,17 @@ const DISCONNECTED_GRACE_MS = 5000;
 // missed; the stall clock starts again whenever a byte arrives or the voice pauses.
 const STALL_MS = 600;
 // A listener's stall: the signaling says someone is talking to us (expectsAudio) but no byte has
-// come for LISTEN_STALL_MS. A talk sends 50 packets a second, and DTX pauses inside it one every
-// 400 ms; a talker who vanishes is ended by the server 600 ms after its last voiced packet
-// (voice_server/talk/detector.py hangover), so its talk_stopped comes before this fires.
-const LISTEN_STALL_MS = 1000;
+// come for LISTEN_STALL_MS. While anyone holds a slot in a channel we hear, the server sends us a
+// keepalive every 250 ms too (voice_server/media/plane.py), which covers the DTX pauses inside a
+// talk and a vanished talker's 600 ms hangover (its talk_stopped ends our expecting); the margin
+// over STALL_MS is for that talk_stopped in flight.
+const LISTEN_STALL_MS = 800;
 // With a second network already checked (a succeeded pair from another local address than the
 // selected pair's: a phone's LTE kept up while on Wi-Fi), a restart moves the call at once (the
 // server's candidate priority rises with each ICE generation, voice_server/media/sdp.py, so the
-// first new pair that works wins), so a stall is acted on sooner: a missed keepalive and a half
-// sending voice, 600 ms listening (a talker who vanishes may cost a listener a needless restart:
-// on the same network it changes nothing it hears).
+// first new pair that works wins), so a stall is acted on sooner: a missed keepalive and a half,
+// talking or listening (a needless restart on the same network changes nothing we hear).
 const BACKUP_STALL_MS = 400;
-const BACKUP_LISTEN_STALL_MS = 600;
 const WATCH_MS = 200;
 const VOICED_PACKETS = 5; // of the ~10 20 ms packets a watch period holds while talking
 export const RESTART_MIN_MS = 3000;
@@ -75,9 +74,8 @@ export function stallClockRestarts(w, sent, received, expecting = false) {
 // How long the stall clock may run before a restart: a talker's keepalives are due sooner than a
 // listener's audio; sooner still with a second network checked (`backup`).
 export function stallLimitMs(w, sent, backup = false) {
-  const voiced = sent - w.sent >= VOICED_PACKETS;
-  if (backup) return voiced ? BACKUP_STALL_MS : BACKUP_LISTEN_STALL_MS;
-  return voiced ? STALL_MS : LISTEN_STALL_MS;
+  if (backup) return BACKUP_STALL_MS;
+  return sent - w.sent >= VOICED_PACKETS ? STALL_MS : LISTEN_STALL_MS;
 }
 
 // Whether a stats report shows a checked path from another local address than the selected
