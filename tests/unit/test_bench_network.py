@@ -195,6 +195,11 @@ def test_network_change_keeps_its_keys_and_adds_the_handover() -> None:
                          "gap_p50_ms": 900.0, "resumed": 2, "switched_ms": [640, 700]},
         },
     }  # fmt: skip
+    from voice_server.bench.network import _gaps
+
+    ten = _gaps([float(g) for g in range(100, 1100, 100)])
+    assert (ten["gap_p50_ms"], ten["gap_p95_ms"], ten["gap_ms"]) == (500.0, 1000.0, 1000.0)
+    assert _gaps([700.0, float("inf")])["gap_ms"] is None
     text = format_summary(result)
-    assert "address move): gaps [2200.0, 2300.0] ms, worst 2300.0" in text
-    assert "second network up): gaps [900.0, 950.0] ms, worst 950.0" in text
+    assert "address move): gaps [2200.0, 2300.0] ms, p50 2200.0, p95 None, worst 2300.0" in text
+    assert "second network up): gaps [900.0, 950.0] ms, p50 900.0, p95 None, worst 950.0" in text

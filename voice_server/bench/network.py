@@ -466,7 +466,8 @@ def _gaps(gaps: list[float]) -> dict[str, Any]:
     return {
         "gaps_ms": [g if g != float("inf") else None for g in gaps],
         "gap_ms": max(gaps) if gaps and len(finite) == len(gaps) else None,  # the worst
-        "gap_p50_ms": finite[(len(finite) - 1) // 2] if finite else None,
+        "gap_p50_ms": finite[(len(finite) - 1) // 2] if finite else None,  # the lower median
+        "gap_p95_ms": finite[-(-len(finite) * 95 // 100) - 1] if finite else None,  # nearest rank
         "resumed": len(finite),
     }
 
@@ -703,13 +704,15 @@ def format_summary(result: dict[str, Any]) -> str:
     if change:
         if change.get("moves"):
             lines.append(
-                f"network change (address move): gaps {change['gaps_ms']} ms, worst "
+                f"network change (address move): gaps {change['gaps_ms']} ms, p50 "
+                f"{change.get('gap_p50_ms')}, p95 {change.get('gap_p95_ms')}, worst "
                 f"{change['gap_ms']}; talker's pair switched at {change.get('switched_ms')} ms"
             )
         handover = change.get("handover")
         if handover:
             lines.append(
                 f"network change (handover, second network up): gaps {handover['gaps_ms']} ms, "
+                f"p50 {handover.get('gap_p50_ms')}, p95 {handover.get('gap_p95_ms')}, "
                 f"worst {handover['gap_ms']}; pair switched at {handover['switched_ms']} ms "
                 f"(talker), {handover.get('listener_switched_ms')} ms (listener)"
             )
