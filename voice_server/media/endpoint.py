@@ -328,7 +328,7 @@ class MediaEndpoint:
         self.counters.media_latched += 1
         self._on_change(transport)  # the router caches where media goes
 
-    def _on_rtcp(self, transport: Transport, data: bytes, addr: Address) -> None:
+    def _on_rtcp(self, transport: Transport, data: bytes, addr: Address | None = None) -> None:
         rx = transport.rx
         if rx is None:
             self.counters.drop_not_ready += 1
@@ -347,7 +347,7 @@ class MediaEndpoint:
             self.counters.drop_bad_rtcp += 1
             return
         self.counters.rtcp_in += 1
-        if addr != transport.remote:
+        if addr is not None and addr != transport.remote:
             self._latch(transport, addr)
         now = now_s
         for packet in packets:
