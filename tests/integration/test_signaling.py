@@ -281,6 +281,12 @@ async def test_stats_reports_are_kept_per_participant_and_counted_per_path(
     await a.close()
 
 
+def priority(sdp: str) -> int:
+    """The UDP host candidate's priority in an offer."""
+    line = next(x for x in sdp.splitlines() if x.startswith("a=candidate:") and " udp " in x)
+    return int(line.split()[3])
+
+
 async def test_ice_restart_gives_new_credentials_on_the_same_peer_connection_rate_limited(
     server: ServerProcess,
 ) -> None:
@@ -303,6 +309,7 @@ async def test_ice_restart_gives_new_credentials_on_the_same_peer_connection_rat
     assert (again.ice_ufrag, again.ice_pwd) != (offer.ice_ufrag, offer.ice_pwd)
     assert again.fingerprint == offer.fingerprint and again.mids == offer.mids  # same DTLS
     assert again.slot_ssrcs == offer.slot_ssrcs and isinstance(restart["revision"], int)
+    assert priority(restart["sdp"]) > priority(first["sdp"])  # the new generation's pairs win
     await p.send(type="ice_restart", id="r2")  # too soon after the first
     err = await p.expect("error", id="r2")
     assert (err["code"], err["fatal"]) == ("ice_restart_too_often", False)

@@ -10,6 +10,7 @@ from voice_server.bench.network import (
     NetworkOptions,
     concealment,
     conditions,
+    format_summary,
     full_matrix,
     headset_quality,
     rules,
@@ -173,3 +174,32 @@ def test_bad_flags_are_one_line_and_exit_2(
     assert main(["bench", "network", *args]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("voice-server bench network:") and "\n" not in err
+
+
+def test_network_change_keeps_its_keys_and_adds_the_handover() -> None:
+    from voice_server.bench.netchange import longest_gap_ms, switched_ms
+
+    assert longest_gap_ms([[0, 0], [100, 5], [200, 5], [1000, 9], [1040, 12]], 150) == 900
+    ice = [[0, "connected", "127.0.0.2", ""], [900, "connected", "127.0.0.6", ""]]
+    assert switched_ms(ice, "127.0.0.2", 100) == 800
+    assert switched_ms(ice[:1], "127.0.0.2", 0) is None
+    result = {
+        "rows": [],
+        "summary": {},
+        "load": {"before": [1.0, 1.0, 1.0], "after": [2.0, 2.0, 2.0]},
+        "cpus": 2,
+        "network_change": {
+            "moves": 2, "gaps_ms": [2200.0, 2300.0], "gap_ms": 2300.0, "gap_p50_ms": 2200.0,
+            "resumed": 2,
+            "handover": {"handovers": 2, "gaps_ms": [900.0, 950.0], "gap_ms": 950.0,
+                         "gap_p50_ms": 900.0, "resumed": 2, "switched_ms": [640, 700]},
+        },
+    }  # fmt: skip
+    from voice_server.bench.network import _gaps
+
+    ten = _gaps([float(g) for g in range(100, 1100, 100)])
+    assert (ten["gap_p50_ms"], ten["gap_p95_ms"], ten["gap_ms"]) == (500.0, 1000.0, 1000.0)
+    assert _gaps([700.0, float("inf")])["gap_ms"] is None
+    text = format_summary(result)
+    assert "address move): gaps [2200.0, 2300.0] ms, p50 2200.0, p95 None, worst 2300.0" in text
+    assert "second network up): gaps [900.0, 950.0] ms, p50 900.0, p95 None, worst 950.0" in text

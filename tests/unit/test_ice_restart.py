@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from tests.unit.test_media_transport import CERT, Recorder
 from voice_server.media.negotiation import Negotiation
+from voice_server.media.rtp import build_rtp
 from voice_server.media.stun import StunClass, build_binding_request
 from voice_server.media.stun import parse as parse_stun
-from voice_server.media.transport import Transport
+from voice_server.media.transport import Transport, TransportState
 
 OLD, NEW = ("127.0.0.2", 5000), ("127.0.0.4", 6000)
 
@@ -78,3 +79,35 @@ def test_negotiation_restart_supersedes_the_offer_out() -> None:
     assert n.expects(1) is None and n.expects(2) == blocks
     n.settle()
     assert n.restart is None and n.blocks == blocks and n.pending is None
+
+
+class _PlainSrtp:
+    """SRTP that authenticates everything (what the endpoint sees after a real unprotect)."""
+
+    def unprotect(self, data: bytes) -> bytes:
+        return data
+
+    def unprotect_rtcp(self, data: bytes) -> bytes:
+        return data
+
+
+def test_authenticated_media_from_another_validated_address_moves_the_media_there() -> None:
+    """A handover without a new nomination: the browser switches to a pair it had already
+    checked (NEW) and its media comes from there; the server sends there at once. Media from an
+    address no check validated moves nothing."""
+    ep, t = connected()
+    ep.datagram_received(check("oldU", "o" * 24, "cliA"), NEW)  # checked, not nominated
+    assert t.remote == OLD and ep.by_addr[NEW] is t
+    t.rx = _PlainSrtp()  # type: ignore[assignment]
+    t.state = TransportState.CONNECTED
+    packet = build_rtp(payload_type=111, seq=1, timestamp=960, ssrc=0x1234, payload=b"\xfc")
+    ep.datagram_received(packet, ("127.0.0.9", 7000))  # never validated: dropped
+    assert t.remote == OLD and ep.counters.drop_unknown_source == 1
+    ep.datagram_received(packet, OLD)
+    assert t.remote == OLD and ep.counters.media_latched == 0
+    changes = len(ep.changes)
+    ep.datagram_received(packet, NEW)
+    assert t.remote == NEW and ep.counters.media_latched == 1 and ep.changes[changes:] == [t]
+    receiver_report = bytes([0x80, 201, 0, 1, 0, 0, 0x12, 0x34])  # RTCP RR, no blocks
+    ep.datagram_received(receiver_report, OLD)  # a listener's RTCP latches the same way
+    assert t.remote == OLD and ep.counters.media_latched == 2

@@ -91,3 +91,17 @@ def test_keepalives_go_to_talkers_sending_voice_only() -> None:
     assert plane.counters.rtcp_keepalives == 1
     plane._send_keepalives()  # nothing arrived since: the talker stopped (or its path did)
     assert len(sent) == 1
+
+
+def test_keepalives_go_to_everyone_hearing_a_channel_while_someone_holds_a_slot() -> None:
+    """A listener's audio pauses (DTX) and a vanished talker keeps its slot for the hangover:
+    keepalives to those who hear a talk tell a listener's dead path from either."""
+    plane, sent = make_plane()
+    join(plane, "talker", 6000)  # in DTX silence this round: nothing voiced
+    join(plane, "listener", 6001)
+    plane.open("elsewhere", Route(("hq",), ("hq",)))
+    plane._send_keepalives()
+    assert sent == []  # nobody talks
+    plane.routers["ops"].members["talker"].slot = 0
+    plane._send_keepalives()
+    assert sorted(addr for _, addr in sent) == [("127.0.0.1", 6000), ("127.0.0.1", 6001)]

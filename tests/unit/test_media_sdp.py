@@ -66,7 +66,7 @@ def test_offer_layout() -> None:
             "a=rtpmap:63 red/48000/2",
             "a=fmtp:63 111/111",
             "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level",
-            "a=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host",
+            f"a=candidate:1 1 udp {(120 << 24) | 255} 127.0.0.1 40000 typ host",
             "a=end-of-candidates",
         ):
             assert line in block, (mid, line)
@@ -328,3 +328,21 @@ def test_mutated_answers_raise_only_sdp_error(
         sdp.parse_answer("\r\n".join(lines), 4)
     except SdpError:
         pass
+
+
+def test_each_ice_generation_outranks_the_one_before_on_every_browser_host_pair() -> None:
+    """Pair priority (RFC 8445 6.1.2.3, the browser controlling: G its candidate, D ours):
+    below every browser host candidate (type preference 126), ours is the min term, so a new
+    generation's pair on the browser's *lowest* host candidate outranks the old generation's on
+    its highest, and within a generation the browser's order stands; ICE-TCP stays below."""
+    from voice_server.media.sdp import TCP_HOST_PRIORITY, host_priority
+
+    def pair(g: int, d: int) -> int:
+        return (min(g, d) << 32) + 2 * max(g, d) + (1 if g > d else 0)
+
+    low, high = (126 << 24) | 255, (126 << 24) | (0xFFFF << 8) | 255  # browser host candidates
+    for gen in (0, 1, 7, 0xFFFE):
+        assert pair(low, host_priority(gen + 1)) > pair(high, host_priority(gen))
+        assert pair(high, host_priority(gen)) > pair(low, host_priority(gen))
+        assert host_priority(gen) > TCP_HOST_PRIORITY
+    assert host_priority(10**6) == host_priority(0xFFFF) < 2**31

@@ -81,8 +81,16 @@ def add_bench_parser(sub: Any) -> None:
     )
     net.add_argument("--loss", default="0,2", help="loss percentages, comma-separated (0,2)")
     net.add_argument(
-        "--moves", type=int, default=3, help="network changes mid-talk, UDP (3; 0: none)"
+        "--moves",
+        type=int,
+        default=3,
+        help="network changes mid-talk per --change scenario, UDP (3; 0: none)",
     )
+    net.add_argument(
+        "--change", default="both", choices=("move", "handover", "both"),
+        help="the network change: move (the phones' only address moves), handover (a second "
+        "network up from the start, the first cut: Wi-Fi -> LTE) or both (both)",
+    )  # fmt: skip
     net.add_argument(
         "--speech-seconds", type=float, default=12.0,
         help="per row, seconds of spoken Japanese recorded at the browser listener for the "
@@ -290,6 +298,7 @@ def _run_network(args: argparse.Namespace) -> int:
         losses=losses,
         reds=reds,
         moves=max(0, args.moves),
+        changes=("move", "handover") if args.change == "both" else (args.change,),
         directions=directions,
         patterns=patterns,
         speech_seconds=max(0.0, args.speech_seconds),

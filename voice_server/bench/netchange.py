@@ -6,20 +6,46 @@ the media port with nftables (``127.0.0.0/8`` stays local on ``lo``, so the kern
 deliver from it). :data:`RX_TIMELINE` starts recording a page's received packet count every
 40 ms; :func:`longest_gap_ms` reads the longest time without a received packet around a move.
 Used by ``bench network`` (``network_change.gap_ms``) and ``tests/e2e/test_web_network_change``.
+
+:func:`add_second_network` and :func:`cut_address` are the realistic Wi-Fi → LTE handover: a phone
+keeps LTE attached while on Wi-Fi, so its second address is up (and already a host candidate in
+Chromium) before the first goes away. A second veth pair (``vsveth2``/``vsveth3``, both ends in
+the namespace) carries :data:`SECOND_ADDRESS` from before the browsers start; the handover cuts
+the address the call's selected pair uses (removed from its veth, and dropped with nftables as
+:func:`move_address` does). Used by ``bench network --change handover`` and
+``tests/e2e/test_web_network_handover``.
 """
 
 from __future__ import annotations
 
 import itertools
 import subprocess
+from typing import Any
 
 from voice_server.bench.netns import BROWSER_ADDRESS
 from voice_server.bench.turnrelay import nft
 
-__all__ = ["NEW_ADDRESS", "RX_TIMELINE", "longest_gap_ms", "move_address", "restore"]
+__all__ = [
+    "ICE_TIMELINE",
+    "LOCAL_ADDRESSES",
+    "NEW_ADDRESS",
+    "RX_TIMELINE",
+    "SECOND_ADDRESS",
+    "SELECTED_ADDRESS",
+    "add_second_network",
+    "cut_address",
+    "longest_gap_ms",
+    "move_address",
+    "remove_second_network",
+    "restore",
+    "switched_ms",
+]
 
 NEW_ADDRESS = "127.0.0.5"
+#: the handover's second network (the phone's LTE, up from the start)
+SECOND_ADDRESS = "127.0.0.6"
 VETH = "vsveth0"
+SECOND_VETH = ("vsveth2", "vsveth3")
 TABLE = "voice_network_change"
 
 RX_TIMELINE = """() => {
@@ -36,14 +62,50 @@ RX_TIMELINE = """() => {
 }"""
 
 
+#: the address of the local candidate of a page's selected pair (null while none)
+SELECTED_ADDRESS = """async () => {
+  const pc = window.voiceDiag.call.pc;
+  if (!pc) return null;
+  const report = await pc.getStats();
+  let address = null;
+  report.forEach((s) => {
+    if (s.type !== "transport" || !s.selectedCandidatePairId) return;
+    const pair = report.get(s.selectedCandidatePairId);
+    const local = pair && report.get(pair.localCandidateId);
+    if (local) address = local.address;
+  });
+  return address;
+}"""
+
+#: the addresses of a page's local candidates (its gathered host candidates, sorted)
+LOCAL_ADDRESSES = """async () => {
+  const out = new Set();
+  (await window.voiceDiag.call.pc.getStats()).forEach((s) => {
+    if (s.type === "local-candidate" && s.address) out.add(s.address);
+  });
+  return [...out].sort();
+}"""
+
+
 def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True)
 
 
-def move_address(media_port: int, *, old: str = BROWSER_ADDRESS, new: str = NEW_ADDRESS) -> None:
-    """The veth's address ``old`` becomes ``new``; ``old`` can no longer reach the media port."""
-    _ip("addr", "add", f"{new}/32", "dev", VETH)
-    _ip("addr", "del", f"{old}/32", "dev", VETH)
+def add_second_network(address: str = SECOND_ADDRESS) -> None:
+    """A second interface up with ``address`` (the phone's LTE); before the browsers start, so
+    Chromium gathers a host candidate on it from the first offer on."""
+    remove_second_network()
+    _ip("link", "add", SECOND_VETH[0], "type", "veth", "peer", "name", SECOND_VETH[1])
+    _ip("addr", "add", f"{address}/32", "dev", SECOND_VETH[0])
+    _ip("link", "set", SECOND_VETH[0], "up")
+    _ip("link", "set", SECOND_VETH[1], "up")
+
+
+def remove_second_network() -> None:
+    subprocess.run(["ip", "link", "del", SECOND_VETH[0]], capture_output=True, check=False)
+
+
+def _drop(media_port: int, old: str) -> None:
     subprocess.run(["nft", "delete", "table", "inet", TABLE], capture_output=True, check=False)
     nft(
         f"table inet {TABLE} {{\n"
@@ -54,14 +116,40 @@ def move_address(media_port: int, *, old: str = BROWSER_ADDRESS, new: str = NEW_
     )
 
 
+def cut_address(media_port: int, old: str) -> None:
+    """The handover: ``old`` goes away (removed from whichever veth holds it) and can no longer
+    reach the media port; the other network stays as it was."""
+    _drop(media_port, old)
+    for dev in (VETH, SECOND_VETH[0]):
+        subprocess.run(["ip", "addr", "del", f"{old}/32", "dev", dev], capture_output=True,
+                       check=False)  # fmt: skip
+
+
+def move_address(media_port: int, *, old: str = BROWSER_ADDRESS, new: str = NEW_ADDRESS) -> None:
+    """The veth's address ``old`` becomes ``new``; ``old`` can no longer reach the media port."""
+    _ip("addr", "add", f"{new}/32", "dev", VETH)
+    _ip("addr", "del", f"{old}/32", "dev", VETH)
+    _drop(media_port, old)
+
+
 def restore(*, current: str = NEW_ADDRESS) -> None:
-    """Back to the namespace's own address, no rule."""
+    """Back to the namespace's own address, no rule, no second network."""
     subprocess.run(["nft", "delete", "table", "inet", TABLE], capture_output=True, check=False)
+    remove_second_network()
     subprocess.run(["ip", "addr", "add", f"{BROWSER_ADDRESS}/32", "dev", VETH], check=False,
                    capture_output=True)  # fmt: skip
     if current != BROWSER_ADDRESS:
         subprocess.run(["ip", "addr", "del", f"{current}/32", "dev", VETH], check=False,
                        capture_output=True)  # fmt: skip
+
+
+def switched_ms(ice: list[list[Any]], cut: str, since_ms: float) -> float | None:
+    """When a page's selected pair first left ``cut`` (ms after ``since_ms``; :data:`ICE_TIMELINE`
+    rows), None if it never did."""
+    for row in ice:
+        if row[0] >= since_ms and row[2] not in (None, cut):
+            return float(round(row[0] - since_ms))
+    return None
 
 
 def longest_gap_ms(timeline: list[list[float]], since_ms: float) -> float:
@@ -70,3 +158,33 @@ def longest_gap_ms(timeline: list[list[float]], since_ms: float) -> float:
     rises = [t for (_, m), (t, n) in itertools.pairwise(timeline) if n > m]
     points = [t for t in rises if t < since_ms][-1:] + [t for t in rises if t >= since_ms]
     return max((b - a for a, b in itertools.pairwise(points)), default=float("inf"))
+
+
+#: starts recording a page's ICE state, selected local address and candidate pairs whenever
+#: they change (``window.__ice``: [ms, ice state, selected address, "addr:state[:n]" per pair])
+ICE_TIMELINE = """() => {
+  window.__ice = [];
+  let last = "";
+  setInterval(async () => {
+    const pc = window.voiceDiag.call.pc;
+    if (!pc) return;
+    const report = await pc.getStats();
+    let selected = null;
+    const pairs = [];
+    report.forEach((s) => {
+      if (s.type === "transport" && s.selectedCandidatePairId) {
+        const pair = report.get(s.selectedCandidatePairId);
+        const local = pair && report.get(pair.localCandidateId);
+        selected = local ? local.address : null;
+      }
+    });
+    report.forEach((s) => {
+      if (s.type !== "candidate-pair") return;
+      const local = report.get(s.localCandidateId);
+      pairs.push(`${local ? local.address : "?"}:${s.state}${s.nominated ? ":n" : ""}`);
+    });
+    const row = [pc.iceConnectionState, selected, pairs.sort().join(" ")];
+    const key = JSON.stringify(row);
+    if (key !== last) { last = key; window.__ice.push([Date.now(), ...row]); }
+  }, 40);
+}"""

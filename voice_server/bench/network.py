@@ -38,7 +38,13 @@ recorded (``--record``) while the speech talker spoke. The path summary compares
 random, both-ways rows only.
 ``network_change``: with
 RED on and UDP, ``--moves`` times the phones' address moves mid-talk (:mod:`netchange`) and
-``gap_ms`` is the worst gap at the listener (``gaps_ms`` each).
+``gap_ms`` is the worst gap at the listener (``gaps_ms`` each; the talker talks all along
+meanwhile, :data:`TALK_MS` of every :data:`TALK_PERIOD`); ``--change handover`` (or ``both``,
+the default) adds ``network_change.handover``: as many Wi-Fi → LTE handovers, each with
+a fresh pair of pages while a second network is up from the start (its address already a host
+candidate), the address the talker's selected pair uses then cut (``gap_ms`` the worst,
+``switched_ms`` when each talker's selected pair left it, ``listener_switched_ms`` the
+listener's).
 """
 
 from __future__ import annotations
@@ -103,6 +109,10 @@ PATTERNS = ("random", "bursty")
 #: 100% 0%``; this kernel has no netem qdisc). Measured on 20 000 datagrams: 10.0 %, bursts 4.1.
 GILBERT = {"p": 0.025, "r": 0.225, "loss_in_bad": 1.0, "loss_in_good": 0.0}
 BURSTY_LOSS = GILBERT["p"] / (GILBERT["p"] + GILBERT["r"])
+#: the network changes' talker: 2.3 s of tone every 2.5 s (the e2e tests' near-continuous talk),
+#: so the longest gap at the listener is the change's, not a pause between bursts
+TALK_MS = 2300
+TALK_PERIOD = 2.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +125,9 @@ class NetworkOptions:
     settle: float = 3.0
     reds: tuple[bool, ...] = (True,)  # audio RED offered (VOICE_AUDIO_RED), per condition
     moves: int = 3  # network changes mid-talk (UDP, no loss) for network_change.gap_ms; 0: none
+    #: which network changes: "move" (the address moves: network_change.gap_ms), "handover" (a
+    #: second network up from the start, the first cut: network_change.handover)
+    changes: tuple[str, ...] = ("move", "handover")
     directions: tuple[str, ...] = ("both",)
     patterns: tuple[str, ...] = ("random",)  # "bursty": one more row per path at 10 % (GILBERT)
     speech_seconds: float = 12.0  # the browser listener's recorded speech per row; 0: no score
@@ -421,10 +434,12 @@ def _network_change(
     listener = open_page(pw, url, join_token(data, "listener"), silence, args)
     talker = open_page(pw, url, join_token(data, "talker"), bursts, args)
     gaps: list[float] = []
+    switched: list[float | None] = []
     here = netns.BROWSER_ADDRESS
     try:
         wait_until(lambda: connected(listener) and connected(talker), 90, "both browsers")
         listener.evaluate(netchange.RX_TIMELINE)
+        talker.evaluate(netchange.ICE_TIMELINE)
         for _ in range(moves):
             time.sleep(4.0)  # talk on the current path (and past the restart rate limit)
             there = (
@@ -432,22 +447,70 @@ def _network_change(
             )
             moved_ms = time.time() * 1000.0
             netchange.move_address(media, old=here, new=there)
-            here = there
+            old, here = here, there
             time.sleep(9.0)  # the gap is read afterwards from the timeline
             gap = netchange.longest_gap_ms(listener.evaluate("window.__rx"), moved_ms)
             gaps.append(round(gap, 1) if gap != float("inf") else float("inf"))
+            ice = talker.evaluate("window.__ice")
+            switched.append(netchange.switched_ms(ice, old, moved_ms))
     finally:
         netchange.restore(current=here)
         for page in (talker, listener):
             with contextlib.suppress(Exception):
                 page.context.browser.close()
-    finite = [g for g in gaps if g != float("inf")]
+    return {"moves": moves, **_gaps(gaps), "switched_ms": switched}
+
+
+def _gaps(gaps: list[float]) -> dict[str, Any]:
+    finite = sorted(g for g in gaps if g != float("inf"))
     return {
-        "moves": moves,
         "gaps_ms": [g if g != float("inf") else None for g in gaps],
-        "gap_ms": max(gaps) if gaps and len(finite) == len(gaps) else None,  # the worst move
+        "gap_ms": max(gaps) if gaps and len(finite) == len(gaps) else None,  # the worst
+        "gap_p50_ms": finite[(len(finite) - 1) // 2] if finite else None,  # the lower median
+        "gap_p95_ms": finite[-(-len(finite) * 95 // 100) - 1] if finite else None,  # nearest rank
         "resumed": len(finite),
     }
+
+
+def _handover(
+    pw: Any, url: str, data: Path, files: tuple[Path, Path], args: tuple[str, ...], moves: int,
+    media: int,
+) -> dict[str, Any]:  # fmt: skip
+    """``moves`` Wi-Fi → LTE handovers (:func:`netchange.cut_address`), each with fresh pages
+    started while both networks are up; the gap at the listener."""
+    bursts, silence = files
+    gaps: list[float] = []
+    switched: list[float | None] = []
+    heard: list[float | None] = []
+    for _ in range(moves):
+        netchange.add_second_network()
+        cut = None
+        pages: list[Any] = []
+        try:
+            listener = open_page(pw, url, join_token(data, "listener"), silence, args)
+            pages.append(listener)
+            talker = open_page(pw, url, join_token(data, "talker"), bursts, args)
+            pages.append(talker)
+            wait_until(lambda p=pages: all(connected(x) for x in p), 90, "both browsers")
+            listener.evaluate(netchange.RX_TIMELINE)
+            for page in pages:
+                page.evaluate(netchange.ICE_TIMELINE)
+            time.sleep(4.0)  # talk on the first network
+            cut = talker.evaluate(netchange.SELECTED_ADDRESS) or netns.BROWSER_ADDRESS
+            cut_ms = time.time() * 1000.0
+            netchange.cut_address(media, cut)
+            time.sleep(9.0)  # the gap is read afterwards from the timeline
+            gap = netchange.longest_gap_ms(listener.evaluate("window.__rx"), cut_ms)
+            gaps.append(round(gap, 1) if gap != float("inf") else float("inf"))
+            switched.append(netchange.switched_ms(talker.evaluate("window.__ice"), cut, cut_ms))
+            heard.append(netchange.switched_ms(listener.evaluate("window.__ice"), cut, cut_ms))
+        finally:
+            for page in pages:
+                with contextlib.suppress(Exception):
+                    page.context.browser.close()
+            netchange.restore(current=cut or netns.BROWSER_ADDRESS)
+    return {"handovers": moves, **_gaps(gaps), "switched_ms": switched,
+            "listener_switched_ms": heard}  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -534,10 +597,19 @@ def run_network(opts: NetworkOptions, log: IO[str] = sys.stderr) -> dict[str, An
                             ]  # fmt: skip
                     if red and opts.moves and network_change is None:
                         _apply(rules("udp", 0.0, media))
+                        talk = (tmp / "talk.wav", files[1])
+                        write_bursts(talk[0], TALK_MS, TALK_PERIOD)
                         print("bench network: network changes", file=log, flush=True)
-                        network_change = _network_change(
-                            pw, url, data, files, turn.chromium_args, opts.moves, media
-                        )
+                        network_change = {"moves": 0, **_gaps([])}
+                        if "move" in opts.changes:
+                            network_change = _network_change(
+                                pw, url, data, talk, turn.chromium_args, opts.moves, media
+                            )
+                        if "handover" in opts.changes:
+                            print("bench network: handovers", file=log, flush=True)
+                            network_change["handover"] = _handover(
+                                pw, url, data, talk, turn.chromium_args, opts.moves, media
+                            )
     return {
         "gilbert": GILBERT,
         "jitter_ms": opts.jitter_ms or None,  # user-space relay (jitter.py): no netem here
@@ -630,7 +702,20 @@ def format_summary(result: dict[str, Any]) -> str:
         )
     change = result.get("network_change")
     if change:
-        lines.append(f"network change: gaps {change['gaps_ms']} ms, worst {change['gap_ms']}")
+        if change.get("moves"):
+            lines.append(
+                f"network change (address move): gaps {change['gaps_ms']} ms, p50 "
+                f"{change.get('gap_p50_ms')}, p95 {change.get('gap_p95_ms')}, worst "
+                f"{change['gap_ms']}; talker's pair switched at {change.get('switched_ms')} ms"
+            )
+        handover = change.get("handover")
+        if handover:
+            lines.append(
+                f"network change (handover, second network up): gaps {handover['gaps_ms']} ms, "
+                f"p50 {handover.get('gap_p50_ms')}, p95 {handover.get('gap_p95_ms')}, "
+                f"worst {handover['gap_ms']}; pair switched at {handover['switched_ms']} ms "
+                f"(talker), {handover.get('listener_switched_ms')} ms (listener)"
+            )
     for key, value in result["summary"].items():
         lines.append(f"{key}: {value}")
     load = result["load"]

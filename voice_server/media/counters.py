@@ -53,6 +53,8 @@ class MediaCounters:
     renegotiations: int = 0
     renegotiations_ignored: int = 0
     ice_restarts: int = 0  # ICE restart offers (a participant's network changed)
+    #: media sent to another validated address because the peer's SRTP/SRTCP came from it
+    media_latched: int = 0
     rtcp_in: int = 0
     rtcp_out: int = 0
     rtcp_receiver_reports: int = 0
@@ -113,6 +115,7 @@ class MediaCounters:
             ("rtcp_talker_reports", "RTCP receiver reports sent to talkers about their uplink"),
             ("rtcp_keepalives", "Empty RTCP receiver reports sent to talkers sending voice"),
             ("stun_requests", "STUN binding requests answered"),
+            ("media_latched", "Media moved to the validated address a peer's SRTP came from"),
             ("dtls_handshakes", "DTLS handshakes completed"),
             ("dtls_failures", "DTLS handshakes failed"),
             ("talk_bursts", "Talk bursts given a slot"),

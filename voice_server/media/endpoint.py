@@ -204,7 +204,7 @@ class MediaEndpoint:
             transport = self.by_addr.get(addr)
             if 127 < b0 < 192 and transport is not None:
                 if 191 < data[1] < 224:
-                    self._on_rtcp(transport, data)
+                    self._on_rtcp(transport, data, addr)
                     return
                 rx = transport.rx
                 if rx is None or transport.state is not TransportState.CONNECTED:
@@ -217,6 +217,8 @@ class MediaEndpoint:
                     return
                 self.counters.packets_in += 1
                 self.counters.bytes_in += len(data)
+                if addr != transport.remote:
+                    self._latch(transport, addr)
                 try:
                     pt, _m, seq, ts, ssrc, hlen = read_header(plain)
                     end = len(plain)
@@ -316,7 +318,17 @@ class MediaEndpoint:
             self.counters.dtls_failures += 1
         self._on_change(transport)
 
-    def _on_rtcp(self, transport: Transport, data: bytes) -> None:
+    def _latch(self, transport: Transport, addr: Address) -> None:
+        """Authenticated SRTP/SRTCP came from ``addr``, a validated address other than where
+        media goes: the peer's agent switched its selected pair (a network handover: Chromium
+        moves to a pair it already checked without a new nomination for seconds), so media goes
+        there now (mediasoup's ``MayForceSelectedTuple``). Only addresses that passed a check
+        with our credentials are in ``by_addr``, and SRTP's replay window refuses a copy."""
+        transport.remote = addr
+        self.counters.media_latched += 1
+        self._on_change(transport)  # the router caches where media goes
+
+    def _on_rtcp(self, transport: Transport, data: bytes, addr: Address | None = None) -> None:
         rx = transport.rx
         if rx is None:
             self.counters.drop_not_ready += 1
@@ -335,6 +347,8 @@ class MediaEndpoint:
             self.counters.drop_bad_rtcp += 1
             return
         self.counters.rtcp_in += 1
+        if addr is not None and addr != transport.remote:
+            self._latch(transport, addr)
         now = now_s
         for packet in packets:
             if isinstance(packet, ReceiverReport | SenderReport):

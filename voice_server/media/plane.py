@@ -571,6 +571,7 @@ class MediaPlane:
                 slots=len(ssrcs),
                 tcp_port=self.tcp_port or None,
                 red_payload_type=RED_PT if self.red else None,
+                ice_generation=transport.generation,
             )
         )
 
@@ -673,10 +674,15 @@ class MediaPlane:
     def _send_keepalives(self) -> None:
         """An empty receiver report to each participant whose voice arrived since the previous
         round (``Reception.voiced_since_mark``: DTX silence gets none, the 1 s reports suffice
-        there): a few dozen bytes per talker every KEEPALIVE_SECONDS, bounded by the talkers."""
+        there), and to each that hears a channel where someone holds a slot (a listener: its
+        audio has DTX pauses, and a talker who vanishes holds the slot for the hangover, so the
+        keepalives tell a listener's dead path from a pause): a few dozen bytes per participant
+        every KEEPALIVE_SECONDS, only while someone talks."""
+        talking = {c for c, router in self.routers.items() if router.active_talkers}
         for link in list(self.links.values()):
             tr = link.transport
-            if not tr.reception.voiced_since_mark():
+            voiced = tr.reception.voiced_since_mark()
+            if not voiced and not (talking and not talking.isdisjoint(link.route.hears)):
                 continue
             if not tr.media_ready or tr.tx is None or tr.remote is None:
                 continue

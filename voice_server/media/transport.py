@@ -89,6 +89,8 @@ class Transport:
     #: nominates a pair), and whether the answer with the peer's new ufrag is still awaited
     previous: tuple[str, str] | None = None
     restarting: bool = False
+    #: ICE restarts so far (the offer's candidate priority rises with it: sdp.host_priority)
+    generation: int = 0
     #: the highest fraction lost (1/256) its own receiver reports gave for what it hears, and when
     downlink_fraction: int = 0
     downlink_at: float = 0.0
@@ -151,6 +153,7 @@ class Transport:
             self.previous = (self.ufrag, self.pwd)
         self.ufrag, self.pwd = ufrag, pwd
         self.restarting = True
+        self.generation += 1
 
     def ice_restarted(self, remote_ufrag: str) -> None:
         """The answer to the restart offer: the peer's new ufrag."""

@@ -13,8 +13,9 @@
 // applied to the same connection, DTLS kept) on `online`, on a connection-type change, when ICE
 // reports disconnected/failed, and on a media stall (we send voice but nothing at all has come
 // back for STALL_MS: the server keeps a talker posted every 250 ms; or someone is talking to us
-// but nothing has come for LISTEN_STALL_MS: a listener's path died). At most one request
-// per RESTART_MIN_MS (the server refuses more often with ice_restart_too_often).
+// but nothing has come for LISTEN_STALL_MS: a listener's path died; sooner when a second network
+// is already checked). At most one request per RESTART_MIN_MS (the server refuses more often
+// with ice_restart_too_often).
 //
 // Events: "answer" {sdp, revision}, "track" {mid, track}, "media" {state}, "failed" {},
 // "restart" {why}, "candidate" {address} (each local ICE candidate gathered; diagnostics).
@@ -29,10 +30,17 @@ const DISCONNECTED_GRACE_MS = 5000;
 // missed; the stall clock starts again whenever a byte arrives or the voice pauses.
 const STALL_MS = 600;
 // A listener's stall: the signaling says someone is talking to us (expectsAudio) but no byte has
-// come for LISTEN_STALL_MS. A talk sends 50 packets a second, and DTX pauses inside it one every
-// 400 ms; a talker who vanishes is ended by the server 600 ms after its last voiced packet
-// (voice_server/talk/detector.py hangover), so its talk_stopped comes before this fires.
-const LISTEN_STALL_MS = 1000;
+// come for LISTEN_STALL_MS. While anyone holds a slot in a channel we hear, the server sends us a
+// keepalive every 250 ms too (voice_server/media/plane.py), which covers the DTX pauses inside a
+// talk and a vanished talker's 600 ms hangover (its talk_stopped ends our expecting); the margin
+// over STALL_MS is for that talk_stopped in flight.
+const LISTEN_STALL_MS = 800;
+// With a second network already checked (a succeeded pair from another local address than the
+// selected pair's: a phone's LTE kept up while on Wi-Fi), a restart moves the call at once (the
+// server's candidate priority rises with each ICE generation, voice_server/media/sdp.py, so the
+// first new pair that works wins), so a stall is acted on sooner: a missed keepalive and a half,
+// talking or listening (a needless restart on the same network changes nothing we hear).
+const BACKUP_STALL_MS = 400;
 const WATCH_MS = 200;
 const VOICED_PACKETS = 5; // of the ~10 20 ms packets a watch period holds while talking
 export const RESTART_MIN_MS = 3000;
@@ -64,9 +72,28 @@ export function stallClockRestarts(w, sent, received, expecting = false) {
 }
 
 // How long the stall clock may run before a restart: a talker's keepalives are due sooner than a
-// listener's audio.
-export function stallLimitMs(w, sent) {
+// listener's audio; sooner still with a second network checked (`backup`).
+export function stallLimitMs(w, sent, backup = false) {
+  if (backup) return BACKUP_STALL_MS;
   return sent - w.sent >= VOICED_PACKETS ? STALL_MS : LISTEN_STALL_MS;
+}
+
+// Whether a stats report shows a checked path from another local address than the selected
+// pair's (a relay candidate is no other network: it may run over the same one).
+export function hasBackupNetwork(report) {
+  let selected = null;
+  report.forEach((s) => {
+    if (s.type === "transport" && s.selectedCandidatePairId) selected = report.get(s.selectedCandidatePairId);
+  });
+  const local = selected ? report.get(selected.localCandidateId) : null;
+  if (!local) return false;
+  let backup = false;
+  report.forEach((s) => {
+    if (s.type !== "candidate-pair" || s.state !== "succeeded" || s.id === selected.id) return;
+    const other = report.get(s.localCandidateId);
+    if (other && other.candidateType !== "relay" && other.address && other.address !== local.address) backup = true;
+  });
+  return backup;
 }
 
 function gathered(pc, timeoutMs) {
@@ -120,11 +147,14 @@ export class Call extends EventTarget {
     if (!pc || pc.connectionState === "new") return;
     let sent = 0;
     let received = 0;
+    let backup = false;
     try {
-      (await pc.getStats()).forEach((s) => {
+      const report = await pc.getStats();
+      report.forEach((s) => {
         if (s.type === "outbound-rtp" && s.kind === "audio") sent += s.packetsSent || 0;
         if (s.type === "transport") received += s.bytesReceived || 0;
       });
+      backup = hasBackupNetwork(report);
     } catch (_) {
       return;
     }
@@ -134,7 +164,7 @@ export class Call extends EventTarget {
     const expecting = this.expectsAudio();
     if (stallClockRestarts(w, sent, received, expecting)) {
       w.since = now;
-    } else if (now - w.since >= stallLimitMs(w, sent)) {
+    } else if (now - w.since >= stallLimitMs(w, sent, backup)) {
       w.since = now;
       this.requestRestart(sent - w.sent >= VOICED_PACKETS ? "stall" : "listen_stall");
     }
