@@ -74,7 +74,7 @@ def add_bench_parser(sub: Any) -> None:
         help="mouth-to-ear browser -> browser per media path (UDP, ICE-TCP, TURN over TLS) at "
         "0 %% and 2 %% loss (needs root, Chromium, coturn, nftables)",
     )
-    net.add_argument("--bursts", type=positive_int, default=12, help="per condition (12)")
+    net.add_argument("--bursts", type=positive_int, default=10, help="per condition (10)")
     net.add_argument("--period", type=positive_float, default=2.5, help="seconds per burst (2.5)")
     net.add_argument(
         "--paths", default="udp,tcp,turn-tls", help="comma-separated (default udp,tcp,turn-tls)"
@@ -83,8 +83,8 @@ def add_bench_parser(sub: Any) -> None:
     net.add_argument(
         "--moves",
         type=int,
-        default=3,
-        help="network changes mid-talk per --change scenario, UDP (3; 0: none)",
+        default=2,
+        help="network changes mid-talk per --change scenario, UDP (2; 0: none)",
     )
     net.add_argument(
         "--change", default="both", choices=("move", "handover", "both"),
