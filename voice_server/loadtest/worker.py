@@ -34,26 +34,17 @@ import gc
 import os
 import random
 import time
-from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
 from voice_server.limits import raise_fd_limit
 from voice_server.loadtest.plan import LoadPlan
+from voice_server.loops import loop_factory
 from voice_server.process_metrics import GC
 from voice_server.sim.group import SimGroup
 from voice_server.sim.participant import SimParticipant
 
 __all__ = ["worker_main"]
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
-        return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
 
 
 def worker_main(conn: Connection, setup: dict[str, Any]) -> None:
@@ -62,7 +53,7 @@ def worker_main(conn: Connection, setup: dict[str, Any]) -> None:
     GC.install()
     with contextlib.suppress(OSError):
         os.nice(int(setup.get("nice", 0)))
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
         runner.run(_Worker(conn, setup).run())
 
 

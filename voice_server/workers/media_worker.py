@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from voice_server.logs import setup_logging
+from voice_server.loops import loop_factory
 from voice_server.media.plane import MediaPlane, Renegotiation
 from voice_server.media.relay import WorkerRelay
 from voice_server.workers.control import (
@@ -336,8 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="voice-server media worker")
     parser.add_argument("--control-fd", type=int, required=True)
     args = parser.parse_args(argv)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args.control_fd))
+    with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=loop_factory()) as r:
+        r.run(_serve(args.control_fd))
     return 0
 
 
