@@ -32,6 +32,7 @@ from typing import Any
 from voice_server.bench import prom
 from voice_server.bench.procstat import CpuMeter, read_machine_busy_seconds
 from voice_server.bench.serverproc import ServerChild
+from voice_server.bench.wakefloor import measure_wake_floor
 from voice_server.config import usable_cores
 from voice_server.sim.group import SimGroup
 
@@ -135,6 +136,11 @@ async def _window(server: ServerChild, workers: int, seconds: float) -> dict[str
             }
             for i in range(workers)
         ]
+    relayed = sum(
+        _worker_values(m1, "voice_relay_datagrams_received_total", workers)[i]
+        - _worker_values(m0, "voice_relay_datagrams_received_total", workers)[i]
+        for i in range(workers)
+    )
     hop = prom.histogram_delta(m0, m1, "voice_relay_added_seconds") if workers > 1 else None
     return {
         "workers": workers,
@@ -142,6 +148,7 @@ async def _window(server: ServerChild, workers: int, seconds: float) -> dict[str
         "copies": round(copies),
         "copies_per_second": round(copies / wall, 1),
         "cpu_us_per_copy": round(cpu * 1e6 / copies, 3),
+        "relayed_per_second": round(relayed / wall, 1),
         "server_cpu_cores": round(cpu / wall, 4),
         "parent_cpu_cores": round(parent_cpu.cores, 4),
         "split": split,
@@ -156,8 +163,24 @@ def _ms(h: Any) -> dict[str, Any]:
     return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}
 
 
+def _floor(one: dict[str, Any], two: dict[str, Any], seconds: float) -> dict[str, Any] | None:
+    """The operating system's share of the overhead (:mod:`wakefloor`): one hand-over between
+    processes per datagram the two-worker run relayed, at its rate, as a share of one worker's
+    CPU at the same load; ``overhead_above_floor`` is what our relay adds beyond it."""
+    rate = float(two["relayed_per_second"])
+    if rate < 1.0:
+        return None
+    floor = measure_wake_floor(rate, seconds)
+    share = floor["cpu_cores"] / one["server_cpu_cores"] if one["server_cpu_cores"] else None
+    return {**floor, "overhead_share": None if share is None else round(share, 4)}
+
+
 def run_workers_bench(
-    channels: int = 2, members: int = 20, seconds: float = 10.0, warmup: float = 2.0
+    channels: int = 2,
+    members: int = 20,
+    seconds: float = 10.0,
+    warmup: float = 2.0,
+    wake_floor: bool = True,
 ) -> dict[str, Any]:
     """Both runs, then the comparison. Must be called with no event loop running."""
     if channels < 1 or members < 2 or seconds <= 0 or warmup < 0:
@@ -165,6 +188,7 @@ def run_workers_bench(
     one = asyncio.run(_run(1, channels, members, seconds, warmup))
     two = asyncio.run(_run(2, channels, members, seconds, warmup))
     overhead = round(two["cpu_us_per_copy"] / one["cpu_us_per_copy"] - 1, 4)
+    floor = _floor(one, two, seconds) if wake_floor else None
     added = two["relay_added_ms"]
     cores = usable_cores()
     capacity: dict[str, Any] = {
@@ -186,6 +210,12 @@ def run_workers_bench(
         "relay": {
             "overhead": overhead,
             "added_ms": added,
+            "wake_floor": floor,
+            "overhead_above_floor": (
+                None
+                if floor is None or floor["overhead_share"] is None
+                else round(overhead - floor["overhead_share"], 4)
+            ),
         },
         "targets": TARGETS,
         "meets_targets": {
@@ -209,6 +239,19 @@ def format_summary(result: dict[str, Any]) -> str:
         + ", ".join(f"w{s['worker']} {s['copies_share']:.0%}" for s in two["split"]),
         f"relay overhead {relay['overhead']:+.1%} (target <= 10 %), hop p50 "
         f"{added.get('p50')} ms p99 {added.get('p99')} ms (target p99 <= 2 ms)",
+        *_floor_lines(relay),
         f"capacity ratio: {result['capacity']['reason']}",
     ]
     return "\n".join(lines)
+
+
+def _floor_lines(relay: dict[str, Any]) -> list[str]:
+    floor = relay.get("wake_floor")
+    if not floor or floor["overhead_share"] is None:
+        return []
+    return [
+        f"wake floor: {floor['us_per_datagram']} us per datagram handed to another process "
+        f"(send {floor['send_us']}, receive {floor['receive_us']}) at {floor['rate']}/s = "
+        f"{floor['overhead_share']:+.1%} of one worker's CPU; relay overhead above it "
+        f"{relay['overhead_above_floor']:+.1%}"
+    ]
