@@ -4,12 +4,14 @@ server with one worker then two, simulated participants, the relay's hop and the
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from voice_server.bench.capacity import MIN_CORES
 from voice_server.bench.wakefloor import measure_wake_floor
 
 
@@ -34,8 +36,11 @@ def test_bench_workers_command_small(tmp_path: Path) -> None:
     out = tmp_path / "workers.json"
     proc = subprocess.run(
         [sys.executable, "-m", "voice_server.cli", "bench", "workers", "--channels", "1",
-         "--members", "4", "--seconds", "2", "--warmup", "0.5", "--json", str(out)],
-        capture_output=True, text=True, timeout=300,
+         "--members", "4", "--seconds", "2", "--warmup", "0.5", "--json", str(out),
+         # the capacity search forced on this machine: one step each, to see it run
+         "--capacity", "on", "--capacity-members", "4", "--capacity-start", "8",
+         "--capacity-step", "8", "--capacity-limit", "8", "--capacity-seconds", "2"],
+        capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "relay overhead" in proc.stdout and "wake floor" in proc.stdout
@@ -50,4 +55,13 @@ def test_bench_workers_command_small(tmp_path: Path) -> None:
     assert result["relay"]["overhead_above_floor"] == pytest.approx(
         result["relay"]["overhead"] - floor["overhead_share"], abs=1e-3
     )
-    assert result["capacity"]["measured"] is False
+    capacity = result["capacity"]
+    assert capacity["measured"] is True
+    assert capacity["forced"] is (len(os.sched_getaffinity(0)) < MIN_CORES)
+    for run, processes in ((capacity["one"], 1), (capacity["two"], 3)):
+        (step,) = run["steps"]  # the limit is the start: one size
+        assert step["participants"] == 8
+        # the load test counted the media workers as the server (parent + 2 workers)
+        assert step["server_processes"] == processes
+        assert step["server_cpu_cores"] > 0
+    assert "capacity ratio two/one" in proc.stdout

@@ -53,6 +53,21 @@ def add_bench_parser(sub: Any) -> None:
     wrk.add_argument("--members", type=positive_int, default=20, help="per channel (default 20)")
     wrk.add_argument("--seconds", type=positive_float, default=10.0, help="measured window")
     wrk.add_argument("--warmup", type=float, default=2.0, help="seconds skipped first")
+    wrk.add_argument(
+        "--capacity",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="the capacity ratio (participants held at p99 <= 5 ms, loss 0, by one worker and "
+        "two, each pinned to cores of its own): auto = only with >= 4 usable cores; on = even "
+        "with fewer (unpinned: shows the machinery works, not a measurement)",
+    )
+    wrk.add_argument("--capacity-members", type=positive_int, default=20, help="per channel")
+    wrk.add_argument("--capacity-start", type=positive_int, default=200, help="participants")
+    wrk.add_argument("--capacity-step", type=positive_int, default=200, help="participants")
+    wrk.add_argument("--capacity-limit", type=positive_int, default=4000, help="participants")
+    wrk.add_argument(
+        "--capacity-seconds", type=positive_float, default=10.0, help="measured, each step"
+    )
     wrk.add_argument("--json", type=Path, help="write the result as JSON to this file")
     clu = bsub.add_parser(
         "cluster",
@@ -342,11 +357,26 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.bench == "cluster":
         return _run_cluster(args)
     if args.bench == "workers":
+        from voice_server.bench.capacity import CapacityPlan
         from voice_server.bench.workers import format_summary as workers_summary
         from voice_server.bench.workers import run_workers_bench
 
         try:
-            result = run_workers_bench(args.channels, args.members, args.seconds, args.warmup)
+            plan = CapacityPlan(
+                per_channel=args.capacity_members,
+                start=args.capacity_start,
+                step=args.capacity_step,
+                limit=args.capacity_limit,
+                seconds=args.capacity_seconds,
+            )
+            result = run_workers_bench(
+                args.channels,
+                args.members,
+                args.seconds,
+                args.warmup,
+                capacity_mode=args.capacity,
+                capacity_plan=plan,
+            )
         except (RuntimeError, ValueError) as exc:
             print(f"voice-server bench workers: {exc}".splitlines()[0], file=sys.stderr)
             return 1

@@ -15,7 +15,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from voice_server.bench.ports import free_port
@@ -64,6 +64,15 @@ def _unchunk(body: bytes) -> bytes:
     return bytes(out)
 
 
+def pin_to(cores: frozenset[int]) -> Callable[[], None]:
+    """A ``preexec_fn`` running the child (and what it starts) on ``cores`` only."""
+
+    def pin() -> None:
+        os.sched_setaffinity(0, cores)
+
+    return pin
+
+
 class ServerChild:
     """``voice-server serve`` in a child process with a fresh data directory and one channel
     (``more_channels`` adds others; ``args`` and ``env`` go to the child as they are)."""
@@ -77,8 +86,10 @@ class ServerChild:
         more_channels: Sequence[str] = (),
         args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
+        cores: Sequence[int] | None = None,
     ) -> None:
         self.data_dir = data_dir
+        self.cores = None if cores is None else frozenset(cores)  # pinned there, with children
         self.channel = channel
         self.channels = [channel, *more_channels]
         self.log_level = log_level
@@ -132,7 +143,14 @@ class ServerChild:
         args += self.extra_args
         with self.log_path.open("ab") as log:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "voice_server.cli", *args, stdout=log, stderr=log, env=env
+                sys.executable,
+                "-m",
+                "voice_server.cli",
+                *args,
+                stdout=log,
+                stderr=log,
+                env=env,
+                preexec_fn=None if self.cores is None else pin_to(self.cores),
             )
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:

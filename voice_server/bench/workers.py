@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from voice_server.bench import prom
+from voice_server.bench.capacity import MIN_CORES, CapacityPlan, measure_capacity
 from voice_server.bench.procstat import CpuMeter, read_machine_busy_seconds
 from voice_server.bench.serverproc import ServerChild
 from voice_server.bench.wakefloor import measure_wake_floor
@@ -39,7 +40,8 @@ from voice_server.sim.group import SimGroup
 __all__ = ["CAPACITY_CORES", "TARGETS", "format_summary", "run_workers_bench"]
 
 TARGETS = {"overhead": 0.10, "added_p99_ms": 2.0}
-CAPACITY_CORES = 4
+CAPACITY_CORES = MIN_CORES
+CAPACITY_MODES = ("auto", "on", "off")
 CONNECT_SECONDS = 120.0
 
 
@@ -181,28 +183,35 @@ def run_workers_bench(
     seconds: float = 10.0,
     warmup: float = 2.0,
     wake_floor: bool = True,
+    capacity_mode: str = "auto",
+    capacity_plan: CapacityPlan | None = None,
 ) -> dict[str, Any]:
     """Both runs, then the comparison. Must be called with no event loop running."""
     if channels < 1 or members < 2 or seconds <= 0 or warmup < 0:
         raise ValueError("need channels >= 1, members >= 2, seconds > 0, warmup >= 0")
+    if capacity_mode not in CAPACITY_MODES:
+        raise ValueError(f"capacity must be one of {', '.join(CAPACITY_MODES)}")
     one = asyncio.run(_run(1, channels, members, seconds, warmup))
     two = asyncio.run(_run(2, channels, members, seconds, warmup))
     overhead = round(two["cpu_us_per_copy"] / one["cpu_us_per_copy"] - 1, 4)
     floor = _floor(one, two, seconds) if wake_floor else None
     added = two["relay_added_ms"]
     cores = usable_cores()
-    capacity: dict[str, Any] = {
-        "measured": False,
-        "usable_cores": cores,
-        "reason": (
-            f"{cores} usable cores: the load generator alone takes about a core, so the "
-            f"server's workers cannot have cores of their own (needs >= {CAPACITY_CORES}; "
-            "README Benchmarks: run it on ../shared/device/'s 16-core machine)"
-            if cores < CAPACITY_CORES
-            else "not measured by this version: README Benchmarks says how to run the server "
-            "under taskset on its own cores and find the participants held at p99 <= 5 ms"
-        ),
-    }
+    capacity: dict[str, Any]
+    if capacity_mode == "on" or (capacity_mode == "auto" and cores >= CAPACITY_CORES):
+        capacity = measure_capacity(capacity_plan or CapacityPlan(), force=True)
+    else:
+        capacity = {
+            "measured": False,
+            "usable_cores": cores,
+            "reason": (
+                f"{cores} usable cores: the load generator alone takes about a core, so the "
+                f"server's workers cannot have cores of their own (needs >= {CAPACITY_CORES}; "
+                "README Benchmarks: run it on ../shared/device/'s 16-core machine)"
+                if cores < CAPACITY_CORES
+                else "not asked (--capacity off)"
+            ),
+        }
     return {
         "load": {"channels": channels, "members": members, "talkers": channels},
         "one": one,
@@ -240,7 +249,7 @@ def format_summary(result: dict[str, Any]) -> str:
         f"relay overhead {relay['overhead']:+.1%} (target <= 10 %), hop p50 "
         f"{added.get('p50')} ms p99 {added.get('p99')} ms (target p99 <= 2 ms)",
         *_floor_lines(relay),
-        f"capacity ratio: {result['capacity']['reason']}",
+        *_capacity_lines(result["capacity"]),
     ]
     return "\n".join(lines)
 
@@ -255,3 +264,23 @@ def _floor_lines(relay: dict[str, Any]) -> list[str]:
         f"{floor['overhead_share']:+.1%} of one worker's CPU; relay overhead above it "
         f"{relay['overhead_above_floor']:+.1%}"
     ]
+
+
+def _capacity_lines(capacity: dict[str, Any]) -> list[str]:
+    if not capacity.get("measured"):
+        return [f"capacity ratio: not measured: {capacity['reason']}"]
+    lines = []
+    for run in (capacity["one"], capacity["two"]):
+        steps = ", ".join(
+            f"{s['participants']} {'held' if s['held'] else 'not held'} "
+            f"(p99 {s['added_p99_ms']} ms)"
+            for s in run["steps"]
+        )
+        stopped = f"; stopped: {run['stopped']}" if run["stopped"] else ""
+        lines.append(
+            f"capacity, {run['workers']} worker(s) on cores {run['server_cores']}: "
+            f"{run['capacity']} participants held [{steps}]{stopped}"
+        )
+    forced = " (forced on too few cores: not a measurement)" if capacity["forced"] else ""
+    lines.append(f"capacity ratio two/one: {capacity['ratio']}{forced}")
+    return lines

@@ -236,6 +236,7 @@ def _server(data: RunData, copies: int, routed: int) -> dict[str, Any]:
         "added_latency_ms": latency,
         "cpu_cores": _round(proc.cores, 4) if proc else None,
         "cpu_us_per_copy": round(proc.cpu_seconds * 1e6 / copies, 3) if proc and copies else None,
+        "processes": len(proc.pids) if proc else None,  # 1 + media workers (serve --workers N)
         "rss_mb": _round(proc.rss_mb, 1) if proc else None,
         "fds": proc.fds if proc else None,
         "threads": proc.threads if proc else None,

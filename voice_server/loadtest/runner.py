@@ -39,7 +39,12 @@ from voice_server.limits import raise_fd_limit
 from voice_server.loadtest.plan import LoadPlan
 from voice_server.loadtest.report import ProcFigures, RunData, build_report
 from voice_server.loadtest.soak import SoakSeries, summarize
-from voice_server.loadtest.target import RunningServer, StartedServer, child_pids
+from voice_server.loadtest.target import (
+    RunningServer,
+    StartedServer,
+    child_pids,
+    media_worker_pids,
+)
 from voice_server.loadtest.worker import worker_main
 
 __all__ = ["LoadOptions", "run_load"]
@@ -259,14 +264,20 @@ async def _measure(
 ) -> dict[str, Any]:
     pid = target.pid
     gen_pids = [w.pid for w in workers] + [os.getpid()]
-    server_meter = CpuMeter(pid) if pid else None
-    sidecar_meters = [CpuMeter(c) for c in child_pids(pid)] if pid and plan.transcribe else []
+    # a server with --workers N: its media workers are the server too (CPU, RSS, their ports)
+    media_pids = media_worker_pids(pid) if pid else []
+    server_meters = [CpuMeter(p) for p in ([pid] if pid else []) + media_pids]
+    sidecar_meters = (
+        [CpuMeter(c) for c in child_pids(pid) if c not in media_pids]
+        if pid and plan.transcribe
+        else []
+    )
     gen_meters = [CpuMeter(p) for p in gen_pids]
     m0 = prom.parse(await target.metrics())
     udp0 = read_udp_sockets()
     busy0 = read_machine_busy_seconds()
     softirq0 = _softirq_seconds()
-    for meter in ([server_meter] if server_meter else []) + sidecar_meters + gen_meters:
+    for meter in server_meters + sidecar_meters + gen_meters:
         meter.start()
     started = time.monotonic()
     marks = [(await w.request("mark", "marked"))["totals"] for w in workers]
@@ -277,7 +288,7 @@ async def _measure(
         await asyncio.sleep(min(interval, left))
         if end - time.monotonic() > interval / 4:
             await sampler.sample()
-    server_fig = _figures([server_meter]) if server_meter else None
+    server_fig = _figures(server_meters) if server_meters else None
     if server_fig is not None and pid:
         with contextlib.suppress(ProcessLookupError):
             server_fig.fds = count_fds(pid)
@@ -291,9 +302,13 @@ async def _measure(
     udp1 = read_udp_sockets()
     snapshots = [await w.request("snapshot", "snapshot") for w in workers]
     ports = [port for s in snapshots for port in s["ports"]]
-    media_port = target.media_port or next((s["media_port"] for s in snapshots), None)
+    # the server's media ports its participants were offered (serve --workers N: one a worker)
+    media_ports = sorted(
+        {port for s in snapshots for port in s.get("media_ports", ())}
+        | ({target.media_port} if target.media_port else set())
+    )
     server_drops = (
-        total_drops(udp1, [media_port]) - total_drops(udp0, [media_port]) if media_port else None
+        total_drops(udp1, media_ports) - total_drops(udp0, media_ports) if media_ports else None
     )
     opts.say("measured; participants leave")
     for w in workers:

@@ -97,6 +97,24 @@ def child_pids(parent: int) -> list[int]:
     return out
 
 
+MEDIA_WORKER_MODULE = "voice_server.workers.media_worker"
+
+
+def media_worker_pids(parent: int) -> list[int]:
+    """The media workers of a ``serve --workers N`` parent (its children running
+    :data:`MEDIA_WORKER_MODULE`; the transcriber sidecar is a child too, and is not one)."""
+    out = []
+    for pid in child_pids(parent):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if MEDIA_WORKER_MODULE.encode() in argv:
+            out.append(pid)
+    return sorted(out)
+
+
 class StartedServer:
     """A ``voice-server serve`` child with the plan's channels (see the module docstring)."""
 

@@ -224,6 +224,8 @@ class _Worker:
             "jitter_ms": self.group.jitter_ms(),
             "ports": sorted(self.group.local_ports()),
             "media_port": next((p.offer.port for p in self.people if p.offer), None),
+            # every server port its participants were offered (serve --workers N: one a worker)
+            "media_ports": sorted({p.offer.port for p in self.people if p.offer}),
             "participants": [self._record(i) for i in range(len(self.people))],
         }
 
