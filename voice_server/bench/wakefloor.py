@@ -11,10 +11,10 @@ how much of the relay's overhead is this floor and how much is ours.
 Two fresh processes on uvloop (the loop the workers run on), both started before a shared start
 time on the system-wide monotonic clock: a receiver reading a UDP socket as the relay does
 (``add_reader``, ``recv`` until it would block) and a sender pacing ``rate`` datagrams a second
-from a timer. Two windows of ``seconds``: in the first the sender's timer fires without sending
-(its wake-ups would be the talker's packet in a worker, paid with one worker too), in the second
-it sends. The floor is both processes' extra CPU (``time.process_time``) in the second window ÷
-datagrams received.
+from a timer. Quiet and busy slots of 1 s alternate for ``seconds`` each: in a quiet one the
+sender's timer fires without sending (its wake-ups would be the talker's packet in a worker, paid
+with one worker too), in a busy one it sends. The floor is both processes' extra CPU
+(``time.process_time``) in the busy slots ÷ datagrams received.
 """
 
 from __future__ import annotations
@@ -39,6 +39,13 @@ async def _until(t: float) -> None:
     await asyncio.sleep(max(0.0, t - time.monotonic()))
 
 
+SLOT_S = 1.0  # quiet and busy slots alternate, so drift on a shared machine hits both alike
+
+
+def _slots(seconds: float) -> int:
+    return max(1, round(seconds / SLOT_S))
+
+
 async def _receive(conn: Connection, start: float, seconds: float) -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
@@ -56,14 +63,17 @@ async def _receive(conn: Connection, start: float, seconds: float) -> None:
             count += 1
 
     asyncio.get_running_loop().add_reader(sock.fileno(), readable)
+    slot = seconds / _slots(seconds)
+    cpu, received = [0.0, 0.0], 0
     await _until(start)
-    c0 = time.process_time()
-    await _until(start + seconds)
-    c1, n1 = time.process_time(), count
-    await _until(start + 2 * seconds)
-    c2, n2 = time.process_time(), count
+    for k in range(2 * _slots(seconds)):
+        c0, n0 = time.process_time(), count
+        await _until(start + (k + 1) * slot)
+        cpu[k % 2] += time.process_time() - c0
+        if k % 2:
+            received += count - n0
     sock.close()
-    conn.send({"quiet_cpu": c1 - c0, "busy_cpu": c2 - c1, "received": n2 - n1})
+    conn.send({"quiet_cpu": cpu[0], "busy_cpu": cpu[1], "received": received})
 
 
 async def _send(conn: Connection, port: int, rate: float, start: float, seconds: float) -> None:
@@ -71,25 +81,27 @@ async def _send(conn: Connection, port: int, rate: float, start: float, seconds:
     sock.setblocking(False)
     data, address = os.urandom(PAYLOAD_BYTES), ("127.0.0.1", port)
     period = 1.0 / rate
+    slot = seconds / _slots(seconds)
+    cpu = [0.0, 0.0]
     await _until(start)
-    c0 = time.process_time()
     t = start
-    cpu: list[float] = []
-    for phase in (False, True):
-        end = start + (len(cpu) + 1) * seconds
+    for k in range(2 * _slots(seconds)):
+        busy = k % 2 == 1
+        end = start + (k + 1) * slot
+        c0 = time.process_time()
         while True:
             t += period
             if t >= end:
+                t -= period
                 break
             await _until(t)
-            if phase:
+            if busy:
                 try:
                     sock.sendto(data, address)
                 except OSError:
                     pass  # counted by the receiver's shortfall
         await _until(end)
-        cpu.append(time.process_time() - c0)
-        c0 = time.process_time()
+        cpu[k % 2] += time.process_time() - c0
     sock.close()
     conn.send({"quiet_cpu": cpu[0], "busy_cpu": cpu[1]})
 
