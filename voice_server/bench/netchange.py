@@ -22,7 +22,7 @@ import itertools
 import subprocess
 from typing import Any
 
-from voice_server.bench.netns import BROWSER_ADDRESS
+from voice_server.bench.netns import BROWSER_ADDRESS, add_veth
 from voice_server.bench.turnrelay import nft
 
 __all__ = [
@@ -96,10 +96,7 @@ def add_second_network(address: str = SECOND_ADDRESS) -> None:
     """A second interface up with ``address`` (the phone's LTE); before the browsers start, so
     Chromium gathers a host candidate on it from the first offer on."""
     remove_second_network()
-    _ip("link", "add", SECOND_VETH[0], "type", "veth", "peer", "name", SECOND_VETH[1])
-    _ip("addr", "add", f"{address}/32", "dev", SECOND_VETH[0])
-    _ip("link", "set", SECOND_VETH[0], "up")
-    _ip("link", "set", SECOND_VETH[1], "up")
+    add_veth(SECOND_VETH, address)  # settled: no IPv6 link-local address coming later
 
 
 def remove_second_network() -> None:
