@@ -272,13 +272,14 @@ def page_problems(page: Any) -> list[str]:
 def _watch_problems(page: Any) -> None:
     problems = _PROBLEMS.setdefault(id(page), [])
 
-    def note(text: str) -> None:
-        problems.append(f"{time.time() * 1000:.0f} {text[:300]}")
+    def note(text: str, when: bool = True) -> None:
+        if when:
+            problems.append(f"{time.time() * 1000:.0f} {text[:300]}")
 
-    page.on("console", lambda m: m.type in ("error", "warning") and note(f"console {m.text}"))
+    page.on("console", lambda m: note(f"console {m.text}", m.type in ("error", "warning")))
     page.on("pageerror", lambda e: note(f"pageerror {e}"))
     page.on("requestfailed", lambda r: note(f"requestfailed {r.url} {r.failure}"))
-    page.on("response", lambda r: r.status >= 400 and note(f"response {r.status} {r.url}"))
+    page.on("response", lambda r: note(f"response {r.status} {r.url}", r.status >= 400))
     page.on("crash", lambda _: note("crash"))
     page.on("close", lambda _: _PROBLEMS.pop(id(page), None))
 

@@ -351,6 +351,7 @@ def _condition(
     path: str,
     ca: Path,
     speech: Speech | None = None,
+    log: IO[str] = sys.stderr,
 ) -> list[dict[str, Any]]:
     """One (path, loss) condition: a fresh talker, listener and (but on TCP, which aiortc lacks)
     listening headset client, timed; the rows' figures (browser, then headset)."""
@@ -367,7 +368,7 @@ def _condition(
     listener = open_page(pw, url, join_token(data, "listener"), silence, args)
     talker = open_page(pw, url, join_token(data, "talker"), bursts, args)
     try:
-        wait_until(lambda: connected(listener) and connected(talker), 90, "both browsers")
+        _both_connected({"listener": listener, "talker": talker}, url, data, log)
         if headset is not None:
             wait_until(headset.connected.is_set, 90, "the headset client")
         observed: list[str | None] = [None, None]
@@ -429,7 +430,7 @@ def _condition(
 
 def _network_change(
     pw: Any, url: str, data: Path, files: tuple[Path, Path], args: tuple[str, ...], moves: int,
-    media: int,
+    media: int, log: IO[str] = sys.stderr,
 ) -> dict[str, Any]:  # fmt: skip
     """``moves`` address changes mid-talk (:mod:`netchange`), each gap at the listener."""
     bursts, silence = files
@@ -439,7 +440,7 @@ def _network_change(
     switched: list[float | None] = []
     here = netns.BROWSER_ADDRESS
     try:
-        wait_until(lambda: connected(listener) and connected(talker), 90, "both browsers")
+        _both_connected({"listener": listener, "talker": talker}, url, data, log)
         listener.evaluate(netchange.RX_TIMELINE)
         talker.evaluate(netchange.ICE_TIMELINE)
         for _ in range(moves):
@@ -487,6 +488,16 @@ def _stuck(pages: dict[str, Any], url: str, data: Path, log: IO[str]) -> None:
         print("bench network: server log tail:\n  " + "\n  ".join(tail), file=log, flush=True)
 
 
+def _both_connected(pages: dict[str, Any], url: str, data: Path, log: IO[str]) -> None:
+    """Wait for the pages to join with media connected; when they do not, say why
+    (:func:`_stuck`) and raise as :func:`wait_until` does."""
+    try:
+        wait_until(lambda: all(connected(p) for p in pages.values()), 90, "both browsers")
+    except RuntimeError:
+        _stuck(pages, url, data, log)
+        raise
+
+
 def _gaps(gaps: list[float]) -> dict[str, Any]:
     finite = sorted(g for g in gaps if g != float("inf"))
     return {
@@ -519,11 +530,10 @@ def _handover(
             pages.append(talker)
             started = time.monotonic()
             try:
-                wait_until(lambda p=pages: all(connected(x) for x in p), 90, "both browsers")
+                _both_connected({"listener": listener, "talker": talker}, url, data, log)
             except RuntimeError:  # counted as a handover never resumed; the others still run
                 print(f"bench network: handover {n + 1}: timed out waiting for both browsers",
                       file=log, flush=True)  # fmt: skip
-                _stuck({"listener": listener, "talker": talker}, url, data, log)
                 gaps.append(float("inf"))
                 switched.append(None)
                 heard.append(None)
@@ -614,7 +624,7 @@ def run_network(opts: NetworkOptions, log: IO[str] = sys.stderr) -> dict[str, An
                                   f"RED {red}", file=log, flush=True)  # fmt: skip
                             args = turn.chromium_args
                             for row in _condition(
-                                pw, url, data, files, args, opts, path, tls.cert, speech
+                                pw, url, data, files, args, opts, path, tls.cert, speech, log
                             ):
                                 rows.append(
                                     {"path": path, "loss": loss, "pattern": pattern,
@@ -628,7 +638,7 @@ def run_network(opts: NetworkOptions, log: IO[str] = sys.stderr) -> dict[str, An
                             _apply(rules(path, 0.0, media))
                             with _jittered(media, opts.jitter_ms, way):
                                 got = _condition(pw, url, data, files, turn.chromium_args, opts,
-                                                 path, tls.cert, speech)  # fmt: skip
+                                                 path, tls.cert, speech, log)  # fmt: skip
                             rows += [
                                 {"path": path, "loss": 0.0, "pattern": "jitter", "direction": way,
                                  "red": red, "jitter_ms": opts.jitter_ms, **row} for row in got
@@ -641,7 +651,7 @@ def run_network(opts: NetworkOptions, log: IO[str] = sys.stderr) -> dict[str, An
                         network_change = {"moves": 0, **_gaps([])}
                         if "move" in opts.changes:
                             network_change = _network_change(
-                                pw, url, data, talk, turn.chromium_args, opts.moves, media
+                                pw, url, data, talk, turn.chromium_args, opts.moves, media, log
                             )
                         if "handover" in opts.changes:
                             print("bench network: handovers", file=log, flush=True)
