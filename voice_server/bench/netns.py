@@ -3,7 +3,8 @@
 Chromium offers no ICE candidate on a loopback-flagged interface, not even for 127.0.0.2 on
 ``lo``. What works (docs: FACTS): a fresh network namespace with ``lo`` up and a veth pair whose
 both ends stay inside it, one end carrying ``127.0.0.2/32``. Every address stays in 127.0.0.0/8
-and nothing can leave the namespace: it has no route to any other.
+and nothing can leave the namespace: it has no route to any other. The veths get no IPv6 address
+(:func:`add_veth`): a link-local one coming later is a network change to Chromium.
 
 :func:`isolated` moves the *calling thread* (and so every process or thread it starts
 afterwards) into such a namespace with ``unshare(CLONE_NEWNET)`` and moves it back with
