@@ -3,6 +3,9 @@ access leg's packets, and the summary against the issue's targets; bad flags exi
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from voice_server.bench.network import (
@@ -203,3 +206,37 @@ def test_network_change_keeps_its_keys_and_adds_the_handover() -> None:
     text = format_summary(result)
     assert "address move): gaps [2200.0, 2300.0] ms, p50 2200.0, p95 None, worst 2300.0" in text
     assert "second network up): gaps [900.0, 950.0] ms, p50 900.0, p95 None, worst 950.0" in text
+
+
+def test_pages_that_do_not_connect_are_reported_with_where_they_stand(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import io
+
+    from voice_server.bench import network
+
+    class Page:  # what PAGE_STATE gives for an app that never started, and for a joined page
+        def __init__(self, state: dict[str, Any]) -> None:
+            self.state = state
+
+        def evaluate(self, script: str) -> dict[str, Any]:
+            assert script == network.netchange.PAGE_STATE
+            return dict(self.state)
+
+    def timed_out(cond: Any, timeout: float, what: str) -> None:
+        raise RuntimeError(f"timed out waiting for {what}")
+
+    monkeypatch.setattr(network, "wait_until", timed_out)
+    (tmp_path / "server.log").write_text("started\ntransport failed reason=x\n")
+    log = io.StringIO()
+    pages = {
+        "listener": Page({"state": "joined", "media": "connecting", "pc": "ice checking"}),
+        "talker": Page({"state": None, "media": None, "page": "complete / Not connected"}),
+    }
+    with pytest.raises(RuntimeError, match="both browsers"):
+        network._both_connected(pages, "http://127.0.0.1:9", tmp_path, log)
+    text = log.getvalue()
+    assert "listener stuck: {'state': 'joined', 'media': 'connecting', 'pc': 'ice checking'" in text
+    assert "talker stuck: {'state': None, 'media': None, 'page': 'complete / Not connected'" in text
+    assert "'problems': []" in text  # the page's failed requests and errors (none recorded here)
+    assert "server log tail:\n  started\n  transport failed reason=x" in text

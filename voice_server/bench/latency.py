@@ -258,10 +258,37 @@ class Headset:
             self.proc.wait()
 
 
+#: what went wrong while each open page loaded and ran (console errors, uncaught exceptions,
+#: failed or refused requests), by ``id(page)``: :func:`page_problems`
+_PROBLEMS: dict[int, list[str]] = {}
+
+
+def page_problems(page: Any) -> list[str]:
+    """The page's console errors, uncaught exceptions and failed requests so far (the last 20),
+    with the wall clock (ms)."""
+    return _PROBLEMS.get(id(page), [])[-20:]
+
+
+def _watch_problems(page: Any) -> None:
+    problems = _PROBLEMS.setdefault(id(page), [])
+
+    def note(text: str, when: bool = True) -> None:
+        if when:
+            problems.append(f"{time.time() * 1000:.0f} {text[:300]}")
+
+    page.on("console", lambda m: note(f"console {m.text}", m.type in ("error", "warning")))
+    page.on("pageerror", lambda e: note(f"pageerror {e}"))
+    page.on("requestfailed", lambda r: note(f"requestfailed {r.url} {r.failure}"))
+    page.on("response", lambda r: note(f"response {r.status} {r.url}", r.status >= 400))
+    page.on("crash", lambda _: note("crash"))
+    page.on("close", lambda _: _PROBLEMS.pop(id(page), None))
+
+
 def open_page(pw: Any, url: str, token: str, audio: Path, args: tuple[str, ...] = ()) -> Any:
     """A Chromium page joined to the bench channel with diagnostics on."""
     b = browser.launch_chromium(pw, audio_file=audio, extra_args=args)
     page = b.new_page()
+    _watch_problems(page)
     page.goto(f"{url}/#channel={CHANNEL}&token={token}&autojoin=1&diag=1")
     return page
 

@@ -22,13 +22,14 @@ import itertools
 import subprocess
 from typing import Any
 
-from voice_server.bench.netns import BROWSER_ADDRESS
+from voice_server.bench.netns import BROWSER_ADDRESS, add_veth
 from voice_server.bench.turnrelay import nft
 
 __all__ = [
     "ICE_TIMELINE",
     "LOCAL_ADDRESSES",
     "NEW_ADDRESS",
+    "PAGE_STATE",
     "RX_TIMELINE",
     "SECOND_ADDRESS",
     "SELECTED_ADDRESS",
@@ -95,10 +96,7 @@ def add_second_network(address: str = SECOND_ADDRESS) -> None:
     """A second interface up with ``address`` (the phone's LTE); before the browsers start, so
     Chromium gathers a host candidate on it from the first offer on."""
     remove_second_network()
-    _ip("link", "add", SECOND_VETH[0], "type", "veth", "peer", "name", SECOND_VETH[1])
-    _ip("addr", "add", f"{address}/32", "dev", SECOND_VETH[0])
-    _ip("link", "set", SECOND_VETH[0], "up")
-    _ip("link", "set", SECOND_VETH[1], "up")
+    add_veth(SECOND_VETH, address)  # settled: no IPv6 link-local address coming later
 
 
 def remove_second_network() -> None:
@@ -187,4 +185,42 @@ ICE_TIMELINE = """() => {
     const key = JSON.stringify(row);
     if (key !== last) { last = key; window.__ice.push([Date.now(), ...row]); }
   }, 40);
+}"""
+
+
+#: where a page's join stands (for a bench's "timed out waiting for ..." report): the app's state
+#: and media, its peer connection's states, local candidates, candidate pairs and last diag events
+PAGE_STATE = """async () => {
+  const out = {state: document.body.dataset.state, media: document.body.dataset.media};
+  if (!out.state) {  // the app never started: how far did the page get?
+    out.page = `${document.readyState} ${location.pathname}${location.search} `
+      + `"${document.title}" ${document.body.innerText.slice(0, 120)}`;
+    out.loaded = performance.getEntriesByType("resource").map((r) => `${r.name.replace(
+      location.origin, "")} ${r.responseStatus ?? ""} ${Math.round(r.duration)}ms`);
+    const nav = performance.getEntriesByType("navigation")[0];
+    if (nav) out.navigation = `${nav.responseStatus ?? ""} ${Math.round(nav.duration)}ms`;
+  }
+  const warning = document.getElementById("warning");
+  if (warning && !warning.hidden) out.warning = warning.textContent;
+  const diag = window.voiceDiag;
+  if (!diag) return out;
+  out.events = diag.events.slice(-12).map((e) => `${e.kind}${e.why ? ":" + e.why : ""}`
+    + `${e.state ? ":" + e.state : ""}${e.address ? ":" + e.address : ""}`);
+  const pc = diag.call.pc;
+  if (!pc) return out;
+  out.pc = `ice ${pc.iceConnectionState}, gathering ${pc.iceGatheringState}, `
+    + `connection ${pc.connectionState}, signaling ${pc.signalingState}`;
+  const report = await pc.getStats();
+  const name = (c) => c ? `${c.candidateType}/${c.protocol}/${c.address}:${c.port}` : "?";
+  out.local = [];
+  out.pairs = [];
+  report.forEach((s) => {
+    if (s.type === "local-candidate") out.local.push(name(s));
+    if (s.type === "transport") out.dtls = `${s.dtlsState} ice ${s.iceState || ""}`;
+    if (s.type !== "candidate-pair") return;
+    out.pairs.push(`${name(report.get(s.localCandidateId))} -> `
+      + `${name(report.get(s.remoteCandidateId))} ${s.state}${s.nominated ? " nominated" : ""}`
+      + ` req ${s.requestsSent || 0} resp ${s.responsesReceived || 0}`);
+  });
+  return out;
 }"""

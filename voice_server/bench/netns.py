@@ -3,7 +3,8 @@
 Chromium offers no ICE candidate on a loopback-flagged interface, not even for 127.0.0.2 on
 ``lo``. What works (docs: FACTS): a fresh network namespace with ``lo`` up and a veth pair whose
 both ends stay inside it, one end carrying ``127.0.0.2/32``. Every address stays in 127.0.0.0/8
-and nothing can leave the namespace: it has no route to any other.
+and nothing can leave the namespace: it has no route to any other. The veths get no IPv6 address
+(:func:`add_veth`): a link-local one coming later is a network change to Chromium.
 
 :func:`isolated` moves the *calling thread* (and so every process or thread it starts
 afterwards) into such a namespace with ``unshare(CLONE_NEWNET)`` and moves it back with
@@ -25,7 +26,7 @@ import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 
-__all__ = ["BROWSER_ADDRESS", "NetnsError", "available", "isolated", "main"]
+__all__ = ["BROWSER_ADDRESS", "NetnsError", "add_veth", "available", "isolated", "main"]
 
 CLONE_NEWNET = 0x40000000
 BROWSER_ADDRESS = "127.0.0.2"
@@ -57,13 +58,25 @@ def _ip(*args: str) -> None:
         raise NetnsError(f"ip {' '.join(args)}: {done.stderr.strip() or done.returncode}")
 
 
+def add_veth(pair: tuple[str, str], address: str) -> None:
+    """A veth pair with both ends in the current namespace, ``address`` (/32) on the first, both
+    up, and no IPv6 address of their own: the kernel would otherwise give each end a link-local
+    address 1-2 s later, once duplicate address detection ends, and Chromium takes that for a
+    network change and fails every HTTP request in flight with ``ERR_NETWORK_CHANGED`` (a page
+    loading then misses some of its scripts and never starts: bench network's handovers). Their
+    state is final when this returns."""
+    _ip("link", "add", pair[0], "type", "veth", "peer", "name", pair[1])
+    for dev in pair:
+        _ip("link", "set", "dev", dev, "addrgenmode", "none")
+    _ip("addr", "add", f"{address}/32", "dev", pair[0])
+    for dev in pair:
+        _ip("link", "set", dev, "up")
+
+
 def _configure() -> None:
     """Inside the new namespace: lo up, a veth pair (both ends here), 127.0.0.2 on one end."""
     _ip("link", "set", "lo", "up")
-    _ip("link", "add", _VETH[0], "type", "veth", "peer", "name", _VETH[1])
-    _ip("addr", "add", f"{BROWSER_ADDRESS}/32", "dev", _VETH[0])
-    _ip("link", "set", _VETH[0], "up")
-    _ip("link", "set", _VETH[1], "up")
+    add_veth(_VETH, BROWSER_ADDRESS)
 
 
 @contextlib.contextmanager

@@ -63,6 +63,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from voice_server.bench import browser, jitter, netchange, netns, speechscore, turnrelay
+from voice_server.bench.httpsync import get_text
 from voice_server.bench.latency import (
     Headset,
     PathResult,
@@ -71,6 +72,7 @@ from voice_server.bench.latency import (
     join_token,
     match_onsets,
     open_page,
+    page_problems,
     wait_until,
     write_bursts,
 )
@@ -349,6 +351,7 @@ def _condition(
     path: str,
     ca: Path,
     speech: Speech | None = None,
+    log: IO[str] = sys.stderr,
 ) -> list[dict[str, Any]]:
     """One (path, loss) condition: a fresh talker, listener and (but on TCP, which aiortc lacks)
     listening headset client, timed; the rows' figures (browser, then headset)."""
@@ -365,7 +368,7 @@ def _condition(
     listener = open_page(pw, url, join_token(data, "listener"), silence, args)
     talker = open_page(pw, url, join_token(data, "talker"), bursts, args)
     try:
-        wait_until(lambda: connected(listener) and connected(talker), 90, "both browsers")
+        _both_connected({"listener": listener, "talker": talker}, url, data, log)
         if headset is not None:
             wait_until(headset.connected.is_set, 90, "the headset client")
         observed: list[str | None] = [None, None]
@@ -427,7 +430,7 @@ def _condition(
 
 def _network_change(
     pw: Any, url: str, data: Path, files: tuple[Path, Path], args: tuple[str, ...], moves: int,
-    media: int,
+    media: int, log: IO[str] = sys.stderr,
 ) -> dict[str, Any]:  # fmt: skip
     """``moves`` address changes mid-talk (:mod:`netchange`), each gap at the listener."""
     bursts, silence = files
@@ -437,7 +440,7 @@ def _network_change(
     switched: list[float | None] = []
     here = netns.BROWSER_ADDRESS
     try:
-        wait_until(lambda: connected(listener) and connected(talker), 90, "both browsers")
+        _both_connected({"listener": listener, "talker": talker}, url, data, log)
         listener.evaluate(netchange.RX_TIMELINE)
         talker.evaluate(netchange.ICE_TIMELINE)
         for _ in range(moves):
@@ -461,6 +464,40 @@ def _network_change(
     return {"moves": moves, **_gaps(gaps), "switched_ms": switched}
 
 
+def _stuck(pages: dict[str, Any], url: str, data: Path, log: IO[str]) -> None:
+    """Why pages did not connect: each one's join and ICE state (:data:`netchange.PAGE_STATE`),
+    the namespace's addresses, the server's media counters and its log's tail."""
+    for name, page in pages.items():
+        try:
+            state = page.evaluate(netchange.PAGE_STATE)
+        except Exception as exc:  # a crashed page says so
+            state = {"error": str(exc)}
+        state["problems"] = page_problems(page)
+        print(f"bench network: {name} stuck: {state}", file=log, flush=True)
+    addrs = subprocess.run(["ip", "-brief", "addr"], capture_output=True, text=True, check=False)
+    print(f"bench network: addresses: {' | '.join(addrs.stdout.splitlines())}", file=log)
+    with contextlib.suppress(Exception):
+        counters = [
+            line for line in get_text(f"{url}/metrics", timeout=2)[1].splitlines()
+            if line.startswith(("voice_media_drops_total", "voice_media_transports ",
+                                "voice_media_stun", "voice_media_dtls"))
+        ]  # fmt: skip
+        print(f"bench network: server media: {' | '.join(counters)}", file=log)
+    with contextlib.suppress(OSError):
+        tail = (data / "server.log").read_text(errors="replace").splitlines()[-15:]
+        print("bench network: server log tail:\n  " + "\n  ".join(tail), file=log, flush=True)
+
+
+def _both_connected(pages: dict[str, Any], url: str, data: Path, log: IO[str]) -> None:
+    """Wait for the pages to join with media connected; when they do not, say why
+    (:func:`_stuck`) and raise as :func:`wait_until` does."""
+    try:
+        wait_until(lambda: all(connected(p) for p in pages.values()), 90, "both browsers")
+    except RuntimeError:
+        _stuck(pages, url, data, log)
+        raise
+
+
 def _gaps(gaps: list[float]) -> dict[str, Any]:
     finite = sorted(g for g in gaps if g != float("inf"))
     return {
@@ -474,7 +511,7 @@ def _gaps(gaps: list[float]) -> dict[str, Any]:
 
 def _handover(
     pw: Any, url: str, data: Path, files: tuple[Path, Path], args: tuple[str, ...], moves: int,
-    media: int,
+    media: int, log: IO[str] = sys.stderr,
 ) -> dict[str, Any]:  # fmt: skip
     """``moves`` Wi-Fi → LTE handovers (:func:`netchange.cut_address`), each with fresh pages
     started while both networks are up; the gap at the listener."""
@@ -482,7 +519,7 @@ def _handover(
     gaps: list[float] = []
     switched: list[float | None] = []
     heard: list[float | None] = []
-    for _ in range(moves):
+    for n in range(moves):
         netchange.add_second_network()
         cut = None
         pages: list[Any] = []
@@ -491,13 +528,18 @@ def _handover(
             pages.append(listener)
             talker = open_page(pw, url, join_token(data, "talker"), bursts, args)
             pages.append(talker)
+            started = time.monotonic()
             try:
-                wait_until(lambda p=pages: all(connected(x) for x in p), 90, "both browsers")
+                _both_connected({"listener": listener, "talker": talker}, url, data, log)
             except RuntimeError:  # counted as a handover never resumed; the others still run
+                print(f"bench network: handover {n + 1}: timed out waiting for both browsers",
+                      file=log, flush=True)  # fmt: skip
                 gaps.append(float("inf"))
                 switched.append(None)
                 heard.append(None)
                 continue
+            print(f"bench network: handover {n + 1}: both browsers connected in "
+                  f"{time.monotonic() - started:.1f} s", file=log, flush=True)  # fmt: skip
             listener.evaluate(netchange.RX_TIMELINE)
             for page in pages:
                 page.evaluate(netchange.ICE_TIMELINE)
@@ -582,7 +624,7 @@ def run_network(opts: NetworkOptions, log: IO[str] = sys.stderr) -> dict[str, An
                                   f"RED {red}", file=log, flush=True)  # fmt: skip
                             args = turn.chromium_args
                             for row in _condition(
-                                pw, url, data, files, args, opts, path, tls.cert, speech
+                                pw, url, data, files, args, opts, path, tls.cert, speech, log
                             ):
                                 rows.append(
                                     {"path": path, "loss": loss, "pattern": pattern,
@@ -596,7 +638,7 @@ def run_network(opts: NetworkOptions, log: IO[str] = sys.stderr) -> dict[str, An
                             _apply(rules(path, 0.0, media))
                             with _jittered(media, opts.jitter_ms, way):
                                 got = _condition(pw, url, data, files, turn.chromium_args, opts,
-                                                 path, tls.cert, speech)  # fmt: skip
+                                                 path, tls.cert, speech, log)  # fmt: skip
                             rows += [
                                 {"path": path, "loss": 0.0, "pattern": "jitter", "direction": way,
                                  "red": red, "jitter_ms": opts.jitter_ms, **row} for row in got
@@ -609,12 +651,19 @@ def run_network(opts: NetworkOptions, log: IO[str] = sys.stderr) -> dict[str, An
                         network_change = {"moves": 0, **_gaps([])}
                         if "move" in opts.changes:
                             network_change = _network_change(
-                                pw, url, data, talk, turn.chromium_args, opts.moves, media
+                                pw, url, data, talk, turn.chromium_args, opts.moves, media, log
                             )
                         if "handover" in opts.changes:
                             print("bench network: handovers", file=log, flush=True)
                             network_change["handover"] = _handover(
-                                pw, url, data, talk, turn.chromium_args, opts.moves, media
+                                pw,
+                                url,
+                                data,
+                                talk,
+                                turn.chromium_args,
+                                opts.moves,
+                                media,
+                                log,
                             )
     return {
         "gilbert": GILBERT,
