@@ -2,13 +2,14 @@
 // every request for the app's own files goes to the server, and the cached copy is used only
 // when the server cannot be reached, so an update is picked up on the next load (never stuck
 // on an old version). The signaling socket, the API and the metrics are never cached.
-const CACHE = "voice-shell-v4";
+const CACHE = "voice-shell-v5";
 const SHELL = [
   "./",
   "index.html",
   "app.css",
   "manifest.webmanifest",
   "icon.svg",
+  "js/boot.js",
   "js/main.js",
   "js/i18n.js",
   "js/link.js",

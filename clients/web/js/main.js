@@ -896,4 +896,5 @@ class App {
 }
 
 const app = new App();
+window.voiceAppStarted = true; // the boot guard (boot.js) reloads a page where this never ran
 app.init();
