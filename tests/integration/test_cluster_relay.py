@@ -41,6 +41,9 @@ async def _until(condition: Callable[[], bool], what: str, within: float = WITHI
         await asyncio.sleep(0.05)
 
 
+REFUSED = "voice_cluster_relay_refused_total"
+
+
 async def _metric_at_least(node: ServerProcess, name: str, want: float) -> float:
     deadline = time.monotonic() + WITHIN
     while True:
@@ -95,6 +98,10 @@ async def _spanning(nodes: list[ServerProcess]) -> None:
         tb = await _one(groups[1])
         listeners = [await _one(g) for g in groups]  # one listener on each node
         await _metric_at_least(a, "voice_cluster_owned_channels", 1)
+        # refusals from here on: a node's first pings can reach a peer that has not yet read
+        # the node's relay entry from Redis (a heartbeat behind): refused as unknown_peer and
+        # counted, before any call (seen once in a busy CI run)
+        refused0 = [await asyncio.to_thread(metric, n, REFUSED) for n in nodes]
         ta.talking = tb.talking = True
         await _until(lambda: min(ta.sent, tb.sent) >= 150, "both talkers sent")
         ta.talking = tb.talking = False
@@ -119,8 +126,8 @@ async def _spanning(nodes: list[ServerProcess]) -> None:
         assert await asyncio.to_thread(metric, c, "voice_cluster_relay_sent_total") <= (
             listeners[2].sent
         )
-        for node in nodes:
-            assert await asyncio.to_thread(metric, node, "voice_cluster_relay_refused_total") == 0
+        refused = [await asyncio.to_thread(metric, n, REFUSED) for n in nodes]
+        assert refused == refused0, (refused0, refused)  # nothing of the call refused anywhere
         # the call log: each burst once, on the owner, the talker from node b named by its node
         spools = [n.data_dir / "spool" for n in nodes]
         await _until(lambda: len(list(spools[0].glob("*.ogg"))) == 2, "two bursts on a")
@@ -165,18 +172,19 @@ async def _intruder(nodes: list[ServerProcess], redis_url: str, key: bytes, encr
             wrong_key = pack(forged, bytes(32))
             other_format = Sealer(seal, a.index, a.incarnation).seal(forged)
         heard = listener.received
+        node_b = nodes[1]
+        before = await asyncio.to_thread(metric, node_b, REFUSED)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.sendto(wrong_key, (b.host, b.port))
             sock.sendto(other_format, (b.host, b.port))
         await _until(lambda: listener.received >= heard + 50, "the call goes on")
-        node_b = nodes[1]
         for reason in ("bad_auth", "wrong_format"):
             deadline = time.monotonic() + WITHIN
             while await asyncio.to_thread(_refused, node_b, reason) < 1:
                 assert time.monotonic() < deadline, f"no {reason} refusal counted"
                 await asyncio.sleep(0.2)
             assert await asyncio.to_thread(_refused, node_b, reason) == 1
-        assert await asyncio.to_thread(metric, node_b, "voice_cluster_relay_refused_total") == 2
+        assert await asyncio.to_thread(metric, node_b, REFUSED) == before + 2
         assert all(s.duplicates == 0 for s in listener.streams.values())
         talker.talking = False
     finally:
