@@ -212,7 +212,7 @@ async def _search(
     while (n := search.next_size()) is not None:
         step = await _step(workers, n, plan, server_cores, gen_cores)
         steps.append(step)
-        if step["valid"] is False and not step["held"]:
+        if step["valid"] is False:
             # the generator (or something else on the machine) fell behind: a size it cannot
             # drive says nothing of the server
             search.stopped = step["why"]

@@ -55,7 +55,7 @@ def add_bench_parser(sub: Any) -> None:
     wrk.add_argument("--warmup", type=float, default=2.0, help="seconds skipped first")
     wrk.add_argument(
         "--capacity",
-        choices=("auto", "on", "off"),
+        choices=("auto", "on", "off"),  # workers.CAPACITY_MODES (bench modules load lazily)
         default="auto",
         help="the capacity ratio (participants held at p99 <= 5 ms, loss 0, by one worker and "
         "two, each pinned to cores of its own): auto = only with >= 4 usable cores; on = even "

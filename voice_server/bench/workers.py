@@ -138,10 +138,9 @@ async def _window(server: ServerChild, workers: int, seconds: float) -> dict[str
             }
             for i in range(workers)
         ]
-    relayed = sum(
-        _worker_values(m1, "voice_relay_datagrams_received_total", workers)[i]
-        - _worker_values(m0, "voice_relay_datagrams_received_total", workers)[i]
-        for i in range(workers)
+    received = "voice_relay_datagrams_received_total"
+    relayed = sum(_worker_values(m1, received, workers)) - sum(
+        _worker_values(m0, received, workers)
     )
     hop = prom.histogram_delta(m0, m1, "voice_relay_added_seconds") if workers > 1 else None
     return {
