@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 
+import httpx
 import pytest
 
 from tests.servers import ServerProcess
@@ -68,3 +71,38 @@ async def test_a_participant_follows_a_new_offer_when_the_server_replaces_its_tr
     assert listener.local_port != first_port
     assert listener.received - before >= 40  # hears the talker again (50 packets/s)
     assert listener.srtp_errors == 0
+
+
+async def _until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def test_a_talkers_burst_goes_on_across_its_ice_restart(server: ServerProcess) -> None:
+    """A talker's path dies mid-burst and it asks for an ICE restart: the server keeps its burst
+    (and slot) past the 600 ms hangover, so its listeners see one talk, not a stop and a start,
+    and keep expecting audio (their own stall detection goes on) until the voice is back."""
+    token = server.token("sim", "ops")
+    group = SimGroup(server.ws_url, "ops", lambda _i: token, dtx=True)
+    try:
+        (talker,) = await group.add(1, talking=True)
+        (listener,) = await group.add(1)
+        await _until(lambda: listener.received >= 25, "the talk heard")
+        tx, talker._tx = talker._tx, None  # its network is gone: nothing goes out
+        await talker.send_message(type="ice_restart", id="r1")
+        await _until(lambda: talker.renegotiations > 0, "the restart offer answered")
+        await asyncio.sleep(0.8)  # past the 600 ms hangover, within the 1.5 s hold
+        talker._tx = tx  # its voice is back (on the new path)
+        before = listener.received
+        await _until(lambda: listener.received >= before + 25, "the voice back")
+        talker.talking = False
+        await _until(lambda: listener.messages["talk_stopped"] > 0, "the burst's end")
+    finally:
+        await group.close()
+    kinds = [e["type"] for e in listener.talk_events]
+    assert kinds == ["talk_started", "talk_stopped"], kinds
+    text = (await asyncio.to_thread(httpx.get, f"{server.url}/metrics")).text
+    assert "voice_media_talk_held_restart_total 1" in text

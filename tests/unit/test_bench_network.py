@@ -180,8 +180,11 @@ def test_bad_flags_are_one_line_and_exit_2(
 
 
 def test_network_change_keeps_its_keys_and_adds_the_handover() -> None:
-    from voice_server.bench.netchange import longest_gap_ms, switched_ms
+    from voice_server.bench.netchange import asked_ms, longest_gap_ms, switched_ms
 
+    events = [{"kind": "media", "wall": 150}, {"kind": "ice_restart", "wall": 90, "why": "x"},
+              {"kind": "ice_restart", "wall": 520, "why": "stall"}]  # fmt: skip
+    assert asked_ms(events, 100) == 420 and asked_ms(events[:2], 100) is None
     assert longest_gap_ms([[0, 0], [100, 5], [200, 5], [1000, 9], [1040, 12]], 150) == 900
     ice = [[0, "connected", "127.0.0.2", ""], [900, "connected", "127.0.0.6", ""]]
     assert switched_ms(ice, "127.0.0.2", 100) == 800
@@ -195,7 +198,8 @@ def test_network_change_keeps_its_keys_and_adds_the_handover() -> None:
             "moves": 2, "gaps_ms": [2200.0, 2300.0], "gap_ms": 2300.0, "gap_p50_ms": 2200.0,
             "resumed": 2,
             "handover": {"handovers": 2, "gaps_ms": [900.0, 950.0], "gap_ms": 950.0,
-                         "gap_p50_ms": 900.0, "resumed": 2, "switched_ms": [640, 700]},
+                         "gap_p50_ms": 900.0, "resumed": 2, "switched_ms": [640, 700],
+                         "asked_ms": [420, 480], "listener_asked_ms": [430, None]},
         },
     }  # fmt: skip
     from voice_server.bench.network import _gaps
@@ -206,6 +210,7 @@ def test_network_change_keeps_its_keys_and_adds_the_handover() -> None:
     text = format_summary(result)
     assert "address move): gaps [2200.0, 2300.0] ms, p50 2200.0, p95 None, worst 2300.0" in text
     assert "second network up): gaps [900.0, 950.0] ms, p50 900.0, p95 None, worst 950.0" in text
+    assert "restart asked at [420, 480] ms (talker), [430, None] ms (listener)" in text
 
 
 def test_pages_that_do_not_connect_are_reported_with_where_they_stand(

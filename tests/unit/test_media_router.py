@@ -145,6 +145,19 @@ def test_tick_ends_a_burst_when_packets_stop() -> None:
     assert w.events.log[-1] == ("stopped", "ann", 1)
 
 
+def test_a_held_talk_keeps_its_slot_across_the_talkers_ice_restart() -> None:
+    w = World(["ann", "bea"])
+    end = w.talk("ann", 0, 10)  # ann's network goes away after this
+    assert w.router.hold_talk("ann", (end + 400) * 1_000_000, 1500)  # her ICE restart
+    w.router.tick((end + 700) * 1_000_000)  # past the hangover: still held
+    assert w.events.log == [("started", "ann", 1)] and w.router.active_talkers == 1
+    w.talk("ann", end + 600, 5)  # her voice is back, same burst, same slot
+    assert w.events.log == [("started", "ann", 1)]
+    assert not w.router.hold_talk("bea", end * 1_000_000, 1500)  # holds no slot
+    w.router.tick((end + 700 + 600) * 1_000_000)
+    assert w.events.log[-1] == ("stopped", "ann", 1)
+
+
 def test_leaving_talker_frees_its_slot_and_is_announced() -> None:
     w = World(["ann", "bea"])
     w.talk("ann", 0, 10)

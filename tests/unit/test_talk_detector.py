@@ -161,3 +161,31 @@ def test_reset_forgets_a_burst() -> None:
 def test_rules_reject_out_of_range_values(kwargs: dict[str, int]) -> None:
     with pytest.raises(ValueError):
         TalkRules(**kwargs)  # type: ignore[arg-type]
+
+
+def test_hold_keeps_a_burst_going_past_the_hangover_until_voice_comes_back() -> None:
+    det = TalkDetector()
+    feed_levels(det, [LOUD] * 10)  # last voiced packet at 180 ms: the hangover ends at 780
+    assert det.hold(500, 1500)  # the talker's network changed at 500: held until 2000
+    assert det.tick(780) is TalkEvent.NONE
+    assert det.tick(1999) is TalkEvent.NONE and det.talking
+    assert det.tick(2000) is TalkEvent.STOPPED
+
+
+def test_a_voiced_packet_ends_the_hold_and_the_normal_hangover_follows() -> None:
+    det = TalkDetector()
+    feed_levels(det, [LOUD] * 10)
+    det.hold(500, 1500)
+    assert det.feed(900, LOUD) is TalkEvent.NONE  # the voice is back on the new path
+    assert det.tick(1499) is TalkEvent.NONE
+    assert det.tick(1500) is TalkEvent.STOPPED  # 600 ms after it, not at 2000
+
+
+def test_hold_does_nothing_without_a_burst_and_does_not_outlive_one() -> None:
+    det = TalkDetector(TalkRules(hangover_ms=100))
+    assert det.hold(0, 1500) is False
+    feed_levels(det, [LOUD] * 3)
+    det.hold(40, 1500)
+    det.reset()
+    feed_levels(det, [LOUD] * 3, start_ms=100)
+    assert det.tick(240) is TalkEvent.STOPPED  # a new burst: no hold left over

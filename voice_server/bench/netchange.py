@@ -26,6 +26,7 @@ from voice_server.bench.netns import BROWSER_ADDRESS, add_veth
 from voice_server.bench.turnrelay import nft
 
 __all__ = [
+    "DIAG_EVENTS",
     "ICE_TIMELINE",
     "LOCAL_ADDRESSES",
     "NEW_ADDRESS",
@@ -34,6 +35,7 @@ __all__ = [
     "SECOND_ADDRESS",
     "SELECTED_ADDRESS",
     "add_second_network",
+    "asked_ms",
     "cut_address",
     "longest_gap_ms",
     "move_address",
@@ -147,6 +149,19 @@ def switched_ms(ice: list[list[Any]], cut: str, since_ms: float) -> float | None
     for row in ice:
         if row[0] >= since_ms and row[2] not in (None, cut):
             return float(round(row[0] - since_ms))
+    return None
+
+
+#: the page's diagnostic events (clients/web/js/diag.js: kind, wall clock ms, details)
+DIAG_EVENTS = "() => window.voiceDiag ? window.voiceDiag.events : []"
+
+
+def asked_ms(events: list[dict[str, Any]], since_ms: float) -> float | None:
+    """When a page first asked for an ICE restart (its ``ice_restart`` diag event) from
+    ``since_ms`` on (ms after it), None if it never did: the stall detection's share of a gap."""
+    for event in events:
+        if event.get("kind") == "ice_restart" and event.get("wall", 0) >= since_ms:
+            return float(round(event["wall"] - since_ms))
     return None
 
 

@@ -438,6 +438,8 @@ def _network_change(
     talker = open_page(pw, url, join_token(data, "talker"), bursts, args)
     gaps: list[float] = []
     switched: list[float | None] = []
+    asked: list[float | None] = []
+    listener_asked: list[float | None] = []
     here = netns.BROWSER_ADDRESS
     try:
         _both_connected({"listener": listener, "talker": talker}, url, data, log)
@@ -456,12 +458,17 @@ def _network_change(
             gaps.append(round(gap, 1) if gap != float("inf") else float("inf"))
             ice = talker.evaluate("window.__ice")
             switched.append(netchange.switched_ms(ice, old, moved_ms))
+            asked.append(netchange.asked_ms(talker.evaluate(netchange.DIAG_EVENTS), moved_ms))
+            listener_asked.append(
+                netchange.asked_ms(listener.evaluate(netchange.DIAG_EVENTS), moved_ms)
+            )
     finally:
         netchange.restore(current=here)
         for page in (talker, listener):
             with contextlib.suppress(Exception):
                 page.context.browser.close()
-    return {"moves": moves, **_gaps(gaps), "switched_ms": switched}
+    return {"moves": moves, **_gaps(gaps), "switched_ms": switched, "asked_ms": asked,
+            "listener_asked_ms": listener_asked}  # fmt: skip
 
 
 def _stuck(pages: dict[str, Any], url: str, data: Path, log: IO[str]) -> None:
@@ -519,6 +526,8 @@ def _handover(
     gaps: list[float] = []
     switched: list[float | None] = []
     heard: list[float | None] = []
+    asked: list[float | None] = []
+    listener_asked: list[float | None] = []
     for n in range(moves):
         netchange.add_second_network()
         cut = None
@@ -535,8 +544,8 @@ def _handover(
                 print(f"bench network: handover {n + 1}: timed out waiting for both browsers",
                       file=log, flush=True)  # fmt: skip
                 gaps.append(float("inf"))
-                switched.append(None)
-                heard.append(None)
+                for times in (switched, heard, asked, listener_asked):
+                    times.append(None)
                 continue
             print(f"bench network: handover {n + 1}: both browsers connected in "
                   f"{time.monotonic() - started:.1f} s", file=log, flush=True)  # fmt: skip
@@ -552,13 +561,18 @@ def _handover(
             gaps.append(round(gap, 1) if gap != float("inf") else float("inf"))
             switched.append(netchange.switched_ms(talker.evaluate("window.__ice"), cut, cut_ms))
             heard.append(netchange.switched_ms(listener.evaluate("window.__ice"), cut, cut_ms))
+            asked.append(netchange.asked_ms(talker.evaluate(netchange.DIAG_EVENTS), cut_ms))
+            listener_asked.append(
+                netchange.asked_ms(listener.evaluate(netchange.DIAG_EVENTS), cut_ms)
+            )
         finally:
             for page in pages:
                 with contextlib.suppress(Exception):
                     page.context.browser.close()
             netchange.restore(current=cut or netns.BROWSER_ADDRESS)
     return {"handovers": moves, **_gaps(gaps), "switched_ms": switched,
-            "listener_switched_ms": heard}  # fmt: skip
+            "listener_switched_ms": heard, "asked_ms": asked,
+            "listener_asked_ms": listener_asked}  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -761,7 +775,9 @@ def format_summary(result: dict[str, Any]) -> str:
             lines.append(
                 f"network change (address move): gaps {change['gaps_ms']} ms, p50 "
                 f"{change.get('gap_p50_ms')}, p95 {change.get('gap_p95_ms')}, worst "
-                f"{change['gap_ms']}; talker's pair switched at {change.get('switched_ms')} ms"
+                f"{change['gap_ms']}; talker's pair switched at {change.get('switched_ms')} ms; "
+                f"restart asked at {change.get('asked_ms')} ms (talker), "
+                f"{change.get('listener_asked_ms')} ms (listener)"
             )
         handover = change.get("handover")
         if handover:
@@ -769,7 +785,9 @@ def format_summary(result: dict[str, Any]) -> str:
                 f"network change (handover, second network up): gaps {handover['gaps_ms']} ms, "
                 f"p50 {handover.get('gap_p50_ms')}, p95 {handover.get('gap_p95_ms')}, "
                 f"worst {handover['gap_ms']}; pair switched at {handover['switched_ms']} ms "
-                f"(talker), {handover.get('listener_switched_ms')} ms (listener)"
+                f"(talker), {handover.get('listener_switched_ms')} ms (listener); restart asked "
+                f"at {handover.get('asked_ms')} ms (talker), "
+                f"{handover.get('listener_asked_ms')} ms (listener)"
             )
     for key, value in result["summary"].items():
         lines.append(f"{key}: {value}")

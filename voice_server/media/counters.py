@@ -53,6 +53,7 @@ class MediaCounters:
     renegotiations: int = 0
     renegotiations_ignored: int = 0
     ice_restarts: int = 0  # ICE restart offers (a participant's network changed)
+    talk_held_restart: int = 0  # bursts kept going across their talker's ICE restart
     #: media sent to another validated address because the peer's SRTP/SRTCP came from it
     media_latched: int = 0
     rtcp_in: int = 0
@@ -125,6 +126,7 @@ class MediaCounters:
             ("renegotiations", "Renegotiation answers applied on a live peer connection"),
             ("renegotiations_ignored", "Renegotiation answers ignored (stale or mismatched)"),
             ("ice_restarts", "ICE restarts offered on a live peer connection (network change)"),
+            ("talk_held_restart", "Talk bursts kept going across their talker's ICE restart"),
             ("tcp_accepted", "ICE-TCP connections accepted"),
             ("tcp_refused", "ICE-TCP connections refused (pending limits)"),
             ("tcp_expired", "ICE-TCP connections closed: no valid ICE check in time"),

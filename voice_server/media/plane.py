@@ -8,8 +8,8 @@ during the call (returning a renegotiation offer when it now hears a channel its
 has no slot m-lines for), ``close`` tears it down. Server-side sources (no peer) are attached to
 routes with ``attach_source``. Owns five periodic jobs: talk hangover ticks (50 ms), RTCP sender
 reports (every 2 s per active slot and listener), receiver reports to talkers (every 1 s), RTCP
-keepalives to participants sending voice (every 250 ms) and ICE consent expiry (30 s without a
-check).
+keepalives to participants sending voice (every 100 ms; 200 ms to listeners of a talk) and ICE
+consent expiry (30 s without a check).
 """
 
 from __future__ import annotations
@@ -66,8 +66,18 @@ TALKER_REPORT_SECONDS = 1.0
 #: an empty receiver report (RC=0, + SDES; no loss figure, so the encoder's FEC decision still
 #: rests on the 1 s reports) to each participant sending voice, this often: the phone's stall
 #: detector (clients/web/js/call.js) hears from the server while it talks and so tells a dead
-#: path within ~0.6 s (a network change) instead of waiting out the 1 s report interval
-KEEPALIVE_SECONDS = 0.25
+#: path within ~0.5 s (a network change) instead of waiting out the 1 s report interval. A
+#: talker's next keepalive is due at most this long after its path died: it bounds how late
+#: the phone notices (the few talkers of a channel make it cheap)
+KEEPALIVE_SECONDS = 0.1
+#: the listeners of a channel where someone talks get one every this many keepalive rounds
+#: (their audio already comes 50 times a second; the keepalives cover its DTX pauses)
+LISTENER_KEEPALIVE_ROUNDS = 2
+#: a burst whose talker asks for an ICE restart (its network changed) is kept going this long
+#: without voice (talk/detector.py TalkDetector.hold): its voice comes back on the new path a
+#: few hundred ms later, and meanwhile its listeners keep expecting audio, so one whose own path
+#: died too (both on the same Wi-Fi) still detects that as fast as mid-burst
+RESTART_HOLD_MS = 1500
 #: ICE consent expiry is checked this often
 CONSENT_CHECK_SECONDS = 5.0
 #: a listener's own reports count towards the talkers' reported loss for this long
@@ -204,6 +214,7 @@ class MediaPlane:
         #: the SSRC our receiver reports come from (we send no media from it)
         self._report_ssrc = secrets.randbits(32) or 1
         self._keepalive = build_receiver_report(ssrc=self._report_ssrc, cname=CNAME)
+        self._keepalive_round = 0
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -538,6 +549,10 @@ class MediaPlane:
         self.endpoint.restart_ice(link.transport, creds.ufrag, creds.pwd)
         blocks = link.sdp.restart_ice()
         self.counters.ice_restarts += 1
+        now_ns = time.perf_counter_ns()
+        for router in self.routers.values():
+            if router.hold_talk(session_id, now_ns, RESTART_HOLD_MS):
+                self.counters.talk_held_restart += 1
         return Renegotiation(self._offer(link, blocks), link.sdp.revision)
 
     def _renegotiate(self, link: _Link) -> Renegotiation | None:
@@ -677,8 +692,14 @@ class MediaPlane:
         there), and to each that hears a channel where someone holds a slot (a listener: its
         audio has DTX pauses, and a talker who vanishes holds the slot for the hangover, so the
         keepalives tell a listener's dead path from a pause): a few dozen bytes per participant
-        every KEEPALIVE_SECONDS, only while someone talks."""
-        talking = {c for c, router in self.routers.items() if router.active_talkers}
+        every KEEPALIVE_SECONDS to a talker, every LISTENER_KEEPALIVE_ROUNDS rounds to a
+        listener, only while someone talks."""
+        self._keepalive_round = (self._keepalive_round + 1) % LISTENER_KEEPALIVE_ROUNDS
+        talking = (
+            {c for c, router in self.routers.items() if router.active_talkers}
+            if self._keepalive_round == 0
+            else None
+        )
         for link in list(self.links.values()):
             tr = link.transport
             voiced = tr.reception.voiced_since_mark()

@@ -25,8 +25,9 @@ MAX_DROPOUT = 3000  # RFC 3550 A.1: a jump this far ahead is a restart, not loss
 MAX_MISORDER = 100
 SEQ_MOD = 1 << 16
 #: a talker is sending voice (not Opus DTX, one packet per 400 ms) when this many of its packets
-#: arrived since the previous keepalive round (:meth:`Reception.voiced_since_mark`)
-KEEPALIVE_MIN_PACKETS = 4
+#: arrived since the previous keepalive round (:meth:`Reception.voiced_since_mark`; a round is
+#: 100 ms, five 20 ms packets of voice, which arrive unevenly: 3 and 7 in successive rounds)
+KEEPALIVE_MIN_PACKETS = 2
 
 
 def folded_fraction(uplink: int, listeners: list[int]) -> int:

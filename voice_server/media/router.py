@@ -770,6 +770,17 @@ class Router:
                     member.waiting = False
                     self._waiting.remove(member)
 
+    def hold_talk(self, session_id: str, now_ns: int, hold_ms: int) -> bool:
+        """Keep ``session_id``'s burst (and its slot) going for ``hold_ms`` without voice: its
+        network changed (an ICE restart), and its voice comes back on the new path within a
+        few hundred ms. Listeners meanwhile keep expecting audio (no talk_stopped, keepalives
+        go on), so one whose own path died at the same moment notices as soon as it would
+        mid-burst. False when it holds no slot here."""
+        member = self.members.get(session_id)
+        if member is None or member.slot is None or member.tentative:
+            return False
+        return member.detector.hold(now_ns // 1_000_000, hold_ms)
+
     @property
     def active_talkers(self) -> int:
         return sum(1 for m in self.members.values() if m.slot is not None)

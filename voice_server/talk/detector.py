@@ -63,6 +63,7 @@ class TalkRules:
 
 
 _NONE = TalkEvent.NONE
+_NEVER = -(1 << 62)
 _STARTED = TalkEvent.STARTED
 _STOPPED = TalkEvent.STOPPED
 
@@ -79,6 +80,7 @@ class TalkDetector:
         "_attack",
         "_gap",
         "_hangover",
+        "_hold_until_ms",
         "_last_ms",
         "_last_voiced_ms",
         "_none_voiced",
@@ -102,6 +104,7 @@ class TalkDetector:
         self._last_voiced_ms = -1
         self._quiet_in_run = 0
         self._last_ms = -(1 << 62)
+        self._hold_until_ms = _NEVER
         #: When the current (or last) burst's first voiced packet arrived; -1 before any burst.
         self.started_at_ms = -1
 
@@ -124,8 +127,19 @@ class TalkDetector:
         """Arrival of the newest voiced packet; -1 before any."""
         return self._last_voiced_ms
 
+    def hold(self, now_ms: int, hold_ms: int) -> bool:
+        """Keep a burst in progress going for ``hold_ms`` from ``now_ms`` without voiced packets
+        (its talker's network changed: the ICE restart that brings its voice back takes a few
+        hundred ms, and the burst should not end and start again meanwhile). The hold ends with
+        the next voiced packet; the normal hangover follows. False when no burst is going on."""
+        if not self._talking:
+            return False
+        self._hold_until_ms = max(self._hold_until_ms, now_ms + hold_ms)
+        return True
+
     def reset(self) -> None:
         """Forget everything (the participant left, or its stream was replaced)."""
+        self._hold_until_ms = _NEVER
         self._talking = False
         self._run_start_ms = -1
         self._last_voiced_ms = -1
@@ -142,8 +156,9 @@ class TalkDetector:
         if self._talking:
             if voiced:
                 self._last_voiced_ms = now_ms
+                self._hold_until_ms = _NEVER
                 return _NONE
-            if now_ms - self._last_voiced_ms >= self._hangover:
+            if now_ms - self._last_voiced_ms >= self._hangover and now_ms >= self._hold_until_ms:
                 return self._stop()
             return _NONE
 
@@ -171,11 +186,16 @@ class TalkDetector:
             now_ms = self._last_ms
         else:
             self._last_ms = now_ms
-        if self._talking and now_ms - self._last_voiced_ms >= self._hangover:
+        if (
+            self._talking
+            and now_ms - self._last_voiced_ms >= self._hangover
+            and now_ms >= self._hold_until_ms
+        ):
             return self._stop()
         return _NONE
 
     def _stop(self) -> TalkEvent:
+        self._hold_until_ms = _NEVER
         self._talking = False
         self._run_start_ms = -1
         self._quiet_in_run = 0

@@ -12,7 +12,7 @@
 // ("restart" {why}; the server answers with offer {renegotiate, restart}: new ICE credentials
 // applied to the same connection, DTLS kept) on `online`, on a connection-type change, when ICE
 // reports disconnected/failed, and on a media stall (we send voice but nothing at all has come
-// back for STALL_MS: the server keeps a talker posted every 250 ms; or someone is talking to us
+// back for STALL_MS: the server keeps a talker posted every 100 ms; or someone is talking to us
 // but nothing has come for LISTEN_STALL_MS: a listener's path died; sooner when a second network
 // is already checked). At most one request per RESTART_MIN_MS (the server refuses more often
 // with ice_restart_too_often).
@@ -24,25 +24,35 @@ const GATHER_TIMEOUT_MS = 2000;
 // with a TURN relay: its TLS handshake and allocation come before the relay candidate
 const RELAY_GATHER_TIMEOUT_MS = 6000;
 const DISCONNECTED_GRACE_MS = 5000;
-// A media stall: we have sent voice (VOICED_PACKETS a watch at least: not DTX silence) for STALL_MS
+// A media stall: we have sent voice (voiceWentOut: not DTX silence) for STALL_MS
 // without a byte back. While a participant sends voice the server sends it an RTCP keepalive every
-// 250 ms (voice_server/media/plane.py KEEPALIVE_SECONDS), so STALL_MS is two to three of them
+// 100 ms (voice_server/media/plane.py KEEPALIVE_SECONDS), so STALL_MS is several of them
 // missed; the stall clock starts again whenever a byte arrives or the voice pauses.
 const STALL_MS = 600;
 // A listener's stall: the signaling says someone is talking to us (expectsAudio) but no byte has
 // come for LISTEN_STALL_MS. While anyone holds a slot in a channel we hear, the server sends us a
-// keepalive every 250 ms too (voice_server/media/plane.py), which covers the DTX pauses inside a
-// talk and a vanished talker's 600 ms hangover (its talk_stopped ends our expecting); the margin
-// over STALL_MS is for that talk_stopped in flight.
+// keepalive every 200 ms too (voice_server/media/plane.py), which covers the DTX pauses inside a
+// talk and a vanished talker's 600 ms hangover (its talk_stopped ends our expecting; a talker
+// whose own network changed keeps its burst across its ICE restart, so a listener who lost its
+// path at the same moment goes on expecting); the margin over STALL_MS is for that talk_stopped
+// in flight.
 const LISTEN_STALL_MS = 800;
-// With a second network already checked (a succeeded pair from another local address than the
-// selected pair's: a phone's LTE kept up while on Wi-Fi), a restart moves the call at once (the
+// With a second network (a pair from another local address than the selected pair's, not failed:
+// a phone's LTE kept up while on Wi-Fi), a restart moves the call at once (the
 // server's candidate priority rises with each ICE generation, voice_server/media/sdp.py, so the
-// first new pair that works wins), so a stall is acted on sooner: a missed keepalive and a half,
-// talking or listening (a needless restart on the same network changes nothing we hear).
+// first new pair that works wins), so a stall is acted on sooner: four missed keepalives talking,
+// two listening (a needless restart on the same network changes nothing we hear).
 const BACKUP_STALL_MS = 400;
-const WATCH_MS = 200;
-const VOICED_PACKETS = 5; // of the ~10 20 ms packets a watch period holds while talking
+// The stall watch samples the stats this often while voice goes out or someone talks to us (a
+// stall is noticed at most a sample late), else every IDLE_WATCH_MS (a phone on all day).
+const WATCH_MS = 100;
+const IDLE_WATCH_MS = 250;
+// Voice goes out: at least half the 50 packets a second of 20 ms Opus frames (DTX silence sends
+// ~2.5 a second), counted over VOICE_WINDOW_MS at least (the browser's packetsSent moves in
+// uneven steps: 6, 4, 6, 4 over successive 100 ms samples while talking).
+const VOICED_PER_SECOND = 25;
+const VOICE_WINDOW_MS = 200;
+
 export const RESTART_MIN_MS = 3000;
 // The receive jitter buffer's requested hold time (ms) for every talk slot. In Chromium's WebRTC
 // this is a floor under NetEq's own target (the "base minimum delay"), not a cap: NetEq still
@@ -63,23 +73,68 @@ export function lowerJitterBuffer(receiver, targetMs = RECEIVE_JITTER_TARGET_MS)
   }
 }
 
-// The stall clock of watchStall starts again: the first sample, a byte received, or neither
-// voice going out (too few packets sent since the previous sample: silence, DTX, a muted
-// microphone) nor someone talking to us (`expecting`).
-export function stallClockRestarts(w, sent, received, expecting = false) {
-  const voiced = sent - w.sent >= VOICED_PACKETS;
-  return !w.since || received !== w.received || (!voiced && !expecting);
+// The stall watch's state: the recent samples [at, packets sent] (the voice window), since when
+// voice goes out or someone talks to us (0: neither), and the last received byte count with when
+// it changed (where the browser gives no lastPacketReceivedTimestamp).
+export function newWatch() {
+  return { samples: [], since: 0, received: 0, rxAt: 0 };
+}
+
+// Whether our voice went out over the last VOICE_WINDOW_MS or so (from the newest sample at
+// least that old, else the oldest kept): enough packets for the time between.
+export function voiceWentOut(w, sent, now) {
+  let ref = null;
+  for (const s of w.samples) if (now - s[0] >= VOICE_WINDOW_MS || !ref) ref = s;
+  if (!ref || now <= ref[0]) return false;
+  return sent - ref[1] >= Math.max(2, Math.ceil((VOICED_PER_SECOND * (now - ref[0])) / 1000));
 }
 
 // How long the stall clock may run before a restart: a talker's keepalives are due sooner than a
 // listener's audio; sooner still with a second network checked (`backup`).
-export function stallLimitMs(w, sent, backup = false) {
+export function stallLimitMs(voiced, backup) {
   if (backup) return BACKUP_STALL_MS;
-  return sent - w.sent >= VOICED_PACKETS ? STALL_MS : LISTEN_STALL_MS;
+  return voiced ? STALL_MS : LISTEN_STALL_MS;
 }
 
-// Whether a stats report shows a checked path from another local address than the selected
-// pair's (a relay candidate is no other network: it may run over the same one).
+// One sample of the watch: `quietMs` is how long ago the last packet came on the selected pair
+// (null: unknown, then a change of `received` bytes tells). Returns {voiced, stalled}: stalled
+// when voice goes out or someone talks to us (`expecting`), and nothing has come for the limit,
+// counted from when that began at the earliest (a talk starting after a long silence is no stall).
+export function watchSample(w, { now, sent, received, quietMs, expecting, backup }) {
+  const voiced = voiceWentOut(w, sent, now);
+  w.samples.push([now, sent]);
+  while (w.samples.length > 2 && now - w.samples[1][0] >= VOICE_WINDOW_MS) w.samples.shift();
+  if (received !== w.received || !w.rxAt) w.rxAt = now;
+  w.received = received;
+  if (!voiced && !expecting) {
+    w.since = 0;
+    return { voiced, stalled: false };
+  }
+  if (!w.since) w.since = now;
+  const quiet = Math.min(quietMs ?? now - w.rxAt, now - w.since);
+  if (quiet < stallLimitMs(voiced, backup)) return { voiced, stalled: false };
+  w.since = now; // asked: the next ask waits a full limit again
+  return { voiced, stalled: true };
+}
+
+// How long ago the selected pair last received a packet, by the report's own clock (null where
+// the browser does not say).
+export function quietMs(report) {
+  let quiet = null;
+  report.forEach((s) => {
+    if (s.type !== "transport" || !s.selectedCandidatePairId) return;
+    const pair = report.get(s.selectedCandidatePairId);
+    if (pair && typeof pair.lastPacketReceivedTimestamp === "number" && pair.lastPacketReceivedTimestamp > 0) {
+      quiet = Math.max(0, pair.timestamp - pair.lastPacketReceivedTimestamp);
+    }
+  });
+  return quiet;
+}
+
+// Whether a stats report shows a path from another local address than the selected pair's that
+// has not failed (a relay candidate is no other network: it may run over the same one). Not
+// only a succeeded one: Chromium may leave a second network's pair unchecked ("waiting") for
+// seconds once a pair is selected, and the restart checks it anyway.
 export function hasBackupNetwork(report) {
   let selected = null;
   report.forEach((s) => {
@@ -89,7 +144,7 @@ export function hasBackupNetwork(report) {
   if (!local) return false;
   let backup = false;
   report.forEach((s) => {
-    if (s.type !== "candidate-pair" || s.state !== "succeeded" || s.id === selected.id) return;
+    if (s.type !== "candidate-pair" || s.state === "failed" || s.id === selected.id) return;
     const other = report.get(s.localCandidateId);
     if (other && other.candidateType !== "relay" && other.address && other.address !== local.address) backup = true;
   });
@@ -121,12 +176,23 @@ export class Call extends EventTarget {
     this.disconnectTimer = null;
     this.iceServers = [];
     this.lastRestart = 0;
-    this.watch = { sent: 0, received: 0, since: 0 };
+    this.watch = newWatch();
     this.expectsAudio = () => false; // the app: whether someone is talking to us now
     this.onNetwork = () => this.requestRestart("network");
     window.addEventListener("online", this.onNetwork);
     if (navigator.connection) navigator.connection.addEventListener("change", this.onNetwork);
-    setInterval(() => this.watchStall(), WATCH_MS);
+    this.scheduleWatch(IDLE_WATCH_MS);
+  }
+
+  scheduleWatch(ms) {
+    setTimeout(async () => {
+      let active = false;
+      try {
+        active = await this.watchStall();
+      } finally {
+        this.scheduleWatch(active ? WATCH_MS : IDLE_WATCH_MS);
+      }
+    }, ms);
   }
 
   requestRestart(why) {
@@ -137,17 +203,17 @@ export class Call extends EventTarget {
     this.emit("restart", { why });
   }
 
-  // A media stall: our microphone's voice goes out (VOICED_PACKETS or more each WATCH_MS) but no
-  // byte at all has come back for STALL_MS (the server's keepalives come every 250 ms to a
-  // participant sending voice), or someone talks to us and nothing has come for LISTEN_STALL_MS.
-  // The clock restarts on any byte received and whenever neither holds (DTX silence gets reports
-  // once a second only, so a new burst starts a fresh clock).
+  // A media stall: our microphone's voice goes out (voiceWentOut) but no packet at all has come
+  // back for STALL_MS (the server's keepalives come every 100 ms to a participant sending voice),
+  // or someone talks to us and nothing has come for LISTEN_STALL_MS (watchSample). Returns
+  // whether either held (the next sample comes sooner).
   async watchStall() {
     const pc = this.pc;
-    if (!pc || pc.connectionState === "new") return;
+    if (!pc || pc.connectionState === "new") return false;
     let sent = 0;
     let received = 0;
     let backup = false;
+    let quiet = null;
     try {
       const report = await pc.getStats();
       report.forEach((s) => {
@@ -155,21 +221,16 @@ export class Call extends EventTarget {
         if (s.type === "transport") received += s.bytesReceived || 0;
       });
       backup = hasBackupNetwork(report);
+      quiet = quietMs(report);
     } catch (_) {
-      return;
+      return false;
     }
-    if (pc !== this.pc) return;
-    const w = this.watch;
-    const now = Date.now();
+    if (pc !== this.pc) return false;
     const expecting = this.expectsAudio();
-    if (stallClockRestarts(w, sent, received, expecting)) {
-      w.since = now;
-    } else if (now - w.since >= stallLimitMs(w, sent, backup)) {
-      w.since = now;
-      this.requestRestart(sent - w.sent >= VOICED_PACKETS ? "stall" : "listen_stall");
-    }
-    w.sent = sent;
-    w.received = received;
+    const now = Date.now();
+    const { voiced, stalled } = watchSample(this.watch, { now, sent, received, quietMs: quiet, expecting, backup });
+    if (stalled) this.requestRestart(voiced ? "stall" : "listen_stall");
+    return voiced || expecting;
   }
 
   // The TURN relays of `joined.ice_servers` for the next peer connection: well-formed entries
