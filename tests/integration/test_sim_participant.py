@@ -94,7 +94,7 @@ async def test_a_talkers_burst_goes_on_across_its_ice_restart(server: ServerProc
         tx, talker._tx = talker._tx, None  # its network is gone: nothing goes out
         await talker.send_message(type="ice_restart", id="r1")
         await _until(lambda: talker.renegotiations > 0, "the restart offer answered")
-        await asyncio.sleep(0.8)  # past the 600 ms hangover, within the 1.5 s hold
+        await asyncio.sleep(0.8)  # past the 600 ms hangover, within the 2.5 s hold
         talker._tx = tx  # its voice is back (on the new path)
         before = listener.received
         await _until(lambda: listener.received >= before + 25, "the voice back")

@@ -75,9 +75,11 @@ KEEPALIVE_SECONDS = 0.1
 LISTENER_KEEPALIVE_ROUNDS = 2
 #: a burst whose talker asks for an ICE restart (its network changed) is kept going this long
 #: without voice (talk/detector.py TalkDetector.hold): its voice comes back on the new path a
-#: few hundred ms later, and meanwhile its listeners keep expecting audio, so one whose own path
-#: died too (both on the same Wi-Fi) still detects that as fast as mid-burst
-RESTART_HOLD_MS = 1500
+#: few hundred ms later (a second network already up), or once the browser lists its new
+#: address (Chromium on Linux: 2 s after it appears, Android 1 s), and meanwhile its listeners
+#: keep expecting audio, so one whose own path died too (both on the same Wi-Fi) still detects
+#: that as fast as mid-burst. A talker whose session ends gives its slot back at once
+RESTART_HOLD_MS = 2500
 #: ICE consent expiry is checked this often
 CONSENT_CHECK_SECONDS = 5.0
 #: a listener's own reports count towards the talkers' reported loss for this long

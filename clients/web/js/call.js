@@ -24,24 +24,24 @@ const GATHER_TIMEOUT_MS = 2000;
 // with a TURN relay: its TLS handshake and allocation come before the relay candidate
 const RELAY_GATHER_TIMEOUT_MS = 6000;
 const DISCONNECTED_GRACE_MS = 5000;
-// A media stall: we have sent voice (voiceWentOut: not DTX silence) for STALL_MS
-// without a byte back. While a participant sends voice the server sends it an RTCP keepalive every
-// 100 ms (voice_server/media/plane.py KEEPALIVE_SECONDS), so STALL_MS is several of them
-// missed; the stall clock starts again whenever a byte arrives or the voice pauses.
-const STALL_MS = 600;
+// A media stall: we have sent voice (voiceWentOut: not DTX silence) for STALL_MS without a byte
+// back. While a participant sends voice the server sends it an RTCP keepalive every 100 ms
+// (voice_server/media/plane.py KEEPALIVE_SECONDS), so STALL_MS is four of them missed; it is also
+// below the server's 600 ms talk hangover, so the restart reaches the server while our burst is
+// still on and the server holds it across the restart (RESTART_HOLD_MS there).
+const STALL_MS = 400;
 // A listener's stall: the signaling says someone is talking to us (expectsAudio) but no byte has
 // come for LISTEN_STALL_MS. While anyone holds a slot in a channel we hear, the server sends us a
 // keepalive every 200 ms too (voice_server/media/plane.py), which covers the DTX pauses inside a
 // talk and a vanished talker's 600 ms hangover (its talk_stopped ends our expecting; a talker
 // whose own network changed keeps its burst across its ICE restart, so a listener who lost its
-// path at the same moment goes on expecting); the margin over STALL_MS is for that talk_stopped
-// in flight.
-const LISTEN_STALL_MS = 800;
+// path at the same moment goes on expecting).
+const LISTEN_STALL_MS = 600;
 // With a second network (a pair from another local address than the selected pair's, not failed:
-// a phone's LTE kept up while on Wi-Fi), a restart moves the call at once (the
-// server's candidate priority rises with each ICE generation, voice_server/media/sdp.py, so the
-// first new pair that works wins), so a stall is acted on sooner: four missed keepalives talking,
-// two listening (a needless restart on the same network changes nothing we hear).
+// a phone's LTE kept up while on Wi-Fi), a restart moves the call at once (the server's candidate
+// priority rises with each ICE generation, voice_server/media/sdp.py, so the first new pair that
+// works wins), so a listener's stall is acted on sooner: two missed keepalives (a needless
+// restart on the same network changes nothing we hear).
 const BACKUP_STALL_MS = 400;
 // The stall watch samples the stats this often while voice goes out or someone talks to us (a
 // stall is noticed at most a sample late), else every IDLE_WATCH_MS (a phone on all day).
