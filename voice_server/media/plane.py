@@ -6,10 +6,10 @@ sessions): ``open`` makes a transport for a route and returns the server's SDP o
 applies the participant's answer, ``set_route`` changes what a session talks into and hears
 during the call (returning a renegotiation offer when it now hears a channel its peer connection
 has no slot m-lines for), ``close`` tears it down. Server-side sources (no peer) are attached to
-routes with ``attach_source``. Owns five periodic jobs: talk hangover ticks (50 ms), RTCP sender
+routes with ``attach_source``. Owns six periodic jobs: talk hangover ticks (50 ms), RTCP sender
 reports (every 2 s per active slot and listener), receiver reports to talkers (every 1 s), RTCP
-keepalives to participants sending voice (every 100 ms; 200 ms to listeners of a talk) and ICE
-consent expiry (30 s without a check).
+keepalives to participants sending voice (every 100 ms) and to the listeners of a talk (every
+250 ms), and ICE consent expiry (30 s without a check).
 """
 
 from __future__ import annotations
@@ -70,9 +70,10 @@ TALKER_REPORT_SECONDS = 1.0
 #: talker's next keepalive is due at most this long after its path died: it bounds how late
 #: the phone notices (the few talkers of a channel make it cheap)
 KEEPALIVE_SECONDS = 0.1
-#: the listeners of a channel where someone talks get one every this many keepalive rounds
-#: (their audio already comes 50 times a second; the keepalives cover its DTX pauses)
-LISTENER_KEEPALIVE_ROUNDS = 2
+#: the listeners of a channel where someone talks get one this often (their audio already comes
+#: 50 times a second; these cover its DTX pauses and a talker's hangover: a listener's stall
+#: rule is 400-600 ms, clients/web/js/call.js)
+LISTENER_KEEPALIVE_SECONDS = 0.25
 #: a burst whose talker asks for an ICE restart (its network changed) is kept going this long
 #: without voice (talk/detector.py TalkDetector.hold): its voice comes back on the new path a
 #: few hundred ms later (a second network already up), or once the browser lists its new
@@ -215,8 +216,9 @@ class MediaPlane:
         self._talker_round = 0
         #: the SSRC our receiver reports come from (we send no media from it)
         self._report_ssrc = secrets.randbits(32) or 1
-        self._keepalive = build_receiver_report(ssrc=self._report_ssrc, cname=CNAME)
-        self._keepalive_round = 0
+        self._keepalive_report = build_receiver_report(ssrc=self._report_ssrc, cname=CNAME)
+        #: the participants whose voice arrived in the latest talker keepalive round
+        self._voiced: set[str] = set()
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -267,6 +269,7 @@ class MediaPlane:
             (self._send_reports, RTCP_SECONDS / RTCP_ROUNDS),
             (self._send_talker_reports, TALKER_REPORT_SECONDS / RTCP_ROUNDS),
             (self._send_keepalives, KEEPALIVE_SECONDS),
+            (self._send_listener_keepalives, LISTENER_KEEPALIVE_SECONDS),
             (self._check_consent, CONSENT_CHECK_SECONDS),
         ]
         return [
@@ -691,30 +694,36 @@ class MediaPlane:
     def _send_keepalives(self) -> None:
         """An empty receiver report to each participant whose voice arrived since the previous
         round (``Reception.voiced_since_mark``: DTX silence gets none, the 1 s reports suffice
-        there), and to each that hears a channel where someone holds a slot (a listener: its
-        audio has DTX pauses, and a talker who vanishes holds the slot for the hangover, so the
-        keepalives tell a listener's dead path from a pause): a few dozen bytes per participant
-        every KEEPALIVE_SECONDS to a talker, every LISTENER_KEEPALIVE_ROUNDS rounds to a
-        listener, only while someone talks."""
-        self._keepalive_round = (self._keepalive_round + 1) % LISTENER_KEEPALIVE_ROUNDS
-        talking = (
-            {c for c, router in self.routers.items() if router.active_talkers}
-            if self._keepalive_round == 0
-            else None
-        )
-        for link in list(self.links.values()):
-            tr = link.transport
-            voiced = tr.reception.voiced_since_mark()
-            if not voiced and not (talking and not talking.isdisjoint(link.route.hears)):
-                continue
-            if not tr.media_ready or tr.tx is None or tr.remote is None:
-                continue
-            try:
-                self.endpoint.sendto(tr.tx.protect_rtcp(self._keepalive), tr.remote)
-                self.counters.rtcp_out += 1
-                self.counters.rtcp_keepalives += 1
-            except Exception:
-                self.counters.drop_send_error += 1
+        there): a few dozen bytes every KEEPALIVE_SECONDS to each talker, so its phone's stall
+        detector hears from the server while it talks."""
+        voiced = set()
+        for sid, link in list(self.links.items()):
+            if link.transport.reception.voiced_since_mark():
+                voiced.add(sid)
+                self._keepalive(link.transport)
+        self._voiced = voiced
+
+    def _send_listener_keepalives(self) -> None:
+        """The same to each participant that hears a channel where someone holds a slot, every
+        LISTENER_KEEPALIVE_SECONDS (a talker already has its own): its audio has DTX pauses,
+        and a talker who vanishes holds the slot for the hangover, so the keepalives tell a
+        listener's dead path from a pause. Only while someone talks."""
+        talking = {c for c, router in self.routers.items() if router.active_talkers}
+        if not talking:
+            return
+        for sid, link in list(self.links.items()):
+            if sid not in self._voiced and not talking.isdisjoint(link.route.hears):
+                self._keepalive(link.transport)
+
+    def _keepalive(self, tr: Transport) -> None:
+        if not tr.media_ready or tr.tx is None or tr.remote is None:
+            return
+        try:
+            self.endpoint.sendto(tr.tx.protect_rtcp(self._keepalive_report), tr.remote)
+            self.counters.rtcp_out += 1
+            self.counters.rtcp_keepalives += 1
+        except Exception:
+            self.counters.drop_send_error += 1
 
     def _worst_downlink(self, channel: str, now: float) -> int:
         router = self.routers.get(channel)

@@ -32,7 +32,7 @@ const DISCONNECTED_GRACE_MS = 5000;
 const STALL_MS = 400;
 // A listener's stall: the signaling says someone is talking to us (expectsAudio) but no byte has
 // come for LISTEN_STALL_MS. While anyone holds a slot in a channel we hear, the server sends us a
-// keepalive every 200 ms too (voice_server/media/plane.py), which covers the DTX pauses inside a
+// keepalive every 250 ms too (voice_server/media/plane.py), which covers the DTX pauses inside a
 // talk and a vanished talker's 600 ms hangover (its talk_stopped ends our expecting; a talker
 // whose own network changed keeps its burst across its ICE restart, so a listener who lost its
 // path at the same moment goes on expecting).
