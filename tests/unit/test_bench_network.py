@@ -207,6 +207,17 @@ def test_network_change_keeps_its_keys_and_adds_the_handover() -> None:
     ten = _gaps([float(g) for g in range(100, 1100, 100)])
     assert (ten["gap_p50_ms"], ten["gap_p95_ms"], ten["gap_ms"]) == (500.0, 1000.0, 1000.0)
     assert _gaps([700.0, float("inf")])["gap_ms"] is None
+    from voice_server.bench.network import change_targets
+
+    targets = change_targets({**result["network_change"], "gap_p95_ms": 2300.0,
+                              "handover": {**result["network_change"]["handover"],
+                                           "gap_p95_ms": 950.0}})  # fmt: skip
+    assert targets == {"move_gap_p95_ms": 2300.0, "move_target_met": False,
+                       "handover_gap_p95_ms": 950.0, "handover_target_met": True}  # fmt: skip
+    unresumed = {"gaps_ms": [600.0, None], "gap_p95_ms": 600.0, "resumed": 1}
+    assert change_targets({"moves": 0, "gaps_ms": [], "handover": unresumed}) == {
+        "handover_gap_p95_ms": 600.0, "handover_target_met": False}  # fmt: skip
+    assert change_targets(None) == {}
     text = format_summary(result)
     assert "address move): gaps [2200.0, 2300.0] ms, p50 2200.0, p95 None, worst 2300.0" in text
     assert "second network up): gaps [900.0, 950.0] ms, p50 900.0, p95 None, worst 950.0" in text

@@ -83,6 +83,7 @@ __all__ = [
     "PATHS",
     "PATTERNS",
     "NetworkOptions",
+    "change_targets",
     "concealment",
     "conditions",
     "format_summary",
@@ -101,6 +102,7 @@ TARGET_0 = 30.0  # ms over UDP's p95 at 0 % loss, TCP and TURN-TLS
 TARGET_LOSS_TCP = 80.0  # ms over UDP's p95 at 2 % loss, TCP
 TARGET_CONCEALED = 0.02  # at 10 % random uplink loss with RED, the browser listener
 TARGET_STOI_DROP = 0.05  # STOI at 10 % random uplink loss with RED below the 0 % row's
+TARGET_CHANGE_MS = 1000.0  # a network change's gap at the listening browser, p95
 #: where the loss is: the phone's uplink (to the media port: the issue's targets), its downlink
 #: (from it: reported), or both (issue #21's path rows)
 DIRECTIONS = ("up", "down", "both")
@@ -690,7 +692,7 @@ def run_network(opts: NetworkOptions, log: IO[str] = sys.stderr) -> dict[str, An
         "cpus": os.cpu_count(),
         "rows": rows,
         "network_change": network_change,
-        "summary": summarize(rows),
+        "summary": summarize(rows) | change_targets(network_change),
     }
 
 
@@ -716,6 +718,21 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         if target is not None:
             out[key.replace("_ms_", "_target_met_")] = over <= target
     return out | _loss_targets(rows)
+
+
+def change_targets(change: dict[str, Any] | None) -> dict[str, Any]:
+    """Issue #22's network-change target, a gap ≤ 1 s p95 in Chromium, for each scenario run:
+    the address move (``network_change.gap_ms``'s p95) and the handover. A scenario with a
+    change that never resumed misses it."""
+    out: dict[str, Any] = {}
+    for name, figures in (("move", change), ("handover", (change or {}).get("handover"))):
+        if not figures or not figures.get("gaps_ms"):
+            continue
+        p95 = figures.get("gap_p95_ms")
+        resumed = figures.get("resumed") == len(figures["gaps_ms"])
+        out[f"{name}_gap_p95_ms"] = p95
+        out[f"{name}_target_met"] = resumed and p95 is not None and p95 <= TARGET_CHANGE_MS
+    return out
 
 
 def _loss_targets(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
