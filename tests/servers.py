@@ -18,6 +18,10 @@ import httpx
 from voice_server.bench.ports import free_port
 
 
+class _PortTaken(RuntimeError):
+    """The server could not bind a port drawn for it: another process took it meanwhile."""
+
+
 @dataclass
 class ServerProcess:
     data_dir: Path
@@ -75,6 +79,21 @@ class ServerProcess:
         return self.cli(*args)
 
     def start(self, timeout: float = 60.0) -> None:
+        """Start ``serve`` and wait until it is ready. Its ports were free when drawn, but
+        another process (a parallel test worker, a node's own connections to Redis or
+        PostgreSQL) may take one from the kernel's ephemeral range before this binds it: then
+        the server exits on "Address already in use" and is started again on fresh ports."""
+        for attempt in range(3):
+            try:
+                self._start_once(timeout)
+                return
+            except _PortTaken:
+                if attempt == 2:
+                    raise
+                self.port = free_port()
+                self.media_port = free_port(socket.SOCK_DGRAM)
+
+    def _start_once(self, timeout: float) -> None:
         self.log_path = self.data_dir / f"server-{self.port}.log"
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         cmd = [
@@ -90,11 +109,16 @@ class ServerProcess:
             str(self.media_port),
             *self.extra_args,
         ]
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                tail = self.log_path.read_bytes()[offset:]
+                if b"[Errno 98] Address already in use" in tail:
+                    self.proc = None
+                    raise _PortTaken(tail.decode(errors="replace"))
                 raise RuntimeError(f"server exited early:\n{self.log_path.read_text()}")
             if self.ready():
                 return
