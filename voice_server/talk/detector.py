@@ -103,7 +103,7 @@ class TalkDetector:
         self._run_start_ms = -1  # first voiced packet of the current attack run, -1 = none
         self._last_voiced_ms = -1
         self._quiet_in_run = 0
-        self._last_ms = -(1 << 62)
+        self._last_ms = _NEVER
         self._hold_until_ms = _NEVER
         #: When the current (or last) burst's first voiced packet arrived; -1 before any burst.
         self.started_at_ms = -1

@@ -120,15 +120,18 @@ export function watchSample(w, { now, sent, received, quietMs, expecting, backup
 // How long ago the selected pair last received a packet, by the report's own clock (null where
 // the browser does not say).
 export function quietMs(report) {
-  let quiet = null;
+  const pair = selectedPair(report);
+  const last = pair ? pair.lastPacketReceivedTimestamp : undefined;
+  return typeof last === "number" && last > 0 ? Math.max(0, pair.timestamp - last) : null;
+}
+
+// The transport's selected candidate pair in a stats report (null while none).
+function selectedPair(report) {
+  let pair = null;
   report.forEach((s) => {
-    if (s.type !== "transport" || !s.selectedCandidatePairId) return;
-    const pair = report.get(s.selectedCandidatePairId);
-    if (pair && typeof pair.lastPacketReceivedTimestamp === "number" && pair.lastPacketReceivedTimestamp > 0) {
-      quiet = Math.max(0, pair.timestamp - pair.lastPacketReceivedTimestamp);
-    }
+    if (s.type === "transport" && s.selectedCandidatePairId) pair = report.get(s.selectedCandidatePairId) || null;
   });
-  return quiet;
+  return pair;
 }
 
 // Whether a stats report shows a path from another local address than the selected pair's that
@@ -136,10 +139,7 @@ export function quietMs(report) {
 // only a succeeded one: Chromium may leave a second network's pair unchecked ("waiting") for
 // seconds once a pair is selected, and the restart checks it anyway.
 export function hasBackupNetwork(report) {
-  let selected = null;
-  report.forEach((s) => {
-    if (s.type === "transport" && s.selectedCandidatePairId) selected = report.get(s.selectedCandidatePairId);
-  });
+  const selected = selectedPair(report);
   const local = selected ? report.get(selected.localCandidateId) : null;
   if (!local) return false;
   let backup = false;
@@ -368,10 +368,7 @@ export class Call extends EventTarget {
   async networkReport() {
     if (!this.pc) return null;
     const report = await this.pc.getStats();
-    let pair = null;
-    report.forEach((s) => {
-      if (s.type === "transport" && s.selectedCandidatePairId) pair = report.get(s.selectedCandidatePairId);
-    });
+    let pair = selectedPair(report);
     if (!pair) report.forEach((s) => { if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") pair = s; });
     const local = pair ? report.get(pair.localCandidateId) : null;
     if (!local) return null;
